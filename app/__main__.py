@@ -1,0 +1,139 @@
+"""``python -m app``: serve the experiment with gevent's WSGIServer and WebSocketHandler.
+
+stdout carries one JSON event per line, the first being the readiness line
+``{"event": "listening", "url": ...}``; gevent's access and error logs go to
+stderr.  Every option has an environment equivalent (APP_HOST, APP_PORT,
+APP_AGENT, APP_RUM, APP_HELLO_GOODBYER) so a harness can configure a cell
+without building argument lists.
+"""
+from __future__ import absolute_import, print_function
+
+import argparse
+import errno
+import os
+import signal
+import socket
+import sys
+
+from .events import emit
+
+STOP_TIMEOUT = 1.0  # seconds open websockets get to finish on SIGTERM/SIGINT
+EXIT_USAGE = 2
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+def _env_flag(name):
+    value = os.environ.get(name, "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise SystemExit("error: %s=%r is not a boolean; use 1 or 0" % (name, value))
+
+
+def _add_flag(parser, name, env, help):
+    dest = name.replace("-", "_")
+    parser.add_argument("--" + name, dest=dest, action="store_true", help=help + " [%s]" % env)
+    parser.add_argument("--no-" + name, dest=dest, action="store_false")
+    parser.set_defaults(**{dest: _env_flag(env)})
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="python -m app", description=__doc__.split("\n")[0])
+    parser.add_argument("--host", default=os.environ.get("APP_HOST", "127.0.0.1"),
+                        help="address to bind [APP_HOST, default 127.0.0.1]")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("APP_PORT", "5000")),
+                        help="port to bind, 0 for an ephemeral one [APP_PORT, default 5000]")
+    _add_flag(parser, "agent", "APP_AGENT", "start the New Relic agent (developer mode)")
+    _add_flag(parser, "rum", "APP_RUM", "agent's browser monitoring (RUM) on")
+    _add_flag(parser, "hello-goodbyer", "APP_HELLO_GOODBYER", "wrap the app in HelloGoodbyer")
+    return parser.parse_args(argv)
+
+
+def versions():
+    names = ("gevent", "gevent-websocket", "greenlet", "Flask", "Werkzeug", "newrelic")
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+    except ImportError:  # CPython 2.7
+        import pkg_resources
+
+        PackageNotFoundError = pkg_resources.DistributionNotFound
+
+        def version(name):
+            return pkg_resources.get_distribution(name).version
+
+    found = {"python": ".".join(str(n) for n in sys.version_info[:3])}
+    for name in names:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def build_application(hello_goodbyer):
+    from .middleware import HelloGoodbyer
+    from .web import create_app, raw_app
+
+    flask_app = create_app()
+    main = HelloGoodbyer(flask_app) if hello_goodbyer else flask_app
+
+    def dispatch(environ, start_response):
+        if environ.get("PATH_INFO", "").startswith("/raw/"):
+            return raw_app(environ, start_response)
+        return main(environ, start_response)
+
+    return dispatch
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    agent_active = False
+    if args.agent:
+        from . import agent
+
+        agent_active = agent.start(args.rum)
+
+    import gevent
+    from gevent.pywsgi import WSGIServer
+    from geventwebsocket.handler import WebSocketHandler
+
+    from .middleware import IterableProbe
+
+    server = WSGIServer((args.host, args.port), build_application(args.hello_goodbyer),
+                        handler_class=WebSocketHandler, log=sys.stderr, error_log=sys.stderr)
+    # The agent wraps the application WSGIServer is given (its gevent hook);
+    # the probe must see what the handler sees, so it goes on afterwards.
+    server.application = IterableProbe(server.application)
+    try:
+        server.start()
+    except socket.error as exc:
+        if exc.errno == errno.EADDRINUSE:
+            print("error: %s:%d is already in use; choose another --port (0 picks a free one) "
+                  "or stop the process holding it" % (args.host, args.port), file=sys.stderr)
+            return EXIT_USAGE
+        raise
+
+    def stop(signum):
+        emit("stopping", signal=signum)
+        gevent.spawn(server.stop, timeout=STOP_TIMEOUT)
+
+    # gevent >= 1.5 renamed gevent.signal to gevent.signal_handler.
+    install = getattr(gevent, "signal_handler", None) or gevent.signal
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        install(signum, stop, signum)
+
+    host, port = server.address[:2]
+    emit("listening", host=host, port=port, url="http://%s:%d" % (host, port),
+         agent=args.agent, agent_active=agent_active, agent_loaded="newrelic" in sys.modules,
+         rum=args.rum, hello_goodbyer=args.hello_goodbyer,
+         versions=versions())
+    server.serve_forever()
+    emit("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

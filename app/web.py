@@ -1,0 +1,163 @@
+"""The seed's Flask application, plus raw WSGI apps that probe the handler.
+
+Import only after the agent has started (see app.agent).
+"""
+from __future__ import absolute_import
+
+import sys
+
+import gevent
+from flask import Flask, Response, request
+
+from .events import emit
+
+PAGE = (
+    "<!DOCTYPE html>\n<html><head><title>Streaming contents</title></head>\n"
+    "<body><h1>Hello from the page!</h1></body></html>\n"
+)
+VIEW_MESSAGE = "Hello from view!"
+ITERATOR_MESSAGE = "Hello from iterator!"
+ANSWER_TIMEOUT = 10.0  # seconds a view waits for the client's answer
+NOT_A_WEBSOCKET = "This route speaks websocket only: connect with a websocket client.\n"
+
+
+def _websocket_rule_options():
+    # Werkzeug >= 1.0 answers an upgrade on an ordinary rule with 400
+    # (WebsocketMismatch); 0.11 has no such argument and needs nothing.
+    from werkzeug.routing import Rule
+
+    try:
+        Rule("/", websocket=True)
+    except TypeError:
+        return {}
+    return {"websocket": True}
+
+
+def exchange(ws, message, event, rid):
+    """Send one message, wait (bounded) for the answer, and record it."""
+    ws.send(message)
+    answer = None
+    with gevent.Timeout(ANSWER_TIMEOUT, False):
+        answer = ws.receive()
+    if answer is None:
+        emit(event + "_missing", rid=rid, sent=message, timeout=ANSWER_TIMEOUT)
+    else:
+        if isinstance(answer, bytes):
+            answer = answer.decode("utf-8", "replace")
+        emit(event, rid=rid, sent=message, data=answer)
+    return answer
+
+
+def create_app():
+    app = Flask(__name__)
+    ws_rule = _websocket_rule_options()
+
+    def websocket_route(rule):
+        def register(view):
+            def endpoint():
+                ws = request.environ.get("wsgi.websocket")
+                if ws is None:  # only reachable where Werkzeug has no websocket rules
+                    return Response(NOT_A_WEBSOCKET, status=400, mimetype="text/plain")
+                return view(ws, request.environ.get("app.rid"))
+
+            app.add_url_rule(rule, view.__name__, endpoint, **ws_rule)
+            return view
+
+        return register
+
+    @app.route("/")
+    def page():
+        return Response(PAGE, mimetype="text/html")
+
+    @websocket_route("/view")
+    def view(ws, rid):
+        exchange(ws, VIEW_MESSAGE, "view_received", rid)
+        return Response("", mimetype="text/html")
+
+    @websocket_route("/streaming")
+    def streaming(ws, rid):
+        exchange(ws, VIEW_MESSAGE, "view_received", rid)
+
+        def response_iter():
+            exchange(ws, ITERATOR_MESSAGE, "iterator_received", rid)
+            yield b""
+
+        response = Response(response_iter(), direct_passthrough=True, mimetype="text/html")
+        response.call_on_close(lambda: emit("response_closed", rid=rid))
+        return response
+
+    return app
+
+
+# Raw WSGI apps under /raw/<kind>: each returns exactly one kind of iterable, so
+# the handler's close() contract can be checked without Flask in between.
+
+
+class _ClosableList(list):
+    def close(self):
+        pass
+
+
+class _IterableWithClose(object):
+    def __init__(self, chunks):
+        self.chunks = chunks
+
+    def __iter__(self):
+        return iter(self.chunks)
+
+    def close(self):
+        pass
+
+
+def _generator(raise_midway):
+    yield b"one"
+    if raise_midway:
+        raise RuntimeError("raised mid-way on purpose")
+    yield b"two"
+
+
+def _outcome(call):
+    try:
+        call()
+    except Exception as exc:  # the contract under test: report it, do not crash
+        return type(exc).__name__
+    return "ok"
+
+
+def _start_response_contract(write, start_response):
+    """PEP 3333's write() and exc_info rules, as seen from the application."""
+    def with_exc_info():
+        try:
+            raise KeyError("application error")
+        except KeyError:
+            start_response("500 Internal Server Error", [], sys.exc_info())
+
+    return {
+        "write_bytes": _outcome(lambda: write(b"written")),
+        "write_text": _outcome(lambda: write(u"text")),
+        "exc_info": _outcome(with_exc_info),  # headers are sent: must re-raise KeyError
+        "second_call": _outcome(lambda: start_response("200 OK", [])),
+    }
+
+
+def raw_app(environ, start_response):
+    kind = environ.get("PATH_INFO", "").rsplit("/", 1)[-1]
+    rid = environ.get("app.rid")
+    ws = environ.get("wsgi.websocket")
+    write = start_response("200 OK", [("Content-Type", "text/plain")])
+    if ws is None:
+        return [NOT_A_WEBSOCKET.encode("ascii")]
+    exchange(ws, VIEW_MESSAGE, "view_received", rid)
+    if kind == "write":
+        emit("start_response_contract", rid=rid, **_start_response_contract(write, start_response))
+        return []
+    iterables = {
+        "list": lambda: _ClosableList([b"one", b"two"]),
+        "generator": lambda: _generator(False),
+        "raising": lambda: _generator(True),
+        "object": lambda: _IterableWithClose([b"one", b"two"]),
+    }
+    if kind not in iterables:
+        emit("unknown_raw_kind", rid=rid, kind=kind)
+        return []
+    return iterables[kind]()
