@@ -1,0 +1,127 @@
+"""A cell of the matrix, the seed's published table, and the stacks' sessions."""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # nox depends on tomli on older interpreters
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parents[2]
+STACKS = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["stacks"]
+SESSION_KIND = {"today": "matrix", "seed": "seed"}  # nox session name per stack
+BOOLS = (False, True)
+
+
+@dataclass(frozen=True)
+class Cell:
+    stack: str
+    agent: bool
+    fixed: bool
+    rum: bool
+    hello_goodbyer: bool
+    streaming: bool
+
+    @property
+    def seed_key(self):
+        """The seed's own (fixed, rum, hello_goodbyer, streaming) tuple."""
+        return (self.fixed, self.rum, self.hello_goodbyer, self.streaming)
+
+    @property
+    def route(self):
+        return "/streaming" if self.streaming else "/view"
+
+    @property
+    def slug(self):
+        flags = "-".join(f"{k}={int(v)}" for k, v in asdict(self).items() if k != "stack")
+        return f"{self.stack}-{flags}"
+
+    def as_dict(self):
+        return asdict(self)
+
+
+def slug(name):
+    """A file name for a session name: matrix(agent=False, fixed=True) -> matrix-agent-False-fixed-True."""
+    return "-".join("".join(c if c.isalnum() else " " for c in name).split())
+
+
+def session_name(stack, agent, fixed):
+    return f"{SESSION_KIND[stack]}(agent={agent}, fixed={fixed})"
+
+
+def sessions():
+    """Every (stack, agent, fixed) a full run has, in the order nox runs them."""
+    return [(s, a, f) for s in STACKS for a in BOOLS for f in BOOLS]
+
+
+def cells(stack, agent, fixed):
+    return [Cell(stack, agent, fixed, r, h, s) for r, h, s in itertools.product(BOOLS, repeat=3)]
+
+
+# The seed's 32 observations, transcribed once, in the seed's own order and
+# notation: "fixed,rum,hello_goodbyer,streaming: verdict", first with the
+# agent, then without.  tests/test_model.py checks this against the seed file.
+SEED_WITH_AGENT = """
+True,True,True,True: +
+True,True,True,False: +
+True,True,False,True: +
+True,True,False,False: +
+True,False,True,True: +
+True,False,True,False: +
+True,False,False,True: +
+True,False,False,False: +
+False,True,True,True: -
+False,True,True,False: -
+False,True,False,True: -
+False,True,False,False: -
+False,False,True,True: -
+False,False,True,False: -
+False,False,False,True: -
+False,False,False,False: +
+"""
+SEED_WITHOUT_AGENT = """
+True,True,True,True: +
+True,True,True,False: +
+True,True,False,True: +
+True,True,False,False: +
+True,False,True,True: +
+True,False,True,False: +
+True,False,False,True: +
+True,False,False,False: +
+False,True,True,True: -
+False,True,True,False: -
+False,True,False,True: -
+False,True,False,False: +
+False,False,True,True: -
+False,False,True,False: -
+False,False,False,True: -
+False,False,False,False: +
+"""
+
+
+def parse_seed_list(text):
+    """[(fixed, rum, hello_goodbyer, streaming), verdict] in the order written."""
+    rows = []
+    for line in text.strip().splitlines():
+        key, verdict = line.split(":")
+        flags = tuple(v.strip() == "True" for v in key.split(","))
+        rows.append((flags, verdict.strip()))
+    return rows
+
+
+def seed_table():
+    """{(agent, fixed, rum, hello_goodbyer, streaming): '+' or '-'}"""
+    table = {}
+    for agent, text in ((True, SEED_WITH_AGENT), (False, SEED_WITHOUT_AGENT)):
+        for flags, verdict in parse_seed_list(text):
+            table[(agent, *flags)] = verdict
+    return table
+
+
+def seed_verdict(cell):
+    return seed_table()[(cell.agent, *cell.seed_key)]

@@ -1,0 +1,83 @@
+"""The seed's success definition, evaluated from evidence.
+
+Seed: '+' iff the client logs "Hello from view!" and the server logs the
+client's answer from the view; in streaming cells also "Hello from iterator!"
+and the answer inside response_iter; in HelloGoodbyer cells the server logs
+"changing hellos to goodbyes".  Added beside the verdict, not in it: did the
+server call close() on the iterable (PEP 3333), and did the websocket end
+with a valid close frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+VIEW_MESSAGE = "Hello from view!"
+ITERATOR_MESSAGE = "Hello from iterator!"
+
+
+@dataclass
+class Observation:
+    client: str
+    rid: int | None
+    view: bool
+    iterator: bool | None
+    middleware: bool | None
+    verdict: str
+    iterable_closed: bool
+    valid_close_frame: bool
+    evidence: dict = field(default_factory=dict)
+
+    def as_dict(self):
+        return asdict(self)
+
+    def comparable(self):
+        return {k: getattr(self, k) for k in
+                ("view", "iterator", "middleware", "verdict", "iterable_closed",
+                 "valid_close_frame")}
+
+
+def request_id(events, client):
+    """The server's id for the connection the given client opened."""
+    for event in events:
+        if event["event"] == "request" and f"client={client}" in event.get("query", ""):
+            return event["rid"]
+    return None
+
+
+def _exchange(transcript, server_events, message, event_name):
+    """The client got `message`, and the server recorded the client's answer to it."""
+    received = message in transcript.received
+    answer = None
+    if received:
+        index = transcript.received.index(message)
+        answer = transcript.sent[index] if index < len(transcript.sent) else None
+    logged = [e for e in server_events if e["event"] == event_name]
+    ok = received and answer is not None and any(e.get("data") == answer for e in logged)
+    return ok, {"client_received": received, "client_answer": answer,
+                "server_logged": [e.get("data") for e in logged]}
+
+
+def evaluate(cell, transcript, events):
+    rid = request_id(events, transcript.client)
+    mine = [e for e in events if rid is not None and e.get("rid") == rid]
+    view, view_ev = _exchange(transcript, mine, VIEW_MESSAGE, "view_received")
+    iterator = middleware = None
+    evidence = {"view": view_ev}
+    if cell.streaming:
+        iterator, evidence["iterator"] = _exchange(transcript, mine, ITERATOR_MESSAGE,
+                                                   "iterator_received")
+    if cell.hello_goodbyer:
+        said = [e["message"] for e in mine if e["event"] == "hellos_to_goodbyes"]
+        middleware = bool(said)
+        evidence["middleware"] = {"server_logged": said}
+    closes = [e["count"] for e in mine if e["event"] == "iterable_closed"]
+    close = transcript.close
+    evidence["close"] = {"iterable_close_calls": len(closes), "client_close": close,
+                         "client_returncode": transcript.returncode}
+    ok = view and iterator is not False and middleware is not False
+    return Observation(client=transcript.client, rid=rid, view=view, iterator=iterator,
+                       middleware=middleware, verdict="+" if ok else "-",
+                       iterable_closed=len(closes) == 1,
+                       valid_close_frame=bool(close and close.get("valid")),
+                       evidence=evidence)

@@ -1,0 +1,89 @@
+"""The observations: 8 cells of (rum, hello_goodbyer, streaming) for this session.
+
+Each cell starts its own server, proves its toggles are real (positive
+controls), runs both real clients, evaluates the seed's criteria and asserts
+the observation against the expectation model.  The record is kept before any
+assertion, so a failing cell still lands in the results file with evidence.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+import pytest
+
+from tests.harness import clients
+from tests.harness.cells import BOOLS, STACKS, Cell, seed_verdict
+from tests.harness.criteria import evaluate
+from tests.harness.model import StackFacts, predict
+from tests.harness.server import Server
+
+PAGE_TIMEOUT = 5.0  # s for the GET of the HTML page
+
+
+def onoff(name):
+    return lambda value: f"{name}={'on' if value else 'off'}"
+
+
+def get_page(url):
+    with urllib.request.urlopen(url + "/", timeout=PAGE_TIMEOUT) as response:
+        return response.status, response.read().decode("utf-8", "replace")
+
+
+def positive_controls(cell, server, page):
+    """What this server really runs, checked against what the cell claims."""
+    versions = server.versions
+    pins = STACKS[cell.stack]
+    gws = versions["gevent-websocket"] or ""
+    want_gws = pins["gevent-websocket"]["version"] + ("+fixed" if cell.fixed else "")
+    return {
+        "hello_goodbyer": ("Goodbye from the page!" in page) == cell.hello_goodbyer,
+        "rum_script": ("NREUM" in page) == (cell.agent and cell.rum),
+        "gevent-websocket build": gws == want_gws,
+        "agent loaded": server.ready.get("agent_loaded") == cell.agent,
+        "agent active": server.ready.get("agent_active") == cell.agent,
+        "no outbound connection": not [e for e in server.events if e["event"] == "outbound"
+                                       and e.get("kind") != "udp_route_lookup"],
+    }
+
+
+@pytest.mark.cell
+@pytest.mark.parametrize("streaming", BOOLS, ids=onoff("streaming"))
+@pytest.mark.parametrize("hello_goodbyer", BOOLS, ids=onoff("hello_goodbyer"))
+@pytest.mark.parametrize("rum", BOOLS, ids=onoff("rum"))
+def test_cell(session, results, rum, hello_goodbyer, streaming):
+    if session.agent is None or session.fixed is None:
+        pytest.skip("cells need the session's claim: run through nox, or pass "
+                    "--agent/--no-agent and --fixed/--no-fixed")
+    cell = Cell(session.stack, session.agent, session.fixed, rum, hello_goodbyer, streaming)
+    server = Server(session.server_python, agent=cell.agent, rum=rum,
+                    hello_goodbyer=hello_goodbyer, log_dir=session.logs, name=cell.slug)
+    with server:
+        status, page = get_page(server.url)
+        transcripts = [clients.run(c, f"{server.ws_url}{cell.route}?client={c}")
+                       for c in clients.CLIENTS]
+    events = server.events
+    controls = positive_controls(cell, server, page)
+    facts = StackFacts.from_versions(server.versions)
+    expected = predict(cell, facts)
+    observed = [evaluate(cell, t, events) for t in transcripts]
+    results.add("cells", {
+        "cell": cell.as_dict(), "seed": seed_verdict(cell),
+        "verdict": observed[0].verdict, "observed": [o.as_dict() for o in observed],
+        "expected": expected.as_dict(), "facts": facts.__dict__, "controls": controls,
+        "versions": server.versions, "page_status": status,
+        "transcripts": [t.as_dict() for t in transcripts],
+        "server_events": events, "server_ready_after": server.ready_after,
+        "client_durations": {t.client: round(t.duration, 3) for t in transcripts},
+    })
+
+    failed = [name for name, ok in controls.items() if not ok]
+    assert not failed, server.explain(
+        f"{cell.slug}: positive controls failed: {failed}; versions={server.versions}, "
+        f"page excerpt={page[:300]!r}")
+    for obs in observed:
+        assert obs.comparable() == {k: v for k, v in expected.as_dict().items()
+                                    if k in obs.comparable()}, server.explain(
+            f"{cell.slug}, {obs.client} client: expected {expected.as_dict()}\n"
+            f"  observed {obs.comparable()}\n  evidence {json.dumps(obs.evidence)}")

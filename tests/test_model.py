@@ -1,0 +1,73 @@
+"""Harness unit tests: the seed's table as data, and the expectation model."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.harness.cells import (
+    SEED_WITH_AGENT, SEED_WITHOUT_AGENT, STACKS, Cell, cells, parse_seed_list, seed_table)
+from tests.harness.model import StackFacts, predict
+from tests.harness.server import ROOT
+
+SEED_DIR = ROOT.parent / "shared" / "seed"
+
+
+def pinned_versions(stack, agent, fixed):
+    pins = {r.split("==")[0].lower(): r.split("==")[1] for r in STACKS[stack]["agent"]}
+    gws = STACKS[stack]["gevent-websocket"]["version"] + ("+fixed" if fixed else "")
+    return {"gevent-websocket": gws, "newrelic": pins["newrelic"] if agent else None}
+
+
+def test_transcription_matches_the_seed_file():
+    files = sorted(SEED_DIR.glob("*.txt"))
+    if not files:
+        pytest.skip(f"the seed is not beside this checkout ({SEED_DIR})")
+    text = files[0].read_text()
+    item = r"1\. ((?:True|False)(?:,(?:True|False)){3}: [+-])"
+    lines = re.findall(item, text)
+    assert len(lines) == 32, f"expected the seed's 32 numbered items, found {len(lines)}"
+    assert parse_seed_list("\n".join(lines[:16])) == parse_seed_list(SEED_WITH_AGENT)
+    assert parse_seed_list("\n".join(lines[16:])) == parse_seed_list(SEED_WITHOUT_AGENT)
+
+
+def test_seed_table_has_32_distinct_cells():
+    assert len(seed_table()) == 32
+
+
+@pytest.mark.parametrize("agent", [True, False])
+@pytest.mark.parametrize("fixed", [True, False])
+def test_model_on_the_2016_stack_predicts_the_seed(agent, fixed):
+    facts = StackFacts.from_versions(pinned_versions("seed", agent, fixed))
+    for cell in cells("seed", agent, fixed):
+        assert predict(cell, facts).verdict == seed_table()[(agent, *cell.seed_key)], cell
+
+
+@pytest.mark.parametrize("agent", [True, False])
+@pytest.mark.parametrize("fixed", [True, False])
+def test_model_on_todays_stack_predicts_every_cell_passes(agent, fixed):
+    facts = StackFacts.from_versions(pinned_versions("today", agent, fixed))
+    assert {predict(c, facts).verdict for c in cells("today", agent, fixed)} == {"+"}
+    assert facts.handler_closes == fixed
+
+
+@pytest.mark.parametrize("newrelic, lazy", [
+    ("2.66.0.49", True),     # last release that wraps websocket requests in lazy RUM
+    ("2.68.0.50", False),    # _is_websocket: upgrades are skipped
+    ("2.82.0.62", False),    # RUM middleware made eager
+    ("14.1.0", False),
+    (None, False),
+])
+def test_agent_facts_follow_the_release_history(newrelic, lazy):
+    facts = StackFacts.from_versions({"gevent-websocket": "0.9.5", "newrelic": newrelic})
+    assert facts.agent_rum_lazy_on_websockets is lazy
+
+
+def test_the_model_can_predict_a_failure_on_todays_handler_only_if_it_stops_iterating():
+    # The model is a hypothesis, not a table: change one fact, the prediction moves.
+    cell = Cell("today", True, False, True, False, False)
+    assert predict(cell, StackFacts(True, False, True)).verdict == "+"
+    assert predict(cell, StackFacts(False, False, True)).verdict == "-"
+    assert predict(cell, StackFacts(False, False, False)).verdict == "+"
