@@ -41,8 +41,14 @@ def results_file(name, suffix=".json"):
 # -- one helper per concern ------------------------------------------------
 
 
+# This machine (and many CI images) export PYTHONDONTWRITEBYTECODE=1, and uv
+# does not compile on install: every server start would then compile Flask
+# from source (readiness 0.50 s instead of 0.19 s).  pip compiles anyway.
+COMPILE = {"UV_COMPILE_BYTECODE": "1"}
+
+
 def install_harness(session):
-    session.install(*nox.project.dependency_groups(PYPROJECT, "test"))
+    session.install(*nox.project.dependency_groups(PYPROJECT, "test"), env=COMPILE)
 
 
 def install_node_client(session):
@@ -91,7 +97,10 @@ def install_server(session, stack, agent, fixed, name):
     """The environment of the server under test; returns its interpreter."""
     if stack == "today":
         python = Path(session.virtualenv.location) / "bin" / "python"
-        install = session.install
+
+        def install(*args):
+            session.install(*args, env=COMPILE)
+
         wheel = gevent_websocket_wheel(session, stack, fixed)
     else:
         python = py27_env(session, name)
