@@ -52,7 +52,7 @@ class Server:
         self.stop()
 
     def start(self, wait=True):
-        env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONDONTWRITEBYTECODE="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
         # A server's environment must not decide the cell: flags do.
         for key in ("APP_AGENT", "APP_RUM", "APP_HELLO_GOODBYER", "APP_PORT", "APP_HOST"):
             env.pop(key, None)
