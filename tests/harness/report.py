@@ -122,6 +122,16 @@ def build(sessions, problems):
             "sessions": {n: d.get("status") for n, d in sessions.items()}}
 
 
+def stack_versions(rows):
+    """'Flask 3.1.3, gevent-websocket 0.10.1 / 0.10.1+fixed, ...' over a stack's cells."""
+    seen = {}
+    for row in rows:
+        for name, version in (row.get("versions") or {}).items():
+            if version:
+                seen.setdefault(name, set()).add(version)
+    return ", ".join(f"{name} {' / '.join(sorted(v))}" for name, v in sorted(seen.items()))
+
+
 def flags(row):
     return ",".join(str(row[k]) for k in ("fixed", "rum", "hello_goodbyer", "streaming"))
 
@@ -133,8 +143,7 @@ def yes(value):
 def terminal(report):
     lines = []
     for stack, data in report["stacks"].items():
-        versions = next((r["versions"] for r in data["rows"] if r.get("versions")), {})
-        lines.append(f"\n{stack} stack ({', '.join(f'{k} {v}' for k, v in versions.items() if v)})")
+        lines.append(f"\n{stack} stack ({stack_versions(data['rows'])})")
         lines.append(f"{'agent':6} {'fixed,rum,hello_goodbyer,streaming':36} obs seed model "
                      "closed close-frame")
         for r in data["rows"]:
@@ -170,10 +179,8 @@ def markdown(report):
            "Added columns: the server closed the iterable (PEP 3333); the websocket ended with",
            "a valid close frame.", ""]
     for stack, data in report["stacks"].items():
-        versions = next((r["versions"] for r in data["rows"] if r.get("versions")), {})
         out += [f"## {stack} stack", "",
-                ", ".join(f"{k} {v}" for k, v in versions.items() if v) + " (as the servers "
-                "reported them)", ""]
+                f"{stack_versions(data['rows'])} (as the servers reported them)", ""]
         for agent in (True, False):
             out += ["Always use the agent." if agent else "Same but without the agent.", ""]
             for r in (r for r in data["rows"] if r["agent"] == agent):
