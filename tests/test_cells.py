@@ -9,6 +9,7 @@ assertion, so a failing cell still lands in the results file with evidence.
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 
 import pytest
@@ -57,6 +58,7 @@ def test_cell(session, results, rum, hello_goodbyer, streaming):
         pytest.skip("cells need the session's claim: run through nox, or pass "
                     "--agent/--no-agent and --fixed/--no-fixed")
     cell = Cell(session.stack, session.agent, session.fixed, rum, hello_goodbyer, streaming)
+    started = time.monotonic()
     server = Server(session.server_python, agent=cell.agent, rum=rum,
                     hello_goodbyer=hello_goodbyer, log_dir=session.logs, name=cell.slug)
     with server:
@@ -64,6 +66,7 @@ def test_cell(session, results, rum, hello_goodbyer, streaming):
         transcripts = [clients.run(c, f"{server.ws_url}{cell.route}?client={c}")
                        for c in clients.CLIENTS]
     events = server.events
+    duration = time.monotonic() - started
     controls = positive_controls(cell, server, page)
     facts = StackFacts.from_versions(server.versions)
     expected = predict(cell, facts)
@@ -76,6 +79,7 @@ def test_cell(session, results, rum, hello_goodbyer, streaming):
         "transcripts": [t.as_dict() for t in transcripts],
         "server_events": events, "server_ready_after": server.ready_after,
         "client_durations": {t.client: round(t.duration, 3) for t in transcripts},
+        "duration": round(duration, 3),
     })
 
     failed = [name for name, ok in controls.items() if not ok]

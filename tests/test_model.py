@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
 from tests.harness.cells import (
-    SEED_WITH_AGENT, SEED_WITHOUT_AGENT, STACKS, Cell, cells, parse_seed_list, seed_table)
+    SEED_WITH_AGENT,
+    SEED_WITHOUT_AGENT,
+    STACKS,
+    Cell,
+    cells,
+    parse_seed_list,
+    seed_table,
+)
 from tests.harness.model import StackFacts, predict
 from tests.harness.server import ROOT
 

@@ -46,7 +46,7 @@ class Cell:
 
 
 def slug(name):
-    """A file name for a session name: matrix(agent=False, fixed=True) -> matrix-agent-False-fixed-True."""
+    """File name of a session: matrix(agent=False, fixed=True) -> matrix-agent-False-fixed-True"""
     return "-".join("".join(c if c.isalnum() else " " for c in name).split())
 
 

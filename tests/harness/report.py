@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from .cells import STACKS, SEED_WITH_AGENT, SEED_WITHOUT_AGENT, parse_seed_list, session_name, slug
+from .cells import SEED_WITH_AGENT, SEED_WITHOUT_AGENT, STACKS, parse_seed_list, session_name, slug
 
 SEED_ORDER = [(agent, flags) for agent, text in ((True, SEED_WITH_AGENT),
                                                  (False, SEED_WITHOUT_AGENT))
@@ -215,8 +215,9 @@ def page(report):
             cls = ' class="diff"' if r["differs_from_seed"] else ""
             body.append(f"<tr{cls}><td>{r['agent']}</td><td>{flags(r)}</td>"
                         f"<td>{r['verdict']}</td><td>{r['seed']}</td><td>{r['expected']}</td>"
-                        f"<td>{yes(r['closed'])}</td><td>{'valid' if r['valid_close'] else 'invalid'}"
-                        f"</td><td>{html.escape(r['cause'])}</td></tr>")
+                        f"<td>{yes(r['closed'])}</td>"
+                        f"<td>{'valid' if r['valid_close'] else 'invalid'}</td>"
+                        f"<td>{html.escape(r['cause'])}</td></tr>")
         body.append(f"</table><p>Reproduced {data['reproduced']}/{data['observed']}; seed's "
                     f"conclusion {html.escape(conclusion_text(data['conclusion']))}.</p>")
     if report["problems"]:
