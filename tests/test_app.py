@@ -164,3 +164,14 @@ def pid_alive(pid):
     # A zombie is dead but not yet reaped by its parent (which has exited).
     with open(f"/proc/{pid}/stat") as stat:
         return stat.read().split(")")[-1].split()[0] != "Z"
+
+
+def test_every_app_module_compiles_on_the_server_interpreter(session):
+    """app/ is one source for CPython 2.7 and 3.x: no f-strings, no annotations."""
+    check = ("import glob, sys\n"
+             "for path in sorted(glob.glob('app/*.py')):\n"
+             "    compile(open(path).read(), path, 'exec')\n"
+             "sys.stdout.write('%d.%d ok' % sys.version_info[:2])\n")
+    proc = subprocess.run([session.server_python, "-c", check], cwd=ROOT, capture_output=True,
+                          timeout=30)
+    assert proc.returncode == 0 and proc.stdout.endswith(b" ok"), proc.stderr.decode()[-2000:]
