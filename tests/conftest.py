@@ -73,6 +73,65 @@ def results():
     return RESULTS
 
 
+def _protocol_outcome(report):
+    """passed, failed, skipped, or xfailed (defect observed) / xpassed (defect not seen)."""
+    if hasattr(report, "wasxfail"):
+        return "xfailed" if report.skipped else "xpassed"
+    if report.failed and str(report.longrepr).startswith("[XPASS(strict)]"):
+        return "xpassed"
+    return report.outcome
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Each check marked `protocol` becomes one record of the results' "protocol" list.
+
+    The test module puts ("arm", ...) and ("evidence", ...) in user_properties;
+    the marker's `defect` names what the vanilla arm gets wrong.
+    """
+    report = yield
+    marker = item.get_closest_marker("protocol")
+    if marker is not None and (report.when == "call"
+                               or (report.when == "setup" and not report.passed)):
+        props = dict(item.user_properties)
+        evidence = props.get("evidence")
+        if evidence is None and report.longrepr is not None:
+            crash = getattr(report.longrepr, "reprcrash", None)
+            text = crash.message if crash is not None else str(report.longrepr)
+            evidence = (text.strip().splitlines() or [""])[0][:300]
+        fixed = item.config.getoption("fixed")
+        RESULTS.add("protocol", {
+            "check": item.name.removeprefix("test_"),
+            "nodeid": item.nodeid,
+            "stack": item.config.getoption("stack"),
+            "arm": props.get("arm") or {True: "patched", False: "vanilla"}.get(fixed),
+            "outcome": _protocol_outcome(report),
+            "defect": marker.kwargs.get("defect"),
+            "evidence": evidence,
+            "duration": round(report.duration, 3),
+        })
+    return report
+
+
+def pytest_configure(config):
+    """SIGTERM unwinds like Ctrl-C, so that every `with Server(...)` still stops its server.
+
+    nox answers a Ctrl-C aimed at nox alone by waiting 0.3 s for pytest, then
+    sending it SIGTERM (then SIGKILL 0.2 s later).  Python's default SIGTERM
+    exits at once, without teardown, and the servers (in sessions of their
+    own) would outlive the run.  tests/test_reliability.py checks both signals.
+    """
+    import signal
+    import threading
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL):
+        signal.signal(signal.SIGTERM, interrupt)
+
+
 def pytest_sessionfinish(session, exitstatus):
     path = session.config.getoption("results")
     if not path:

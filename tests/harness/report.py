@@ -157,6 +157,7 @@ def terminal(report):
         c = data["conclusion"]
         lines.append(f"reproduced {data['reproduced']}/{data['observed']} seed cells; seed's "
                      f"conclusion: {conclusion_text(c)}")
+    lines += protocol_terminal(report)
     if report["problems"]:
         lines.append("\nPROBLEMS:")
         lines += [f"  - {p}" for p in report["problems"]]
@@ -196,6 +197,7 @@ def markdown(report):
         out += [f"Reproduced {data['reproduced']}/{data['observed']} of the seed's cells. "
                 f"The seed's conclusion (\"fails only with the buggy gevent-websocket and a view "
                 f"that returns an iterator\") is {conclusion_text(data['conclusion'])}.", ""]
+    out += protocol_markdown(report)
     if report["problems"]:
         out += ["## Problems", ""] + [f"- {p}" for p in report["problems"]] + [""]
     return "\n".join(out)
@@ -220,14 +222,134 @@ def page(report):
                         f"<td>{html.escape(r['cause'])}</td></tr>")
         body.append(f"</table><p>Reproduced {data['reproduced']}/{data['observed']}; seed's "
                     f"conclusion {html.escape(conclusion_text(data['conclusion']))}.</p>")
+    body.append(protocol_page(report))
     if report["problems"]:
         body.append("<h2>Problems</h2><ul>" + "".join(
             f"<li>{html.escape(p)}</li>" for p in report["problems"]) + "</ul>")
     style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-             "td,th{border:1px solid #999;padding:2px 8px}tr.diff{background:#fff3c4}")
+             "td,th{border:1px solid #999;padding:2px 8px}tr.diff{background:#fff3c4}"
+             "td.diff{background:#fff3c4}td.bad{background:#f4c7c3}")
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Observations</title>"
             f"<style>{style}</style></head><body><h1>Observations</h1>{''.join(body)}"
             "</body></html>\n")
+
+
+# -- the protocol checks (tests/test_protocol.py): check x (vanilla, patched) --------
+
+PROTOCOL_ARMS = ("vanilla", "patched")
+# Worst first: the outcome shown when sessions of one arm disagree.
+OUTCOME_RANK = ("failed", "xpassed", "skipped", "xfailed", "passed")
+OUTCOME_TEXT = {"xfailed": "defect", "passed": "pass", "failed": "FAILED", "xpassed": "XPASSED",
+                "skipped": "skipped", "not run": "not run"}
+PROTOCOL_LEGEND = ("defect = the expected failure on vanilla happened (the named defect was "
+                   "observed); pass = the check passed; XPASSED = a named defect was not seen; "
+                   "not run = no session of that arm recorded the check")
+
+
+def build_protocol(sessions, problems):
+    """Per stack, one row per protocol check with each arm's outcome; appends problems."""
+    records = {}  # (stack, check) -> {arm: [record, ...]}
+    for name, doc in sessions.items():
+        for record in doc.get("protocol") or []:
+            arm = record.get("arm") or {True: "patched", False: "vanilla"}.get(doc.get("fixed"))
+            key = (record.get("stack") or doc.get("stack"), record["check"])
+            records.setdefault(key, {}).setdefault(arm, []).append(dict(record, session=name))
+    stacks = {}
+    for (stack, check), arms in records.items():
+        defect = next((r["defect"] for rs in arms.values() for r in rs if r.get("defect")), None)
+        row = {"check": check, "defect": defect}
+        for arm in PROTOCOL_ARMS:
+            got = arms.get(arm)
+            if not got:
+                row[arm] = {"outcome": "not run", "evidence": "", "sessions": []}
+                continue
+            worst = min(got, key=lambda r: OUTCOME_RANK.index(r["outcome"])
+                        if r["outcome"] in OUTCOME_RANK else -1)
+            row[arm] = {"outcome": worst["outcome"], "evidence": worst.get("evidence") or "",
+                        "sessions": sorted({r["session"] for r in got})}
+            if worst["outcome"] in ("failed", "xpassed") or worst["outcome"] not in OUTCOME_RANK:
+                problems.append(f"protocol check {check} ({stack} stack, {arm}): "
+                                f"{worst['outcome']}"
+                                + (f" (defect: {defect})" if worst["outcome"] == "xpassed"
+                                   else "") + f" — {worst.get('evidence') or 'no evidence'}")
+        stacks.setdefault(stack, []).append(row)
+    summary = {}
+    for stack, rows in stacks.items():
+        summary[stack] = {
+            "rows": rows,
+            "checks": len(rows),
+            "patched_passed": sum(r["patched"]["outcome"] == "passed" for r in rows),
+            "vanilla_defects": sum(r["vanilla"]["outcome"] == "xfailed" for r in rows),
+            "vanilla_passed": sum(r["vanilla"]["outcome"] == "passed" for r in rows),
+        }
+    return {"stacks": summary, "legend": PROTOCOL_LEGEND}
+
+
+def protocol_counts(data):
+    return (f"patched: {data['patched_passed']}/{data['checks']} checks pass; vanilla: "
+            f"{data['vanilla_defects']} defects observed, {data['vanilla_passed']} checks pass")
+
+
+def protocol_terminal(report):
+    lines = []
+    for stack, data in (report.get("protocol") or {}).get("stacks", {}).items():
+        width = max(len("check"), *(len(r["check"]) for r in data["rows"]))
+        lines.append(f"\nprotocol checks, {stack} stack (vanilla gevent-websocket / patched "
+                     "+fixed)")
+        lines.append(f"{'check':{width}} {'vanilla':8} {'patched':8} defect (vanilla)")
+        for r in data["rows"]:
+            vanilla = OUTCOME_TEXT.get(r["vanilla"]["outcome"], "?")
+            patched = OUTCOME_TEXT.get(r["patched"]["outcome"], "?")
+            lines.append(f"{r['check']:{width}} {vanilla:8} {patched:8} "
+                         f"{r['defect'] or '(control: no defect)'}")
+        lines.append(protocol_counts(data))
+        lines.append(f"({report['protocol']['legend']})")
+    return lines
+
+
+def _md_cell(text, limit=240):
+    text = " ".join(str(text).split())
+    text = text if len(text) <= limit else text[:limit - 1] + "…"
+    return text.replace("|", "\\|")
+
+
+def protocol_markdown(report):
+    out = []
+    for stack, data in (report.get("protocol") or {}).get("stacks", {}).items():
+        out += [f"## Protocol checks, {stack} stack", "",
+                "RFC 6455 and bad input (tests/test_protocol.py), on vanilla gevent-websocket "
+                "and on the patched build. " + report["protocol"]["legend"] + ".", "",
+                "| check | vanilla | patched | defect (vanilla) | vanilla evidence |",
+                "|---|---|---|---|---|"]
+        for r in data["rows"]:
+            out.append(f"| `{r['check']}` | {OUTCOME_TEXT.get(r['vanilla']['outcome'], '?')} | "
+                       f"{OUTCOME_TEXT.get(r['patched']['outcome'], '?')} | "
+                       f"{_md_cell(r['defect'] or 'control: no defect')} | "
+                       f"{_md_cell(r['vanilla']['evidence'])} |")
+        out += ["", protocol_counts(data).capitalize() + ".", ""]
+    return out
+
+
+def protocol_page(report):
+    body = []
+    for stack, data in (report.get("protocol") or {}).get("stacks", {}).items():
+        body.append(f"<h2>Protocol checks, {html.escape(stack)} stack</h2>"
+                    f"<p>{html.escape(report['protocol']['legend'])}.</p><table><tr>"
+                    "<th>check</th><th>vanilla</th><th>patched</th><th>defect (vanilla)</th>"
+                    "<th>vanilla evidence</th></tr>")
+        for r in data["rows"]:
+            cells = []
+            for arm in PROTOCOL_ARMS:
+                outcome = r[arm]["outcome"]
+                cls = ' class="bad"' if outcome in ("failed", "xpassed") else (
+                    ' class="diff"' if outcome == "xfailed" else "")
+                cells.append(f"<td{cls} title=\"{html.escape(r[arm]['evidence'])}\">"
+                             f"{html.escape(OUTCOME_TEXT.get(outcome, outcome))}</td>")
+            body.append(f"<tr><td><code>{html.escape(r['check'])}</code></td>{''.join(cells)}"
+                        f"<td>{html.escape(r['defect'] or 'control: no defect')}</td>"
+                        f"<td>{html.escape(r['vanilla']['evidence'][:400])}</td></tr>")
+        body.append(f"</table><p>{html.escape(protocol_counts(data))}.</p>")
+    return "".join(body)
 
 
 def main(argv=None):
@@ -237,6 +359,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     sessions, problems = load(args.results)
     report = build(sessions, problems)
+    report["protocol"] = build_protocol(sessions, report["problems"])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "observations.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")

@@ -1,0 +1,474 @@
+"""RFC 6455 and bad input: what gevent-websocket 0.10.1 gets wrong, on both arms.
+
+Each check runs against today's stack through the real server process
+(``python -m app``), speaking websocket byte by byte (tests.harness.frames),
+or through the real clients (websocket-client and node ``ws``).  On the
+patched arm every check must pass.  On the vanilla arm a check marked with a
+defect is an expected failure naming that defect (strict: if vanilla starts
+passing, the suite says so).  Each check is recorded in the session's results
+("protocol") by tests/conftest.py.
+
+Two invariants hold on both arms and are not covered by the expected failure:
+after every bad input the same server completes a normal exchange, and every
+upgrade the handler refuses is logged as one ``rejected`` event.
+"""
+
+from __future__ import annotations
+
+import http
+import json
+import re
+import subprocess
+
+import pytest
+
+from tests.harness import clients, frames
+from tests.harness.frames import (
+    OP_CLOSE,
+    OP_CONTINUATION,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    build_frame,
+    close_payload,
+    upgrade_request,
+)
+from tests.harness.server import Server, ServerError
+
+VIEW_MESSAGE = "Hello from view!"
+EVENT_TIMEOUT = 5.0  # s to wait for a server event that must follow what we sent
+LONG_REASON = "\u00e9" * 100  # app.web.CLOSE_REASONS["close-long"]: 200 bytes of UTF-8
+
+protocol = pytest.mark.protocol
+
+# What vanilla 0.10.1 does, one sentence per defect; the xfail reason on that arm.
+CLOSE_DROPS_CODE = ("WebSocket.close(code, reason) sends no code: the reason's bytes are the "
+                    "whole payload, so b'bye' reads as close code 25209")
+CLOSE_TOO_LONG = ("WebSocket.close() sends a 200-byte reason whole, without the code: a close "
+                  "frame over the 125 bytes a control frame may hold")
+ECHO_REPR = ("the echo of a client's close sends repr(bytearray) ('bytearray(b\"...\")') as "
+             "its payload: the client's code is lost")
+ECHO_EMPTY = "the echo of a client's close without a reason is empty: the client's code is lost"
+NODE_INVALID = ("node ws fails the connection on WebSocket.close(1000, u'bye'): 'invalid status "
+                "code 25209' (the code is dropped, 'by' is read as the code)")
+PYTHON_INVALID = ("websocket-client rejects the close frame of WebSocket.close(1000, u'bye'): "
+                  "'Invalid close opcode 25209' (the code is dropped, 'by' is read as the code)")
+KEY_500 = ("a malformed Sec-WebSocket-Key raises binascii.Error in the handshake: 500 Internal "
+           "Server Error instead of 400")
+STR_BODY = ("the {status} body is str: gevent raises TypeError after the headers and drops the "
+            "connection before the Content-Length bytes")
+HTTP10 = ("an HTTP/1.0 upgrade is answered '402 Bad Request' (402 is Payment Required), and its "
+          "str body drops the connection")
+UNMASKED = ("an unmasked client frame is accepted and handed to the application (RFC 6455 5.1: "
+            "the server must fail the connection, 1002)")
+UTF8_NO_CODE = ("invalid UTF-8 is detected, but close(1007) drops the code: the server sends an "
+                "empty close frame")
+BAD_CLOSE_NO_CODE = ("a malformed client close is detected, but close(1002) drops the code: the "
+                     "server sends an empty close frame")
+
+
+class InvariantBroken(Exception):
+    """Not an AssertionError, so no expected failure covers it: fails on both arms."""
+
+
+# -- arm, server, and the check collector ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def arm(session):
+    """'patched' or 'vanilla': the session's claim, else what the server's env has installed."""
+    if session.stack != "today":
+        pytest.skip("the protocol checks cover today's stack (gevent-websocket 0.10.1)")
+    if session.fixed is not None:
+        return "patched" if session.fixed else "vanilla"
+    code = ("from importlib.metadata import version; print(version('gevent-websocket'))")
+    out = subprocess.run([session.server_python, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True).stdout.strip()
+    return "patched" if out.endswith("+fixed") else "vanilla"
+
+
+@pytest.fixture(autouse=True)
+def _expected_defect(request, arm):
+    """On the vanilla arm a check's defect is an expected failure; the record needs the arm."""
+    request.node.user_properties.append(("arm", arm))
+    marker = request.node.get_closest_marker("protocol")
+    defect = marker.kwargs.get("defect") if marker else None
+    if defect and arm == "vanilla":
+        request.applymarker(pytest.mark.xfail(reason=defect, strict=True,
+                                              raises=AssertionError))
+
+
+@pytest.fixture
+def server(request, session, arm):
+    name = "protocol-" + re.sub(r"[^\w.-]+", "-", request.node.name).strip("-")
+    with Server(session.server_python, log_dir=session.logs, name=name) as running:
+        gws = running.versions.get("gevent-websocket") or ""
+        if gws.endswith("+fixed") != (arm == "patched"):
+            raise InvariantBroken(running.explain(
+                f"the session claims the {arm} arm, the server runs gevent-websocket {gws}"))
+        yield running
+
+
+class Check:
+    """Expected/seen pairs: one failure at the end lists every difference."""
+
+    def __init__(self, request, server):
+        self.node, self.server = request.node, server
+        self.seen, self.problems, self.broken = [], [], []
+
+    def expect(self, what, ok, expected, seen):
+        self.seen.append(f"{what}: {seen}")
+        if not ok:
+            self.problems.append(f"{what}: expected {expected}; seen {seen}")
+        return ok
+
+    def equal(self, what, expected, seen):
+        return self.expect(what, seen == expected, repr(expected), repr(seen))
+
+    def invariant(self, what, ok, expected, seen):
+        self.seen.append(f"{what}: {seen}")
+        if not ok:
+            self.broken.append(f"{what}: expected {expected}; seen {seen}")
+        return ok
+
+    def verify(self):
+        evidence = "; ".join(self.broken + self.problems or self.seen)
+        self.node.user_properties.append(("evidence", evidence[:600]))
+        if self.broken:
+            raise InvariantBroken(self.server.explain(
+                "\n  ".join(["invariant broken (expected/seen):", *self.broken, *self.problems])))
+        assert not self.problems, self.server.explain(
+            "\n  ".join(["expected/seen:", *self.problems]))
+
+
+@pytest.fixture
+def check(request, server):
+    return Check(request, server)
+
+
+# -- helpers ------------------------------------------------------------------
+
+
+def request_id(server, query):
+    """The rid app.middleware.IterableProbe gave the request with this query string."""
+    try:
+        event = server.wait_for(lambda e: e["event"] == "request" and e.get("query") == query,
+                                EVENT_TIMEOUT, f"a 'request' event with query {query!r}")
+    except ServerError:
+        return None
+    return event["rid"]
+
+
+def answer_event(server, rid):
+    """view_received (the app got the client's answer) or view_received_missing."""
+    if rid is None:
+        return None
+    try:
+        return server.wait_for(
+            lambda e: e.get("rid") == rid and e["event"] in ("view_received",
+                                                             "view_received_missing"),
+            EVENT_TIMEOUT + 10.0, f"the view's answer event for rid {rid}")
+    except ServerError:
+        return None
+
+
+def open_websocket(server, path, query):
+    """Handshake on a raw socket; returns (connection, response, the view's first frame)."""
+    conn = frames.Connection(server.ready["port"])
+    conn.send(upgrade_request(f"{path}?{query}"))
+    response = conn.read_response()
+    first = conn.read_frame() if response.code == 101 else None
+    return conn, response, first
+
+
+def keeps_serving(check, server, label):
+    """Invariant: after the bad input the same server completes a normal exchange."""
+    query = f"after={label}"
+    answer = f"still serving after {label}"
+    conn, response, first = open_websocket(server, "/view", query)
+    with conn:
+        if not check.invariant("then a normal exchange: handshake", response.code == 101,
+                               "101 Switching Protocols", str(response)):
+            return
+        check.invariant("then a normal exchange: the view's message",
+                        first is not None and first.payload == VIEW_MESSAGE.encode(),
+                        repr(VIEW_MESSAGE), str(first) if first else conn.ended)
+        conn.send(build_frame(OP_TEXT, answer.encode()))
+        event = answer_event(server, request_id(server, query))
+        check.invariant("then a normal exchange: the server got the answer",
+                        event is not None and event["event"] == "view_received"
+                        and event.get("data") == answer, f"view_received {answer!r}",
+                        json.dumps(event) if event else "no event")
+        closing = conn.read_frame()
+        check.invariant("then a normal exchange: a valid close frame",
+                        closing is not None and closing.opcode == OP_CLOSE
+                        and closing.close().valid, "a valid close frame",
+                        str(closing) if closing else conn.ended)
+
+
+def logged_rejection(check, server, query):
+    """Invariant: one 'rejected' event per refused upgrade (app.__main__.logging_rejections)."""
+    try:
+        server.wait_for(lambda e: e["event"] == "rejected" and e.get("query") == query,
+                        EVENT_TIMEOUT, f"a 'rejected' event with query {query!r}")
+    except ServerError:
+        pass
+    seen = [e for e in server.events if e["event"] == "rejected" and e.get("query") == query]
+    check.invariant("the server logged the rejection", len(seen) == 1, "one 'rejected' event",
+                    json.dumps(seen))
+    return seen[0] if seen else None
+
+
+def expect_close_code(check, conn, code):
+    """The server's next frame is a valid close frame with ``code``; then it ends the TCP."""
+    frame = conn.read_frame()
+    if not check.expect("close frame", frame is not None and frame.opcode == OP_CLOSE,
+                        "a close frame", str(frame) if frame else f"no frame ({conn.ended})"):
+        return None
+    close = frame.close()
+    check.expect("close code", close.code == code and close.valid, f"code {code}", str(close))
+    check.expect("connection ends", conn.read_to_end() in ("EOF", "reset"),
+                 "the server closes the TCP connection", conn.ended)
+    return close
+
+
+def exchange_then_close_frame(check, server, path, query):
+    """Normal exchange on ``path``; returns the close frame the server ends with (or None)."""
+    conn, response, first = open_websocket(server, path, query)
+    with conn:
+        check.invariant("handshake", response.code == 101, "101", str(response))
+        check.invariant("the view's message", first is not None
+                        and first.payload == VIEW_MESSAGE.encode(), repr(VIEW_MESSAGE),
+                        str(first) if first else conn.ended)
+        conn.send(build_frame(OP_TEXT, b"hi"))
+        frame = conn.read_frame()
+        if frame is not None and frame.opcode == OP_CLOSE:
+            conn.send(build_frame(OP_CLOSE, frame.payload[:2]))
+        return frame, conn.ended
+
+
+# -- controls: pass on both arms -----------------------------------------------
+
+
+@protocol
+def test_handshake_and_exchange(check, server):
+    """Control: a by-the-book handshake, one exchange and the server's close frame."""
+    conn, response, first = open_websocket(server, "/view", "raw=control")
+    with conn:
+        check.equal("status", 101, response.code)
+        check.equal("Sec-WebSocket-Accept", frames.accept_for(frames.SAMPLE_KEY),
+                    response.headers.get("sec-websocket-accept"))
+        check.expect("first frame", first is not None and first.opcode == OP_TEXT and first.fin
+                     and not first.masked and first.payload == VIEW_MESSAGE.encode(),
+                     f"an unmasked final text frame {VIEW_MESSAGE!r}", str(first))
+        conn.send(build_frame(OP_TEXT, b"answer"))
+        closing = conn.read_frame()
+        check.expect("server's close", closing is not None and closing.opcode == OP_CLOSE
+                     and closing.close().valid, "a valid close frame",
+                     str(closing) if closing else conn.ended)
+    event = answer_event(server, request_id(server, "raw=control"))
+    check.expect("server got", event is not None and event.get("data") == "answer",
+                 "view_received 'answer'", json.dumps(event))
+    check.verify()
+
+
+@protocol
+def test_ping_is_answered_with_pong(check, server):
+    """Control: a ping mid-exchange gets a pong with the same payload (RFC 6455 5.5.3)."""
+    conn, response, first = open_websocket(server, "/view", "raw=ping")
+    with conn:
+        check.equal("status", 101, response.code)
+        conn.send(build_frame(OP_PING, b"are you there"))
+        pong = conn.read_frame()
+        check.expect("pong", pong is not None and pong.opcode == OP_PONG
+                     and pong.payload == b"are you there", "pong b'are you there'",
+                     str(pong) if pong else conn.ended)
+        conn.send(build_frame(OP_TEXT, b"answer"))
+    event = answer_event(server, request_id(server, "raw=ping"))
+    check.expect("server got", event is not None and event.get("data") == "answer",
+                 "view_received 'answer'", json.dumps(event))
+    check.verify()
+
+
+# -- close frames ----------------------------------------------------------------
+
+
+@protocol(defect=CLOSE_DROPS_CODE)
+def test_server_close_sends_code_and_reason(check, server):
+    """ws.close(1000, u"bye") sends b"\\x03\\xe8bye" (RFC 6455 5.5.1)."""
+    frame, ended = exchange_then_close_frame(check, server, "/raw/close", "raw=close")
+    close = frame.close() if frame is not None and frame.opcode == OP_CLOSE else None
+    check.expect("close frame", close is not None and close.valid and close.code == 1000
+                 and close.reason == "bye", "close code 1000 reason 'bye'",
+                 str(frame) if frame else ended)
+    check.verify()
+
+
+@protocol(defect=CLOSE_TOO_LONG)
+def test_server_close_long_reason_is_cut_on_a_character(check, server):
+    """A 200-byte reason is cut to fit 125 bytes, between characters (RFC 6455 5.5, 5.5.1)."""
+    frame, ended = exchange_then_close_frame(check, server, "/raw/close-long", "raw=close-long")
+    close = frame.close() if frame is not None and frame.opcode == OP_CLOSE else None
+    if check.expect("close frame", close is not None, "a close frame",
+                    str(frame) if frame else ended):
+        check.expect("payload", close.length <= 125, "at most 125 bytes",
+                     f"{close.length} bytes")
+        check.expect("code", close.code == 1000 and close.valid, "code 1000", str(close))
+        check.expect("reason", close.reason is not None and close.reason != ""
+                     and LONG_REASON.startswith(close.reason),
+                     "a non-empty prefix of the reason, cut between characters",
+                     repr(frame.payload[2:20]) + "...")
+    check.verify()
+
+
+@pytest.mark.parametrize("client", [
+    pytest.param("python", marks=protocol(defect=PYTHON_INVALID)),
+    pytest.param("node", marks=protocol(defect=NODE_INVALID)),
+])
+def test_client_sees_server_close_code_and_reason(check, server, client):
+    """The real clients end cleanly on the server's close(1000, u"bye")."""
+    transcript = clients.run(client, f"{server.ws_url}/raw/close?client={client}")
+    close = transcript.close or {}
+    check.equal("received", [VIEW_MESSAGE], transcript.received)
+    check.expect(f"{client} close", close.get("code") == 1000 and close.get("reason") == "bye"
+                 and close.get("valid") is True and "error" not in close,
+                 "code 1000, reason 'bye', valid, no error",
+                 json.dumps(close or transcript.events[-1:] or transcript.stderr[-300:]))
+    check.equal("exit status", 0, transcript.returncode)
+    check.verify()
+
+
+@pytest.mark.parametrize(("code", "reason"), [
+    pytest.param(1001, b"going away", id="1001-with-reason", marks=protocol(defect=ECHO_REPR)),
+    pytest.param(4000, b"", id="4000-no-reason", marks=protocol(defect=ECHO_EMPTY)),
+])
+def test_client_close_is_echoed_with_its_code(check, server, code, reason):
+    """The server answers a client's close with the same code (RFC 6455 5.5.1)."""
+    conn, response, first = open_websocket(server, "/view", f"echo={code}")
+    with conn:
+        check.invariant("handshake", response.code == 101, "101", str(response))
+        conn.send(build_frame(OP_CLOSE, close_payload(code, reason)))
+        close = expect_close_code(check, conn, code)
+        if close is not None and reason:
+            check.equal("echoed reason", reason.decode(), close.reason)
+    check.verify()
+
+
+@pytest.mark.parametrize("payload", [
+    pytest.param(close_payload(1005), id="code-1005", marks=protocol(defect=BAD_CLOSE_NO_CODE)),
+    pytest.param(b"\x03", id="one-byte", marks=protocol(defect=BAD_CLOSE_NO_CODE)),
+])
+def test_malformed_client_close_fails_with_1002(check, server, payload, request):
+    """A close with a code that must not be sent, or a 1-byte body, is a protocol error."""
+    query = "bad-close=" + request.node.callspec.id
+    conn, response, first = open_websocket(server, "/view", query)
+    with conn:
+        check.invariant("handshake", response.code == 101, "101", str(response))
+        conn.send(build_frame(OP_CLOSE, payload))
+        expect_close_code(check, conn, 1002)
+    keeps_serving(check, server, query)
+    check.verify()
+
+
+# -- frames the server must refuse -----------------------------------------------
+
+
+@protocol(defect=UNMASKED)
+def test_unmasked_frame_fails_the_connection_with_1002(check, server):
+    """RFC 6455 5.1: "The server MUST close the connection upon receiving a frame that is not
+    masked" (with 1002, 7.4.1), and the application never sees the data."""
+    conn, response, first = open_websocket(server, "/view", "unmasked=1")
+    with conn:
+        check.invariant("handshake", response.code == 101, "101", str(response))
+        conn.send(build_frame(OP_TEXT, b"unmasked answer", mask=False))
+        expect_close_code(check, conn, 1002)
+    event = answer_event(server, request_id(server, "unmasked=1"))
+    check.expect("application", event is not None and event["event"] == "view_received_missing",
+                 "no message for the view", json.dumps(event))
+    keeps_serving(check, server, "unmasked")
+    check.verify()
+
+
+@pytest.mark.parametrize("message", [
+    pytest.param([(OP_TEXT, True, b"\xff\xfe")], id="invalid-bytes"),
+    pytest.param([(OP_TEXT, True, b"caf\xc3")], id="truncated-at-the-end"),
+    pytest.param([(OP_TEXT, True, b"\xed\xa0\x80")], id="surrogate"),
+    pytest.param([(OP_TEXT, False, b"caf\xc3"), (OP_CONTINUATION, True, b"A")],
+                 id="split-across-frames"),
+])
+@protocol(defect=UTF8_NO_CODE)
+def test_invalid_utf8_text_fails_the_connection_with_1007(check, server, message, request):
+    """RFC 6455 8.1: text that is not valid UTF-8 fails the connection, 7.4.1: with 1007."""
+    query = "utf8=" + request.node.callspec.id
+    conn, response, first = open_websocket(server, "/view", query)
+    with conn:
+        check.invariant("handshake", response.code == 101, "101", str(response))
+        for opcode, fin, data in message:
+            conn.send(build_frame(opcode, data, fin=fin))
+        expect_close_code(check, conn, 1007)
+    event = answer_event(server, request_id(server, query))
+    check.expect("application", event is not None and event["event"] == "view_received_missing",
+                 "no message for the view", json.dumps(event))
+    keeps_serving(check, server, query)
+    check.verify()
+
+
+# -- handshakes the server must refuse ----------------------------------------------
+
+
+def refused_handshake(check, server, query, request_bytes, code, version_header=False):
+    """A refused upgrade: ``code`` with its own reason phrase and a body that matches its
+    Content-Length; logged once; and the server keeps serving."""
+    with frames.Connection(server.ready["port"]) as conn:
+        conn.send(request_bytes)
+        response = conn.read_response()
+    phrase = http.HTTPStatus(code).phrase
+    check.expect("status line", response.code == code and response.reason == phrase,
+                 f"'{code} {phrase}'", repr(response.status_line) if response.status_line
+                 else f"no response ({response.ended})")
+    check.expect("body", response.complete and response.body.strip() != b"",
+                 "a non-empty body of exactly Content-Length bytes", str(response))
+    if version_header:
+        check.expect("Sec-WebSocket-Version", "13" in response.headers.get(
+            "sec-websocket-version", ""), "the supported versions (13)",
+            repr(response.headers.get("sec-websocket-version")))
+    logged_rejection(check, server, query)
+    keeps_serving(check, server, query)
+    check.verify()
+
+
+@pytest.mark.parametrize("key", [
+    pytest.param("dGhlIHNhbXBsZSBub25jZQ", id="bad-base64-padding",
+                 marks=protocol(defect=KEY_500)),
+    pytest.param("dGhlIHNhbXBsZSBub25jZQ=\u00e9", id="not-ascii", marks=protocol(defect=KEY_500)),
+    pytest.param("eHh4eHh4eHh4eHh4eHh4", id="15-bytes",
+                 marks=protocol(defect=STR_BODY.format(status="400"))),
+])
+def test_malformed_key_is_400(check, server, key, request):
+    """RFC 6455 4.2.1: the key must be 16 bytes, base64-encoded; otherwise 400, never 500."""
+    query = "key=" + request.node.callspec.id
+    refused_handshake(check, server, query, upgrade_request(f"/view?{query}", key=key), 400)
+
+
+@protocol(defect=HTTP10)
+def test_http_1_0_upgrade_is_400_bad_request(check, server):
+    """RFC 6455 4.1/4.2.1: an upgrade needs HTTP/1.1 or later; the answer is 400 Bad Request."""
+    query = "http=1.0"
+    refused_handshake(check, server, query,
+                      upgrade_request(f"/view?{query}", http="HTTP/1.0"), 400)
+
+
+@pytest.mark.parametrize(("headers", "code"), [
+    pytest.param({"version": None}, 426, id="no-version",
+                 marks=protocol(defect=STR_BODY.format(status="426"))),
+    pytest.param({"version": "12"}, 400, id="unsupported-version",
+                 marks=protocol(defect=STR_BODY.format(status="400"))),
+    pytest.param({"key": None}, 400, id="no-key",
+                 marks=protocol(defect=STR_BODY.format(status="400"))),
+])
+def test_refused_upgrade_sends_its_body(check, server, headers, code, request):
+    """RFC 6455 4.2.2/4.4: 400/426 with Sec-WebSocket-Version where it applies, and a body
+    whose length is the Content-Length (RFC 9112 6.3)."""
+    query = "refused=" + request.node.callspec.id
+    refused_handshake(check, server, query, upgrade_request(f"/view?{query}", **headers), code,
+                      version_header="version" in headers)
