@@ -1,0 +1,66 @@
+"""The GitHub job matrix, from what nox lists: one job per default session.
+
+    nox -l --json | python .github/sessions.py --python 3.11 3.12 3.13 3.14
+
+`nox -l --json` lists the sessions a plain `nox` runs (nox.options.sessions),
+parametrizations expanded.  This prints GITHUB_OUTPUT lines, each a JSON list:
+
+    matrix=[{"name": "matrix(agent=False, fixed=False)",
+             "slug": "matrix-agent-False-fixed-False"}, ...]
+    seed=[...]
+    python=["3.11", "3.12", "3.13", "3.14"]
+
+In .github/workflows/matrix.yml, `matrix` feeds the `today` job (once per entry
+and Python version) and `seed` the `seed` job; each runs `nox -s "<name>"`, and
+`slug` names the session's results files (results/<slug>.json, .junit.xml).
+The sessions in OWN_JOB run once in a job of their own.  Any other default
+session is an error, so a new kind of session cannot silently miss CI.
+tests/test_workflow.py runs the workflow's own step and compares with nox.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.harness.cells import slug  # noqa: E402  (the file names the sessions write)
+
+PER_SESSION = ("matrix", "seed")  # one job per parametrization: the workflow's job ids
+OWN_JOB = ("report", "workflow")  # one job each, after (report) or beside (workflow) them
+
+
+def outputs(listed, pythons):
+    jobs = {name: [] for name in PER_SESSION}
+    unknown = []
+    for entry in listed:
+        name = entry.get("name") or entry["session"].split("(")[0]
+        if name in jobs:
+            jobs[name].append({"name": entry["session"], "slug": slug(entry["session"])})
+        elif name not in OWN_JOB:
+            unknown.append(entry["session"])
+    if unknown:
+        raise SystemExit(f"default sessions without a job in .github/workflows/matrix.yml: "
+                         f"{unknown}; add a job for them (and to PER_SESSION or OWN_JOB here)")
+    empty = [name for name, entries in jobs.items() if not entries]
+    if empty:
+        raise SystemExit(f"nox lists no {empty} sessions; is this the project's noxfile?")
+    return {**jobs, "python": list(pythons)}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python .github/sessions.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--python", nargs="+", required=True,
+                        help="the Python versions of today's stack (the second axis)")
+    args = parser.parse_args(argv)
+    for key, value in outputs(json.load(sys.stdin), args.python).items():
+        print(f"{key}={json.dumps(value, separators=(',', ':'))}")
+
+
+if __name__ == "__main__":
+    main()

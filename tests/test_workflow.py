@@ -1,0 +1,237 @@
+"""The GitHub workflow (.github/workflows/matrix.yml) checked against nox.
+
+Run by `nox -s workflow`, which installs the tools ([dependency-groups] workflow):
+actionlint and shellcheck as wheels that ship their binaries, zizmor, PyYAML, and
+nox + uv at .ci/run's pins.
+
+- actionlint finds nothing; zizmor (offline) finds nothing of high severity;
+  every action is pinned to a commit with its version in a comment.
+- The jobs run exactly the sessions `nox -l --json` lists: the workflow's own
+  `sessions` step (`nox -l --json | python .github/sessions.py ...`) is run here
+  and its job lists, plus the sessions the workflow runs by name, are compared
+  with nox and with the results files the report expects.
+- The rehearsal runs every listed session with its job's exact command (plus -R,
+  reusing the environments a plain `nox` just made) into a separate results
+  directory, then the report job's command, and compares the table, cell by cell,
+  with the one the plain `nox` wrote to report/observations.json.  It needs that
+  plain run first: a plain `nox` runs this session last, after `report`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.harness.cells import session_name, sessions, slug
+
+yaml = pytest.importorskip("yaml", reason="PyYAML comes with `nox -s workflow`")
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOW = ROOT / ".github" / "workflows" / "matrix.yml"
+CI_RUN = ROOT / ".ci" / "run"
+PER_SESSION_JOBS = {"today": "matrix", "seed": "seed"}  # workflow job -> sessions.py output
+SESSION_TIMEOUT = 900
+
+
+def tool(name):
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not on PATH; run these tests with `nox -s workflow`")
+    return path
+
+
+@pytest.fixture(scope="module")
+def workflow():
+    return yaml.safe_load(WORKFLOW.read_text())
+
+
+def step(job, step_id):
+    found = [s for s in job["steps"] if s.get("id") == step_id]
+    assert len(found) == 1, f"expected one step with id {step_id!r}"
+    return found[0]
+
+
+def command(run, env):
+    """A one-line run script as argv, $VARS taken from the step's env."""
+    assert "\n" not in run.strip() and not re.search(r"[|;&<>`]", run), run
+    argv = shlex.split(run)
+    return [re.sub(r"\$\{?(\w+)\}?", lambda m: env[m.group(1)], arg) for arg in argv]
+
+
+def nox_list():
+    proc = subprocess.run([tool("nox"), "-l", "--json"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, check=True)
+    return [entry["session"] for entry in json.loads(proc.stdout)]
+
+
+@pytest.fixture(scope="module")
+def outputs(workflow, tmp_path_factory):
+    """Run the workflow's own `sessions` step and read what it wrote to GITHUB_OUTPUT."""
+    tool("nox")
+    out = tmp_path_factory.mktemp("github") / "output"
+    out.touch()
+    script = step(workflow["jobs"]["sessions"], "list")["run"]
+    subprocess.run(["bash", "-eo", "pipefail", "-c", script], cwd=ROOT, check=True,
+                   env={**os.environ, "GITHUB_OUTPUT": str(out)}, timeout=120,
+                   capture_output=True, text=True)
+    values = dict(line.split("=", 1) for line in out.read_text().splitlines() if line)
+    return {key: json.loads(value) for key, value in values.items()}
+
+
+# -- linters ---------------------------------------------------------------------
+
+
+def test_actionlint_finds_nothing():
+    proc = subprocess.run(
+        [tool("actionlint"), "-no-color", "-shellcheck", tool("shellcheck"), "-pyflakes", "",
+         str(WORKFLOW.relative_to(ROOT))],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_zizmor_finds_nothing_high():
+    proc = subprocess.run([tool("zizmor"), "--offline", "--format", "json", str(WORKFLOW)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    # 0: no findings; 10-14: findings, by highest severity; anything else: zizmor failed
+    assert proc.returncode == 0 or 10 <= proc.returncode <= 14, proc.stderr
+    findings = json.loads(proc.stdout)
+    high = [f"{f['ident']}: {f['desc']} ({f['locations'][0]['symbolic']['annotation']})"
+            for f in findings if f["determinations"]["severity"].lower() == "high"]
+    assert not high, "\n".join(high)
+
+
+def test_actions_are_pinned_to_commits_with_their_version():
+    for number, line in enumerate(WORKFLOW.read_text().splitlines(), 1):
+        if re.match(r"\s*(-\s+)?uses:", line):
+            assert re.search(r"uses: [\w.-]+/[\w./-]+@[0-9a-f]{40} # v\d+\.\d+\.\d+$", line), (
+                f"matrix.yml:{number}: pin to a full commit SHA with `# vX.Y.Z`: {line.strip()}")
+
+
+def test_nox_and_uv_pins_match_ci_run():
+    def pins(text):
+        return sorted(set(re.findall(r"\b(nox|uv)==([\w.]+)", text)))
+
+    expected = pins(CI_RUN.read_text())
+    assert [name for name, _ in expected] == ["nox", "uv"]
+    assert pins(WORKFLOW.read_text()) == expected
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    workflow_group = re.search(r"(?ms)^workflow = \[(.*?)^\]", pyproject).group(1)
+    assert pins(workflow_group) == expected
+
+
+# -- the jobs against nox ------------------------------------------------------------
+
+
+def test_jobs_run_exactly_the_sessions_nox_lists(workflow, outputs):
+    listed = nox_list()
+    per_session = [entry["name"] for key in PER_SESSION_JOBS.values() for entry in outputs[key]]
+    by_name = set()
+    for job in workflow["jobs"].values():
+        for s in job["steps"]:
+            by_name.update(re.findall(r"\bnox -s ([\w-]+)", s.get("run", "")))
+    assert sorted(per_session + sorted(by_name)) == sorted(listed), (
+        "the sessions the workflow runs differ from `nox -l --json`")
+
+
+def test_a_default_session_without_a_job_stops_the_workflow():
+    spec = importlib.util.spec_from_file_location("sessions", ROOT / ".github" / "sessions.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    listed = [{"session": "matrix(agent=False, fixed=False)", "name": "matrix"},
+              {"session": "seed(agent=False, fixed=False)", "name": "seed"}]
+    assert module.outputs(listed, ["3.11"])["python"] == ["3.11"]
+    with pytest.raises(SystemExit, match="without a job"):
+        module.outputs([*listed, {"session": "lint", "name": "lint"}], ["3.11"])
+
+
+def test_job_lists_are_the_sessions_the_report_reads(outputs):
+    expected = sorted((session_name(*s), slug(session_name(*s))) for s in sessions())
+    got = sorted((e["name"], e["slug"]) for key in PER_SESSION_JOBS.values() for e in outputs[key])
+    assert got == expected
+
+
+def test_each_session_job_runs_its_session_and_uploads_its_files(workflow, outputs):
+    for job_id, key in PER_SESSION_JOBS.items():
+        job = workflow["jobs"][job_id]
+        expected = "${{ fromJSON(needs.sessions.outputs." + key + ") }}"
+        assert job["strategy"]["matrix"]["session"] == expected
+        nox = step(job, "nox")
+        assert nox["env"]["SESSION"] == "${{ matrix.session.name }}"
+        assert command(nox["run"], {"SESSION": "S"}) == ["nox", "-s", "S"]
+        upload = [s for s in job["steps"] if s.get("uses", "").startswith(
+            "actions/upload-artifact@")]
+        assert len(upload) == 1
+        paths = upload[0]["with"]["path"].splitlines()
+        assert "results/${{ matrix.session.slug }}.json" in paths
+        assert "results/${{ matrix.session.slug }}.junit.xml" in paths
+    # today's stack: the Python axis, the same for its jobs and its reports
+    axis = "${{ fromJSON(needs.sessions.outputs.python) }}"
+    assert workflow["jobs"]["today"]["strategy"]["matrix"]["python"] == axis
+    assert workflow["jobs"]["report"]["strategy"]["matrix"]["python"] == axis
+    assert outputs["python"] and all(re.fullmatch(r"3\.\d+", v) for v in outputs["python"])
+
+
+def test_gate_needs_every_job_and_runs_always(workflow):
+    gate = workflow["jobs"]["gate"]
+    assert gate["if"] == "always()"
+    assert sorted(gate["needs"]) == sorted(set(workflow["jobs"]) - {"gate"})
+    assert "needs.*.result" in gate["steps"][-1]["env"]["RESULTS"]
+
+
+# -- the rehearsal ----------------------------------------------------------------------
+
+
+def table(report):
+    """{cell: what the report says of it}, without timings or paths."""
+    keys = ("status", "verdict", "seed", "expected", "matches_model", "closed", "valid_close",
+            "differs_from_seed")
+    return {(stack, r["agent"], r["fixed"], r["rum"], r["hello_goodbyer"], r["streaming"]):
+            {k: r.get(k) for k in keys}
+            for stack, data in report["stacks"].items() for r in data["rows"]}
+
+
+def test_rehearsal_of_the_fan_out_gives_the_plain_nox_table(workflow, outputs, tmp_path):
+    baseline = ROOT / "report" / "observations.json"
+    if not baseline.exists():
+        reason = (f"{baseline} is missing: the rehearsal compares with a plain `nox` run "
+                  "(which runs this session last)")
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    plain = json.loads(baseline.read_text())
+    assert len(table(plain)) == 8 * len(sessions()), "a plain run's table has every cell"
+    results, report = tmp_path / "results", tmp_path / "report"
+    env = {**os.environ, "MATRIX_RESULTS": str(results)}
+    ran = []
+    for job_id, key in PER_SESSION_JOBS.items():
+        run = step(workflow["jobs"][job_id], "nox")["run"]
+        for entry in outputs[key]:
+            argv = command(run, {"SESSION": entry["name"]})
+            argv[1:1] = ["-R"]  # reuse the plain run's environments, skip installs
+            log = tmp_path / f"{entry['slug']}.log"
+            with log.open("w") as out:
+                proc = subprocess.run(argv, cwd=ROOT, env=env, stdout=out,
+                                      stderr=subprocess.STDOUT, timeout=SESSION_TIMEOUT)
+            ran.append((entry["name"], proc.returncode))
+            for suffix in (".json", ".junit.xml"):
+                assert (results / f"{entry['slug']}{suffix}").exists(), (
+                    f"{' '.join(argv)} wrote no {entry['slug']}{suffix}; "
+                    f"log: {log.read_text()[-3000:]}")
+    argv = command(step(workflow["jobs"]["report"], "report")["run"], {})
+    argv[1:1] = ["-R"]
+    proc = subprocess.run([*argv, "--", "--out", str(report)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=SESSION_TIMEOUT)
+    rehearsed = json.loads((report / "observations.json").read_text())
+    assert rehearsed["sessions"] == plain["sessions"], ran
+    assert table(rehearsed) == table(plain), (
+        f"the fan-out's table differs from the plain `nox` one (sessions: {ran}); "
+        f"report:\n{proc.stdout[-3000:]}")
+    assert (report / "observations.md").read_text().count("\n1. ") == len(table(plain))
