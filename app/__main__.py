@@ -75,6 +75,7 @@ def versions():
 
 def build_application(hello_goodbyer):
     from .middleware import HelloGoodbyer
+    from .stats import stats_app
     from .web import create_app, raw_app
 
     flask_app = create_app()
@@ -83,9 +84,49 @@ def build_application(hello_goodbyer):
     def dispatch(environ, start_response):
         if environ.get("PATH_INFO", "").startswith("/raw/"):
             return raw_app(environ, start_response)
+        if environ.get("PATH_INFO", "") == "/_stats":  # fds, greenlets, RSS (app.stats)
+            return stats_app(environ, start_response)
         return main(environ, start_response)
 
     return dispatch
+
+
+def _text(value):
+    """Bytes (a status in gevent >= 1.5, anything on CPython 2.7) as latin-1 text."""
+    if isinstance(value, bytes):
+        return value.decode("latin-1")
+    return value
+
+
+def logging_rejections(handler_class):
+    """``handler_class`` that emits one ``rejected`` event per upgrade it refuses.
+
+    gevent-websocket answers a bad upgrade request (400, 426, ...) itself,
+    without calling the application, so no other event shows it; an exception
+    in the handshake (gevent then answers 500) is a rejection too.
+    """
+
+    class RejectionLoggingHandler(handler_class):
+        def upgrade_websocket(self):
+            try:
+                result = super(RejectionLoggingHandler, self).upgrade_websocket()
+            except Exception as exc:
+                self._emit_rejected("500 Internal Server Error", None, "%s.%s: %s" % (
+                    type(exc).__module__, type(exc).__name__, exc))
+                raise
+            status = _text(self.status or "")
+            if status and not status.startswith("101"):
+                self._emit_rejected(status, result, None)
+            return result
+
+        def _emit_rejected(self, status, body, error):
+            get = self.environ.get
+            emit("rejected", status=status, body=u"".join(_text(c) for c in body or []),
+                 body_types=sorted(set(type(c).__name__ for c in body or [])), error=error,
+                 method=_text(get("REQUEST_METHOD")), path=_text(get("PATH_INFO")),
+                 query=_text(get("QUERY_STRING", "")), http_version=_text(self.request_version))
+
+    return RejectionLoggingHandler
 
 
 def main(argv=None):
@@ -103,7 +144,8 @@ def main(argv=None):
     from .middleware import IterableProbe
 
     server = WSGIServer((args.host, args.port), build_application(args.hello_goodbyer),
-                        handler_class=WebSocketHandler, log=sys.stderr, error_log=sys.stderr)
+                        handler_class=logging_rejections(WebSocketHandler),
+                        log=sys.stderr, error_log=sys.stderr)
     # The agent wraps the application WSGIServer is given (its gevent hook);
     # the probe must see what the handler sees, so it goes on afterwards.
     server.application = IterableProbe(server.application)
@@ -117,8 +159,13 @@ def main(argv=None):
         raise
 
     def stop(signum):
-        emit("stopping", signal=signum)
+        # Stop first: if the harness died before signalling us, stdout is a
+        # broken pipe and emit() raises; the server must stop all the same.
         gevent.spawn(server.stop, timeout=STOP_TIMEOUT)
+        try:
+            emit("stopping", signal=signum)
+        except (IOError, OSError):
+            pass
 
     # gevent >= 1.5 renamed gevent.signal to gevent.signal_handler.
     install = getattr(gevent, "signal_handler", None) or gevent.signal

@@ -35,17 +35,26 @@ def start(rum):
 
 def _is_loopback(address):
     host = address[0] if isinstance(address, tuple) else address
-    if not isinstance(host, str):  # AF_UNIX paths as bytes
+    if isinstance(host, bytes) and not isinstance(host, str):  # a name as bytes (3.x)
+        host = host.decode("ascii", "replace")
+    if not isinstance(host, str):  # None: the local host
         return True
-    return host in _LOCAL_NAMES or host.startswith("127.") or host == "::1"
+    if host.startswith("::ffff:"):  # IPv4-mapped IPv6
+        host = host[len("::ffff:"):]
+    if host.startswith("127."):  # 127.0.0.0/8, numeric only: "127.0.0.1.example" is a name
+        return all(part.isdigit() for part in host.split("."))
+    return host in _LOCAL_NAMES
 
 
 def _watch_outbound():
     """Record every connect or name lookup outside loopback (CPython >= 3.8).
 
     The proof that developer mode never reaches a collector: the harness
-    asserts that no ``outbound`` event appears.  CPython 2.7 has no audit
-    hooks; there the 3.x runs of the same code are the proof.
+    asserts that no ``outbound`` event appears.  Audit events cover connect,
+    sendto/sendmsg with an address, and every name lookup; a send() on a
+    socket connected earlier has none, but its connect was recorded.  CPython
+    2.7 has no audit hooks; there tests/test_no_network.py traces the
+    server's system calls instead (strace), as it does on 3.x as a cross-check.
     """
     if not hasattr(sys, "addaudithook"):
         return
@@ -58,7 +67,13 @@ def _watch_outbound():
                 # its own address); it is recorded apart from real attempts.
                 kind = "udp_route_lookup" if sock.type == socket.SOCK_DGRAM else "tcp_connect"
                 emit("outbound", call=name, kind=kind, address=repr(address))
-        elif name == "socket.getaddrinfo":
+        elif name in ("socket.sendto", "socket.sendmsg"):
+            sock, address = args[0], args[1]
+            if (address is not None and sock.family in (socket.AF_INET, socket.AF_INET6)
+                    and not _is_loopback(address)):
+                emit("outbound", call=name, kind="datagram_send", address=repr(address))
+        elif name in ("socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyaddr",
+                      "socket.getnameinfo"):
             if not _is_loopback(args[0]):
                 emit("outbound", call=name, kind="dns_lookup", address=repr(args[0]))
 

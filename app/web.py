@@ -19,6 +19,11 @@ VIEW_MESSAGE = "Hello from view!"
 ITERATOR_MESSAGE = "Hello from iterator!"
 ANSWER_TIMEOUT = 10.0  # seconds a view waits for the client's answer
 NOT_A_WEBSOCKET = "This route speaks websocket only: connect with a websocket client.\n"
+# /raw/close and /raw/close-long: the server ends the websocket with
+# ws.close(1000, reason) after the exchange.  The long reason is 200 bytes of
+# UTF-8, more than a close frame holds (RFC 6455 5.5: payload <= 125 bytes).
+CLOSE_CODE = 1000
+CLOSE_REASONS = {"close": u"bye", "close-long": u"\u00e9" * 100}
 
 
 def _websocket_rule_options():
@@ -40,7 +45,10 @@ def exchange(ws, message, event, rid):
     with gevent.Timeout(ANSWER_TIMEOUT, False):
         answer = ws.receive()
     if answer is None:
-        emit(event + "_missing", rid=rid, sent=message, timeout=ANSWER_TIMEOUT)
+        # client_gone: the client dropped the connection (receive() saw it
+        # close) rather than staying silent for ANSWER_TIMEOUT.
+        emit(event + "_missing", rid=rid, sent=message, timeout=ANSWER_TIMEOUT,
+             client_gone=bool(getattr(ws, "closed", False)))
     else:
         if isinstance(answer, bytes):
             answer = answer.decode("utf-8", "replace")
@@ -82,11 +90,31 @@ def create_app():
             exchange(ws, ITERATOR_MESSAGE, "iterator_received", rid)
             yield b""
 
-        response = Response(response_iter(), direct_passthrough=True, mimetype="text/html")
-        response.call_on_close(lambda: emit("response_closed", rid=rid))
-        return response
+        return Response(response_iter(), direct_passthrough=True, mimetype="text/html")
+
+    @websocket_route("/echo")
+    def echo_view(ws, rid):
+        echo(ws, rid)
+        return Response("", mimetype="text/plain")
 
     return app
+
+
+def echo(ws, rid):
+    """Send every message back until the client closes (the benchmark's round trip).
+
+    One event when the connection ends, none per message: emitting is the
+    costliest thing a message could do here.  Unbounded by design: the
+    client's close (or its socket's) ends the loop, SIGTERM ends the server.
+    """
+    count = 0
+    while True:
+        message = ws.receive()
+        if message is None:
+            break
+        ws.send(message)
+        count += 1
+    emit("echo_done", rid=rid, messages=count)
 
 
 # Raw WSGI apps under /raw/<kind>: each returns exactly one kind of iterable, so
@@ -147,9 +175,16 @@ def raw_app(environ, start_response):
     write = start_response("200 OK", [("Content-Type", "text/plain")])
     if ws is None:
         return [NOT_A_WEBSOCKET.encode("ascii")]
+    if kind == "echo":  # the ceiling of the benchmark: the echo without Flask
+        echo(ws, rid)
+        return []
     exchange(ws, VIEW_MESSAGE, "view_received", rid)
     if kind == "write":
         emit("start_response_contract", rid=rid, **_start_response_contract(write, start_response))
+        return []
+    if kind in CLOSE_REASONS:
+        ws.close(CLOSE_CODE, CLOSE_REASONS[kind])
+        emit("server_closed", rid=rid, code=CLOSE_CODE, reason=CLOSE_REASONS[kind])
         return []
     iterables = {
         "list": lambda: _ClosableList([b"one", b"two"]),

@@ -125,6 +125,9 @@ def pytest_configure(config):
     import threading
 
     def interrupt(signum, frame):
+        from tests.harness.server import Server
+
+        Server.signal_all(signal.SIGTERM)  # now: teardown may not get the time to
         raise KeyboardInterrupt(f"signal {signum}")
 
     if (threading.current_thread() is threading.main_thread()

@@ -18,6 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT = 20.0  # s from spawn to the "listening" line (agent start included)
 STOP_TIMEOUT = 5.0  # s from SIGTERM to exit; the server itself gives handlers 1 s
+STATS_TIMEOUT = 10.0  # s for GET /_stats (it runs a full gc.collect() in the server)
 
 
 class ServerError(AssertionError):
@@ -26,6 +27,8 @@ class ServerError(AssertionError):
 
 class Server:
     """One server process; use as a context manager so it never outlives a test."""
+
+    running: set[Server] = set()  # started and not yet stopped, for signal_all()
 
     def __init__(self, python=None, *, agent=False, rum=False, hello_goodbyer=False,
                  port=0, log_dir=None, name="server"):
@@ -45,7 +48,13 @@ class Server:
 
     # -- lifecycle -------------------------------------------------------
     def __enter__(self):
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            # __exit__ does not run when __enter__ raises: a Ctrl-C or a
+            # readiness timeout during start() must not leave the server behind.
+            self.stop()
+            raise
         return self
 
     def __exit__(self, *exc):
@@ -58,12 +67,17 @@ class Server:
             env.pop(key, None)
         self.stderr_path = self._log_path("stderr")
         self._stderr = open(self.stderr_path, "w+b")
+        # The events as they arrive, one JSON line each: evidence that
+        # survives this process (and lets another process watch a server).
+        self.events_path = self._log_path("events")
+        self._events_log = open(self.events_path, "w", encoding="utf-8")
         self.started_at = time.monotonic()
         # A session of its own: the server's process group is ours to signal,
         # and a Ctrl-C aimed at pytest does not reach it first.
         self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=self._stderr,
                                      start_new_session=True)
+        Server.running.add(self)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         if wait:
@@ -83,6 +97,11 @@ class Server:
     def _read(self):
         for line in iter(self.proc.stdout.readline, b""):
             text = line.decode("utf-8", "replace").rstrip("\n")
+            try:
+                self._events_log.write(text + "\n")
+                self._events_log.flush()
+            except ValueError:  # closed by stop() after its bounded join
+                pass
             with self._changed:
                 self.raw_stdout.append(text)
                 try:
@@ -98,24 +117,45 @@ class Server:
         """SIGTERM, bounded wait, then SIGKILL the group we created. Idempotent."""
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            try:
-                os.kill(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                pass
-            except ProcessLookupError:
-                pass
-        if self.proc.poll() is None or self._group_alive():
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait(STOP_TIMEOUT)
-        self._reader.join(STOP_TIMEOUT)
+        try:
+            if self.proc.poll() is None:
+                try:
+                    os.kill(self.proc.pid, signal.SIGTERM)
+                    self.proc.wait(STOP_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    pass
+                except ProcessLookupError:
+                    pass
+        finally:
+            # Also when a second Ctrl-C interrupts the graceful wait above.
+            if self.proc.poll() is None or self._group_alive():
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                try:
+                    self.proc.wait(STOP_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    raise ServerError(self.explain(f"still running {STOP_TIMEOUT:.1f} s (bound) "
+                                                   "after SIGKILL")) from None
+        Server.running.discard(self)
+        reader = getattr(self, "_reader", None)  # absent if interrupted right after spawn
+        if reader is not None:
+            reader.join(STOP_TIMEOUT)
         self.proc.stdout.close()
         self._stderr.close()
+        self._events_log.close()
         return self.proc.returncode
+
+    @classmethod
+    def signal_all(cls, signum=signal.SIGTERM):
+        """Signal every running server's group at once, without waiting (for a signal
+        handler: nox SIGKILLs pytest 0.2 s after its SIGTERM, teardown may come too late)."""
+        for server in list(cls.running):
+            try:
+                os.killpg(server.proc.pid, signum)
+            except (ProcessLookupError, PermissionError):
+                pass
 
     def _group_alive(self):
         try:
@@ -155,6 +195,17 @@ class Server:
                                                    "(bound), not seen"))
                 self._changed.wait(min(remaining, 0.5))
 
+    def stats(self, timeout=STATS_TIMEOUT):
+        """The server's own figures (GET /_stats, app/stats.py): fds, greenlets, RSS."""
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(self.url + "/_stats", timeout=timeout) as response:
+                return json.loads(response.read().decode("utf-8"))
+        except OSError as exc:
+            raise ServerError(self.explain(f"GET /_stats: no answer within {timeout:.1f} s "
+                                           f"(bound): {exc}")) from None
+
     def wait_stopped(self):
         """Stop gracefully and return every event; the last must be 'stopped'."""
         self.stop()
@@ -170,6 +221,8 @@ class Server:
     def explain(self, message, events=12):
         tail = "\n".join("    " + json.dumps(e, sort_keys=True) for e in self.events[-events:])
         stderr = "\n".join("    " + line for line in self.stderr_text(2000).splitlines()[-20:])
+        if self.proc is not None and self.proc.poll() is not None and "exited" not in message:
+            message += f" [the server process has exited, status {self.proc.returncode}]"
         return (f"{self.name}: {message}\n  command: {' '.join(self.argv)}\n"
                 f"  last server events:\n{tail or '    (none)'}\n"
                 f"  server stderr (tail, {self.stderr_path}):\n{stderr or '    (empty)'}")

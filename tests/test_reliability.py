@@ -1,0 +1,396 @@
+"""Reliability: load, faults and interrupts (issue 7).
+
+A matrix that hangs, leaks processes or reports a flaky ``-`` is worse than
+none: every ``-`` must be the system's, never the harness's.  These tests put
+the harness and the server under load, kill the server mid-cell, drop clients
+mid-stream a thousand times, and interrupt pytest with a server up.  Every
+wait is bounded and its bound is named in the failure message.  The figures
+land in the session's results file under "reliability".
+
+Run in the sessions that serve the patched handler (tests_impl's reliability
+knob); the assertions on close() follow the build the server reports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.bench import load
+from tests.harness import clients
+from tests.harness.cells import Cell
+from tests.harness.criteria import ITERATOR_MESSAGE, VIEW_MESSAGE
+from tests.harness.server import READY_TIMEOUT, ROOT, STOP_TIMEOUT, Server
+
+LOAD_CLIENTS = int(os.environ.get("RELIABILITY_LOAD_CLIENTS", "200"))
+DISCONNECTS = int(os.environ.get("RELIABILITY_DISCONNECTS", "1000"))
+WARM_UP = 10  # connections before the baseline is taken (first-use allocations)
+HELD = 10  # connections held open to show that the figures see them
+DROP_TIMEOUT = 10.0  # s any single wait of a disconnecting client may take
+DISCONNECT_EVENTS_TIMEOUT = 60.0  # s for the server to log every dropped connection
+SETTLE_TIMEOUT = 10.0  # s for fds and greenlets to return to their baseline
+PAGE_TIMEOUT = 5.0  # tests/test_cells.py's bound for the GET of the page
+# A whole cell: readiness, the page, both clients killed at their bound, and stop.
+CELL_BOUND = (READY_TIMEOUT + PAGE_TIMEOUT + len(clients.CLIENTS) * clients.PROCESS_TIMEOUT
+              + 2 * STOP_TIMEOUT)
+PYTEST_START_BOUND = 60.0  # s for a child pytest to reach the moment we interrupt
+INTERRUPT_BOUND = 2 * STOP_TIMEOUT + 10.0  # s from SIGINT to the child pytest's exit
+
+
+def record(results, name, **figures):
+    results.records.setdefault("reliability", []).append({"test": name, **figures})
+
+
+def patched(server):
+    return (server.versions.get("gevent-websocket") or "").endswith("+fixed")
+
+
+# -- 1. load -------------------------------------------------------------------
+
+
+def test_load_concurrent_clients_lose_and_duplicate_nothing(session, results):
+    """LOAD_CLIENTS real websocket clients at once on /streaming, checked on both sides."""
+    result = load.measure(session.server_python, bool(session.agent), LOAD_CLIENTS,
+                          log_dir=session.logs, require_fixed=False)
+    record(results, "load", **{k: v for k, v in result.items() if k != "problems"},
+           problems={k: v[:20] for k, v in result["problems"].items()})
+    bad = {k: v[:10] for k, v in result["problems"].items() if v}
+    assert not bad, f"{load.summary(result)}\n{json.dumps(bad, indent=1)}"
+    assert result["completed"] == LOAD_CLIENTS, load.summary(result)
+
+
+# -- 2. faults -----------------------------------------------------------------
+
+
+def exchange_then_drop(ws_url, index, how):
+    """Complete the view's exchange, receive the iterator's message, then vanish.
+
+    ``how`` is "fin" (close the socket: an orderly TCP shutdown, no close frame)
+    or "rst" (SO_LINGER 0: the connection is reset).  "complete" answers both
+    messages and closes normally, for the warm-up.
+    """
+    import websocket
+
+    ws = websocket.create_connection(f"{ws_url}/streaming?client=drop-{index}",
+                                     timeout=DROP_TIMEOUT)
+    try:
+        assert ws.recv() == VIEW_MESSAGE
+        ws.send(f"drop-{index} re: view")
+        assert ws.recv() == ITERATOR_MESSAGE
+        if how == "complete":
+            ws.send(f"drop-{index} re: iterator")
+            ws.recv_frame()  # the server's close frame
+            return
+        if how == "rst":
+            ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    finally:
+        if how == "complete":
+            ws.shutdown()
+        else:
+            ws.sock.close()  # no close frame: the client just goes
+
+
+def hold_open(server, count):
+    """`count` websockets left waiting inside the view (its message received, unanswered)."""
+    import websocket
+
+    held = []
+    for i in range(count):
+        ws = websocket.create_connection(f"{server.ws_url}/view?client=hold-{i}",
+                                         timeout=DROP_TIMEOUT)
+        held.append(ws)
+        assert ws.recv() == VIEW_MESSAGE
+    return held
+
+
+def wait_settled(server, baseline, keys=("fds", "greenlets")):
+    """Poll /_stats until `keys` equal the baseline; return the last figures."""
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    while True:
+        now = server.stats()
+        if all(now[k] == baseline[k] for k in keys) or time.monotonic() >= deadline:
+            return now
+        time.sleep(0.1)
+
+
+def test_disconnect_mid_stream_returns_to_baseline(session, results):
+    """DISCONNECTS clients vanish inside response_iter: logged, closed, nothing leaked."""
+    with Server(session.server_python, agent=bool(session.agent), log_dir=session.logs,
+                name="disconnects") as server:
+        for i in range(WARM_UP):
+            exchange_then_drop(server.ws_url, f"warm-{i}", ("complete", "fin", "rst")[i % 3])
+        baseline = wait_settled(server, server.stats())
+        held = hold_open(server, HELD)
+        try:
+            holding = server.stats()
+        finally:
+            for ws in held:
+                ws.sock.close()
+        # Positive control: the figures see open connections, so a return to the
+        # baseline means something.
+        assert holding["fds"] >= baseline["fds"] + HELD, (baseline, holding)
+        assert holding["greenlets"] >= baseline["greenlets"] + HELD, (baseline, holding)
+        settled = wait_settled(server, baseline)
+        assert (settled["fds"], settled["greenlets"]) == (baseline["fds"], baseline["greenlets"]), (
+            f"{HELD} held connections, dropped: not back to the baseline within "
+            f"{SETTLE_TIMEOUT:.0f} s (bound): baseline {baseline}, now {settled}")
+        started = time.monotonic()
+        for i in range(DISCONNECTS):
+            exchange_then_drop(server.ws_url, i, "rst" if i % 2 else "fin")
+        dropping = time.monotonic() - started
+        queries = {f"client=drop-{i}" for i in range(DISCONNECTS)}
+        fixed = patched(server)
+
+        def rids():
+            return {e["rid"] for e in list(server.events)
+                    if e["event"] == "request" and e.get("query") in queries}
+
+        def logged(event, **match):
+            mine = rids()
+            return [e for e in list(server.events) if e["event"] == event
+                    and e.get("rid") in mine and all(e.get(k) == v for k, v in match.items())]
+
+        deadline = time.monotonic() + DISCONNECT_EVENTS_TIMEOUT
+        while time.monotonic() < deadline:
+            done = logged("iterable_closed" if fixed else "iterator_received_missing")
+            if len(done) >= DISCONNECTS:
+                break
+            time.sleep(0.1)
+        after = wait_settled(server, baseline)
+        gone = logged("iterator_received_missing", client_gone=True)
+        closed = logged("iterable_closed")
+        answered = logged("iterator_received")
+        figures = {
+            "disconnects": DISCONNECTS, "agent": bool(session.agent), "patched": fixed,
+            "drop_seconds": round(dropping, 2), "requests": len(rids()),
+            "client_gone_events": len(gone), "iterable_closed_events": len(closed),
+            "baseline": baseline, "holding": holding, "after": after,
+        }
+        record(results, "disconnects", **figures)
+        summary = server.explain(f"after {DISCONNECTS} mid-stream disconnects and up to "
+                                 f"{DISCONNECT_EVENTS_TIMEOUT:.0f} s (bound) for their events: "
+                                 f"{json.dumps(figures)}")
+        assert len(rids()) == DISCONNECTS, summary
+        assert not answered, summary
+        # Each disconnect is logged by the server: receive() saw the client go.
+        assert len(gone) == DISCONNECTS, summary
+        # The patched handler still closes the iterable, once per connection.
+        assert len(closed) == (DISCONNECTS if fixed else 0), summary
+        assert len({e["rid"] for e in closed}) == len(closed), summary
+        leaked = {k: (baseline[k], after[k]) for k in ("fds", "greenlets")
+                  if after[k] != baseline[k]}
+        assert not leaked, (f"not back to the baseline within {SETTLE_TIMEOUT:.0f} s (bound): "
+                            f"{leaked} (baseline, after)\n{summary}")
+
+
+# Python leaves SIGINT alone when it starts with SIGINT ignored (as a background
+# job of a non-interactive shell does): install the KeyboardInterrupt handler
+# explicitly so that the child behaves as it would at a terminal.
+CHILD_PYTEST = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                "import pytest; sys.exit(pytest.main(sys.argv[1:]))")
+
+
+def child_pytest(args, cwd=ROOT):
+    """A child pytest, in a session of its own (so that we can Ctrl-C its whole group)."""
+    argv = [sys.executable, "-c", CHILD_PYTEST, "-p", "no:cacheprovider", "-q", *args]
+    return subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def session_args(session, logs, results_path):
+    return ["--stack", session.stack, "--agent" if session.agent else "--no-agent",
+            "--fixed" if session.fixed else "--no-fixed",
+            "--server-python", str(session.server_python), "--server-logs", str(logs),
+            "--results", str(results_path)]
+
+
+def cell_node(rum=False, hello_goodbyer=False, streaming=True):
+    def onoff(name, value):
+        return f"{name}={'on' if value else 'off'}"
+
+    return (f"tests/test_cells.py::test_cell[{onoff('rum', rum)}-"
+            f"{onoff('hello_goodbyer', hello_goodbyer)}-{onoff('streaming', streaming)}]")
+
+
+def read_events(path):
+    events = []
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return events
+    for line in lines:
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            pass  # a line still being written
+    return events
+
+
+def wait_event(path, predicate, timeout, what, child):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for event in read_events(path):
+            if predicate(event):
+                return event
+        if child.poll() is not None:
+            break
+        time.sleep(0.02)
+    child_output = finish(child)
+    raise AssertionError(f"expected {what} in {path} within {timeout:.0f} s (bound); child "
+                         f"pytest status {child.returncode}:\n{child_output[-3000:]}")
+
+
+def finish(child, timeout=INTERRUPT_BOUND):
+    """The child's output; killed (its whole group) if it outlives `timeout`."""
+    try:
+        out, _ = child.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        out, _ = child.communicate(timeout=STOP_TIMEOUT)
+        out += f"\n[killed: still running {timeout:.0f} s (bound) after the fault]".encode()
+    return out.decode("utf-8", "replace")
+
+
+def _procs(field, value):
+    """Live (non-zombie) processes whose /proc stat `field` (after the name) is `value`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[field]) == value:
+            found.append(int(entry))
+    return found
+
+
+def procs_in_session(sid):
+    return _procs(3, sid)
+
+
+def children(pid):
+    return _procs(1, pid)
+
+
+def test_server_killed_mid_cell_fails_within_its_bound(session, tmp_path):
+    """SIGKILL the server after the view's exchange: the cell fails fast, quoting the events."""
+    if session.agent is None or session.fixed is None:
+        pytest.skip("needs the session's claim (--agent/--fixed)")
+    cell = Cell(session.stack, session.agent, session.fixed, False, False, True)
+    logs = tmp_path / "logs"
+    child = child_pytest([cell_node(), *session_args(session, logs, tmp_path / "r.json")])
+    events = logs / f"{cell.slug}.events.log"
+    view = wait_event(events, lambda e: e["event"] == "view_received",
+                      PYTEST_START_BOUND + READY_TIMEOUT, "the view's exchange", child)
+    os.killpg(view["pid"], signal.SIGKILL)
+    killed = time.monotonic()
+    out = finish(child, CELL_BOUND)
+    took = time.monotonic() - killed
+    assert child.returncode == 1, f"child pytest status {child.returncode}:\n{out[-3000:]}"
+    assert took <= CELL_BOUND, f"the cell took {took:.1f} s > {CELL_BOUND:.0f} s (bound)"
+    # The failure quotes the server's last events and says the server died.
+    assert "last server events" in out and '"view_received"' in out, out[-3000:]
+    assert "has exited, status -9" in out, out[-3000:]
+    cell_record = json.loads((tmp_path / "r.json").read_text())["cells"][0]
+    assert cell_record["verdict"] == "-" or any(
+        o["verdict"] == "-" for o in cell_record["observed"]), cell_record["observed"]
+    assert not procs_in_session(view["pid"])
+
+
+SLOW_PYTHON = """#!/bin/sh
+# A server interpreter that takes its time to start: SIGINT lands during start().
+sleep 60
+exec {python} "$@"
+"""
+
+
+NOX_TERMINATE_TIMEOUT = 0.2  # s nox's default from SIGTERM to SIGKILL of a command
+
+
+@pytest.mark.parametrize("phase", ["starting", "serving", "serving-sigterm", "serving-nox-kill"])
+def test_interrupted_pytest_leaves_no_server(session, tmp_path, phase):
+    """Ctrl-C while a server starts (SIGINT to pytest) or serves a cell (to its group);
+    SIGTERM to pytest while serving (what nox sends 0.3 s after a Ctrl-C aimed at nox),
+    and that SIGTERM followed by SIGKILL 0.2 s later (nox's default terminate_timeout)."""
+    logs = tmp_path / "logs"
+    if phase == "starting":
+        slow = tmp_path / "slow-python"
+        slow.write_text(SLOW_PYTHON.format(python=session.server_python))
+        slow.chmod(0o755)
+        child_test = tmp_path / "test_child.py"
+        child_test.write_text(textwrap.dedent(f"""
+            import sys
+            sys.path.insert(0, {str(ROOT)!r})
+            from tests.harness.server import Server
+
+            def test_interrupted_while_starting():
+                with Server({str(slow)!r}, log_dir={str(logs)!r}, name="slow"):
+                    pass
+        """))
+        child = child_pytest(["-s", str(child_test)], cwd=tmp_path)
+        # The server runs in a session of its own: find it as the child's child.
+        deadline = time.monotonic() + PYTEST_START_BOUND
+        sid = None
+        while sid is None and time.monotonic() < deadline and child.poll() is None:
+            for pid in children(child.pid):
+                try:
+                    if b"slow-python" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                        sid = pid
+                except OSError:
+                    pass
+            time.sleep(0.02)
+        assert sid is not None, (f"no server process within {PYTEST_START_BOUND:.0f} s "
+                                 f"(bound):\n{finish(child)[-3000:]}")
+        os.kill(child.pid, signal.SIGINT)  # pytest only, as `kill -INT`
+    else:
+        if session.agent is None or session.fixed is None:
+            pytest.skip("needs the session's claim (--agent/--fixed)")
+        cell = Cell(session.stack, session.agent, session.fixed, False, False, True)
+        child = child_pytest([cell_node(), *session_args(session, logs, tmp_path / "r.json")])
+        events = logs / f"{cell.slug}.events.log"
+        listening = wait_event(events, lambda e: e["event"] == "listening",
+                               PYTEST_START_BOUND + READY_TIMEOUT, "the readiness line", child)
+        sid = listening["pid"]
+        if phase == "serving":
+            # A terminal's Ctrl-C: the whole foreground group (pytest and its clients).
+            os.killpg(child.pid, signal.SIGINT)
+        else:
+            os.kill(child.pid, signal.SIGTERM)
+            if phase == "serving-nox-kill":
+                time.sleep(NOX_TERMINATE_TIMEOUT)
+                os.kill(child.pid, signal.SIGKILL)
+    sent = time.monotonic()
+    out = finish(child)
+    took = time.monotonic() - sent
+    assert took <= INTERRUPT_BOUND, f"exit took {took:.1f} s > {INTERRUPT_BOUND:.0f} s (bound)"
+    if phase == "serving-nox-kill":
+        # No teardown here: the server got its SIGTERM from the signal handler
+        # (Server.signal_all) and must stop on its own, within its own bound.
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while procs_in_session(sid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not procs_in_session(sid), (
+            f"server session {sid} still running {STOP_TIMEOUT:.0f} s (bound) after pytest "
+            f"was killed:\n{out[-3000:]}")
+        return
+    assert "KeyboardInterrupt" in out, out[-3000:]
+    assert not procs_in_session(sid), (
+        f"{phase}: processes {procs_in_session(sid)} of server session {sid} outlived "
+        f"the interrupted pytest:\n{out[-3000:]}")
+    if phase != "starting":
+        stopped = [e["event"] for e in read_events(events)]
+        assert "stopping" in stopped, (f"the server was not stopped by the harness's "
+                                       f"teardown (no 'stopping' event): {stopped}")
