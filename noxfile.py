@@ -11,8 +11,11 @@ Versions live in pyproject.toml ([tool.stacks], [dependency-groups]).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shlex
+import shutil
 import sys
 from pathlib import Path
 
@@ -26,12 +29,19 @@ from tests.harness.pythons import MissingPython, find_python27  # noqa: E402
 
 nox.needs_version = ">=2025.2.9"
 nox.options.default_venv_backend = "uv|virtualenv"
-nox.options.sessions = ["matrix", "seed", "report"]
+# "workflow" checks .github/workflows/matrix.yml (actionlint, zizmor, its job list,
+# a local rehearsal of its fan-out): it runs last, after "report".
+nox.options.sessions = ["matrix", "seed", "report", "workflow"]
 nox.options.reuse_venv = "yes"
 
 PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
-RESULTS = ROOT / "results"
+# MATRIX_RESULTS moves the results elsewhere (relative to ROOT, or absolute); the
+# workflow rehearsal in tests/test_workflow.py uses it to keep a second set apart.
+RESULTS = ROOT / os.environ.get("MATRIX_RESULTS", "results")
+# MATRIX_REPORT likewise for the report's output (the bench's own matrix run uses both).
+REPORT = ROOT / os.environ.get("MATRIX_REPORT", "report")
 ARMS = [(agent, fixed) for fixed in BOOLS for agent in BOOLS]
+PYTEST_TERMINATE_TIMEOUT = 10.0  # s pytest gets to stop its servers after nox's SIGTERM
 
 
 def results_file(name, suffix=".json"):
@@ -48,12 +58,26 @@ COMPILE = {"UV_COMPILE_BYTECODE": "1"}
 
 
 def install_harness(session):
-    session.install(*nox.project.dependency_groups(PYPROJECT, "test"), env=COMPILE)
+    # Only what runs in every cell is worth compiling: compiling the builder's
+    # tools too cost uv ~1.2 s of every cold session (pip compiles anyway).
+    session.install(*nox.project.dependency_groups(PYPROJECT, "harness"), env=COMPILE)
+    session.install(*nox.project.dependency_groups(PYPROJECT, "builder"))
 
 
 def install_node_client(session):
-    session.run_install("npm", "ci", "--prefix", "app", "--no-audit", "--no-fund",
-                        "--loglevel=error", external=True)
+    """npm ci into app/node_modules, unless it already holds this package-lock.json.
+
+    The directory is shared by every session: reinstalling it for each cost
+    0.5-0.8 s a session, and wiped it under any session still running node.
+    """
+    lock = ROOT / "app" / "package-lock.json"
+    stamp = ROOT / "app" / "node_modules" / ".installed-lock-sha256"
+    digest = hashlib.sha256(lock.read_bytes()).hexdigest()
+    if stamp.is_file() and stamp.read_text() == digest:
+        return
+    if session.run_install("npm", "ci", "--prefix", "app", "--no-audit", "--no-fund",
+                           "--loglevel=error", external=True):
+        stamp.write_text(digest)
 
 
 def gevent_websocket_wheel(session, stack, fixed, python=None):
@@ -83,43 +107,67 @@ def py27_env(session, name):
     return env / "bin" / "python"
 
 
+def py27_wheelhouse(session, python, stack):
+    """Every wheel of the stack's 2.7 server (agent included), fetched once into .cache/.
+
+    pip 20 on CPython 2.7 reads and parses the registry's index pages on every
+    install: ~6 s of a seed session's ~8 s install phase (tests/bench/matrix_time).
+    From this directory with --no-index the same install takes ~1.5 s.  Keyed by
+    the pins, so a changed pin makes a new wheelhouse.
+    """
+    pins = server_requirements(stack, True)
+    key = hashlib.sha256("\n".join(["py2.7", *pins]).encode()).hexdigest()[:16]
+    house = ROOT / ".cache" / "wheelhouse" / f"{stack}-py2.7-{key}"
+    if not house.is_dir():
+        partial = house.with_name(f"{house.name}.partial-{os.getpid()}")
+        try:
+            session.run_install(str(python), "-m", "pip", "wheel", "--quiet",
+                                "--disable-pip-version-check", "--wheel-dir", str(partial),
+                                *pins, external=True)
+            partial.rename(house)
+        except OSError:  # a concurrent session made it first: same pins, same wheels
+            pass
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+    return house
+
+
 def skip_or_fail(session, reason, name):
     """Without Python 2.7 a local run skips the seed stack; CI must not."""
     if os.environ.get("CI"):
         session.error(reason)
-    RESULTS.mkdir(exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
     record = {"session": name, "status": "skipped", "reason": reason}
     results_file(name).write_text(json.dumps(record) + "\n")
     session.skip(reason)
 
 
 def install_server(session, stack, agent, fixed, name):
-    """The environment of the server under test; returns its interpreter."""
+    """The environment of the server under test; returns its interpreter.
+
+    The wheel is force-reinstalled: a changed patch rebuilds it under the same
+    version (0.10.1+fixed), which a reused environment would otherwise keep.
+    """
+    requirements = server_requirements(stack, agent)
     if stack == "today":
-        python = Path(session.virtualenv.location) / "bin" / "python"
-
-        def install(*args):
-            session.install(*args, env=COMPILE)
-
         wheel = gevent_websocket_wheel(session, stack, fixed)
-    else:
-        python = py27_env(session, name)
-        pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-               "--no-warn-script-location"]
-
-        def install(*args):
-            session.run_install(*pip, *args, external=True)
-
-        wheel = gevent_websocket_wheel(session, stack, fixed, python=python)
+        if wheel:
+            session.install(*requirements, env=COMPILE)
+            session.install("--no-deps", "--force-reinstall", wheel, env=COMPILE)
+        return Path(session.virtualenv.location) / "bin" / "python"
+    python = py27_env(session, name)
+    wheel = gevent_websocket_wheel(session, stack, fixed, python=python)
     if wheel:
-        install(*server_requirements(stack, agent))
-        # A changed patch rebuilds the wheel under the same version
-        # (0.10.1+fixed): only a forced reinstall refreshes a reused env.
-        install("--no-deps", "--force-reinstall", wheel)
+        house = py27_wheelhouse(session, python, stack)
+        session.run_install(str(python), "-m", "pip", "install", "--quiet",
+                            "--disable-pip-version-check", "--no-warn-script-location",
+                            "--no-index", "--find-links", str(house), "--force-reinstall",
+                            *requirements, wheel, external=True)
     return python
 
 
-def tests_impl(session, stack, agent, fixed, *, harness_tests=False):
+def tests_impl(session, stack, agent, fixed, *, harness_tests=False, protocol_tests=False,
+               reliability_tests=False):
     name = session_name(stack, agent, fixed)
     install_harness(session)
     install_node_client(session)
@@ -127,6 +175,12 @@ def tests_impl(session, stack, agent, fixed, *, harness_tests=False):
     paths = ["tests/test_cells.py", "tests/test_app.py"]
     if harness_tests:
         paths += ["tests/test_model.py", "tests/test_builds.py"]
+    if protocol_tests:  # RFC 6455 and bad input, per arm (tests/test_protocol.py)
+        paths += ["tests/test_protocol.py"]
+    if reliability_tests:  # load, faults, interrupts: ~30 s, so two sessions only
+        paths += ["tests/test_reliability.py"]
+    if agent:  # the agent reaches nothing beyond loopback (audit hook, strace)
+        paths += ["tests/test_no_network.py"]
     session.run(
         "pytest", *paths, "--stack", stack, "--agent" if agent else "--no-agent",
         "--fixed" if fixed else "--no-fixed", "--server-python", str(server_python),
@@ -134,6 +188,9 @@ def tests_impl(session, stack, agent, fixed, *, harness_tests=False):
         "--junitxml", str(results_file(name, ".junit.xml")),
         "--server-logs", str(results_file(name, ".logs")),
         *session.posargs,
+        # On Ctrl-C nox gives pytest 0.3 s, then SIGTERM (tests/conftest.py: servers
+        # signalled, teardown runs), then only 0.2 s before SIGKILL: too short.
+        terminate_timeout=PYTEST_TERMINATE_TIMEOUT,
     )
 
 
@@ -144,7 +201,8 @@ def tests_impl(session, stack, agent, fixed, *, harness_tests=False):
 @nox.parametrize(("agent", "fixed"), ARMS)
 def matrix(session, agent, fixed):
     """Today's stack on the interpreter nox runs on."""
-    tests_impl(session, "today", agent, fixed, harness_tests=fixed and not agent)
+    tests_impl(session, "today", agent, fixed, harness_tests=fixed and not agent,
+               protocol_tests=not agent, reliability_tests=fixed)
 
 
 @nox.session(python=None)
@@ -159,7 +217,7 @@ def report(session):
     """Merge every session's results into the observations table and report/."""
     session.install("packaging")
     session.run("python", "-m", "tests.harness.report", "--results", str(RESULTS),
-                "--out", str(ROOT / "report"), *session.posargs)
+                "--out", str(REPORT), *session.posargs)
 
 
 @nox.session(python=None, default=False)
@@ -183,3 +241,36 @@ def lint(session):
     """ruff on the harness; app/ is checked for Python 2.7 syntax by the seed sessions."""
     session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
     session.run("ruff", "check", "noxfile.py", "tests")
+
+
+@nox.session(python=None)
+def workflow(session):
+    """The GitHub workflow: actionlint, zizmor, its jobs against `nox -l`, a local rehearsal."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "test", "workflow"))
+    session.run("pytest", "tests/test_workflow.py", *session.posargs)
+
+
+@nox.session(python=None, default=False)
+def bench(session):
+    """What the matrix costs: wall time (cold uv vs pip, warm), per cell, echo throughput.
+
+    ~3 minutes on 2 cores; writes report/bench.json and report/bench.md.  Its nox
+    runs use their own envdir, results and report under the session's directory.
+    """
+    load = ",".join(f"{v:.2f}" for v in os.getloadavg())  # before this session's own work
+    install_harness(session)
+    session.install(*nox.project.dependency_groups(PYPROJECT, "bench"), env=COMPILE)
+    install_node_client(session)
+    # Today's server with the agent, vanilla; the patched build beside it, first
+    # on PYTHONPATH for the patched servers: the build is their only difference.
+    python = install_server(session, "today", True, False, "bench")
+    work = Path(session.virtualenv.location) / "work"
+    patched = work / "patched-gevent-websocket"
+    wheel = gevent_websocket_wheel(session, "today", True)
+    if wheel:
+        shutil.rmtree(patched, ignore_errors=True)
+        session.install("--no-deps", "--target", str(patched), wheel)
+    session.run("python", "-m", "tests.bench.run", "--python", str(python),
+                "--patched-path", str(patched), "--work", str(work),
+                "--nox", f"{shlex.quote(sys.executable)} -m nox", "--out", str(REPORT),
+                "--load-before", load, *session.posargs)

@@ -1,0 +1,99 @@
+"""``nox -s bench`` runs this: every benchmark of issue 8, then report/bench.{json,md}.
+
+1. throughput (tests/bench/throughput.py), ~25 s;
+2. where a server's start goes (tests/bench/profile_start.py), agent off and on;
+3. the matrix's wall time and the per-cell distribution (tests/bench/matrix_time.py):
+   cold installs with uv and with pip, then one warm run of every cell, ~2 min.
+
+``-- --quick`` skips the nox runs (throughput and profile only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.bench import matrix_time, report, throughput
+
+ROOT = Path(__file__).resolve().parents[2]
+PROFILE_TIMEOUT = 60  # s for one profiled server start (bound)
+
+
+def profile(python, out_dir):
+    found = {}
+    for label, flags in (("agent off", []), ("agent on", ["--agent"])):
+        out = out_dir / f"bench-profile-{label.replace(' ', '-')}.txt"
+        proc = subprocess.run([python, "-m", "tests.bench.profile_start", *flags, "--out",
+                               str(out)], cwd=ROOT, capture_output=True, text=True,
+                              timeout=PROFILE_TIMEOUT, check=False)
+        lines = proc.stdout.strip().splitlines()
+        if proc.returncode != 0 or not lines:
+            found[label] = {"error": (proc.stderr or proc.stdout)[-1000:]}
+            continue
+        found[label] = json.loads(lines[-1])
+    return found
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m tests.bench.run")
+    parser.add_argument("--python", required=True, help="today's server interpreter "
+                        "(vanilla gevent-websocket, the agent, pyinstrument)")
+    parser.add_argument("--patched-path", required=True)
+    parser.add_argument("--work", required=True, help="scratch: envdir, results, logs")
+    parser.add_argument("--nox", required=True, help="how to run nox (split like a shell)")
+    parser.add_argument("--out", required=True, help="report directory")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--seconds", type=float, default=0.5)
+    parser.add_argument("--quick", action="store_true", help="no nox runs")
+    parser.add_argument("--load-before", default=None,
+                        help="1/5/15-minute load before the session began (comma-separated)")
+    args = parser.parse_args(argv)
+    work, out = Path(args.work), Path(args.out)
+    work.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    doc = {
+        "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "platform": platform.platform()},
+        "load": {"session_start": [float(v) for v in args.load_before.split(",")]
+                 if args.load_before else None, "before": list(os.getloadavg())},
+        "targets": report.TARGETS,
+        "notes": [],
+    }
+    step = {}
+
+    def timed(name, fn, *a, **kw):
+        t0 = time.monotonic()
+        print(f"bench: {name} ...", flush=True)
+        result = fn(*a, **kw)
+        step[name] = round(time.monotonic() - t0, 1)
+        print(f"bench: {name} took {step[name]} s", flush=True)
+        return result
+
+    doc["throughput"] = timed("throughput", throughput.measure, args.python, args.patched_path,
+                              args.rounds, args.seconds, 100000, work / "throughput-logs")
+    doc["profile"] = timed("profile", profile, args.python, out)
+    if not args.quick:
+        doc["matrix"] = timed("matrix", matrix_time.measure, shlex.split(args.nox),
+                              work / "envs", work / "results", work / "report", work / "logs")
+        doc["cells"] = report.cell_stats(work / "results")
+    doc["steps"] = step
+    doc["wall"] = round(time.monotonic() - started, 1)
+    doc["load"]["after"] = list(os.getloadavg())
+    (out / "bench.json").write_text(json.dumps(doc, indent=1) + "\n")
+    (out / "bench.md").write_text(report.render(doc))
+    print((out / "bench.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
