@@ -46,6 +46,33 @@ def describe_close(payload):
     return {"code": code, "reason": reason, "valid": valid}
 
 
+def converse(ws, answer=answer_for):
+    """Answer every message until the server closes; yield (event, fields) as it goes.
+
+    Reads raw frames: websocket-client rejects an invalid close frame before
+    showing it, and the close frame is part of the evidence.
+    """
+    while True:
+        frame = ws.recv_frame()
+        if frame.opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
+            data = frame.data
+            if isinstance(data, bytes):
+                data = data.decode("utf-8", "replace")
+            yield "received", {"data": data}
+            reply = answer(data)
+            ws.send(reply)
+            yield "sent", {"data": reply}
+        elif frame.opcode == websocket.ABNF.OPCODE_CLOSE:
+            yield "closed", dict(describe_close(frame.data), by="server")
+            try:
+                ws.send_close()
+            except Exception:
+                pass  # the server may already have dropped the socket
+            return
+        elif frame.opcode == websocket.ABNF.OPCODE_PING:
+            ws.pong(frame.data)
+
+
 def run(url, timeout):
     try:
         ws = websocket.create_connection(url, timeout=timeout)
@@ -55,28 +82,9 @@ def run(url, timeout):
     log("open", url=url)
     answered = 0
     try:
-        while True:
-            # Read raw frames: websocket-client rejects an invalid close frame
-            # before showing it, and the close frame is part of the evidence.
-            frame = ws.recv_frame()
-            if frame.opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
-                data = frame.data
-                if isinstance(data, bytes):
-                    data = data.decode("utf-8", "replace")
-                log("received", data=data)
-                reply = answer_for(data)
-                ws.send(reply)
-                log("sent", data=reply)
-                answered += 1
-            elif frame.opcode == websocket.ABNF.OPCODE_CLOSE:
-                log("closed", by="server", **describe_close(frame.data))
-                try:
-                    ws.send_close()
-                except Exception:
-                    pass  # the server may already have dropped the socket
-                break
-            elif frame.opcode == websocket.ABNF.OPCODE_PING:
-                ws.pong(frame.data)
+        for event, fields in converse(ws):
+            log(event, **fields)
+            answered += event == "sent"
     except websocket.WebSocketTimeoutException:
         log("error", stage="receive", error="timeout: nothing from the server for %.1f s" % timeout)
         return 1

@@ -50,7 +50,7 @@ def one_client(url, index, barrier, timeout):
     """One real websocket client: answer every message, stop at the close frame."""
     import websocket
 
-    from app.client import describe_close
+    from app.client import converse
 
     record = {"index": index, "received": [], "sent": [], "close": None, "error": None,
               "exchange_s": None}
@@ -59,25 +59,12 @@ def one_client(url, index, barrier, timeout):
         barrier.wait(BARRIER_TIMEOUT)
         started = time.perf_counter()
         ws = websocket.create_connection(f"{url}?client={name(index)}", timeout=timeout)
-        while True:
-            frame = ws.recv_frame()
-            if frame.opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
-                data = frame.data.decode("utf-8", "replace") if isinstance(
-                    frame.data, bytes) else frame.data
-                record["received"].append(data)
-                reply = answer(index, data)
-                ws.send(reply)
-                record["sent"].append(reply)
-            elif frame.opcode == websocket.ABNF.OPCODE_CLOSE:
-                record["close"] = describe_close(frame.data)
+        for event, fields in converse(ws, lambda data: answer(index, data)):
+            if event == "closed":
+                record["close"] = fields
                 record["exchange_s"] = time.perf_counter() - started
-                try:
-                    ws.send_close()
-                except Exception:
-                    pass  # the server may already have dropped the socket
-                break
-            elif frame.opcode == websocket.ABNF.OPCODE_PING:
-                ws.pong(frame.data)
+            else:
+                record[event].append(fields["data"])
     except Exception as exc:
         record["error"] = f"{type(exc).__name__}: {exc}"
     finally:
