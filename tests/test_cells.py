@@ -25,7 +25,15 @@ PAGE_TIMEOUT = 5.0  # s for the GET of the HTML page
 
 
 def onoff(name):
-    return lambda value: f"{name}={'on' if value else 'off'}"
+    # "rum_on", not "rum=on": pytest -k cannot select an id with "=" in it.
+    return lambda value: f"{name}_{'on' if value else 'off'}"
+
+
+def cell_node(rum=False, hello_goodbyer=False, streaming=True):
+    """The node id of one cell, e.g. for a child pytest."""
+    ids = (onoff("rum")(rum), onoff("hello_goodbyer")(hello_goodbyer),
+           onoff("streaming")(streaming))
+    return f"tests/test_cells.py::test_cell[{'-'.join(ids)}]"
 
 
 def get_page(url):

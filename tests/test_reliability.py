@@ -31,6 +31,7 @@ from tests.harness import clients
 from tests.harness.cells import Cell
 from tests.harness.criteria import ITERATOR_MESSAGE, VIEW_MESSAGE
 from tests.harness.server import READY_TIMEOUT, ROOT, STOP_TIMEOUT, Server
+from tests.test_cells import cell_node
 
 LOAD_CLIENTS = int(os.environ.get("RELIABILITY_LOAD_CLIENTS", "200"))
 DISCONNECTS = int(os.environ.get("RELIABILITY_DISCONNECTS", "1000"))
@@ -212,14 +213,6 @@ def session_args(session, logs, results_path):
             "--fixed" if session.fixed else "--no-fixed",
             "--server-python", str(session.server_python), "--server-logs", str(logs),
             "--results", str(results_path)]
-
-
-def cell_node(rum=False, hello_goodbyer=False, streaming=True):
-    def onoff(name, value):
-        return f"{name}={'on' if value else 'off'}"
-
-    return (f"tests/test_cells.py::test_cell[{onoff('rum', rum)}-"
-            f"{onoff('hello_goodbyer', hello_goodbyer)}-{onoff('streaming', streaming)}]")
 
 
 def read_events(path):
