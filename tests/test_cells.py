@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -20,8 +19,6 @@ from tests.harness.cells import BOOLS, STACKS, Cell, seed_verdict
 from tests.harness.criteria import evaluate
 from tests.harness.model import StackFacts, predict
 from tests.harness.server import Server
-
-PAGE_TIMEOUT = 5.0  # s for the GET of the HTML page
 
 
 def onoff(name):
@@ -34,11 +31,6 @@ def cell_node(rum=False, hello_goodbyer=False, streaming=True):
     ids = (onoff("rum")(rum), onoff("hello_goodbyer")(hello_goodbyer),
            onoff("streaming")(streaming))
     return f"tests/test_cells.py::test_cell[{'-'.join(ids)}]"
-
-
-def get_page(url):
-    with urllib.request.urlopen(url + "/", timeout=PAGE_TIMEOUT) as response:
-        return response.status, response.read().decode("utf-8", "replace")
 
 
 def positive_controls(cell, server, page):
@@ -71,11 +63,7 @@ def test_cell(session, results, rum, hello_goodbyer, streaming):
     server = Server(session.server_python, agent=cell.agent, rum=rum,
                     hello_goodbyer=hello_goodbyer, log_dir=session.logs, name=cell.slug)
     with server:
-        try:
-            status, page = get_page(server.url)
-        except OSError as exc:  # URLError, timeout, reset: say what the server was doing
-            message = f"{cell.slug}: GET / failed within {PAGE_TIMEOUT:.0f} s (bound): {exc!r}"
-            raise AssertionError(server.explain(message)) from None
+        status, page = server.get("/")
         # Both clients at once, each on its own connection (criteria tell their
         # events apart by the request id their query names): a cell waits for
         # one client process start-up, not two (tests/bench: -0.1 s a cell).

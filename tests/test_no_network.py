@@ -26,7 +26,6 @@ import re
 import shutil
 import subprocess
 import textwrap
-import urllib.request
 
 import pytest
 
@@ -35,7 +34,6 @@ from tests.harness.server import ROOT, Server
 
 CHILD_TIMEOUT = 30.0  # s for the audit-hook proof child
 STRACE_PROBE_TIMEOUT = 10.0  # s for `strace true`
-PAGE_TIMEOUT = 5.0  # s for the GET of the page
 
 # label: (the outbound kind the agent's hook must record, or None; expected outcome)
 ATTEMPTS = {
@@ -300,8 +298,7 @@ def test_agent_server_makes_no_outbound_syscalls(session, tmp_path):
     python = traced(strace, session.server_python, log, tmp_path)
     with Server(python, agent=True, rum=True, hello_goodbyer=True, log_dir=session.logs,
                 name="no-network") as server:
-        with urllib.request.urlopen(server.url + "/", timeout=PAGE_TIMEOUT) as response:
-            page = response.read().decode("utf-8", "replace")
+        page = server.get("/")[1]
         transcripts = [clients.run(c, f"{server.ws_url}{route}?client={c}")
                        for c in clients.CLIENTS for route in ("/streaming", "/view")]
     assert server.ready.get("agent_active"), server.explain("the agent is not active")

@@ -30,7 +30,7 @@ from tests.bench import load
 from tests.harness import clients
 from tests.harness.cells import Cell
 from tests.harness.criteria import ITERATOR_MESSAGE, VIEW_MESSAGE
-from tests.harness.server import READY_TIMEOUT, ROOT, STOP_TIMEOUT, Server
+from tests.harness.server import HTTP_TIMEOUT, READY_TIMEOUT, ROOT, STOP_TIMEOUT, Server
 from tests.test_cells import cell_node
 
 LOAD_CLIENTS = int(os.environ.get("RELIABILITY_LOAD_CLIENTS", "200"))
@@ -40,9 +40,8 @@ HELD = 10  # connections held open to show that the figures see them
 DROP_TIMEOUT = 10.0  # s any single wait of a disconnecting client may take
 DISCONNECT_EVENTS_TIMEOUT = 60.0  # s for the server to log every dropped connection
 SETTLE_TIMEOUT = 10.0  # s for fds and greenlets to return to their baseline
-PAGE_TIMEOUT = 5.0  # tests/test_cells.py's bound for the GET of the page
 # A whole cell: readiness, the page, both clients killed at their bound, and stop.
-CELL_BOUND = (READY_TIMEOUT + PAGE_TIMEOUT + len(clients.CLIENTS) * clients.PROCESS_TIMEOUT
+CELL_BOUND = (READY_TIMEOUT + HTTP_TIMEOUT + len(clients.CLIENTS) * clients.PROCESS_TIMEOUT
               + 2 * STOP_TIMEOUT)
 PYTEST_START_BOUND = 60.0  # s for a child pytest to reach the moment we interrupt
 INTERRUPT_BOUND = 2 * STOP_TIMEOUT + 10.0  # s from SIGINT to the child pytest's exit

@@ -18,6 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT = 20.0  # s from spawn to the "listening" line (agent start included)
 STOP_TIMEOUT = 5.0  # s from SIGTERM to exit; the server itself gives handlers 1 s
+HTTP_TIMEOUT = 5.0  # s for a plain GET (the page)
 STATS_TIMEOUT = 10.0  # s for GET /_stats (it runs a full gc.collect() in the server)
 
 
@@ -195,16 +196,20 @@ class Server:
                                                    "(bound), not seen"))
                 self._changed.wait(min(remaining, 0.5))
 
-    def stats(self, timeout=STATS_TIMEOUT):
-        """The server's own figures (GET /_stats, app/stats.py): fds, greenlets, RSS."""
+    def get(self, path="/", timeout=HTTP_TIMEOUT):
+        """(status, text) of a plain HTTP GET; no answer is a ServerError quoting the server."""
         import urllib.request
 
         try:
-            with urllib.request.urlopen(self.url + "/_stats", timeout=timeout) as response:
-                return json.loads(response.read().decode("utf-8"))
-        except OSError as exc:
-            raise ServerError(self.explain(f"GET /_stats: no answer within {timeout:.1f} s "
-                                           f"(bound): {exc}")) from None
+            with urllib.request.urlopen(self.url + path, timeout=timeout) as response:
+                return response.status, response.read().decode("utf-8", "replace")
+        except OSError as exc:  # URLError, timeout, reset: say what the server was doing
+            raise ServerError(self.explain(f"GET {path}: no answer within {timeout:.1f} s "
+                                           f"(bound): {exc!r}")) from None
+
+    def stats(self, timeout=STATS_TIMEOUT):
+        """The server's own figures (GET /_stats, app/stats.py): fds, greenlets, RSS."""
+        return json.loads(self.get("/_stats", timeout)[1])
 
     def wait_stopped(self):
         """Stop gracefully and return every event; the last must be 'stopped'."""
