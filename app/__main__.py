@@ -49,6 +49,8 @@ def parse_args(argv):
     _add_flag(parser, "agent", "APP_AGENT", "start the New Relic agent (developer mode)")
     _add_flag(parser, "rum", "APP_RUM", "agent's browser monitoring (RUM) on")
     _add_flag(parser, "hello-goodbyer", "APP_HELLO_GOODBYER", "wrap the app in HelloGoodbyer")
+    _add_flag(parser, "watch-stdin", "APP_WATCH_STDIN",
+              "stop when stdin reaches EOF (the harness that started the server is gone)")
     return parser.parse_args(argv)
 
 
@@ -171,6 +173,10 @@ def main(argv=None):
     install = getattr(gevent, "signal_handler", None) or gevent.signal
     for signum in (signal.SIGTERM, signal.SIGINT):
         install(signum, stop, signum)
+    if args.watch_stdin:  # after the handlers: EOF becomes the same graceful SIGTERM
+        from .lifeline import watch_stdin
+
+        watch_stdin()
 
     host, port = server.address[:2]
     emit("listening", host=host, port=port, url="http://%s:%d" % (host, port),
@@ -178,7 +184,10 @@ def main(argv=None):
          rum=args.rum, hello_goodbyer=args.hello_goodbyer,
          versions=versions())
     server.serve_forever()
-    emit("stopped")
+    try:
+        emit("stopped")
+    except (IOError, OSError):  # the harness is gone (app.lifeline): nobody to tell
+        pass
     return 0
 
 

@@ -36,7 +36,8 @@ class Server:
         self.python = python or sys.executable
         self.argv = [self.python, "-m", "app", "--host", "127.0.0.1", "--port", str(port),
                      "--agent" if agent else "--no-agent", "--rum" if rum else "--no-rum",
-                     "--hello-goodbyer" if hello_goodbyer else "--no-hello-goodbyer"]
+                     "--hello-goodbyer" if hello_goodbyer else "--no-hello-goodbyer",
+                     "--watch-stdin"]
         self.name = name
         self.log_dir = Path(log_dir) if log_dir else None
         self.events: list[dict] = []
@@ -74,8 +75,10 @@ class Server:
         self._events_log = open(self.events_path, "w", encoding="utf-8")
         self.started_at = time.monotonic()
         # A session of its own: the server's process group is ours to signal,
-        # and a Ctrl-C aimed at pytest does not reach it first.
-        self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+        # and a Ctrl-C aimed at pytest does not reach it first.  stdin is a pipe
+        # we never write to: when this process dies, even by SIGKILL, the server
+        # reads EOF and stops itself (app/lifeline.py).
+        self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=env, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self._stderr,
                                      start_new_session=True)
         Server.running.add(self)
@@ -144,6 +147,7 @@ class Server:
         if reader is not None:
             reader.join(STOP_TIMEOUT)
         self.proc.stdout.close()
+        self.proc.stdin.close()
         self._stderr.close()
         self._events_log.close()
         return self.proc.returncode
