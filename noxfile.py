@@ -149,7 +149,7 @@ def install_server(session, stack, agent, fixed, name):
     version (0.10.1+fixed), which a reused environment would otherwise keep.
     """
     requirements = server_requirements(stack, agent)
-    if stack == "today":
+    if STACKS[stack]["python"] == "3":  # today and deploy: the session's own venv
         wheel = gevent_websocket_wheel(session, stack, fixed)
         if wheel:
             session.install(*requirements, env=COMPILE)
@@ -210,6 +210,33 @@ def matrix(session, agent, fixed):
 def seed(session, agent, fixed):
     """The 2016 stack: the server runs on CPython 2.7, the harness on this Python."""
     tests_impl(session, "seed", agent, fixed, harness_tests=fixed and not agent)
+
+
+# -- deploy: the same cells the way users deploy (issue 15) -------------------
+# gunicorn with gevent-websocket's GeventWebSocketWorker, the agent started by
+# `newrelic-admin run-program`, on today's pins plus [tool.stacks.deploy]'s own;
+# the same verified wheel as the matrix, installed unchanged.  Opt-in: `nox -t ci`.
+
+
+@nox.session(python=None, default=False, tags=["ci"])
+@nox.parametrize(("agent", "fixed"), ARMS)
+def deploy(session, agent, fixed):
+    """Today's stack under gunicorn's gevent-websocket worker, agent by newrelic-admin."""
+    name = session_name("deploy", agent, fixed)
+    install_harness(session)
+    install_node_client(session)
+    server_python = install_server(session, "deploy", agent, fixed, name)
+    paths = ["tests/test_cells.py"]
+    if fixed and not agent:  # the harness's own unit tests, once
+        paths += ["tests/test_deploy_compare.py"]
+    session.run(
+        "pytest", *paths, "--stack", "deploy", "--agent" if agent else "--no-agent",
+        "--fixed" if fixed else "--no-fixed", "--server-python", str(server_python),
+        "--results", str(results_file(name)),
+        "--junitxml", str(results_file(name, ".junit.xml")),
+        "--server-logs", str(results_file(name, ".logs")),
+        *session.posargs, terminate_timeout=PYTEST_TERMINATE_TIMEOUT,
+    )
 
 
 @nox.session(python=None)

@@ -56,6 +56,8 @@ def parse_args(argv):
 
 def versions():
     names = ("gevent", "gevent-websocket", "greenlet", "Flask", "Werkzeug", "newrelic")
+    if "gunicorn" in sys.modules:  # served by gunicorn (app.gunicorn_conf)
+        names += ("gunicorn",)
     try:
         from importlib.metadata import PackageNotFoundError, version
     except ImportError:  # CPython 2.7
@@ -73,6 +75,19 @@ def versions():
         except PackageNotFoundError:
             found[name] = None
     return found
+
+
+def module_files():
+    """Where this process imported gevent-websocket and the agent from: the build it runs."""
+    return dict((name, getattr(sys.modules.get(name), "__file__", None))
+                for name in ("geventwebsocket", "newrelic"))
+
+
+def emit_listening(host, port, **fields):
+    """The readiness line, the same whichever way the server was started."""
+    emit("listening", host=host, port=port, url="http://%s:%d" % (host, port),
+         agent_loaded="newrelic" in sys.modules, versions=versions(),
+         module_files=module_files(), **fields)
 
 
 def build_application(hello_goodbyer):
@@ -179,10 +194,8 @@ def main(argv=None):
         watch_stdin()
 
     host, port = server.address[:2]
-    emit("listening", host=host, port=port, url="http://%s:%d" % (host, port),
-         agent=args.agent, agent_active=agent_active, agent_loaded="newrelic" in sys.modules,
-         rum=args.rum, hello_goodbyer=args.hello_goodbyer,
-         versions=versions())
+    emit_listening(host, port, launcher="app", agent=args.agent, agent_active=agent_active,
+                   rum=args.rum, hello_goodbyer=args.hello_goodbyer)
     server.serve_forever()
     try:
         emit("stopped")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.cells import STACKS, session_name
+from tests.harness.cells import LAUNCHER, STACKS, session_name
 
 
 def pytest_addoption(parser):
@@ -43,6 +43,11 @@ class Session:
     @property
     def name(self):
         return session_name(self.stack, self.agent, self.fixed)
+
+    @property
+    def launcher(self):
+        """How this stack's servers start (tests/harness/server.py): app or gunicorn."""
+        return LAUNCHER[self.stack]
 
 
 @pytest.fixture(scope="session")

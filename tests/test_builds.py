@@ -124,8 +124,7 @@ def _patch_targets(version: str) -> set[str]:
 
 
 def _server_pins(stack: str) -> list[str]:
-    with open(builds.REPO / "pyproject.toml", "rb") as f:
-        return builds.tomllib.load(f)["tool"]["stacks"][stack]["server"]
+    return builds.STACKS[stack]["server"]
 
 
 def _wheels_in(cache: Path) -> list[Path]:

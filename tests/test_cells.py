@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -33,6 +34,22 @@ def cell_node(rum=False, hello_goodbyer=False, streaming=True):
     return f"tests/test_cells.py::test_cell[{'-'.join(ids)}]"
 
 
+def imported_from_env(server, module):
+    """The server imported `module` from its own environment (the build it installed)."""
+    path = (server.ready.get("module_files") or {}).get(module)
+    env = Path(server.python).parent.parent.resolve()  # <env>/bin/python
+    return bool(path) and Path(path).resolve().is_relative_to(env)
+
+
+def served_by(server):
+    """The process that announced readiness is the one that served: the server
+    itself (python -m app) or, under gunicorn, its worker, not the master."""
+    pid = server.ready.get("pid")
+    requests = [e for e in server.events if e["event"] == "request"]
+    worker = pid != server.proc.pid if server.launcher == "gunicorn" else pid == server.proc.pid
+    return worker and bool(requests) and all(e.get("pid") == pid for e in requests)
+
+
 def positive_controls(cell, server, page):
     """What this server really runs, checked against what the cell claims."""
     versions = server.versions
@@ -43,6 +60,9 @@ def positive_controls(cell, server, page):
         "hello_goodbyer": ("Goodbye from the page!" in page) == cell.hello_goodbyer,
         "rum_script": ("NREUM" in page) == (cell.agent and cell.rum),
         "gevent-websocket build": gws == want_gws,
+        "gevent-websocket imported from the server's env": imported_from_env(
+            server, "geventwebsocket"),
+        f"served by the {server.launcher} process": served_by(server),
         "agent loaded": server.ready.get("agent_loaded") == cell.agent,
         "agent active": server.ready.get("agent_active") == cell.agent,
         "no outbound connection": not [e for e in server.events if e["event"] == "outbound"
@@ -61,7 +81,8 @@ def test_cell(session, results, rum, hello_goodbyer, streaming):
     cell = Cell(session.stack, session.agent, session.fixed, rum, hello_goodbyer, streaming)
     started = time.monotonic()
     server = Server(session.server_python, agent=cell.agent, rum=rum,
-                    hello_goodbyer=hello_goodbyer, log_dir=session.logs, name=cell.slug)
+                    hello_goodbyer=hello_goodbyer, log_dir=session.logs, name=cell.slug,
+                    launcher=session.launcher)
     with server:
         status, page = server.get("/")
         # Both clients at once, each on its own connection (criteria tell their
@@ -71,6 +92,7 @@ def test_cell(session, results, rum, hello_goodbyer, streaming):
             transcripts = list(pool.map(
                 lambda c: clients.run(c, f"{server.ws_url}{cell.route}?client={c}"),
                 clients.CLIENTS))
+        exchanged = time.monotonic()
     events = server.events
     duration = time.monotonic() - started
     controls = positive_controls(cell, server, page)
@@ -85,7 +107,11 @@ def test_cell(session, results, rum, hello_goodbyer, streaming):
         "transcripts": [t.as_dict() for t in transcripts],
         "server_events": events, "server_ready_after": server.ready_after,
         "client_durations": {t.client: round(t.duration, 3) for t in transcripts},
-        "duration": round(duration, 3),
+        "duration": round(duration, 3), "launcher": server.launcher,
+        # Where a cell's time goes: spawn to readiness, page and both clients, stop.
+        "phases": {"start": round(server.ready_after, 3),
+                   "exchange": round(exchanged - started - server.ready_after, 3),
+                   "stop": round(started + duration - exchanged, 3)},
     })
 
     failed = [name for name, ok in controls.items() if not ok]

@@ -8,7 +8,7 @@ interpreter that will run it.  Wheels are cached under ``.cache/wheels/<key>/``.
 
 CLI::
 
-    python -m tests.harness.builds --stack today|seed --arm vanilla|fixed \
+    python -m tests.harness.builds --stack today|seed|deploy --arm vanilla|fixed \
         [--python PATH] [--dest DIR]
 """
 
@@ -28,10 +28,7 @@ from pathlib import Path
 from packaging.utils import parse_wheel_filename
 from packaging.version import Version
 
-try:
-    import tomllib
-except ImportError:  # Python 3.10
-    import tomli as tomllib
+from .cells import STACKS  # [tool.stacks], bases resolved (deploy builds today's pin)
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_CACHE = REPO / ".cache"
@@ -58,12 +55,10 @@ class BuildError(RuntimeError):
 
 def stack_pin(stack: str) -> dict:
     """``{"version", "sha256", "python"}`` of a stack's gevent-websocket pin."""
-    with open(REPO / "pyproject.toml", "rb") as f:
-        stacks = tomllib.load(f)["tool"]["stacks"]
-    if stack not in stacks:
-        raise BuildError(f"unknown stack {stack!r}; pyproject.toml has {sorted(stacks)}")
-    pin = stacks[stack][PROJECT]
-    return {"version": pin["version"], "sha256": pin["sha256"], "python": stacks[stack]["python"]}
+    if stack not in STACKS:
+        raise BuildError(f"unknown stack {stack!r}; pyproject.toml has {sorted(STACKS)}")
+    pin = STACKS[stack][PROJECT]
+    return {"version": pin["version"], "sha256": pin["sha256"], "python": STACKS[stack]["python"]}
 
 
 def _run(cmd: list[str], what: str, timeout: int, **kwargs) -> subprocess.CompletedProcess:
@@ -405,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tests.harness.builds", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--stack", required=True, choices=["today", "seed"])
+    parser.add_argument("--stack", required=True, choices=sorted(STACKS))
     parser.add_argument("--arm", required=True, choices=["vanilla", "fixed"])
     parser.add_argument("--python", help="building interpreter (default: this one)")
     parser.add_argument("--dest", type=Path, help="also copy the wheel into this directory")

@@ -13,8 +13,49 @@ else:  # nox depends on tomli on older interpreters
     import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[2]
-STACKS = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["stacks"]
-SESSION_KIND = {"today": "matrix", "seed": "seed"}  # nox session name per stack
+
+
+def resolve_stacks(declared):
+    """[tool.stacks] with each `base = "<stack>"` resolved: the one place that does it.
+
+    A stack inherits its base's settings; its own lists of pins (server, agent)
+    are added to the base's, any other key of its own replaces the base's.
+    """
+    resolved = {}
+
+    def resolve(name, seen=()):
+        if name in resolved:
+            return resolved[name]
+        own = declared[name]
+        base = own.get("base")
+        if base is None:
+            resolved[name] = dict(own)
+            return resolved[name]
+        if base not in declared or base in seen or base == name:
+            raise ValueError(f"[tool.stacks.{name}] base = {base!r}: expected one of the other "
+                             f"stacks {sorted(set(declared) - {name})}, without a cycle; fix "
+                             "pyproject.toml")
+        stack = dict(resolve(base, (*seen, name)))
+        for key, value in own.items():
+            inherited = stack.get(key)
+            stack[key] = ([*inherited, *value] if isinstance(value, list)
+                          and isinstance(inherited, list) else value)
+        resolved[name] = stack
+        return stack
+
+    for name in declared:
+        resolve(name)
+    return resolved
+
+
+STACKS = resolve_stacks(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["stacks"])
+# nox session name per stack
+SESSION_KIND = {"today": "matrix", "seed": "seed", "deploy": "deploy"}
+# How a stack's servers start (tests/harness/server.py): "app" is `python -m app`.
+LAUNCHER = {name: stack.get("launcher", "app") for name, stack in STACKS.items()}
+# A plain `nox` runs the stacks that `python -m app` serves; the others (deploy:
+# gunicorn) are opt-in sessions (`nox -t ci`), never required by the report.
+MAIN_STACKS = tuple(name for name in STACKS if LAUNCHER[name] == "app")
 BOOLS = (False, True)
 
 
@@ -55,8 +96,8 @@ def session_name(stack, agent, fixed):
 
 
 def sessions():
-    """Every (stack, agent, fixed) a full run has, in the order nox runs them."""
-    return [(s, a, f) for s in STACKS for a in BOOLS for f in BOOLS]
+    """Every (stack, agent, fixed) a plain `nox` has, in the order nox runs them."""
+    return [(s, a, f) for s in MAIN_STACKS for a in BOOLS for f in BOOLS]
 
 
 def cells(stack, agent, fixed):

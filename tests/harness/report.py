@@ -14,7 +14,14 @@ import json
 import sys
 from pathlib import Path
 
-from .cells import SEED_WITH_AGENT, SEED_WITHOUT_AGENT, STACKS, parse_seed_list, session_name, slug
+from .cells import (
+    MAIN_STACKS,
+    SEED_WITH_AGENT,
+    SEED_WITHOUT_AGENT,
+    parse_seed_list,
+    session_name,
+    slug,
+)
 
 SEED_ORDER = [(agent, flags) for agent, text in ((True, SEED_WITH_AGENT),
                                                  (False, SEED_WITHOUT_AGENT))
@@ -24,7 +31,7 @@ SEED_ORDER = [(agent, flags) for agent, text in ((True, SEED_WITH_AGENT),
 def load(results_dir):
     """{session name: document}; a file that does not parse is a failure, not a gap."""
     sessions, problems = {}, []
-    for stack in STACKS:
+    for stack in MAIN_STACKS:  # required; deploy (opt-in) is compared apart
         for agent in (False, True):
             for fixed in (False, True):
                 name = session_name(stack, agent, fixed)
@@ -76,7 +83,7 @@ def build(sessions, problems):
             problems.append(f"{doc['session']}: pytest status {doc.get('status')} "
                             f"(exit {doc.get('pytest_exitstatus')}); see its junit/log files")
     stacks = {}
-    for stack in STACKS:
+    for stack in MAIN_STACKS:  # required; deploy (opt-in) is compared apart
         rows = []
         for agent, flags in SEED_ORDER:
             key = (stack, agent, *flags)

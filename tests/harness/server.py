@@ -1,4 +1,10 @@
-"""Run ``python -m app`` as a real separate process and read its JSON events.
+"""Run a server of the app as a real separate process and read its JSON events.
+
+Two ways to start it (``launcher``): ``python -m app`` (gevent's WSGIServer with
+the agent started in code), or gunicorn with gevent-websocket's worker and the
+agent started by ``newrelic-admin run-program``, configured by
+app/gunicorn_conf.py to emit the same events.  Readiness, events, stop and
+the stdin lifeline are the same for both.
 
 Every wait is bounded and names its bound; a failure quotes the server's last
 events and stderr so that a red test says what the server was doing.
@@ -20,6 +26,12 @@ READY_TIMEOUT = 20.0  # s from spawn to the "listening" line (agent start includ
 STOP_TIMEOUT = 5.0  # s from SIGTERM to exit; the server itself gives handlers 1 s
 HTTP_TIMEOUT = 5.0  # s for a plain GET (the page)
 STATS_TIMEOUT = 10.0  # s for GET /_stats (it runs a full gc.collect() in the server)
+LAUNCHERS = ("app", "gunicorn")
+GUNICORN_WORKER = "geventwebsocket.gunicorn.workers.GeventWebSocketWorker"
+# A cell's environment must not decide it: flags (or, for gunicorn, the
+# variables set here) do.
+CELL_ENVIRON = ("APP_AGENT", "APP_RUM", "APP_HELLO_GOODBYER", "APP_PORT", "APP_HOST",
+                "NEW_RELIC_CONFIG_FILE", "NEW_RELIC_ENVIRONMENT", "NEW_RELIC_DEVELOPER_MODE")
 
 
 class ServerError(AssertionError):
@@ -32,12 +44,13 @@ class Server:
     running: set[Server] = set()  # started and not yet stopped, for signal_all()
 
     def __init__(self, python=None, *, agent=False, rum=False, hello_goodbyer=False,
-                 port=0, log_dir=None, name="server"):
+                 port=0, log_dir=None, name="server", launcher="app"):
         self.python = python or sys.executable
-        self.argv = [self.python, "-m", "app", "--host", "127.0.0.1", "--port", str(port),
-                     "--agent" if agent else "--no-agent", "--rum" if rum else "--no-rum",
-                     "--hello-goodbyer" if hello_goodbyer else "--no-hello-goodbyer",
-                     "--watch-stdin"]
+        if launcher not in LAUNCHERS:
+            raise ValueError(f"launcher={launcher!r}: expected one of {LAUNCHERS}")
+        self.launcher = launcher
+        self.argv, self.environ = (self._gunicorn if launcher == "gunicorn" else self._app)(
+            port, agent, rum, hello_goodbyer)
         self.name = name
         self.log_dir = Path(log_dir) if log_dir else None
         self.events: list[dict] = []
@@ -47,6 +60,29 @@ class Server:
         self.ready: dict | None = None
         self.started_at = None
         self.ready_after = None
+
+    def _app(self, port, agent, rum, hello_goodbyer):
+        return [self.python, "-m", "app", "--host", "127.0.0.1", "--port", str(port),
+                "--agent" if agent else "--no-agent", "--rum" if rum else "--no-rum",
+                "--hello-goodbyer" if hello_goodbyer else "--no-hello-goodbyer",
+                "--watch-stdin"], {}
+
+    def _gunicorn(self, port, agent, rum, hello_goodbyer):
+        """gunicorn as users deploy it; the agent, if any, by newrelic-admin and its config.
+
+        The scripts are the server environment's own (beside its interpreter).
+        """
+        scripts = Path(self.python).parent
+        argv = [str(scripts / "gunicorn"), "-c", "app/gunicorn_conf.py", "-k", GUNICORN_WORKER,
+                "-w", "1", "-b", f"127.0.0.1:{port}",
+                "app.wsgi:" + ("hello_goodbyer" if hello_goodbyer else "application")]
+        environ = {"APP_WATCH_STDIN": "1",
+                   "NEW_RELIC_ENVIRONMENT": "rum_on" if rum else "rum_off"}
+        if agent:
+            argv = [str(scripts / "newrelic-admin"), "run-program", *argv]
+            environ.update(NEW_RELIC_CONFIG_FILE=str(ROOT / "app" / "newrelic.ini"),
+                           NEW_RELIC_DEVELOPER_MODE="true")
+        return argv, environ
 
     # -- lifecycle -------------------------------------------------------
     def __enter__(self):
@@ -63,10 +99,8 @@ class Server:
         self.stop()
 
     def start(self, wait=True):
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        # A server's environment must not decide the cell: flags do.
-        for key in ("APP_AGENT", "APP_RUM", "APP_HELLO_GOODBYER", "APP_PORT", "APP_HOST"):
-            env.pop(key, None)
+        env = {k: v for k, v in os.environ.items() if k not in CELL_ENVIRON}
+        env.update(self.environ, PYTHONUNBUFFERED="1")
         self.stderr_path = self._log_path("stderr")
         self._stderr = open(self.stderr_path, "w+b")
         # The events as they arrive, one JSON line each: evidence that
