@@ -226,7 +226,7 @@ def deploy(session, agent, fixed):
     install_harness(session)
     install_node_client(session)
     server_python = install_server(session, "deploy", agent, fixed, name)
-    paths = ["tests/test_cells.py"]
+    paths = ["tests/test_cells.py", "tests/test_deploy.py"]  # the cells; stop and lifeline
     if fixed and not agent:  # the harness's own unit tests, once
         paths += ["tests/test_deploy_compare.py"]
     session.run(
