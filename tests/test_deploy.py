@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness.cells import LAUNCHER, MAIN_STACKS, STACKS, resolve_stacks, sessions
 from tests.harness.server import ROOT, STOP_TIMEOUT, Server
 
 ORPHAN_BOUND = 5.0  # s: lifeline grace (1.5 s) + gunicorn's graceful stop (1 s) + margin
@@ -108,3 +109,22 @@ def test_a_killed_harness_leaves_no_gunicorn_process(session, launcher, tmp_path
     # The lifeline's SIGTERM, handled by gunicorn's master: the graceful way.
     assert "Handling signal: term" in stderr, f"no graceful stop in the master:\n{stderr}"
     assert took < ORPHAN_BOUND, took
+
+
+def test_deploy_stack_is_today_plus_its_own_pins():
+    today, deploy = STACKS["today"], STACKS["deploy"]
+    own = [r for r in deploy["server"] if r not in today["server"]]
+    assert deploy["server"][:len(today["server"])] == today["server"]
+    assert [r.split("==")[0] for r in own] == ["gunicorn", "packaging"]
+    assert deploy["agent"] == today["agent"]
+    assert deploy["gevent-websocket"] == today["gevent-websocket"]  # the same verified wheel
+    assert LAUNCHER["deploy"] == "gunicorn" and "deploy" not in MAIN_STACKS
+    assert {stack for stack, _, _ in sessions()} == {"today", "seed"}
+
+
+@pytest.mark.parametrize("base", ["nowhere", "b"])
+def test_a_bad_base_names_the_stack_and_the_fix(base):
+    declared = {"a": {"python": "3", "server": ["x==1"]}, "b": {"base": "c", "server": []},
+                "c": {"base": base, "server": []}}
+    with pytest.raises(ValueError, match=r"\[tool.stacks.c\] base = .*fix pyproject.toml"):
+        resolve_stacks(declared)
