@@ -15,6 +15,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from statistics import median
 
 from .cells import BOOLS, session_name, slug
 
@@ -102,6 +103,12 @@ def main(argv=None):
               f"{left['closed']!s:5}/{right['closed']!s:5}", "|",
               f"{left['close_frame']!s:5}/{right['close_frame']!s:5}".ljust(15), "|",
               f"{phases(m)} / {phases(d)}")
+    for label, records in (("matrix", [by_key[k] for k in deployed if k in by_key]),
+                           ("deploy", list(deployed.values()))):
+        print(f"{label}: median seconds a cell over {len(records)} cells: " + ", ".join(
+            f"{phase} {median(r['phases'][phase] for r in records if r.get('phases')):.2f}"
+            for phase in ("start", "exchange", "stop")
+            if any(r.get("phases") for r in records)))
     found = differences(matrix, deploy)
     print(f"{len(deployed)} deploy cells, {len(found)} differ from the matrix rows of the "
           "same arms" + (":" if found else "."))
