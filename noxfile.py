@@ -214,10 +214,24 @@ def seed(session, agent, fixed):
 
 @nox.session(python=None)
 def report(session):
-    """Merge every session's results into the observations table and report/."""
-    session.install("packaging")
+    """Merge every session's results into the observations grid and report/."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "report"))
     session.run("python", "-m", "tests.harness.report", "--results", str(RESULTS),
                 "--out", str(REPORT), *session.posargs)
+
+
+@nox.session(python=None, default=False, tags=["ci"])
+def page(session):
+    """The report as a reader sees it: its renderers on sample inputs, then report/index.html
+    in headless Chromium (DOM, drill-down, console, a screenshot under report/).
+
+    Apart from `report`: the page test needs Debian's chromium, which the GitHub report
+    job does not have, and a browser failure must not mask the matrix's own verdict.
+    Run after `nox -s report` (`nox -t ci` runs it after the report session).
+    """
+    session.install(*nox.project.dependency_groups(PYPROJECT, "harness", "report", "page"))
+    session.run("pytest", "tests/test_report_page.py",
+                *session.posargs, env={"MATRIX_REPORT": str(REPORT)})
 
 
 @nox.session(python=None, default=False)
