@@ -230,7 +230,7 @@ def page(session):
     Run after `nox -s report` (`nox -t ci` runs it after the report session).
     """
     session.install(*nox.project.dependency_groups(PYPROJECT, "harness", "report", "page"))
-    session.run("pytest", "tests/test_report_page.py",
+    session.run("pytest", "tests/test_report.py", "tests/test_report_page.py",
                 *session.posargs, env={"MATRIX_REPORT": str(REPORT)})
 
 

@@ -175,3 +175,28 @@ def test_fits_a_phone_in_dark_mode(page):
     assert background != "rgb(255, 255, 255)", "no dark mode: the body stays white"
     page.page.locator("#stack-today").screenshot(path=str(REPORT / "screenshot-phone-dark.png"))
     page.check_clean()
+
+
+def test_every_optional_section_renders_in_the_browser(browser, tmp_path):
+    """Sample inputs of the other sessions (deploy, Autobahn, history, bench) on one page."""
+    from tests.harness.report import main
+    from tests.harness.cells import Cell
+    from tests.test_report import write_optional, write_results
+
+    results, out = tmp_path / "results", tmp_path / "report"
+    write_results(results, stacks=("today", "seed", "deploy"),
+                  flip=Cell("deploy", False, False, False, False, False))
+    write_optional(results, out)
+    assert main(["--results", str(results), "--out", str(out)]) == 1  # the flipped cell
+    opened = Page(browser, out / "index.html")
+    try:
+        for section in ("#stack-deploy", "#conformance", "#history", "#timing", "#bench"):
+            assert opened.page.locator(section).is_visible(), f"{section} is not shown"
+        deploy = opened.page.locator("table.grid.obs[data-stack=deploy] td.cell")
+        assert deploy.count() == 32
+        assert opened.page.locator("#bench .range .dot").count() == 2
+        assert opened.page.locator("#timing .hbar").count() == 6 + 1  # + the bench's run
+        opened.page.screenshot(path=str(tmp_path / "sections.png"), full_page=True)
+        opened.check_clean()
+    finally:
+        opened.close()

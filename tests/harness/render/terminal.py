@@ -6,6 +6,8 @@ forced with FORCE_COLOR (the GitHub workflow sets it).
 
 from __future__ import annotations
 
+import os
+
 from rich import box
 from rich.console import Console
 from rich.table import Table
@@ -33,20 +35,19 @@ def cell_text(row):
 
 
 def grid_table(report):
-    """Every stack's grid under the seed's published one, columns aligned."""
+    """Every stack's grid under the seed's published one, columns aligned; fits 80 columns."""
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1),
                   header_style="bold")
-    table.add_column("")
-    table.add_column("\n".join(layout.COLUMN_AXES), justify="right")
+    table.add_column("\n".join(layout.COLUMN_AXES), justify="right", no_wrap=True)
     for column in layout.COLUMNS:
-        table.add_column("\n".join(layout.on(v) for v in column), justify="left")
+        table.add_column("\n".join(layout.on(v) for v in column), justify="left", no_wrap=True)
     grids = [layout.reference_grid(report, "today")]
     grids += [(f"{stack} stack", layout.grid(data["rows"]))
               for stack, data in report["stacks"].items() if data.get("rows")]
     for index, (name, rows) in enumerate(grids):
+        table.add_row(Text(name, style="bold", justify="left"), *[""] * len(layout.COLUMNS))
         for i, row in enumerate(rows):
-            table.add_row(name if i == 0 else "", row["label"],
-                          *(cell_text(c) for c in row["cells"]),
+            table.add_row(row["label"], *(cell_text(c) for c in row["cells"]),
                           end_section=i == len(rows) - 1 and index < len(grids) - 1)
     return table
 
@@ -115,7 +116,9 @@ def extra_lines(report):
 
 def render(report, console=None):
     if console is None:
-        console = Console(highlight=False, markup=False)
+        # NO_COLOR: rich would drop the colours but keep bold; plain means plain.
+        plain = bool(os.environ.get("NO_COLOR"))
+        console = Console(highlight=False, markup=False, color_system=None if plain else "auto")
         if not console.is_terminal:  # a log: no reader's width to fit, so do not fold
             console.width = PIPE_WIDTH
     console.print()
