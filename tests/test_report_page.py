@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.report import REQUIRED_STACKS
+from tests.harness.cells import Cell
+from tests.harness.report import REQUIRED_STACKS, main
+from tests.test_report import write_optional, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / os.environ.get("MATRIX_REPORT", "report")
@@ -179,10 +181,6 @@ def test_fits_a_phone_in_dark_mode(page):
 
 def test_every_optional_section_renders_in_the_browser(browser, tmp_path):
     """Sample inputs of the other sessions (deploy, Autobahn, history, bench) on one page."""
-    from tests.harness.report import main
-    from tests.harness.cells import Cell
-    from tests.test_report import write_optional, write_results
-
     results, out = tmp_path / "results", tmp_path / "report"
     write_results(results, stacks=("today", "seed", "deploy"),
                   flip=Cell("deploy", False, False, False, False, False))
