@@ -191,6 +191,10 @@ def test_every_renderer_draws_the_same_grid(tmp_path):
 def test_a_disagreement_or_a_missing_session_fails_and_is_marked(tmp_path):
     broken = Cell("seed", True, False, True, True, True)
     write_results(tmp_path / "results", flip=broken, drop="matrix(agent=True, fixed=False)")
+    path = tmp_path / "results" / "matrix-agent-False-fixed-True.json"
+    doc = json.loads(path.read_text())
+    doc["cells"][0]["controls"]["rum_script"] = False  # agrees with the model, yet not real
+    path.write_text(json.dumps(doc))
     out = tmp_path / "report"
     assert report_module.main(["--results", str(tmp_path / "results"), "--out", str(out)]) == 1
     report = json.loads((out / "observations.json").read_text())
@@ -201,6 +205,9 @@ def test_a_disagreement_or_a_missing_session_fails_and_is_marked(tmp_path):
     flipped = rows["seed-a1-f0-r1-h1-s1"]
     assert flipped["matches_model"] is False and "model" in layout.marks(flipped)
     assert sum(r["status"] == "missing" for r in rows.values()) == 8
+    assert "positive controls failed: ['rum_script']" in problems
+    assert [r["id"] for r in rows.values() if "controls" in layout.marks(r)] == [
+        "today-a0-f1-r0-h0-s0"]
     page = page_cells((out / "index.html").read_text())
     classes = {c[2]: c[1] for c in page.found if "cell" in c[1]}
     assert "m-model" in classes["seed-a1-f0-r1-h1-s1"]

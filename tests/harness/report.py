@@ -156,7 +156,12 @@ def observed_row(stack, row, record, problems):
         problems.append(f"{stack} {flags_text(row)}: observed "
                         f"{ {k: o['verdict'] for k, o in observed.items()} } but the "
                         f"model expects {record['expected']['verdict']}")
+    failed = sorted(k for k, ok in (record.get("controls") or {}).items() if not ok)
+    if failed:
+        problems.append(f"{stack} {flags_text(row)}: positive controls failed: {failed}; the "
+                        "server is not what the cell claims")
     row.update(status="observed", verdict=record["verdict"], seed=record["seed"],
+               controls_failed=failed,
                expected=record["expected"]["verdict"], matches_model=agree,
                closed=all(o["iterable_closed"] for o in observed.values()),
                valid_close=all(o["valid_close_frame"] for o in observed.values()),

@@ -23,6 +23,7 @@ MARKS = (
     ("model", "!", "!", "disagrees with the expectation model"),
     ("open", "o", "○", "the server never called close() on the iterable (PEP 3333)"),
     ("frame", "x", "✗", "the websocket did not end with a valid close frame"),
+    ("controls", "c", "⚠", "a positive control failed: the server is not what the cell claims"),
 )
 
 
@@ -103,6 +104,7 @@ def marks(row):
         "model": not row.get("matches_model", True),
         "open": not row.get("closed", True),
         "frame": not row.get("valid_close", True),
+        "controls": bool(row.get("controls_failed")),
     }
     return [k for k, *_ in MARKS if found.get(k)]
 
