@@ -103,7 +103,8 @@ def write_optional(results, out):
                    {"version": "2.68.0.50", "verdicts": {"a": "+", "b": "+"}, "status": "ok"},
                    {"version": "2.70.0.1", "verdicts": {}, "status": "skipped",
                     "reason": "no 2.7 wheel"}],
-        "flips": [{"before": "2.66.0.49", "after": "2.68.0.50", "cells": ["a"],
+        "flips": [{"before": "2.66.0.49", "after": "2.68.0.50",
+                   "cells": ["a", "seed-agent=1-fixed=0-rum=1-hello_goodbyer=0-streaming=0"],
                    "diff": "--- a\n+++ b\n@@\n-<script>\n+x", "why": "new key"}],
         "skipped": [{"version": "2.70.0.1", "reason": "no 2.7 wheel"}]}}}))
     (out / "bench.json").write_text(json.dumps({
@@ -229,7 +230,8 @@ def test_optional_inputs_render_when_present_and_tolerate_extra_keys(tmp_path):
     assert not deploy["required"]
     assert [a["link"] for a in report["conformance"]["arms"]] == [
         "conformance/today-fixed/index.html", "conformance/today-vanilla/index.html"]
-    assert report["history"]["packages"][0]["flips"][0]["cells"] == ["a"]
+    assert report["history"]["packages"][0]["flips"][0]["cell_ids"] == {
+        "a": None, "seed-agent=1-fixed=0-rum=1-hello_goodbyer=0-streaming=0": "seed-a1-f0-r1-h0-s0"}
     assert report["bench"]["ratios"][0]["target"] == 0.97
     assert [g["group"] for g in report["timing"]] == [
         "today agent off", "today agent on", "seed agent off", "seed agent on",
@@ -241,12 +243,13 @@ def test_optional_inputs_render_when_present_and_tolerate_extra_keys(tmp_path):
     assert sum(1 for c in page.found if c[0] == "deploy" and "cell" in c[1]) == 32
     assert "today stack (this run)" in text, "deploy is drawn beside today's grid"
     assert "m-reference" in next(c[1] for c in page.found if c[2] == "deploy-a0-f0-r0-h0-s0")
+    assert 'href="#ev-seed-a1-f0-r1-h0-s0">seed-agent=1' in text, "a flipped cell links to it"
     assert "&lt;script&gt;" in text and "<script>\n+x" not in text, "a diff is escaped"
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", text), "nothing from the network"
     md = markdown.render(report)
     for heading in ("## Autobahn|Testsuite", "## History", "## Benchmarks", "≈"):
         assert heading in md
-    assert "2.66.0.49 → 2.68.0.50 flips 1 cells" in md
+    assert "2.66.0.49 → 2.68.0.50 flips 2 cells" in md
     text = terminal_text(report)
     assert "deploy stack" in text and "Autobahn today-vanilla" in text
 

@@ -12,6 +12,7 @@ JSON is a problem (named, with the fix), never a silent gap.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from tests.bench import report as bench_report
@@ -91,12 +92,24 @@ def history(doc):
                         "passed": sum(v == "+" for v in (p.get("verdicts") or {}).values()),
                         "cells": len(p.get("verdicts") or {})} for p in probed],
             "flips": [{"before": f.get("before"), "after": f.get("after"),
-                       "cells": list(f.get("cells") or []), "diff": f.get("diff") or ""}
+                       "cells": list(f.get("cells") or []), "diff": f.get("diff") or "",
+                       "cell_ids": {c: history_cell_id(c) for c in f.get("cells") or []}}
                       for f in pkg.get("flips") or []],
             "skipped": [{"version": s.get("version"), "reason": s.get("reason")}
                         for s in pkg.get("skipped") or []],
         })
     return {"packages": packages}
+
+
+# Cell.slug (tests/harness/cells.py): seed-agent=1-fixed=0-rum=1-hello_goodbyer=0-streaming=1
+CELL_SLUG = re.compile(r"^(?P<stack>\w+)-agent=(?P<a>[01])-fixed=(?P<f>[01])-rum=(?P<r>[01])"
+                       r"-hello_goodbyer=(?P<h>[01])-streaming=(?P<s>[01])$")
+
+
+def history_cell_id(name):
+    """The page's id of a cell the history names by its slug; None for another notation."""
+    m = CELL_SLUG.match(str(name))
+    return m and f"{m['stack']}-a{m['a']}-f{m['f']}-r{m['r']}-h{m['h']}-s{m['s']}"
 
 
 def bench(doc):

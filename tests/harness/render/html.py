@@ -81,4 +81,5 @@ def render(report):
         report=report, stacks=stacks, transcript_line=transcript_line, fields=fields,
         timing=split_chart(report.get("timing") or []),
         bench_split=split_chart(bench.get("cells") or []),
-        ratios=ratio_chart(bench.get("ratios") or []), count_bar=count_bar)
+        ratios=ratio_chart(bench.get("ratios") or []), count_bar=count_bar,
+        cell_ids={r["id"] for s in stacks if s["grid"] for r in s["data"]["rows"]})
