@@ -222,12 +222,14 @@ def report(session):
 
 @nox.session(python=None, default=False, tags=["ci"])
 def page(session):
-    """The report as a reader sees it: its renderers on sample inputs, then report/index.html
-    in headless Chromium (DOM, drill-down, console, a screenshot under report/).
+    """The report as readers see it: renderers on samples, report/index.html in Chromium.
+
+    tests/test_report.py renders sample inputs; tests/test_report_page.py loads the page
+    `nox -s report` wrote in headless Chromium (DOM, drill-down, console, screenshots).
 
     Apart from `report`: the page test needs Debian's chromium, which the GitHub report
     job does not have, and a browser failure must not mask the matrix's own verdict.
-    Run after `nox -s report` (`nox -t ci` runs it after the report session).
+    Run it after `nox -s report`; in `nox -t ci` it follows the report session (noxfile order).
     """
     session.install(*nox.project.dependency_groups(PYPROJECT, "harness", "report", "page"))
     session.run("pytest", "tests/test_report.py", "tests/test_report_page.py",
