@@ -106,7 +106,17 @@ def write_optional(results, out):
         "flips": [{"before": "2.66.0.49", "after": "2.68.0.50",
                    "cells": ["a", "seed-agent=1-fixed=0-rum=1-hello_goodbyer=0-streaming=0"],
                    "diff": "--- a\n+++ b\n@@\n-<script>\n+x", "why": "new key"}],
-        "skipped": [{"version": "2.70.0.1", "reason": "no 2.7 wheel"}]}}}))
+        "skipped": [{"version": "2.70.0.1", "reason": "no 2.7 wheel"}]},
+        # the notation the history session writes: releases, cell_fields, "changed"
+        "gevent-websocket": {
+            "stack": "seed", "cell_fields": ["agent", "rum", "hello_goodbyer", "streaming"],
+            "range": {"first": "0.9.5", "last": "0.10.1", "releases": ["0.9.5", "0.10", "0.10.1"]},
+            "probed": [{"release": "0.9.5", "verdicts": {"False,False,False,True": "-"}},
+                       {"release": "0.10", "verdicts": {"False,False,False,True": "+"}}],
+            "flips": [{"before": "0.9.5", "after": "0.10", "skipped_between": [],
+                       "changed": {"False,False,False,True": ["-", "+"]}, "diff": "-a\n+b"}],
+            "skipped": [{"release": "0.10.1", "reason": "not needed"}],
+            "thresholds": {"handler_iterates": "0.10.0"}, "status": "passed"}}}))
     (out / "bench.json").write_text(json.dumps({
         "started": "2026-11-25T12:00:00+00:00", "machine": {"cpus": 2, "python": "3.11.7"},
         "load": {"before": [0.1, 0.2, 0.3]},
@@ -230,8 +240,13 @@ def test_optional_inputs_render_when_present_and_tolerate_extra_keys(tmp_path):
     assert not deploy["required"]
     assert [a["link"] for a in report["conformance"]["arms"]] == [
         "conformance/today-fixed/index.html", "conformance/today-vanilla/index.html"]
-    assert report["history"]["packages"][0]["flips"][0]["cell_ids"] == {
-        "a": None, "seed-agent=1-fixed=0-rum=1-hello_goodbyer=0-streaming=0": "seed-a1-f0-r1-h0-s0"}
+    newrelic, gws = report["history"]["packages"]
+    assert [c["id"] for c in newrelic["flips"][0]["cells"]] == [None, "seed-a1-f0-r1-h0-s0"]
+    assert gws["range"] == ["0.9.5", "0.10.1"] and gws["in_range"] == 3
+    assert [p["version"] for p in gws["probed"]] == ["0.9.5", "0.10"]
+    assert gws["flips"][0]["cells"] == [{
+        "key": "False,False,False,True", "before": "-", "after": "+", "id": None,
+        "label": "agent off · rum off · hello_goodbyer off · streaming on"}]
     assert report["bench"]["ratios"][0]["target"] == 0.97
     assert [g["group"] for g in report["timing"]] == [
         "today agent off", "today agent on", "seed agent off", "seed agent on",
@@ -244,6 +259,8 @@ def test_optional_inputs_render_when_present_and_tolerate_extra_keys(tmp_path):
     assert "today stack (this run)" in text, "deploy is drawn beside today's grid"
     assert "m-reference" in next(c[1] for c in page.found if c[2] == "deploy-a0-f0-r0-h0-s0")
     assert 'href="#ev-seed-a1-f0-r1-h0-s0">seed-agent=1' in text, "a flipped cell links to it"
+    assert "streaming on <b>- → +</b>" in text
+    assert "<code>handler_iterates</code> from 0.10.0" in text
     assert "&lt;script&gt;" in text and "<script>\n+x" not in text, "a diff is escaped"
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", text), "nothing from the network"
     md = markdown.render(report)

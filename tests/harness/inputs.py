@@ -79,26 +79,68 @@ def conformance(doc, report_dir):
 
 
 def history(doc):
+    """Per package: releases probed, the flips between neighbours, what was skipped.
+
+    Tolerant of both notations the history session has used: "version" or "release";
+    "range" as [low, high] or {"first", "last"}; a flip's cells as a list ("cells") or
+    as {cell: [before, after]} ("changed"), each cell a Cell.slug or the values of the
+    package's "cell_fields" joined by commas.
+    """
     if not isinstance(doc, dict):
         return None
     packages = []
     for name, pkg in (doc.get("packages") or {}).items():
-        probed = pkg.get("probed") or []
+        fields = pkg.get("cell_fields") or []
+        span = pkg.get("range") or []
+        if isinstance(span, dict):
+            span = [span.get("first") or span.get("low"), span.get("last") or span.get("high")]
         packages.append({
-            "package": name, "stack": pkg.get("stack"), "range": pkg.get("range") or [],
-            "in_range": pkg.get("in_range"), "wall_time": pkg.get("wall_time"),
-            "probed": [{"version": p.get("version"), "status": p.get("status"),
+            "package": name, "stack": pkg.get("stack"), "range": [str(v) for v in span if v],
+            "in_range": pkg.get("in_range", len((pkg.get("range") or {}).get("releases") or [])
+                                if isinstance(pkg.get("range"), dict) else None),
+            "wall_time": pkg.get("wall_time"), "status": pkg.get("status"),
+            "thresholds": pkg.get("thresholds") or {},
+            "probed": [{"version": _release(p), "status": p.get("status", "ok"),
                         "reason": p.get("reason"),
                         "passed": sum(v == "+" for v in (p.get("verdicts") or {}).values()),
-                        "cells": len(p.get("verdicts") or {})} for p in probed],
-            "flips": [{"before": f.get("before"), "after": f.get("after"),
-                       "cells": list(f.get("cells") or []), "diff": f.get("diff") or "",
-                       "cell_ids": {c: history_cell_id(c) for c in f.get("cells") or []}}
-                      for f in pkg.get("flips") or []],
-            "skipped": [{"version": s.get("version"), "reason": s.get("reason")}
+                        "cells": len(p.get("verdicts") or {})} for p in pkg.get("probed") or []],
+            "flips": [_flip(f, pkg.get("stack"), fields) for f in pkg.get("flips") or []],
+            "skipped": [{"version": _release(s), "reason": s.get("reason")}
                         for s in pkg.get("skipped") or []],
         })
     return {"packages": packages}
+
+
+def _release(entry):
+    return entry.get("version") or entry.get("release")
+
+
+def _flip(flip, stack, fields):
+    changed = flip.get("changed") or {c: [None, None] for c in flip.get("cells") or []}
+    cells = []
+    for key, change in changed.items():
+        before, after = (list(change) + [None, None])[:2] if isinstance(change, list) else (
+            None, None)
+        cells.append({"key": key, "label": cell_label(key, fields), "before": before,
+                      "after": after, "id": history_cell_id(key, stack, fields)})
+    return {"before": flip.get("before"), "after": flip.get("after"),
+            "cells": cells, "diff": flip.get("diff") or ""}
+
+
+def _flags(key, fields):
+    """{field: bool} of a comma-separated cell key, or None for another notation."""
+    values = str(key).split(",")
+    if not fields or len(values) != len(fields) or not all(
+            v in ("True", "False") for v in values):
+        return None
+    return {f: v == "True" for f, v in zip(fields, values, strict=True)}
+
+
+def cell_label(key, fields):
+    flags = _flags(key, fields)
+    if flags is None:
+        return str(key)
+    return " · ".join(f"{f} {'on' if v else 'off'}" for f, v in flags.items())
 
 
 # Cell.slug (tests/harness/cells.py): seed-agent=1-fixed=0-rum=1-hello_goodbyer=0-streaming=1
@@ -106,10 +148,16 @@ CELL_SLUG = re.compile(r"^(?P<stack>\w+)-agent=(?P<a>[01])-fixed=(?P<f>[01])-rum
                        r"-hello_goodbyer=(?P<h>[01])-streaming=(?P<s>[01])$")
 
 
-def history_cell_id(name):
-    """The page's id of a cell the history names by its slug; None for another notation."""
-    m = CELL_SLUG.match(str(name))
-    return m and f"{m['stack']}-a{m['a']}-f{m['f']}-r{m['r']}-h{m['h']}-s{m['s']}"
+def history_cell_id(key, stack=None, fields=()):
+    """The page's id of a cell the history names, when the name fixes all five axes."""
+    m = CELL_SLUG.match(str(key))
+    if m:
+        return f"{m['stack']}-a{m['a']}-f{m['f']}-r{m['r']}-h{m['h']}-s{m['s']}"
+    flags = _flags(key, fields)
+    axes = ("agent", "fixed", "rum", "hello_goodbyer", "streaming")
+    if not stack or flags is None or not all(a in flags for a in axes):
+        return None
+    return stack + "".join(f"-{a[0]}{int(flags[a])}" for a in axes)
 
 
 def bench(doc):
