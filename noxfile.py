@@ -241,10 +241,26 @@ def deploy(session, agent, fixed):
 
 @nox.session(python=None)
 def report(session):
-    """Merge every session's results into the observations table and report/."""
-    session.install("packaging")
+    """Merge every session's results into the observations grid and report/."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "report"))
     session.run("python", "-m", "tests.harness.report", "--results", str(RESULTS),
                 "--out", str(REPORT), *session.posargs)
+
+
+@nox.session(python=None, default=False, tags=["ci"])
+def page(session):
+    """The report as readers see it: renderers on samples, report/index.html in Chromium.
+
+    tests/test_report.py renders sample inputs; tests/test_report_page.py loads the page
+    `nox -s report` wrote in headless Chromium (DOM, drill-down, console, screenshots).
+
+    Apart from `report`: the page test needs Debian's chromium, which the GitHub report
+    job does not have, and a browser failure must not mask the matrix's own verdict.
+    Run it after `nox -s report`; in `nox -t ci` it follows the report session (noxfile order).
+    """
+    session.install(*nox.project.dependency_groups(PYPROJECT, "harness", "report", "page"))
+    session.run("pytest", "tests/test_report.py", "tests/test_report_page.py",
+                *session.posargs, env={"MATRIX_REPORT": str(REPORT)})
 
 
 @nox.session(python=None, default=False)

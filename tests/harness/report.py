@@ -1,24 +1,30 @@
 """``python -m tests.harness.report``: merge session results into the observations.
 
-Writes report/observations.md (the seed's own numbered-list format, with the
-seed's published value beside each cell), report/observations.json and a
-self-contained report/index.html, prints the table, and exits non-zero if any
-cell disagrees with its expectation or an expected session has no results.
+collect() builds the report's data once (the grids, every cell's evidence, the
+causes, the protocol checks and the optional inputs of tests/harness/inputs.py);
+tests/harness/render/ turns it into the terminal grid, report/observations.md
+(the GitHub job summary), report/observations.json and report/index.html.
+Exits non-zero if any cell disagrees with its expectation or an expected
+session has no results; the grids mark those cells.
 """
 
 from __future__ import annotations
 
 import argparse
-import html
 import json
+import string
 import sys
 from pathlib import Path
 
+from . import inputs
 from .cells import (
     MAIN_STACKS,
     SEED_WITH_AGENT,
     SEED_WITHOUT_AGENT,
+    SESSION_KIND,
+    STACKS,
     parse_seed_list,
+    seed_table,
     session_name,
     slug,
 )
@@ -26,16 +32,24 @@ from .cells import (
 SEED_ORDER = [(agent, flags) for agent, text in ((True, SEED_WITH_AGENT),
                                                  (False, SEED_WITHOUT_AGENT))
               for flags, _ in parse_seed_list(text)]
+# The stacks a plain `nox` runs: a missing session of these is a failure.  Any
+# other stack (deploy) is shown when its sessions left results, as "not run" if not.
+REQUIRED_STACKS = MAIN_STACKS
+# What a stack's cells are compared with besides the model: the seed's published
+# table, or (deploy) today's rows of the same arm.
+REFERENCE = {"deploy": "today"}
 
 
 def load(results_dir):
     """{session name: document}; a file that does not parse is a failure, not a gap."""
-    sessions, problems = {}, []
-    for stack in MAIN_STACKS:  # required; deploy (opt-in) is compared apart
+    sessions, problems, expected = {}, [], set()
+    results = Path(results_dir)
+    for stack in REQUIRED_STACKS:
         for agent in (False, True):
             for fixed in (False, True):
                 name = session_name(stack, agent, fixed)
-                path = Path(results_dir) / (slug(name) + ".json")
+                path = results / (slug(name) + ".json")
+                expected.add(path.name)
                 if not path.exists():
                     problems.append(f"{name}: no results file ({path}); the session did not "
                                     "run or crashed before pytest finished")
@@ -44,6 +58,18 @@ def load(results_dir):
                     sessions[name] = json.loads(path.read_text())
                 except ValueError as exc:
                     problems.append(f"{name}: unreadable results file {path}: {exc}")
+    # Sessions of the other stacks, whatever they are called.
+    for path in sorted(results.glob("*.json")):
+        if path.name in expected or path.name == inputs.CONFORMANCE:
+            continue
+        try:
+            doc = json.loads(path.read_text())
+        except ValueError as exc:
+            problems.append(f"{path}: unreadable results file: {exc}; rerun its session")
+            continue
+        if isinstance(doc, dict) and doc.get("session") and doc.get("stack") not in (
+                None, *REQUIRED_STACKS):
+            sessions[doc["session"]] = doc
     return sessions, problems
 
 
@@ -70,6 +96,156 @@ def cause(record):
     return ""
 
 
+
+def cell_id(stack, agent, fixed, rum, hello_goodbyer, streaming):
+    """A cell's id in the page (an HTML id and #fragment): today-a1-f0-r1-h0-s1."""
+    bits = zip("afrhs", (agent, fixed, rum, hello_goodbyer, streaming), strict=True)
+    return stack + "".join(f"-{k}{int(v)}" for k, v in bits)
+
+
+def evidence(record):
+    """What the drill-down shows: per client its transcript and its connection's events."""
+    events = record.get("server_events") or []
+    t0 = min((e["t"] for e in events if "t" in e), default=0)
+
+    def tidy(event):
+        out = {k: v for k, v in event.items() if k not in ("pid", "t")}
+        if "t" in event:
+            out["at"] = round(event["t"] - t0, 3)
+        return out
+
+    transcripts = {t["client"]: t for t in record.get("transcripts") or []}
+    clients = []
+    for obs in record["observed"]:
+        transcript = transcripts.get(obs["client"], {})
+        clients.append({
+            "client": obs["client"], "verdict": obs["verdict"], "rid": obs.get("rid"),
+            "criteria": {k: obs.get(k) for k in ("view", "iterator", "middleware",
+                                                 "iterable_closed", "valid_close_frame")},
+            "transcript": transcript.get("events") or [],
+            "url": transcript.get("url"), "returncode": transcript.get("returncode"),
+            "stderr": transcript.get("stderr") or "", "duration": transcript.get("duration"),
+            "server_events": [tidy(e) for e in events
+                              if obs.get("rid") is not None and e.get("rid") == obs["rid"]],
+            "checks": obs.get("evidence") or {},
+        })
+    client_rids = {c["rid"] for c in clients}
+    return {
+        "clients": clients,
+        # the server's own lines and the page's GET: everything not on a client's connection
+        "server_events": [tidy(e) for e in events if e.get("rid") not in client_rids
+                          or e.get("rid") is None],
+        "controls": record.get("controls") or {}, "versions": record.get("versions") or {},
+        "facts": record.get("facts") or {}, "expected": record["expected"],
+        "page_status": record.get("page_status"),
+        "durations": {"cell": record.get("duration"),
+                      "server_ready_after": _round(record.get("server_ready_after")),
+                      "clients": record.get("client_durations") or {}},
+    }
+
+
+def _round(value):
+    return None if value is None else round(value, 3)
+
+
+def observed_row(stack, row, record, problems):
+    observed = {o["client"]: o for o in record["observed"]}
+    agree = all(o["verdict"] == record["expected"]["verdict"]
+                and o["iterable_closed"] == record["expected"]["iterable_closed"]
+                for o in observed.values())
+    if not agree:
+        problems.append(f"{stack} {flags_text(row)}: observed "
+                        f"{ {k: o['verdict'] for k, o in observed.items()} } but the "
+                        f"model expects {record['expected']['verdict']}")
+    failed = sorted(k for k, ok in (record.get("controls") or {}).items() if not ok)
+    if failed:
+        problems.append(f"{stack} {flags_text(row)}: positive controls failed: {failed}; the "
+                        "server is not what the cell claims")
+    row.update(status="observed", verdict=record["verdict"], seed=record["seed"],
+               controls_failed=failed,
+               expected=record["expected"]["verdict"], matches_model=agree,
+               closed=all(o["iterable_closed"] for o in observed.values()),
+               valid_close=all(o["valid_close_frame"] for o in observed.values()),
+               clients=sorted(observed), versions=record["versions"],
+               differs_from_seed=record["verdict"] != record["seed"],
+               cause=cause(record), conclusion=conclusion_predicts(record["cell"]),
+               lazy_layers=list(record["expected"].get("lazy_layers") or []),
+               duration=record.get("duration"), evidence=evidence(record))
+
+
+def flags_text(row):
+    return ", ".join(f"{k}={'on' if row[k] else 'off'}"
+                     for k in ("agent", "fixed", "rum", "hello_goodbyer", "streaming"))
+
+
+def stack_rows(stack, cells, sessions, problems):
+    seed = seed_table()
+    rows = []
+    for agent, flags in SEED_ORDER:
+        key = (stack, agent, *flags)
+        name = _session_of(stack, agent, flags[0], sessions)
+        row = {"id": cell_id(*key), "agent": agent, "fixed": flags[0], "rum": flags[1],
+               "hello_goodbyer": flags[2], "streaming": flags[3], "seed": seed[key[1:]],
+               "session": name, "cause": "", "cause_letter": None, "reference": None}
+        record = cells.get(key)
+        if record is not None:
+            observed_row(stack, row, record, problems)
+        elif name and sessions[name].get("status") == "skipped":
+            row["status"] = "skipped"
+            row["reason"] = sessions[name].get("reason")
+        elif stack in REQUIRED_STACKS:
+            row["status"] = "missing"
+            expected = session_name(stack, agent, flags[0])
+            if not any(p.startswith(expected) for p in problems):
+                problems.append(f"{expected}: cell {flags_text(row)} has no observation")
+        else:
+            row["status"] = "not run"
+        rows.append(row)
+    return rows
+
+
+def _session_of(stack, agent, fixed, sessions):
+    if stack in SESSION_KIND:
+        name = session_name(stack, agent, fixed)
+        return name if name in sessions else None
+    return next((n for n, d in sessions.items() if d.get("stack") == stack
+                 and d.get("agent") == agent and d.get("fixed") == fixed), None)
+
+
+def group_causes(stack, rows):
+    """One entry per distinct cause sentence, lettered A, B, ...; each row names its letters."""
+    causes = {}
+    for row in rows:
+        if row.get("cause"):
+            causes.setdefault(row["cause"], []).append(row["id"])
+    out = []
+    for letter, (text, ids) in zip(string.ascii_uppercase, causes.items(), strict=False):
+        out.append({"id": f"{stack}-cause-{letter}", "letter": letter, "text": text,
+                    "cells": ids})
+        for row in rows:
+            if row["id"] in ids:
+                row["cause_letter"] = letter
+    return out
+
+
+def compare_with(rows, reference_rows, name):
+    """Mark each row that differs from the same cell of another stack (deploy vs today)."""
+    ref = {(r["agent"], r["fixed"], r["rum"], r["hello_goodbyer"], r["streaming"]): r
+           for r in reference_rows}
+    for row in rows:
+        other = ref.get((row["agent"], row["fixed"], row["rum"], row["hello_goodbyer"],
+                         row["streaming"]))
+        row["reference"] = other.get("verdict") if other else None
+        row[f"differs_from_{name}"] = bool(row.get("verdict") and row["reference"]
+                                           and row["verdict"] != row["reference"])
+
+
+def stacks_shown(sessions):
+    seen = [d.get("stack") for d in sessions.values() if d.get("stack")]
+    others = [s for s in dict.fromkeys([*STACKS, *seen]) if s not in REQUIRED_STACKS]
+    return [*REQUIRED_STACKS, *others]
+
+
 def build(sessions, problems):
     cells = {}
     for doc in sessions.values():
@@ -83,48 +259,32 @@ def build(sessions, problems):
             problems.append(f"{doc['session']}: pytest status {doc.get('status')} "
                             f"(exit {doc.get('pytest_exitstatus')}); see its junit/log files")
     stacks = {}
-    for stack in MAIN_STACKS:  # required; deploy (opt-in) is compared apart
-        rows = []
-        for agent, flags in SEED_ORDER:
-            key = (stack, agent, *flags)
-            record = cells.get(key)
-            skipped = [d for n, d in sessions.items() if d.get("status") == "skipped"
-                       and n == session_name(stack, agent, flags[0])]
-            row = {"agent": agent, "fixed": flags[0], "rum": flags[1],
-                   "hello_goodbyer": flags[2], "streaming": flags[3]}
-            if record is None:
-                row["status"] = "skipped" if skipped else "missing"
-                if not skipped and not any(p.startswith(session_name(stack, agent, flags[0]))
-                                           for p in problems):
-                    problems.append(f"{session_name(stack, agent, flags[0])}: cell {key} "
-                                    "has no observation")
-                rows.append(row)
-                continue
-            observed = {o["client"]: o for o in record["observed"]}
-            agree = all(o["verdict"] == record["expected"]["verdict"]
-                        and o["iterable_closed"] == record["expected"]["iterable_closed"]
-                        for o in observed.values())
-            if not agree:
-                problems.append(f"{stack} {row}: observed "
-                                f"{ {k: o['verdict'] for k, o in observed.items()} } but the "
-                                f"model expects {record['expected']['verdict']}")
-            row.update(status="observed", verdict=record["verdict"], seed=record["seed"],
-                       expected=record["expected"]["verdict"], matches_model=agree,
-                       closed=all(o["iterable_closed"] for o in observed.values()),
-                       valid_close=all(o["valid_close_frame"] for o in observed.values()),
-                       clients=sorted(observed), versions=record["versions"],
-                       differs_from_seed=record["verdict"] != record["seed"],
-                       cause=cause(record), conclusion=conclusion_predicts(record["cell"]))
-            rows.append(row)
+    for stack in stacks_shown(sessions):
+        rows = stack_rows(stack, cells, sessions, problems)
         observed_rows = [r for r in rows if r["status"] == "observed"]
+        if stack not in REQUIRED_STACKS and not any(r["status"] != "not run" for r in rows):
+            stacks[stack] = {"rows": [], "status": "not run", "required": False}
+            continue
         conclusion = None
         if observed_rows:
             wrong = [r for r in observed_rows if r["verdict"] != r["conclusion"]]
             conclusion = {"confirmed": not wrong and len(observed_rows) == len(rows),
                           "cells": len(observed_rows), "contradicting": len(wrong)}
-        stacks[stack] = {"rows": rows, "conclusion": conclusion,
+        stacks[stack] = {"rows": rows, "conclusion": conclusion, "status": "ran",
+                         "required": stack in REQUIRED_STACKS,
+                         "reference": REFERENCE.get(stack, "seed"),
                          "reproduced": sum(1 for r in observed_rows if not r["differs_from_seed"]),
-                         "observed": len(observed_rows)}
+                         "observed": len(observed_rows),
+                         "disagreeing": sum(1 for r in observed_rows if not r["matches_model"]),
+                         "missing": sum(1 for r in rows if r["status"] == "missing"),
+                         "versions": stack_versions(rows),
+                         "causes": group_causes(stack, rows)}
+    for data in stacks.values():
+        ref = data.get("reference")
+        if ref and ref != "seed" and ref in stacks:
+            compare_with(data["rows"], stacks[ref]["rows"], ref)
+            data["differs_from_reference"] = sum(1 for r in data["rows"]
+                                                 if r.get(f"differs_from_{ref}"))
     return {"stacks": stacks, "problems": problems,
             "sessions": {n: d.get("status") for n, d in sessions.items()}}
 
@@ -139,106 +299,12 @@ def stack_versions(rows):
     return ", ".join(f"{name} {' / '.join(sorted(v))}" for name, v in sorted(seen.items()))
 
 
-def flags(row):
-    return ",".join(str(row[k]) for k in ("fixed", "rum", "hello_goodbyer", "streaming"))
-
-
-def yes(value):
-    return "yes" if value else "no"
-
-
-def terminal(report):
-    lines = []
-    for stack, data in report["stacks"].items():
-        lines.append(f"\n{stack} stack ({stack_versions(data['rows'])})")
-        lines.append(f"{'agent':6} {'fixed,rum,hello_goodbyer,streaming':36} obs seed model "
-                     "closed close-frame")
-        for r in data["rows"]:
-            if r["status"] != "observed":
-                lines.append(f"{str(r['agent']):6} {flags(r):36} ({r['status']})")
-                continue
-            mark = " *" if r["differs_from_seed"] else ""
-            lines.append(f"{str(r['agent']):6} {flags(r):36} {r['verdict']:3} {r['seed']:4} "
-                         f"{r['expected']:5} {yes(r['closed']):6} "
-                         f"{'valid' if r['valid_close'] else 'INVALID'}{mark}")
-        c = data["conclusion"]
-        lines.append(f"reproduced {data['reproduced']}/{data['observed']} seed cells; seed's "
-                     f"conclusion: {conclusion_text(c)}")
-    lines += protocol_terminal(report)
-    if report["problems"]:
-        lines.append("\nPROBLEMS:")
-        lines += [f"  - {p}" for p in report["problems"]]
-    return "\n".join(lines)
-
-
 def conclusion_text(c):
     if c is None:
         return "not evaluated (no cells)"
     if c["confirmed"]:
         return f"confirmed on all {c['cells']} cells"
     return f"refuted by {c['contradicting']} of {c['cells']} cells"
-
-
-def markdown(report):
-    out = ["# Observations", "",
-           "Generated by `nox` from real server processes and clients; compare with the seed's",
-           "hand-typed list. Format as in the seed: `fixed,rum,hello_goodbyer,streaming: verdict`,",
-           "then the seed's published value; **≠** marks a difference, with its upstream cause.",
-           "Added columns: the server closed the iterable (PEP 3333); the websocket ended with",
-           "a valid close frame.", ""]
-    for stack, data in report["stacks"].items():
-        out += [f"## {stack} stack", "",
-                f"{stack_versions(data['rows'])} (as the servers reported them)", ""]
-        for agent in (True, False):
-            out += ["Always use the agent." if agent else "Same but without the agent.", ""]
-            for r in (r for r in data["rows"] if r["agent"] == agent):
-                if r["status"] != "observed":
-                    out.append(f"1. {flags(r)}: ({r['status']})")
-                    continue
-                diff = " **≠**" if r["differs_from_seed"] else ""
-                out.append(f"1. {flags(r)}: {r['verdict']} (seed: {r['seed']}){diff}; "
-                           f"closed: {yes(r['closed'])}; close frame: "
-                           f"{'valid' if r['valid_close'] else 'invalid'}"
-                           + (f" — {r['cause']}" if r["differs_from_seed"] else ""))
-            out.append("")
-        out += [f"Reproduced {data['reproduced']}/{data['observed']} of the seed's cells. "
-                f"The seed's conclusion (\"fails only with the buggy gevent-websocket and a view "
-                f"that returns an iterator\") is {conclusion_text(data['conclusion'])}.", ""]
-    out += protocol_markdown(report)
-    if report["problems"]:
-        out += ["## Problems", ""] + [f"- {p}" for p in report["problems"]] + [""]
-    return "\n".join(out)
-
-
-def page(report):
-    body = []
-    for stack, data in report["stacks"].items():
-        body.append(f"<h2>{html.escape(stack)} stack</h2><table><tr><th>agent</th>"
-                    "<th>fixed,rum,hello_goodbyer,streaming</th><th>observed</th><th>seed</th>"
-                    "<th>model</th><th>closed</th><th>close frame</th><th>cause</th></tr>")
-        for r in data["rows"]:
-            if r["status"] != "observed":
-                body.append(f"<tr><td>{r['agent']}</td><td>{flags(r)}</td>"
-                            f"<td colspan=6>{r['status']}</td></tr>")
-                continue
-            cls = ' class="diff"' if r["differs_from_seed"] else ""
-            body.append(f"<tr{cls}><td>{r['agent']}</td><td>{flags(r)}</td>"
-                        f"<td>{r['verdict']}</td><td>{r['seed']}</td><td>{r['expected']}</td>"
-                        f"<td>{yes(r['closed'])}</td>"
-                        f"<td>{'valid' if r['valid_close'] else 'invalid'}</td>"
-                        f"<td>{html.escape(r['cause'])}</td></tr>")
-        body.append(f"</table><p>Reproduced {data['reproduced']}/{data['observed']}; seed's "
-                    f"conclusion {html.escape(conclusion_text(data['conclusion']))}.</p>")
-    body.append(protocol_page(report))
-    if report["problems"]:
-        body.append("<h2>Problems</h2><ul>" + "".join(
-            f"<li>{html.escape(p)}</li>" for p in report["problems"]) + "</ul>")
-    style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-             "td,th{border:1px solid #999;padding:2px 8px}tr.diff{background:#fff3c4}"
-             "td.diff{background:#fff3c4}td.bad{background:#f4c7c3}")
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Observations</title>"
-            f"<style>{style}</style></head><body><h1>Observations</h1>{''.join(body)}"
-            "</body></html>\n")
 
 
 # -- the protocol checks (tests/test_protocol.py): check x (vanilla, patched) --------
@@ -297,82 +363,30 @@ def protocol_counts(data):
             f"{data['vanilla_defects']} defects observed, {data['vanilla_passed']} checks pass")
 
 
-def protocol_terminal(report):
-    lines = []
-    for stack, data in (report.get("protocol") or {}).get("stacks", {}).items():
-        width = max(len("check"), *(len(r["check"]) for r in data["rows"]))
-        lines.append(f"\nprotocol checks, {stack} stack (vanilla gevent-websocket / patched "
-                     "+fixed)")
-        lines.append(f"{'check':{width}} {'vanilla':8} {'patched':8} defect (vanilla)")
-        for r in data["rows"]:
-            vanilla = OUTCOME_TEXT.get(r["vanilla"]["outcome"], "?")
-            patched = OUTCOME_TEXT.get(r["patched"]["outcome"], "?")
-            lines.append(f"{r['check']:{width}} {vanilla:8} {patched:8} "
-                         f"{r['defect'] or '(control: no defect)'}")
-        lines.append(protocol_counts(data))
-        lines.append(f"({report['protocol']['legend']})")
-    return lines
-
-
-def _md_cell(text, limit=240):
-    text = " ".join(str(text).split())
-    text = text if len(text) <= limit else text[:limit - 1] + "…"
-    return text.replace("|", "\\|")
-
-
-def protocol_markdown(report):
-    out = []
-    for stack, data in (report.get("protocol") or {}).get("stacks", {}).items():
-        out += [f"## Protocol checks, {stack} stack", "",
-                "RFC 6455 and bad input (tests/test_protocol.py), on vanilla gevent-websocket "
-                "and on the patched build. " + report["protocol"]["legend"] + ".", "",
-                "| check | vanilla | patched | defect (vanilla) | vanilla evidence |",
-                "|---|---|---|---|---|"]
-        for r in data["rows"]:
-            out.append(f"| `{r['check']}` | {OUTCOME_TEXT.get(r['vanilla']['outcome'], '?')} | "
-                       f"{OUTCOME_TEXT.get(r['patched']['outcome'], '?')} | "
-                       f"{_md_cell(r['defect'] or 'control: no defect')} | "
-                       f"{_md_cell(r['vanilla']['evidence'])} |")
-        out += ["", protocol_counts(data).capitalize() + ".", ""]
-    return out
-
-
-def protocol_page(report):
-    body = []
-    for stack, data in (report.get("protocol") or {}).get("stacks", {}).items():
-        body.append(f"<h2>Protocol checks, {html.escape(stack)} stack</h2>"
-                    f"<p>{html.escape(report['protocol']['legend'])}.</p><table><tr>"
-                    "<th>check</th><th>vanilla</th><th>patched</th><th>defect (vanilla)</th>"
-                    "<th>vanilla evidence</th></tr>")
-        for r in data["rows"]:
-            cells = []
-            for arm in PROTOCOL_ARMS:
-                outcome = r[arm]["outcome"]
-                cls = ' class="bad"' if outcome in ("failed", "xpassed") else (
-                    ' class="diff"' if outcome == "xfailed" else "")
-                cells.append(f"<td{cls} title=\"{html.escape(r[arm]['evidence'])}\">"
-                             f"{html.escape(OUTCOME_TEXT.get(outcome, outcome))}</td>")
-            body.append(f"<tr><td><code>{html.escape(r['check'])}</code></td>{''.join(cells)}"
-                        f"<td>{html.escape(r['defect'] or 'control: no defect')}</td>"
-                        f"<td>{html.escape(r['vanilla']['evidence'][:400])}</td></tr>")
-        body.append(f"</table><p>{html.escape(protocol_counts(data))}.</p>")
-    return "".join(body)
+def collect(results_dir, report_dir):
+    """The report's data, built once: every renderer reads only this."""
+    sessions, problems = load(results_dir)
+    report = build(sessions, problems)
+    report["protocol"] = build_protocol(sessions, report["problems"])
+    report["timing"] = inputs.cell_timing(sessions)
+    report.update(inputs.optional(results_dir, report_dir, report["problems"]))
+    return report
 
 
 def main(argv=None):
+    from .render import html, markdown, terminal
+
     parser = argparse.ArgumentParser(prog="python -m tests.harness.report")
     parser.add_argument("--results", default="results")
     parser.add_argument("--out", default="report")
     args = parser.parse_args(argv)
-    sessions, problems = load(args.results)
-    report = build(sessions, problems)
-    report["protocol"] = build_protocol(sessions, report["problems"])
     out = Path(args.out)
+    report = collect(args.results, out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "observations.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
-    (out / "observations.md").write_text(markdown(report))
-    (out / "index.html").write_text(page(report))
-    print(terminal(report))
+    (out / "observations.md").write_text(markdown.render(report))
+    (out / "index.html").write_text(html.render(report))
+    terminal.render(report)
     print(f"\nwrote {out / 'observations.md'}, {out / 'observations.json'}, {out / 'index.html'}")
     return 1 if report["problems"] else 0
 

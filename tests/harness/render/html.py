@@ -1,0 +1,85 @@
+"""report/index.html: one self-contained page (templates/index.html.j2, page.css, page.js).
+
+No network: the style and the script are inlined, the charts are HTML and CSS.
+Every cell links to its evidence (#ev-<cell id>), shown as a panel by :target.
+"""
+
+from __future__ import annotations
+
+from . import layout
+from .jinja import environment
+
+TRANSCRIPT_ARROW = {"received": "←", "sent": "→"}
+
+
+def transcript_line(event):
+    kind = event.get("event", "?")
+    if kind in TRANSCRIPT_ARROW:
+        return kind, f"{TRANSCRIPT_ARROW[kind]} {event.get('data')}"
+    if kind == "open":
+        return kind, f"open {event.get('url', '')}"
+    if kind == "closed":
+        valid = "valid" if event.get("valid") else "INVALID"
+        return kind, (f"closed by {event.get('by', '?')}, code {event.get('code')}, "
+                      f"reason {event.get('reason')!r}: {valid} close frame")
+    return kind, kind + " " + fields(event, ("event",))
+
+
+def fields(event, skip=("event", "at")):
+    return " ".join(f"{k}={v}" for k, v in event.items() if k not in skip)
+
+
+def scale(values, targets=(), pad=0.05):
+    """(low, high) of a chart's axis around every value and target."""
+    points = [v for v in (*values, *targets) if v is not None]
+    low, high = min(points), max(points)
+    margin = (high - low) * pad or 0.05
+    return low - margin, high + margin
+
+
+def ratio_chart(ratios):
+    """Per ratio: median, spread and target as percentages of one shared axis."""
+    if not ratios:
+        return None
+    low, high = scale([v for r in ratios for v in (r["min"], r["max"], r["median"])],
+                      [1.0, *(r["target"] for r in ratios if r.get("target"))])
+
+    def pos(v):
+        return None if v is None else round(100 * (v - low) / (high - low), 2)
+
+    return {"low": low, "high": high, "one": pos(1.0), "rows": [
+        {**r, "x_min": pos(r["min"]), "x_max": pos(r["max"]), "x_median": pos(r["median"]),
+         "x_target": pos(r.get("target"))} for r in ratios]}
+
+
+def split_chart(groups):
+    """Stacked bars start / exchange / stop, on one scale (the longest cell)."""
+    if not groups:
+        return None
+    longest = max(g["start"] + g["exchange"] + g["stop"] for g in groups) or 1
+    return [{**g, "total": g["start"] + g["exchange"] + g["stop"],
+             "w": {k: round(100 * g[k] / longest, 2) for k in ("start", "exchange", "stop")}}
+            for g in groups]
+
+
+def count_bar(counts, outcomes):
+    total = sum(counts.get(o, 0) for o in outcomes) or 1
+    return [(o, counts.get(o, 0), round(100 * counts.get(o, 0) / total, 2)) for o in outcomes
+            if counts.get(o, 0)]
+
+
+def render(report):
+    stacks = []
+    for stack, data in report["stacks"].items():
+        if data.get("status") == "not run":
+            stacks.append({"name": stack, "data": data, "grid": None, "reference": None})
+            continue
+        stacks.append({"name": stack, "data": data, "grid": layout.grid(data["rows"]),
+                       "reference": layout.reference_grid(report, stack)})
+    bench = report.get("bench") or {}
+    return environment().get_template("index.html.j2").render(
+        report=report, stacks=stacks, transcript_line=transcript_line, fields=fields,
+        timing=split_chart(report.get("timing") or []),
+        bench_split=split_chart(bench.get("cells") or []),
+        ratios=ratio_chart(bench.get("ratios") or []), count_bar=count_bar,
+        cell_ids={r["id"] for s in stacks if s["grid"] for r in s["data"]["rows"]})

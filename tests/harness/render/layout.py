@@ -1,0 +1,140 @@
+"""The grid every renderer draws, and what marks a cell.
+
+Rows are agent x fixed, columns rum x hello_goodbyer x streaming (off first, so
+the lazy layers add up to the right); the seed's published verdicts, or another
+stack's (deploy is compared with today), fill a grid of the same shape beside it.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from ..cells import BOOLS, seed_table
+
+ROWS = [(True, True), (True, False), (False, True), (False, False)]  # (agent, fixed)
+COLUMN_AXES = ("rum", "hello_goodbyer", "streaming")
+COLUMNS = list(itertools.product(BOOLS, repeat=3))
+VERDICT_CLASS = {"+": "v-pass", "-": "v-fail"}
+STATUS_CLASS = {"missing": "v-missing", "skipped": "v-skipped", "not run": "v-notrun"}
+# (key, terminal mark, page mark, meaning), in the order a cell shows them
+MARKS = (
+    ("seed", "*", "≠", "differs from the seed's published verdict"),
+    ("reference", "~", "≈", "differs from today's stack (same arm)"),
+    ("model", "!", "!", "disagrees with the expectation model"),
+    ("open", "o", "○", "the server never called close() on the iterable (PEP 3333)"),
+    ("frame", "x", "✗", "the websocket did not end with a valid close frame"),
+    ("controls", "c", "⚠", "a positive control failed: the server is not what the cell claims"),
+)
+
+
+def legend_marks(report):
+    """MARKS, without the reference mark when no stack is read against another stack."""
+    other = any(d.get("reference", "seed") != "seed" for d in report["stacks"].values())
+    return [m for m in MARKS if other or m[0] != "reference"]
+
+
+def title(row, stack):
+    """A cell's coordinates: today · agent on · fixed off · rum on · ..."""
+    return " · ".join([stack, row_label(row["agent"], row["fixed"]),
+                       column_label((row["rum"], row["hello_goodbyer"], row["streaming"]))
+                       .replace(", ", " · ")])
+
+
+def on(value):
+    return "on" if value else "off"
+
+
+def row_label(agent, fixed):
+    return f"agent {on(agent)} · fixed {on(fixed)}"
+
+
+def column_headers():
+    """Per axis, [(label, span)]: the grid's three header rows."""
+    out = []
+    for depth, axis in enumerate(COLUMN_AXES):
+        span = 2 ** (len(COLUMN_AXES) - depth - 1)
+        out.append((axis, [(on(c[depth]), span) for c in COLUMNS[::span]]))
+    return out
+
+
+def column_label(column):
+    return ", ".join(f"{axis} {on(v)}" for axis, v in zip(COLUMN_AXES, column, strict=True))
+
+
+def key(row):
+    return (row["agent"], row["fixed"], row["rum"], row["hello_goodbyer"], row["streaming"])
+
+
+def grid(rows):
+    """[{agent, fixed, label, cells: [row or None] x 8}] in ROWS order."""
+    by_key = {key(r): r for r in rows}
+    return [{"agent": a, "fixed": f, "label": row_label(a, f),
+             "cells": [by_key.get((a, f, *c)) for c in COLUMNS]} for a, f in ROWS]
+
+
+def reference_grid(report, stack):
+    """The grid a stack is read against: the seed's published one, or another stack's."""
+    ref = report["stacks"][stack].get("reference", "seed")
+    if ref != "seed" and ref in report["stacks"]:
+        rows = [{**r, "verdict": r.get("verdict")} for r in report["stacks"][ref]["rows"]]
+        return f"{ref} stack (this run)", grid(rows)
+    table = seed_table()
+    rows = [{"agent": a, "fixed": f, "rum": c[0], "hello_goodbyer": c[1], "streaming": c[2],
+             "status": "observed", "verdict": table[(a, f, *c)]}
+            for a, f in ROWS for c in COLUMNS]
+    return "seed (published, 2016)", grid(rows)
+
+
+def verdict_class(row):
+    if row is None:
+        return "v-missing"
+    if row.get("status", "observed") != "observed":
+        return STATUS_CLASS.get(row["status"], "v-missing")
+    return VERDICT_CLASS.get(row.get("verdict"), "v-missing")
+
+
+def marks(row):
+    """The keys of MARKS that apply to an observed cell."""
+    if not row or row.get("status") != "observed":
+        return []
+    reference = row.get("reference")
+    found = {
+        "seed": row.get("differs_from_seed"),
+        "reference": reference is not None and reference != row.get("verdict"),
+        "model": not row.get("matches_model", True),
+        "open": not row.get("closed", True),
+        "frame": not row.get("valid_close", True),
+        "controls": bool(row.get("controls_failed")),
+    }
+    return [k for k, *_ in MARKS if found.get(k)]
+
+
+def glyph(row):
+    """The verdict as one character; '?' missing, 's' skipped, '·' not run."""
+    if row is None:
+        return "?"
+    status = row.get("status", "observed")
+    if status == "observed":
+        return row.get("verdict") or "?"
+    return {"skipped": "s", "not run": "·"}.get(status, "?")
+
+
+def describe(row, stack=""):
+    """A cell in words (the page's tooltip and the drill-down's heading)."""
+    if row is None:
+        return "no observation"
+    where = f"{stack} stack, " if stack else ""
+    head = (f"{where}{row_label(row['agent'], row['fixed'])}, "
+            f"{column_label((row['rum'], row['hello_goodbyer'], row['streaming']))}")
+    if row.get("status", "observed") != "observed":
+        return f"{head}: {row['status']}"
+    parts = [f"observed {row['verdict']}", f"seed {row.get('seed')}"]
+    if row.get("expected"):
+        parts.append(f"model {row['expected']}")
+    if row.get("reference"):
+        parts.append(f"today {row['reference']}")
+    meaning = {k: m for k, _, _, m in MARKS}
+    parts += [meaning[k] for k in marks(row)]
+    if row.get("cause_letter"):
+        parts.append(f"cause {row['cause_letter']}")
+    return f"{head}: " + "; ".join(parts)

@@ -1,0 +1,311 @@
+"""The report's renderers on sample inputs: one set of data, four renderings that agree.
+
+The samples are results files as the sessions write them (cells predicted by
+the real expectation model from each stack's versions, observed as predicted
+unless a test breaks one), plus the optional inputs of other sessions
+(conformance, history, bench, deploy) with keys the report does not know.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from tests.harness import report as report_module
+from tests.harness.cells import Cell, cells, seed_verdict, session_name, slug
+from tests.harness.model import StackFacts, predict
+from tests.harness.render import html, layout, markdown, terminal
+
+ROOT = Path(__file__).resolve().parents[1]
+VERSIONS = {"today": ("0.10.1", "14.1.0"), "seed": ("0.9.5", "2.66.0.49"),
+            "deploy": ("0.10.1", "14.1.0")}
+RUN_TIMEOUT = 60  # s for one `python -m tests.harness.report` (bound)
+
+
+def cell_record(cell, flip=False):
+    gws, nr = VERSIONS[cell.stack]
+    versions = {"gevent-websocket": gws + ("+fixed" if cell.fixed else ""),
+                "newrelic": nr if cell.agent else None, "Flask": "3.1.3", "python": "3.11.7"}
+    facts = StackFacts.from_versions(versions)
+    expected = predict(cell, facts).as_dict()
+    verdict = {"+": "-", "-": "+"}[expected["verdict"]] if flip else expected["verdict"]
+    observed, transcripts, events = [], [], [{"event": "listening", "t": 100.0, "pid": 7}]
+    for rid, client in enumerate(("python", "node"), start=2):
+        observed.append({"client": client, "rid": rid, "view": verdict == "+",
+                         "iterator": expected["iterator"], "middleware": expected["middleware"],
+                         "verdict": verdict, "iterable_closed": expected["iterable_closed"],
+                         "valid_close_frame": True, "evidence": {"view": {}}})
+        transcripts.append({"client": client, "url": f"ws://127.0.0.1:1/view?client={client}",
+                            "duration": 0.2, "returncode": 0, "stderr": "", "events": [
+                                {"event": "open", "url": "ws://127.0.0.1:1/view"},
+                                {"event": "received", "data": "Hello from view!"},
+                                {"event": "sent", "data": f"Hi from the {client} client"},
+                                {"event": "closed", "by": "server", "code": 1000,
+                                 "reason": "", "valid": True}]})
+        events += [{"event": "request", "rid": rid, "query": f"client={client}", "t": 100.1},
+                   {"event": "view_received", "rid": rid, "data": f"Hi from the {client}",
+                    "t": 100.2, "new_key": "kept"}]
+    return {"cell": cell.as_dict(), "seed": seed_verdict(cell), "verdict": verdict,
+            "observed": observed, "expected": expected, "facts": facts.__dict__,
+            "controls": {"agent loaded": True}, "versions": versions, "page_status": 200,
+            "transcripts": transcripts, "server_events": events, "server_ready_after": 0.3,
+            "client_durations": {"python": 0.2, "node": 0.25}, "duration": 0.7,
+            "a_key_from_the_future": [1, 2]}
+
+
+def write_results(results, stacks=("today", "seed"), flip=None, drop=None):
+    """Results files of every session of `stacks`; `flip` a cell (observed != model)."""
+    results.mkdir(parents=True, exist_ok=True)
+    for stack in stacks:
+        for agent in (False, True):
+            for fixed in (False, True):
+                name = (session_name(stack, agent, fixed) if stack != "deploy"
+                        else f"deploy(agent={agent}, fixed={fixed})")
+                if name == drop:
+                    continue
+                records = [cell_record(c, flip=c == flip) for c in cells(stack, agent, fixed)]
+                (results / f"{slug(name)}.json").write_text(json.dumps({
+                    "session": name, "stack": stack, "agent": agent, "fixed": fixed,
+                    "status": "failed" if flip in cells(stack, agent, fixed) else "passed",
+                    "pytest_exitstatus": 0, "cells": records, "protocol": [
+                        {"check": "handshake[x]", "stack": stack, "arm": None, "outcome":
+                         "passed", "defect": None, "evidence": "ok | fine"}]}))
+
+
+def write_optional(results, out):
+    out.mkdir(parents=True, exist_ok=True)
+    (results / "conformance.json").write_text(json.dumps({"duration": 61.5, "extra": 1, "arms": {
+        "today-fixed": {"stack": "today", "fixed": True, "gevent-websocket": "0.10.1+fixed",
+                        "counts": {"behavior": {"OK": 500, "NON-STRICT": 3, "INFORMATIONAL": 4,
+                                                "UNIMPLEMENTED": 0, "FAILED": 0},
+                                   "behaviorClose": {"OK": 507}},
+                        "non_ok": [{"case": "6.4.1", "behavior": "NON-STRICT",
+                                    "behaviorClose": "OK", "description": "fragments | split",
+                                    "defect": None, "more": True},
+                                   {"case": "12.1.1", "behavior": "UNIMPLEMENTED",
+                                    "behaviorClose": "UNIMPLEMENTED", "description": "deflate"}],
+                        "report_dir": "report/conformance/today-fixed"},
+        "today-vanilla": {"stack": "today", "fixed": False, "gevent-websocket": "0.10.1",
+                          "counts": {"behavior": {"OK": 400, "FAILED": 107}},
+                          "non_ok": [{"case": "7.3.4", "behavior": "FAILED",
+                                      "behaviorClose": "FAILED", "description": "close",
+                                      "defect": "close drops the code"}],
+                          "report_dir": "report/conformance/today-vanilla"}}}))
+    (out / "history.json").write_text(json.dumps({"packages": {"newrelic": {
+        "stack": "seed", "range": ["2.66.0.49", "6.x"], "in_range": 40, "wall_time": 300,
+        "probed": [{"version": "2.66.0.49", "verdicts": {"a": "-", "b": "+"}, "status": "ok"},
+                   {"version": "2.68.0.50", "verdicts": {"a": "+", "b": "+"}, "status": "ok"},
+                   {"version": "2.70.0.1", "verdicts": {}, "status": "skipped",
+                    "reason": "no 2.7 wheel"}],
+        "flips": [{"before": "2.66.0.49", "after": "2.68.0.50",
+                   "cells": ["a", "seed-agent=1-fixed=0-rum=1-hello_goodbyer=0-streaming=0"],
+                   "diff": "--- a\n+++ b\n@@\n-<script>\n+x", "why": "new key"}],
+        "skipped": [{"version": "2.70.0.1", "reason": "no 2.7 wheel"}]},
+        # the notation the history session writes: releases, cell_fields, "changed"
+        "gevent-websocket": {
+            "stack": "seed", "cell_fields": ["agent", "rum", "hello_goodbyer", "streaming"],
+            "range": {"first": "0.9.5", "last": "0.10.1", "releases": ["0.9.5", "0.10", "0.10.1"]},
+            "probed": [{"release": "0.9.5", "verdicts": {"False,False,False,True": "-"}},
+                       {"release": "0.10", "verdicts": {"False,False,False,True": "+"}}],
+            "flips": [{"before": "0.9.5", "after": "0.10", "skipped_between": [],
+                       "changed": {"False,False,False,True": ["-", "+"]}, "diff": "-a\n+b"}],
+            "skipped": [{"release": "0.10.1", "reason": "not needed"}],
+            "thresholds": {"handler_iterates": "0.10.0"}, "status": "passed"}}}))
+    (out / "bench.json").write_text(json.dumps({
+        "started": "2026-11-25T12:00:00+00:00", "machine": {"cpus": 2, "python": "3.11.7"},
+        "load": {"before": [0.1, 0.2, 0.3]},
+        "cells": {"today agent off": {"duration": {"n": 16, "median": 0.8, "p90": 1, "max": 1},
+                                      "ready": {"median": 0.3, "p90": 0.4, "max": 0.5},
+                                      "exchange": {"median": 0.3, "p90": 0.4, "max": 0.5},
+                                      "rest": {"median": 0.2, "p90": 0.3, "max": 0.4}},
+                  "all": {"duration": {"n": 16, "median": 0.8, "p90": 1, "max": 1}}},
+        "throughput": {"rates": {"flask vanilla agent-off": {"median": 5000, "min": 4000,
+                                                             "max": 6000, "n": 7}},
+                       "ratios": {"patched/vanilla, agent off": {
+                           "median": 0.99, "min": 0.9, "max": 1.05, "n": 7, "target": 0.97,
+                           "pass": True},
+                           "agent on/off, vanilla": {"median": 0.8, "min": 0.7, "max": 0.85,
+                                                     "n": 7, "target": None}}}}))
+
+
+class Cells(HTMLParser):
+    """The grid cells of a page: (table's data-stack, cell's classes, data-cell)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stack, self.found, self.ids = None, [], set()
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if attrs.get("id"):
+            self.ids.add(attrs["id"])
+        if tag == "table" and "grid" in (attrs.get("class") or ""):
+            self.stack = attrs.get("data-stack")
+        if tag == "td" and {"cell", "refcell"} & set((attrs.get("class") or "").split()):
+            self.found.append((self.stack, attrs["class"].split(), attrs.get("data-cell")))
+
+
+def page_cells(text):
+    parser = Cells()
+    parser.feed(text)
+    return parser
+
+
+def terminal_text(report, color_system=None):
+    console = Console(record=True, width=200, color_system=color_system, file=open(os.devnull, "w"))
+    terminal.render(report, console)
+    return console.export_text(styles=False)
+
+
+def test_every_renderer_draws_the_same_grid(tmp_path):
+    write_results(tmp_path / "results")
+    report = report_module.collect(tmp_path / "results", tmp_path / "report")
+    assert report["problems"] == []
+    assert json.loads(json.dumps(report)) == report, "observations.json holds it all"
+    today = report["stacks"]["today"]
+    assert today["observed"] == 32 and [c["letter"] for c in today["causes"]] == ["A", "B"]
+    assert sum(len(c["cells"]) for c in today["causes"]) == 32 - today["reproduced"]
+    row = next(r for r in today["rows"] if r["differs_from_seed"])
+    assert row["evidence"]["clients"][0]["server_events"][0]["at"] == 0.1
+    assert {e["event"] for e in row["evidence"]["server_events"]} == {"listening"}
+
+    page = page_cells(html.render(report))
+    observed = [c for c in page.found if "cell" in c[1]]
+    assert len(observed) == 64 and len(page.found) == 128, "two grids per stack"
+    for stack in ("today", "seed"):
+        for r in report["stacks"][stack]["rows"]:
+            classes = next(c[1] for c in observed if c[2] == r["id"])
+            assert layout.VERDICT_CLASS[r["verdict"]] in classes, (r["id"], classes)
+            assert ("m-seed" in classes) == r["differs_from_seed"], (r["id"], classes)
+            assert f"ev-{r['id']}" in page.ids, f"no drill-down panel for {r['id']}"
+    for c in today["causes"]:
+        assert c["id"] in page.ids
+
+    md = markdown.render(report)
+    assert md.count("\n1. ") == 64, "the seed's own list, one line per cell"
+    assert md.count("| **") == 3, "the seed's published grid, then one grid per stack"
+    assert "rum<br>hello_goodbyer<br>streaming" in md and "(True, False" not in md
+    assert md.count(today["causes"][0]["text"]) == 1, "a cause is written once"
+
+    text = terminal_text(report)
+    assert "seed (published, 2016)" in text and "today stack" in text
+    assert "+*oA" in text, "a cell: verdict, differs from the seed, left open, its cause"
+    assert "\x1b[" not in text
+
+
+def test_a_disagreement_or_a_missing_session_fails_and_is_marked(tmp_path):
+    broken = Cell("seed", True, False, True, True, True)
+    write_results(tmp_path / "results", flip=broken, drop="matrix(agent=True, fixed=False)")
+    path = tmp_path / "results" / "matrix-agent-False-fixed-True.json"
+    doc = json.loads(path.read_text())
+    doc["cells"][0]["controls"]["rum_script"] = False  # agrees with the model, yet not real
+    path.write_text(json.dumps(doc))
+    out = tmp_path / "report"
+    assert report_module.main(["--results", str(tmp_path / "results"), "--out", str(out)]) == 1
+    report = json.loads((out / "observations.json").read_text())
+    problems = "\n".join(report["problems"])
+    assert "matrix(agent=True, fixed=False): no results file" in problems
+    assert "but the model expects" in problems
+    rows = {r["id"]: r for s in report["stacks"].values() for r in s["rows"]}
+    flipped = rows["seed-a1-f0-r1-h1-s1"]
+    assert flipped["matches_model"] is False and "model" in layout.marks(flipped)
+    assert sum(r["status"] == "missing" for r in rows.values()) == 8
+    assert "positive controls failed: ['rum_script']" in problems
+    assert [r["id"] for r in rows.values() if "controls" in layout.marks(r)] == [
+        "today-a0-f1-r0-h0-s0"]
+    page = page_cells((out / "index.html").read_text())
+    classes = {c[2]: c[1] for c in page.found if "cell" in c[1]}
+    assert "m-model" in classes["seed-a1-f0-r1-h1-s1"]
+    assert sum("v-missing" in c for c in classes.values()) == 8
+    md = (out / "observations.md").read_text()
+    assert md.count("🟨 ?") == 8 and "!" in md
+    text = terminal_text(report)
+    assert text.count(" ? ") + text.count(" ?\n") >= 8 and "!" in text
+
+
+def test_optional_inputs_render_when_present_and_tolerate_extra_keys(tmp_path):
+    results, out = tmp_path / "results", tmp_path / "report"
+    write_results(results, stacks=("today", "seed", "deploy"),
+                  flip=Cell("deploy", False, False, False, False, False))
+    write_optional(results, out)
+    report = report_module.collect(results, out)
+    deploy = report["stacks"]["deploy"]
+    assert deploy["reference"] == "today" and deploy["differs_from_reference"] == 1
+    assert not deploy["required"]
+    assert [a["link"] for a in report["conformance"]["arms"]] == [
+        "conformance/today-fixed/index.html", "conformance/today-vanilla/index.html"]
+    newrelic, gws = report["history"]["packages"]
+    assert [c["id"] for c in newrelic["flips"][0]["cells"]] == [None, "seed-a1-f0-r1-h0-s0"]
+    assert gws["range"] == ["0.9.5", "0.10.1"] and gws["in_range"] == 3
+    assert [p["version"] for p in gws["probed"]] == ["0.9.5", "0.10"]
+    assert gws["flips"][0]["cells"] == [{
+        "key": "False,False,False,True", "before": "-", "after": "+", "id": None,
+        "label": "agent off · rum off · hello_goodbyer off · streaming on"}]
+    assert report["bench"]["ratios"][0]["target"] == 0.97
+    assert [g["group"] for g in report["timing"]] == [
+        "today agent off", "today agent on", "seed agent off", "seed agent on",
+        "deploy agent off", "deploy agent on"]
+
+    text = html.render(report)
+    page = page_cells(text)
+    assert {"conformance", "history", "bench", "timing", "stack-deploy"} <= page.ids
+    assert sum(1 for c in page.found if c[0] == "deploy" and "cell" in c[1]) == 32
+    assert "today stack (this run)" in text, "deploy is drawn beside today's grid"
+    assert "m-reference" in next(c[1] for c in page.found if c[2] == "deploy-a0-f0-r0-h0-s0")
+    assert 'href="#ev-seed-a1-f0-r1-h0-s0">seed-agent=1' in text, "a flipped cell links to it"
+    assert "streaming on <b>- → +</b>" in text
+    assert "<code>handler_iterates</code> from 0.10.0" in text
+    assert "&lt;script&gt;" in text and "<script>\n+x" not in text, "a diff is escaped"
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", text), "nothing from the network"
+    md = markdown.render(report)
+    for heading in ("## Autobahn|Testsuite", "## History", "## Benchmarks", "≈"):
+        assert heading in md
+    assert "2.66.0.49 → 2.68.0.50 flips 2 cells" in md
+    text = terminal_text(report)
+    assert "deploy stack" in text and "Autobahn today-vanilla" in text
+
+
+def test_absent_optional_inputs_leave_no_section(tmp_path):
+    write_results(tmp_path / "results")
+    report = report_module.collect(tmp_path / "results", tmp_path / "report")
+    assert report["conformance"] is report["history"] is report["bench"] is None
+    ids = page_cells(html.render(report)).ids
+    assert not {"conformance", "history", "bench"} & ids and "timing" in ids
+    assert "≈" not in markdown.render(report), "no reference mark without a deploy stack"
+
+
+def test_an_unreadable_optional_input_is_a_named_problem(tmp_path):
+    write_results(tmp_path / "results")
+    (tmp_path / "results" / "conformance.json").write_text("{ truncated")
+    report = report_module.collect(tmp_path / "results", tmp_path / "report")
+    assert len(report["problems"]) == 1
+    assert "conformance.json: not JSON" in report["problems"][0]
+    assert "rerun `nox -s conformance`" in report["problems"][0]
+
+
+@pytest.mark.parametrize(("env", "coloured"), [
+    ({}, False),  # piped
+    ({"FORCE_COLOR": "1"}, True),
+    ({"FORCE_COLOR": "1", "NO_COLOR": "1"}, False),
+])
+def test_the_terminal_grid_is_coloured_only_where_it_can_be(tmp_path, env, coloured):
+    write_results(tmp_path / "results")
+    base = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "NO_COLOR")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.harness.report", "--results", str(tmp_path / "results"),
+         "--out", str(tmp_path / "report")], cwd=ROOT, env={**base, **env},
+        capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert ("\x1b[" in proc.stdout) == coloured, proc.stdout[:500]
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout)
+    assert "agent off · fixed off" in plain and "today stack" in plain
+    grid = plain[:plain.index("+ pass, - fail")]
+    assert max(len(line) for line in grid.splitlines()) <= 80, grid

@@ -1,0 +1,200 @@
+"""report/index.html in a real browser: Debian's chromium, headless, driven by playwright.
+
+The page `nox -s report` wrote is loaded from disk; the DOM is checked against
+report/observations.json (the same run's data): 32 cells per required stack, each
+with its verdict's class and its marks, the drill-down shows both transcripts, a
+cause lights its cells, the page fits a phone's width, it loads nothing from the
+network and logs no console error.  Screenshots land beside the page.
+
+Playwright drives /usr/bin/chromium through executable_path: its own browser
+download is never used (and could not work here).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.harness.cells import Cell
+from tests.harness.report import REQUIRED_STACKS, main
+from tests.test_report import write_optional, write_results
+
+ROOT = Path(__file__).resolve().parents[1]
+REPORT = ROOT / os.environ.get("MATRIX_REPORT", "report")
+INSTALL = "apt-get update && apt-get install -y chromium"
+# Chromium as root, with nothing of its own reaching the network.
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+TIMEOUT_MS = 20_000  # any one browser action (bound)
+VERDICT_CLASS = {"+": "v-pass", "-": "v-fail"}
+DESKTOP = {"width": 1440, "height": 1000}
+PHONE = {"width": 390, "height": 844}
+
+
+def chromium_path():
+    path = shutil.which("chromium")
+    if path is None:
+        reason = f"Debian's chromium is not installed; install it with: {INSTALL}"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    path = chromium_path()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=path,
+            headless=True, args=CHROMIUM_ARGS, viewport=DESKTOP, timeout=TIMEOUT_MS)
+        context.set_default_timeout(TIMEOUT_MS)
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+class Page:
+    """A page of the browser with everything it logged and requested."""
+
+    def __init__(self, context, path):
+        self.errors, self.requests = [], []
+        self.page = context.new_page()
+        self.page.on("console", lambda m: self.errors.append(f"console.{m.type}: {m.text}")
+                     if m.type in ("error", "assert") else None)
+        self.page.on("pageerror", lambda e: self.errors.append(f"uncaught: {e}"))
+        self.page.on("request", lambda r: self.requests.append(r.url))
+        self.page.goto(path.as_uri(), wait_until="load")
+
+    def check_clean(self):
+        assert not self.errors, f"the page logged errors: {self.errors}"
+        remote = [u for u in self.requests if not u.startswith(("file:", "data:"))]
+        assert not remote, f"the page reached beyond its own file: {remote}"
+
+    def close(self):
+        self.page.close()
+
+
+@pytest.fixture(scope="module")
+def report():
+    page, data = REPORT / "index.html", REPORT / "observations.json"
+    if not page.is_file() or not data.is_file():
+        pytest.fail(f"{page} or {data} is missing: run `nox -s report` first "
+                    "(`nox -t ci` runs it before this session)")
+    return json.loads(data.read_text())
+
+
+@pytest.fixture
+def page(browser, report):
+    opened = Page(browser, REPORT / "index.html")
+    yield opened
+    opened.close()
+
+
+def expected_class(row):
+    if row["status"] == "observed":
+        return VERDICT_CLASS[row["verdict"]]
+    return {"skipped": "v-skipped", "not run": "v-notrun"}.get(row["status"], "v-missing")
+
+
+def test_grid_cells_carry_their_verdicts(page, report):
+    cells = page.page.eval_on_selector_all(
+        "table.grid.obs td.cell", "els => els.map(e => ({id: e.dataset.cell, "
+        "stack: e.closest('table').dataset.stack, cls: [...e.classList]}))")
+    required = [c for c in cells if c["stack"] in REQUIRED_STACKS]
+    assert len(required) == 32 * len(REQUIRED_STACKS) == 64, (
+        f"expected 32 grid cells per stack {REQUIRED_STACKS}, found "
+        f"{ {s: sum(c['stack'] == s for c in cells) for s in REQUIRED_STACKS} }")
+    by_id = {c["id"]: c for c in cells}
+    for stack in REQUIRED_STACKS:
+        for row in report["stacks"][stack]["rows"]:
+            cell = by_id.get(row["id"])
+            assert cell is not None, f"{row['id']}: in observations.json, not in the grid"
+            assert expected_class(row) in cell["cls"], (
+                f"{row['id']}: status {row['status']}, verdict {row.get('verdict')}; "
+                f"classes {cell['cls']}")
+            assert ("m-seed" in cell["cls"]) == bool(row.get("differs_from_seed")), (
+                f"{row['id']}: differs_from_seed={row.get('differs_from_seed')}, classes "
+                f"{cell['cls']}")
+            assert ("m-model" in cell["cls"]) == (row["status"] == "observed"
+                                                  and not row["matches_model"]), row["id"]
+    reference = page.page.locator("table.grid.ref td.refcell").count()
+    assert reference >= 64, f"the seed's published grid beside each stack: {reference} cells"
+    # the grids of both stacks, each beside the seed's published one
+    page.page.locator("#grids").screenshot(path=str(REPORT / "screenshot.png"))
+    page.check_clean()
+
+
+def test_drilldown_opens_and_shows_both_transcripts(page, report):
+    rows = [r for s in REQUIRED_STACKS for r in report["stacks"][s]["rows"]
+            if r["status"] == "observed"]
+    assert rows, "no observed cell to open"
+    row = next((r for r in rows if r["differs_from_seed"]), rows[0])
+    panel = page.page.locator(f"#ev-{row['id']}")
+    assert not panel.is_visible(), "a cell's evidence shows before it is clicked"
+    page.page.click(f"td.cell[data-cell='{row['id']}'] a")
+    panel.wait_for(state="visible")
+    transcripts = panel.locator("ol.transcript")
+    assert transcripts.count() == len(row["clients"]) == 2, row["clients"]
+    for i in range(transcripts.count()):
+        text = transcripts.nth(i).inner_text()
+        assert "Hello from view!" in text, f"{row['id']} transcript {i}: {text!r}"
+    assert panel.locator("ol.events li").count() > 0, "no server event in the drill-down"
+    body = panel.inner_text()
+    for shown in ("Positive controls", "Versions", "Durations", "lazy layers it names",
+                  row["versions"]["gevent-websocket"]):
+        assert shown in body, f"{row['id']}: the drill-down does not show {shown!r}"
+    page.page.screenshot(path=str(REPORT / "screenshot-drilldown.png"))
+    page.page.keyboard.press("Escape")
+    panel.wait_for(state="hidden")
+    page.check_clean()
+
+
+def test_a_cause_lights_the_cells_it_explains(page, report):
+    causes = [c for s in REQUIRED_STACKS for c in report["stacks"][s].get("causes") or []]
+    if not causes:
+        pytest.skip("this run has no difference from the seed, so no cause to point at")
+    cause = causes[0]
+    page.page.hover(f"#{cause['id']}")
+    lit = page.page.eval_on_selector_all("td.cell.lit", "els => els.map(e => e.dataset.cell)")
+    assert sorted(lit) == sorted(cause["cells"]), (cause["text"], lit)
+    page.check_clean()
+
+
+def test_fits_a_phone_in_dark_mode(page):
+    page.page.emulate_media(color_scheme="dark")
+    page.page.set_viewport_size(PHONE)
+    width = page.page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert width[0] <= width[1], f"the page scrolls sideways on a phone: {width}"
+    background = page.page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert background != "rgb(255, 255, 255)", "no dark mode: the body stays white"
+    page.page.locator("#stack-today").screenshot(path=str(REPORT / "screenshot-phone-dark.png"))
+    page.check_clean()
+
+
+def test_every_optional_section_renders_in_the_browser(browser, tmp_path):
+    """Sample inputs of the other sessions (deploy, Autobahn, history, bench) on one page."""
+    results, out = tmp_path / "results", tmp_path / "report"
+    write_results(results, stacks=("today", "seed", "deploy"),
+                  flip=Cell("deploy", False, False, False, False, False))
+    write_optional(results, out)
+    assert main(["--results", str(results), "--out", str(out)]) == 1  # the flipped cell
+    opened = Page(browser, out / "index.html")
+    try:
+        for section in ("#stack-deploy", "#conformance", "#history", "#timing", "#bench"):
+            assert opened.page.locator(section).is_visible(), f"{section} is not shown"
+        deploy = opened.page.locator("table.grid.obs[data-stack=deploy] td.cell")
+        assert deploy.count() == 32
+        assert opened.page.locator("#bench .range .dot").count() == 2
+        assert opened.page.locator("#timing .hbar").count() == 6 + 1  # + the bench's run
+        opened.page.screenshot(path=str(tmp_path / "sections.png"), full_page=True)
+        opened.check_clean()
+    finally:
+        opened.close()
