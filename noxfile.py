@@ -274,3 +274,97 @@ def bench(session):
                 "--patched-path", str(patched), "--work", str(work),
                 "--nox", f"{shlex.quote(sys.executable)} -m nox", "--out", str(REPORT),
                 "--load-before", load, *session.posargs)
+
+
+# -- conformance (issue 14): Autobahn|Testsuite on every gevent-websocket arm ----
+
+from tests.harness.conformance import ARMS as CONFORMANCE_ARMS  # noqa: E402
+
+CONFORMANCE = PYPROJECT["tool"]["conformance"]
+
+
+def conformance_py27(session, where, pins, label):
+    """A CPython 2.7 virtualenv at ``where`` holding exactly ``pins`` (--no-deps).
+
+    Their wheels are built once into .cache/wheelhouse/ (pip 20 on 2.7 reads
+    the registry's pages slowly, and wsaccel, ujson and Twisted compile), keyed
+    by the pins, then installed from there with --no-index.
+    """
+    python27 = find_python27()
+    session.run_install("python", "-m", "virtualenv", "--quiet", "--no-download",
+                        "-p", python27, str(where))
+    python = where / "bin" / "python"
+    key = hashlib.sha256("\n".join(["py2.7", *pins]).encode()).hexdigest()[:16]
+    house = ROOT / ".cache" / "wheelhouse" / f"{label}-py2.7-{key}"
+    pip = [str(python), "-m", "pip", "--disable-pip-version-check", "--no-input"]
+    if not house.is_dir():
+        partial = house.with_name(f"{house.name}.partial-{os.getpid()}")
+        try:
+            session.run_install(*pip, "wheel", "--quiet", "--no-deps", "--wheel-dir",
+                                str(partial), *pins, external=True)
+            partial.rename(house)
+        except OSError:  # a concurrent session made it first: same pins, same wheels
+            pass
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+    session.run_install(*pip, "install", "--quiet", "--no-warn-script-location", "--no-deps",
+                        "--no-index", "--find-links", str(house), *pins, external=True)
+    return python
+
+
+def conformance_server(session, arm, stack, fixed):
+    """The server env of one arm, beside the session's; returns its interpreter."""
+    where = Path(session.virtualenv.location) / "arms" / arm
+    requirements = server_requirements(stack, False)
+    if stack == "today":
+        python = where / "bin" / "python"
+        session.run_install("uv", "venv", "--quiet", "--allow-existing", "--python",
+                            sys.executable, str(where), external=True)
+        wheel = gevent_websocket_wheel(session, stack, fixed)
+        if wheel:
+            install = ["uv", "pip", "install", "--quiet", "--python", str(python)]
+            session.run_install(*install, *requirements, env=COMPILE, external=True)
+            session.run_install(*install, "--no-deps", "--reinstall", wheel, env=COMPILE,
+                                external=True)
+        return python
+    python = where / "bin" / "python"
+    session.run_install("python", "-m", "virtualenv", "--quiet", "--no-download",
+                        "-p", find_python27(), str(where))
+    wheel = gevent_websocket_wheel(session, stack, fixed, python=python)
+    if wheel:
+        house = py27_wheelhouse(session, python, stack)
+        session.run_install(str(python), "-m", "pip", "install", "--quiet",
+                            "--disable-pip-version-check", "--no-warn-script-location",
+                            "--no-index", "--find-links", str(house), "--force-reinstall",
+                            *requirements, wheel, external=True)
+    return python
+
+
+@nox.session(python=None, default=False, tags=["ci"])
+def conformance(session):
+    """Autobahn|Testsuite (wstest fuzzingclient, every case) on the four gevent-websocket arms.
+
+    Writes results/conformance.json and Autobahn's HTML under report/conformance/<arm>/;
+    fails if the patched 0.10.1 has a case (outside compression) that is not OK, or
+    vanilla one that maps to no named defect.  ~2-3 minutes on 2 cores.
+    """
+    try:
+        find_python27()
+    except MissingPython as exc:  # wstest and the seed stack need CPython 2.7
+        if os.environ.get("CI"):
+            session.error(str(exc))
+        session.skip(str(exc))
+    install_harness(session)
+    envs = Path(session.virtualenv.location)
+    wstest = envs / "wstest" / "bin" / "wstest"
+    conformance_py27(session, envs / "wstest", CONFORMANCE["wstest"], "wstest")
+    arms = [f"{arm}={conformance_server(session, arm, *axes)}"
+            for arm, axes in CONFORMANCE_ARMS.items()]
+    # The harness's own checks first: index.json parsing, the rule, the stall watchdog.
+    session.run("pytest", "tests/test_conformance.py", "-q")
+    session.run("python", "-m", "tests.harness.conformance", "--wstest", str(wstest),
+                *(a for arm in arms for a in ("--arm", arm)),
+                "--results", str(RESULTS / "conformance.json"),
+                "--report", str(REPORT / "conformance"),
+                "--logs", str(RESULTS / "conformance.logs"), *session.posargs,
+                terminate_timeout=PYTEST_TERMINATE_TIMEOUT)
