@@ -403,12 +403,18 @@ def test_unmasked_frame_fails_the_connection_with_1002(check, server):
 @protocol(defect=UTF8_NO_CODE)
 def test_invalid_utf8_text_fails_the_connection_with_1007(check, server, message, request):
     """RFC 6455 8.1: text that is not valid UTF-8 fails the connection, 7.4.1: with 1007."""
-    query = "utf8=" + request.node.callspec.id
+    fails_with_1007(check, server, "utf8=" + request.node.callspec.id,
+                    [build_frame(opcode, data, fin=fin) for opcode, fin, data in message])
+
+
+def fails_with_1007(check, server, query, parts):
+    """After the handshake the client sends ``parts`` (bytes) and nothing more: the server
+    must fail the connection with 1007, and the view must get no message."""
     conn, response, first = open_websocket(server, "/view", query)
     with conn:
         check.invariant("handshake", response.code == 101, "101", str(response))
-        for opcode, fin, data in message:
-            conn.send(build_frame(opcode, data, fin=fin))
+        for part in parts:
+            conn.send(part)
         expect_close_code(check, conn, 1007)
     event = answer_event(server, request_id(server, query))
     check.expect("application", event is not None and event["event"] == "view_received_missing",
@@ -428,18 +434,7 @@ def test_invalid_utf8_fails_the_connection_where_it_arrives(check, server, parts
     """RFC 6455 8.1 (Autobahn 6.4.x): the connection fails at the part of a text message
     that holds invalid UTF-8 (here 0x110000, out of range), not once the message is complete:
     the rest of the frame, or the final fragment, is never sent."""
-    query = "utf8-fast=" + request.node.callspec.id
-    conn, response, first = open_websocket(server, "/view", query)
-    with conn:
-        check.invariant("handshake", response.code == 101, "101", str(response))
-        for part in parts:
-            conn.send(part)
-        expect_close_code(check, conn, 1007)
-    event = answer_event(server, request_id(server, query))
-    check.expect("application", event is not None and event["event"] == "view_received_missing",
-                 "no message for the view", json.dumps(event))
-    keeps_serving(check, server, query)
-    check.verify()
+    fails_with_1007(check, server, "utf8-fast=" + request.node.callspec.id, parts)
 
 
 # -- handshakes the server must refuse ----------------------------------------------
