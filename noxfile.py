@@ -330,7 +330,8 @@ def conformance(session):
 
     Writes results/conformance.json and Autobahn's HTML under report/conformance/<arm>/;
     fails if the patched 0.10.1 has a case (outside compression) that is not OK, or
-    vanilla one that maps to no named defect.  ~2-3 minutes on 2 cores.
+    vanilla one that maps to no named defect.  2.5-3 minutes on 2 cores shared with other
+    work (load 5-8), caches warm; the first run also builds wstest's wheels (~1.5 min).
     """
     try:
         find_python27()

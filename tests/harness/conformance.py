@@ -206,8 +206,12 @@ def problems(arms, named=None):
 
 
 def wstest_version(wstest):
-    out = subprocess.run([wstest, "-a"], capture_output=True, text=True, timeout=VERSION_TIMEOUT,
-                         check=False, stdin=subprocess.DEVNULL)
+    try:
+        out = subprocess.run([wstest, "-a"], capture_output=True, text=True,
+                             timeout=VERSION_TIMEOUT, check=False, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ConformanceError(f"cannot run `{wstest} -a` ({exc}); `nox -s conformance` "
+                               "installs wstest") from None
     found = re.search(r"AutobahnTestSuite\s+(\S+)", out.stdout + out.stderr)
     if out.returncode != 0 or not found:
         raise ConformanceError(f"`{wstest} -a` (exit {out.returncode}) did not name its "
@@ -232,10 +236,14 @@ def run_fuzzingclient(wstest, spec_path, *, name, stall=STALL_TIMEOUT, bound=ARM
     naming the case that was running.
     """
     started = time.monotonic()
-    proc = subprocess.Popen([wstest, "-m", "fuzzingclient", "-s", str(spec_path)],
-                            cwd=Path(spec_path).parent, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    try:
+        proc = subprocess.Popen([str(Path(wstest).resolve()), "-m", "fuzzingclient", "-s",
+                                 str(spec_path)], cwd=Path(spec_path).parent,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    except OSError as exc:
+        raise ConformanceError(f"{name}: cannot start wstest ({exc}); `nox -s conformance` "
+                               "installs it") from None
     RUNNING.add(proc)
     lines = queue.Queue()
 
@@ -398,13 +406,20 @@ def main(argv=None):
     parser.add_argument("--report", type=Path, default=ROOT / "report" / "conformance")
     parser.add_argument("--logs", type=Path, default=ROOT / "results" / "conformance.logs")
     args = parser.parse_args(argv)
+    load = os.getloadavg()  # the machine may be shared: timings mean little without it
     try:
         document, found = run(dict(args.arms), args.wstest, args.results, args.report,
                               args.logs)
     except ConformanceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt as exc:
+        print(f"interrupted ({exc or 'Ctrl-C'}): servers and wstest stopped; "
+              f"{args.results} not written", file=sys.stderr)
+        return 130
     print(render_summary(document))
+    print("load average (1, 5, 15 min): before {}, after {}".format(
+        *(", ".join(f"{v:.2f}" for v in figures) for figures in (load, os.getloadavg()))))
     print(f"results: {args.results}; Autobahn's reports: {args.report}/<arm>/index.html")
     if found:
         print(f"\n{len(found)} problem(s):\n  " + "\n  ".join(found), file=sys.stderr)
