@@ -95,27 +95,28 @@ def server_requirements(stack, agent):
     return [*pins["server"], *(pins["agent"] if agent else [])]
 
 
-def py27_env(session, name):
-    """A CPython 2.7 virtualenv beside the session's own, for the 2016 server."""
+def py27_env(session, name, where=None):
+    """A CPython 2.7 virtualenv beside the session's own (or at ``where``)."""
     try:
         python27 = find_python27()
     except MissingPython as exc:
         skip_or_fail(session, str(exc), name)
-    env = Path(session.virtualenv.location) / "py27"
+    env = Path(where or Path(session.virtualenv.location) / "py27")
     session.run_install("python", "-m", "virtualenv", "--quiet", "--no-download",
                         "-p", python27, str(env))
     return env / "bin" / "python"
 
 
-def py27_wheelhouse(session, python, stack):
-    """Every wheel of the stack's 2.7 server (agent included), fetched once into .cache/.
+def py27_wheelhouse(session, python, stack, pins=None, *pip_args):
+    """Every wheel of the stack's 2.7 server (agent included), or of ``pins``, fetched
+    once into .cache/ (``pip_args``: more options of `pip wheel`).
 
     pip 20 on CPython 2.7 reads and parses the registry's index pages on every
     install: ~6 s of a seed session's ~8 s install phase (tests/bench/matrix_time).
     From this directory with --no-index the same install takes ~1.5 s.  Keyed by
     the pins, so a changed pin makes a new wheelhouse.
     """
-    pins = server_requirements(stack, True)
+    pins = pins or server_requirements(stack, True)
     key = hashlib.sha256("\n".join(["py2.7", *pins]).encode()).hexdigest()[:16]
     house = ROOT / ".cache" / "wheelhouse" / f"{stack}-py2.7-{key}"
     if not house.is_dir():
@@ -123,7 +124,7 @@ def py27_wheelhouse(session, python, stack):
         try:
             session.run_install(str(python), "-m", "pip", "wheel", "--quiet",
                                 "--disable-pip-version-check", "--wheel-dir", str(partial),
-                                *pins, external=True)
+                                *pip_args, *pins, external=True)
             partial.rename(house)
         except OSError:  # a concurrent session made it first: same pins, same wheels
             pass
@@ -155,15 +156,22 @@ def install_server(session, stack, agent, fixed, name):
             session.install(*requirements, env=COMPILE)
             session.install("--no-deps", "--force-reinstall", wheel, env=COMPILE)
         return Path(session.virtualenv.location) / "bin" / "python"
-    python = py27_env(session, name)
+    return install_py27_server(session, py27_env(session, name), stack, fixed, requirements)
+
+
+def install_py27_server(session, python, stack, fixed, requirements):
     wheel = gevent_websocket_wheel(session, stack, fixed, python=python)
     if wheel:
         house = py27_wheelhouse(session, python, stack)
-        session.run_install(str(python), "-m", "pip", "install", "--quiet",
-                            "--disable-pip-version-check", "--no-warn-script-location",
-                            "--no-index", "--find-links", str(house), "--force-reinstall",
-                            *requirements, wheel, external=True)
+        pip27_install(session, python, house, "--force-reinstall", *requirements, wheel)
     return python
+
+
+def pip27_install(session, python, house, *args):
+    """pip install into a 2.7 env from a wheelhouse only (see py27_wheelhouse)."""
+    session.run_install(str(python), "-m", "pip", "install", "--quiet",
+                        "--disable-pip-version-check", "--no-warn-script-location",
+                        "--no-index", "--find-links", str(house), *args, external=True)
 
 
 def tests_impl(session, stack, agent, fixed, *, harness_tests=False, protocol_tests=False,
@@ -317,3 +325,72 @@ def bench(session):
                 "--patched-path", str(patched), "--work", str(work),
                 "--nox", f"{shlex.quote(sys.executable)} -m nox", "--out", str(REPORT),
                 "--load-before", load, *session.posargs)
+
+
+# -- conformance (issue 14): Autobahn|Testsuite on every gevent-websocket arm ----
+
+from tests.harness.conformance import ARMS as CONFORMANCE_ARMS  # noqa: E402
+
+CONFORMANCE = PYPROJECT["tool"]["conformance"]
+
+
+def install_wstest(session, where):
+    """wstest in a CPython 2.7 virtualenv at ``where``: exactly the pinned packages.
+
+    --no-deps: the pins are the whole environment (autobahntestsuite's sdist
+    declares no dependencies, and nothing unpinned may come in).  wsaccel,
+    ujson and Twisted compile once, into the wheelhouse.
+    """
+    pins = CONFORMANCE["wstest"]
+    python = py27_env(session, "conformance", where)
+    house = py27_wheelhouse(session, python, "wstest", pins, "--no-deps")
+    pip27_install(session, python, house, "--no-deps", *pins)
+    return where / "bin" / "wstest"
+
+
+def conformance_server(session, arm, stack, fixed):
+    """The server env of one arm, beside the session's; returns its interpreter."""
+    where = Path(session.virtualenv.location) / "arms" / arm
+    requirements = server_requirements(stack, False)
+    if stack == "seed":
+        python = py27_env(session, "conformance", where)
+        return install_py27_server(session, python, stack, fixed, requirements)
+    python = where / "bin" / "python"
+    session.run_install("uv", "venv", "--quiet", "--allow-existing", "--python",
+                        sys.executable, str(where), external=True)
+    wheel = gevent_websocket_wheel(session, stack, fixed)
+    if wheel:
+        install = ["uv", "pip", "install", "--quiet", "--python", str(python)]
+        session.run_install(*install, *requirements, env=COMPILE, external=True)
+        session.run_install(*install, "--no-deps", "--reinstall", wheel, env=COMPILE,
+                            external=True)
+    return python
+
+
+@nox.session(python=None, default=False, tags=["ci"])
+def conformance(session):
+    """Autobahn|Testsuite (wstest fuzzingclient, every case) on the four gevent-websocket arms.
+
+    Writes results/conformance.json and Autobahn's HTML under report/conformance/<arm>/;
+    fails if the patched 0.10.1 has a case (outside compression) that is not OK, or
+    vanilla one that maps to no named defect.  2.5-3 minutes on 2 cores shared with other
+    work (load 5-8), caches warm; the first run also builds wstest's wheels (~1.5 min).
+    """
+    try:
+        find_python27()
+    except MissingPython as exc:  # wstest and the seed stack need CPython 2.7
+        if os.environ.get("CI"):
+            session.error(str(exc))
+        session.skip(str(exc))
+    install_harness(session)
+    wstest = install_wstest(session, Path(session.virtualenv.location) / "wstest")
+    arms = [f"{arm}={conformance_server(session, arm, *axes)}"
+            for arm, axes in CONFORMANCE_ARMS.items()]
+    # The harness's own checks first: index.json parsing, the rule, the stall watchdog.
+    session.run("pytest", "tests/test_conformance.py", "-q")
+    session.run("python", "-m", "tests.harness.conformance", "--wstest", str(wstest),
+                *(a for arm in arms for a in ("--arm", arm)),
+                "--results", str(RESULTS / "conformance.json"),
+                "--report", str(REPORT / "conformance"),
+                "--logs", str(RESULTS / "conformance.logs"), *session.posargs,
+                terminate_timeout=PYTEST_TERMINATE_TIMEOUT)

@@ -65,6 +65,8 @@ UNMASKED = ("an unmasked client frame is accepted and handed to the application 
             "the server must fail the connection, 1002)")
 UTF8_NO_CODE = ("invalid UTF-8 is detected, but close(1007) drops the code: the server sends an "
                 "empty close frame")
+UTF8_NOT_FAIL_FAST = ("invalid UTF-8 inside a text frame is found only once the whole frame has "
+                      "arrived: a client that stops after the invalid octets keeps the connection")
 BAD_CLOSE_NO_CODE = ("a malformed client close is detected, but close(1002) drops the code: the "
                      "server sends an empty close frame")
 
@@ -401,18 +403,38 @@ def test_unmasked_frame_fails_the_connection_with_1002(check, server):
 @protocol(defect=UTF8_NO_CODE)
 def test_invalid_utf8_text_fails_the_connection_with_1007(check, server, message, request):
     """RFC 6455 8.1: text that is not valid UTF-8 fails the connection, 7.4.1: with 1007."""
-    query = "utf8=" + request.node.callspec.id
+    fails_with_1007(check, server, "utf8=" + request.node.callspec.id,
+                    [build_frame(opcode, data, fin=fin) for opcode, fin, data in message])
+
+
+def fails_with_1007(check, server, query, parts):
+    """After the handshake the client sends ``parts`` (bytes) and nothing more: the server
+    must fail the connection with 1007, and the view must get no message."""
     conn, response, first = open_websocket(server, "/view", query)
     with conn:
         check.invariant("handshake", response.code == 101, "101", str(response))
-        for opcode, fin, data in message:
-            conn.send(build_frame(opcode, data, fin=fin))
+        for part in parts:
+            conn.send(part)
         expect_close_code(check, conn, 1007)
     event = answer_event(server, request_id(server, query))
     check.expect("application", event is not None and event["event"] == "view_received_missing",
                  "no message for the view", json.dumps(event))
     keeps_serving(check, server, query)
     check.verify()
+
+
+@pytest.mark.parametrize("parts", [
+    pytest.param([build_frame(OP_TEXT, b"caf\xc3\xa9 \xf4\x90\x80\x80 edited!")[:2 + 4 + 8]],
+                 id="inside-a-frame", marks=protocol(defect=UTF8_NOT_FAIL_FAST)),
+    pytest.param([build_frame(OP_TEXT, b"caf\xc3\xa9", fin=False),
+                  build_frame(OP_CONTINUATION, b" \xf4\x90\x80\x80", fin=False)],
+                 id="in-a-fragment", marks=protocol(defect=UTF8_NO_CODE)),
+])
+def test_invalid_utf8_fails_the_connection_where_it_arrives(check, server, parts, request):
+    """RFC 6455 8.1 (Autobahn 6.4.x): the connection fails at the part of a text message
+    that holds invalid UTF-8 (here 0x110000, out of range), not once the message is complete:
+    the rest of the frame, or the final fragment, is never sent."""
+    fails_with_1007(check, server, "utf8-fast=" + request.node.callspec.id, parts)
 
 
 # -- handshakes the server must refuse ----------------------------------------------

@@ -1,0 +1,431 @@
+"""Autobahn|Testsuite against ``python -m app``'s echo, on every gevent-websocket arm.
+
+    python -m tests.harness.conformance --wstest PATH \\
+        --arm today-vanilla=PYTHON --arm today-patched=PYTHON ... \\
+        --results results/conformance.json --report report/conformance
+
+Each arm is one real server (tests.harness.server.Server, so it never outlives
+this process) and one ``wstest -m fuzzingclient`` run of every case against its
+``/raw/echo``; the arms run at the same time (a case mostly waits on the
+network or on a deliberate pause).  wstest prints "Running test case ID <id>"
+as each case starts: no line for STALL_TIMEOUT seconds is a hung case, wstest
+is killed and the arm fails naming that case.  Autobahn's HTML report stays in
+``<report>/<arm>/``; its index.json is read into ``results/conformance.json``:
+counts by behaviour and close behaviour, and every case that is not OK with
+Autobahn's one-line description and the named defect it shows.
+
+The rule (``problems``): the compression cases (12.*, 13.*: permessage-deflate,
+which gevent-websocket does not negotiate) run and are UNIMPLEMENTED on every
+arm; on the patched arms of ``STRICT_STACKS`` every other case is OK or
+INFORMATIONAL, behaviour and close; on the other arms every case that is not
+maps to a named defect (``defects()``), the ``defect=`` of a protocol check in
+tests/test_protocol.py that the fast test run checks without Autobahn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from tests.harness.server import Server, ServerError
+
+ROOT = Path(__file__).resolve().parents[2]
+ENDPOINT = "/raw/echo"  # app.web.raw_app: every message back, no Flask in between
+STALL_TIMEOUT = 120.0  # s without a new case starting (9.1.6, 16 MB, took 40 s at load 9)
+ARM_TIMEOUT = 600.0  # s for a whole arm, whatever its progress
+VERSION_TIMEOUT = 60.0  # s for `wstest -a`
+STOP_TIMEOUT = 5.0  # s wstest gets after SIGKILL of its group
+PROGRESS = re.compile(r"Running test case ID (\S+) for agent")
+
+# arm -> (stack, patched): the stacks of pyproject.toml's [tool.stacks].
+ARMS = {
+    "today-vanilla": ("today", False),
+    "today-patched": ("today", True),
+    "seed-vanilla": ("seed", False),
+    "seed-patched": ("seed", True),
+}
+STRICT_STACKS = ("today",)  # their patched arm must have no case that is not OK
+BEHAVIORS = ("OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", "FAILED")
+PASSING = ("OK", "INFORMATIONAL")
+COMPRESSION = ("12", "13")  # permessage-deflate (RFC 7692), not implemented by the handler
+
+
+
+def defects():
+    """Case -> the named defect it shows where it is not OK: the xfail reason
+    (``defect=``) of the protocol check that shows that defect without Autobahn."""
+    # Imported here: tests.test_protocol needs pytest, which nox itself (it
+    # reads ARMS) does not have.
+    from tests.test_protocol import ECHO_REPR, UTF8_NOT_FAIL_FAST
+
+    return {
+        # One frame sent in chops, the invalid UTF-8 in the second: the handler
+        # reads the frame whole before it checks it (0.10.1: patch 0008).
+        "6.4.3": UTF8_NOT_FAIL_FAST,
+        "6.4.4": UTF8_NOT_FAIL_FAST,
+        # A client's close with a reason is echoed as repr(bytearray) (0.10.1 on
+        # CPython 3: patch 0003): Autobahn reads code 25209 and drops the connection.
+        "7.3.4": ECHO_REPR,
+        "7.3.5": ECHO_REPR,
+    }
+
+
+RUNNING = set()  # wstest processes started and not yet reaped, for an interrupt
+
+
+class ConformanceError(RuntimeError):
+    """A run that could not give results: what was expected, what was seen, where."""
+
+
+def case_key(case):
+    return tuple(int(n) for n in case.split("."))
+
+
+def is_compression(case):
+    return case.split(".", 1)[0] in COMPRESSION
+
+
+def is_ok(result):
+    return result["behavior"] in PASSING and result["behaviorClose"] in PASSING
+
+
+# -- reading Autobahn's report ---------------------------------------------------
+
+
+def _read_json(path, what):
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConformanceError(f"{what}: cannot read {path}: {exc}") from None
+
+
+def load_index(report_dir, agent):
+    """{case: Autobahn's result} of ``agent`` in ``report_dir``/index.json."""
+    index = _read_json(Path(report_dir) / "index.json", f"Autobahn's index of {agent}")
+    if agent not in index:
+        raise ConformanceError(f"{report_dir}/index.json has no results for agent {agent!r} "
+                               f"(it has {sorted(index)})")
+    cases = index[agent]
+    if not cases:
+        raise ConformanceError(f"{report_dir}/index.json: agent {agent!r} ran no case")
+    for case, result in cases.items():
+        missing = [k for k in ("behavior", "behaviorClose", "reportfile") if k not in result]
+        if missing or not re.fullmatch(r"\d+(\.\d+)*", case):
+            raise ConformanceError(f"{report_dir}/index.json: case {case!r} of {agent!r} is "
+                                   f"not an Autobahn result (missing {missing})")
+    return cases
+
+
+def description(report_dir, result):
+    """The first line of Autobahn's description of a case, as plain text."""
+    case = _read_json(Path(report_dir) / result["reportfile"], "a case report")
+    text = re.sub(r"<[^>]+>", " ", case.get("description", ""))
+    first = html.unescape(text).strip().splitlines()
+    return " ".join(first[0].split()) if first else ""
+
+
+def counts(cases, field):
+    found = dict.fromkeys(BEHAVIORS, 0)
+    for result in cases.values():
+        found[result[field]] = found.get(result[field], 0) + 1
+    return found
+
+
+def summarize(report_dir, cases, named=None):
+    """counts and non_ok of one arm (the results document's fields)."""
+    named = defects() if named is None else named
+    non_ok = [
+        {"case": case, "behavior": r["behavior"], "behaviorClose": r["behaviorClose"],
+         "description": description(report_dir, r),
+         "defect": None if is_compression(case) else named.get(case)}
+        for case, r in sorted(cases.items(), key=lambda kv: case_key(kv[0]))
+        if not is_ok(r)
+    ]
+    return {"counts": {"behavior": counts(cases, "behavior"),
+                       "behaviorClose": counts(cases, "behaviorClose")},
+            "non_ok": non_ok}
+
+
+# -- the rule ---------------------------------------------------------------------
+
+
+def problems(arms, named=None):
+    """Everything that breaks the rule, one sentence each (empty: the run passes).
+
+    ``arms`` is the results document's "arms" with each arm's full case list
+    under "cases" ({case: {"behavior", "behaviorClose"}}).
+    """
+    named = defects() if named is None else named
+    found = []
+    case_sets = {name: set(arm["cases"]) for name, arm in arms.items()}
+    if len({frozenset(s) for s in case_sets.values()}) > 1:
+        union = set().union(*case_sets.values())
+        for name, cases in case_sets.items():
+            if cases != union:
+                missing = sorted(union - cases, key=case_key)
+                found.append(f"{name}: {len(missing)} case(s) not run that other arms ran: "
+                             f"{', '.join(missing[:10])}")
+    for name, arm in arms.items():
+        strict = arm["fixed"] and arm["stack"] in STRICT_STACKS
+        groups = {case.split(".", 1)[0] for case in arm["cases"]}
+        if not set(COMPRESSION) <= groups:
+            found.append(f"{name}: the compression cases ({', '.join(COMPRESSION)}.*) did not "
+                         "run: they must run and be reported, not hidden")
+        for case in sorted(arm["cases"], key=case_key):
+            result = arm["cases"][case]
+            seen = f"behaviour {result['behavior']}, close {result['behaviorClose']}"
+            if is_compression(case):
+                if result["behavior"] != "UNIMPLEMENTED" or result["behaviorClose"] not in PASSING:
+                    found.append(f"{name}: case {case} (permessage-deflate): expected "
+                                 f"UNIMPLEMENTED with a clean close, seen {seen}")
+            elif is_ok(result):
+                continue
+            elif strict:
+                found.append(f"{name}: case {case}: expected OK or INFORMATIONAL (behaviour and "
+                             f"close) on a patched build, seen {seen}")
+            elif case not in named:
+                found.append(f"{name}: case {case} ({seen}) maps to no named defect: add it to "
+                             "defects() in tests/harness/conformance.py with the protocol check "
+                             "(tests/test_protocol.py) that shows it without Autobahn")
+    return found
+
+
+# -- running wstest -----------------------------------------------------------------
+
+
+def wstest_version(wstest):
+    try:
+        out = subprocess.run([wstest, "-a"], capture_output=True, text=True,
+                             timeout=VERSION_TIMEOUT, check=False, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ConformanceError(f"cannot run `{wstest} -a` ({exc}); `nox -s conformance` "
+                               "installs wstest") from None
+    found = re.search(r"AutobahnTestSuite\s+(\S+)", out.stdout + out.stderr)
+    if out.returncode != 0 or not found:
+        raise ConformanceError(f"`{wstest} -a` (exit {out.returncode}) did not name its "
+                               f"version: {(out.stdout + out.stderr).strip()[-300:]!r}")
+    return found.group(1)
+
+
+def _kill_group(proc):
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(STOP_TIMEOUT)
+
+
+def run_fuzzingclient(wstest, spec_path, *, name, stall=STALL_TIMEOUT, bound=ARM_TIMEOUT,
+                      log=None):
+    """Run ``wstest -m fuzzingclient``, watching its progress; returns the cases it started.
+
+    No new case for ``stall`` seconds, or more than ``bound`` seconds in all,
+    kills wstest's process group (its own session) and raises ConformanceError
+    naming the case that was running.
+    """
+    started = time.monotonic()
+    try:
+        proc = subprocess.Popen([str(Path(wstest).resolve()), "-m", "fuzzingclient", "-s",
+                                 str(spec_path)], cwd=Path(spec_path).parent,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    except OSError as exc:
+        raise ConformanceError(f"{name}: cannot start wstest ({exc}); `nox -s conformance` "
+                               "installs it") from None
+    RUNNING.add(proc)
+    lines = queue.Queue()
+
+    def read():
+        for raw in iter(proc.stdout.readline, b""):
+            lines.put(raw.decode("utf-8", "replace").rstrip("\n"))
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    tail, cases, current, last = [], [], None, time.monotonic()
+    try:
+        while True:
+            now = time.monotonic()
+            wait = min(last + stall, started + bound) - now
+            try:
+                line = lines.get(timeout=max(wait, 0))
+            except queue.Empty:
+                why = (f"no new case for {stall:.0f} s (bound)" if last + stall <= started + bound
+                       else f"the arm ran over {bound:.0f} s (bound)")
+                raise ConformanceError(
+                    f"{name}: case {current or '(none started)'} hung: {why}; wstest killed "
+                    f"after {len(cases)} case(s); its last output:\n    "
+                    + "\n    ".join(tail[-8:])) from None
+            if line is None:
+                break
+            if log is not None:
+                log.write(line + "\n")
+            tail = (tail + [line])[-20:]
+            progress = PROGRESS.search(line)
+            if progress:
+                current, last = progress.group(1), time.monotonic()
+                cases.append(current)
+        proc.wait(STOP_TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            _kill_group(proc)
+        RUNNING.discard(proc)
+        proc.stdout.close()
+    if proc.returncode != 0:
+        raise ConformanceError(f"{name}: wstest exited with status {proc.returncode} after "
+                               f"case {current}; its last output:\n    " + "\n    ".join(tail[-8:]))
+    return cases
+
+
+def run_arm(name, python, wstest, report_dir, logs):
+    """One arm: its server, every case, and its part of the results document."""
+    stack, fixed = ARMS[name]
+    started = time.monotonic()
+    shutil.rmtree(report_dir, ignore_errors=True)  # never read an earlier run's index.json
+    report_dir.mkdir(parents=True)
+    logs.mkdir(parents=True, exist_ok=True)
+    with Server(python, log_dir=logs, name=f"conformance-{name}") as server:
+        version = server.versions.get("gevent-websocket") or ""
+        if version.endswith("+fixed") != fixed:
+            raise ConformanceError(server.explain(
+                f"{name} is the {'patched' if fixed else 'vanilla'} arm, but the server runs "
+                f"gevent-websocket {version or '(none)'}"))
+        spec = {"outdir": str(report_dir.resolve()), "cases": ["*"], "exclude-cases": [],
+                "exclude-agent-cases": {},
+                "servers": [{"agent": name, "url": server.ws_url + ENDPOINT}]}
+        spec_path = logs / f"conformance-{name}.spec.json"
+        spec_path.write_text(json.dumps(spec, indent=1) + "\n")
+        with open(logs / f"conformance-{name}.wstest.log", "w", encoding="utf-8") as log:
+            try:
+                started_cases = run_fuzzingclient(wstest, spec_path, name=name, log=log)
+            except ConformanceError as exc:
+                raise ConformanceError(server.explain(str(exc))) from None
+        if server.proc.poll() is not None:
+            raise ConformanceError(server.explain(f"{name}: the server died during the run"))
+    cases = load_index(report_dir, name)
+    not_reported = sorted(set(started_cases) - set(cases), key=case_key)
+    if not_reported:
+        raise ConformanceError(f"{name}: wstest started {len(not_reported)} case(s) its "
+                               f"index.json does not report: {', '.join(not_reported[:10])}")
+    return {"stack": stack, "fixed": fixed, "gevent-websocket": version,
+            **summarize(report_dir, cases),
+            "report_dir": _shown(report_dir),
+            "duration": round(time.monotonic() - started, 1),
+            "cases": {c: {k: r[k] for k in ("behavior", "behaviorClose")}
+                      for c, r in cases.items()}}
+
+
+def _shown(path):
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def run(pythons, wstest, results, report, logs):
+    """Every arm at once; writes ``results`` (without the rule's per-case lists)."""
+    started = time.monotonic()
+    Path(results).unlink(missing_ok=True)  # a failed run must not leave an earlier one behind
+    version = wstest_version(wstest)
+    with ThreadPoolExecutor(max_workers=len(pythons)) as pool:
+        futures = {name: pool.submit(run_arm, name, python, wstest, Path(report) / name,
+                                     Path(logs)) for name, python in pythons.items()}
+        try:
+            for future in futures.values():
+                future.exception()  # wait, interruptibly
+        except BaseException:
+            # Ctrl-C or SIGTERM: every wstest and server goes now; each arm's
+            # thread then sees its process end, stops its server and returns.
+            for proc in list(RUNNING):
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            Server.signal_all(signal.SIGTERM)
+            raise
+    arms, errors = {}, []
+    for name, future in futures.items():
+        try:
+            arms[name] = future.result()
+        except (ConformanceError, ServerError) as exc:
+            errors.append(str(exc))
+    found = problems(arms) if arms else []
+    document = {"arms": {name: {k: v for k, v in arm.items() if k != "cases"}
+                         for name, arm in arms.items()},
+                "wstest": version, "duration": round(time.monotonic() - started, 1)}
+    Path(results).parent.mkdir(parents=True, exist_ok=True)
+    Path(results).write_text(json.dumps(document, indent=1) + "\n")
+    return document, errors + found
+
+
+def render_summary(document):
+    """A few lines per arm for the terminal (the report session renders the rest)."""
+    lines = [f"Autobahn|Testsuite {document['wstest']}, {document['duration']:.0f} s"]
+    for name, arm in document["arms"].items():
+        behavior = ", ".join(f"{k} {v}" for k, v in arm["counts"]["behavior"].items())
+        close = ", ".join(f"{k} {v}" for k, v in arm["counts"]["behaviorClose"].items())
+        lines.append(f"{name} (gevent-websocket {arm['gevent-websocket']}, "
+                     f"{arm['duration']:.0f} s): behaviour {behavior}; close {close}")
+        for entry in arm["non_ok"]:
+            if not is_compression(entry["case"]):
+                lines.append(f"    {entry['case']:8} {entry['behavior']}/{entry['behaviorClose']}"
+                             f"  {entry['description']}  [{entry['defect'] or 'no named defect'}]")
+    return "\n".join(lines)
+
+
+def _arm_option(value):
+    name, sep, python = value.partition("=")
+    if not sep or name not in ARMS or not python:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected ARM=PYTHON with ARM one of "
+                                         f"{', '.join(ARMS)}")
+    return name, python
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv=None):
+    # nox stops a session with SIGTERM: unwind like Ctrl-C, so nothing started here outlives it.
+    signal.signal(signal.SIGTERM, _interrupt)
+    parser = argparse.ArgumentParser(prog="python -m tests.harness.conformance",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--wstest", required=True, help="the wstest script (CPython 2.7 env)")
+    parser.add_argument("--arm", dest="arms", action="append", type=_arm_option, required=True,
+                        help="ARM=PYTHON: the interpreter whose env serves that arm")
+    parser.add_argument("--results", type=Path, default=ROOT / "results" / "conformance.json")
+    parser.add_argument("--report", type=Path, default=ROOT / "report" / "conformance")
+    parser.add_argument("--logs", type=Path, default=ROOT / "results" / "conformance.logs")
+    args = parser.parse_args(argv)
+    load = os.getloadavg()  # the machine may be shared: timings mean little without it
+    try:
+        document, found = run(dict(args.arms), args.wstest, args.results, args.report,
+                              args.logs)
+    except ConformanceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as exc:
+        print(f"interrupted ({exc or 'Ctrl-C'}): servers and wstest stopped; "
+              f"{args.results} not written", file=sys.stderr)
+        return 130
+    print(render_summary(document))
+    print("load average (1, 5, 15 min): before {}, after {}".format(
+        *(", ".join(f"{v:.2f}" for v in figures) for figures in (load, os.getloadavg()))))
+    print(f"results: {args.results}; Autobahn's reports: {args.report}/<arm>/index.html")
+    if found:
+        print(f"\n{len(found)} problem(s):\n  " + "\n  ".join(found), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
