@@ -38,16 +38,29 @@ def _rss_kib():
     return None
 
 
+def _root(glet):
+    while glet.parent is not None:
+        glet = glet.parent
+    return glet
+
+
 def _greenlets():
-    """(alive, total) greenlet objects after a full collection."""
+    """(alive, total) greenlet objects of the serving thread, after a full collection.
+
+    Other OS threads have greenlets too (gevent's threadpool workers each run a
+    hub of their own) and come and go on their own schedule: counted, they made
+    the figure drop by two whenever an idle worker thread retired.  Only
+    greenlets whose parent chain ends at this thread's main greenlet count.
+    """
     try:
         import greenlet
     except ImportError:
         return None, None
     gc.collect()
+    main = _root(greenlet.getcurrent())
     alive = total = 0
     for obj in gc.get_objects():
-        if isinstance(obj, greenlet.greenlet):
+        if isinstance(obj, greenlet.greenlet) and _root(obj) is main:
             total += 1
             if not obj.dead:
                 alive += 1

@@ -123,13 +123,32 @@ def wait_settled(server, baseline, keys=("fds", "greenlets")):
         time.sleep(0.1)
 
 
+def steady_stats(server, keys=("fds", "greenlets"), repeats=3):
+    """The first /_stats reading that `repeats` consecutive polls agree on.
+
+    The warm-up's handlers can still be unwinding when its last client is gone:
+    a single reading taken then counted their greenlets into the baseline.
+    """
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    readings = []
+    while True:
+        now = server.stats()
+        readings = [*readings[-(repeats - 1):], now]
+        if len(readings) == repeats and len({tuple(r[k] for k in keys) for r in readings}) == 1:
+            return now
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"/_stats {keys} did not hold still for {repeats} polls within "
+                                 f"{SETTLE_TIMEOUT:.0f} s (bound): last readings {readings}")
+        time.sleep(0.1)
+
+
 def test_disconnect_mid_stream_returns_to_baseline(session, results):
     """DISCONNECTS clients vanish inside response_iter: logged, closed, nothing leaked."""
     with Server(session.server_python, agent=bool(session.agent), log_dir=session.logs,
                 name="disconnects") as server:
         for i in range(WARM_UP):
             exchange_then_drop(server.ws_url, f"warm-{i}", ("complete", "fin", "rst")[i % 3])
-        baseline = wait_settled(server, server.stats())
+        baseline = steady_stats(server)
         held = hold_open(server, HELD)
         try:
             holding = server.stats()
