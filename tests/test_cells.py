@@ -33,18 +33,31 @@ def cell_node(rum=False, hello_goodbyer=False, streaming=True):
     return f"tests/test_cells.py::test_cell[{'-'.join(ids)}]"
 
 
-def positive_controls(cell, server, page):
-    """What this server really runs, checked against what the cell claims."""
+def positive_controls(cell, server, page, releases=None, transcripts=()):
+    """What this server really runs, checked against what the cell claims.
+
+    ``releases`` ({name: version}, pytest --release) are the releases a history
+    session put in place of the stack's pins: the server must report those.
+    Every client must get its websocket (a handler that does not speak RFC 6455,
+    e.g. gevent-websocket 0.2, answers no question about lazy layers).
+    """
     versions = server.versions
     pins = STACKS[cell.stack]
+    releases = releases or {}
     gws = versions["gevent-websocket"] or ""
-    want_gws = pins["gevent-websocket"]["version"] + ("+fixed" if cell.fixed else "")
+    want_gws = (releases.get("gevent-websocket") or pins["gevent-websocket"]["version"]) + (
+        "+fixed" if cell.fixed else "")
+    releases_reported = {f"{name} release": versions.get(name) == version
+                         for name, version in releases.items() if name != "gevent-websocket"}
     return {
+        **releases_reported,
         "hello_goodbyer": ("Goodbye from the page!" in page) == cell.hello_goodbyer,
         "rum_script": ("NREUM" in page) == (cell.agent and cell.rum),
         "gevent-websocket build": gws == want_gws,
         "agent loaded": server.ready.get("agent_loaded") == cell.agent,
         "agent active": server.ready.get("agent_active") == cell.agent,
+        "websocket handshake": not [e for t in transcripts for e in t.events
+                                    if e["event"] == "error" and e.get("stage") == "connect"],
         "no outbound connection": not [e for e in server.events if e["event"] == "outbound"
                                        and e.get("kind") != "udp_route_lookup"],
     }
@@ -73,7 +86,7 @@ def test_cell(session, results, rum, hello_goodbyer, streaming):
                 clients.CLIENTS))
     events = server.events
     duration = time.monotonic() - started
-    controls = positive_controls(cell, server, page)
+    controls = positive_controls(cell, server, page, session.releases, transcripts)
     facts = StackFacts.from_versions(server.versions)
     expected = predict(cell, facts)
     observed = [evaluate(cell, t, events) for t in transcripts]

@@ -13,7 +13,9 @@ else:  # nox depends on tomli on older interpreters
     import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[2]
-STACKS = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["stacks"]
+TOOL = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]
+STACKS = TOOL["stacks"]
+HISTORY = TOOL.get("history", {})  # [tool.history.<package>]: tests/harness/history.py
 SESSION_KIND = {"today": "matrix", "seed": "seed"}  # nox session name per stack
 BOOLS = (False, True)
 
