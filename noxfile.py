@@ -307,7 +307,7 @@ def history_base_env(session, package, stack):
 @nox.session(python=None, default=False)
 @nox.parametrize("package", list(HISTORY), ids=list(HISTORY))
 def history(session, package):
-    """Bisect `package`'s releases for those that changed a cell: report/history.md."""
+    """Which release of `package` changed a cell: bisection, proof, diff (report/history.md)."""
     install_harness(session)
     install_node_client(session)
     python = history_base_env(session, package, HISTORY[package]["stack"])
