@@ -101,7 +101,8 @@ class Lab:
         self.work, self.cache, self.files = Path(work), cache, files
         self.stack = entry["stack"]
         self.agents = entry.get("agent", list(BOOLS))
-        self.installed = {}  # release -> directory
+        self.installed = {}  # release -> directories for PYTHONPATH
+        self.started = set()  # releases that have served a cell
         self.builds = {}  # release -> {"seconds": .., "wheel": ..}
         self.runs = []  # one record per pytest run
         self.run_ids = itertools.count()  # probes run side by side: each its own directory
@@ -156,13 +157,20 @@ class Lab:
 
     def probe(self, release, cells):
         paths = self.install(release)
+        verdicts = {}
+        if release not in self.started and len(cells) > 1:
+            # A release that cannot serve fails its first cell: learn that from one
+            # cell, not from all of them (the range's ends walk over such releases).
+            verdicts.update(self.run_cells(release, paths, cells[0][0], cells[:1]))
+            cells = cells[1:]
+        self.started.add(release)
         by_agent = {}
         for cell in cells:
             by_agent.setdefault(cell[0], []).append(cell)
         with ThreadPoolExecutor(len(by_agent)) as pool:
             parts = list(pool.map(lambda item: self.run_cells(release, paths, *item),
                                   by_agent.items()))
-        return {cell: verdict for part in parts for cell, verdict in part.items()}
+        return verdicts | {cell: verdict for part in parts for cell, verdict in part.items()}
 
     def run_cells(self, release, paths, agent, cells):
         from tests.test_cells import cell_node
@@ -454,7 +462,8 @@ def markdown(whole):
                 "|---|---|" + "---|" * len(cells) + "---|"]
         for p in doc["probed"]:
             build = (p["build"] or {}).get("seconds", "")
-            out.append(f"| {p['release']} | {', '.join(p['purposes'])} | "
+            skipped = " (skipped)" if p["release"] in {s["release"] for s in doc["skipped"]} else ""
+            out.append(f"| {p['release']} | {', '.join(p['purposes'])}{skipped} | "
                        + " | ".join(p["verdicts"].get(c, "") for c in cells) + f" | {build} |")
         if doc["skipped"]:
             out += ["", "### Skipped releases", ""]
