@@ -20,6 +20,8 @@ import sys
 from pathlib import Path
 
 import nox
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).parent
 sys.path.insert(0, str(ROOT))
@@ -394,3 +396,49 @@ def conformance(session):
                 "--report", str(REPORT / "conformance"),
                 "--logs", str(RESULTS / "conformance.logs"), *session.posargs,
                 terminate_timeout=PYTEST_TERMINATE_TIMEOUT)
+
+
+# -- history (issue 12): which upstream release changed a cell ------------------------
+# One session per [tool.history.<package>] of pyproject.toml; tests/harness/history.py
+# does the search, these helpers only build the server's base environment.
+
+HISTORY = PYPROJECT["tool"].get("history", {})
+
+
+def history_base_env(session, package, stack):
+    """The stack's 2.7 server without `package`: each release of it is put first on the
+    server's PYTHONPATH by the search, in a directory of its own."""
+    if STACKS[stack]["python"] != "2.7":
+        session.error(f"history({package}): stack {stack!r} runs on Python "
+                      f"{STACKS[stack]['python']}; only 2.7 stacks are supported so far")
+    python = py27_env(session, f"history({package})")
+    house = py27_wheelhouse(session, python, stack)
+    others = [r for r in server_requirements(stack, True)
+              if canonicalize_name(Requirement(r).name) != canonicalize_name(package)]
+    if canonicalize_name(package) != "gevent-websocket":
+        others.append(gevent_websocket_wheel(session, stack, False, python=python))
+    session.run_install(str(python), "-m", "pip", "install", "--quiet",
+                        "--disable-pip-version-check", "--no-warn-script-location",
+                        "--no-index", "--find-links", str(house), *filter(None, others),
+                        external=True)
+    return python
+
+
+@nox.session(python=None, default=False)
+@nox.parametrize("package", list(HISTORY), ids=list(HISTORY))
+def history(session, package):
+    """Which release of `package` changed a cell: bisection, proof, diff (report/history.md)."""
+    install_harness(session)
+    install_node_client(session)
+    python = history_base_env(session, package, HISTORY[package]["stack"])
+    session.run("python", "-m", "tests.harness.history", "--package", package,
+                "--python", str(python), "--out", str(REPORT),
+                "--work", str(Path(session.virtualenv.location) / "history"),
+                terminate_timeout=PYTEST_TERMINATE_TIMEOUT)
+
+
+@nox.session(python=None, default=False, tags=["ci"])
+def history_unit(session):
+    """The bisection on planted histories: fast, no servers."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "harness"))
+    session.run("pytest", "tests/test_history.py", *session.posargs)

@@ -30,6 +30,9 @@ def pytest_addoption(parser):
                     help="interpreter that runs `python -m app` (default: this one)")
     group.addoption("--results", default=None, help="write this session's results JSON here")
     group.addoption("--server-logs", default=None, help="keep server logs in this directory")
+    group.addoption("--release", action="append", default=[], metavar="NAME==VERSION",
+                    help="a release under test instead of the stack's pin (history sessions): "
+                         "the positive controls expect the server to report it")
 
 
 @dataclass
@@ -39,6 +42,7 @@ class Session:
     fixed: bool | None
     server_python: str
     logs: Path | None
+    releases: dict  # {"newrelic": "2.68.0.50"}: what --release puts in place of a pin
 
     @property
     def name(self):
@@ -54,9 +58,17 @@ class Session:
 def session(pytestconfig, tmp_path_factory):
     opt = pytestconfig.getoption
     logs = opt("server_logs")
+    releases = {}
+    for spec in opt("release"):
+        name, sep, version = spec.partition("==")
+        if not (sep and name and version):
+            raise pytest.UsageError(f"--release {spec!r}: expected NAME==VERSION, "
+                                    "e.g. --release newrelic==2.68.0.50")
+        releases[name] = version
     return Session(stack=opt("stack"), agent=opt("agent"), fixed=opt("fixed"),
                    server_python=opt("server_python") or sys.executable,
-                   logs=Path(logs) if logs else tmp_path_factory.mktemp("server-logs"))
+                   logs=Path(logs) if logs else tmp_path_factory.mktemp("server-logs"),
+                   releases=releases)
 
 
 class Results:

@@ -9,6 +9,7 @@ assertion, so a failing cell still lands in the results file with evidence.
 from __future__ import annotations
 
 import json
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -35,10 +36,13 @@ def cell_node(rum=False, hello_goodbyer=False, streaming=True):
 
 
 def imported_from_env(server, module):
-    """The server imported `module` from its own environment (the build it installed)."""
+    """The server imported `module` from its own environment: the env it runs in, or a
+    directory its harness put first on PYTHONPATH (a history session's release)."""
     path = (server.ready.get("module_files") or {}).get(module)
-    env = Path(server.python).parent.parent.resolve()  # <env>/bin/python
-    return bool(path) and Path(path).resolve().is_relative_to(env)
+    roots = [Path(server.python).parent.parent,  # <env>/bin/python
+             *(Path(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p)]
+    return bool(path) and any(Path(path).resolve().is_relative_to(root.resolve())
+                              for root in roots)
 
 
 def served_by(server):
@@ -50,13 +54,24 @@ def served_by(server):
     return worker and bool(requests) and all(e.get("pid") == pid for e in requests)
 
 
-def positive_controls(cell, server, page):
-    """What this server really runs, checked against what the cell claims."""
+def positive_controls(cell, server, page, releases=None, transcripts=()):
+    """What this server really runs, checked against what the cell claims.
+
+    ``releases`` ({name: version}, pytest --release) are the releases a history
+    session put in place of the stack's pins: the server must report those.
+    Every client must get its websocket (a handler that does not speak RFC 6455,
+    e.g. gevent-websocket 0.2, answers no question about lazy layers).
+    """
     versions = server.versions
     pins = STACKS[cell.stack]
+    releases = releases or {}
     gws = versions["gevent-websocket"] or ""
-    want_gws = pins["gevent-websocket"]["version"] + ("+fixed" if cell.fixed else "")
+    want_gws = (releases.get("gevent-websocket") or pins["gevent-websocket"]["version"]) + (
+        "+fixed" if cell.fixed else "")
+    releases_reported = {f"{name} release": versions.get(name) == version
+                         for name, version in releases.items() if name != "gevent-websocket"}
     return {
+        **releases_reported,
         "hello_goodbyer": ("Goodbye from the page!" in page) == cell.hello_goodbyer,
         "rum_script": ("NREUM" in page) == (cell.agent and cell.rum),
         "gevent-websocket build": gws == want_gws,
@@ -65,6 +80,8 @@ def positive_controls(cell, server, page):
         f"served by the {server.launcher} process": served_by(server),
         "agent loaded": server.ready.get("agent_loaded") == cell.agent,
         "agent active": server.ready.get("agent_active") == cell.agent,
+        "websocket handshake": not [e for t in transcripts for e in t.events
+                                    if e["event"] == "error" and e.get("stage") == "connect"],
         "no outbound connection": not [e for e in server.events if e["event"] == "outbound"
                                        and e.get("kind") != "udp_route_lookup"],
     }
@@ -95,7 +112,7 @@ def test_cell(session, results, rum, hello_goodbyer, streaming):
         exchanged = time.monotonic()
     events = server.events
     duration = time.monotonic() - started
-    controls = positive_controls(cell, server, page)
+    controls = positive_controls(cell, server, page, session.releases, transcripts)
     facts = StackFacts.from_versions(server.versions)
     expected = predict(cell, facts)
     observed = [evaluate(cell, t, events) for t in transcripts]

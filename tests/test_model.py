@@ -61,8 +61,8 @@ def test_model_on_todays_stack_predicts_every_cell_passes(agent, fixed):
 
 @pytest.mark.parametrize("newrelic, lazy", [
     ("2.66.0.49", True),     # last release that wraps websocket requests in lazy RUM
-    ("2.68.0.50", False),    # _is_websocket: upgrades are skipped
-    ("2.82.0.62", False),    # RUM middleware made eager
+    ("2.68.0.50", False),    # _is_websocket: upgrades are skipped (nox -s "history(newrelic)")
+    ("2.82.0.62", False),    # RUM made eager: unobservable on websockets, not in the model
     ("14.1.0", False),
     (None, False),
 ])
@@ -77,3 +77,13 @@ def test_the_model_can_predict_a_failure_on_todays_handler_only_if_it_stops_iter
     assert predict(cell, StackFacts(True, False, True)).verdict == "+"
     assert predict(cell, StackFacts(False, False, True)).verdict == "-"
     assert predict(cell, StackFacts(False, False, False)).verdict == "+"
+
+
+@pytest.mark.parametrize("gws, iterates", [
+    ("0.9.5", False), ("0.10", True), ("0.10.0", True), ("0.10.1", True), ("0.9.5+fixed", True),
+])
+def test_handler_iterates_from_the_registrys_spelling_of_the_release(gws, iterates):
+    # The registry calls it "0.10": as a .release tuple (0, 10) < (0, 10, 0), which made
+    # the model predict a non-iterating 0.10 (found by `nox -s "history(gevent-websocket)"`).
+    facts = StackFacts.from_versions({"gevent-websocket": gws, "newrelic": None})
+    assert facts.handler_iterates is iterates

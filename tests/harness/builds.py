@@ -17,12 +17,15 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 from packaging.utils import parse_wheel_filename
@@ -36,6 +39,7 @@ PATCHES = REPO / "patches" / "gevent-websocket"
 PROJECT = "gevent-websocket"
 LOCAL_LABEL = "fixed"
 
+REGISTRY_JSON = "https://pypi.org/pypi/{project}/json"
 DOWNLOAD_TIMEOUT = 300
 BUILD_TIMEOUT = 600
 PROBE_TIMEOUT = 60
@@ -97,9 +101,18 @@ def fetch_sdist(stack: str, *, sha256: str | None = None, cache: Path | None = N
     ``sha256`` overrides the pin (tests use it to prove a mismatch is caught).
     """
     pin = stack_pin(stack)
-    expected = sha256 or pin["sha256"]
+    return fetch_verified_sdist(PROJECT, pin["version"], sha256 or pin["sha256"], cache=cache)
+
+
+def fetch_verified_sdist(project: str, version: str, expected: str, *,
+                         cache: Path | None = None, download=None) -> Path:
+    """``<cache>/sdists/<project>-<version>.tar.gz``, downloaded once, verified on every call.
+
+    ``download(project, version, dest_dir)`` fetches the file (default: pip
+    download); nothing that fails the sha256 check is kept.
+    """
     sdists = Path(cache or DEFAULT_CACHE) / "sdists"
-    cached = sdists / f"{PROJECT}-{pin['version']}.tar.gz"
+    cached = sdists / f"{project}-{version}.tar.gz"
     if cached.exists():
         actual = _sha256(cached)
         if actual != expected:
@@ -109,34 +122,12 @@ def fetch_sdist(stack: str, *, sha256: str | None = None, cache: Path | None = N
             )
         return cached
 
-    _require_module("pip", "download the sdist")
-    # pip reads the sdist's metadata by running its setup.py; with our own
-    # setuptools that takes half the time of an isolated build env.
-    _require_module("setuptools", "read the sdist's metadata")
     with tempfile.TemporaryDirectory(prefix="sdist-") as tmp:
-        _run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--no-deps",
-                "--no-binary",
-                ":all:",
-                "--no-build-isolation",
-                "--disable-pip-version-check",
-                "--no-input",
-                "-q",
-                f"{PROJECT}=={pin['version']}",
-                "-d",
-                tmp,
-            ],
-            f"downloading {PROJECT} {pin['version']}",
-            DOWNLOAD_TIMEOUT,
-        )
+        (download or _pip_download)(project, version, Path(tmp))
         got = list(Path(tmp).iterdir())
         if len(got) != 1 or not got[0].name.endswith(".tar.gz"):
-            raise BuildError(f"pip download gave {[p.name for p in got]}, expected one .tar.gz")
+            raise BuildError(f"downloading {project} {version} gave {[p.name for p in got]}, "
+                             "expected one .tar.gz")
         actual = _sha256(got[0])
         if actual != expected:
             raise BuildError(
@@ -150,6 +141,71 @@ def fetch_sdist(stack: str, *, sha256: str | None = None, cache: Path | None = N
         shutil.copyfile(got[0], staged)
         os.replace(staged, cached)
     return cached
+
+
+def _pip_download(project: str, version: str, dest: Path) -> None:
+    _require_module("pip", "download the sdist")
+    # pip reads the sdist's metadata by running its setup.py; with our own
+    # setuptools that takes half the time of an isolated build env.
+    _require_module("setuptools", "read the sdist's metadata")
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            "--no-build-isolation",
+            "--disable-pip-version-check",
+            "--no-input",
+            "-q",
+            f"{project}=={version}",
+            "-d",
+            str(dest),
+        ],
+        f"downloading {project} {version}",
+        DOWNLOAD_TIMEOUT,
+    )
+
+
+def registry_releases(project: str, index: str = REGISTRY_JSON) -> dict[str, list[dict]]:
+    """``{version: [file, ...]}`` from the registry's own JSON metadata (PEP 691 fields:
+    filename, url, digests.sha256, packagetype, requires_python, yanked)."""
+    url = index.format(project=project)
+    try:
+        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as response:
+            data = json.load(response)
+    except (OSError, ValueError) as exc:
+        raise BuildError(f"cannot read the registry's release list {url}: {exc!r}") from None
+    for files in data["releases"].values():
+        for f in files:
+            f["url"] = urllib.parse.urljoin(url, f["url"])  # mirrors give relative URLs
+    return data["releases"]
+
+
+def registry_download(files: list[dict]):
+    """A ``download`` for :func:`fetch_verified_sdist` that takes the sdist from ``files``.
+
+    Old sdists cannot go through ``pip download``: pip 26 on Python 3 runs their
+    Python-2-only setup.py to read metadata, and pip 20.3 on 2.7 stops on
+    ``assert req.link is not None``.  The sha256 is checked by the caller.
+    """
+
+    def download(project: str, version: str, dest: Path) -> None:
+        sdists = [f for f in files if f["packagetype"] == "sdist"
+                  and f["filename"].endswith(".tar.gz")]
+        if len(sdists) != 1:
+            raise BuildError(f"the registry has {len(sdists)} .tar.gz sdists of {project} "
+                             f"{version} ({[f['filename'] for f in files] or 'no files'})")
+        try:
+            with urllib.request.urlopen(sdists[0]["url"], timeout=DOWNLOAD_TIMEOUT) as r:
+                (dest / sdists[0]["filename"]).write_bytes(r.read())
+        except OSError as exc:
+            raise BuildError(f"downloading {sdists[0]['url']}: {exc!r}") from None
+
+    return download
 
 
 def _series(patches_dir: Path) -> list[Path]:
@@ -350,35 +406,53 @@ def build_wheel(
             + (", a 2.7 env with pip, setuptools and wheel" if pin["python"] == "2.7" else "")
         )
 
-    version = pin["version"] + (f"+{LOCAL_LABEL}" if fixed else "")
     patches = _series(patches_dir or PATCHES / pin["version"]) if fixed else []
+    return build_release_wheel(PROJECT, pin["version"], sdist, sdist_sha, python, mm,
+                               patches=patches, cache=cache)
+
+
+def build_release_wheel(project: str, version: str, sdist: Path, sdist_sha: str, python: str,
+                        mm: str | None = None, *, patches: list[Path] = (),
+                        cache: Path | None = None) -> Path:
+    """Path of the cached wheel of ``project`` ``version`` built by ``python``, built if needed.
+
+    ``sdist`` has been verified against ``sdist_sha``.  The cache key holds the
+    version, the sdist's sha256, the patch series (``patches``: the build is
+    labelled ``+fixed``) and the interpreter's major.minor (``mm``, probed if None).
+    """
+    cache = Path(cache or DEFAULT_CACHE)
+    mm = mm or _probe_python(python)
+    fixed = bool(patches)
+    label = version + (f"+{LOCAL_LABEL}" if fixed else "")
     key = hashlib.sha256(
         "\0".join(
             [
                 BUILDER_REVISION,
-                version,
+                label,
                 sdist_sha,
                 "fixed" if fixed else "vanilla",
                 _series_hash(patches) if fixed else "",
                 mm,
             ]
+            + ([project] if project != PROJECT else [])
         ).encode()
     ).hexdigest()[:16]
     wheels = cache / "wheels"
-    keydir = wheels / f"{version}-py{mm}-{key}"
+    prefix = "" if project == PROJECT else f"{project}-"
+    keydir = wheels / f"{prefix}{label}-py{mm}-{key}"
     hit = _cached_wheel(keydir)
     if hit:
         return hit
 
-    with tempfile.TemporaryDirectory(prefix="gws-build-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="build-") as tmp:
         src = _extract(sdist, Path(tmp) / "src")
         if fixed:
             _apply_series(src, patches)
             _label_version(src)
         built = _pip_wheel(python, src, Path(tmp) / "out")
         got = parse_wheel_filename(built.name)[1]
-        if got != Version(version):
-            raise BuildError(f"{built.name} has version {got}, expected {version}")
+        if got != Version(label):
+            raise BuildError(f"{built.name} has version {got}, expected {label}")
 
         wheels.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=wheels, prefix=".tmp-"))

@@ -48,7 +48,9 @@ def resolve_stacks(declared):
     return resolved
 
 
-STACKS = resolve_stacks(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["stacks"])
+TOOL = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]
+STACKS = resolve_stacks(TOOL["stacks"])
+HISTORY = TOOL.get("history", {})  # [tool.history.<package>]: tests/harness/history.py
 # nox session name per stack
 SESSION_KIND = {"today": "matrix", "seed": "seed", "deploy": "deploy"}
 # How a stack's servers start (tests/harness/server.py): "app" is `python -m app`.

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 
 VIEW_MESSAGE = "Hello from view!"
 ITERATOR_MESSAGE = "Hello from iterator!"
+# What a cell asserts against the expectation model.
+COMPARED = ("view", "iterator", "middleware", "verdict", "iterable_closed", "valid_close_frame")
 
 
 @dataclass
@@ -32,9 +34,7 @@ class Observation:
         return asdict(self)
 
     def comparable(self):
-        return {k: getattr(self, k) for k in
-                ("view", "iterator", "middleware", "verdict", "iterable_closed",
-                 "valid_close_frame")}
+        return {k: getattr(self, k) for k in COMPARED}
 
 
 def request_id(events, client):

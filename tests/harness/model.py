@@ -12,12 +12,27 @@ from dataclasses import asdict, dataclass
 
 from packaging.version import Version
 
-# newrelic 2.68.0.50 added _is_websocket: the agent leaves upgrade requests alone.
-AGENT_SKIPS_WEBSOCKETS = Version("2.68.0.50")
-# newrelic 2.82.0.62 made the RUM middleware call the application eagerly.
-AGENT_RUM_EAGER = Version("2.82.0.62")
-# gevent-websocket 0.10.0 started to list() the application's result.
-HANDLER_ITERATES = Version("0.10.0")
+from .cells import HISTORY
+
+
+def threshold(name):
+    """A release threshold of the model, from pyproject.toml's [tool.history.<package>].
+
+    The one source of truth: `nox -s "history(<package>)"` fails if the flip it
+    finds by bisection is not this release.
+    """
+    for entry in HISTORY.values():
+        if name in entry.get("thresholds", {}):
+            return Version(entry["thresholds"][name])
+    raise KeyError(f"no threshold {name!r} in pyproject.toml [tool.history.*.thresholds]")
+
+
+# newrelic's first release that leaves websocket upgrade requests alone (its RUM
+# middleware no longer wraps them).  Whether that middleware is lazy or eager
+# (2.82.0.62 made it eager) is then unobservable on a websocket: not in the model.
+AGENT_SKIPS_WEBSOCKETS = threshold("agent_skips_websockets")
+# gevent-websocket's first release that list()s the application's result.
+HANDLER_ITERATES = threshold("handler_iterates")
 FIXED_LABEL = "fixed"
 
 
@@ -35,8 +50,10 @@ class StackFacts:
         lazy_rum = False
         if agent is not None:
             nr = Version(agent)
-            lazy_rum = nr < AGENT_SKIPS_WEBSOCKETS and nr < AGENT_RUM_EAGER
-        return cls(handler_iterates=fixed or gws.release >= HANDLER_ITERATES.release,
+            lazy_rum = nr < AGENT_SKIPS_WEBSOCKETS
+        # Compare releases as Versions ("0.10" == "0.10.0"), not as .release tuples:
+        # (0, 10) < (0, 10, 0) made 0.10 a non-iterating release (history found it).
+        return cls(handler_iterates=fixed or Version(gws.base_version) >= HANDLER_ITERATES,
                    handler_closes=fixed, agent_rum_lazy_on_websockets=lazy_rum)
 
 

@@ -83,12 +83,15 @@ def cause(record):
     """One sentence naming the upstream cause of a difference from the seed."""
     facts, versions, cell = record["facts"], record["versions"], record["cell"]
     gws, nr = versions.get("gevent-websocket"), versions.get("newrelic")
+    from .history import cite  # a release is named only where `nox -s history(..)` proved it
+
     if record["verdict"] == "+" and record["seed"] == "-":
-        parts = [f"gevent-websocket {gws} iterates the application's result"
+        iterates = f"gevent-websocket {gws} iterates the application's result"
+        parts = [(iterates if cell["fixed"] else cite("handler_iterates", iterates))
                  if facts["handler_iterates"] else f"gevent-websocket {gws}"]
         if cell["agent"] and cell["rum"] and not facts["agent_rum_lazy_on_websockets"]:
-            parts.append(f"newrelic {nr} no longer wraps websocket requests in its lazy RUM "
-                         "middleware (2.68.0.50 skips upgrades, 2.82.0.62 made it eager)")
+            parts.append(cite("agent_skips_websockets", f"newrelic {nr} leaves websocket "
+                              "upgrade requests alone (no lazy RUM middleware on them)"))
         return " and ".join(parts) + ", so the lazy layers run."
     if record["verdict"] == "-" and record["seed"] == "+":
         return (f"lazy layers {record['expected']['lazy_layers']} are never run by "

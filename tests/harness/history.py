@@ -1,0 +1,503 @@
+"""``python -m tests.harness.history --package newrelic``: which release changed a cell.
+
+For one package of pyproject.toml's ``[tool.history]``: every release in its
+range (the registry's own list), each built once from its sdist (sha256 from
+the registry's metadata, tests/harness/builds.py) and installed into a
+directory of its own that goes first on the server's PYTHONPATH; the cells are
+those of the matrix (tests/test_cells.py, run by pytest with ``--release``, so
+its positive controls expect that release), their verdicts read from the
+results file.  tests/harness/bisect.py decides which releases to probe.
+
+Writes ``<out>/history.json`` (this package's entry, others kept) and
+``<out>/history.md``; exits 1 if a flip disagrees with the model's thresholds
+(or a cell with the model), 2 if the search could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import itertools
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from packaging.specifiers import SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+from . import builds
+from .bisect import Search, Unusable
+from .cells import BOOLS, HISTORY, ROOT, Cell
+from .criteria import COMPARED
+
+REPORT = ROOT / os.environ.get("MATRIX_REPORT", "report")
+PYTEST_TIMEOUT = 600  # s for one pytest run of at most 8 cells (each bounded on its own)
+INSTALL_TIMEOUT = 300
+CELL_FIELDS = ("agent", "rum", "hello_goodbyer", "streaming")
+PARALLEL_PROBES = 2
+DIFF_LINES = 60  # per function: a diff is evidence for a ticket, not the whole file
+PYTHON_VERSION = "import platform, sys; sys.stdout.write(platform.python_version())"
+
+
+def session_of(package):
+    return f'`nox -s "history({package})"`'
+
+
+def cell_name(cell):
+    """(True, True, False, False) -> 'True,True,False,False' (agent,rum,hello_goodbyer,streaming)"""
+    return ",".join(str(v) for v in cell)
+
+
+# -- the range -------------------------------------------------------------------------
+
+
+def release_range(package, entry, files, python_version):
+    """(releases in the range, oldest first; {release: why it cannot be probed}).
+
+    The range runs from ``first`` (default: the registry's first release) to
+    ``last`` (default: the last release whose Requires-Python admits the stack's
+    interpreter).  A release without an sdist stays in the range, skipped.
+    """
+    def version(v):
+        try:
+            return Version(v)
+        except InvalidVersion:
+            return None
+
+    known = sorted((v for v in files if version(v) is not None), key=Version)
+    first = Version(entry.get("first", known[0]))
+    last = entry.get("last")
+    releases, unusable = [], {}
+    for v in known:
+        if Version(v) < first or (last and Version(v) > Version(last)):
+            continue
+        requires = {f.get("requires_python") for f in files[v]} - {None, ""}
+        if not last and any(python_version not in SpecifierSet(r) for r in requires):
+            continue  # beyond what the stack's Python can install: outside the range
+        releases.append(v)
+        sdists = [f for f in files[v] if f["packagetype"] == "sdist"]
+        if not sdists:
+            unusable[v] = "the registry has no sdist of it" + (
+                f" (only {len(files[v])} wheels)" if files[v] else " (no files at all)")
+        elif all(f.get("yanked") for f in sdists):
+            unusable[v] = f"yanked: {sdists[0].get('yanked_reason') or 'no reason given'}"
+    return releases, unusable
+
+
+# -- the probe: the matrix's cells at one release ---------------------------------------
+
+
+class Lab:
+    """Builds, installs and runs the cells at a release of ``package`` on ``python``."""
+
+    def __init__(self, package, entry, python, work, cache, files):
+        self.package, self.entry, self.python = package, entry, str(python)
+        self.work, self.cache, self.files = Path(work), cache, files
+        self.stack = entry["stack"]
+        self.agents = entry.get("agent", list(BOOLS))
+        self.installed = {}  # release -> directories for PYTHONPATH
+        self.started = set()  # releases that have served a cell
+        self.builds = {}  # release -> {"seconds": .., "wheel": ..}
+        self.runs = []  # one record per pytest run
+        self.run_ids = itertools.count()  # probes run side by side: each its own directory
+        self.model_disagreements = []
+        self.notes = []  # criteria beside the verdict that differ from the model
+
+    def cells(self):
+        return [(a, r, h, s) for a in self.agents for r in BOOLS for h in BOOLS for s in BOOLS]
+
+    def install(self, release):
+        """The directories to put first on the server's PYTHONPATH for ``release``."""
+        if release in self.installed:
+            return self.installed[release]
+        files = self.files[release]
+        sdists = [f for f in files if f["packagetype"] == "sdist"]
+        started = time.monotonic()
+        try:
+            sha = sdists[0]["digests"]["sha256"] if len(sdists) == 1 else None
+            if sha is None:
+                raise builds.BuildError(f"expected one sdist on the registry, found "
+                                        f"{[f['filename'] for f in sdists]}")
+            sdist = builds.fetch_verified_sdist(self.package, release, sha, cache=self.cache,
+                                                download=builds.registry_download(files))
+            wheel = builds.build_release_wheel(self.package, release, sdist, sha, self.python,
+                                               cache=self.cache)
+        except builds.BuildError as exc:
+            raise Unusable(
+                f"download or build failed: {' '.join(str(exc).split())[:600]}") from None
+        self.builds[release] = {"seconds": round(time.monotonic() - started, 2),
+                                "wheel": wheel.name, "sdist_sha256": sha}
+        target = self.work / "installed" / wheel.parent.name
+        if not (target / ".complete").exists():
+            shutil.rmtree(target, ignore_errors=True)
+            try:
+                proc = subprocess.run(
+                    [self.python, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
+                     "--disable-pip-version-check", "--target", str(target), str(wheel)],
+                    capture_output=True, text=True, timeout=INSTALL_TIMEOUT, check=False)
+            except subprocess.TimeoutExpired:
+                raise Unusable(
+                    f"pip install --target timed out after {INSTALL_TIMEOUT} s") from None
+            if proc.returncode != 0:
+                raise Unusable("install failed: " + " | ".join(proc.stderr.splitlines()[-5:]))
+            (target / ".complete").write_text(wheel.name + "\n")
+        # newrelic 2.x installs into a subdirectory named by a .pth file (setup.py's
+        # extra_path), which only site directories honour: PYTHONPATH needs both.
+        paths = [target] + [target / line.strip() for pth in sorted(target.glob("*.pth"))
+                            for line in pth.read_text().splitlines()
+                            if line.strip() and not line.startswith(("import", "#"))]
+        self.installed[release] = paths
+        return paths
+
+    def probe(self, release, cells):
+        paths = self.install(release)
+        verdicts = {}
+        if release not in self.started and len(cells) > 1:
+            # A release that cannot serve fails its first cell: learn that from one
+            # cell, not from all of them (the range's ends walk over such releases).
+            verdicts.update(self.run_cells(release, paths, cells[0][0], cells[:1]))
+            cells = cells[1:]
+        self.started.add(release)
+        by_agent = {}
+        for cell in cells:
+            by_agent.setdefault(cell[0], []).append(cell)
+        with ThreadPoolExecutor(len(by_agent)) as pool:
+            parts = list(pool.map(lambda item: self.run_cells(release, paths, *item),
+                                  by_agent.items()))
+        return verdicts | {cell: verdict for part in parts for cell, verdict in part.items()}
+
+    def run_cells(self, release, paths, agent, cells):
+        from tests.test_cells import cell_node
+
+        out = self.work / "runs" / f"{release}-agent-{agent}-{next(self.run_ids)}"
+        shutil.rmtree(out, ignore_errors=True)
+        results = out / "results.json"
+        cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--no-header",
+               *(cell_node(*cell[1:]) for cell in cells),
+               "--stack", self.stack, "--agent" if agent else "--no-agent", "--no-fixed",
+               "--server-python", self.python, "--release", f"{self.package}=={release}",
+               "--results", str(results), "--server-logs", str(out / "logs")]
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            [str(p) for p in paths] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+        started = time.monotonic()
+        try:
+            proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
+                                  timeout=PYTEST_TIMEOUT, check=False)
+        except subprocess.TimeoutExpired:
+            # The servers read EOF on stdin once pytest is gone, and stop (app/lifeline.py).
+            raise Unusable(f"pytest did not finish within {PYTEST_TIMEOUT} s (bound)") from None
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "pytest.log").write_text(proc.stdout + proc.stderr)
+        try:
+            records = json.loads(results.read_text())["cells"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise Unusable(f"pytest wrote no results ({exc!r}): {self.summary(proc)}") from None
+        observed = {tuple(r["cell"][k] for k in CELL_FIELDS): r for r in records}
+        verdicts = {}
+        for cell in cells:
+            record = observed.get(cell)
+            if record is None:
+                slug = Cell(self.stack, agent, False, *cell[1:]).slug
+                raise Unusable(f"cell {cell_name(cell)} has no observation (the server did not "
+                               f"start?): {self.summary(proc)}; server stderr: "
+                               f"{self.tail(out / 'logs' / f'{slug}.stderr.log')}")
+            failed = [k for k, ok in record["controls"].items() if not ok]
+            if failed:
+                raise Unusable(f"positive controls failed in cell {cell_name(cell)}: {failed} "
+                               f"(the server reported {record['versions']})")
+            clients = {o["client"]: o["verdict"] for o in record["observed"]}
+            if len(set(clients.values())) > 1:
+                # Seen on gevent-websocket 0.9/0.9.1 with the agent's lazy RUM: of two
+                # concurrent websockets, the second one's view sometimes runs.
+                raise Unusable(f"the clients disagree in cell {cell_name(cell)}: {clients}; "
+                               "nondeterministic at this release, so it decides nothing "
+                               f"(evidence: {out / 'results.json'})")
+            verdicts[cell] = record["verdict"]
+            # The cell's own assertion (tests/test_cells.py), every client: a verdict
+            # that is not the model's is a problem (the thresholds decide verdicts); the
+            # other criteria (close frame, ...) are noted, as the report's columns are.
+            expected = {k: record["expected"][k] for k in COMPARED}
+            for obs in record["observed"]:
+                seen = {k: obs[k] for k in COMPARED}
+                if seen != expected:
+                    where = (self.model_disagreements if seen["verdict"] != expected["verdict"]
+                             else self.notes)
+                    where.append(f"{self.package} {release}, cell {cell_name(cell)}, "
+                                 f"{obs['client']} client: observed "
+                                 f"{ {k: v for k, v in seen.items() if v != expected[k]} }, "
+                                 f"the model expects "
+                                 f"{ {k: v for k, v in expected.items() if v != seen[k]} }")
+        self.runs.append({"release": release, "agent": agent, "cells": len(cells),
+                          "seconds": round(time.monotonic() - started, 2),
+                          "pytest_exit": proc.returncode, "log": str(out / "pytest.log")})
+        return verdicts
+
+    @staticmethod
+    def summary(proc):
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(("FAILED", "ERROR"))]
+        text = " | ".join(lines[:2]) or " | ".join(proc.stdout.strip().splitlines()[-3:])
+        return text[:500]
+
+    @staticmethod
+    def tail(path, lines=3):
+        try:
+            return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+        except OSError:
+            return "(none)"
+
+
+# -- what changed in the code -----------------------------------------------------------
+
+
+def extract(text, qualname):
+    """The source of ``Class.method`` or ``function`` in ``text`` (by indentation: the
+    sources may be Python 2), or None."""
+    lines = text.split("\n")
+    lo, hi, indent = 0, len(lines), -1
+    for part in qualname.split("."):
+        pattern = re.compile(r"^(\s*)(?:def|class)\s+" + re.escape(part) + r"\b")
+        for i in range(lo, hi):
+            m = pattern.match(lines[i])
+            if m and len(m.group(1)) > indent:
+                indent, j = len(m.group(1)), i + 1
+                while j < hi and (not lines[j].strip()
+                                  or len(lines[j]) - len(lines[j].lstrip()) > indent
+                                  or lines[j].lstrip().startswith(")")):
+                    j += 1
+                while j > i + 1 and not lines[j - 1].strip():
+                    j -= 1
+                lo, hi = i, j
+                break
+        else:
+            return None
+    return "\n".join(lines[lo:hi]) + "\n"
+
+
+def code_diff(package, entry, before, after, paths_before, paths_after):
+    """Unified diffs of the request-path functions that differ between the two installs."""
+    chunks = []
+    for spec in entry.get("request-path", []):
+        path, _, qualname = spec.partition(":")
+        texts = []
+        for paths in (paths_before, paths_after):
+            found = [Path(p) / path for p in paths if (Path(p) / path).is_file()]
+            texts.append(extract(found[0].read_text(errors="replace"), qualname)
+                         if found else None)
+        if texts[0] == texts[1]:
+            continue
+        lines = list(difflib.unified_diff(
+            (texts[0] or "").splitlines(keepends=True), (texts[1] or "").splitlines(keepends=True),
+            f"{package}-{before}/{path}:{qualname}" + ("" if texts[0] else " (absent)"),
+            f"{package}-{after}/{path}:{qualname}" + ("" if texts[1] else " (absent)"), n=3))
+        if len(lines) > DIFF_LINES:
+            lines = lines[:DIFF_LINES] + [f"... ({len(lines) - DIFF_LINES} more lines)\n"]
+        chunks += lines
+    if not chunks:
+        return (f"none of the request-path functions of pyproject.toml's [tool.history.{package}] "
+                "differ between the two releases")
+    return "".join(chunks)
+
+
+# -- the model --------------------------------------------------------------------------
+
+
+def check_thresholds(package, thresholds, flips):
+    """Problems, if the flips found are not the model's thresholds (pyproject.toml)."""
+    expected = sorted(thresholds.items(), key=lambda item: Version(item[1]))
+    where = f"pyproject.toml [tool.history.{package}] thresholds"
+    if len(expected) != len(flips):
+        return [f"{package}: history found {len(flips)} flip(s) "
+                f"({', '.join(f'{f.before} -> {f.after}' for f in flips) or 'none'}) but {where} "
+                f"has {len(expected)} ({', '.join(f'{n} = {v}' for n, v in expected) or 'none'})"]
+    problems = []
+    for (name, version), flip in zip(expected, flips, strict=True):
+        if flip.skipped_between:
+            problems.append(f"{package}: the flip lies between {flip.before} and {flip.after}, "
+                            f"and {flip.skipped_between} could not be probed: threshold {name} = "
+                            f"{version} cannot be proven")
+        elif Version(version) != Version(flip.after):
+            problems.append(f"{package}: threshold {name} = {version} in {where}, but history "
+                            f"found the flip at {flip.after} (the last release before it is "
+                            f"{flip.before}): set {name} = \"{flip.after}\"")
+    return problems
+
+
+def proven(name):
+    """(package, release) of a model threshold, and whether history has proven it."""
+    package = next(p for p, e in HISTORY.items() if name in e.get("thresholds", {}))
+    release = HISTORY[package]["thresholds"][name]
+    try:
+        found = json.loads((REPORT / "history.json").read_text())["packages"][package]
+        ok = found["status"] == "passed" and found["thresholds"].get(name) == release
+    except (OSError, ValueError, KeyError, TypeError):
+        ok = False
+    return package, release, ok
+
+
+def cite(name, what):
+    """'<what> since 2.68.0.50 (proven by `nox -s ...`)' or '<what> (not yet proven ...)'."""
+    package, release, ok = proven(name)
+    if ok:
+        return f"{what} since {package} {release} (proven by {session_of(package)})"
+    return f"{what} (the release that changed it is not yet proven by {session_of(package)})"
+
+
+# -- the session ------------------------------------------------------------------------
+
+
+def run(package, python, work, cache, out):
+    started = time.monotonic()
+    load = [round(v, 2) for v in os.getloadavg()]
+    entry = HISTORY[package]
+    files = builds.registry_releases(package)
+    python_version = subprocess.run([str(python), "-c", PYTHON_VERSION], capture_output=True,
+                                    text=True, timeout=60, check=True).stdout.strip()
+    releases, unusable = release_range(package, entry, files, python_version)
+    lab = Lab(package, entry, python, work, cache, files)
+    problems, flips = [], []
+    # Two probes side by side where they are independent (2 cores; each probe runs
+    # its agent settings side by side too).
+    with ThreadPoolExecutor(PARALLEL_PROBES) as pool:
+        search = Search(releases, lab.probe, lab.cells(), pmap=pool.map)
+        search.skipped.update(unusable)
+        try:
+            flips = search()
+        except Unusable as exc:
+            problems.append(f"{package}: {exc}")
+        problems += search.unproven
+    findings = []
+    for flip in flips:
+        findings.append({
+            "before": flip.before, "after": flip.after, "skipped_between": flip.skipped_between,
+            "changed": {cell_name(c): list(v) for c, v in flip.changed.items()},
+            "proof": {r: {cell_name(c): v for c, v in search.results[r].items()}
+                      for r in (flip.before, flip.after)},
+            "diff": code_diff(package, entry, flip.before, flip.after,
+                              lab.installed[flip.before], lab.installed[flip.after]),
+        })
+    thresholds = entry.get("thresholds", {})
+    if not problems:
+        problems += check_thresholds(package, thresholds, flips)
+    problems += lab.model_disagreements
+    purposes = {}
+    for release, purpose, _ in search.log:
+        purposes.setdefault(release, []).append(purpose)
+    document = {
+        "package": package, "stack": entry["stack"], "python": python_version,
+        "agent": lab.agents, "cell_fields": list(CELL_FIELDS),
+        "range": {"first": releases[0] if releases else None,
+                  "last": releases[-1] if releases else None,
+                  "low": search.low, "high": search.high, "releases": releases},
+        "watched": [cell_name(c) for c in search.watched], "spread": search.spread,
+        "probed": [{"release": r, "purposes": purposes[r],
+                    "verdicts": {cell_name(c): v for c, v in search.results.get(r, {}).items()},
+                    "build": lab.builds.get(r)} for r in releases if r in purposes],
+        "skipped": [{"release": r, "reason": search.skipped[r]} for r in releases
+                    if r in search.skipped],
+        "flips": findings, "thresholds": thresholds,
+        "problems": problems, "status": "failed" if problems else "passed",
+        "notes": lab.notes,
+        "runs": lab.runs, "wall_time": round(time.monotonic() - started, 1), "load_before": load,
+    }
+    write(out, package, document)
+    return document
+
+
+def write(out, package, document):
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "history.json"
+    try:
+        whole = json.loads(path.read_text())
+        whole["packages"]
+    except (OSError, ValueError, KeyError, TypeError):
+        whole = {"packages": {}}
+    whole["packages"][package] = document
+    path.write_text(json.dumps(whole, indent=1) + "\n")
+    (out / "history.md").write_text(markdown(whole))
+
+
+def verdict_row(verdicts, cells):
+    return " ".join(verdicts.get(c, ".") for c in cells)
+
+
+def markdown(whole):
+    out = ["# History: the releases that changed a cell", "",
+           "Generated by `nox -s \"history(<package>)\"`: bisection over the registry's releases, "
+           "each probed with the matrix's own cells (tests/test_cells.py). Cells are named "
+           "`agent,rum,hello_goodbyer,streaming`.", ""]
+    for package, doc in sorted(whole["packages"].items()):
+        rng = doc["range"]
+        cells = sorted({c for p in doc["probed"] for c in p["verdicts"]}, reverse=True)
+        out += [f"## {package} ({doc['status']})", "",
+                f"Stack `{doc['stack']}` (CPython {doc['python']}), agent {doc['agent']}; range "
+                f"{rng['first']} .. {rng['last']} ({len(rng['releases'])} releases, usable ends "
+                f"{rng['low']} .. {rng['high']}); probed {len(doc['probed'])} of "
+                f"{len(rng['releases'])}; {len(doc['skipped'])} skipped; spread check: "
+                f"{doc['spread']} releases over each side of the flips; wall time "
+                f"{doc['wall_time']} s (load before: {doc['load_before']}).", "",
+                "Watched cells (they differ between the ends): "
+                f"{', '.join(doc['watched']) or 'none'}.",
+                ""]
+        for i, flip in enumerate(doc["flips"], 1):
+            changed = "; ".join(f"{c}: {a} -> {b}" for c, (a, b) in flip["changed"].items())
+            between = (f" (between them, skipped: {', '.join(flip['skipped_between'])})"
+                       if flip["skipped_between"] else "")
+            out += [f"### Flip {i}: {flip['before']} -> {flip['after']}{between}", "",
+                    f"Changed: {changed}. Proof, all cells at both releases:", "",
+                    "| release | " + " | ".join(cells) + " |",
+                    "|---|" + "---|" * len(cells)]
+            for release, verdicts in flip["proof"].items():
+                out.append(f"| {release} | " + " | ".join(verdicts.get(c, "") for c in cells)
+                           + " |")
+            out += ["", "```diff", flip["diff"].rstrip("\n"), "```", ""]
+        out += ["### Releases probed", "",
+                "| release | why | " + " | ".join(cells) + " | build s |",
+                "|---|---|" + "---|" * len(cells) + "---|"]
+        for p in doc["probed"]:
+            build = (p["build"] or {}).get("seconds", "")
+            skipped = " (skipped)" if p["release"] in {s["release"] for s in doc["skipped"]} else ""
+            out.append(f"| {p['release']} | {', '.join(p['purposes'])}{skipped} | "
+                       + " | ".join(p["verdicts"].get(c, "") for c in cells) + f" | {build} |")
+        if doc["skipped"]:
+            out += ["", "### Skipped releases", ""]
+            out += [f"- {s['release']}: {s['reason']}" for s in doc["skipped"]]
+        if doc["problems"]:
+            out += ["", "### Problems", ""] + [f"- {p}" for p in doc["problems"]]
+        if doc.get("notes"):
+            out += ["", f"### Notes: {len(doc['notes'])} client observations differ from the "
+                    "model beside the verdict (first 5)", ""]
+            out += [f"- {n}" for n in doc["notes"][:5]]
+        out.append("")
+    return "\n".join(out)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m tests.harness.history",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--package", required=True, choices=sorted(HISTORY))
+    parser.add_argument("--python", required=True,
+                        help="the server's interpreter: an env with the stack's other pins")
+    parser.add_argument("--work", required=True, type=Path, help="installs, runs and logs")
+    parser.add_argument("--cache", type=Path, default=None, help="sdists and wheels (.cache)")
+    parser.add_argument("--out", type=Path, default=REPORT)
+    args = parser.parse_args(argv)
+    try:
+        doc = run(args.package, args.python, args.work, args.cache, args.out)
+    except builds.BuildError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print((args.out / "history.md").read_text())
+    for problem in doc["problems"]:
+        print(f"PROBLEM: {problem}", file=sys.stderr)
+    return 1 if doc["problems"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""The bisection of tests/harness/bisect.py on planted histories (pure Python, no servers).
+
+A planted history is a list of releases, the verdicts each one gives, and the
+releases that cannot be built: each test checks that what was planted is found,
+and that the search probes few releases.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from tests.harness.bisect import Search, Unusable
+from tests.harness.history import check_thresholds
+
+RELEASES = [f"1.{n}" for n in range(40)]
+CELLS = ["view", "streaming", "rum"]  # stand-ins for the 8 cells: any hashable will do
+
+
+def planted(flips, unbuildable=()):
+    """A probe over RELEASES: each flip (release, cell) toggles that cell from there on."""
+    calls = []
+
+    def probe(release, cells):
+        calls.append((release, tuple(cells)))
+        if release in unbuildable:
+            raise Unusable(f"planted: {release} does not build")
+        i = RELEASES.index(release)
+        verdicts = {}
+        for cell in cells:
+            toggles = sum(1 for r, c in flips if c == cell and RELEASES.index(r) <= i)
+            verdicts[cell] = "-+"[(toggles + (cell == "view")) % 2]
+        return verdicts
+
+    return probe, calls
+
+
+def flips_of(search):
+    return [(f.before, f.after, sorted(f.changed)) for f in search()]
+
+
+def test_a_single_flip_is_found_with_its_neighbours_fully_run():
+    probe, calls = planted([("1.23", "rum")])
+    search = Search(RELEASES, probe, CELLS)
+    assert flips_of(search) == [("1.22", "1.23", ["rum"])]
+    assert search.watched == ["rum"]
+    for release in ("1.22", "1.23", "1.0", "1.39"):
+        assert set(search.results[release]) == set(CELLS), release
+    bisect = [r for r, purpose, _ in search.log if purpose == "bisect"]
+    assert len(bisect) <= math.ceil(math.log2(len(RELEASES))), bisect
+    spread = [r for r, purpose, _ in search.log if purpose == "spread"]
+    assert len(spread) == 2 * search.spread, spread  # both sides of the flip
+
+
+def test_an_unbuildable_release_is_skipped_and_its_neighbours_bisected():
+    # The flip is at 1.23; 1.22 does not build: the last usable release before is 1.21.
+    # And the range's first release does not build: the range starts at 1.1.
+    probe, _ = planted([("1.23", "streaming")], unbuildable={"1.0", "1.22"})
+    search = Search(RELEASES, probe, CELLS)
+    flips = search()
+    assert search.low == "1.1"
+    assert [(f.before, f.after, f.skipped_between) for f in flips] == [("1.21", "1.23", ["1.22"])]
+    assert search.skipped == {"1.0": "planted: 1.0 does not build",
+                              "1.22": "planted: 1.22 does not build"}
+
+
+def test_a_second_flip_is_found_by_the_spread_probes():
+    # rum: "-" until 1.3, "+" from 1.3, "-" from 1.15, "+" from 1.25.  The ends differ
+    # on it once; bisection alone finds one flip, the spread probes reveal the others.
+    probe, _ = planted([("1.3", "rum"), ("1.15", "rum"), ("1.25", "rum")])
+    search = Search(RELEASES, probe, CELLS)
+    assert flips_of(search) == [("1.2", "1.3", ["rum"]), ("1.14", "1.15", ["rum"]),
+                                ("1.24", "1.25", ["rum"])]
+    assert {p for _, p, _ in search.log} == {"range start", "range end", "bisect", "spread",
+                                             "proof"}
+
+
+def test_no_difference_between_the_ends_is_no_flip():
+    probe, _ = planted([])
+    search = Search(RELEASES, probe, CELLS)
+    assert search() == [] and search.watched == []
+
+
+def test_too_few_usable_releases_is_an_error_that_names_them():
+    probe, _ = planted([], unbuildable=set(RELEASES[1:]))
+    with pytest.raises(Unusable, match=r"fewer than two usable releases.*1\.0"):
+        Search(RELEASES, probe, CELLS)()
+
+
+@pytest.mark.parametrize("thresholds, problem", [
+    ({"agent_skips_websockets": "2.68.0.50"}, None),
+    ({"agent_skips_websockets": "2.70.0.51"}, "threshold agent_skips_websockets = 2.70.0.51"),
+    ({}, "found 1 flip"),
+])
+def test_a_found_flip_must_equal_the_models_threshold(thresholds, problem):
+    probe = None
+    search = Search(["2.66.0.49", "2.68.0.50"], probe, CELLS)
+    search.results = {"2.66.0.49": {"rum": "-"}, "2.68.0.50": {"rum": "+"}}
+    search.low, search.high, search.watched = "2.66.0.49", "2.68.0.50", ["rum"]
+    problems = check_thresholds("newrelic", thresholds, search.flips())
+    if problem is None:
+        assert problems == []
+    else:
+        assert len(problems) == 1 and problem in problems[0], problems
