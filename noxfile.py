@@ -1,9 +1,11 @@
 """The matrix: stacks x (agent, fixed), each session installing its own server.
 
-    nox                                     # every session, then the report
+    nox                             # the main job: every cell, the protocol checks, the report
+    nox -t ci                       # the test command: the main job and every other check
     nox -s "matrix(agent=False, fixed=True)"
-    nox -R                                  # reuse environments, skip installs
-    nox -s wheel                            # patched wheels into dist/
+    nox -R                          # reuse environments, skip installs
+    nox -s serve -- --agent --rum   # the app by hand (prints the URL and the clients)
+    nox -s wheel                    # patched wheels into dist/
 
 Sessions are thin: tests_impl() holds the logic, one helper per concern.
 Versions live in pyproject.toml ([tool.stacks], [dependency-groups]).
@@ -11,12 +13,15 @@ Versions live in pyproject.toml ([tool.stacks], [dependency-groups]).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import shlex
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import nox
@@ -27,12 +32,16 @@ sys.path.insert(0, str(ROOT))
 from tests.harness.cells import BOOLS, STACKS, session_name, slug  # noqa: E402
 from tests.harness.pythons import MissingPython, find_python27  # noqa: E402
 
-nox.needs_version = ">=2025.2.9"
+nox.needs_version = ">=2026.10.20"  # --parallel, allow_parallel=
 nox.options.default_venv_backend = "uv|virtualenv"
-# "workflow" checks .github/workflows/matrix.yml (actionlint, zizmor, its job list,
-# a local rehearsal of its fan-out): it runs last, after "report".
-nox.options.sessions = ["matrix", "seed", "report", "workflow"]
 nox.options.reuse_venv = "yes"
+# Sessions run two at a time (`-j 1` for one at a time): one session's installs and
+# server start-ups overlap another's waits.  Only those with allow_parallel=True do;
+# "report" and "workflow" run alone, after every session defined above them.
+nox.options.parallel = 2
+# Plain `nox` is the main job: the sessions without default=False, in the order below.
+# `nox -t ci` is the test command: every session tagged "ci", in the same order.
+CI = ["ci"]
 
 PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
 # MATRIX_RESULTS moves the results elsewhere (relative to ROOT, or absolute); the
@@ -42,6 +51,10 @@ RESULTS = ROOT / os.environ.get("MATRIX_RESULTS", "results")
 REPORT = ROOT / os.environ.get("MATRIX_REPORT", "report")
 ARMS = [(agent, fixed) for fixed in BOOLS for agent in BOOLS]
 PYTEST_TERMINATE_TIMEOUT = 10.0  # s pytest gets to stop its servers after nox's SIGTERM
+LOCK_TIMEOUT = 900.0  # s a session waits for another's build of a shared file (bound)
+# xdist workers per main-job session (MATRIX_WORKERS): with two sessions at a time on
+# 2 cores, 2 each keeps every core busy through the servers' and clients' start-ups.
+DEFAULT_WORKERS = 2
 
 
 def results_file(name, suffix=".json"):
@@ -64,6 +77,28 @@ def install_harness(session):
     session.install(*nox.project.dependency_groups(PYPROJECT, "builder"))
 
 
+@contextlib.contextmanager
+def exclusive(session, name, timeout=LOCK_TIMEOUT):
+    """A lock on this checkout's shared files, held across parallel sessions (`nox -j`)."""
+    path = ROOT / ".cache" / "locks" / f"{name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    session.error(f"{path} still locked after {timeout:.0f} s (bound): another "
+                                  "nox session is stuck building it; stop it, or delete .cache/")
+                time.sleep(0.1)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def install_node_client(session):
     """npm ci into app/node_modules, unless it already holds this package-lock.json.
 
@@ -75,18 +110,22 @@ def install_node_client(session):
     digest = hashlib.sha256(lock.read_bytes()).hexdigest()
     if stamp.is_file() and stamp.read_text() == digest:
         return
-    if session.run_install("npm", "ci", "--prefix", "app", "--no-audit", "--no-fund",
-                           "--loglevel=error", external=True):
-        stamp.write_text(digest)
+    with exclusive(session, "node_modules"):
+        if stamp.is_file() and stamp.read_text() == digest:  # a parallel session made it
+            return
+        if session.run_install("npm", "ci", "--prefix", "app", "--no-audit", "--no-fund",
+                               "--loglevel=error", external=True):
+            stamp.write_text(digest)
 
 
 def gevent_websocket_wheel(session, stack, fixed, python=None):
     """Build (or take from cache) the verified wheel; None when installs are skipped."""
-    args = ["python", "-m", "tests.harness.builds", "--stack", stack,
-            "--arm", "fixed" if fixed else "vanilla"]
+    arm = "fixed" if fixed else "vanilla"
+    args = ["python", "-m", "tests.harness.builds", "--stack", stack, "--arm", arm]
     if python:
         args += ["--python", str(python)]
-    output = session.run_install(*args, silent=True)
+    with exclusive(session, f"wheel-{stack}-{arm}"):  # one build, not one per parallel session
+        output = session.run_install(*args, silent=True)
     return output.strip().splitlines()[-1] if output else None
 
 
@@ -118,17 +157,18 @@ def py27_wheelhouse(session, python, stack):
     pins = server_requirements(stack, True)
     key = hashlib.sha256("\n".join(["py2.7", *pins]).encode()).hexdigest()[:16]
     house = ROOT / ".cache" / "wheelhouse" / f"{stack}-py2.7-{key}"
-    if not house.is_dir():
-        partial = house.with_name(f"{house.name}.partial-{os.getpid()}")
-        try:
-            session.run_install(str(python), "-m", "pip", "wheel", "--quiet",
-                                "--disable-pip-version-check", "--wheel-dir", str(partial),
-                                *pins, external=True)
-            partial.rename(house)
-        except OSError:  # a concurrent session made it first: same pins, same wheels
-            pass
-        finally:
-            shutil.rmtree(partial, ignore_errors=True)
+    if house.is_dir():
+        return house
+    with exclusive(session, house.name):  # parallel seed sessions: one fetch, not four
+        if not house.is_dir():
+            partial = house.with_name(f"{house.name}.partial-{os.getpid()}")
+            try:
+                session.run_install(str(python), "-m", "pip", "wheel", "--quiet",
+                                    "--disable-pip-version-check", "--wheel-dir", str(partial),
+                                    *pins, external=True)
+                partial.rename(house)
+            finally:
+                shutil.rmtree(partial, ignore_errors=True)
     return house
 
 
@@ -166,24 +206,25 @@ def install_server(session, stack, agent, fixed, name):
     return python
 
 
-def tests_impl(session, stack, agent, fixed, *, harness_tests=False, protocol_tests=False,
-               reliability_tests=False):
-    name = session_name(stack, agent, fixed)
+def workers(paths):
+    """pytest-xdist's -n for the main job's files: each cell and check has its own server
+    on port 0, so they run side by side (MATRIX_WORKERS, 0 for one at a time)."""
+    count = int(os.environ.get("MATRIX_WORKERS", DEFAULT_WORKERS))
+    return ["-n", str(count)] if count > 0 and paths else []
+
+
+def tests_impl(session, stack, agent, fixed, paths, *, name=None, concurrent=False):
+    """pytest on ``paths`` against this arm's server; results under RESULTS/<name>."""
+    claim = session_name(stack, agent, fixed)  # the arm, as the cells and the report name it
+    name = name or claim
     install_harness(session)
     install_node_client(session)
     server_python = install_server(session, stack, agent, fixed, name)
-    paths = ["tests/test_cells.py", "tests/test_app.py"]
-    if harness_tests:
-        paths += ["tests/test_model.py", "tests/test_builds.py"]
-    if protocol_tests:  # RFC 6455 and bad input, per arm (tests/test_protocol.py)
-        paths += ["tests/test_protocol.py"]
-    if reliability_tests:  # load, faults, interrupts: ~30 s, so two sessions only
-        paths += ["tests/test_reliability.py"]
-    if agent:  # the agent reaches nothing beyond loopback (audit hook, strace)
-        paths += ["tests/test_no_network.py"]
     session.run(
-        "pytest", *paths, "--stack", stack, "--agent" if agent else "--no-agent",
+        "pytest", *paths, *(workers(paths) if concurrent else []),
+        "--stack", stack, "--agent" if agent else "--no-agent",
         "--fixed" if fixed else "--no-fixed", "--server-python", str(server_python),
+        "--session-name", name,
         "--results", str(results_file(name)),
         "--junitxml", str(results_file(name, ".junit.xml")),
         "--server-logs", str(results_file(name, ".logs")),
@@ -194,30 +235,95 @@ def tests_impl(session, stack, agent, fixed, *, harness_tests=False, protocol_te
     )
 
 
+def main_job_paths(stack, agent):
+    """The cells (with their positive controls) and, per arm of today's stack, the
+    RFC 6455 / bad-input checks (tests/test_protocol.py)."""
+    paths = ["tests/test_cells.py"]
+    if stack == "today" and not agent:
+        paths += ["tests/test_protocol.py"]
+    return paths
+
+
+def checks_paths(stack, agent, fixed):
+    """What `nox -t ci` adds per arm, beside its cells: the app on this arm's server, the
+    harness's death stops the server (SIGKILL), the no-network proofs (the agent's arms),
+    load, faults and interrupts (today's patched arms: ~30 s each)."""
+    paths = ["tests/test_app.py", "tests/test_lifeline.py"]
+    if agent:
+        paths += ["tests/test_no_network.py"]
+    if stack == "today" and fixed:
+        paths += ["tests/test_reliability.py"]
+    return paths
+
+
 # -- sessions ----------------------------------------------------------------
+# Sessions that write results come first; "report" runs after every one of them
+# (it allows no parallel session beside it, so it starts once all above are done),
+# then "workflow", whose rehearsal compares its own fan-out with that report.
 
 
-@nox.session(python=None)
+@nox.session(python=None, tags=CI, allow_parallel=True)
 @nox.parametrize(("agent", "fixed"), ARMS)
 def matrix(session, agent, fixed):
     """Today's stack on the interpreter nox runs on."""
-    tests_impl(session, "today", agent, fixed, harness_tests=fixed and not agent,
-               protocol_tests=not agent, reliability_tests=fixed)
+    tests_impl(session, "today", agent, fixed, main_job_paths("today", agent), concurrent=True)
 
 
-@nox.session(python=None)
+@nox.session(python=None, tags=CI, allow_parallel=True)
 @nox.parametrize(("agent", "fixed"), ARMS)
 def seed(session, agent, fixed):
     """The 2016 stack: the server runs on CPython 2.7, the harness on this Python."""
-    tests_impl(session, "seed", agent, fixed, harness_tests=fixed and not agent)
+    tests_impl(session, "seed", agent, fixed, main_job_paths("seed", agent), concurrent=True)
 
 
-@nox.session(python=None)
+CHECK_ARMS = [nox.param(stack, agent, fixed, id=f"{stack}, agent={agent}, fixed={fixed}")
+              for stack in STACKS for agent, fixed in ARMS]
+
+
+@nox.session(python=None, default=False, tags=CI, allow_parallel=True)
+@nox.parametrize(("stack", "agent", "fixed"), CHECK_ARMS)
+def checks(session, stack, agent, fixed):
+    """Per arm, beside the cells: test_app, test_lifeline, no-network, reliability."""
+    tests_impl(session, stack, agent, fixed, checks_paths(stack, agent, fixed),
+               name=f"checks({stack}, agent={agent}, fixed={fixed})")
+
+
+@nox.session(python=None, default=False, tags=CI, allow_parallel=True)
+def unit(session):
+    """The harness's own tests: the expectation model and seed table, the verified builds."""
+    install_harness(session)
+    session.run("pytest", "tests/test_model.py", "tests/test_builds.py",
+                "--junitxml", str(results_file("unit", ".junit.xml")), *session.posargs)
+
+
+@nox.session(python=None, tags=CI)
 def report(session):
     """Merge every session's results into the observations table and report/."""
     session.install("packaging")
     session.run("python", "-m", "tests.harness.report", "--results", str(RESULTS),
                 "--out", str(REPORT), *session.posargs)
+
+
+@nox.session(python=None, default=False, tags=CI)
+def workflow(session):
+    """The GitHub workflow: actionlint, zizmor, its jobs against `nox -l`, a local rehearsal."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "test", "workflow"))
+    session.run("pytest", "tests/test_workflow.py", *session.posargs)
+
+
+@nox.session(python=None, default=False)
+def serve(session):
+    """The app by hand: `nox -s serve -- [--stack seed] [--fixed] [--agent --rum] ...`."""
+    from tests.harness.serve import parse, usage
+
+    args, app_args = parse(session.posargs)
+    claim = session_name(args.stack, args.agent, args.fixed)
+    install_harness(session)
+    install_node_client(session)
+    python = install_server(session, args.stack, args.agent, args.fixed, claim)
+    client = python if args.stack == "seed" else Path(session.virtualenv.location) / "bin/python"
+    session.log(usage(args, python, client))
+    session.run(str(python), "-m", "app", *app_args, external=True)
 
 
 @nox.session(python=None, default=False)
@@ -238,16 +344,9 @@ def wheel(session):
 
 @nox.session(python=None, default=False)
 def lint(session):
-    """ruff on the harness; app/ is checked for Python 2.7 syntax by the seed sessions."""
+    """ruff on the harness; app/ is checked for Python 2.7 syntax by checks(seed, ...)."""
     session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
     session.run("ruff", "check", "noxfile.py", "tests")
-
-
-@nox.session(python=None)
-def workflow(session):
-    """The GitHub workflow: actionlint, zizmor, its jobs against `nox -l`, a local rehearsal."""
-    session.install(*nox.project.dependency_groups(PYPROJECT, "test", "workflow"))
-    session.run("pytest", "tests/test_workflow.py", *session.posargs)
 
 
 @nox.session(python=None, default=False)
