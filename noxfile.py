@@ -29,7 +29,7 @@ import nox
 ROOT = Path(__file__).parent
 sys.path.insert(0, str(ROOT))
 
-from tests.harness.cells import BOOLS, STACKS, session_name, slug  # noqa: E402
+from tests.harness.cells import BOOLS, STACKS, checks_name, session_name, slug  # noqa: E402
 from tests.harness.pythons import MissingPython, find_python27  # noqa: E402
 
 nox.needs_version = ">=2026.10.20"  # --parallel, allow_parallel=
@@ -276,7 +276,8 @@ def seed(session, agent, fixed):
     tests_impl(session, "seed", agent, fixed, main_job_paths("seed", agent), concurrent=True)
 
 
-CHECK_ARMS = [nox.param(stack, agent, fixed, id=f"{stack}, agent={agent}, fixed={fixed}")
+CHECK_ARMS = [nox.param(stack, agent, fixed,  # named by checks_name(): checks(seed, agent=..)
+                        id=checks_name(stack, agent, fixed).partition("(")[2][:-1])
               for stack in STACKS for agent, fixed in ARMS]
 
 
@@ -285,7 +286,7 @@ CHECK_ARMS = [nox.param(stack, agent, fixed, id=f"{stack}, agent={agent}, fixed=
 def checks(session, stack, agent, fixed):
     """Per arm, beside the cells: test_app, test_lifeline, no-network, reliability."""
     tests_impl(session, stack, agent, fixed, checks_paths(stack, agent, fixed),
-               name=f"checks({stack}, agent={agent}, fixed={fixed})")
+               name=checks_name(stack, agent, fixed))
 
 
 @nox.session(python=None, default=False, tags=CI, allow_parallel=True)
@@ -317,10 +318,9 @@ def serve(session):
     from tests.harness.serve import parse, usage
 
     args, app_args = parse(session.posargs)
-    claim = session_name(args.stack, args.agent, args.fixed)
     install_harness(session)
     install_node_client(session)
-    python = install_server(session, args.stack, args.agent, args.fixed, claim)
+    python = install_server(session, args.stack, args.agent, args.fixed, "serve")
     client = python if args.stack == "seed" else Path(session.virtualenv.location) / "bin/python"
     session.log(usage(args, python, client))
     session.run(str(python), "-m", "app", *app_args, external=True)

@@ -38,12 +38,12 @@ def parse(posargs):
 
 
 def usage(args, server_python, client_python):
-    url = f"ws://{args.host}:{args.port}"
-    where = (f"{url}" if args.port else
-             f"ws://{args.host}:<port> (the port is in the 'listening' line below)")
+    port = args.port or "PORT"
+    where = f"ws://{args.host}:{port}"
     arm = "patched" if args.fixed else "vanilla"
     lines = [f"serving the {args.stack} stack ({arm} gevent-websocket, agent "
-             f"{'on' if args.agent else 'off'}) on http://{args.host}:{args.port or '<port>'}/ ",
+             f"{'on' if args.agent else 'off'}) on http://{args.host}:{port}/"
+             + ("" if args.port else " (PORT: the 'port' of the 'listening' line below)"),
              "  in another terminal, from this directory:"]
     for route in ROUTES:
         lines.append(f"    {shlex.quote(str(client_python))} -m app.client {where}{route}")
