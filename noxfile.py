@@ -244,16 +244,11 @@ def main_job_paths(stack, agent):
     return paths
 
 
-def checks_paths(stack, agent, fixed):
+def checks_paths(agent):
     """What `nox -t ci` adds per arm, beside its cells: the app on this arm's server, the
-    harness's death stops the server (SIGKILL), the no-network proofs (the agent's arms),
-    load, faults and interrupts (today's patched arms: ~30 s each)."""
-    paths = ["tests/test_app.py", "tests/test_lifeline.py"]
-    if agent:
-        paths += ["tests/test_no_network.py"]
-    if stack == "today" and fixed:
-        paths += ["tests/test_reliability.py"]
-    return paths
+    harness's death stops the server (SIGKILL), the no-network proofs (the agent's arms)."""
+    return ["tests/test_app.py", "tests/test_lifeline.py",
+            *(["tests/test_no_network.py"] if agent else [])]
 
 
 # -- sessions ----------------------------------------------------------------
@@ -284,9 +279,20 @@ CHECK_ARMS = [nox.param(stack, agent, fixed,  # named by checks_name(): checks(s
 @nox.session(python=None, default=False, tags=CI, allow_parallel=True)
 @nox.parametrize(("stack", "agent", "fixed"), CHECK_ARMS)
 def checks(session, stack, agent, fixed):
-    """Per arm, beside the cells: test_app, test_lifeline, no-network, reliability."""
-    tests_impl(session, stack, agent, fixed, checks_paths(stack, agent, fixed),
+    """Per arm, beside the cells: test_app, test_lifeline, the no-network proofs."""
+    tests_impl(session, stack, agent, fixed, checks_paths(agent),
                name=checks_name(stack, agent, fixed))
+
+
+# Alone (no parallel session beside it), as when sessions ran one at a time: its
+# figures (fds, greenlets, threads back to their baseline) must not carry another
+# session's load.  ~30 s each.
+@nox.session(python=None, default=False, tags=CI)
+@nox.parametrize("agent", BOOLS)
+def reliability(session, agent):
+    """Load, faults and interrupts on today's patched arm (tests/test_reliability.py)."""
+    tests_impl(session, "today", agent, True, ["tests/test_reliability.py"],
+               name=f"reliability(agent={agent})")
 
 
 @nox.session(python=None, default=False, tags=CI, allow_parallel=True)

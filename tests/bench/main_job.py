@@ -6,8 +6,9 @@ empty while the user's package caches (uv's, pip's, npm's) stay warm:
 
 1. cold: a plain ``nox`` in the fresh clone (the main job: 8 sessions, report);
 2. warm: ``nox -R`` in the same clone;
-3. serial: ``nox -R -j 1`` with MATRIX_WORKERS=0, the same work one session and
-   one cell at a time: what the two concurrency levers save;
+3. the levers one by one, warm: ``nox -R`` with MATRIX_WORKERS=0 (sessions two at
+   a time, cells one at a time), then ``nox -R -j 1`` with MATRIX_WORKERS=0 (serial:
+   the same work one session and one cell at a time);
 4. with ``--ci``: ``nox -t ci`` (what .ci/run runs) in a second fresh clone.
 
 Per session from nox's own ``--report`` file; per cell from the clone's
@@ -98,6 +99,8 @@ def measure(nox, work, ci=False, timeout=TIMEOUT, ci_timeout=CI_TIMEOUT):
     out["pytest_walls"] = pytest_walls(main / "results")
     out["cells_results"] = str(main / "results")
     out["warm"] = one_run(nox, main, "main-warm", ["-R"], env, logs, timeout)
+    out["no_xdist"] = one_run(nox, main, "main-no-xdist", ["-R"],
+                              dict(env, MATRIX_WORKERS="0"), logs, timeout)
     out["serial"] = one_run(nox, main, "main-serial", ["-R", "-j", "1"],
                             dict(env, MATRIX_WORKERS="0"), logs, timeout)
     if ci:
@@ -123,7 +126,7 @@ def main(argv=None):
         print(f"error: {exc}", file=sys.stderr)
         return 1
     Path(args.out).write_text(json.dumps(figures, indent=1) + "\n")
-    print(json.dumps({k: figures[k]["wall"] for k in ("cold", "warm", "serial", "ci")
+    print(json.dumps({k: figures[k]["wall"] for k in ("cold", "warm", "no_xdist", "serial", "ci")
                       if k in figures}), f"({time.monotonic() - started:.0f} s)")
     return 0
 

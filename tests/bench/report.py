@@ -141,6 +141,7 @@ def main_job_rows(doc):
     rows = []
     for key, what in (("cold", "plain `nox`, fresh clone, warm package caches (cold)"),
                       ("warm", "`nox -R` (warm)"),
+                      ("no_xdist", "`nox -R`, MATRIX_WORKERS=0 (sessions 2 at a time only)"),
                       ("serial", "`nox -R -j 1`, MATRIX_WORKERS=0 (no concurrency)"),
                       ("ci", "`nox -t ci`, fresh clone (the test command, .ci/run)")):
         run = m.get(key)
@@ -182,10 +183,11 @@ def render_main_job(doc):
     lines += ["", "Before (the last closing note): " + "; ".join(
         f"{k} {v if isinstance(v, str) else f'{v:.0f} s'}" for k, v in m["previous"].items()
         if k not in ("cold", "warm", "ci")) + ".", "",
-        "| session | cold | warm | serial |", "|---|---|---|---|"]
+        "| session | cold | warm | warm, no xdist | serial |", "|---|---|---|---|---|"]
     names = dict.fromkeys([*m["cold"]["sessions"], *m["warm"]["sessions"]])
     for name in names:
-        cells = [m.get(k, {}).get("sessions", {}).get(name) for k in ("cold", "warm", "serial")]
+        cells = [m.get(k, {}).get("sessions", {}).get(name)
+                 for k in ("cold", "warm", "no_xdist", "serial")]
         lines.append(f"| {name} | " + " | ".join("" if c is None else f"{c['duration']:.0f} s"
                                                  for c in cells) + " |")
     if m.get("ci"):
