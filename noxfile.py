@@ -206,11 +206,11 @@ def install_server(session, stack, agent, fixed, name):
     return python
 
 
-def workers(paths):
+def workers():
     """pytest-xdist's -n for the main job's files: each cell and check has its own server
     on port 0, so they run side by side (MATRIX_WORKERS, 0 for one at a time)."""
     count = int(os.environ.get("MATRIX_WORKERS", DEFAULT_WORKERS))
-    return ["-n", str(count)] if count > 0 and paths else []
+    return ["-n", str(count)] if count > 0 else []
 
 
 def tests_impl(session, stack, agent, fixed, paths, *, name=None, concurrent=False):
@@ -221,7 +221,7 @@ def tests_impl(session, stack, agent, fixed, paths, *, name=None, concurrent=Fal
     install_node_client(session)
     server_python = install_server(session, stack, agent, fixed, name)
     session.run(
-        "pytest", *paths, *(workers(paths) if concurrent else []),
+        "pytest", *paths, *(workers() if concurrent else []),
         "--stack", stack, "--agent" if agent else "--no-agent",
         "--fixed" if fixed else "--no-fixed", "--server-python", str(server_python),
         "--session-name", name,
