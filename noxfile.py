@@ -52,9 +52,12 @@ REPORT = ROOT / os.environ.get("MATRIX_REPORT", "report")
 ARMS = [(agent, fixed) for fixed in BOOLS for agent in BOOLS]
 PYTEST_TERMINATE_TIMEOUT = 10.0  # s pytest gets to stop its servers after nox's SIGTERM
 LOCK_TIMEOUT = 900.0  # s a session waits for another's build of a shared file (bound)
-# xdist workers per main-job session (MATRIX_WORKERS): with two sessions at a time on
-# 2 cores, 2 each keeps every core busy through the servers' and clients' start-ups.
-DEFAULT_WORKERS = 2
+# pytest-xdist workers of a main-job session (MATRIX_WORKERS sets it for every one).
+# With two sessions at a time on 2 cores, the 8 cells of a session gain nothing from
+# two workers of their own, which cost two more interpreters (nox -s bench: warm
+# 46 s with, 41 s without, loaded machine); the sessions with the 23 protocol checks,
+# the longest, do gain: only they get 2.
+PROTOCOL_WORKERS = 2
 
 
 def results_file(name, suffix=".json"):
@@ -206,22 +209,26 @@ def install_server(session, stack, agent, fixed, name):
     return python
 
 
-def workers():
-    """pytest-xdist's -n for the main job's files: each cell and check has its own server
-    on port 0, so they run side by side (MATRIX_WORKERS, 0 for one at a time)."""
-    count = int(os.environ.get("MATRIX_WORKERS", DEFAULT_WORKERS))
+def workers(default):
+    """pytest-xdist's -n: each cell and check has its own server on port 0, so they can
+    run side by side (MATRIX_WORKERS, for every main-job session; 0: one at a time)."""
+    count = int(os.environ.get("MATRIX_WORKERS", default))
     return ["-n", str(count)] if count > 0 else []
 
 
-def tests_impl(session, stack, agent, fixed, paths, *, name=None, concurrent=False):
-    """pytest on ``paths`` against this arm's server; results under RESULTS/<name>."""
+def tests_impl(session, stack, agent, fixed, paths, *, name=None, xdist=None):
+    """pytest on ``paths`` against this arm's server; results under RESULTS/<name>.
+
+    ``xdist``: the main job's default number of workers (MATRIX_WORKERS overrides it);
+    None for the other checks, whose bounds and figures assume one test at a time.
+    """
     claim = session_name(stack, agent, fixed)  # the arm, as the cells and the report name it
     name = name or claim
     install_harness(session)
     install_node_client(session)
     server_python = install_server(session, stack, agent, fixed, name)
     session.run(
-        "pytest", *paths, *(workers() if concurrent else []),
+        "pytest", *paths, *(workers(xdist) if xdist is not None else []),
         "--stack", stack, "--agent" if agent else "--no-agent",
         "--fixed" if fixed else "--no-fixed", "--server-python", str(server_python),
         "--session-name", name,
@@ -235,13 +242,13 @@ def tests_impl(session, stack, agent, fixed, paths, *, name=None, concurrent=Fal
     )
 
 
-def main_job_paths(stack, agent):
+def main_job(session, stack, agent, fixed):
     """The cells (with their positive controls) and, per arm of today's stack, the
     RFC 6455 / bad-input checks (tests/test_protocol.py)."""
-    paths = ["tests/test_cells.py"]
-    if stack == "today" and not agent:
-        paths += ["tests/test_protocol.py"]
-    return paths
+    protocol = stack == "today" and not agent
+    paths = ["tests/test_cells.py", *(["tests/test_protocol.py"] if protocol else [])]
+    tests_impl(session, stack, agent, fixed, paths,
+               xdist=PROTOCOL_WORKERS if protocol else 0)
 
 
 def checks_paths(agent):
@@ -261,14 +268,14 @@ def checks_paths(agent):
 @nox.parametrize(("agent", "fixed"), ARMS)
 def matrix(session, agent, fixed):
     """Today's stack on the interpreter nox runs on."""
-    tests_impl(session, "today", agent, fixed, main_job_paths("today", agent), concurrent=True)
+    main_job(session, "today", agent, fixed)
 
 
 @nox.session(python=None, tags=CI, allow_parallel=True)
 @nox.parametrize(("agent", "fixed"), ARMS)
 def seed(session, agent, fixed):
     """The 2016 stack: the server runs on CPython 2.7, the harness on this Python."""
-    tests_impl(session, "seed", agent, fixed, main_job_paths("seed", agent), concurrent=True)
+    main_job(session, "seed", agent, fixed)
 
 
 CHECK_ARMS = [nox.param(stack, agent, fixed,  # named by checks_name(): checks(seed, agent=..)

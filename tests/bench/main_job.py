@@ -7,8 +7,9 @@ empty while the user's package caches (uv's, pip's, npm's) stay warm:
 1. cold: a plain ``nox`` in the fresh clone (the main job: 8 sessions, report);
 2. warm: ``nox -R`` in the same clone;
 3. the levers one by one, warm: ``nox -R`` with MATRIX_WORKERS=0 (sessions two at
-   a time, cells one at a time), then ``nox -R -j 1`` with MATRIX_WORKERS=0 (serial:
-   the same work one session and one cell at a time);
+   a time, cells one at a time), with MATRIX_WORKERS=2 (two xdist workers in every
+   session), then ``nox -R -j 1`` with MATRIX_WORKERS=0 (serial: the same work one
+   session and one cell at a time);
 4. with ``--ci``: ``nox -t ci`` (what .ci/run runs) in a second fresh clone.
 
 Per session from nox's own ``--report`` file; per cell from the clone's
@@ -32,6 +33,7 @@ from tests.bench.matrix_time import NoxRunError, outer_session_removed, run_nox
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 900.0  # s for one plain nox run (bound)
 CI_TIMEOUT = 1800.0  # s for `nox -t ci` (bound; CI's own limit is 20 min)
+RUNS = ("cold", "warm", "no_xdist", "xdist_all", "serial", "ci")
 TARGETS = {"cold": 120.0, "warm": 60.0, "ci": 1200.0}  # s (issue 11)
 # The last closing note's figures, before issue 11: a plain `nox` was then also the
 # test command (it ran the workflow rehearsal), on this machine, fresh clone, warm caches.
@@ -101,6 +103,8 @@ def measure(nox, work, ci=False, timeout=TIMEOUT, ci_timeout=CI_TIMEOUT):
     out["warm"] = one_run(nox, main, "main-warm", ["-R"], env, logs, timeout)
     out["no_xdist"] = one_run(nox, main, "main-no-xdist", ["-R"],
                               dict(env, MATRIX_WORKERS="0"), logs, timeout)
+    out["xdist_all"] = one_run(nox, main, "main-xdist-all", ["-R"],
+                               dict(env, MATRIX_WORKERS="2"), logs, timeout)
     out["serial"] = one_run(nox, main, "main-serial", ["-R", "-j", "1"],
                             dict(env, MATRIX_WORKERS="0"), logs, timeout)
     if ci:
@@ -126,8 +130,8 @@ def main(argv=None):
         print(f"error: {exc}", file=sys.stderr)
         return 1
     Path(args.out).write_text(json.dumps(figures, indent=1) + "\n")
-    print(json.dumps({k: figures[k]["wall"] for k in ("cold", "warm", "no_xdist", "serial", "ci")
-                      if k in figures}), f"({time.monotonic() - started:.0f} s)")
+    print(json.dumps({k: figures[k]["wall"] for k in RUNS if k in figures}),
+          f"({time.monotonic() - started:.0f} s)")
     return 0
 
 

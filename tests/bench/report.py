@@ -142,6 +142,7 @@ def main_job_rows(doc):
     for key, what in (("cold", "plain `nox`, fresh clone, warm package caches (cold)"),
                       ("warm", "`nox -R` (warm)"),
                       ("no_xdist", "`nox -R`, MATRIX_WORKERS=0 (sessions 2 at a time only)"),
+                      ("xdist_all", "`nox -R`, MATRIX_WORKERS=2 (2 xdist workers everywhere)"),
                       ("serial", "`nox -R -j 1`, MATRIX_WORKERS=0 (no concurrency)"),
                       ("ci", "`nox -t ci`, fresh clone (the test command, .ci/run)")):
         run = m.get(key)
@@ -164,7 +165,7 @@ def main_job_rows(doc):
     if d:
         rows.append(("a cell (spawn to evaluation), median / p90", f"{d['median']:.2f} / "
                      f"{d['p90']:.2f} s", "", "", f"{before['cells'] / 64:.2f} s (24 s / 64)",
-                     f"n={d['n']}; cells run two at a time in each of two sessions"))
+                     f"n={d['n']}; two sessions at a time"))
     return rows
 
 
@@ -183,11 +184,12 @@ def render_main_job(doc):
     lines += ["", "Before (the last closing note): " + "; ".join(
         f"{k} {v if isinstance(v, str) else f'{v:.0f} s'}" for k, v in m["previous"].items()
         if k not in ("cold", "warm", "ci")) + ".", "",
-        "| session | cold | warm | warm, no xdist | serial |", "|---|---|---|---|---|"]
+        "| session | cold | warm | no xdist | xdist everywhere | serial |",
+        "|---|---|---|---|---|---|"]
     names = dict.fromkeys([*m["cold"]["sessions"], *m["warm"]["sessions"]])
     for name in names:
         cells = [m.get(k, {}).get("sessions", {}).get(name)
-                 for k in ("cold", "warm", "no_xdist", "serial")]
+                 for k in ("cold", "warm", "no_xdist", "xdist_all", "serial")]
         lines.append(f"| {name} | " + " | ".join("" if c is None else f"{c['duration']:.0f} s"
                                                  for c in cells) + " |")
     if m.get("ci"):
