@@ -1,9 +1,11 @@
 """The matrix: stacks x (agent, fixed), each session installing its own server.
 
-    nox                                     # every session, then the report
+    nox                             # the main job: every cell, the protocol checks, the report
+    nox -t ci                       # the test command: the main job and every other check
     nox -s "matrix(agent=False, fixed=True)"
-    nox -R                                  # reuse environments, skip installs
-    nox -s wheel                            # patched wheels into dist/
+    nox -R                          # reuse environments, skip installs
+    nox -s serve -- --agent --rum   # the app by hand (prints the URL and the clients)
+    nox -s wheel                    # patched wheels into dist/
 
 Sessions are thin: tests_impl() holds the logic, one helper per concern.
 Versions live in pyproject.toml ([tool.stacks], [dependency-groups]).
@@ -11,12 +13,15 @@ Versions live in pyproject.toml ([tool.stacks], [dependency-groups]).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import shlex
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import nox
@@ -26,15 +31,27 @@ from packaging.utils import canonicalize_name
 ROOT = Path(__file__).parent
 sys.path.insert(0, str(ROOT))
 
-from tests.harness.cells import BOOLS, STACKS, session_name, slug  # noqa: E402
+from tests.harness.cells import (  # noqa: E402
+    BOOLS,
+    MAIN_STACKS,
+    STACKS,
+    checks_name,
+    session_name,
+    slug,
+)
+from tests.harness.conformance import ARMS as CONFORMANCE_ARMS  # noqa: E402
 from tests.harness.pythons import MissingPython, find_python27  # noqa: E402
 
-nox.needs_version = ">=2025.2.9"
+nox.needs_version = ">=2026.10.20"  # --parallel, allow_parallel=
 nox.options.default_venv_backend = "uv|virtualenv"
-# "workflow" checks .github/workflows/matrix.yml (actionlint, zizmor, its job list,
-# a local rehearsal of its fan-out): it runs last, after "report".
-nox.options.sessions = ["matrix", "seed", "report", "workflow"]
 nox.options.reuse_venv = "yes"
+# Sessions run two at a time (`-j 1` for one at a time): one session's installs and
+# server start-ups overlap another's waits.  Only those with allow_parallel=True do;
+# "report" and "workflow" run alone, after every session defined above them.
+nox.options.parallel = 2
+# Plain `nox` is the main job: the sessions without default=False, in the order below.
+# `nox -t ci` is the test command: every session tagged "ci", in the same order.
+CI = ["ci"]
 
 PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
 # MATRIX_RESULTS moves the results elsewhere (relative to ROOT, or absolute); the
@@ -44,6 +61,13 @@ RESULTS = ROOT / os.environ.get("MATRIX_RESULTS", "results")
 REPORT = ROOT / os.environ.get("MATRIX_REPORT", "report")
 ARMS = [(agent, fixed) for fixed in BOOLS for agent in BOOLS]
 PYTEST_TERMINATE_TIMEOUT = 10.0  # s pytest gets to stop its servers after nox's SIGTERM
+LOCK_TIMEOUT = 900.0  # s a session waits for another's build of a shared file (bound)
+# pytest-xdist workers of a main-job session (MATRIX_WORKERS sets it for every one).
+# With two sessions at a time on 2 cores, the 8 cells of a session gain nothing from
+# two workers of their own, which cost two more interpreters (nox -s bench: warm
+# 46 s with, 41 s without, loaded machine); the sessions with the 23 protocol checks,
+# the longest, do gain: only they get 2.
+PROTOCOL_WORKERS = 2
 
 
 def results_file(name, suffix=".json"):
@@ -66,6 +90,28 @@ def install_harness(session):
     session.install(*nox.project.dependency_groups(PYPROJECT, "builder"))
 
 
+@contextlib.contextmanager
+def exclusive(session, name, timeout=LOCK_TIMEOUT):
+    """A lock on this checkout's shared files, held across parallel sessions (`nox -j`)."""
+    path = ROOT / ".cache" / "locks" / f"{name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    session.error(f"{path} still locked after {timeout:.0f} s (bound): another "
+                                  "nox session is stuck building it; stop it, or delete .cache/")
+                time.sleep(0.1)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def install_node_client(session):
     """npm ci into app/node_modules, unless it already holds this package-lock.json.
 
@@ -77,18 +123,22 @@ def install_node_client(session):
     digest = hashlib.sha256(lock.read_bytes()).hexdigest()
     if stamp.is_file() and stamp.read_text() == digest:
         return
-    if session.run_install("npm", "ci", "--prefix", "app", "--no-audit", "--no-fund",
-                           "--loglevel=error", external=True):
-        stamp.write_text(digest)
+    with exclusive(session, "node_modules"):
+        if stamp.is_file() and stamp.read_text() == digest:  # a parallel session made it
+            return
+        if session.run_install("npm", "ci", "--prefix", "app", "--no-audit", "--no-fund",
+                               "--loglevel=error", external=True):
+            stamp.write_text(digest)
 
 
 def gevent_websocket_wheel(session, stack, fixed, python=None):
     """Build (or take from cache) the verified wheel; None when installs are skipped."""
-    args = ["python", "-m", "tests.harness.builds", "--stack", stack,
-            "--arm", "fixed" if fixed else "vanilla"]
+    arm = "fixed" if fixed else "vanilla"
+    args = ["python", "-m", "tests.harness.builds", "--stack", stack, "--arm", arm]
     if python:
         args += ["--python", str(python)]
-    output = session.run_install(*args, silent=True)
+    with exclusive(session, f"wheel-{stack}-{arm}"):  # one build, not one per parallel session
+        output = session.run_install(*args, silent=True)
     return output.strip().splitlines()[-1] if output else None
 
 
@@ -121,17 +171,18 @@ def py27_wheelhouse(session, python, stack, pins=None, *pip_args):
     pins = pins or server_requirements(stack, True)
     key = hashlib.sha256("\n".join(["py2.7", *pins]).encode()).hexdigest()[:16]
     house = ROOT / ".cache" / "wheelhouse" / f"{stack}-py2.7-{key}"
-    if not house.is_dir():
-        partial = house.with_name(f"{house.name}.partial-{os.getpid()}")
-        try:
-            session.run_install(str(python), "-m", "pip", "wheel", "--quiet",
-                                "--disable-pip-version-check", "--wheel-dir", str(partial),
-                                *pip_args, *pins, external=True)
-            partial.rename(house)
-        except OSError:  # a concurrent session made it first: same pins, same wheels
-            pass
-        finally:
-            shutil.rmtree(partial, ignore_errors=True)
+    if house.is_dir():
+        return house
+    with exclusive(session, house.name):  # parallel seed sessions: one fetch, not four
+        if not house.is_dir():
+            partial = house.with_name(f"{house.name}.partial-{os.getpid()}")
+            try:
+                session.run_install(str(python), "-m", "pip", "wheel", "--quiet",
+                                    "--disable-pip-version-check", "--wheel-dir", str(partial),
+                                    *pip_args, *pins, external=True)
+                partial.rename(house)
+            finally:
+                shutil.rmtree(partial, ignore_errors=True)
     return house
 
 
@@ -176,24 +227,29 @@ def pip27_install(session, python, house, *args):
                         "--no-index", "--find-links", str(house), *args, external=True)
 
 
-def tests_impl(session, stack, agent, fixed, *, harness_tests=False, protocol_tests=False,
-               reliability_tests=False):
-    name = session_name(stack, agent, fixed)
+def workers(default):
+    """pytest-xdist's -n: each cell and check has its own server on port 0, so they can
+    run side by side (MATRIX_WORKERS, for every main-job session; 0: one at a time)."""
+    count = int(os.environ.get("MATRIX_WORKERS", default))
+    return ["-n", str(count)] if count > 0 else []
+
+
+def tests_impl(session, stack, agent, fixed, paths, *, name=None, xdist=None):
+    """pytest on ``paths`` against this arm's server; results under RESULTS/<name>.
+
+    ``xdist``: the main job's default number of workers (MATRIX_WORKERS overrides it);
+    None for the other checks, whose bounds and figures assume one test at a time.
+    """
+    claim = session_name(stack, agent, fixed)  # the arm, as the cells and the report name it
+    name = name or claim
     install_harness(session)
     install_node_client(session)
     server_python = install_server(session, stack, agent, fixed, name)
-    paths = ["tests/test_cells.py", "tests/test_app.py"]
-    if harness_tests:
-        paths += ["tests/test_model.py", "tests/test_builds.py"]
-    if protocol_tests:  # RFC 6455 and bad input, per arm (tests/test_protocol.py)
-        paths += ["tests/test_protocol.py"]
-    if reliability_tests:  # load, faults, interrupts: ~30 s, so two sessions only
-        paths += ["tests/test_reliability.py"]
-    if agent:  # the agent reaches nothing beyond loopback (audit hook, strace)
-        paths += ["tests/test_no_network.py"]
     session.run(
-        "pytest", *paths, "--stack", stack, "--agent" if agent else "--no-agent",
+        "pytest", *paths, *(workers(xdist) if xdist is not None else []),
+        "--stack", stack, "--agent" if agent else "--no-agent",
         "--fixed" if fixed else "--no-fixed", "--server-python", str(server_python),
+        "--session-name", name,
         "--results", str(results_file(name)),
         "--junitxml", str(results_file(name, ".junit.xml")),
         "--server-logs", str(results_file(name, ".logs")),
@@ -204,22 +260,40 @@ def tests_impl(session, stack, agent, fixed, *, harness_tests=False, protocol_te
     )
 
 
+def main_job(session, stack, agent, fixed):
+    """The cells (with their positive controls) and, per arm of today's stack, the
+    RFC 6455 / bad-input checks (tests/test_protocol.py)."""
+    protocol = stack == "today" and not agent
+    paths = ["tests/test_cells.py", *(["tests/test_protocol.py"] if protocol else [])]
+    tests_impl(session, stack, agent, fixed, paths,
+               xdist=PROTOCOL_WORKERS if protocol else 0)
+
+
+def checks_paths(agent):
+    """What `nox -t ci` adds per arm, beside its cells: the app on this arm's server, the
+    harness's death stops the server (SIGKILL), the no-network proofs (the agent's arms)."""
+    return ["tests/test_app.py", "tests/test_lifeline.py",
+            *(["tests/test_no_network.py"] if agent else [])]
+
+
 # -- sessions ----------------------------------------------------------------
+# Sessions that write results come first; "report" runs after every one of them
+# (it allows no parallel session beside it, so it starts once all above are done),
+# then "workflow", whose rehearsal compares its own fan-out with that report.
 
 
-@nox.session(python=None)
+@nox.session(python=None, tags=CI, allow_parallel=True)
 @nox.parametrize(("agent", "fixed"), ARMS)
 def matrix(session, agent, fixed):
     """Today's stack on the interpreter nox runs on."""
-    tests_impl(session, "today", agent, fixed, harness_tests=fixed and not agent,
-               protocol_tests=not agent, reliability_tests=fixed)
+    main_job(session, "today", agent, fixed)
 
 
-@nox.session(python=None)
+@nox.session(python=None, tags=CI, allow_parallel=True)
 @nox.parametrize(("agent", "fixed"), ARMS)
 def seed(session, agent, fixed):
     """The 2016 stack: the server runs on CPython 2.7, the harness on this Python."""
-    tests_impl(session, "seed", agent, fixed, harness_tests=fixed and not agent)
+    main_job(session, "seed", agent, fixed)
 
 
 # -- deploy: the same cells the way users deploy (issue 15) -------------------
@@ -228,110 +302,49 @@ def seed(session, agent, fixed):
 # the same verified wheel as the matrix, installed unchanged.  Opt-in: `nox -t ci`.
 
 
-@nox.session(python=None, default=False, tags=["ci"])
+@nox.session(python=None, default=False, tags=CI, allow_parallel=True)
 @nox.parametrize(("agent", "fixed"), ARMS)
 def deploy(session, agent, fixed):
     """Today's stack under gunicorn's gevent-websocket worker, agent by newrelic-admin."""
-    name = session_name("deploy", agent, fixed)
+    # the cells; gunicorn's stop and lifeline (master and worker)
+    tests_impl(session, "deploy", agent, fixed, ["tests/test_cells.py", "tests/test_deploy.py"])
+
+
+CHECK_ARMS = [nox.param(stack, agent, fixed,  # named by checks_name(): checks(seed, agent=..)
+                        id=checks_name(stack, agent, fixed).partition("(")[2][:-1])
+              for stack in MAIN_STACKS for agent, fixed in ARMS]
+
+
+@nox.session(python=None, default=False, tags=CI, allow_parallel=True)
+@nox.parametrize(("stack", "agent", "fixed"), CHECK_ARMS)
+def checks(session, stack, agent, fixed):
+    """Per arm, beside the cells: test_app, test_lifeline, the no-network proofs."""
+    tests_impl(session, stack, agent, fixed, checks_paths(agent),
+               name=checks_name(stack, agent, fixed))
+
+
+# Alone (no parallel session beside it), as when sessions ran one at a time: its
+# figures (fds, greenlets, threads back to their baseline) must not carry another
+# session's load.  ~30 s each.
+@nox.session(python=None, default=False, tags=CI)
+@nox.parametrize("agent", BOOLS)
+def reliability(session, agent):
+    """Load, faults and interrupts on today's patched arm (tests/test_reliability.py)."""
+    tests_impl(session, "today", agent, True, ["tests/test_reliability.py"],
+               name=f"reliability(agent={agent})")
+
+
+@nox.session(python=None, default=False, tags=CI, allow_parallel=True)
+def unit(session):
+    """The harness's own tests: model, seed table, builds, bisection, comparison, renderers."""
     install_harness(session)
-    install_node_client(session)
-    server_python = install_server(session, "deploy", agent, fixed, name)
-    paths = ["tests/test_cells.py", "tests/test_deploy.py"]  # the cells; stop and lifeline
-    if fixed and not agent:  # the harness's own unit tests, once
-        paths += ["tests/test_deploy_compare.py"]
-    session.run(
-        "pytest", *paths, "--stack", "deploy", "--agent" if agent else "--no-agent",
-        "--fixed" if fixed else "--no-fixed", "--server-python", str(server_python),
-        "--results", str(results_file(name)),
-        "--junitxml", str(results_file(name, ".junit.xml")),
-        "--server-logs", str(results_file(name, ".logs")),
-        *session.posargs, terminate_timeout=PYTEST_TERMINATE_TIMEOUT,
-    )
-
-
-@nox.session(python=None)
-def report(session):
-    """Merge every session's results into the observations grid and report/."""
     session.install(*nox.project.dependency_groups(PYPROJECT, "report"))
-    session.run("python", "-m", "tests.harness.report", "--results", str(RESULTS),
-                "--out", str(REPORT), *session.posargs)
-
-
-@nox.session(python=None, default=False, tags=["ci"])
-def page(session):
-    """The report as readers see it: renderers on samples, report/index.html in Chromium.
-
-    tests/test_report.py renders sample inputs; tests/test_report_page.py loads the page
-    `nox -s report` wrote in headless Chromium (DOM, drill-down, console, screenshots).
-
-    Apart from `report`: the page test needs Debian's chromium, which the GitHub report
-    job does not have, and a browser failure must not mask the matrix's own verdict.
-    Run it after `nox -s report`; in `nox -t ci` it follows the report session (noxfile order).
-    """
-    session.install(*nox.project.dependency_groups(PYPROJECT, "harness", "report", "page"))
-    session.run("pytest", "tests/test_report.py", "tests/test_report_page.py",
-                *session.posargs, env={"MATRIX_REPORT": str(REPORT)})
-
-
-@nox.session(python=None, default=False)
-def wheel(session):
-    """Write the patched gevent-websocket wheels to dist/ for users."""
-    install_harness(session)
-    dist = ROOT / "dist"
-    session.run("python", "-m", "tests.harness.builds", "--stack", "today", "--arm", "fixed",
-                "--dest", str(dist))
-    try:
-        find_python27()
-    except MissingPython as exc:
-        session.warn(f"0.9.5+fixed (CPython 2.7) not built: {exc}")
-        return
-    session.run("python", "-m", "tests.harness.builds", "--stack", "seed", "--arm", "fixed",
-                "--python", str(py27_env(session, "wheel")), "--dest", str(dist))
-
-
-@nox.session(python=None, default=False)
-def lint(session):
-    """ruff on the harness; app/ is checked for Python 2.7 syntax by the seed sessions."""
-    session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
-    session.run("ruff", "check", "noxfile.py", "tests")
-
-
-@nox.session(python=None)
-def workflow(session):
-    """The GitHub workflow: actionlint, zizmor, its jobs against `nox -l`, a local rehearsal."""
-    session.install(*nox.project.dependency_groups(PYPROJECT, "test", "workflow"))
-    session.run("pytest", "tests/test_workflow.py", *session.posargs)
-
-
-@nox.session(python=None, default=False)
-def bench(session):
-    """What the matrix costs: wall time (cold uv vs pip, warm), per cell, echo throughput.
-
-    ~3 minutes on 2 cores; writes report/bench.json and report/bench.md.  Its nox
-    runs use their own envdir, results and report under the session's directory.
-    """
-    load = ",".join(f"{v:.2f}" for v in os.getloadavg())  # before this session's own work
-    install_harness(session)
-    session.install(*nox.project.dependency_groups(PYPROJECT, "bench"), env=COMPILE)
-    install_node_client(session)
-    # Today's server with the agent, vanilla; the patched build beside it, first
-    # on PYTHONPATH for the patched servers: the build is their only difference.
-    python = install_server(session, "today", True, False, "bench")
-    work = Path(session.virtualenv.location) / "work"
-    patched = work / "patched-gevent-websocket"
-    wheel = gevent_websocket_wheel(session, "today", True)
-    if wheel:
-        shutil.rmtree(patched, ignore_errors=True)
-        session.install("--no-deps", "--target", str(patched), wheel)
-    session.run("python", "-m", "tests.bench.run", "--python", str(python),
-                "--patched-path", str(patched), "--work", str(work),
-                "--nox", f"{shlex.quote(sys.executable)} -m nox", "--out", str(REPORT),
-                "--load-before", load, *session.posargs)
+    session.run("pytest", "tests/test_model.py", "tests/test_builds.py", "tests/test_history.py",
+                "tests/test_deploy_compare.py", "tests/test_report.py",
+                "--junitxml", str(results_file("unit", ".junit.xml")), *session.posargs)
 
 
 # -- conformance (issue 14): Autobahn|Testsuite on every gevent-websocket arm ----
-
-from tests.harness.conformance import ARMS as CONFORMANCE_ARMS  # noqa: E402
 
 CONFORMANCE = PYPROJECT["tool"]["conformance"]
 
@@ -369,7 +382,7 @@ def conformance_server(session, arm, stack, fixed):
     return python
 
 
-@nox.session(python=None, default=False, tags=["ci"])
+@nox.session(python=None, default=False, tags=CI)
 def conformance(session):
     """Autobahn|Testsuite (wstest fuzzingclient, every case) on the four gevent-websocket arms.
 
@@ -396,6 +409,100 @@ def conformance(session):
                 "--report", str(REPORT / "conformance"),
                 "--logs", str(RESULTS / "conformance.logs"), *session.posargs,
                 terminate_timeout=PYTEST_TERMINATE_TIMEOUT)
+
+
+@nox.session(python=None, tags=CI)
+def report(session):
+    """Merge every session's results into the observations grid and report/."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "report"))
+    session.run("python", "-m", "tests.harness.report", "--results", str(RESULTS),
+                "--out", str(REPORT), *session.posargs)
+
+
+@nox.session(python=None, default=False, tags=CI)
+def page(session):
+    """The report as readers see it: report/index.html in headless Chromium.
+
+    tests/test_report_page.py loads the page
+    `nox -s report` wrote in headless Chromium (DOM, drill-down, console, screenshots).
+
+    Apart from `report`: the page test needs Debian's chromium, which the GitHub report
+    job does not have, and a browser failure must not mask the matrix's own verdict.
+    Run it after `nox -s report`; in `nox -t ci` it follows the report session (noxfile order).
+    """
+    session.install(*nox.project.dependency_groups(PYPROJECT, "harness", "report", "page"))
+    session.run("pytest", "tests/test_report_page.py",
+                *session.posargs, env={"MATRIX_REPORT": str(REPORT)})
+
+
+@nox.session(python=None, default=False, tags=CI)
+def workflow(session):
+    """The GitHub workflow: actionlint, zizmor, its jobs against `nox -l`, a local rehearsal."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "test", "workflow"))
+    session.run("pytest", "tests/test_workflow.py", *session.posargs)
+
+
+@nox.session(python=None, default=False)
+def serve(session):
+    """The app by hand: `nox -s serve -- [--stack seed] [--fixed] [--agent --rum] ...`."""
+    from tests.harness.serve import parse, usage
+
+    args, app_args = parse(session.posargs)
+    install_harness(session)
+    install_node_client(session)
+    python = install_server(session, args.stack, args.agent, args.fixed, "serve")
+    client = python if args.stack == "seed" else Path(session.virtualenv.location) / "bin/python"
+    session.log(usage(args, python, client))
+    session.run(str(python), "-m", "app", *app_args, external=True)
+
+
+@nox.session(python=None, default=False)
+def wheel(session):
+    """Write the patched gevent-websocket wheels to dist/ for users."""
+    install_harness(session)
+    dist = ROOT / "dist"
+    session.run("python", "-m", "tests.harness.builds", "--stack", "today", "--arm", "fixed",
+                "--dest", str(dist))
+    try:
+        find_python27()
+    except MissingPython as exc:
+        session.warn(f"0.9.5+fixed (CPython 2.7) not built: {exc}")
+        return
+    session.run("python", "-m", "tests.harness.builds", "--stack", "seed", "--arm", "fixed",
+                "--python", str(py27_env(session, "wheel")), "--dest", str(dist))
+
+
+@nox.session(python=None, default=False)
+def lint(session):
+    """ruff on the harness; app/ is checked for Python 2.7 syntax by checks(seed, ...)."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
+    session.run("ruff", "check", "noxfile.py", "tests")
+
+
+@nox.session(python=None, default=False)
+def bench(session):
+    """What the matrix costs: wall time (cold uv vs pip, warm), per cell, echo throughput.
+
+    ~3 minutes on 2 cores; writes report/bench.json and report/bench.md.  Its nox
+    runs use their own envdir, results and report under the session's directory.
+    """
+    load = ",".join(f"{v:.2f}" for v in os.getloadavg())  # before this session's own work
+    install_harness(session)
+    session.install(*nox.project.dependency_groups(PYPROJECT, "bench"), env=COMPILE)
+    install_node_client(session)
+    # Today's server with the agent, vanilla; the patched build beside it, first
+    # on PYTHONPATH for the patched servers: the build is their only difference.
+    python = install_server(session, "today", True, False, "bench")
+    work = Path(session.virtualenv.location) / "work"
+    patched = work / "patched-gevent-websocket"
+    wheel = gevent_websocket_wheel(session, "today", True)
+    if wheel:
+        shutil.rmtree(patched, ignore_errors=True)
+        session.install("--no-deps", "--target", str(patched), wheel)
+    session.run("python", "-m", "tests.bench.run", "--python", str(python),
+                "--patched-path", str(patched), "--work", str(work),
+                "--nox", f"{shlex.quote(sys.executable)} -m nox", "--out", str(REPORT),
+                "--load-before", load, *session.posargs)
 
 
 # -- history (issue 12): which upstream release changed a cell ------------------------
@@ -435,10 +542,3 @@ def history(session, package):
                 "--python", str(python), "--out", str(REPORT),
                 "--work", str(Path(session.virtualenv.location) / "history"),
                 terminate_timeout=PYTEST_TERMINATE_TIMEOUT)
-
-
-@nox.session(python=None, default=False, tags=["ci"])
-def history_unit(session):
-    """The bisection on planted histories: fast, no servers."""
-    session.install(*nox.project.dependency_groups(PYPROJECT, "harness"))
-    session.run("pytest", "tests/test_history.py", *session.posargs)

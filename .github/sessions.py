@@ -2,17 +2,21 @@
 
     nox -l --json | python .github/sessions.py --python 3.11 3.12 3.13 3.14
 
-`nox -l --json` lists the sessions a plain `nox` runs (nox.options.sessions),
-parametrizations expanded.  This prints GITHUB_OUTPUT lines, each a JSON list:
+`nox -l --json` lists the sessions a plain `nox` runs (the main job: those
+without default=False), parametrizations expanded.  This prints GITHUB_OUTPUT
+lines, each a JSON list:
 
     matrix=[{"name": "matrix(agent=False, fixed=False)",
-             "slug": "matrix-agent-False-fixed-False"}, ...]
+             "slug": "matrix-agent-False-fixed-False",
+             "checks": "checks(today, agent=False, fixed=False)",
+             "checks_slug": "checks-today-agent-False-fixed-False"}, ...]
     seed=[...]
     python=["3.11", "3.12", "3.13", "3.14"]
 
 In .github/workflows/matrix.yml, `matrix` feeds the `today` job (once per entry
-and Python version) and `seed` the `seed` job; each runs `nox -s "<name>"`, and
-`slug` names the session's results files (results/<slug>.json, .junit.xml).
+and Python version) and `seed` the `seed` job; each runs `nox -s "<name>"`,
+then the same arm's other checks of `nox -t ci`, `nox -s "<checks>"`; `slug`
+names the session's results files (results/<slug>.json, .junit.xml).
 The sessions in OWN_JOB run once in a job of their own.  Any other default
 session is an error, so a new kind of session cannot silently miss CI.
 tests/test_workflow.py runs the workflow's own step and compares with nox.
@@ -28,10 +32,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.harness.cells import slug  # noqa: E402  (the file names the sessions write)
+from tests.harness.cells import (  # noqa: E402  (session names, the file names they write)
+    SESSION_KIND,
+    checks_name,
+    slug,
+)
 
 PER_SESSION = ("matrix", "seed")  # one job per parametrization: the workflow's job ids
-OWN_JOB = ("report", "workflow")  # one job each, after (report) or beside (workflow) them
+OWN_JOB = ("report",)  # one job, after them
+STACK_OF = {kind: stack for stack, kind in SESSION_KIND.items()}
 
 
 def outputs(listed, pythons):
@@ -40,7 +49,10 @@ def outputs(listed, pythons):
     for entry in listed:
         name = entry.get("name") or entry["session"].split("(")[0]
         if name in jobs:
-            jobs[name].append({"name": entry["session"], "slug": slug(entry["session"])})
+            arm = entry.get("call_spec") or {}
+            checks = checks_name(STACK_OF[name], arm.get("agent"), arm.get("fixed"))
+            jobs[name].append({"name": entry["session"], "slug": slug(entry["session"]),
+                               "checks": checks, "checks_slug": slug(checks)})
         elif name not in OWN_JOB:
             unknown.append(entry["session"])
     if unknown:

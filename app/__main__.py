@@ -146,8 +146,45 @@ def logging_rejections(handler_class):
     return RejectionLoggingHandler
 
 
+# import name -> what to install (distribution name)
+REQUIRED = (("gevent", "gevent"), ("geventwebsocket", "gevent-websocket"), ("flask", "Flask"))
+
+
+def _find(name):
+    """Whether ``name`` is importable, without importing it (Flask must come after the agent)."""
+    try:
+        from importlib.util import find_spec
+    except ImportError:  # CPython 2.7
+        import imp
+
+        try:
+            imp.find_module(name)
+        except ImportError:
+            return False
+        return True
+    return find_spec(name) is not None
+
+
+def missing_dependencies(args):
+    """One line naming what is missing and the fix, or None."""
+    required = REQUIRED + ((("newrelic", "newrelic"),) if args.agent else ())
+    missing = [dist for module, dist in required if not _find(module)]
+    if not missing:
+        return None
+    options = (["--stack", "seed"] if sys.version_info[0] == 2 else []) + sys.argv[1:]
+    command = "nox -s serve" + (" -- " + " ".join(options) if options else "")
+    return ("error: python -m app needs %s, not installed for %s (%s); run `%s` instead: it "
+            "installs them and starts the server (README: Run the app by hand)"
+            % (", ".join(missing), sys.executable, ".".join(map(str, sys.version_info[:3])),
+               command))
+
+
 def main(argv=None):
     args = parse_args(argv)
+    problem = missing_dependencies(args)
+    if problem:
+        print(problem, file=sys.stderr)
+        return EXIT_USAGE
     agent_active = False
     if args.agent:
         from . import agent

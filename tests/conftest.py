@@ -29,6 +29,8 @@ def pytest_addoption(parser):
     group.addoption("--server-python", default=None,
                     help="interpreter that runs `python -m app` (default: this one)")
     group.addoption("--results", default=None, help="write this session's results JSON here")
+    group.addoption("--session-name", default=None,
+                    help="the nox session named in the results (default: the arm's matrix/seed)")
     group.addoption("--server-logs", default=None, help="keep server logs in this directory")
     group.addoption("--release", action="append", default=[], metavar="NAME==VERSION",
                     help="a release under test instead of the stack's pin (history sessions): "
@@ -72,7 +74,12 @@ def session(pytestconfig, tmp_path_factory):
 
 
 class Results:
-    """Every record a test adds, written as one JSON file when pytest ends."""
+    """Every record a test adds, written as one JSON file when pytest ends.
+
+    Under pytest-xdist each worker holds the records of the tests it ran: it hands
+    them to the controller when it finishes (pytest_sessionfinish, workeroutput),
+    the controller merges them (pytest_testnodedown) and alone writes the file.
+    """
 
     def __init__(self):
         self.records = {"cells": [], "protocol": [], "builds": []}
@@ -80,6 +87,17 @@ class Results:
 
     def add(self, kind, record):
         self.records[kind].append(record)
+
+    def merge(self, records):
+        for kind, found in records.items():
+            self.records.setdefault(kind, []).extend(found)
+
+    def sorted(self):
+        """The records in an order that does not depend on which worker ran what."""
+        key = {"cells": lambda r: json.dumps(r["cell"], sort_keys=True),
+               "protocol": lambda r: r["nodeid"]}
+        return {kind: sorted(found, key=key[kind]) if kind in key else found
+                for kind, found in self.records.items()}
 
 
 RESULTS = Results()
@@ -152,21 +170,36 @@ def pytest_configure(config):
         signal.signal(signal.SIGTERM, interrupt)
 
 
+WORKER_RECORDS = "matrix_results_records"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """xdist controller: a worker finished; keep the records it ran."""
+    records = getattr(node, "workeroutput", {}).get(WORKER_RECORDS)
+    if records:
+        RESULTS.merge(json.loads(records))
+
+
 def pytest_sessionfinish(session, exitstatus):
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: the controller writes the file
+        workeroutput[WORKER_RECORDS] = json.dumps(RESULTS.records)
+        return
     path = session.config.getoption("results")
     if not path:
         return
     opt = session.config.getoption
     stack, agent, fixed = opt("stack"), opt("agent"), opt("fixed")
     document = {
-        "session": session_name(stack, agent, fixed),
+        "session": opt("session_name") or session_name(stack, agent, fixed),
         "stack": stack, "agent": agent, "fixed": fixed,
         "status": "passed" if exitstatus == 0 else "failed",
         "pytest_exitstatus": int(exitstatus),
         "duration": round(time.time() - RESULTS.started, 3),
         "python": sys.version.split()[0],
         "ci": bool(os.environ.get("CI")),
-        **RESULTS.records,
+        **RESULTS.sorted(),
     }
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(document, indent=1, sort_keys=True) + "\n")

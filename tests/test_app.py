@@ -175,3 +175,16 @@ def test_every_app_module_compiles_on_the_server_interpreter(session):
     proc = subprocess.run([session.server_python, "-c", check], cwd=ROOT, capture_output=True,
                           timeout=30)
     assert proc.returncode == 0 and proc.stdout.endswith(b" ok"), proc.stderr.decode()[-2000:]
+
+
+def test_without_its_dependencies_one_line_naming_the_fix_and_status_2(session, tmp_path):
+    """`python -m app` on this arm's interpreter, in an environment without gevent & co."""
+    bare = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "virtualenv", "--quiet", "--no-download", "--no-pip",
+                    "--no-setuptools", "--no-wheel", "-p", str(session.server_python),
+                    str(bare)], check=True, capture_output=True, timeout=120)
+    proc = subprocess.run([bare / "bin" / "python", "-m", "app", "--agent"], cwd=ROOT,
+                          capture_output=True, timeout=30)
+    err = proc.stderr.decode("utf-8", "replace")
+    assert (proc.returncode, proc.stdout, err.count("\n")) == (2, b"", 1), (proc.returncode, err)
+    assert "gevent" in err and "`nox -s serve -- " in err and "--agent`" in err, err

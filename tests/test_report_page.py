@@ -36,9 +36,11 @@ PHONE = {"width": 390, "height": 844}
 
 
 def chromium_path():
-    path = shutil.which("chromium")
-    if path is None:
-        reason = f"Debian's chromium is not installed; install it with: {INSTALL}"
+    # CHROMIUM: another Chromium-based binary (the GitHub job's Google Chrome).
+    path = os.environ.get("CHROMIUM") or shutil.which("chromium")
+    if not path:
+        reason = (f"Debian's chromium is not installed; install it with: {INSTALL} "
+                  "(or name a Chromium binary in CHROMIUM)")
         if os.environ.get("CI"):
             pytest.fail(reason)
         pytest.skip(reason)

@@ -6,15 +6,16 @@ nox + uv at .ci/run's pins.
 
 - actionlint finds nothing; zizmor (offline) finds nothing of high severity;
   every action is pinned to a commit with its version in a comment.
-- The jobs run exactly the sessions `nox -l --json` lists: the workflow's own
-  `sessions` step (`nox -l --json | python .github/sessions.py ...`) is run here
-  and its job lists, plus the sessions the workflow runs by name, are compared
-  with nox and with the results files the report expects.
+- The jobs run exactly the sessions `nox -l --json` lists (the main job): the
+  workflow's own `sessions` step (`nox -l --json | python .github/sessions.py ...`)
+  is run here and its job lists, plus the sessions the workflow runs by name, are
+  compared with nox and with the results files the report expects; each arm's
+  job also runs that arm's `checks(...)` session of `nox -t ci -l --json`.
 - The rehearsal runs every listed session with its job's exact command (plus -R,
   reusing the environments a plain `nox` just made) into a separate results
   directory, then the report job's command, and compares the table, cell by cell,
   with the one the plain `nox` wrote to report/observations.json.  It needs that
-  plain run first: a plain `nox` runs this session last, after `report`.
+  plain run first: `nox -t ci` runs this session last, after `report`.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.cells import session_name, sessions, slug
+from tests.harness.cells import checks_name, session_name, sessions, slug
 
 yaml = pytest.importorskip("yaml", reason="PyYAML comes with `nox -s workflow`")
 
@@ -39,6 +40,7 @@ WORKFLOW = ROOT / ".github" / "workflows" / "matrix.yml"
 CI_RUN = ROOT / ".ci" / "run"
 PER_SESSION_JOBS = {"today": "matrix", "seed": "seed"}  # workflow job -> sessions.py output
 SESSION_TIMEOUT = 900
+TEST_COMMAND = "nox -t ci"
 
 
 def tool(name):
@@ -66,8 +68,9 @@ def command(run, env):
     return [re.sub(r"\$\{?(\w+)\}?", lambda m: env[m.group(1)], arg) for arg in argv]
 
 
-def nox_list():
-    proc = subprocess.run([tool("nox"), "-l", "--json"], cwd=ROOT, capture_output=True,
+def nox_list(*select):
+    """The sessions `nox -l --json` selects: a plain `nox`'s, or those of ``select``."""
+    proc = subprocess.run([tool("nox"), "-l", "--json", *select], cwd=ROOT, capture_output=True,
                           text=True, timeout=120, check=True)
     return [entry["session"] for entry in json.loads(proc.stdout)]
 
@@ -127,18 +130,38 @@ def test_nox_and_uv_pins_match_ci_run():
     assert pins(workflow_group) == expected
 
 
+def test_ci_run_and_the_readme_name_one_test_command():
+    """.ci/run runs exactly the README's test command, `nox -t ci`, and nothing after it."""
+    commands = [line.strip() for line in CI_RUN.read_text().splitlines()
+                if line.strip() and not line.lstrip().startswith("#")]
+    assert commands[-1] == TEST_COMMAND and [c for c in commands if c.startswith("nox")] == [
+        TEST_COMMAND], f".ci/run must end with `{TEST_COMMAND}`: {commands[-3:]}"
+    readme = (ROOT / "README.md").read_text()
+    assert f"\n    {TEST_COMMAND}\n" in readme and "test command" in readme, (
+        f"README.md must show `{TEST_COMMAND}` as the test command")
+
+
 # -- the jobs against nox ------------------------------------------------------------
 
 
 def test_jobs_run_exactly_the_sessions_nox_lists(workflow, outputs):
-    listed = nox_list()
-    per_session = [entry["name"] for key in PER_SESSION_JOBS.values() for entry in outputs[key]]
+    listed, ci = nox_list(), nox_list("-t", "ci")
+    entries = [entry for key in PER_SESSION_JOBS.values() for entry in outputs[key]]
     by_name = set()
     for job in workflow["jobs"].values():
         for s in job["steps"]:
             by_name.update(re.findall(r"\bnox -s ([\w-]+)", s.get("run", "")))
-    assert sorted(per_session + sorted(by_name)) == sorted(listed), (
-        "the sessions the workflow runs differ from `nox -l --json`")
+    main = sorted(by_name & set(listed))
+    assert sorted([e["name"] for e in entries] + main) == sorted(listed), (
+        "the sessions the workflow runs differ from `nox -l --json` (the main job)")
+    assert sorted(e["checks"] for e in entries) == sorted(
+        s for s in ci if s.startswith("checks(")), "each arm's job runs its checks(...) session"
+    ci_names = {s.partition("(")[0] for s in ci}  # `nox -s reliability` runs each parameter
+    assert by_name <= ci_names, (
+        f"the workflow runs sessions `nox -t ci` does not: {sorted(by_name - ci_names)}")
+    assert ci_names - by_name == {"matrix", "seed", "checks"}, (
+        f"sessions of `nox -t ci` without a job in {WORKFLOW.name}: "
+        f"{sorted(ci_names - by_name - {'checks'})}; add a job that runs `nox -s <name>`")
 
 
 def test_a_default_session_without_a_job_stops_the_workflow():
@@ -153,8 +176,10 @@ def test_a_default_session_without_a_job_stops_the_workflow():
 
 
 def test_job_lists_are_the_sessions_the_report_reads(outputs):
-    expected = sorted((session_name(*s), slug(session_name(*s))) for s in sessions())
-    got = sorted((e["name"], e["slug"]) for key in PER_SESSION_JOBS.values() for e in outputs[key])
+    expected = sorted((session_name(*s), slug(session_name(*s)), checks_name(*s))
+                      for s in sessions())
+    got = sorted((e["name"], e["slug"], e["checks"])
+                 for key in PER_SESSION_JOBS.values() for e in outputs[key])
     assert got == expected
 
 
@@ -166,16 +191,21 @@ def test_each_session_job_runs_its_session_and_uploads_its_files(workflow, outpu
         nox = step(job, "nox")
         assert nox["env"]["SESSION"] == "${{ matrix.session.name }}"
         assert command(nox["run"], {"SESSION": "S"}) == ["nox", "-s", "S"]
+        checks = step(job, "checks")
+        assert checks["env"]["CHECKS"] == "${{ matrix.session.checks }}"
+        assert command(checks["run"], {"CHECKS": "C"}) == ["nox", "-s", "C"]
+        assert checks["if"] == "${{ !cancelled() }}", "an arm's checks run after failed cells"
         upload = [s for s in job["steps"] if s.get("uses", "").startswith(
             "actions/upload-artifact@")]
         assert len(upload) == 1
         paths = upload[0]["with"]["path"].splitlines()
         assert "results/${{ matrix.session.slug }}.json" in paths
         assert "results/${{ matrix.session.slug }}.junit.xml" in paths
+        assert "results/${{ matrix.session.checks_slug }}.junit.xml" in paths
     # today's stack: the Python axis, the same for its jobs and its reports
     axis = "${{ fromJSON(needs.sessions.outputs.python) }}"
-    assert workflow["jobs"]["today"]["strategy"]["matrix"]["python"] == axis
-    assert workflow["jobs"]["report"]["strategy"]["matrix"]["python"] == axis
+    for job_id in ("today", "reliability", "report"):
+        assert workflow["jobs"][job_id]["strategy"]["matrix"]["python"] == axis, job_id
     assert outputs["python"] and all(re.fullmatch(r"3\.\d+", v) for v in outputs["python"])
 
 

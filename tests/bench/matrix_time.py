@@ -21,8 +21,10 @@ Runs nox itself (the same noxfile, the default sessions) into a separate
    minutes-long rehearsal of the fan-out.
 
 Every line nox prints is stamped on arrival; a session's span runs from its
-``Running session`` line to the next session's (or nox's summary).  Every
-nox run is bounded (``--timeout`` each).
+``Running session`` line to the next session's (or nox's summary), so these
+runs are sequential (``-j 1``: in parallel, nox prints each session's output
+when it ends).  Every nox run is bounded (``--timeout`` each).
+tests/bench/main_job.py times the main job itself, on a fresh clone.
 """
 
 from __future__ import annotations
@@ -53,12 +55,12 @@ class NoxRunError(RuntimeError):
     pass
 
 
-def run_nox(nox, args, env=None, timeout=NOX_TIMEOUT, log=None):
+def run_nox(nox, args, env=None, timeout=NOX_TIMEOUT, log=None, cwd=ROOT):
     """Run nox, stamping every output line as it arrives: (wall, rc, [(t, line)])."""
-    argv = [*nox, "-f", str(ROOT / "noxfile.py"), *args]
+    argv = [*nox, "-f", str(Path(cwd) / "noxfile.py"), *args]
     lines = []
     started = time.monotonic()
-    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
     timer = threading.Timer(timeout, os.killpg, (proc.pid, signal.SIGKILL))  # the bound
@@ -193,17 +195,17 @@ def measure(nox, envdir, results, report, log_dir, timeout=NOX_TIMEOUT, warm=Tru
            "default_sessions": default_sessions(nox, env)}
     for backend in ("uv", "virtualenv"):  # deleting last run's envs is not part of a cold run
         shutil.rmtree(envdir / backend, ignore_errors=True)
-    out["cold_uv"] = phase(nox, "cold-uv", ["--install-only", "-N", "--envdir",
+    out["cold_uv"] = phase(nox, "cold-uv", ["-j", "1", "--install-only", "-N", "--envdir",
                                             str(envdir / "uv")], env, log_dir, timeout)
     out["cold_virtualenv"] = phase(nox, "cold-virtualenv", [
-        "--install-only", "-N", "-db", "virtualenv", "--envdir", str(envdir / "virtualenv")],
-        env, log_dir, timeout)
+        "-j", "1", "--install-only", "-N", "-db", "virtualenv", "--envdir",
+        str(envdir / "virtualenv")], env, log_dir, timeout)
     if warm:
         for stale in (results, report):  # only this run's cells count
             shutil.rmtree(stale, ignore_errors=True)
         warm_env = dict(env, PYTEST_ADDOPTS="-m cell")
-        w = out["warm"] = phase(nox, "warm", ["-R", "--envdir", str(envdir / "uv"), "-s",
-                                              *WARM_SESSIONS], warm_env, log_dir, timeout)
+        w = out["warm"] = phase(nox, "warm", ["-j", "1", "-R", "--envdir", str(envdir / "uv"),
+                                              "-s", *WARM_SESSIONS], warm_env, log_dir, timeout)
         w["pytest_addopts"] = warm_env["PYTEST_ADDOPTS"]
         w["pytest_sum"] = round(sum(s["pytest"] for s in w["sessions"].values()), 3)
         w["overhead"] = round(w["wall"] - w["pytest_sum"], 3)

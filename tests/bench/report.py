@@ -132,6 +132,72 @@ def _failed(phase):
     return f"sessions failed: {', '.join(failed)}" if failed else ""
 
 
+def main_job_rows(doc):
+    """[(figure, now, target, verdict, before)]: issue 11's figures, the previous beside."""
+    m = doc.get("main_job") or {}
+    if not m:
+        return []
+    targets, before = m["targets"], m["previous"]
+    rows = []
+    for key, what in (("cold", "plain `nox`, fresh clone, warm package caches (cold)"),
+                      ("warm", "`nox -R` (warm)"),
+                      ("no_xdist", "`nox -R`, MATRIX_WORKERS=0 (sessions 2 at a time only)"),
+                      ("xdist_all", "`nox -R`, MATRIX_WORKERS=2 (2 xdist workers everywhere)"),
+                      ("serial", "`nox -R -j 1`, MATRIX_WORKERS=0 (no concurrency)"),
+                      ("ci", "`nox -t ci`, fresh clone (the test command, .ci/run)")):
+        run = m.get(key)
+        if not run:
+            continue
+        target = targets.get(key)
+        v, how = verdict(run["wall"], target) if target else ("", "")
+        failed = [n for n, s in run["sessions"].items() if s["status"] not in ("success",)]
+        note = "; ".join(x for x in (how, f"exit {run['returncode']}" if run["returncode"]
+                                     else "", f"not successful: {failed}" if failed else "") if x)
+        prev = before.get(key)
+        rows.append((what, f"{run['wall']:.0f} s", f"<= {target:.0f} s" if target else "",
+                     v, f"{prev:.0f} s" if isinstance(prev, float) else "", note))
+    walls = m.get("pytest_walls") or {}
+    if walls:
+        rows.append(("pytest wall per main-job session (cells, protocol), median / max",
+                     f"{statistics.median(walls.values()):.1f} / {max(walls.values()):.1f} s",
+                     "", "", "", f"sum {sum(walls.values()):.0f} s over {len(walls)} sessions"))
+    d = (m.get("cells") or {}).get("all", {}).get("duration")
+    if d:
+        rows.append(("a cell (spawn to evaluation), median / p90", f"{d['median']:.2f} / "
+                     f"{d['p90']:.2f} s", "", "", f"{before['cells'] / 64:.2f} s (24 s / 64)",
+                     f"n={d['n']}; two sessions at a time"))
+    return rows
+
+
+def render_main_job(doc):
+    m = doc.get("main_job") or {}
+    if not m:
+        return []
+    lines = ["## The main job and the test command (issue 11)", "",
+             f"Commit {m['commit']}" + (" (the checkout had uncommitted changes: not measured)"
+                                        if m.get("dirty") else "") +
+             f"; load before {'/'.join(f'{v:.2f}' for v in m['load_before'])}, after "
+             f"{'/'.join(f'{v:.2f}' for v in m['load_after'])}.", "",
+             "| figure | now | target | verdict | before | note |", "|---|---|---|---|---|---|"]
+    for row in main_job_rows(doc):
+        lines.append("| " + " | ".join(str(c) for c in row) + " |")
+    lines += ["", "Before (the last closing note): " + "; ".join(
+        f"{k} {v if isinstance(v, str) else f'{v:.0f} s'}" for k, v in m["previous"].items()
+        if k not in ("cold", "warm", "ci")) + ".", "",
+        "| session | cold | warm | no xdist | xdist everywhere | serial |",
+        "|---|---|---|---|---|---|"]
+    names = dict.fromkeys([*m["cold"]["sessions"], *m["warm"]["sessions"]])
+    for name in names:
+        cells = [m.get(k, {}).get("sessions", {}).get(name)
+                 for k in ("cold", "warm", "no_xdist", "xdist_all", "serial")]
+        lines.append(f"| {name} | " + " | ".join("" if c is None else f"{c['duration']:.0f} s"
+                                                 for c in cells) + " |")
+    if m.get("ci"):
+        lines += ["", "`nox -t ci` per session: " + "; ".join(
+            f"{n} {s['duration']:.0f} s" for n, s in m["ci"]["sessions"].items()) + "."]
+    return lines + [""]
+
+
 def render(doc):
     lines = ["# Benchmarks (`nox -s bench`)", ""]
     machine = doc.get("machine", {})
@@ -146,10 +212,12 @@ def render(doc):
     if first >= 0.5:
         lines += [f"**The machine was loaded when the bench started (1-minute load {first:.2f}"
                   " >= 0.5): the figures carry that load.**", ""]
+    lines += render_main_job(doc)
     lines += ["| figure | value | target | verdict | note |", "|---|---|---|---|---|"]
     for row in figures(doc):
         lines.append("| " + " | ".join(str(c) for c in row) + " |")
-    misses = [r for r in figures(doc) if r[3] == "miss"]
+    misses = [r for r in figures(doc) + [(*r[:4], r[5]) for r in main_job_rows(doc)]
+              if r[3] == "miss"]
     lines += ["", f"Targets missed: {len(misses)}" + (": " + "; ".join(
         f"{r[0]} ({r[1]}, {r[4].split(';')[0]})" for r in misses) if misses else ".")]
     lines += ["", "## What is measured", ""] + _method(doc)

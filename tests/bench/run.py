@@ -3,7 +3,10 @@
 1. throughput (tests/bench/throughput.py), ~25 s;
 2. where a server's start goes (tests/bench/profile_start.py), agent off and on;
 3. the matrix's wall time and the per-cell distribution (tests/bench/matrix_time.py):
-   cold installs with uv and with pip, then one warm run of every cell, ~2 min.
+   cold installs with uv and with pip, then one warm run of every cell, ~2 min;
+4. the main job as a new user meets it (tests/bench/main_job.py): plain `nox` on a
+   fresh clone (cold), `nox -R` (warm), and both concurrency levers off, ~3 min;
+   with ``-- --ci`` also `nox -t ci` on a fresh clone (what .ci/run runs, minutes).
 
 ``-- --quick`` skips the nox runs (throughput and profile only).
 """
@@ -21,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.bench import matrix_time, report, throughput
+from tests.bench import main_job, matrix_time, report, throughput
 
 ROOT = Path(__file__).resolve().parents[2]
 PROFILE_TIMEOUT = 60  # s for one profiled server start (bound)
@@ -53,6 +56,7 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--seconds", type=float, default=0.5)
     parser.add_argument("--quick", action="store_true", help="no nox runs")
+    parser.add_argument("--ci", action="store_true", help="also time `nox -t ci` (minutes)")
     parser.add_argument("--load-before", default=None,
                         help="1/5/15-minute load before the session began (comma-separated)")
     args = parser.parse_args(argv)
@@ -86,6 +90,9 @@ def main(argv=None):
         doc["matrix"] = timed("matrix", matrix_time.measure, shlex.split(args.nox),
                               work / "envs", work / "results", work / "report", work / "logs")
         doc["cells"] = report.cell_stats(work / "results")
+        doc["main_job"] = timed("main job", main_job.measure, shlex.split(args.nox),
+                                work / "main-job", args.ci)
+        doc["main_job"]["cells"] = report.cell_stats(doc["main_job"]["cells_results"])
     doc["steps"] = step
     doc["wall"] = round(time.monotonic() - started, 1)
     doc["load"]["after"] = list(os.getloadavg())

@@ -97,6 +97,11 @@ def session_name(stack, agent, fixed):
     return f"{SESSION_KIND[stack]}(agent={agent}, fixed={fixed})"
 
 
+def checks_name(stack, agent, fixed):
+    """The `nox -t ci` session of the other per-arm checks (test_app, lifeline, ...)."""
+    return f"checks({stack}, agent={agent}, fixed={fixed})"
+
+
 def sessions():
     """Every (stack, agent, fixed) a plain `nox` has, in the order nox runs them."""
     return [(s, a, f) for s in MAIN_STACKS for a in BOOLS for f in BOOLS]
