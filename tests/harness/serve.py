@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import shlex
 
-from tests.harness.cells import STACKS
+from tests.harness.cells import MAIN_STACKS
 
 ROUTES = ("/view", "/streaming")
 
@@ -23,7 +23,7 @@ def parse(posargs):
     """(the session's own choices, the arguments for `python -m app`)."""
     parser = argparse.ArgumentParser(prog="nox -s serve --", description=__doc__.split("\n")[0],
                                      add_help=True)
-    parser.add_argument("--stack", choices=sorted(STACKS), default="today",
+    parser.add_argument("--stack", choices=MAIN_STACKS, default="today",
                         help="today's stack, or the 2016 one (CPython 2.7) [today]")
     parser.add_argument("--fixed", action=argparse.BooleanOptionalAction, default=False,
                         help="the patched gevent-websocket build (else the registry's)")
