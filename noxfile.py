@@ -524,10 +524,7 @@ def history_base_env(session, package, stack):
               if canonicalize_name(Requirement(r).name) != canonicalize_name(package)]
     if canonicalize_name(package) != "gevent-websocket":
         others.append(gevent_websocket_wheel(session, stack, False, python=python))
-    session.run_install(str(python), "-m", "pip", "install", "--quiet",
-                        "--disable-pip-version-check", "--no-warn-script-location",
-                        "--no-index", "--find-links", str(house), *filter(None, others),
-                        external=True)
+    pip27_install(session, python, house, *filter(None, others))
     return python
 
 
