@@ -309,3 +309,17 @@ def test_the_terminal_grid_is_coloured_only_where_it_can_be(tmp_path, env, colou
     assert "agent off · fixed off" in plain and "today stack" in plain
     grid = plain[:plain.index("+ pass, - fail")]
     assert max(len(line) for line in grid.splitlines()) <= 80, grid
+
+
+def test_a_stack_read_against_another_differs_in_any_compared_column():
+    """deploy vs today: a close() or close-frame difference is a finding, not only a verdict."""
+    def row(**changed):
+        return {"agent": True, "fixed": False, "rum": True, "hello_goodbyer": False,
+                "streaming": True, "status": "observed", "verdict": "+", "closed": False,
+                "valid_close": True, **changed}
+
+    rows = [row(), row(rum=False, closed=True), row(streaming=False, valid_close=False),
+            row(hello_goodbyer=True, status="missing")]
+    today = [row(), row(rum=False), row(streaming=False), row(hello_goodbyer=True)]
+    report_module.compare_with(rows, today)
+    assert [r["reference_differs"] for r in rows] == [[], ["closed"], ["close_frame"], []]

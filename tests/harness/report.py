@@ -28,6 +28,7 @@ from .cells import (
     session_name,
     slug,
 )
+from .deploy_compare import COLUMNS as COMPARED
 
 SEED_ORDER = [(agent, flags) for agent, text in ((True, SEED_WITH_AGENT),
                                                  (False, SEED_WITHOUT_AGENT))
@@ -38,6 +39,8 @@ REQUIRED_STACKS = MAIN_STACKS
 # What a stack's cells are compared with besides the model: the seed's published
 # table, or (deploy) today's rows of the same arm.
 REFERENCE = {"deploy": "today"}
+# deploy_compare's columns, as a report row names them.
+ROW_COLUMN = dict(zip(COMPARED, ("verdict", "closed", "valid_close"), strict=True))
 
 
 def load(results_dir):
@@ -231,16 +234,19 @@ def group_causes(stack, rows):
     return out
 
 
-def compare_with(rows, reference_rows, name):
-    """Mark each row that differs from the same cell of another stack (deploy vs today)."""
+def compare_with(rows, reference_rows):
+    """Mark each observed row that differs from the same cell of another stack (deploy vs
+    today) in any column tests/harness/deploy_compare.py compares: verdict, closed, close
+    frame.  ``reference_differs`` lists those columns."""
     ref = {(r["agent"], r["fixed"], r["rum"], r["hello_goodbyer"], r["streaming"]): r
            for r in reference_rows}
     for row in rows:
         other = ref.get((row["agent"], row["fixed"], row["rum"], row["hello_goodbyer"],
                          row["streaming"]))
         row["reference"] = other.get("verdict") if other else None
-        row[f"differs_from_{name}"] = bool(row.get("verdict") and row["reference"]
-                                           and row["verdict"] != row["reference"])
+        both = row["status"] == "observed" and other and other["status"] == "observed"
+        row["reference_differs"] = [c for c, key in ROW_COLUMN.items()
+                                    if row[key] != other[key]] if both else []
 
 
 def stacks_shown(sessions):
@@ -285,9 +291,9 @@ def build(sessions, problems):
     for data in stacks.values():
         ref = data.get("reference")
         if ref and ref != "seed" and ref in stacks:
-            compare_with(data["rows"], stacks[ref]["rows"], ref)
+            compare_with(data["rows"], stacks[ref]["rows"])
             data["differs_from_reference"] = sum(1 for r in data["rows"]
-                                                 if r.get(f"differs_from_{ref}"))
+                                                 if r["reference_differs"])
     return {"stacks": stacks, "problems": problems,
             "sessions": {n: d.get("status") for n, d in sessions.items()}}
 

@@ -19,7 +19,8 @@ STATUS_CLASS = {"missing": "v-missing", "skipped": "v-skipped", "not run": "v-no
 # (key, terminal mark, page mark, meaning), in the order a cell shows them
 MARKS = (
     ("seed", "*", "≠", "differs from the seed's published verdict"),
-    ("reference", "~", "≈", "differs from today's stack (same arm)"),
+    ("reference", "~", "≈",
+     "differs from today's stack (same arm: verdict, closed or close frame)"),
     ("model", "!", "!", "disagrees with the expectation model"),
     ("open", "o", "○", "the server never called close() on the iterable (PEP 3333)"),
     ("frame", "x", "✗", "the websocket did not end with a valid close frame"),
@@ -97,10 +98,9 @@ def marks(row):
     """The keys of MARKS that apply to an observed cell."""
     if not row or row.get("status") != "observed":
         return []
-    reference = row.get("reference")
     found = {
         "seed": row.get("differs_from_seed"),
-        "reference": reference is not None and reference != row.get("verdict"),
+        "reference": bool(row.get("reference_differs")),
         "model": not row.get("matches_model", True),
         "open": not row.get("closed", True),
         "frame": not row.get("valid_close", True),
