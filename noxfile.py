@@ -55,7 +55,7 @@ CI = ["ci"]
 
 PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
 # MATRIX_RESULTS moves the results elsewhere (relative to ROOT, or absolute); the
-# workflow rehearsal in tests/test_workflow.py uses it to keep a second set apart.
+# workflow rehearsal in tests/product/test_workflow.py uses it to keep a second set apart.
 RESULTS = ROOT / os.environ.get("MATRIX_RESULTS", "results")
 # MATRIX_REPORT likewise for the report's output (the bench's own matrix run uses both).
 REPORT = ROOT / os.environ.get("MATRIX_REPORT", "report")
@@ -262,9 +262,9 @@ def tests_impl(session, stack, agent, fixed, paths, *, name=None, xdist=None):
 
 def main_job(session, stack, agent, fixed):
     """The cells (with their positive controls) and, per arm of today's stack, the
-    RFC 6455 / bad-input checks (tests/test_protocol.py)."""
+    RFC 6455 / bad-input checks (tests/matrix/test_protocol.py)."""
     protocol = stack == "today" and not agent
-    paths = ["tests/test_cells.py", *(["tests/test_protocol.py"] if protocol else [])]
+    paths = ["tests/matrix/test_cells.py", *(["tests/matrix/test_protocol.py"] if protocol else [])]
     tests_impl(session, stack, agent, fixed, paths,
                xdist=PROTOCOL_WORKERS if protocol else 0)
 
@@ -272,8 +272,8 @@ def main_job(session, stack, agent, fixed):
 def checks_paths(agent):
     """What `nox -t ci` adds per arm, beside its cells: the app on this arm's server, the
     harness's death stops the server (SIGKILL), the no-network proofs (the agent's arms)."""
-    return ["tests/test_app.py", "tests/test_lifeline.py",
-            *(["tests/test_no_network.py"] if agent else [])]
+    return ["tests/matrix/test_app.py", "tests/matrix/test_lifeline.py",
+            *(["tests/matrix/test_no_network.py"] if agent else [])]
 
 
 # -- sessions ----------------------------------------------------------------
@@ -307,7 +307,7 @@ def seed(session, agent, fixed):
 def deploy(session, agent, fixed):
     """Today's stack under gunicorn's gevent-websocket worker, agent by newrelic-admin."""
     # the cells; gunicorn's stop and lifeline (master and worker)
-    tests_impl(session, "deploy", agent, fixed, ["tests/test_cells.py", "tests/test_deploy.py"])
+    tests_impl(session, "deploy", agent, fixed, ["tests/matrix/test_cells.py", "tests/matrix/test_deploy.py"])
 
 
 CHECK_ARMS = [nox.param(stack, agent, fixed,  # named by checks_name(): checks(seed, agent=..)
@@ -329,8 +329,8 @@ def checks(session, stack, agent, fixed):
 @nox.session(python=None, default=False, tags=CI)
 @nox.parametrize("agent", BOOLS)
 def reliability(session, agent):
-    """Load, faults and interrupts on today's patched arm (tests/test_reliability.py)."""
-    tests_impl(session, "today", agent, True, ["tests/test_reliability.py"],
+    """Load, faults and interrupts on today's patched arm (tests/matrix/test_reliability.py)."""
+    tests_impl(session, "today", agent, True, ["tests/matrix/test_reliability.py"],
                name=f"reliability(agent={agent})")
 
 
@@ -339,8 +339,8 @@ def unit(session):
     """The harness's own tests: model, seed table, builds, bisection, comparison, renderers."""
     install_harness(session)
     session.install(*nox.project.dependency_groups(PYPROJECT, "report"))
-    session.run("pytest", "tests/test_model.py", "tests/test_builds.py", "tests/test_history.py",
-                "tests/test_deploy_compare.py", "tests/test_report.py",
+    session.run("pytest", "tests/unit/test_model.py", "tests/unit/test_builds.py", "tests/unit/test_history.py",
+                "tests/unit/test_deploy_compare.py", "tests/unit/test_report.py",
                 "--junitxml", str(results_file("unit", ".junit.xml")), *session.posargs)
 
 
@@ -402,7 +402,7 @@ def conformance(session):
     arms = [f"{arm}={conformance_server(session, arm, *axes)}"
             for arm, axes in CONFORMANCE_ARMS.items()]
     # The harness's own checks first: index.json parsing, the rule, the stall watchdog.
-    session.run("pytest", "tests/test_conformance.py", "-q")
+    session.run("pytest", "tests/unit/test_conformance.py", "-q")
     session.run("python", "-m", "tests.harness.conformance", "--wstest", str(wstest),
                 *(a for arm in arms for a in ("--arm", arm)),
                 "--results", str(RESULTS / "conformance.json"),
@@ -423,7 +423,7 @@ def report(session):
 def page(session):
     """The report as readers see it: report/index.html in headless Chromium.
 
-    tests/test_report_page.py loads the page
+    tests/product/test_report_page.py loads the page
     `nox -s report` wrote in headless Chromium (DOM, drill-down, console, screenshots).
 
     Apart from `report`: the page test needs Debian's chromium, which the GitHub report
@@ -431,7 +431,7 @@ def page(session):
     Run it after `nox -s report`; in `nox -t ci` it follows the report session (noxfile order).
     """
     session.install(*nox.project.dependency_groups(PYPROJECT, "harness", "report", "page"))
-    session.run("pytest", "tests/test_report_page.py",
+    session.run("pytest", "tests/product/test_report_page.py",
                 *session.posargs, env={"MATRIX_REPORT": str(REPORT)})
 
 
@@ -439,7 +439,7 @@ def page(session):
 def workflow(session):
     """The GitHub workflow: actionlint, zizmor, its jobs against `nox -l`, a local rehearsal."""
     session.install(*nox.project.dependency_groups(PYPROJECT, "test", "workflow"))
-    session.run("pytest", "tests/test_workflow.py", *session.posargs)
+    session.run("pytest", "tests/product/test_workflow.py", *session.posargs)
 
 
 @nox.session(python=None, default=False)

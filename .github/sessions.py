@@ -19,7 +19,7 @@ then the same arm's other checks of `nox -t ci`, `nox -s "<checks>"`; `slug`
 names the session's results files (results/<slug>.json, .junit.xml).
 The sessions in OWN_JOB run once in a job of their own.  Any other default
 session is an error, so a new kind of session cannot silently miss CI.
-tests/test_workflow.py runs the workflow's own step and compares with nox.
+tests/product/test_workflow.py runs the workflow's own step and compares with nox.
 """
 
 from __future__ import annotations

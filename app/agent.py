@@ -53,7 +53,7 @@ def _watch_outbound():
     asserts that no ``outbound`` event appears.  Audit events cover connect,
     sendto/sendmsg with an address, and every name lookup; a send() on a
     socket connected earlier has none, but its connect was recorded.  CPython
-    2.7 has no audit hooks; there tests/test_no_network.py traces the
+    2.7 has no audit hooks; there tests/matrix/test_no_network.py traces the
     server's system calls instead (strace), as it does on 3.x as a cross-check.
     """
     if not hasattr(sys, "addaudithook"):

@@ -154,7 +154,7 @@ def pytest_configure(config):
     nox answers a Ctrl-C aimed at nox alone by waiting 0.3 s for pytest, then
     sending it SIGTERM (then SIGKILL 0.2 s later).  Python's default SIGTERM
     exits at once, without teardown, and the servers (in sessions of their
-    own) would outlive the run.  tests/test_reliability.py checks both signals.
+    own) would outlive the run.  tests/matrix/test_reliability.py checks both signals.
     """
     import signal
     import threading

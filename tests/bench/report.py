@@ -35,7 +35,7 @@ def dist(values):
 def cell_stats(results_dir):
     """Per (stack, agent): cell wall time, server spawn-to-ready, the exchange.
 
-    duration: the cell as tests/test_cells.py times it (server spawn, GET /,
+    duration: the cell as tests/matrix/test_cells.py times it (server spawn, GET /,
     both clients, server stop); exchange: the slowest client's run (process
     start to exit; the two run at once); rest: duration - ready - exchange
     (the page GET, the server's stop, the harness).

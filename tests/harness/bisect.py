@@ -4,7 +4,7 @@ Pure logic, no servers: ``search()`` is given the releases and a ``probe``
 (release, cells) -> {cell: verdict} that raises :class:`Unusable` for a release
 that cannot be downloaded, built or started (skipped, as ``git bisect skip``
 does).  tests/harness/history.py gives it a probe that runs the matrix's cells;
-tests/test_history.py one with planted flips.
+tests/unit/test_history.py one with planted flips.
 
 1. The range's ends: the first and the last usable release, all cells each.
 2. The watched cells: those whose verdict differs between the ends.

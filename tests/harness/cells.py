@@ -113,7 +113,7 @@ def cells(stack, agent, fixed):
 
 # The seed's 32 observations, transcribed once, in the seed's own order and
 # notation: "fixed,rum,hello_goodbyer,streaming: verdict", first with the
-# agent, then without.  tests/test_model.py checks this against the seed file.
+# agent, then without.  tests/unit/test_model.py checks this against the seed file.
 SEED_WITH_AGENT = """
 True,True,True,True: +
 True,True,True,False: +

@@ -19,7 +19,7 @@ which gevent-websocket does not negotiate) run and are UNIMPLEMENTED on every
 arm; on the patched arms of ``STRICT_STACKS`` every other case is OK or
 INFORMATIONAL, behaviour and close; on the other arms every case that is not
 maps to a named defect (``defects()``), the ``defect=`` of a protocol check in
-tests/test_protocol.py that the fast test run checks without Autobahn.
+tests/matrix/test_protocol.py that the fast test run checks without Autobahn.
 """
 
 from __future__ import annotations
@@ -66,9 +66,9 @@ COMPRESSION = ("12", "13")  # permessage-deflate (RFC 7692), not implemented by 
 def defects():
     """Case -> the named defect it shows where it is not OK: the xfail reason
     (``defect=``) of the protocol check that shows that defect without Autobahn."""
-    # Imported here: tests.test_protocol needs pytest, which nox itself (it
+    # Imported here: tests.matrix.test_protocol needs pytest, which nox itself (it
     # reads ARMS) does not have.
-    from tests.test_protocol import ECHO_REPR, UTF8_NOT_FAIL_FAST
+    from tests.matrix.test_protocol import ECHO_REPR, UTF8_NOT_FAIL_FAST
 
     return {
         # One frame sent in chops, the invalid UTF-8 in the second: the handler
@@ -198,7 +198,7 @@ def problems(arms, named=None):
             elif case not in named:
                 found.append(f"{name}: case {case} ({seen}) maps to no named defect: add it to "
                              "defects() in tests/harness/conformance.py with the protocol check "
-                             "(tests/test_protocol.py) that shows it without Autobahn")
+                             "(tests/matrix/test_protocol.py) that shows it without Autobahn")
     return found
 
 

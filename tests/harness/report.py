@@ -316,7 +316,7 @@ def conclusion_text(c):
     return f"refuted by {c['contradicting']} of {c['cells']} cells"
 
 
-# -- the protocol checks (tests/test_protocol.py): check x (vanilla, patched) --------
+# -- the protocol checks (tests/matrix/test_protocol.py): check x (vanilla, patched) --------
 
 PROTOCOL_ARMS = ("vanilla", "patched")
 # Worst first: the outcome shown when sessions of one arm disagree.

@@ -42,7 +42,7 @@ from tests.harness.cells import (
 
 yaml = pytest.importorskip("yaml", reason="PyYAML comes with `nox -s workflow`")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / ".github" / "workflows" / "matrix.yml"
 CI_RUN = ROOT / ".ci" / "run"
 PER_SESSION_JOBS = {"today": "matrix", "seed": "seed"}  # workflow job -> sessions.py output

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from tests.harness.server import READY_TIMEOUT, ROOT
-from tests.test_reliability import (
+from tests.matrix.test_reliability import (
     HOLD_BOUND,
     PYTEST_START_BOUND,
     child_pytest,

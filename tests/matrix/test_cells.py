@@ -32,7 +32,7 @@ def cell_node(rum=False, hello_goodbyer=False, streaming=True):
     """The node id of one cell, e.g. for a child pytest."""
     ids = (onoff("rum")(rum), onoff("hello_goodbyer")(hello_goodbyer),
            onoff("streaming")(streaming))
-    return f"tests/test_cells.py::test_cell[{'-'.join(ids)}]"
+    return f"tests/matrix/test_cells.py::test_cell[{'-'.join(ids)}]"
 
 
 def imported_from_env(server, module):

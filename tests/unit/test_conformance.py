@@ -135,7 +135,7 @@ def test_seed_patched_is_held_to_named_defects_only():
     assert problems({"seed-patched": seed}, NAMED) == [
         "seed-patched: case 1.1.1 (behaviour FAILED, close OK) maps to no named defect: add it "
         "to defects() in tests/harness/conformance.py with the protocol check "
-        "(tests/test_protocol.py) that shows it without Autobahn"]
+        "(tests/matrix/test_protocol.py) that shows it without Autobahn"]
 
 
 def test_vanilla_non_ok_case_without_a_named_defect_fails_the_rule():

@@ -31,7 +31,7 @@ from tests.harness import clients
 from tests.harness.cells import Cell
 from tests.harness.criteria import ITERATOR_MESSAGE, VIEW_MESSAGE
 from tests.harness.server import HTTP_TIMEOUT, READY_TIMEOUT, ROOT, STOP_TIMEOUT, Server
-from tests.test_cells import cell_node
+from tests.matrix.test_cells import cell_node
 
 LOAD_CLIENTS = int(os.environ.get("RELIABILITY_LOAD_CLIENTS", "200"))
 DISCONNECTS = int(os.environ.get("RELIABILITY_DISCONNECTS", "1000"))

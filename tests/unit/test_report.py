@@ -24,7 +24,7 @@ from tests.harness.cells import Cell, cells, seed_verdict, session_name, slug
 from tests.harness.model import StackFacts, predict
 from tests.harness.render import html, layout, markdown, terminal
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 VERSIONS = {"today": ("0.10.1", "14.1.0"), "seed": ("0.9.5", "2.66.0.49"),
             "deploy": ("0.10.1", "14.1.0")}
 RUN_TIMEOUT = 60  # s for one `python -m tests.harness.report` (bound)

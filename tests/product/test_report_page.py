@@ -21,9 +21,9 @@ import pytest
 
 from tests.harness.cells import Cell
 from tests.harness.report import REQUIRED_STACKS, main
-from tests.test_report import write_optional, write_results
+from tests.unit.test_report import write_optional, write_results
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 REPORT = ROOT / os.environ.get("MATRIX_REPORT", "report")
 INSTALL = "apt-get update && apt-get install -y chromium"
 # Chromium as root, with nothing of its own reaching the network.
