@@ -3,7 +3,7 @@
 stdout carries one JSON event per line, the first being the readiness line
 ``{"event": "listening", "url": ...}``; gevent's access and error logs go to
 stderr.  Every option has an environment equivalent (APP_HOST, APP_PORT,
-APP_AGENT, APP_RUM, APP_HELLO_GOODBYER) so a harness can configure a cell
+APP_AGENT, APP_RUM, APP_HELLO_GOODBYER, APP_HANDLER) so a harness can configure a cell
 without building argument lists.
 """
 from __future__ import absolute_import, print_function
@@ -15,6 +15,7 @@ import signal
 import socket
 import sys
 
+from . import handlers
 from .events import emit
 
 STOP_TIMEOUT = 1.0  # seconds open websockets get to finish on SIGTERM/SIGINT
@@ -49,6 +50,10 @@ def parse_args(argv):
     _add_flag(parser, "agent", "APP_AGENT", "start the New Relic agent (developer mode)")
     _add_flag(parser, "rum", "APP_RUM", "agent's browser monitoring (RUM) on")
     _add_flag(parser, "hello-goodbyer", "APP_HELLO_GOODBYER", "wrap the app in HelloGoodbyer")
+    parser.add_argument("--handler", default=os.environ.get("APP_HANDLER", handlers.DEFAULT),
+                        choices=sorted(handlers.ADAPTERS),
+                        help="the websocket handler (app/handlers.py) [APP_HANDLER, default %s]"
+                        % handlers.DEFAULT)
     _add_flag(parser, "watch-stdin", "APP_WATCH_STDIN",
               "stop when stdin reaches EOF (the harness that started the server is gone)")
     return parser.parse_args(argv)
@@ -58,6 +63,13 @@ def versions():
     names = ("gevent", "gevent-websocket", "greenlet", "Flask", "Werkzeug", "newrelic")
     if "gunicorn" in sys.modules:  # served by gunicorn (app.gunicorn_conf)
         names += ("gunicorn",)
+    found = {"python": ".".join(str(n) for n in sys.version_info[:3])}
+    found.update(versions_of(names))
+    return found
+
+
+def versions_of(names):
+    """{distribution: installed version or None}."""
     try:
         from importlib.metadata import PackageNotFoundError, version
     except ImportError:  # CPython 2.7
@@ -68,7 +80,7 @@ def versions():
         def version(name):
             return pkg_resources.get_distribution(name).version
 
-    found = {"python": ".".join(str(n) for n in sys.version_info[:3])}
+    found = {}
     for name in names:
         try:
             found[name] = version(name)
@@ -96,11 +108,12 @@ def build_application(hello_goodbyer):
     from .web import create_app, raw_app
 
     flask_app = create_app()
+    raw = handlers.current().raw(raw_app)
     main = HelloGoodbyer(flask_app) if hello_goodbyer else flask_app
 
     def dispatch(environ, start_response):
         if environ.get("PATH_INFO", "").startswith("/raw/"):
-            return raw_app(environ, start_response)
+            return raw(environ, start_response)
         if environ.get("PATH_INFO", "") == "/_stats":  # fds, greenlets, RSS (app.stats)
             return stats_app(environ, start_response)
         return main(environ, start_response)
@@ -147,7 +160,7 @@ def logging_rejections(handler_class):
 
 
 # import name -> what to install (distribution name)
-REQUIRED = (("gevent", "gevent"), ("geventwebsocket", "gevent-websocket"), ("flask", "Flask"))
+REQUIRED = (("gevent", "gevent"), ("flask", "Flask"))
 
 
 def _find(name):
@@ -167,7 +180,9 @@ def _find(name):
 
 def missing_dependencies(args):
     """One line naming what is missing and the fix, or None."""
-    required = REQUIRED + ((("newrelic", "newrelic"),) if args.agent else ())
+    handler = handlers.use(args.handler)
+    required = REQUIRED + ((handler.module, handler.distributions[0]),) + (
+        (("newrelic", "newrelic"),) if args.agent else ())
     missing = [dist for module, dist in required if not _find(module)]
     if not missing:
         return None
@@ -193,12 +208,14 @@ def main(argv=None):
 
     import gevent
     from gevent.pywsgi import WSGIServer
-    from geventwebsocket.handler import WebSocketHandler
 
     from .middleware import IterableProbe
 
+    handler = handlers.current()  # chosen by missing_dependencies()
+    handler_class = handler.handler_class()
     server = WSGIServer((args.host, args.port), build_application(args.hello_goodbyer),
-                        handler_class=logging_rejections(WebSocketHandler),
+                        handler_class=(logging_rejections(handler_class)
+                                       if handler.logs_rejections else handler_class),
                         log=sys.stderr, error_log=sys.stderr)
     # The agent wraps the application WSGIServer is given (its gevent hook);
     # the probe must see what the handler sees, so it goes on afterwards.
@@ -232,7 +249,9 @@ def main(argv=None):
 
     host, port = server.address[:2]
     emit_listening(host, port, launcher="app", agent=args.agent, agent_active=agent_active,
-                   rum=args.rum, hello_goodbyer=args.hello_goodbyer)
+                   rum=args.rum, hello_goodbyer=args.hello_goodbyer,
+                   handler=handlers.describe(handler, handler_class,
+                                             versions_of(handler.distributions)))
     server.serve_forever()
     try:
         emit("stopped")

@@ -7,8 +7,9 @@ from __future__ import absolute_import
 import sys
 
 import gevent
-from flask import Flask, Response, request
+from flask import Flask, Response
 
+from . import handlers
 from .events import emit
 
 PAGE = (
@@ -60,15 +61,11 @@ def create_app():
     app = Flask(__name__)
     ws_rule = _websocket_rule_options()
 
+    handler = handlers.current()
+
     def websocket_route(rule):
         def register(view):
-            def endpoint():
-                ws = request.environ.get("wsgi.websocket")
-                if ws is None:  # only reachable where Werkzeug has no websocket rules
-                    return Response(NOT_A_WEBSOCKET, status=400, mimetype="text/plain")
-                return view(ws, request.environ.get("app.rid"))
-
-            app.add_url_rule(rule, view.__name__, endpoint, **ws_rule)
+            handler.route(app, rule, view, ws_rule)
             return view
 
         return register
@@ -168,10 +165,10 @@ def _start_response_contract(write, start_response):
     }
 
 
-def raw_app(environ, start_response):
+def raw_app(environ, start_response, ws):
+    """``ws``: the websocket the handler's adapter found (app.handlers), or None."""
     kind = environ.get("PATH_INFO", "").rsplit("/", 1)[-1]
     rid = environ.get("app.rid")
-    ws = environ.get("wsgi.websocket")
     write = start_response("200 OK", [("Content-Type", "text/plain")])
     if ws is None:
         return [NOT_A_WEBSOCKET.encode("ascii")]
