@@ -30,7 +30,7 @@ LAUNCHERS = ("app", "gunicorn")
 GUNICORN_WORKER = "geventwebsocket.gunicorn.workers.GeventWebSocketWorker"
 # A cell's environment must not decide it: flags (or, for gunicorn, the
 # variables set here) do.
-CELL_ENVIRON = ("APP_AGENT", "APP_RUM", "APP_HELLO_GOODBYER", "APP_PORT", "APP_HOST",
+CELL_ENVIRON = ("APP_AGENT", "APP_RUM", "APP_HELLO_GOODBYER", "APP_PORT", "APP_HOST", "APP_HANDLER",
                 "NEW_RELIC_CONFIG_FILE", "NEW_RELIC_ENVIRONMENT", "NEW_RELIC_DEVELOPER_MODE")
 
 
@@ -44,11 +44,15 @@ class Server:
     running: set[Server] = set()  # started and not yet stopped, for signal_all()
 
     def __init__(self, python=None, *, agent=False, rum=False, hello_goodbyer=False,
-                 port=0, log_dir=None, name="server", launcher="app"):
+                 port=0, log_dir=None, name="server", launcher="app", handler=None):
         self.python = python or sys.executable
         if launcher not in LAUNCHERS:
             raise ValueError(f"launcher={launcher!r}: expected one of {LAUNCHERS}")
         self.launcher = launcher
+        if handler is not None and launcher != "app":
+            raise ValueError(f"handler={handler!r}: only `python -m app` takes a handler "
+                             f"(launcher='app'), not launcher={launcher!r}")
+        self.handler = handler  # None: the app's default (gevent-websocket)
         self.argv, self.environ = (self._gunicorn if launcher == "gunicorn" else self._app)(
             port, agent, rum, hello_goodbyer)
         self.name = name
@@ -65,7 +69,7 @@ class Server:
         return [self.python, "-m", "app", "--host", "127.0.0.1", "--port", str(port),
                 "--agent" if agent else "--no-agent", "--rum" if rum else "--no-rum",
                 "--hello-goodbyer" if hello_goodbyer else "--no-hello-goodbyer",
-                "--watch-stdin"], {}
+                "--watch-stdin", *(["--handler", self.handler] if self.handler else [])], {}
 
     def _gunicorn(self, port, agent, rum, hello_goodbyer):
         """gunicorn as users deploy it; the agent, if any, by newrelic-admin and its config.
