@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import argparse
 import shlex
+from pathlib import Path
 
 from tests.harness.cells import MAIN_STACKS
 
 ROUTES = ("/view", "/streaming")
 
 
-def parse(posargs):
+def parse(posargs: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """(the session's own choices, the arguments for `python -m app`)."""
     parser = argparse.ArgumentParser(prog="nox -s serve --", description=__doc__.split("\n")[0],
                                      add_help=True)
@@ -37,7 +38,7 @@ def parse(posargs):
     return args, app_args
 
 
-def usage(args, server_python, client_python):
+def usage(args: argparse.Namespace, server_python: Path, client_python: Path) -> str:
     port = args.port or "PORT"
     where = f"ws://{args.host}:{port}"
     arm = "patched" if args.fixed else "vanilla"
