@@ -162,7 +162,7 @@ def test_every_arm_runs_the_same_cases():
 
 def test_every_mapped_case_names_a_defect_of_the_protocol_table():
     """The defects are the protocol checks' own `defect=` texts, not free text."""
-    from tests import test_protocol
+    from tests.matrix import test_protocol
 
     table = {v for k, v in vars(test_protocol).items() if k.isupper() and isinstance(v, str)}
     assert set(conformance.defects().values()) <= table
