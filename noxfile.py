@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import json
 import os
 import shlex
 import shutil
@@ -35,12 +34,15 @@ from tests.harness.cells import (  # noqa: E402
     BOOLS,
     MAIN_STACKS,
     STACKS,
+    build_name,
     checks_name,
     session_name,
     slug,
 )
-from tests.harness.conformance import ARMS as CONFORMANCE_ARMS  # noqa: E402
+from tests.harness import records  # noqa: E402
+from tests.harness.conformance import TARGETS as CONFORMANCE_TARGETS  # noqa: E402
 from tests.harness.pythons import MissingPython, find_python27  # noqa: E402
+from tests.harness.records import SessionResults  # noqa: E402
 
 nox.needs_version = ">=2026.10.20"  # --parallel, allow_parallel=
 nox.options.default_venv_backend = "uv|virtualenv"
@@ -133,11 +135,11 @@ def install_node_client(session):
 
 def gevent_websocket_wheel(session, stack, fixed, python=None):
     """Build (or take from cache) the verified wheel; None when installs are skipped."""
-    arm = "fixed" if fixed else "vanilla"
-    args = ["python", "-m", "tests.harness.builds", "--stack", stack, "--arm", arm]
+    build = build_name(fixed)
+    args = ["python", "-m", "tests.harness.builds", "--stack", stack, "--build", build]
     if python:
         args += ["--python", str(python)]
-    with exclusive(session, f"wheel-{stack}-{arm}"):  # one build, not one per parallel session
+    with exclusive(session, f"wheel-{stack}-{build}"):  # one build, not one per parallel session
         output = session.run_install(*args, silent=True)
     return output.strip().splitlines()[-1] if output else None
 
@@ -190,9 +192,8 @@ def skip_or_fail(session, reason, name):
     """Without Python 2.7 a local run skips the seed stack; CI must not."""
     if os.environ.get("CI"):
         session.error(reason)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    record = {"session": name, "status": "skipped", "reason": reason}
-    results_file(name).write_text(json.dumps(record) + "\n")
+    records.write(results_file(name), SessionResults(session=name, status="skipped",
+                                                     reason=reason))
     session.skip(reason)
 
 
@@ -341,6 +342,7 @@ def unit(session):
     session.install(*nox.project.dependency_groups(PYPROJECT, "report"))
     session.run("pytest", "tests/unit/test_model.py", "tests/unit/test_builds.py", "tests/unit/test_history.py",
                 "tests/unit/test_deploy_compare.py", "tests/unit/test_report.py",
+                "tests/unit/test_records.py",
                 "--junitxml", str(results_file("unit", ".junit.xml")), *session.posargs)
 
 
@@ -363,9 +365,9 @@ def install_wstest(session, where):
     return where / "bin" / "wstest"
 
 
-def conformance_server(session, arm, stack, fixed):
-    """The server env of one arm, beside the session's; returns its interpreter."""
-    where = Path(session.virtualenv.location) / "arms" / arm
+def conformance_server(session, target, stack, fixed):
+    """The server env of one target, beside the session's; returns its interpreter."""
+    where = Path(session.virtualenv.location) / "targets" / target
     requirements = server_requirements(stack, False)
     if stack == "seed":
         python = py27_env(session, "conformance", where)
@@ -399,12 +401,12 @@ def conformance(session):
         session.skip(str(exc))
     install_harness(session)
     wstest = install_wstest(session, Path(session.virtualenv.location) / "wstest")
-    arms = [f"{arm}={conformance_server(session, arm, *axes)}"
-            for arm, axes in CONFORMANCE_ARMS.items()]
+    targets = [f"{target}={conformance_server(session, target, *axes)}"
+               for target, axes in CONFORMANCE_TARGETS.items()]
     # The harness's own checks first: index.json parsing, the rule, the stall watchdog.
     session.run("pytest", "tests/unit/test_conformance.py", "-q")
     session.run("python", "-m", "tests.harness.conformance", "--wstest", str(wstest),
-                *(a for arm in arms for a in ("--arm", arm)),
+                *(a for target in targets for a in ("--target", target)),
                 "--results", str(RESULTS / "conformance.json"),
                 "--report", str(REPORT / "conformance"),
                 "--logs", str(RESULTS / "conformance.logs"), *session.posargs,
@@ -461,14 +463,14 @@ def wheel(session):
     """Write the patched gevent-websocket wheels to dist/ for users."""
     install_harness(session)
     dist = ROOT / "dist"
-    session.run("python", "-m", "tests.harness.builds", "--stack", "today", "--arm", "fixed",
+    session.run("python", "-m", "tests.harness.builds", "--stack", "today", "--build", "patched",
                 "--dest", str(dist))
     try:
         find_python27()
     except MissingPython as exc:
         session.warn(f"0.9.5+fixed (CPython 2.7) not built: {exc}")
         return
-    session.run("python", "-m", "tests.harness.builds", "--stack", "seed", "--arm", "fixed",
+    session.run("python", "-m", "tests.harness.builds", "--stack", "seed", "--build", "patched",
                 "--python", str(py27_env(session, "wheel")), "--dest", str(dist))
 
 

@@ -28,10 +28,9 @@ import pytest
 
 from tests.bench import load
 from tests.harness import clients
-from tests.harness.cells import Cell
+from tests.harness.cells import Cell, node_id
 from tests.harness.criteria import ITERATOR_MESSAGE, VIEW_MESSAGE
 from tests.harness.server import HTTP_TIMEOUT, READY_TIMEOUT, ROOT, STOP_TIMEOUT, Server
-from tests.matrix.test_cells import cell_node
 
 LOAD_CLIENTS = int(os.environ.get("RELIABILITY_LOAD_CLIENTS", "200"))
 DISCONNECTS = int(os.environ.get("RELIABILITY_DISCONNECTS", "1000"))
@@ -302,8 +301,8 @@ def test_server_killed_mid_cell_fails_within_its_bound(session, tmp_path):
         pytest.skip("needs the session's claim (--agent/--fixed)")
     cell = Cell(session.stack, session.agent, session.fixed, False, False, True)
     logs = tmp_path / "logs"
-    child = child_pytest([cell_node(), *session_args(session, logs, tmp_path / "r.json")])
-    events = logs / f"{cell.slug}.events.log"
+    child = child_pytest([node_id(cell), *session_args(session, logs, tmp_path / "r.json")])
+    events = logs / f"{cell.slug()}.events.log"
     view = wait_event(events, lambda e: e["event"] == "view_received",
                       PYTEST_START_BOUND + READY_TIMEOUT, "the view's exchange", child)
     os.killpg(view["pid"], signal.SIGKILL)
