@@ -27,9 +27,10 @@ from pathlib import Path
 import pytest
 
 from tests.bench import load
-from tests.harness import clients
+from tests.harness import clients, records
 from tests.harness.cells import Cell, node_id
 from tests.harness.criteria import ITERATOR_MESSAGE, VIEW_MESSAGE
+from tests.harness.records import SessionResults
 from tests.harness.server import HTTP_TIMEOUT, READY_TIMEOUT, ROOT, STOP_TIMEOUT, Server
 
 LOAD_CLIENTS = int(os.environ.get("RELIABILITY_LOAD_CLIENTS", "200"))
@@ -314,9 +315,9 @@ def test_server_killed_mid_cell_fails_within_its_bound(session, tmp_path):
     # The failure quotes the server's last events and says the server died.
     assert "last server events" in out and '"view_received"' in out, out[-3000:]
     assert "has exited, status -9" in out, out[-3000:]
-    cell_record = json.loads((tmp_path / "r.json").read_text())["cells"][0]
-    assert cell_record["verdict"] == "-" or any(
-        o["verdict"] == "-" for o in cell_record["observed"]), cell_record["observed"]
+    (cell_record,) = records.read(tmp_path / "r.json", SessionResults, "this test").cells
+    assert cell_record.verdict == "-" or any(
+        o.verdict == "-" for o in cell_record.observed), cell_record.observed
     assert not procs_in_session(view["pid"])
 
 
