@@ -30,6 +30,7 @@ from packaging.utils import canonicalize_name
 ROOT = Path(__file__).parent
 sys.path.insert(0, str(ROOT))
 
+from tests.harness import records  # noqa: E402
 from tests.harness.cells import (  # noqa: E402
     BOOLS,
     MAIN_STACKS,
@@ -39,7 +40,6 @@ from tests.harness.cells import (  # noqa: E402
     session_name,
     slug,
 )
-from tests.harness import records  # noqa: E402
 from tests.harness.conformance import TARGETS as CONFORMANCE_TARGETS  # noqa: E402
 from tests.harness.pythons import MissingPython, find_python27  # noqa: E402
 from tests.harness.records import SessionResults  # noqa: E402

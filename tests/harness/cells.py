@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import itertools
-import sys
 import re
+import sys
 from dataclasses import MISSING, asdict, astuple, dataclass, fields, replace
 from pathlib import Path
 
@@ -162,7 +162,8 @@ class Cell:
         """``today-agent_on-...``; with ``axes``, only those (a test id within a session)."""
         parts = [] if axes is not None else [self.stack]
         for name, value in self._shown(axes, ()):
-            parts.append(f"{name}_{('on' if value else 'off') if isinstance(value, bool) else value}")
+            word = ("on" if value else "off") if isinstance(value, bool) else value
+            parts.append(f"{name}_{word}")
         return "-".join(parts)
 
     @classmethod

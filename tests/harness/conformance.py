@@ -398,7 +398,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m tests.harness.conformance",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--wstest", required=True, help="the wstest script (CPython 2.7 env)")
-    parser.add_argument("--target", dest="targets", action="append", type=_target_option, required=True,
+    parser.add_argument("--target", dest="targets", action="append", type=_target_option,
+                        required=True,
                         help="TARGET=PYTHON: the interpreter whose env serves that target")
     parser.add_argument("--results", type=Path, default=ROOT / "results" / "conformance.json")
     parser.add_argument("--report", type=Path, default=ROOT / "report" / "conformance")

@@ -59,8 +59,8 @@ def positive_controls(cell, server, page, releases=None, transcripts=()):
     pins = STACKS[cell.stack]
     releases = releases or {}
     gws = versions["gevent-websocket"] or ""
-    want_gws = build_version(releases.get("gevent-websocket") or pins["gevent-websocket"]["version"],
-                             cell.fixed)
+    release = releases.get("gevent-websocket") or pins["gevent-websocket"]["version"]
+    want_gws = build_version(release, cell.fixed)
     releases_reported = {f"{name} release": versions.get(name) == version
                          for name, version in releases.items() if name != "gevent-websocket"}
     return {

@@ -37,8 +37,8 @@ from tests.harness.defects import (
     PYTHON_INVALID,
     STR_BODY,
     UNMASKED,
-    UTF8_NOT_FAIL_FAST,
     UTF8_NO_CODE,
+    UTF8_NOT_FAIL_FAST,
 )
 from tests.harness.frames import (
     OP_CLOSE,
