@@ -26,7 +26,7 @@ import nox
 sys.path.insert(0, str(Path(__file__).parent))
 
 from tests.harness.cells import BOOLS, HISTORY, MAIN_STACKS  # noqa: E402
-from tests.harness.conformance import ARMS as CONFORMANCE_ARMS  # noqa: E402
+from tests.harness.conformance import TARGETS as CONFORMANCE_TARGETS  # noqa: E402
 from tests.harness.envs import (  # noqa: E402
     COMPILE,
     REPORT,
@@ -186,12 +186,12 @@ def unit(session: nox.Session) -> None:
     install_groups(session, "report")
     session.run("pytest", "tests/unit/test_model.py", "tests/unit/test_builds.py",
                 "tests/unit/test_history.py", "tests/unit/test_deploy_compare.py",
-                "tests/unit/test_report.py",
+                "tests/unit/test_report.py", "tests/unit/test_records.py",
                 "--junitxml", str(results_file("unit", ".junit.xml")), *session.posargs)
 
 
-# -- conformance (issue 14): Autobahn|Testsuite on every gevent-websocket arm ----
-# Writes results/conformance.json and Autobahn's HTML under report/conformance/<arm>/;
+# -- conformance (issue 14): Autobahn|Testsuite on every gevent-websocket build
+# Writes results/conformance.json and Autobahn's HTML under report/conformance/<target>/;
 # fails if the patched 0.10.1 has a case (outside compression) that is not OK, or
 # vanilla one that maps to no named defect.  2.5-3 minutes on 2 cores shared with other
 # work (load 5-8), caches warm; the first run also builds wstest's wheels (~1.5 min).
@@ -199,16 +199,16 @@ def unit(session: nox.Session) -> None:
 
 @nox.session(python=None, default=False, tags=CI)
 def conformance(session: nox.Session) -> None:
-    """Autobahn|Testsuite (wstest fuzzingclient, every case) on the four gevent-websocket arms."""
+    """Autobahn|Testsuite (wstest fuzzingclient, every case) on four gevent-websocket builds."""
     require_python27(session)  # wstest and the seed stack run on it
     install_harness(session)
     wstest = install_wstest(session, Path(session.virtualenv.location) / "wstest")
-    arms = [f"{arm}={conformance_server(session, arm, *axes)}"
-            for arm, axes in CONFORMANCE_ARMS.items()]
+    targets = [f"{target}={conformance_server(session, target, *axes)}"
+               for target, axes in CONFORMANCE_TARGETS.items()]
     # The harness's own checks first: index.json parsing, the rule, the stall watchdog.
     session.run("pytest", "tests/unit/test_conformance.py", "-q")
     session.run("python", "-m", "tests.harness.conformance", "--wstest", str(wstest),
-                *(a for arm in arms for a in ("--arm", arm)),
+                *(a for target in targets for a in ("--target", target)),
                 "--results", str(RESULTS / "conformance.json"),
                 "--report", str(REPORT / "conformance"),
                 "--logs", str(RESULTS / "conformance.logs"), *session.posargs,
@@ -261,10 +261,10 @@ def wheel(session: nox.Session) -> None:
     """Write the patched gevent-websocket wheels to dist/ for users."""
     install_harness(session)
     dist = ROOT / "dist"
-    session.run("python", "-m", "tests.harness.builds", "--stack", "today", "--arm", "fixed",
+    session.run("python", "-m", "tests.harness.builds", "--stack", "today", "--build", "patched",
                 "--dest", str(dist))
     python = py27_env(session, require_python27(session))  # 0.9.5+fixed is built on 2.7
-    session.run("python", "-m", "tests.harness.builds", "--stack", "seed", "--arm", "fixed",
+    session.run("python", "-m", "tests.harness.builds", "--stack", "seed", "--build", "patched",
                 "--python", str(python), "--dest", str(dist))
 
 

@@ -8,7 +8,7 @@ interpreter that will run it.  Wheels are cached under ``.cache/wheels/<key>/``.
 
 CLI::
 
-    python -m tests.harness.builds --stack today|seed|deploy --arm vanilla|fixed \
+    python -m tests.harness.builds --stack today|seed|deploy --build vanilla|patched \
         [--python PATH] [--dest DIR]
 """
 
@@ -33,13 +33,13 @@ from typing import Any
 from packaging.utils import parse_wheel_filename
 from packaging.version import Version
 
-from .cells import STACKS  # [tool.stacks], bases resolved (deploy builds today's pin)
+# [tool.stacks], bases resolved (deploy builds today's pin); the patched build's label
+from .cells import PATCHED_LABEL, STACKS, build_name, build_version
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_CACHE = REPO / ".cache"
 PATCHES = REPO / "patches" / "gevent-websocket"
 PROJECT = "gevent-websocket"
-LOCAL_LABEL = "fixed"
 
 REGISTRY_JSON = "https://pypi.org/pypi/{project}/json"
 DOWNLOAD_TIMEOUT = 300
@@ -346,7 +346,7 @@ def _label_version(src: Path) -> None:
     # Loud on purpose: a different setup.py means the label could silently go missing.
     if text.count(VERSION_LINE) != 1:
         raise BuildError(f"{setup_py} does not contain exactly one {VERSION_LINE.strip()!r}")
-    labelled = VERSION_LINE.rstrip("\n") + f" + '+{LOCAL_LABEL}'\n"
+    labelled = VERSION_LINE.rstrip("\n") + f" + '+{PATCHED_LABEL}'\n"
     setup_py.write_text(text.replace(VERSION_LINE, labelled), encoding="utf-8")
 
 
@@ -433,7 +433,7 @@ def build_release_wheel(project: str, version: str, sdist: Path, sdist_sha: str,
     cache = Path(cache or DEFAULT_CACHE)
     mm = mm or _probe_python(python)
     fixed = bool(patches)
-    label = version + (f"+{LOCAL_LABEL}" if fixed else "")
+    label = build_version(version, fixed)
     key = hashlib.sha256(
         "\0".join(
             [
@@ -488,12 +488,12 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m tests.harness.builds", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--stack", required=True, choices=sorted(STACKS))
-    parser.add_argument("--arm", required=True, choices=["vanilla", "fixed"])
+    parser.add_argument("--build", required=True, choices=[build_name(f) for f in (False, True)])
     parser.add_argument("--python", help="building interpreter (default: this one)")
     parser.add_argument("--dest", type=Path, help="also copy the wheel into this directory")
     args = parser.parse_args(argv)
     try:
-        wheel = build_wheel(args.stack, args.arm == "fixed", args.python)
+        wheel = build_wheel(args.stack, args.build == build_name(True), args.python)
     except BuildError as exc:
         print("error: " + " ".join(str(exc).split()), file=sys.stderr)
         return 2

@@ -9,7 +9,6 @@ Installs go through session.install / session.run_install, so `nox -R` skips the
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import sys
 from pathlib import Path
@@ -18,10 +17,12 @@ import nox
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from tests.harness.cells import STACKS, TOOL, slug
+from tests.harness import records
+from tests.harness.cells import STACKS, TOOL, build_name, slug
 from tests.harness.locks import ROOT, exclusive
 from tests.harness.py27 import pip27_install, py27_env, py27_wheelhouse
 from tests.harness.pythons import MissingPython, find_python27
+from tests.harness.records import SessionResults
 
 PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
 # MATRIX_RESULTS moves the results elsewhere (relative to ROOT, or absolute); the
@@ -43,9 +44,7 @@ def results_file(name: str, suffix: str = ".json") -> Path:
 
 def write_skipped(path: Path, session: str, reason: str) -> None:
     """The results file of a session that did not run, so the report says why."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"session": session, "status": "skipped", "reason": reason}
-    path.write_text(json.dumps(record) + "\n")
+    records.write(path, SessionResults(session=session, status="skipped", reason=reason))
 
 
 def require_python27(session: nox.Session, results: Path | None = None) -> str:
@@ -103,11 +102,11 @@ def install_node_client(session: nox.Session) -> None:
 def gevent_websocket_wheel(session: nox.Session, stack: str, fixed: bool,
                            python: Path | None = None) -> str | None:
     """Build (or take from cache) the verified wheel; None when installs are skipped."""
-    arm = "fixed" if fixed else "vanilla"
-    args = ["python", "-m", "tests.harness.builds", "--stack", stack, "--arm", arm]
+    build = build_name(fixed)
+    args = ["python", "-m", "tests.harness.builds", "--stack", stack, "--build", build]
     if python:
         args += ["--python", str(python)]
-    with exclusive(session, f"wheel-{stack}-{arm}"):  # one build, not one per parallel session
+    with exclusive(session, f"wheel-{stack}-{build}"):  # one build, not one per parallel session
         output = session.run_install(*args, silent=True)
     return output.strip().splitlines()[-1] if isinstance(output, str) and output else None
 
@@ -144,9 +143,9 @@ def install_py27_server(session: nox.Session, python: Path, stack: str, fixed: b
     return python
 
 
-def conformance_server(session: nox.Session, arm: str, stack: str, fixed: bool) -> Path:
-    """The server env of one conformance arm, beside the session's; its interpreter."""
-    where = Path(session.virtualenv.location) / "arms" / arm
+def conformance_server(session: nox.Session, target: str, stack: str, fixed: bool) -> Path:
+    """The server env of one conformance target, beside the session's; its interpreter."""
+    where = Path(session.virtualenv.location) / "targets" / target
     requirements = server_requirements(stack, False)
     if needs_python27(stack):
         python = py27_env(session, require_python27(session), where)
