@@ -9,13 +9,17 @@ checks every prediction against what the server and clients did.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
 
 from packaging.version import Version
 
 from .cells import HISTORY, PATCHED_LABEL
 
+if TYPE_CHECKING:
+    from .cells import Cell
 
-def threshold(name):
+
+def threshold(name: str) -> Version:
     """A release threshold of the model, from pyproject.toml's [tool.history.<package>].
 
     The one source of truth: `nox -s "history(<package>)"` fails if the flip it
@@ -42,8 +46,8 @@ class StackFacts:
     agent_rum_lazy_on_websockets: bool  # only meaningful with the agent on, RUM on
 
     @classmethod
-    def from_versions(cls, versions):
-        gws = Version(versions["gevent-websocket"])
+    def from_versions(cls, versions: dict[str, str | None]) -> StackFacts:
+        gws = Version(versions["gevent-websocket"])  # type: ignore[arg-type]  # a server has it
         fixed = gws.local == PATCHED_LABEL
         agent = versions.get("newrelic")
         lazy_rum = False
@@ -64,13 +68,13 @@ class Prediction:
     verdict: str
     iterable_closed: bool
     valid_close_frame: bool
-    lazy_layers: tuple
+    lazy_layers: tuple[str, ...]
 
-    def as_dict(self):
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def predict(cell, facts):
+def predict(cell: Cell, facts: StackFacts) -> Prediction:
     lazy = []
     if cell.hello_goodbyer:
         lazy.append("HelloGoodbyer")
