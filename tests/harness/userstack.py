@@ -61,6 +61,7 @@ SERVER_NEEDS = ("gevent", "flask", "newrelic")
 REPORTED = {"gevent": "gevent", "greenlet": "greenlet", "flask": "Flask",
             "werkzeug": "Werkzeug", "newrelic": "newrelic", GWS: GWS}
 PATCHES = ROOT / "patches" / GWS
+BUILD_TOOLS = ("setuptools", "wheel")
 LAST_GWS = STACKS["today"][GWS]["version"]  # the last release there is (2017)
 
 
@@ -545,7 +546,12 @@ def resolve(plan: Plan, registry: Registry) -> None:
     cmd = [uv(), "pip", "compile", "-", "--quiet", "--no-header", "--annotation-style", "line",
            "--python-version", plan.python_version, "--no-config"]
     if plan.era:
-        cmd += ["--exclude-newer", plan.era.strftime("%Y-%m-%dT%H:%M:%SZ")]
+        # Building an old sdist (newrelic's) needs a setuptools of today (its PEP 517
+        # fallback asks for >= 40.8.0): the build tools are not capped at the era.
+        now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        cmd += ["--exclude-newer", plan.era.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                *(a for tool in BUILD_TOOLS for a in ("--exclude-newer-package",
+                                                       f"{tool}={now}"))]
     proc = subprocess.run(cmd, input="\n".join(reqs) + "\n", capture_output=True, text=True,
                           timeout=300, check=False)
     if proc.returncode != 0:
