@@ -88,24 +88,10 @@ def _run(cmd, what, timeout=INSTALL_TIMEOUT, env=None):
         raise _error(f"{what} took more than {timeout} s (bound); retry, or pick releases "
                      "with wheels for this Python") from None
     if proc.returncode != 0:
-        raise _error(f"{what} failed: {_why(proc.stdout + proc.stderr)}")
+        from .userstack import installer_failure
+
+        raise _error(installer_failure(proc.stdout + proc.stderr, what))
     return proc.stdout
-
-
-def _why(output: str) -> str:
-    """The line of an installer's output that names the cause."""
-    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
-    failed = next((ln for ln in lines if re.search(r"Failed to build|Failed building|"
-                                                   r"ResolutionImpossible|No matching distribution"
-                                                   r"|Could not find a version", ln)), None)
-    if failed:
-        hint = next((ln for ln in reversed(lines) if "error" in ln.lower()), "")
-        cause = f"{failed} ({hint[:200]})" if hint and hint != failed else failed
-        if "build" in failed.lower():
-            cause += ("; an sdist that does not build here: pick a release with a wheel for "
-                      "this Python, or another --python")
-        return cause
-    return " | ".join(lines[-3:])[:500]
 
 
 def _gws_wheels(plan, build_python):
@@ -191,8 +177,10 @@ def _build_into(plan, tmp: Path) -> None:
     else:
         from .userstack import uv
 
+        # The era's dates again: an sdist among the pins builds with the era's tools.
         _run([uv(), "pip", "install", "--quiet", "--python", python, "--no-deps",
-              *plan.requirements, vanilla], "installing the stack", env=COMPILE)
+              *plan.uv_dates, *plan.requirements, vanilla], "installing the stack",
+             env=COMPILE)
         if patched:
             _run([uv(), "pip", "install", "--quiet", "--python", python, "--no-deps",
                   "--target", tmp / "patched", patched], "installing the patched build",

@@ -62,6 +62,7 @@ REPORTED = {"gevent": "gevent", "greenlet": "greenlet", "flask": "Flask",
             "werkzeug": "Werkzeug", "newrelic": "newrelic", GWS: GWS}
 PATCHES = ROOT / "patches" / GWS
 BUILD_TOOLS = ("setuptools", "wheel")
+SETUPTOOLS_FLOOR = "40.8.0"  # uv's PEP 517 fallback for a setup.py asks for >= this
 LAST_GWS = STACKS["today"][GWS]["version"]  # the last release there is (2017)
 
 
@@ -422,6 +423,7 @@ class Plan:
     gws_files: list[dict] = field(default_factory=list)
     requirements: list[str] = field(default_factory=list)  # what the environment installs
     constraints: list[str] = field(default_factory=list)  # 2.7: pip's cap at the era
+    uv_dates: list[str] = field(default_factory=list)  # 3.x: uv's cap at the era
 
     @property
     def gws(self) -> str:
@@ -543,23 +545,17 @@ def resolve(plan: Plan, registry: Registry) -> None:
             plan.choices.append(f"{need}: not in the file; pip chooses the newest release "
                                 f"that admits Python 2.7{_era_note(plan)}")
         return
+    plan.uv_dates = era_args(plan, registry)
+    # --python: the interpreter itself builds any sdist the resolver must read (else uv
+    # builds it with its own, e.g. MarkupSafe 1.0's setup.py under 3.11 for a 3.7 stack).
     cmd = [uv(), "pip", "compile", "-", "--quiet", "--no-header", "--annotation-style", "line",
-           "--python-version", plan.python_version, "--no-config"]
-    if plan.era:
-        # Building an old sdist (newrelic's) needs a setuptools of today (its PEP 517
-        # fallback asks for >= 40.8.0): the build tools are not capped at the era.
-        now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        cmd += ["--exclude-newer", plan.era.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                *(a for tool in BUILD_TOOLS for a in ("--exclude-newer-package",
-                                                       f"{tool}={now}"))]
+           "--python-version", plan.python_version, "--python", plan.python, "--no-config",
+           *plan.uv_dates]
     proc = subprocess.run(cmd, input="\n".join(reqs) + "\n", capture_output=True, text=True,
                           timeout=300, check=False)
     if proc.returncode != 0:
-        lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
-        detail = " ".join(lines[1:4] if len(lines) > 1 else lines)[:400]
-        raise StackError(f"the pins cannot be installed together on Python "
-                         f"{plan.python_version}{_era_note(plan)}: {detail}; "
-                         "change the conflicting pin")
+        raise StackError(installer_failure(proc.stderr, f"resolving the stack for Python "
+                                           f"{plan.python_version}{_era_note(plan)}"))
     pins = {GWS: gws}
     for line in proc.stdout.splitlines():
         m = re.match(r"^([A-Za-z0-9._-]+)==(\S+)\s*(?:#\s*(.*))?$", line.strip())
@@ -574,6 +570,46 @@ def resolve(plan: Plan, registry: Registry) -> None:
                                 f"{plan.python_version} and the pins{_era_note(plan)}")
     plan.pins = pins
     plan.requirements = [f"{n}=={v}" for n, v in pins.items() if n != GWS]
+
+
+def era_args(plan: Plan, registry: Registry) -> list[str]:
+    """uv's --exclude-newer for the era, for the resolver and the installer alike.
+
+    The build tools get the era's releases too (MarkupSafe 1.0's setup.py imports
+    setuptools.Feature, gone since 46), but none older than uv's floor for a legacy
+    setup.py (setuptools >= 40.8.0, its PEP 517 fallback): a 2018 sdist builds with that.
+    """
+    if plan.era is None:
+        return []
+    floor = registry.uploaded("setuptools", SETUPTOOLS_FLOOR) + dt.timedelta(days=1)
+    tools = max(plan.era, floor).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return ["--exclude-newer", plan.era.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            *(a for tool in BUILD_TOOLS for a in ("--exclude-newer-package", f"{tool}={tools}"))]
+
+
+def installer_failure(output: str, what: str) -> str:
+    """One line from a resolver's or installer's output: the cause, then the fix."""
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    built = next((re.search(r"Failed to build `?([^`\s]+)`?", ln) for ln in lines
+                  if re.search(r"Failed to build|Failed building wheel for", ln)), None)
+    if built or any("Failed building wheel for" in ln for ln in lines):
+        name = built.group(1) if built else next(
+            ln.split("for", 1)[1].strip() for ln in lines if "Failed building wheel for" in ln)
+        errors = [ln for ln in lines if re.match(r"^\w*(Error|error)\b|^\w+Error:", ln)]
+        detail = errors[-1][:200] if errors else lines[-1][:200]
+        return (f"{what}: {name} has no wheel for this Python and its sdist does not build "
+                f"here ({detail}); pin a release with a wheel for it, or choose another "
+                "--python")
+    conflict = [ln for ln in lines if "unsatisfiable" in ln or "No solution found" in ln
+                or "ResolutionImpossible" in ln or "conflict" in ln.lower()]
+    if conflict:
+        detail = " ".join(ln.removeprefix("╰─▶").strip() for ln in lines[1:4])[:400]
+        return f"{what}: the pins conflict ({detail}); change one of the pins it names"
+    missing = [ln for ln in lines if "No matching distribution" in ln
+               or "Could not find a version" in ln or "not found in the package registry" in ln]
+    if missing:
+        return f"{what}: {missing[0][:300]}; pin a release that exists for this Python"
+    return f"{what} failed: {' | '.join(lines[-3:])[:500]}"
 
 
 def _era_note(plan: Plan) -> str:
