@@ -178,13 +178,21 @@ def _build_into(plan, tmp: Path) -> None:
         from .userstack import uv
 
         # The era's dates again: an sdist among the pins builds with the era's tools.
+        # uv's bytecode compiler needs 3.7's py_compile; 3.6 compiles with its own.
+        compile_env = COMPILE if plan.python_version != "3.6" else {}
         _run([uv(), "pip", "install", "--quiet", "--python", python, "--no-deps",
               *plan.uv_dates, *plan.requirements, vanilla], "installing the stack",
-             env=COMPILE)
+             env=compile_env)
         if patched:
             _run([uv(), "pip", "install", "--quiet", "--python", python, "--no-deps",
                   "--target", tmp / "patched", patched], "installing the patched build",
-                 env=COMPILE)
+                 env=compile_env)
+        if not compile_env:
+            # As pip does: a file that does not compile (py2-only test code in a sdist)
+            # stays uncompiled; the exit status says only that one did not.
+            subprocess.run([str(python), "-m", "compileall", "-q", str(venv / "lib"),
+                            str(tmp / "patched")], capture_output=True, timeout=INSTALL_TIMEOUT,
+                           check=False)
     installed = {}
     for line in _run([python, "-c", FREEZE], "listing the environment", VENV_TIMEOUT).split():
         name, _, version = line.partition("==")

@@ -141,6 +141,12 @@ def parse(lines: list[tuple[str, str]], name: str) -> Request:
                              ) from None
         key = canonicalize_name(req.name)
         if not matters(key):
+            import difflib
+
+            near = difflib.get_close_matches(key, MATTERS + LAYERS, n=1, cutoff=0.85)
+            if near:
+                raise StackError(f"{where}: {req.name!r} is not a package the cells know, but "
+                                 f"close to {near[0]!r}; fix the spelling")
             request.ignored.append(f"{text} ({where})")
             continue
         if req.url:
@@ -323,7 +329,7 @@ class Registry:
     def uploaded(self, name: str, version: str) -> dt.datetime:
         return max(_time(f) for f in self.check(name, version))
 
-    def newest_before(self, name: str, before: dt.datetime, python: str) -> str | None:
+    def newest_before(self, name: str, before: dt.datetime, python: str | None) -> str | None:
         """The newest release of ``name`` uploaded before ``before`` that admits ``python``."""
         best = None
         for version, files in self.files(name).items():
@@ -332,7 +338,7 @@ class Registry:
             except InvalidVersion:
                 continue
             usable = [f for f in files if not f.get("yanked") and _time(f) < before
-                      and _admits(f.get("requires_python"), python)]
+                      and (python is None or _admits(f.get("requires_python"), python))]
             if usable and not v.is_prerelease and (best is None or v > best):
                 best = v
         return str(best) if best else None
@@ -430,13 +436,20 @@ class Plan:
         return self.pins[GWS]
 
 
-def supported(request: Request, registry: Registry) -> dict[str, set[str]]:
-    """Per exactly pinned package, the X.Y it supports by its wheels and Requires-Python."""
+def supported(request: Request, registry: Registry, era: dt.datetime | None
+              ) -> dict[str, set[str]]:
+    """Per package, the X.Y it supports by its wheels and Requires-Python: the exact pins,
+    and for a server need the file leaves out, its newest release of the era (a 2018
+    gevent has no wheel for 3.11, so a 2018 stack does not run there)."""
     out = {}
-    for name in request.requirements:
-        version = request.exact(name)
-        if version is None:
-            continue
+    names = {n: request.exact(n) for n in request.requirements if request.exact(n)}
+    for need in SERVER_NEEDS:
+        if need not in request.requirements and era is not None:
+            newest = registry.newest_before(need, era, None)
+            if newest:
+                names[f"{need} {newest} (the era's)"] = newest
+    for label, version in names.items():
+        name = label.split()[0]
         files = registry.check(name, version)
         pythons = set(_ALL_PYTHONS)
         by_wheel = wheel_pythons(files)
@@ -445,28 +458,29 @@ def supported(request: Request, registry: Registry) -> dict[str, set[str]]:
         requires = {f.get("requires_python") for f in files} - {None, ""}
         for spec in requires:
             pythons = {p for p in pythons if _admits(spec, p)}
-        out[name] = pythons
+        out[label] = pythons
     return out
 
 
-def choose_python(request: Request, registry: Registry, asked: str | None) -> tuple[str, str]:
+def choose_python(request: Request, registry: Registry, asked: str | None,
+                  era: dt.datetime | None) -> tuple[str, str]:
     """(X.Y, why) of the Python the stack runs on."""
     from .pythons import installed_versions
 
-    support = supported(request, registry)
+    support = supported(request, registry, era)
     common = set(_ALL_PYTHONS).intersection(*support.values()) if support else set(_ALL_PYTHONS)
     limiting = sorted(n for n, s in support.items() if s != set(_ALL_PYTHONS))
     if asked:
         unsupported = sorted(n for n, s in support.items() if asked not in s)
         if unsupported:
             print(f"warning: Python {asked} was asked for, but "
-                  + ", ".join(f"{n}=={request.exact(n)} (has {_span(support[n])})"
+                  + ", ".join(f"{n} (has {_span(support[n])})"
                               for n in unsupported)
                   + ": an sdist may have to build", file=sys.stderr)
         return asked, "asked for with --python"
     if not common:
         raise StackError("no Python fits every pin: " + "; ".join(
-            f"{n}=={request.exact(n)}: {_span(support[n])}" for n in limiting)
+            f"{n}: {_span(support[n])}" for n in limiting)
             + "; change a pin or name a Python with --python X.Y")
     if this_python() in common:
         return this_python(), f"the interpreter this runs on, which every pin admits"
@@ -637,13 +651,13 @@ def make_plan(request: Request, asked_python: str | None) -> Plan:
     for name in request.requirements:
         if request.exact(name):
             registry.check(name, request.exact(name))
-    version, why = choose_python(request, registry, asked_python)
+    era, why_era = era_of(request, registry)
+    version, why = choose_python(request, registry, asked_python, era)
     try:
         python = sys.executable if version == this_python() and not asked_python else \
             find_python(version)
     except MissingPython as exc:
         raise StackError(str(exc)) from None
-    era, why_era = era_of(request, registry)
     plan = Plan(request=request, python_version=version, python=python, era=era,
                 why_python=why, why_era=why_era)
     resolve(plan, registry)
@@ -782,4 +796,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Through the package, so that stackenv raises the StackError main() catches.
+    from tests.harness.userstack import main as package_main
+
+    sys.exit(package_main())
