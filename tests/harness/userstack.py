@@ -233,19 +233,20 @@ def cause(versions: dict, fixed: bool, prediction, streaming: bool) -> str:
     return f"gevent-websocket {gws} iterates the application's result, so {lazy} run"
 
 
-def print_grid(title: str, rows: dict, versions: dict, out=sys.stdout, observed=None):
+def print_grid(title: str, rows: dict, versions: dict, out=None, observed=None):
     """The grid as the report draws it: rows agent x fixed, columns rum x hg x streaming.
 
     ``observed``: {(agent, fixed): {col: (verdict, closed)}}; a cell whose verdict is not
     the model's is marked ``!``, one whose iterable was never closed ``o``.
     """
+    out = out or sys.stdout
     head = ("rum", "hello_goodbyer", "streaming")
     print(title, file=out)
     for i, label in enumerate(head):
         print(f"{label:>24}  " + " ".join(f"{'on' if c[i] else 'off':<5}" for c in COLUMNS),
               file=out)
     causes: dict[str, str] = {}
-    for arm in ARMS:
+    for arm in (a for a in ARMS if a in rows):
         agent, fixed = arm
         cells = []
         for col in COLUMNS:
@@ -274,7 +275,8 @@ def print_grid(title: str, rows: dict, versions: dict, out=sys.stdout, observed=
           file=out)
 
 
-def run_predict(request: Request, out=sys.stdout) -> int:
+def run_predict(request: Request, out=None) -> int:
+    out = out or sys.stdout
     versions, assumed = model_versions(request)
     for line in assumed:
         print(f"note: {line}", file=out)
@@ -664,7 +666,8 @@ def make_plan(request: Request, asked_python: str | None) -> Plan:
     return plan
 
 
-def describe(plan: Plan, out=sys.stdout) -> None:
+def describe(plan: Plan, out=None) -> None:
+    out = out or sys.stdout
     r = plan.request
     print(f"stack {r.name}: " + " ".join(str(q) for q in r.requirements.values()), file=out)
     for line in r.ignored:
@@ -690,8 +693,9 @@ def releases_claimed(env_versions: dict) -> list[str]:
     return [f"{REPORTED[n]}=={v}" for n, v in env_versions.items() if n in REPORTED and v]
 
 
-def run_cells(plan: Plan, env, results: Path, jobs: int, out=sys.stdout) -> dict:
+def run_cells(plan: Plan, env, results: Path, jobs: int, out=None) -> dict:
     """pytest on the cells per arm; {(agent, fixed): results document}."""
+    out = out or sys.stdout
     from concurrent.futures import ThreadPoolExecutor
 
     arms = [(a, f) for a, f in ARMS if not f or env.patched]
@@ -762,7 +766,8 @@ def main(argv=None) -> int:
     try:
         request = from_args(args.pins, args.requirement)
         if args.python and not re.fullmatch(r"\d+\.\d+", args.python):
-            raise StackError(f"--python {args.python!r}: name a version X.Y, e.g. --python 3.8")
+            raise StackError(f"--python {args.python!r} is not a version X.Y; name one, e.g. "
+                             "--python 3.8")
         if args.predict:
             return run_predict(request)
         plan = make_plan(request, args.python)
@@ -781,10 +786,12 @@ def main(argv=None) -> int:
         print("error: " + " ".join(str(exc).split()), file=sys.stderr)
         return EXIT_BAD_INPUT
     results = args.results or args.work / "results" / request.name
-    docs = run_cells(plan, env, results, args.jobs)
     versions = {GWS: plan.gws, "newrelic": env.versions.get("newrelic") or "0"}
     rows = prediction_grid(request.name, versions)
-    rows = {arm: cells for arm, cells in rows.items() if arm in docs}
+    rows = {arm: cells for arm, cells in rows.items() if not arm[1] or env.patched}
+    print_grid(f"model: {request.name} (gevent-websocket {plan.gws}, newrelic "
+               f"{versions['newrelic']})", rows, versions)
+    docs = run_cells(plan, env, results, args.jobs)
     print_grid(f"observed: {request.name} on Python {plan.python_version} (beside the model: "
                "! marks a disagreement)", rows, versions, observed=observed_grid(docs))
     failed = [session_name(request.name, *arm) for arm, doc in docs.items()
