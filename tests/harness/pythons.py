@@ -80,7 +80,7 @@ def _version_key(path: Path) -> tuple[int, ...]:
 
 
 def find_python(version: str) -> str:
-    """Path of a working CPython ``version`` ("X.Y") interpreter, or raise :class:`MissingPython`."""
+    """Path of a working CPython ``version`` ("X.Y"), or raise :class:`MissingPython`."""
     if not re.fullmatch(r"\d+\.\d+", version):
         raise MissingPython(f"Python {version!r} is not X.Y; name one like 3.8 or 2.7")
     var = env_var(version)

@@ -31,10 +31,8 @@ import datetime as dt
 import json
 import os
 import re
-import shlex
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -485,7 +483,7 @@ def choose_python(request: Request, registry: Registry, asked: str | None,
             f"{n}: {_span(support[n])}" for n in limiting)
             + "; change a pin or name a Python with --python X.Y")
     if this_python() in common:
-        return this_python(), f"the interpreter this runs on, which every pin admits"
+        return this_python(), "the interpreter this runs on, which every pin admits"
     here = [v for v in installed_versions() if v in common]
     if not here:
         raise StackError(f"the pins need Python {_span(common)} "
@@ -672,6 +670,9 @@ def describe(plan: Plan, out=None) -> None:
     print(f"stack {r.name}: " + " ".join(str(q) for q in r.requirements.values()), file=out)
     for line in r.ignored:
         print(f"  ignored: {line}", file=out)
+    for layer in r.layers():
+        print(f"  layer {r.requirements[layer]}: read, not yet served (its cells come with "
+              "the layers of issue 19)", file=out)
     print(f"  python {plan.python_version} ({plan.python}): {plan.why_python}", file=out)
     print(f"  era: releases uploaded before {plan.era.date() if plan.era else 'today'} "
           f"({plan.why_era})", file=out)

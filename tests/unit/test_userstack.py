@@ -121,7 +121,8 @@ def test_wheel_tags_say_which_pythons_a_binary_release_supports():
 
 @pytest.mark.parametrize(("output", "says"), [
     ("error: Failed to build `markupsafe==1.0`\n  cause: The build backend returned an error\n"
-     "ImportError: cannot import name 'Feature' from 'setuptools'\n", "markupsafe==1.0 has no wheel"),
+     "ImportError: cannot import name 'Feature' from 'setuptools'\n",
+     "markupsafe==1.0 has no wheel"),
     ("  x No solution found when resolving dependencies:\n  ╰─▶ Because flask==2.0.2 depends on "
      "werkzeug>=2.0 and you require werkzeug==1.0.1, we can conclude that your requirements "
      "are unsatisfiable.\n", "the pins conflict"),
