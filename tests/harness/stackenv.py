@@ -140,9 +140,14 @@ def build(plan, work: Path) -> Env:
     tmp = Path(tempfile.mkdtemp(dir=envs, prefix=f".tmp-{final.name}-"))
     try:
         _build_into(plan, tmp)
-        if final.exists():  # an incomplete leftover: never reused
-            shutil.rmtree(final)
-        os.rename(tmp, final)
+        if final.exists() and not (final / "stack.json").is_file():
+            shutil.rmtree(final)  # an incomplete leftover (not ours to reuse)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not (final / "stack.json").is_file():
+                raise
+            # a concurrent run of the same stack finished first: use its environment
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return _load(final, False)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import os
 import re
@@ -178,7 +179,13 @@ def from_args(pins: list[str], file: str | None) -> Request:
     if not pins:
         raise StackError("no pins: pass -r FILE or NAME==VERSION ... "
                          "(e.g. Flask==1.1.4 gevent==20.9.0 gevent-websocket==0.10.1)")
-    return parse([(f"argument {i}", p) for i, p in enumerate(pins, 1)], "command-line")
+    request = parse([(f"argument {i}", p) for i, p in enumerate(pins, 1)], "pins")
+    # Named by its pins, so that two stacks given on the command line keep their results apart.
+    named = "_".join(f"{n}-{request.exact(n)}" for n in sorted(request.requirements)
+                     if request.exact(n))
+    request.name = named if 0 < len(named) <= 80 else "pins-" + hashlib.sha256(
+        " ".join(pins).encode()).hexdigest()[:10]
+    return request
 
 
 # -- 2. the model, from the pins alone ---------------------------------------------------
@@ -706,6 +713,7 @@ def run_cells(plan: Plan, env, results: Path, jobs: int, out=None) -> dict:
         agent, fixed = arm
         name = session_name(plan.request.name, agent, fixed)
         slug = "-".join("".join(c if c.isalnum() else " " for c in name).split())
+        (results / f"{slug}.json").unlink(missing_ok=True)  # never read a previous run's
         cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--no-header",
                "tests/matrix/test_cells.py", "--stack", "today",
                "--agent" if agent else "--no-agent", "--fixed" if fixed else "--no-fixed",
@@ -779,6 +787,11 @@ def main(argv=None) -> int:
         print(f"  environment {env.path} ({'reused' if env.reused else 'built'} in "
               f"{time.monotonic() - started:.1f} s): "
               + " ".join(f"{k}=={v}" for k, v in sorted(env.versions.items())))
+        if plan.python_version == "2.7":  # pip resolved in the environment: say what it chose
+            for name in MATTERS:
+                if not request.exact(name) and env.installed.get(name):
+                    print(f"  chose {name}=={env.installed[name]}: pip's choice for Python 2.7 "
+                          "under the era's caps")
         if not env.patched:
             print(f"  no patch series for gevent-websocket {plan.gws} (patches/{GWS}/ has "
                   f"{', '.join(sorted(p.name for p in PATCHES.iterdir()))}): vanilla only")
