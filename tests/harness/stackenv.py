@@ -110,7 +110,7 @@ def _gws_wheels(plan, build_python):
         vanilla = builds.build_release_wheel(GWS, version, sdist, sha, str(build_python))
         series = builds.PATCHES / version
         patched = (builds.build_release_wheel(GWS, version, sdist, sha, str(build_python),
-                                              patches=builds._series(series))
+                                              patches=builds.series(series))
                    if series.is_dir() else None)
     except builds.BuildError as exc:
         raise _error(f"{GWS} {version}: {' '.join(str(exc).split())[:400]}") from None

@@ -29,14 +29,14 @@ def main(argv=None) -> int:
     parser.add_argument("--lines", type=Path, default=LINES)
     parser.add_argument("--work", type=Path, default=None, help="passed to userstack")
     parser.add_argument("--results", type=Path, default=None,
-                        help="results under <results>/<stack>/ (default: userstack's)")
+                        help="passed to userstack (each stack's sessions are named after it)")
     args = parser.parse_args(argv)
     outcome = {}
     for line in lines(args.lines):
         file = args.lines.parent / line["file"]
         argv = ["-r", str(file), *(["--python", line["python"]] if "python" in line else []),
                 *(["--work", str(args.work)] if args.work else []),
-                *(["--results", str(args.results / file.stem)] if args.results else [])]
+                *(["--results", str(args.results)] if args.results else [])]
         print(f"== Werkzeug {line['werkzeug']}: {' '.join(argv)}", flush=True)
         started = time.monotonic()
         status = userstack(argv)

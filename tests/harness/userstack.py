@@ -44,6 +44,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 from .cells import BOOLS, ROOT, STACKS, Cell
+from .cells import slug as cells_slug
 from .model import AGENT_SKIPS_WEBSOCKETS, StackFacts, predict
 
 EXIT_BAD_INPUT = 2
@@ -175,7 +176,7 @@ def from_args(pins: list[str], file: str | None) -> Request:
         raise StackError("give either -r FILE or NAME==VERSION pins, not both; "
                          "put the pins in the file")
     if file:
-        return parse(read_requirements(Path(file)), Path(file).stem)
+        return parse(read_requirements(Path(file)), stack_name(Path(file).stem))
     if not pins:
         raise StackError("no pins: pass -r FILE or NAME==VERSION ... "
                          "(e.g. Flask==1.1.4 gevent==20.9.0 gevent-websocket==0.10.1)")
@@ -183,9 +184,17 @@ def from_args(pins: list[str], file: str | None) -> Request:
     # Named by its pins, so that two stacks given on the command line keep their results apart.
     named = "_".join(f"{n}-{request.exact(n)}" for n in sorted(request.requirements)
                      if request.exact(n))
-    request.name = named if 0 < len(named) <= 80 else "pins-" + hashlib.sha256(
-        " ".join(pins).encode()).hexdigest()[:10]
+    request.name = stack_name(named if 0 < len(named) <= 80 else "pins-" + hashlib.sha256(
+        " ".join(pins).encode()).hexdigest()[:10])
     return request
+
+
+def stack_name(name: str) -> str:
+    """The user stack's name in records, labels and slugs: the file's stem (or the pins),
+    in characters a slug and a file name keep; ``user-`` before a name pyproject.toml's
+    [tool.stacks] already has (tests/data/stacks/today.txt is not the `today` stack)."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "stack"
+    return f"user-{name}" if name in STACKS else name
 
 
 # -- 2. the model, from the pins alone ---------------------------------------------------
@@ -696,8 +705,9 @@ def session_name(name: str, agent: bool, fixed: bool) -> str:
     return f"stack({name}, agent={agent}, fixed={fixed})"
 
 
-def releases_claimed(env_versions: dict) -> list[str]:
-    """--release options: the positive controls expect the server to report these."""
+def pins_claimed(env_versions: dict) -> list[str]:
+    """pytest --pin options, the stack's own pins: the positive controls expect the server
+    to report each (tests/matrix/test_cells.py positive_controls)."""
     return [f"{REPORTED[n]}=={v}" for n, v in env_versions.items() if n in REPORTED and v]
 
 
@@ -712,15 +722,16 @@ def run_cells(plan: Plan, env, results: Path, jobs: int, out=None) -> dict:
     def one(arm):
         agent, fixed = arm
         name = session_name(plan.request.name, agent, fixed)
-        slug = "-".join("".join(c if c.isalnum() else " " for c in name).split())
+        slug = cells_slug(name)
         (results / f"{slug}.json").unlink(missing_ok=True)  # never read a previous run's
         cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--no-header",
-               "tests/matrix/test_cells.py", "--stack", "today",
+               "tests/matrix/test_cells.py", "--stack", plan.request.name,
                "--agent" if agent else "--no-agent", "--fixed" if fixed else "--no-fixed",
                "--server-python", str(env.python), "--session-name", name,
                "--results", str(results / f"{slug}.json"),
+               "--junitxml", str(results / f"{slug}.junit.xml"),
                "--server-logs", str(results / f"{slug}.logs"),
-               *(a for rel in releases_claimed(env.versions) for a in ("--release", rel))]
+               *(a for pin in pins_claimed(env.versions) for a in ("--pin", pin))]
         environ = dict(os.environ)
         if fixed:
             environ["PYTHONPATH"] = os.pathsep.join(
@@ -767,8 +778,9 @@ def main(argv=None) -> int:
                         help="the model's grid and causes only: build and run nothing")
     parser.add_argument("--work", type=Path, default=ROOT / ".cache" / "stacks",
                         help="where environments are built (kept: a second run reuses them)")
-    parser.add_argument("--results", type=Path, default=None,
-                        help="where the sessions' results go (default: <work>/results/<name>)")
+    parser.add_argument("--results", type=Path, default=ROOT / "results",
+                        help="where each arm's SessionResults go, beside every session's "
+                        "(nox passes MATRIX_RESULTS)")
     parser.add_argument("--jobs", type=int, default=2, help="arms run at once")
     args = parser.parse_args(argv)
     started = time.monotonic()
@@ -799,7 +811,7 @@ def main(argv=None) -> int:
     except StackError as exc:
         print("error: " + " ".join(str(exc).split()), file=sys.stderr)
         return EXIT_BAD_INPUT
-    results = args.results or args.work / "results" / request.name
+    results = args.results
     versions = {GWS: plan.gws, "newrelic": env.versions.get("newrelic") or "0"}
     rows = prediction_grid(request.name, versions)
     rows = {arm: cells for arm, cells in rows.items() if not arm[1] or env.patched}
