@@ -8,11 +8,12 @@ checks every prediction against what the server and clients did.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 from packaging.version import Version
 
-from .cells import HISTORY, PATCHED_LABEL
+from .cells import HISTORY, PATCHED_LABEL, Cell
 
 
 def threshold(name):
@@ -42,8 +43,8 @@ class StackFacts:
     agent_rum_lazy_on_websockets: bool  # only meaningful with the agent on, RUM on
 
     @classmethod
-    def from_versions(cls, versions):
-        gws = Version(versions["gevent-websocket"])
+    def from_versions(cls, versions: Mapping[str, str | None]) -> StackFacts:
+        gws = Version(versions["gevent-websocket"] or "")  # absent: InvalidVersion
         fixed = gws.local == PATCHED_LABEL
         agent = versions.get("newrelic")
         lazy_rum = False
@@ -70,7 +71,7 @@ class Prediction:
         return asdict(self)
 
 
-def predict(cell, facts):
+def predict(cell: Cell, facts: StackFacts) -> Prediction:
     lazy = []
     if cell.hello_goodbyer:
         lazy.append("HelloGoodbyer")

@@ -43,8 +43,9 @@ class Server:
 
     running: set[Server] = set()  # started and not yet stopped, for signal_all()
 
-    def __init__(self, python=None, *, agent=False, rum=False, hello_goodbyer=False,
-                 port=0, log_dir=None, name="server", launcher="app"):
+    def __init__(self, python: str | None = None, *, agent: bool = False, rum: bool = False,
+                 hello_goodbyer: bool = False, port: int = 0, log_dir: Path | str | None = None,
+                 name: str = "server", launcher: str = "app") -> None:
         self.python = python or sys.executable
         if launcher not in LAUNCHERS:
             raise ValueError(f"launcher={launcher!r}: expected one of {LAUNCHERS}")

@@ -18,11 +18,16 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import builds
 from .cells import STACKS
+
+if TYPE_CHECKING:
+    from .userstack import Plan
 
 GWS = "gevent-websocket"
 INSTALL_TIMEOUT = 900  # s: an sdist (gevent, greenlet) may compile
@@ -44,9 +49,11 @@ FREEZE = (
 REPORTED = ("gevent", "greenlet", "flask", "werkzeug", "newrelic", GWS)
 
 
-def _error(message):
-    from .userstack import StackError
+class StackError(RuntimeError):
+    """Bad input or an unusable stack: one line naming the cause and the fix."""
 
+
+def _error(message: str) -> StackError:
     return StackError(message)
 
 
@@ -55,11 +62,11 @@ class Env:
     path: Path
     python: Path
     patched: Path | None
-    versions: dict  # canonical name -> version, of what the server reports
-    installed: dict  # canonical name -> version, everything
+    versions: dict[str, str | None]  # canonical name -> version, of what the server reports
+    installed: dict[str, str]  # canonical name -> version, everything
     reused: bool
 
-    def smoke(self):
+    def smoke(self) -> None:
         """The stack's server starts and serves its page, or a StackError naming why."""
         from .server import Server, ServerError
 
@@ -79,7 +86,8 @@ class Env:
                          f"see {self.path / 'smoke'}")
 
 
-def _run(cmd, what, timeout=INSTALL_TIMEOUT, env=None):
+def _run(cmd: Sequence[str | Path], what: str, timeout: float = INSTALL_TIMEOUT,
+         env: dict[str, str] | None = None) -> str:
     try:
         proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True,
                               timeout=timeout, check=False,
@@ -94,7 +102,7 @@ def _run(cmd, what, timeout=INSTALL_TIMEOUT, env=None):
     return proc.stdout
 
 
-def _gws_wheels(plan, build_python):
+def _gws_wheels(plan: Plan, build_python: str | Path) -> tuple[Path, Path | None]:
     """The verified gevent-websocket wheels of the plan's release: (vanilla, patched|None)."""
     version = plan.gws
     pinned = {s[GWS]["version"]: s[GWS]["sha256"] for s in STACKS.values()}
@@ -117,7 +125,7 @@ def _gws_wheels(plan, build_python):
     return vanilla, patched
 
 
-def key_of(plan) -> str:
+def key_of(plan: Plan) -> str:
     text = "\0".join([REVISION, plan.python_version, os.path.realpath(plan.python),
                       plan.gws, *sorted(plan.requirements), "--", *sorted(plan.constraints)])
     return hashlib.sha256(text.encode()).hexdigest()[:12]
@@ -131,7 +139,7 @@ def _load(path: Path, reused: bool) -> Env:
                installed=data["installed"], reused=reused)
 
 
-def build(plan, work: Path) -> Env:
+def build(plan: Plan, work: Path) -> Env:
     envs = Path(work) / "envs"
     final = envs / f"{plan.request.name}-py{plan.python_version}-{key_of(plan)}"
     if (final / "stack.json").is_file():
@@ -153,7 +161,7 @@ def build(plan, work: Path) -> Env:
     return _load(final, False)
 
 
-def _build_into(plan, tmp: Path) -> None:
+def _build_into(plan: Plan, tmp: Path) -> None:
     venv = tmp / "env"
     python = venv / "bin" / "python"
     py2 = plan.python_version == "2.7"

@@ -11,19 +11,27 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from .cells import ROOT, tomllib
+from .cells import ROOT
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # nox depends on tomli on older interpreters
+    import tomli as tomllib
 from .userstack import main as userstack
 
 LINES = ROOT / "tests" / "data" / "stacks" / "lines.toml"
 
 
-def lines(path: Path = LINES) -> list[dict]:
-    return tomllib.loads(path.read_text())["line"]
+def lines(path: Path = LINES) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = tomllib.loads(path.read_text())["line"]
+    return found
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.harness.stacklines",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--lines", type=Path, default=LINES)

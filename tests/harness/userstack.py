@@ -35,8 +35,10 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
@@ -45,7 +47,17 @@ from packaging.version import InvalidVersion, Version
 
 from .cells import BOOLS, ROOT, STACKS, Cell
 from .cells import slug as cells_slug
-from .model import AGENT_SKIPS_WEBSOCKETS, StackFacts, predict
+from .model import AGENT_SKIPS_WEBSOCKETS, Prediction, StackFacts, predict
+from .stackenv import StackError
+
+if TYPE_CHECKING:
+    from .stackenv import Env
+
+Json = dict[str, Any]  # a registry file entry, a results document
+Arm = tuple[bool, bool]  # (agent, fixed): a row of the grid
+Column = tuple[bool, bool, bool]  # (rum, hello_goodbyer, streaming)
+Grid = dict[Arm, dict[Column, Prediction]]
+Observed = dict[Arm, dict[Column, tuple[str, bool]]]  # (verdict, iterable closed)
 
 EXIT_BAD_INPUT = 2
 GWS = "gevent-websocket"
@@ -66,8 +78,6 @@ SETUPTOOLS_FLOOR = "40.8.0"  # uv's PEP 517 fallback for a setup.py asks for >= 
 LAST_GWS = STACKS["today"][GWS]["version"]  # the last release there is (2017)
 
 
-class StackError(RuntimeError):
-    """Bad input or an unusable stack: one line naming the cause and the fix."""
 
 
 def matters(name: str) -> bool:
@@ -92,11 +102,15 @@ class Request:
             return specs[0].version
         return None
 
+    def pinned(self) -> dict[str, str]:
+        """{canonical name: version} of the exact pins."""
+        return {n: v for n in self.requirements if (v := self.exact(n)) is not None}
+
     def layers(self) -> list[str]:
         return [n for n in self.requirements if n in LAYERS or n.startswith(LAYER_PREFIXES)]
 
 
-def _logical_lines(text: str):
+def _logical_lines(text: str) -> Iterator[tuple[int, str]]:
     """A requirements file's lines, continuations joined, comments dropped."""
     text = re.sub(r"\\\n", " ", text)
     for number, line in enumerate(text.splitlines(), 1):
@@ -105,7 +119,7 @@ def _logical_lines(text: str):
             yield number, line
 
 
-def read_requirements(path: Path, seen=()) -> list[tuple[str, str]]:
+def read_requirements(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[str, str]]:
     """``[(where, requirement text)]`` of a pip requirements file, ``-r`` included."""
     path = Path(path)
     if not path.is_file():
@@ -204,7 +218,7 @@ ARMS = [(agent, fixed) for fixed in BOOLS for agent in BOOLS]
 COLUMNS = [(r, h, s) for r in BOOLS for h in BOOLS for s in BOOLS]
 
 
-def model_versions(request: Request) -> tuple[dict, list[str]]:
+def model_versions(request: Request) -> tuple[dict[str, str], list[str]]:
     """{gevent-websocket, newrelic} for the model, and what had to be assumed."""
     assumed = []
     gws = request.exact(GWS)
@@ -220,9 +234,9 @@ def model_versions(request: Request) -> tuple[dict, list[str]]:
     return {GWS: gws, "newrelic": nr}, assumed
 
 
-def prediction_grid(name: str, versions: dict) -> dict:
+def prediction_grid(name: str, versions: dict[str, str]) -> Grid:
     """{(agent, fixed): {(rum, hg, streaming): Prediction}} for the given versions."""
-    grid = {}
+    grid: Grid = {}
     for agent, fixed in ARMS:
         reported = dict(versions)
         if fixed:
@@ -233,7 +247,8 @@ def prediction_grid(name: str, versions: dict) -> dict:
     return grid
 
 
-def cause(versions: dict, fixed: bool, prediction, streaming: bool) -> str:
+def cause(versions: dict[str, str], fixed: bool, prediction: Prediction, streaming: bool
+          ) -> str:
     """Why the model predicts what it does for one cell, in a sentence (one per kind)."""
     if not (prediction.lazy_layers or streaming):
         return ""
@@ -247,7 +262,8 @@ def cause(versions: dict, fixed: bool, prediction, streaming: bool) -> str:
     return f"gevent-websocket {gws} iterates the application's result, so {lazy} run"
 
 
-def print_grid(title: str, rows: dict, versions: dict, out=None, observed=None):
+def print_grid(title: str, rows: Grid, versions: dict[str, str], out: TextIO | None = None,
+               observed: Observed | None = None) -> None:
     """The grid as the report draws it: rows agent x fixed, columns rum x hg x streaming.
 
     ``observed``: {(agent, fixed): {col: (verdict, closed)}}; a cell whose verdict is not
@@ -289,7 +305,7 @@ def print_grid(title: str, rows: dict, versions: dict, out=None, observed=None):
           file=out)
 
 
-def run_predict(request: Request, out=None) -> int:
+def run_predict(request: Request, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     versions, assumed = model_versions(request)
     for line in assumed:
@@ -306,7 +322,7 @@ def run_predict(request: Request, out=None) -> int:
     return 0
 
 
-def _full(rows):
+def _full(rows: Grid) -> Grid:
     return {arm: rows.get(arm) or {} for arm in ARMS if arm in rows}
 
 
@@ -316,10 +332,10 @@ def _full(rows):
 class Registry:
     """The registry's release lists (its JSON), read once per project per run."""
 
-    def __init__(self):
-        self.releases: dict[str, dict] = {}
+    def __init__(self) -> None:
+        self.releases: dict[str, dict[str, list[Json]]] = {}
 
-    def files(self, name: str) -> dict[str, list[dict]]:
+    def files(self, name: str) -> dict[str, list[Json]]:
         key = canonicalize_name(name)
         if key not in self.releases:
             from .builds import BuildError, registry_releases
@@ -333,7 +349,7 @@ class Registry:
                                  ) from None
         return self.releases[key]
 
-    def check(self, name: str, version: str) -> list[dict]:
+    def check(self, name: str, version: str) -> list[Json]:
         files = self.files(name)
         match = [v for v in files if _same(v, version)]
         if not match or not files[match[0]]:
@@ -367,7 +383,7 @@ def _same(a: str, b: str) -> bool:
         return a == b
 
 
-def _newest(files: dict) -> str:
+def _newest(files: dict[str, list[Json]]) -> str:
     versions = []
     for v, f in files.items():
         try:
@@ -378,7 +394,7 @@ def _newest(files: dict) -> str:
     return str(max(versions)) if versions else "(none)"
 
 
-def _time(f: dict) -> dt.datetime:
+def _time(f: Json) -> dt.datetime:
     stamp = f.get("upload_time_iso_8601") or f["upload_time"] + "Z"
     return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
@@ -393,7 +409,7 @@ def _admits(requires_python: str | None, python: str) -> bool:
         return True
 
 
-def wheel_pythons(files: list[dict]) -> set[str] | None:
+def wheel_pythons(files: list[Json]) -> set[str] | None:
     """The X.Y a release has CPython-specific wheels for; None when it has none (pure
     Python, or an sdist only: no binary evidence either way)."""
     found: set[str] = set()
@@ -442,7 +458,7 @@ class Plan:
     why_era: str = ""
     pins: dict[str, str] = field(default_factory=dict)  # canonical name -> version, resolved
     choices: list[str] = field(default_factory=list)  # what was filled in, and why
-    gws_files: list[dict] = field(default_factory=list)
+    gws_files: list[Json] = field(default_factory=list)
     requirements: list[str] = field(default_factory=list)  # what the environment installs
     constraints: list[str] = field(default_factory=list)  # 2.7: pip's cap at the era
     uv_dates: list[str] = field(default_factory=list)  # 3.x: uv's cap at the era
@@ -458,7 +474,7 @@ def supported(request: Request, registry: Registry, era: dt.datetime | None
     and for a server need the file leaves out, its newest release of the era (a 2018
     gevent has no wheel for 3.11, so a 2018 stack does not run there)."""
     out = {}
-    names = {n: request.exact(n) for n in request.requirements if request.exact(n)}
+    names = request.pinned()
     for need in SERVER_NEEDS:
         if need not in request.requirements and era is not None:
             newest = registry.newest_before(need, era, None)
@@ -518,8 +534,7 @@ def _span(pythons: set[str]) -> str:
 
 def era_of(request: Request, registry: Registry) -> tuple[dt.datetime | None, str]:
     """The day after the newest upload among the exact pins, and which pin that is."""
-    dated = [(registry.uploaded(n, request.exact(n)), n) for n in request.requirements
-             if request.exact(n)]
+    dated = [(registry.uploaded(n, v), n) for n, v in request.pinned().items()]
     if not dated:
         return None, "no exact pin: today's releases"
     when, name = max(dated)
@@ -664,9 +679,8 @@ def make_plan(request: Request, asked_python: str | None) -> Plan:
     from .pythons import MissingPython, find_python
 
     registry = Registry()
-    for name in request.requirements:
-        if request.exact(name):
-            registry.check(name, request.exact(name))
+    for name, version in request.pinned().items():
+        registry.check(name, version)
     era, why_era = era_of(request, registry)
     version, why = choose_python(request, registry, asked_python, era)
     try:
@@ -680,7 +694,7 @@ def make_plan(request: Request, asked_python: str | None) -> Plan:
     return plan
 
 
-def describe(plan: Plan, out=None) -> None:
+def describe(plan: Plan, out: TextIO | None = None) -> None:
     out = out or sys.stdout
     r = plan.request
     print(f"stack {r.name}: " + " ".join(str(q) for q in r.requirements.values()), file=out)
@@ -705,13 +719,14 @@ def session_name(name: str, agent: bool, fixed: bool) -> str:
     return f"stack({name}, agent={agent}, fixed={fixed})"
 
 
-def pins_claimed(env_versions: dict) -> list[str]:
+def pins_claimed(env_versions: dict[str, str | None]) -> list[str]:
     """pytest --pin options, the stack's own pins: the positive controls expect the server
     to report each (tests/matrix/test_cells.py positive_controls)."""
     return [f"{REPORTED[n]}=={v}" for n, v in env_versions.items() if n in REPORTED and v]
 
 
-def run_cells(plan: Plan, env, results: Path, jobs: int, out=None) -> dict:
+def run_cells(plan: Plan, env: Env, results: Path, jobs: int, out: TextIO | None = None
+              ) -> dict[Arm, Json]:
     """pytest on the cells per arm; {(agent, fixed): results document}."""
     out = out or sys.stdout
     from concurrent.futures import ThreadPoolExecutor
@@ -719,7 +734,7 @@ def run_cells(plan: Plan, env, results: Path, jobs: int, out=None) -> dict:
     arms = [(a, f) for a, f in ARMS if not f or env.patched]
     results.mkdir(parents=True, exist_ok=True)
 
-    def one(arm):
+    def one(arm: Arm) -> tuple[Arm, Json]:
         agent, fixed = arm
         name = session_name(plan.request.name, agent, fixed)
         slug = cells_slug(name)
@@ -754,8 +769,8 @@ def run_cells(plan: Plan, env, results: Path, jobs: int, out=None) -> dict:
         return dict(pool.map(one, arms))
 
 
-def observed_grid(docs: dict) -> dict:
-    grid = {}
+def observed_grid(docs: dict[Arm, Json]) -> Observed:
+    grid: Observed = {}
     for arm, doc in docs.items():
         for record in doc.get("cells", []):
             c = record["cell"]
@@ -767,7 +782,7 @@ def observed_grid(docs: dict) -> dict:
     return grid
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.harness.userstack",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("pins", nargs="*", metavar="NAME==VERSION")
