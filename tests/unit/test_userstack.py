@@ -171,3 +171,18 @@ def test_a_failed_build_leaves_no_environment(tmp_path):
         stackenv.build(plan, tmp_path)
     assert "\n" not in str(err.value)
     assert [p.name for p in (tmp_path / "envs").iterdir()] == []
+
+
+def test_a_user_stack_is_named_after_its_file_and_never_as_a_declared_stack(tmp_path):
+    from tests.harness.cells import STACKS, Cell
+    from tests.harness.userstack import from_args, stack_name
+
+    for declared in STACKS:
+        assert stack_name(declared) == f"user-{declared}"
+    (tmp_path / "my reqs.txt").write_text("gevent==21.8.0\n")
+    name = from_args([], str(tmp_path / "my reqs.txt")).name
+    assert name == "my-reqs"
+    pins = from_args(["gevent==21.8.0", "Flask==2.0.2"], None).name
+    # the name survives a cell's label and slug, as a declared stack's does
+    cell = Cell(pins, True, False, True, False, True)
+    assert Cell.parse(cell.label()) == cell and Cell.parse(cell.slug()) == cell
