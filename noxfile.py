@@ -181,12 +181,14 @@ def reliability(session: nox.Session, agent: bool) -> None:
 
 @nox.session(python=None, default=False, tags=CI, allow_parallel=True)
 def unit(session: nox.Session) -> None:
-    """The harness's own tests: model, seed table, builds, bisection, comparison, renderers."""
+    """The harness's own tests: model, seed table, builds, bisection, comparison, renderers,
+    a user stack's input side."""
     install_harness(session)
     install_groups(session, "report")
     session.run("pytest", "tests/unit/test_model.py", "tests/unit/test_builds.py",
                 "tests/unit/test_history.py", "tests/unit/test_deploy_compare.py",
                 "tests/unit/test_report.py", "tests/unit/test_records.py",
+                "tests/unit/test_userstack.py",
                 "--junitxml", str(results_file("unit", ".junit.xml")), *session.posargs)
 
 
@@ -290,6 +292,38 @@ def bench(session: nox.Session) -> None:
                 "--patched-path", str(patched), "--work", str(work),
                 "--nox", f"{shlex.quote(sys.executable)} -m nox", "--out", str(REPORT),
                 "--load-before", load, *session.posargs)
+
+
+# -- your stack (issue 20): the cells for the versions a user runs -------------------
+# tests/harness/userstack.py reads the pins, fills in the rest, builds the server env
+# (atomically, under .cache/stacks/, reused by a second run) and runs the cells of each
+# arm; their results go to RESULTS as stack(<name>, agent=…, fixed=…), a stack of its own.
+
+
+@nox.session(python=None, default=False)
+def stack(session: nox.Session) -> None:
+    """A user's stack: `nox -s stack -- -r FILE | NAME==VERSION ... [--python X.Y] [--predict]`."""
+    if "--predict" in session.posargs:
+        # The model alone, in nox's own process: no env, no install, well under a second.
+        from tests.harness.userstack import main as userstack
+
+        if userstack(session.posargs):
+            session.error("bad input (the line above says why)")
+        return
+    install_harness(session)
+    install_node_client(session)
+    session.run("python", "-m", "tests.harness.userstack", *session.posargs,
+                "--results", str(RESULTS), terminate_timeout=PYTEST_TERMINATE_TIMEOUT)
+
+
+# Each line runs on its own Python (tests/data/stacks/lines.toml: 2.7, 3.8, 3.9, nox's).
+@nox.session(python=None, default=False, tags=CI)
+def stacks(session: nox.Session) -> None:
+    """One user stack per Werkzeug major line (0.x-3.x), each agreeing with the model."""
+    install_harness(session)
+    install_node_client(session)
+    session.run("python", "-m", "tests.harness.stacklines", "--results", str(RESULTS),
+                *session.posargs, terminate_timeout=PYTEST_TERMINATE_TIMEOUT)
 
 
 # -- history (issue 12): which upstream release changed a cell ------------------------

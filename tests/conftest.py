@@ -23,7 +23,8 @@ from tests.harness.records import CellRecord, ProtocolRecord, SessionResults
 
 def pytest_addoption(parser):
     group = parser.getgroup("matrix")
-    group.addoption("--stack", choices=sorted(STACKS), default="today")
+    group.addoption("--stack", default="today",
+                    help=f"one of {sorted(STACKS)}, or a user stack's name with its --pin's")
     group.addoption("--agent", action="store_true", default=None)
     group.addoption("--no-agent", dest="agent", action="store_false")
     group.addoption("--fixed", action="store_true", default=None)
@@ -37,6 +38,9 @@ def pytest_addoption(parser):
     group.addoption("--release", action="append", default=[], metavar="NAME==VERSION",
                     help="a release under test instead of the stack's pin (history sessions): "
                          "the positive controls expect the server to report it")
+    group.addoption("--pin", action="append", default=[], metavar="NAME==VERSION",
+                    help="a user stack's own pin (tests/harness/userstack.py): the stack is "
+                         "not in pyproject.toml, the positive controls expect these")
 
 
 @dataclass
@@ -47,6 +51,7 @@ class Session:
     server_python: str
     logs: Path | None
     releases: dict  # {"newrelic": "2.68.0.50"}: what --release puts in place of a pin
+    pins: dict  # a user stack's own pins ({} for a stack of pyproject.toml)
 
     @property
     def name(self):
@@ -55,7 +60,7 @@ class Session:
     @property
     def launcher(self):
         """How this stack's servers start (tests/harness/server.py): app or gunicorn."""
-        return LAUNCHER[self.stack]
+        return LAUNCHER.get(self.stack, "app")  # a user stack: python -m app
 
     def cell(self, **columns):
         """The cell of this session's stack and arm at ``columns`` (rum, ...)."""
@@ -66,17 +71,31 @@ class Session:
 def session(pytestconfig, tmp_path_factory):
     opt = pytestconfig.getoption
     logs = opt("server_logs")
-    releases = {}
-    for spec in opt("release"):
-        name, sep, version = spec.partition("==")
-        if not (sep and name and version):
-            raise pytest.UsageError(f"--release {spec!r}: expected NAME==VERSION, "
-                                    "e.g. --release newrelic==2.68.0.50")
-        releases[name] = version
-    return Session(stack=opt("stack"), agent=opt("agent"), fixed=opt("fixed"),
+    releases, pins = _pins("release", opt("release")), _pins("pin", opt("pin"))
+    stack = opt("stack")
+    if stack not in STACKS and not pins:
+        raise pytest.UsageError(f"--stack {stack!r}: not in pyproject.toml [tool.stacks] "
+                                f"({', '.join(sorted(STACKS))}); name one, or give a user "
+                                "stack's pins with --pin NAME==VERSION")
+    if stack in STACKS and pins:
+        raise pytest.UsageError(f"--pin with --stack {stack!r}: that stack's pins are in "
+                                "pyproject.toml; give a user stack another name")
+    return Session(stack=stack, agent=opt("agent"), fixed=opt("fixed"),
                    server_python=opt("server_python") or sys.executable,
                    logs=Path(logs) if logs else tmp_path_factory.mktemp("server-logs"),
-                   releases=releases)
+                   releases=releases, pins=pins)
+
+
+def _pins(option, specs):
+    """{name: version} of --release / --pin NAME==VERSION options."""
+    out = {}
+    for spec in specs:
+        name, sep, version = spec.partition("==")
+        if not (sep and name and version):
+            raise pytest.UsageError(f"--{option} {spec!r}: expected NAME==VERSION, "
+                                    f"e.g. --{option} newrelic==2.68.0.50")
+        out[name] = version
+    return out
 
 
 class Results:

@@ -2,21 +2,20 @@
 
 It predicts from properties of the stack that the server reports (versions
 of gevent-websocket and the agent), never from a per-cell lookup.  Each
-property is the upstream fact that DESIGN.md establishes; the matrix then
+property is an upstream fact: its release thresholds live in pyproject.toml's
+[tool.history.*] and `nox -s "history(<package>)"` proves them; the matrix then
 checks every prediction against what the server and clients did.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from packaging.version import Version
 
-from .cells import HISTORY, PATCHED_LABEL
-
-if TYPE_CHECKING:
-    from .cells import Cell
+from .cells import HISTORY, PATCHED_LABEL, Cell
 
 
 def threshold(name: str) -> Version:
@@ -46,8 +45,8 @@ class StackFacts:
     agent_rum_lazy_on_websockets: bool  # only meaningful with the agent on, RUM on
 
     @classmethod
-    def from_versions(cls, versions: dict[str, str | None]) -> StackFacts:
-        gws = Version(versions["gevent-websocket"])  # type: ignore[arg-type]  # a server has it
+    def from_versions(cls, versions: Mapping[str, str | None]) -> StackFacts:
+        gws = Version(versions["gevent-websocket"] or "")  # absent: InvalidVersion
         fixed = gws.local == PATCHED_LABEL
         agent = versions.get("newrelic")
         lazy_rum = False

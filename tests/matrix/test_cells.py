@@ -47,24 +47,29 @@ def served_by(server):
     return worker and bool(requests) and all(e.get("pid") == pid for e in requests)
 
 
-def positive_controls(cell, server, page, releases=None, transcripts=()):
+def positive_controls(cell, server, page, releases=None, transcripts=(), pins=None):
     """What this server really runs, checked against what the cell claims.
 
     ``releases`` ({name: version}, pytest --release) are the releases a history
     session put in place of the stack's pins: the server must report those.
+    ``pins`` (pytest --pin) are a user stack's own (tests/harness/userstack.py),
+    a stack pyproject.toml does not declare: the server must report each.
     Every client must get its websocket (a handler that does not speak RFC 6455,
     e.g. gevent-websocket 0.2, answers no question about lazy layers).
     """
     versions = server.versions
-    pins = STACKS[cell.stack]
     releases = releases or {}
     gws = versions["gevent-websocket"] or ""
-    release = releases.get("gevent-websocket") or pins["gevent-websocket"]["version"]
+    release = (releases.get("gevent-websocket") or (pins or {}).get("gevent-websocket")
+               or STACKS[cell.stack]["gevent-websocket"]["version"])
     want_gws = build_version(release, cell.fixed)
     releases_reported = {f"{name} release": versions.get(name) == version
                          for name, version in releases.items() if name != "gevent-websocket"}
+    pins_reported = {f"{name} pin": versions.get(name) == version
+                     for name, version in (pins or {}).items() if name != "gevent-websocket"}
     return {
         **releases_reported,
+        **pins_reported,
         "hello_goodbyer": ("Goodbye from the page!" in page) == cell.hello_goodbyer,
         "rum_script": ("NREUM" in page) == (cell.agent and cell.rum),
         "gevent-websocket build": gws == want_gws,
@@ -105,7 +110,8 @@ def test_cell(session, results, column):
         exchanged = time.monotonic()
     events = server.events
     duration = time.monotonic() - started
-    controls = positive_controls(cell, server, page, session.releases, transcripts)
+    controls = positive_controls(cell, server, page, session.releases, transcripts,
+                                 session.pins)
     facts = StackFacts.from_versions(server.versions)
     expected = predict(cell, facts)
     observed = [evaluate(cell, t, events) for t in transcripts]
