@@ -28,13 +28,29 @@ CLOSE_REASONS = {"close": u"bye", "close-long": u"\u00e9" * 100}
 
 
 def _websocket_rule_options():
-    # Werkzeug >= 1.0 answers an upgrade on an ordinary rule with 400
-    # (WebsocketMismatch); 0.11 has no such argument and needs nothing.
-    from werkzeug.routing import Rule
+    """``{"websocket": True}`` where Werkzeug sends an upgrade request to websocket rules only.
+
+    Decided by asking this Werkzeug, not by its version, because the lines differ
+    (each seen serving the cells): 0.x has no ``websocket`` argument; 1.0 has it but
+    calls a request a websocket one only if ``wsgi.url_scheme`` is ws/wss, which
+    gevent-websocket never sets, so there an upgrade matches ordinary rules and a
+    websocket rule answers 400; 2.0+ reads the Connection and Upgrade headers and
+    answers 400 (WebsocketMismatch) on an ordinary rule.
+    """
+    from werkzeug.exceptions import HTTPException
+    from werkzeug.routing import Map, Rule
 
     try:
-        Rule("/", websocket=True)
+        probe = Map([Rule("/", endpoint="ws", websocket=True)])
     except TypeError:
+        return {}
+    upgrade = {"REQUEST_METHOD": "GET", "SCRIPT_NAME": "", "PATH_INFO": "/",
+               "QUERY_STRING": "", "SERVER_NAME": "localhost", "SERVER_PORT": "80",
+               "HTTP_HOST": "localhost", "wsgi.url_scheme": "http",
+               "HTTP_CONNECTION": "Upgrade", "HTTP_UPGRADE": "websocket"}
+    try:
+        probe.bind_to_environ(upgrade).match()
+    except HTTPException:  # WebsocketMismatch: an upgrade is an ordinary request here
         return {}
     return {"websocket": True}
 

@@ -16,12 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.cells import LAUNCHER, STACKS, session_name
+from tests.harness import records
+from tests.harness.cells import LAUNCHER, STACKS, Cell, build_name, session_name
+from tests.harness.records import CellRecord, ProtocolRecord, SessionResults
 
 
 def pytest_addoption(parser):
     group = parser.getgroup("matrix")
-    group.addoption("--stack", choices=sorted(STACKS), default="today")
+    group.addoption("--stack", default="today",
+                    help=f"one of {sorted(STACKS)}, or a user stack's name with its --pin's")
     group.addoption("--agent", action="store_true", default=None)
     group.addoption("--no-agent", dest="agent", action="store_false")
     group.addoption("--fixed", action="store_true", default=None)
@@ -35,6 +38,9 @@ def pytest_addoption(parser):
     group.addoption("--release", action="append", default=[], metavar="NAME==VERSION",
                     help="a release under test instead of the stack's pin (history sessions): "
                          "the positive controls expect the server to report it")
+    group.addoption("--pin", action="append", default=[], metavar="NAME==VERSION",
+                    help="a user stack's own pin (tests/harness/userstack.py): the stack is "
+                         "not in pyproject.toml, the positive controls expect these")
 
 
 @dataclass
@@ -45,6 +51,7 @@ class Session:
     server_python: str
     logs: Path | None
     releases: dict  # {"newrelic": "2.68.0.50"}: what --release puts in place of a pin
+    pins: dict  # a user stack's own pins ({} for a stack of pyproject.toml)
 
     @property
     def name(self):
@@ -53,51 +60,74 @@ class Session:
     @property
     def launcher(self):
         """How this stack's servers start (tests/harness/server.py): app or gunicorn."""
-        return LAUNCHER[self.stack]
+        return LAUNCHER.get(self.stack, "app")  # a user stack: python -m app
+
+    def cell(self, **columns):
+        """The cell of this session's stack and arm at ``columns`` (rum, ...)."""
+        return Cell(stack=self.stack, agent=self.agent, fixed=self.fixed, **columns)
 
 
 @pytest.fixture(scope="session")
 def session(pytestconfig, tmp_path_factory):
     opt = pytestconfig.getoption
     logs = opt("server_logs")
-    releases = {}
-    for spec in opt("release"):
-        name, sep, version = spec.partition("==")
-        if not (sep and name and version):
-            raise pytest.UsageError(f"--release {spec!r}: expected NAME==VERSION, "
-                                    "e.g. --release newrelic==2.68.0.50")
-        releases[name] = version
-    return Session(stack=opt("stack"), agent=opt("agent"), fixed=opt("fixed"),
+    releases, pins = _pins("release", opt("release")), _pins("pin", opt("pin"))
+    stack = opt("stack")
+    if stack not in STACKS and not pins:
+        raise pytest.UsageError(f"--stack {stack!r}: not in pyproject.toml [tool.stacks] "
+                                f"({', '.join(sorted(STACKS))}); name one, or give a user "
+                                "stack's pins with --pin NAME==VERSION")
+    if stack in STACKS and pins:
+        raise pytest.UsageError(f"--pin with --stack {stack!r}: that stack's pins are in "
+                                "pyproject.toml; give a user stack another name")
+    return Session(stack=stack, agent=opt("agent"), fixed=opt("fixed"),
                    server_python=opt("server_python") or sys.executable,
                    logs=Path(logs) if logs else tmp_path_factory.mktemp("server-logs"),
-                   releases=releases)
+                   releases=releases, pins=pins)
+
+
+def _pins(option, specs):
+    """{name: version} of --release / --pin NAME==VERSION options."""
+    out = {}
+    for spec in specs:
+        name, sep, version = spec.partition("==")
+        if not (sep and name and version):
+            raise pytest.UsageError(f"--{option} {spec!r}: expected NAME==VERSION, "
+                                    f"e.g. --{option} newrelic==2.68.0.50")
+        out[name] = version
+    return out
 
 
 class Results:
-    """Every record a test adds, written as one JSON file when pytest ends.
+    """Every record a test adds (tests/harness/records.py), written as one
+    SessionResults file when pytest ends.
 
     Under pytest-xdist each worker holds the records of the tests it ran: it hands
     them to the controller when it finishes (pytest_sessionfinish, workeroutput),
     the controller merges them (pytest_testnodedown) and alone writes the file.
     """
 
+    KINDS = {"cells": CellRecord, "protocol": ProtocolRecord}
+
     def __init__(self):
-        self.records = {"cells": [], "protocol": [], "builds": []}
+        self.records = {kind: [] for kind in self.KINDS}
         self.started = time.time()
 
     def add(self, kind, record):
         self.records[kind].append(record)
 
-    def merge(self, records):
-        for kind, found in records.items():
-            self.records.setdefault(kind, []).extend(found)
+    def as_json(self):
+        return json.dumps({kind: [records.to_dict(r) for r in found]
+                           for kind, found in self.records.items()})
+
+    def merge(self, text):
+        for kind, found in json.loads(text).items():
+            self.records[kind] += [records.from_dict(self.KINDS[kind], r) for r in found]
 
     def sorted(self):
         """The records in an order that does not depend on which worker ran what."""
-        key = {"cells": lambda r: json.dumps(r["cell"], sort_keys=True),
-               "protocol": lambda r: r["nodeid"]}
-        return {kind: sorted(found, key=key[kind]) if kind in key else found
-                for kind, found in self.records.items()}
+        return {"cells": sorted(self.records["cells"], key=lambda r: r.cell),
+                "protocol": sorted(self.records["protocol"], key=lambda r: r.nodeid)}
 
 
 RESULTS = Results()
@@ -121,7 +151,7 @@ def _protocol_outcome(report):
 def pytest_runtest_makereport(item, call):
     """Each check marked `protocol` becomes one record of the results' "protocol" list.
 
-    The test module puts ("arm", ...) and ("evidence", ...) in user_properties;
+    The test module puts ("build", ...) and ("evidence", ...) in user_properties;
     the marker's `defect` names what the vanilla arm gets wrong.
     """
     report = yield
@@ -135,16 +165,16 @@ def pytest_runtest_makereport(item, call):
             text = crash.message if crash is not None else str(report.longrepr)
             evidence = (text.strip().splitlines() or [""])[0][:300]
         fixed = item.config.getoption("fixed")
-        RESULTS.add("protocol", {
-            "check": item.name.removeprefix("test_"),
-            "nodeid": item.nodeid,
-            "stack": item.config.getoption("stack"),
-            "arm": props.get("arm") or {True: "patched", False: "vanilla"}.get(fixed),
-            "outcome": _protocol_outcome(report),
-            "defect": marker.kwargs.get("defect"),
-            "evidence": evidence,
-            "duration": round(report.duration, 3),
-        })
+        RESULTS.add("protocol", ProtocolRecord(
+            check=item.name.removeprefix("test_"),
+            nodeid=item.nodeid,
+            stack=item.config.getoption("stack"),
+            build=props.get("build") or (None if fixed is None else build_name(fixed)),
+            outcome=_protocol_outcome(report),
+            defect=marker.kwargs.get("defect"),
+            evidence=evidence,
+            duration=round(report.duration, 3),
+        ))
     return report
 
 
@@ -178,28 +208,26 @@ def pytest_testnodedown(node, error):
     """xdist controller: a worker finished; keep the records it ran."""
     records = getattr(node, "workeroutput", {}).get(WORKER_RECORDS)
     if records:
-        RESULTS.merge(json.loads(records))
+        RESULTS.merge(records)
 
 
 def pytest_sessionfinish(session, exitstatus):
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:  # an xdist worker: the controller writes the file
-        workeroutput[WORKER_RECORDS] = json.dumps(RESULTS.records)
+        workeroutput[WORKER_RECORDS] = RESULTS.as_json()
         return
     path = session.config.getoption("results")
     if not path:
         return
     opt = session.config.getoption
     stack, agent, fixed = opt("stack"), opt("agent"), opt("fixed")
-    document = {
-        "session": opt("session_name") or session_name(stack, agent, fixed),
-        "stack": stack, "agent": agent, "fixed": fixed,
-        "status": "passed" if exitstatus == 0 else "failed",
-        "pytest_exitstatus": int(exitstatus),
-        "duration": round(time.time() - RESULTS.started, 3),
-        "python": sys.version.split()[0],
-        "ci": bool(os.environ.get("CI")),
+    records.write(path, SessionResults(
+        session=opt("session_name") or session_name(stack, agent, fixed),
+        stack=stack, agent=agent, fixed=fixed,
+        status="passed" if exitstatus == 0 else "failed",
+        pytest_exitstatus=int(exitstatus),
+        duration=round(time.time() - RESULTS.started, 3),
+        python=sys.version.split()[0],
+        ci=bool(os.environ.get("CI")),
         **RESULTS.sorted(),
-    }
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(document, indent=1, sort_keys=True) + "\n")
+    ))

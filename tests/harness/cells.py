@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import re
 import sys
-from dataclasses import asdict, dataclass
+from collections.abc import Collection, Iterator
+from dataclasses import MISSING, Field, asdict, astuple, dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -15,15 +18,15 @@ else:  # nox depends on tomli on older interpreters
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def resolve_stacks(declared):
+def resolve_stacks(declared: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """[tool.stacks] with each `base = "<stack>"` resolved: the one place that does it.
 
     A stack inherits its base's settings; its own lists of pins (server, agent)
     are added to the base's, any other key of its own replaces the base's.
     """
-    resolved = {}
+    resolved: dict[str, dict[str, Any]] = {}
 
-    def resolve(name, seen=()):
+    def resolve(name: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
         if name in resolved:
             return resolved[name]
         own = declared[name]
@@ -61,8 +64,50 @@ MAIN_STACKS = tuple(name for name in STACKS if LAUNCHER[name] == "app")
 BOOLS = (False, True)
 
 
-@dataclass(frozen=True)
+# The patched build's local version label: gevent-websocket 0.10.1+fixed
+# (tests/harness/builds.py labels the wheel, tests/harness/model.py reads it back).
+PATCHED_LABEL = "fixed"
+
+
+def build_name(fixed: bool) -> str:
+    """How reports name a build: the session parameter `fixed=` stays `fixed` on the
+    command line (the product's interface); everywhere else it is this word."""
+    return "patched" if fixed else "vanilla"
+
+
+def build_version(release: str, fixed: bool) -> str:
+    """The version a server of this build reports: 0.10.1 or 0.10.1+fixed."""
+    return f"{release}+{PATCHED_LABEL}" if fixed else release
+
+
+def is_patched(version: str | None) -> bool:
+    return str(version or "").endswith(f"+{PATCHED_LABEL}")
+
+
+NOT = "¬"  # a label's "off": `rum ¬hello_goodbyer`
+
+
+@dataclass(frozen=True, order=True)
 class Cell:
+    """One cell of the matrix: the one identity every writer and reader uses.
+
+    A field is an axis.  Every form of a cell comes from the fields, in order:
+
+    - ``key``: the values, a tuple (sorting, dict keys);
+    - ``label()``: what a person reads, ``today agent ¬fixed rum ¬hello_goodbyer streaming``
+      (the stack first, then each bool axis by name, ``¬`` when off; a str axis
+      as ``name:value``);
+    - ``slug()``: pytest ids, HTML ids and file names,
+      ``today-agent_on-fixed_off-rum_on-hello_goodbyer_off-streaming_off`` (no ``=``
+      nor space: ``pytest -k`` selects it); ``slug(COLUMN_AXES)`` is the test id of a
+      cell within its session, ``rum_on-hello_goodbyer_off-streaming_off``;
+    - ``Cell.parse(text)`` reads a label or a slug back.
+
+    A new axis is one more field with a default (``handler: str = "gevent-websocket"``):
+    an axis at its default is left out of labels and slugs, so every existing id and
+    results file keeps its meaning, and ``parse`` fills it in.
+    """
+
     stack: str
     agent: bool
     fixed: bool
@@ -71,43 +116,145 @@ class Cell:
     streaming: bool
 
     @property
-    def seed_key(self):
+    def key(self) -> tuple[Any, ...]:
+        return astuple(self)
+
+    @property
+    def arm(self) -> tuple[bool, bool]:
+        """(agent, fixed): the row of the grid a session runs (tests/harness/records.py)."""
+        return (self.agent, self.fixed)
+
+    @property
+    def build(self) -> str:
+        return build_name(self.fixed)
+
+    @property
+    def seed_key(self) -> tuple[bool, bool, bool, bool]:
         """The seed's own (fixed, rum, hello_goodbyer, streaming) tuple."""
         return (self.fixed, self.rum, self.hello_goodbyer, self.streaming)
 
     @property
-    def route(self):
+    def route(self) -> str:
         return "/streaming" if self.streaming else "/view"
 
-    @property
-    def slug(self):
-        flags = "-".join(f"{k}={int(v)}" for k, v in asdict(self).items() if k != "stack")
-        return f"{self.stack}-{flags}"
+    def on(self, stack: str) -> Cell:
+        """The same cell on another stack (deploy read against today)."""
+        return replace(self, stack=stack)
 
-    def as_dict(self):
+    def _shown(self, axes: Collection[str] | None, omit: Collection[str],
+               ) -> Iterator[tuple[str, Any]]:
+        """(field, value) of the axes a label or slug writes: not omitted, not at a default."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "stack" or f.name in omit or (axes is not None and f.name not in axes):
+                continue
+            if f.default is not MISSING and value == f.default and axes is None:
+                continue
+            yield f.name, value
+
+    def label(self, omit: Collection[str] = ()) -> str:
+        """``today agent ¬fixed rum ...``; ``omit`` drops axes a reader already knows
+        (history: the stack and ``fixed``); ``Cell.parse(label, **those)`` reads it back."""
+        words = [] if "stack" in omit else [self.stack]
+        for name, value in self._shown(None, omit):
+            words.append((name if value else NOT + name) if isinstance(value, bool)
+                         else f"{name}:{value}")
+        return " ".join(words)
+
+    def slug(self, axes: Collection[str] | None = None) -> str:
+        """``today-agent_on-...``; with ``axes``, only those (a test id within a session)."""
+        parts = [] if axes is not None else [self.stack]
+        for name, value in self._shown(axes, ()):
+            word = ("on" if value else "off") if isinstance(value, bool) else value
+            parts.append(f"{name}_{word}")
+        return "-".join(parts)
+
+    @classmethod
+    def parse(cls, text: str, **given: Any) -> Cell:
+        """A label or a slug (whole, or with the axes ``given`` names left out) -> Cell."""
+        names = {f.name: f for f in fields(cls)}
+        values, text = dict(given), str(text).strip()
+        is_slug = " " not in text and NOT not in text and re.search(r"_(on|off)(-|$)", text)
+        if is_slug:
+            tokens: list[str] = []
+            for part in text.split("-"):
+                name = part.rpartition("_")[0]
+                # a value may hold "-" (gevent-websocket): glue it to its axis
+                if tokens and not any(part.startswith(n + "_") for n in names if n != "stack"):
+                    tokens[-1] += "-" + part
+                else:
+                    tokens.append(part)
+            for token in tokens:
+                axis = next((n for n in names if n != "stack" and token.startswith(n + "_")),
+                            None)
+                if axis is None:
+                    values["stack"] = token
+                    continue
+                value = token[len(axis) + 1:]
+                values[axis] = {"on": True, "off": False}.get(value, value) if _is_bool(
+                    names[axis]) else value
+        else:
+            for token in text.split():
+                name, colon, value = token.partition(":")
+                if colon and name in names:
+                    values[name] = value
+                elif token.lstrip(NOT) in names and _is_bool(names[token.lstrip(NOT)]):
+                    values[token.lstrip(NOT)] = not token.startswith(NOT)
+                else:
+                    values["stack"] = token
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise ValueError(f"{text!r} is not a cell ({exc}); expected a label like "
+                             f"{cls('today', True, False, True, False, True).label()!r} or "
+                             "a slug like "
+                             f"{cls('today', True, False, True, False, True).slug()!r}") from None
+
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Cell:
+        """A record's "cell": its axes; an axis added since it was written takes its default."""
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
-def slug(name):
+
+def _is_bool(f: Field[Any]) -> bool:
+    return f.type in (bool, "bool")
+
+
+# The grid's rows and columns: the session's arm, and the axes a session runs.
+ROW_AXES = ("agent", "fixed")
+COLUMN_AXES = ("rum", "hello_goodbyer", "streaming")
+CELLS_TEST = "tests/matrix/test_cells.py::test_cell"
+
+
+def node_id(cell: Cell) -> str:
+    """The pytest node of one cell within its session, e.g. for a child pytest."""
+    return f"{CELLS_TEST}[{cell.slug(COLUMN_AXES)}]"
+
+
+def slug(name: str) -> str:
     """File name of a session: matrix(agent=False, fixed=True) -> matrix-agent-False-fixed-True"""
     return "-".join("".join(c if c.isalnum() else " " for c in name).split())
 
 
-def session_name(stack, agent, fixed):
+def session_name(stack: str, agent: bool, fixed: bool) -> str:
     return f"{SESSION_KIND[stack]}(agent={agent}, fixed={fixed})"
 
 
-def checks_name(stack, agent, fixed):
+def checks_name(stack: str, agent: bool, fixed: bool) -> str:
     """The `nox -t ci` session of the other per-arm checks (test_app, lifeline, ...)."""
     return f"checks({stack}, agent={agent}, fixed={fixed})"
 
 
-def sessions():
+def sessions() -> list[tuple[str, bool, bool]]:
     """Every (stack, agent, fixed) a plain `nox` has, in the order nox runs them."""
     return [(s, a, f) for s in MAIN_STACKS for a in BOOLS for f in BOOLS]
 
 
-def cells(stack, agent, fixed):
+def cells(stack: str, agent: bool, fixed: bool) -> list[Cell]:
+    """The 8 cells of one arm, in the grid's column order."""
     return [Cell(stack, agent, fixed, r, h, s) for r, h, s in itertools.product(BOOLS, repeat=3)]
 
 
@@ -152,7 +299,7 @@ False,False,False,False: +
 """
 
 
-def parse_seed_list(text):
+def parse_seed_list(text: str) -> list[tuple[tuple[bool, ...], str]]:
     """[(fixed, rum, hello_goodbyer, streaming), verdict] in the order written."""
     rows = []
     for line in text.strip().splitlines():
@@ -162,14 +309,14 @@ def parse_seed_list(text):
     return rows
 
 
-def seed_table():
+def seed_table() -> dict[tuple[bool, ...], str]:
     """{(agent, fixed, rum, hello_goodbyer, streaming): '+' or '-'}"""
-    table = {}
+    table: dict[tuple[bool, ...], str] = {}
     for agent, text in ((True, SEED_WITH_AGENT), (False, SEED_WITHOUT_AGENT)):
         for flags, verdict in parse_seed_list(text):
             table[(agent, *flags)] = verdict
     return table
 
 
-def seed_verdict(cell):
+def seed_verdict(cell: Cell) -> str:
     return seed_table()[(cell.agent, *cell.seed_key)]

@@ -10,42 +10,31 @@ with a valid close frame.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, cast
+
+from .records import Observation
+
+if TYPE_CHECKING:
+    from .cells import Cell
+    from .clients import Transcript
+
+Event = dict[str, Any]  # one JSON line of the server's event log
 
 VIEW_MESSAGE = "Hello from view!"
 ITERATOR_MESSAGE = "Hello from iterator!"
-# What a cell asserts against the expectation model.
-COMPARED = ("view", "iterator", "middleware", "verdict", "iterable_closed", "valid_close_frame")
 
 
-@dataclass
-class Observation:
-    client: str
-    rid: int | None
-    view: bool
-    iterator: bool | None
-    middleware: bool | None
-    verdict: str
-    iterable_closed: bool
-    valid_close_frame: bool
-    evidence: dict = field(default_factory=dict)
-
-    def as_dict(self):
-        return asdict(self)
-
-    def comparable(self):
-        return {k: getattr(self, k) for k in COMPARED}
-
-
-def request_id(events, client):
+def request_id(events: Sequence[Event], client: str) -> int | None:
     """The server's id for the connection the given client opened."""
     for event in events:
         if event["event"] == "request" and f"client={client}" in event.get("query", ""):
-            return event["rid"]
+            return cast(int, event["rid"])  # the server logs each request's id as an int
     return None
 
 
-def _exchange(transcript, server_events, message, event_name):
+def _exchange(transcript: Transcript, server_events: Sequence[Event], message: str,
+              event_name: str) -> tuple[bool, dict[str, Any]]:
     """The client got `message`, and the server recorded the client's answer to it."""
     received = message in transcript.received
     answer = None
@@ -58,7 +47,7 @@ def _exchange(transcript, server_events, message, event_name):
                 "server_logged": [e.get("data") for e in logged]}
 
 
-def evaluate(cell, transcript, events):
+def evaluate(cell: Cell, transcript: Transcript, events: Sequence[Event]) -> Observation:
     rid = request_id(events, transcript.client)
     mine = [e for e in events if rid is not None and e.get("rid") == rid]
     view, view_ev = _exchange(transcript, mine, VIEW_MESSAGE, "view_received")

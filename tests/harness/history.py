@@ -18,53 +18,74 @@ from __future__ import annotations
 import argparse
 import difflib
 import itertools
-import json
 import os
 import re
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from . import builds
-from .bisect import Search, Unusable
-from .cells import BOOLS, HISTORY, ROOT, Cell
-from .criteria import COMPARED
+from . import builds, records
+from .bisect import Flip, Search, Unusable
+from .cells import BOOLS, HISTORY, ROOT, Cell, node_id
+from .records import (
+    HistoryPackage,
+    HistoryResults,
+    SchemaError,
+    SessionResults,
+    comparable,
+    history_rerun,
+)
 
 REPORT = ROOT / os.environ.get("MATRIX_REPORT", "report")
 PYTEST_TIMEOUT = 600  # s for one pytest run of at most 8 cells (each bounded on its own)
 INSTALL_TIMEOUT = 300
-CELL_FIELDS = ("agent", "rum", "hello_goodbyer", "streaming")
+# What every cell of a search shares, left out of its labels in history.md.
+KNOWN = ("stack", "fixed")
 PARALLEL_PROBES = 2
 DIFF_LINES = 60  # per function: a diff is evidence for a ticket, not the whole file
 PYTHON_VERSION = "import platform, sys; sys.stdout.write(platform.python_version())"
+# The registry's files per release (builds.registry_releases); [tool.history.<package>].
+Files = dict[str, list[dict[str, Any]]]
+Entry = dict[str, Any]
 
 
-def session_of(package):
-    return f'`nox -s "history({package})"`'
+def short(label: str) -> str:
+    """A cell of history.json as history.md names it: ``agent rum ¬hello_goodbyer streaming``."""
+    return Cell.parse(label).label(omit=KNOWN)
 
 
-def cell_name(cell):
-    """(True, True, False, False) -> 'True,True,False,False' (agent,rum,hello_goodbyer,streaming)"""
-    return ",".join(str(v) for v in cell)
+def _shorten(doc: dict[str, Any]) -> dict[str, Any]:
+    """A package's entry with every cell label short (history.md's tables and lists)."""
+    def cells(by_label: dict[str, Any]) -> dict[str, Any]:
+        return {short(k): v for k, v in by_label.items()}
+
+    return {**doc, "watched": [short(c) for c in doc["watched"]],
+            "probed": [{**p, "verdicts": cells(p["verdicts"])} for p in doc["probed"]],
+            "flips": [{**f, "changed": cells(f["changed"]),
+                       "proof": {r: cells(v) for r, v in f["proof"].items()}}
+                      for f in doc["flips"]]}
 
 
 # -- the range -------------------------------------------------------------------------
 
 
-def release_range(package, entry, files, python_version):
+def release_range(package: str, entry: Entry, files: Files, python_version: str,
+                  ) -> tuple[list[str], dict[str, str]]:
     """(releases in the range, oldest first; {release: why it cannot be probed}).
 
     The range runs from ``first`` (default: the registry's first release) to
     ``last`` (default: the last release whose Requires-Python admits the stack's
     interpreter).  A release without an sdist stays in the range, skipped.
     """
-    def version(v):
+    def version(v: str) -> Version | None:
         try:
             return Version(v)
         except InvalidVersion:
@@ -73,12 +94,14 @@ def release_range(package, entry, files, python_version):
     known = sorted((v for v in files if version(v) is not None), key=Version)
     first = Version(entry.get("first", known[0]))
     last = entry.get("last")
-    releases, unusable = [], {}
+    releases: list[str] = []
+    unusable: dict[str, str] = {}
     for v in known:
         if Version(v) < first or (last and Version(v) > Version(last)):
             continue
         requires = {f.get("requires_python") for f in files[v]} - {None, ""}
-        if not last and any(python_version not in SpecifierSet(r) for r in requires):
+        if not last and any(python_version not in SpecifierSet(r)  # type: ignore[arg-type]  # no None: subtracted
+                            for r in requires):
             continue  # beyond what the stack's Python can install: outside the range
         releases.append(v)
         sdists = [f for f in files[v] if f["packagetype"] == "sdist"]
@@ -96,23 +119,26 @@ def release_range(package, entry, files, python_version):
 class Lab:
     """Builds, installs and runs the cells at a release of ``package`` on ``python``."""
 
-    def __init__(self, package, entry, python, work, cache, files):
+    def __init__(self, package: str, entry: Entry, python: str | Path, work: str | Path,
+                 cache: Path | None, files: Files) -> None:
         self.package, self.entry, self.python = package, entry, str(python)
         self.work, self.cache, self.files = Path(work), cache, files
         self.stack = entry["stack"]
         self.agents = entry.get("agent", list(BOOLS))
-        self.installed = {}  # release -> directories for PYTHONPATH
-        self.started = set()  # releases that have served a cell
-        self.builds = {}  # release -> {"seconds": .., "wheel": ..}
-        self.runs = []  # one record per pytest run
+        self.installed: dict[str, list[Path]] = {}  # release -> directories for PYTHONPATH
+        self.started: set[str] = set()  # releases that have served a cell
+        self.builds: dict[str, dict[str, Any]] = {}  # release -> {"seconds": .., "wheel": ..}
+        self.runs: list[dict[str, Any]] = []  # one record per pytest run
         self.run_ids = itertools.count()  # probes run side by side: each its own directory
-        self.model_disagreements = []
-        self.notes = []  # criteria beside the verdict that differ from the model
+        self.model_disagreements: list[str] = []
+        self.notes: list[str] = []  # criteria beside the verdict that differ from the model
 
-    def cells(self):
-        return [(a, r, h, s) for a in self.agents for r in BOOLS for h in BOOLS for s in BOOLS]
+    def cells(self) -> list[Cell]:
+        # the vanilla build: the release under test is the only change
+        return [Cell(self.stack, a, False, r, h, s)
+                for a in self.agents for r in BOOLS for h in BOOLS for s in BOOLS]
 
-    def install(self, release):
+    def install(self, release: str) -> list[Path]:
         """The directories to put first on the server's PYTHONPATH for ``release``."""
         if release in self.installed:
             return self.installed[release]
@@ -155,31 +181,30 @@ class Lab:
         self.installed[release] = paths
         return paths
 
-    def probe(self, release, cells):
+    def probe(self, release: str, cells: list[Cell]) -> dict[Cell, str]:
         paths = self.install(release)
-        verdicts = {}
+        verdicts: dict[Cell, str] = {}
         if release not in self.started and len(cells) > 1:
             # A release that cannot serve fails its first cell: learn that from one
             # cell, not from all of them (the range's ends walk over such releases).
-            verdicts.update(self.run_cells(release, paths, cells[0][0], cells[:1]))
+            verdicts.update(self.run_cells(release, paths, cells[0].agent, cells[:1]))
             cells = cells[1:]
         self.started.add(release)
-        by_agent = {}
+        by_agent: dict[bool, list[Cell]] = {}
         for cell in cells:
-            by_agent.setdefault(cell[0], []).append(cell)
+            by_agent.setdefault(cell.agent, []).append(cell)
         with ThreadPoolExecutor(len(by_agent)) as pool:
             parts = list(pool.map(lambda item: self.run_cells(release, paths, *item),
                                   by_agent.items()))
         return verdicts | {cell: verdict for part in parts for cell, verdict in part.items()}
 
-    def run_cells(self, release, paths, agent, cells):
-        from tests.matrix.test_cells import cell_node
-
+    def run_cells(self, release: str, paths: Sequence[Path], agent: bool, cells: Sequence[Cell],
+                  ) -> dict[Cell, str]:
         out = self.work / "runs" / f"{release}-agent-{agent}-{next(self.run_ids)}"
         shutil.rmtree(out, ignore_errors=True)
         results = out / "results.json"
         cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--no-header",
-               *(cell_node(*cell[1:]) for cell in cells),
+               *(node_id(cell) for cell in cells),
                "--stack", self.stack, "--agent" if agent else "--no-agent", "--no-fixed",
                "--server-python", self.python, "--release", f"{self.package}=={release}",
                "--results", str(results), "--server-logs", str(out / "logs")]
@@ -195,41 +220,40 @@ class Lab:
         out.mkdir(parents=True, exist_ok=True)
         (out / "pytest.log").write_text(proc.stdout + proc.stderr)
         try:
-            records = json.loads(results.read_text())["cells"]
-        except (OSError, ValueError, KeyError) as exc:
-            raise Unusable(f"pytest wrote no results ({exc!r}): {self.summary(proc)}") from None
-        observed = {tuple(r["cell"][k] for k in CELL_FIELDS): r for r in records}
-        verdicts = {}
+            found = records.read(results, SessionResults, "this pytest run").cells
+        except (OSError, SchemaError) as exc:
+            raise Unusable(f"pytest wrote no results ({exc}): {self.summary(proc)}") from None
+        observed = {r.cell: r for r in found}
+        verdicts: dict[Cell, str] = {}
         for cell in cells:
             record = observed.get(cell)
             if record is None:
-                slug = Cell(self.stack, agent, False, *cell[1:]).slug
-                raise Unusable(f"cell {cell_name(cell)} has no observation (the server did not "
+                raise Unusable(f"cell {cell.label()} has no observation (the server did not "
                                f"start?): {self.summary(proc)}; server stderr: "
-                               f"{self.tail(out / 'logs' / f'{slug}.stderr.log')}")
-            failed = [k for k, ok in record["controls"].items() if not ok]
+                               f"{self.tail(out / 'logs' / f'{cell.slug()}.stderr.log')}")
+            failed = [k for k, ok in record.controls.items() if not ok]
             if failed:
-                raise Unusable(f"positive controls failed in cell {cell_name(cell)}: {failed} "
-                               f"(the server reported {record['versions']})")
-            clients = {o["client"]: o["verdict"] for o in record["observed"]}
+                raise Unusable(f"positive controls failed in cell {cell.label()}: {failed} "
+                               f"(the server reported {record.versions})")
+            clients = {o.client: o.verdict for o in record.observed}
             if len(set(clients.values())) > 1:
                 # Seen on gevent-websocket 0.9/0.9.1 with the agent's lazy RUM: of two
                 # concurrent websockets, the second one's view sometimes runs.
-                raise Unusable(f"the clients disagree in cell {cell_name(cell)}: {clients}; "
+                raise Unusable(f"the clients disagree in cell {cell.label()}: {clients}; "
                                "nondeterministic at this release, so it decides nothing "
                                f"(evidence: {out / 'results.json'})")
-            verdicts[cell] = record["verdict"]
+            verdicts[cell] = record.verdict
             # The cell's own assertion (tests/matrix/test_cells.py), every client: a verdict
             # that is not the model's is a problem (the thresholds decide verdicts); the
             # other criteria (close frame, ...) are noted, as the report's columns are.
-            expected = {k: record["expected"][k] for k in COMPARED}
-            for obs in record["observed"]:
-                seen = {k: obs[k] for k in COMPARED}
+            expected = comparable(record.expected)
+            for obs in record.observed:
+                seen = comparable(obs)
                 if seen != expected:
                     where = (self.model_disagreements if seen["verdict"] != expected["verdict"]
                              else self.notes)
-                    where.append(f"{self.package} {release}, cell {cell_name(cell)}, "
-                                 f"{obs['client']} client: observed "
+                    where.append(f"{self.package} {release}, cell {cell.label()}, "
+                                 f"{obs.client} client: observed "
                                  f"{ {k: v for k, v in seen.items() if v != expected[k]} }, "
                                  f"the model expects "
                                  f"{ {k: v for k, v in expected.items() if v != seen[k]} }")
@@ -239,13 +263,13 @@ class Lab:
         return verdicts
 
     @staticmethod
-    def summary(proc):
+    def summary(proc: subprocess.CompletedProcess[str]) -> str:
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(("FAILED", "ERROR"))]
         text = " | ".join(lines[:2]) or " | ".join(proc.stdout.strip().splitlines()[-3:])
         return text[:500]
 
     @staticmethod
-    def tail(path, lines=3):
+    def tail(path: Path, lines: int = 3) -> str:
         try:
             return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
         except OSError:
@@ -255,7 +279,7 @@ class Lab:
 # -- what changed in the code -----------------------------------------------------------
 
 
-def extract(text, qualname):
+def extract(text: str, qualname: str) -> str | None:
     """The source of ``Class.method`` or ``function`` in ``text`` (by indentation: the
     sources may be Python 2), or None."""
     lines = text.split("\n")
@@ -279,12 +303,13 @@ def extract(text, qualname):
     return "\n".join(lines[lo:hi]) + "\n"
 
 
-def code_diff(package, entry, before, after, paths_before, paths_after):
+def code_diff(package: str, entry: Entry, before: str, after: str,
+              paths_before: Sequence[Path], paths_after: Sequence[Path]) -> str:
     """Unified diffs of the request-path functions that differ between the two installs."""
-    chunks = []
+    chunks: list[str] = []
     for spec in entry.get("request-path", []):
         path, _, qualname = spec.partition(":")
-        texts = []
+        texts: list[str | None] = []
         for paths in (paths_before, paths_after):
             found = [Path(p) / path for p in paths if (Path(p) / path).is_file()]
             texts.append(extract(found[0].read_text(errors="replace"), qualname)
@@ -307,7 +332,8 @@ def code_diff(package, entry, before, after, paths_before, paths_after):
 # -- the model --------------------------------------------------------------------------
 
 
-def check_thresholds(package, thresholds, flips):
+def check_thresholds(package: str, thresholds: dict[str, str],
+                     flips: Sequence[Flip[Any]]) -> list[str]:
     """Problems, if the flips found are not the model's thresholds (pyproject.toml)."""
     expected = sorted(thresholds.items(), key=lambda item: Version(item[1]))
     where = f"pyproject.toml [tool.history.{package}] thresholds"
@@ -315,7 +341,7 @@ def check_thresholds(package, thresholds, flips):
         return [f"{package}: history found {len(flips)} flip(s) "
                 f"({', '.join(f'{f.before} -> {f.after}' for f in flips) or 'none'}) but {where} "
                 f"has {len(expected)} ({', '.join(f'{n} = {v}' for n, v in expected) or 'none'})"]
-    problems = []
+    problems: list[str] = []
     for (name, version), flip in zip(expected, flips, strict=True):
         if flip.skipped_between:
             problems.append(f"{package}: the flip lies between {flip.before} and {flip.after}, "
@@ -328,30 +354,21 @@ def check_thresholds(package, thresholds, flips):
     return problems
 
 
-def proven(name):
-    """(package, release) of a model threshold, and whether history has proven it."""
+def cite(history: HistoryResults | None, name: str, what: str) -> str:
+    """'<what> since 2.68.0.50 (proven by `nox -s ...`)' or '<what> (not yet proven ...)':
+    ``history`` is report/history.json's HistoryResults (None: nothing proven)."""
     package = next(p for p, e in HISTORY.items() if name in e.get("thresholds", {}))
     release = HISTORY[package]["thresholds"][name]
-    try:
-        found = json.loads((REPORT / "history.json").read_text())["packages"][package]
-        ok = found["status"] == "passed" and found["thresholds"].get(name) == release
-    except (OSError, ValueError, KeyError, TypeError):
-        ok = False
-    return package, release, ok
-
-
-def cite(name, what):
-    """'<what> since 2.68.0.50 (proven by `nox -s ...`)' or '<what> (not yet proven ...)'."""
-    package, release, ok = proven(name)
-    if ok:
-        return f"{what} since {package} {release} (proven by {session_of(package)})"
-    return f"{what} (the release that changed it is not yet proven by {session_of(package)})"
+    if history is not None and history.proven(name, package, release):
+        return f"{what} since {package} {release} (proven by {history_rerun(package)})"
+    return f"{what} (the release that changed it is not yet proven by {history_rerun(package)})"
 
 
 # -- the session ------------------------------------------------------------------------
 
 
-def run(package, python, work, cache, out):
+def run(package: str, python: str | Path, work: str | Path, cache: Path | None,
+        out: str | Path) -> HistoryPackage:
     started = time.monotonic()
     load = [round(v, 2) for v in os.getloadavg()]
     entry = HISTORY[package]
@@ -360,7 +377,8 @@ def run(package, python, work, cache, out):
                                     text=True, timeout=60, check=True).stdout.strip()
     releases, unusable = release_range(package, entry, files, python_version)
     lab = Lab(package, entry, python, work, cache, files)
-    problems, flips = [], []
+    problems: list[str] = []
+    flips: list[Flip[Cell]] = []
     # Two probes side by side where they are independent (2 cores; each probe runs
     # its agent settings side by side too).
     with ThreadPoolExecutor(PARALLEL_PROBES) as pool:
@@ -371,12 +389,12 @@ def run(package, python, work, cache, out):
         except Unusable as exc:
             problems.append(f"{package}: {exc}")
         problems += search.unproven
-    findings = []
+    findings: list[dict[str, Any]] = []
     for flip in flips:
         findings.append({
             "before": flip.before, "after": flip.after, "skipped_between": flip.skipped_between,
-            "changed": {cell_name(c): list(v) for c, v in flip.changed.items()},
-            "proof": {r: {cell_name(c): v for c, v in search.results[r].items()}
+            "changed": {c.label(): list(v) for c, v in flip.changed.items()},
+            "proof": {r: {c.label(): v for c, v in search.results[r].items()}
                       for r in (flip.before, flip.after)},
             "diff": code_diff(package, entry, flip.before, flip.after,
                               lab.installed[flip.before], lab.installed[flip.after]),
@@ -385,18 +403,18 @@ def run(package, python, work, cache, out):
     if not problems:
         problems += check_thresholds(package, thresholds, flips)
     problems += lab.model_disagreements
-    purposes = {}
+    purposes: dict[str, list[str]] = {}
     for release, purpose, _ in search.log:
         purposes.setdefault(release, []).append(purpose)
-    document = {
+    document: dict[str, Any] = {
         "package": package, "stack": entry["stack"], "python": python_version,
-        "agent": lab.agents, "cell_fields": list(CELL_FIELDS),
+        "agent": lab.agents,
         "range": {"first": releases[0] if releases else None,
                   "last": releases[-1] if releases else None,
                   "low": search.low, "high": search.high, "releases": releases},
-        "watched": [cell_name(c) for c in search.watched], "spread": search.spread,
+        "watched": [c.label() for c in search.watched], "spread": search.spread,
         "probed": [{"release": r, "purposes": purposes[r],
-                    "verdicts": {cell_name(c): v for c, v in search.results.get(r, {}).items()},
+                    "verdicts": {c.label(): v for c, v in search.results.get(r, {}).items()},
                     "build": lab.builds.get(r)} for r in releases if r in purposes],
         "skipped": [{"release": r, "reason": search.skipped[r]} for r in releases
                     if r in search.skipped],
@@ -405,36 +423,38 @@ def run(package, python, work, cache, out):
         "notes": lab.notes,
         "runs": lab.runs, "wall_time": round(time.monotonic() - started, 1), "load_before": load,
     }
-    write(out, package, document)
-    return document
+    record = records.from_dict(records.HistoryPackage, document)
+    write(out, package, record)
+    return record
 
 
-def write(out, package, document):
+def write(out: str | Path, package: str, document: HistoryPackage) -> None:
+    """This package's entry into <out>/history.json (the other packages' kept, unless
+    they are of another schema), and history.md from the whole."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     path = out / "history.json"
     try:
-        whole = json.loads(path.read_text())
-        whole["packages"]
-    except (OSError, ValueError, KeyError, TypeError):
-        whole = {"packages": {}}
-    whole["packages"][package] = document
-    path.write_text(json.dumps(whole, indent=1) + "\n")
-    (out / "history.md").write_text(markdown(whole))
+        whole = records.read(path, HistoryResults, history_rerun(package))
+    except (OSError, SchemaError):
+        whole = HistoryResults()
+    whole.packages[package] = document
+    records.write(path, whole)
+    (out / "history.md").write_text(markdown(records.to_dict(whole)))
 
 
-def verdict_row(verdicts, cells):
-    return " ".join(verdicts.get(c, ".") for c in cells)
-
-
-def markdown(whole):
+def markdown(whole: dict[str, Any]) -> str:
     out = ["# History: the releases that changed a cell", "",
            "Generated by `nox -s \"history(<package>)\"`: bisection over the registry's releases, "
-           "each probed with the matrix's own cells (tests/matrix/test_cells.py). Cells are named "
-           "`agent,rum,hello_goodbyer,streaming`.", ""]
+           "each probed with the matrix's own cells (tests/matrix/test_cells.py), all of them "
+           "on the package's stack with vanilla gevent-websocket: a cell is named by its agent, "
+           "rum, hello_goodbyer and streaming (`¬` off), e.g. `agent rum ¬hello_goodbyer "
+           "streaming`.", ""]
     for package, doc in sorted(whole["packages"].items()):
         rng = doc["range"]
-        cells = sorted({c for p in doc["probed"] for c in p["verdicts"]}, reverse=True)
+        labels = sorted({c for p in doc["probed"] for c in p["verdicts"]},
+                        key=Cell.parse, reverse=True)
+        cells = [short(c) for c in labels]
+        doc = _shorten(doc)
         out += [f"## {package} ({doc['status']})", "",
                 f"Stack `{doc['stack']}` (CPython {doc['python']}), agent {doc['agent']}; range "
                 f"{rng['first']} .. {rng['last']} ({len(rng['releases'])} releases, usable ends "
@@ -478,7 +498,7 @@ def markdown(whole):
     return "\n".join(out)
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.harness.history",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--package", required=True, choices=sorted(HISTORY))
@@ -494,9 +514,9 @@ def main(argv=None):
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print((args.out / "history.md").read_text())
-    for problem in doc["problems"]:
+    for problem in doc.problems:
         print(f"PROBLEM: {problem}", file=sys.stderr)
-    return 1 if doc["problems"] else 0
+    return 1 if doc.problems else 0
 
 
 if __name__ == "__main__":

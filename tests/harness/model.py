@@ -2,20 +2,23 @@
 
 It predicts from properties of the stack that the server reports (versions
 of gevent-websocket and the agent), never from a per-cell lookup.  Each
-property is the upstream fact that DESIGN.md establishes; the matrix then
+property is an upstream fact: its release thresholds live in pyproject.toml's
+[tool.history.*] and `nox -s "history(<package>)"` proves them; the matrix then
 checks every prediction against what the server and clients did.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from packaging.version import Version
 
-from .cells import HISTORY
+from .cells import HISTORY, PATCHED_LABEL, Cell
 
 
-def threshold(name):
+def threshold(name: str) -> Version:
     """A release threshold of the model, from pyproject.toml's [tool.history.<package>].
 
     The one source of truth: `nox -s "history(<package>)"` fails if the flip it
@@ -33,7 +36,6 @@ def threshold(name):
 AGENT_SKIPS_WEBSOCKETS = threshold("agent_skips_websockets")
 # gevent-websocket's first release that list()s the application's result.
 HANDLER_ITERATES = threshold("handler_iterates")
-FIXED_LABEL = "fixed"
 
 
 @dataclass(frozen=True)
@@ -43,9 +45,9 @@ class StackFacts:
     agent_rum_lazy_on_websockets: bool  # only meaningful with the agent on, RUM on
 
     @classmethod
-    def from_versions(cls, versions):
-        gws = Version(versions["gevent-websocket"])
-        fixed = gws.local == FIXED_LABEL
+    def from_versions(cls, versions: Mapping[str, str | None]) -> StackFacts:
+        gws = Version(versions["gevent-websocket"] or "")  # absent: InvalidVersion
+        fixed = gws.local == PATCHED_LABEL
         agent = versions.get("newrelic")
         lazy_rum = False
         if agent is not None:
@@ -65,13 +67,13 @@ class Prediction:
     verdict: str
     iterable_closed: bool
     valid_close_frame: bool
-    lazy_layers: tuple
+    lazy_layers: tuple[str, ...]
 
-    def as_dict(self):
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def predict(cell, facts):
+def predict(cell: Cell, facts: StackFacts) -> Prediction:
     lazy = []
     if cell.hello_goodbyer:
         lazy.append("HelloGoodbyer")
