@@ -25,7 +25,7 @@ import nox
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tests.harness.cells import BOOLS, HISTORY, MAIN_STACKS  # noqa: E402
+from tests.harness.cells import BOOLS, HANDLERS, HISTORY, MAIN_STACKS  # noqa: E402
 from tests.harness.conformance import TARGETS as CONFORMANCE_TARGETS  # noqa: E402
 from tests.harness.envs import (  # noqa: E402
     COMPILE,
@@ -34,6 +34,7 @@ from tests.harness.envs import (  # noqa: E402
     conformance_server,
     gevent_websocket_wheel,
     history_base_env,
+    install_handler_server,
     install_groups,
     install_harness,
     install_node_client,
@@ -77,20 +78,23 @@ def workers(default: int) -> list[str]:
 
 
 def tests_impl(session: nox.Session, stack: str, agent: bool, fixed: bool, paths: list[str],
-               *, xdist: int | None = None) -> None:
+               *, xdist: int | None = None, handler: str | None = None) -> None:
     """pytest on ``paths`` against this arm's server; results under RESULTS/<session name>.
 
     ``xdist``: the main job's default number of workers (MATRIX_WORKERS overrides it);
     None for the other checks, whose bounds and figures assume one test at a time.
+    ``handler``: one of [tool.handlers] instead of gevent-websocket (today's stack only).
     """
     name = session.name
     if needs_python27(stack):
         require_python27(session, results_file(name))
     install_harness(session)
     install_node_client(session)
-    server_python = install_server(session, stack, agent, fixed)
+    server_python = (install_handler_server(session, handler, agent) if handler
+                     else install_server(session, stack, agent, fixed))
     session.run(
         "pytest", *paths, *(workers(xdist) if xdist is not None else []),
+        *(["--handler", handler] if handler else []),
         "--stack", stack, "--agent" if agent else "--no-agent",
         "--fixed" if fixed else "--no-fixed", "--server-python", str(server_python),
         "--session-name", name,
@@ -156,6 +160,24 @@ def deploy(session: nox.Session, agent: bool, fixed: bool) -> None:
     # the cells; gunicorn's stop and lifeline (master and worker)
     tests_impl(session, "deploy", agent, fixed,
                ["tests/matrix/test_cells.py", "tests/matrix/test_deploy.py"])
+
+
+# -- handlers (issue 21): the migration question ------------------------------------
+# Today's stack served by another websocket handler ([tool.handlers], app/handlers.py),
+# gevent-websocket not installed: the 8 cells with every positive control and, without
+# the agent, the protocol checks (each handler's known defects: tests/harness/defects.py).
+# The reference rows, vanilla and patched gevent-websocket, are the matrix sessions'.
+HANDLER_ARMS = [nox.param(name, agent, id=f"name={name}, agent={agent}")
+                for name in HANDLERS for agent in BOOLS]
+
+
+@nox.session(python=None, default=False, tags=CI, allow_parallel=True)
+@nox.parametrize(("name", "agent"), HANDLER_ARMS)
+def handler(session: nox.Session, name: str, agent: bool) -> None:
+    """Today's stack on another websocket handler (gevent-ws, flask-sock): cells, protocol."""
+    paths = ["tests/matrix/test_cells.py", *([] if agent else ["tests/matrix/test_protocol.py"])]
+    tests_impl(session, "today", agent, False, paths,
+               xdist=0 if agent else PROTOCOL_WORKERS, handler=name)
 
 
 @nox.session(python=None, default=False, tags=CI, allow_parallel=True)

@@ -17,7 +17,15 @@ from pathlib import Path
 import pytest
 
 from tests.harness import records
-from tests.harness.cells import LAUNCHER, STACKS, Cell, build_name, session_name
+from tests.harness.cells import (
+    DEFAULT_HANDLER,
+    HANDLERS,
+    LAUNCHER,
+    STACKS,
+    Cell,
+    build_name,
+    session_name,
+)
 from tests.harness.records import CellRecord, ProtocolRecord, SessionResults
 
 
@@ -38,6 +46,10 @@ def pytest_addoption(parser):
     group.addoption("--release", action="append", default=[], metavar="NAME==VERSION",
                     help="a release under test instead of the stack's pin (history sessions): "
                          "the positive controls expect the server to report it")
+    group.addoption("--handler", default=DEFAULT_HANDLER,
+                    choices=[DEFAULT_HANDLER, *HANDLERS],
+                    help="the websocket handler the servers run (app/handlers.py); another "
+                         "than gevent-websocket is a handler session's (issue 21)")
     group.addoption("--pin", action="append", default=[], metavar="NAME==VERSION",
                     help="a user stack's own pin (tests/harness/userstack.py): the stack is "
                          "not in pyproject.toml, the positive controls expect these")
@@ -52,6 +64,7 @@ class Session:
     logs: Path | None
     releases: dict  # {"newrelic": "2.68.0.50"}: what --release puts in place of a pin
     pins: dict  # a user stack's own pins ({} for a stack of pyproject.toml)
+    handler: str = DEFAULT_HANDLER  # app/handlers.py: which one the servers run
 
     @property
     def name(self):
@@ -64,7 +77,13 @@ class Session:
 
     def cell(self, **columns):
         """The cell of this session's stack and arm at ``columns`` (rum, ...)."""
-        return Cell(stack=self.stack, agent=self.agent, fixed=self.fixed, **columns)
+        return Cell(stack=self.stack, agent=self.agent, fixed=self.fixed,
+                    handler=self.handler, **columns)
+
+    @property
+    def server_handler(self):
+        """Server(handler=...): None (the app's default) for gevent-websocket."""
+        return None if self.handler == DEFAULT_HANDLER else self.handler
 
 
 @pytest.fixture(scope="session")
@@ -83,7 +102,7 @@ def session(pytestconfig, tmp_path_factory):
     return Session(stack=stack, agent=opt("agent"), fixed=opt("fixed"),
                    server_python=opt("server_python") or sys.executable,
                    logs=Path(logs) if logs else tmp_path_factory.mktemp("server-logs"),
-                   releases=releases, pins=pins)
+                   releases=releases, pins=pins, handler=opt("handler"))
 
 
 def _pins(option, specs):
@@ -165,13 +184,17 @@ def pytest_runtest_makereport(item, call):
             text = crash.message if crash is not None else str(report.longrepr)
             evidence = (text.strip().splitlines() or [""])[0][:300]
         fixed = item.config.getoption("fixed")
+        handler = item.config.getoption("handler")
+        if handler != DEFAULT_HANDLER:  # a handler session: the handler is the build
+            props.setdefault("build", handler)
         RESULTS.add("protocol", ProtocolRecord(
             check=item.name.removeprefix("test_"),
             nodeid=item.nodeid,
             stack=item.config.getoption("stack"),
             build=props.get("build") or (None if fixed is None else build_name(fixed)),
             outcome=_protocol_outcome(report),
-            defect=marker.kwargs.get("defect"),
+            # a handler session's defect is data (defects.HANDLER_DEFECTS), not a marker
+            defect=props["defect"] if "defect" in props else marker.kwargs.get("defect"),
             evidence=evidence,
             duration=round(report.duration, 3),
         ))

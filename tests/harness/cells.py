@@ -54,6 +54,9 @@ def resolve_stacks(declared: dict[str, dict[str, Any]]) -> dict[str, dict[str, A
 TOOL = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]
 STACKS = resolve_stacks(TOOL["stacks"])
 HISTORY = TOOL.get("history", {})  # [tool.history.<package>]: tests/harness/history.py
+# The handlers a user can migrate to (issue 21): {name: pins, python27, model, ...}.
+HANDLERS: dict[str, dict[str, Any]] = TOOL.get("handlers", {})
+DEFAULT_HANDLER = "gevent-websocket"  # Cell.handler's default, the reference rows
 # nox session name per stack
 SESSION_KIND = {"today": "matrix", "seed": "seed", "deploy": "deploy"}
 # How a stack's servers start (tests/harness/server.py): "app" is `python -m app`.
@@ -114,6 +117,9 @@ class Cell:
     rum: bool
     hello_goodbyer: bool
     streaming: bool
+    # The websocket handler that serves it (app/handlers.py): gevent-websocket's
+    # WebSocketHandler (vanilla or patched, `fixed`), or one of [tool.handlers].
+    handler: str = DEFAULT_HANDLER
 
     @property
     def key(self) -> tuple[Any, ...]:
@@ -241,6 +247,11 @@ def slug(name: str) -> str:
 
 def session_name(stack: str, agent: bool, fixed: bool) -> str:
     return f"{SESSION_KIND[stack]}(agent={agent}, fixed={fixed})"
+
+
+def handler_session_name(handler: str, agent: bool) -> str:
+    """The `nox -t ci` session of one handler's cells and checks on today's stack."""
+    return f"handler(name={handler}, agent={agent})"
 
 
 def checks_name(stack: str, agent: bool, fixed: bool) -> str:

@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 Event = dict[str, Any]  # one JSON line of the server's event log
 
 VIEW_MESSAGE = "Hello from view!"
+# RFC 6455 7.1.5/7.4.1: the code a client reports when the connection ended without a
+# close frame; it must never be sent in one.  node's `ws` reports it with valid: true
+# (app/websocket_connect.js logs every 'close' event so): it is not a close frame.
+ABNORMAL_CLOSURE = 1006
 ITERATOR_MESSAGE = "Hello from iterator!"
 
 
@@ -68,5 +72,6 @@ def evaluate(cell: Cell, transcript: Transcript, events: Sequence[Event]) -> Obs
     return Observation(client=transcript.client, rid=rid, view=view, iterator=iterator,
                        middleware=middleware, verdict="+" if ok else "-",
                        iterable_closed=len(closes) == 1,
-                       valid_close_frame=bool(close and close.get("valid")),
+                       valid_close_frame=bool(close and close.get("valid")
+                                              and close.get("code") != ABNORMAL_CLOSURE),
                        evidence=evidence)

@@ -18,7 +18,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from tests.harness import records
-from tests.harness.cells import STACKS, TOOL, build_name, slug
+from tests.harness.cells import HANDLERS, STACKS, TOOL, build_name, slug
 from tests.harness.locks import ROOT, exclusive
 from tests.harness.py27 import pip27_install, py27_env, py27_wheelhouse
 from tests.harness.pythons import MissingPython, find_python27
@@ -130,6 +130,28 @@ def install_server(session: nox.Session, stack: str, agent: bool, fixed: bool) -
     if wheel:
         session.install(*requirements, env=COMPILE)
         session.install("--no-deps", "--force-reinstall", wheel, env=COMPILE)
+    return Path(session.virtualenv.location) / "bin" / "python"
+
+
+def handler_requirements(handler: str) -> list[str]:
+    """[tool.handlers.<handler>]'s wheels as hash-checked requirement lines: the handler
+    first, then what it brings, each ``name==version --hash=sha256:...``."""
+    pins = HANDLERS[handler]
+    return [f"{p['name']}=={p['version']} --hash=sha256:{p['sha256']}"
+            for p in ({"name": handler, **pins}, *pins.get("requires", []))]
+
+
+def install_handler_server(session: nox.Session, handler: str, agent: bool) -> Path:
+    """Today's server without gevent-websocket, and ``handler`` with exactly its pins.
+
+    --require-hashes: every wheel is the one whose sha256 pyproject.toml names;
+    --no-deps: what a handler brings is pinned there too, nothing else comes in.
+    gevent-websocket stays out, so a server that still used it would fail to start.
+    """
+    session.install(*server_requirements("today", agent), env=COMPILE)
+    lines = Path(session.virtualenv.location) / f"{handler}-requirements.txt"
+    lines.write_text("\n".join(handler_requirements(handler)) + "\n")
+    session.install("--require-hashes", "--no-deps", "-r", str(lines), env=COMPILE)
     return Path(session.virtualenv.location) / "bin" / "python"
 
 

@@ -17,7 +17,15 @@ from pathlib import Path
 import pytest
 
 from tests.harness import clients
-from tests.harness.cells import COLUMN_AXES, STACKS, build_version, cells, seed_verdict
+from tests.harness.cells import (
+    COLUMN_AXES,
+    DEFAULT_HANDLER,
+    HANDLERS,
+    STACKS,
+    build_version,
+    cells,
+    seed_verdict,
+)
 from tests.harness.criteria import evaluate
 from tests.harness.model import StackFacts, predict
 from tests.harness.records import CellRecord, Phases, comparable
@@ -30,8 +38,14 @@ COLUMNS = [{axis: getattr(c, axis) for axis in COLUMN_AXES} for c in cells("toda
 
 def imported_from_env(server, module):
     """The server imported `module` from its own environment: the env it runs in, or a
-    directory its harness put first on PYTHONPATH (a history session's release)."""
-    path = (server.ready.get("module_files") or {}).get(module)
+    directory its harness put first on PYTHONPATH (a history session's release).
+
+    The handler's module is where the readiness line's ``handler`` says (app/handlers.py
+    describe()); other modules, and servers that do not describe it, in ``module_files``.
+    """
+    handler = server.ready.get("handler") or {}
+    path = (handler.get("module_file") if handler.get("module") == module
+            else (server.ready.get("module_files") or {}).get(module))
     roots = [Path(server.python).parent.parent,  # <env>/bin/python
              *(Path(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p)]
     return bool(path) and any(Path(path).resolve().is_relative_to(root.resolve())
@@ -47,6 +61,30 @@ def served_by(server):
     return worker and bool(requests) and all(e.get("pid") == pid for e in requests)
 
 
+def handler_named(cell, server):
+    """The handler in use is the one the cell names: its name and pinned version in the
+    readiness line, and the class of the websocket every upgrade gave a view."""
+    described = server.ready.get("handler") or {}
+    pins = HANDLERS[cell.handler]
+    accepted = [e for e in server.events if e["event"] == "websocket_accepted"]
+    return (described.get("name") == cell.handler and described.get("version") == pins["version"]
+            and bool(accepted)
+            and all(e.get("websocket_class") == pins["websocket_class"] for e in accepted))
+
+
+def handler_controls(cell, server):
+    """Which websocket handler served: gevent-websocket's build, or another handler
+    (issue 21) with gevent-websocket not even installed beside it."""
+    if cell.handler == DEFAULT_HANDLER:
+        return {}
+    module = (server.ready.get("handler") or {}).get("module") or cell.handler
+    return {
+        "gevent-websocket not installed": server.versions.get("gevent-websocket") is None,
+        f"{module} imported from the server's env": imported_from_env(server, module),
+        f"the handler in use is {cell.handler}": handler_named(cell, server),
+    }
+
+
 def positive_controls(cell, server, page, releases=None, transcripts=(), pins=None):
     """What this server really runs, checked against what the cell claims.
 
@@ -59,7 +97,7 @@ def positive_controls(cell, server, page, releases=None, transcripts=(), pins=No
     """
     versions = server.versions
     releases = releases or {}
-    gws = versions["gevent-websocket"] or ""
+    gws = versions.get("gevent-websocket") or ""
     release = (releases.get("gevent-websocket") or (pins or {}).get("gevent-websocket")
                or STACKS[cell.stack]["gevent-websocket"]["version"])
     want_gws = build_version(release, cell.fixed)
@@ -72,9 +110,10 @@ def positive_controls(cell, server, page, releases=None, transcripts=(), pins=No
         **pins_reported,
         "hello_goodbyer": ("Goodbye from the page!" in page) == cell.hello_goodbyer,
         "rum_script": ("NREUM" in page) == (cell.agent and cell.rum),
-        "gevent-websocket build": gws == want_gws,
-        "gevent-websocket imported from the server's env": imported_from_env(
-            server, "geventwebsocket"),
+        **({"gevent-websocket build": gws == want_gws,
+            "gevent-websocket imported from the server's env": imported_from_env(
+                server, "geventwebsocket")} if cell.handler == DEFAULT_HANDLER
+           else handler_controls(cell, server)),
         f"served by the {server.launcher} process": served_by(server),
         "agent loaded": server.ready.get("agent_loaded") == cell.agent,
         "agent active": server.ready.get("agent_active") == cell.agent,
@@ -97,7 +136,7 @@ def test_cell(session, results, column):
     started = time.monotonic()
     server = Server(session.server_python, agent=cell.agent, rum=cell.rum,
                     hello_goodbyer=cell.hello_goodbyer, log_dir=session.logs, name=cell.slug(),
-                    launcher=session.launcher)
+                    launcher=session.launcher, handler=session.server_handler)
     with server:
         status, page = server.get("/")
         # Both clients at once, each on its own connection (criteria tell their
@@ -112,7 +151,9 @@ def test_cell(session, results, column):
     duration = time.monotonic() - started
     controls = positive_controls(cell, server, page, session.releases, transcripts,
                                  session.pins)
-    facts = StackFacts.from_versions(server.versions)
+    # The handler the server says it runs, not the one the session claims (a control).
+    facts = StackFacts.from_versions(
+        server.versions, (server.ready.get("handler") or {}).get("name", DEFAULT_HANDLER))
     expected = predict(cell, facts)
     observed = [evaluate(cell, t, events) for t in transcripts]
     results.add("cells", CellRecord(
