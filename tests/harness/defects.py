@@ -104,3 +104,21 @@ def handler_defect(handler: str, test_name: str) -> str | None:
     """The named defect of ``handler`` a protocol check shows, or None (it must pass)."""
     known = HANDLER_DEFECTS.get(handler, {})
     return known.get(test_name) or known.get(test_name.partition("[")[0])
+
+
+# Autobahn's cases (tests/harness/conformance.py) that another handler does not pass, by
+# what is seen: {handler: [(case prefix, behaviour or "*", close or "*", defect)]}, the
+# first match wins.  A case no rule names is listed in the results without a defect.
+HANDLER_CASE_DEFECTS: dict[str, list[tuple[str, str, str, str]]] = {
+    "gevent-ws": [],
+    "flask-sock": [],
+}
+
+
+def handler_case_defect(handler: str, case: str, result: dict[str, str]) -> str | None:
+    """The named defect an Autobahn case of ``handler`` shows (None: not named)."""
+    for prefix, behavior, close, defect in HANDLER_CASE_DEFECTS.get(handler, []):
+        if ((case == prefix or case.startswith(prefix + "."))
+                and behavior in ("*", result["behavior"]) and close in ("*", result["behaviorClose"])):
+            return defect
+    return None

@@ -165,8 +165,12 @@ def install_py27_server(session: nox.Session, python: Path, stack: str, fixed: b
     return python
 
 
-def conformance_server(session: nox.Session, target: str, stack: str, fixed: bool) -> Path:
-    """The server env of one conformance target, beside the session's; its interpreter."""
+def conformance_server(session: nox.Session, target: str, stack: str, fixed: bool,
+                       handler: str | None = None) -> Path:
+    """The server env of one conformance target, beside the session's; its interpreter.
+
+    ``handler``: one of [tool.handlers], installed as install_handler_server() does,
+    instead of gevent-websocket."""
     where = Path(session.virtualenv.location) / "targets" / target
     requirements = server_requirements(stack, False)
     if needs_python27(stack):
@@ -175,9 +179,16 @@ def conformance_server(session: nox.Session, target: str, stack: str, fixed: boo
     python = where / "bin" / "python"
     session.run_install("uv", "venv", "--quiet", "--allow-existing", "--python",
                         sys.executable, str(where), external=True)
+    install = ["uv", "pip", "install", "--quiet", "--python", str(python)]
+    if handler:
+        lines = where / f"{handler}-requirements.txt"
+        lines.write_text("\n".join(handler_requirements(handler)) + "\n")
+        session.run_install(*install, *requirements, env=COMPILE, external=True)
+        session.run_install(*install, "--require-hashes", "--no-deps", "-r", str(lines),
+                            env=COMPILE, external=True)
+        return python
     wheel = gevent_websocket_wheel(session, stack, fixed)
     if wheel:
-        install = ["uv", "pip", "install", "--quiet", "--python", str(python)]
         session.run_install(*install, *requirements, env=COMPILE, external=True)
         session.run_install(*install, "--no-deps", "--reinstall", wheel, env=COMPILE,
                             external=True)

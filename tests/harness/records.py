@@ -272,6 +272,11 @@ class ConformanceTarget:
     non_ok: list[NonOkCase]
     report_dir: str
     duration: float
+    # Another websocket handler than gevent-websocket (issue 21): its name and version,
+    # and the cases its run leaves out, each with the reason (conformance.DEVIATIONS).
+    handler: str | None = None
+    handler_version: str | None = None
+    excluded: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
