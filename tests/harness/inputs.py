@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from . import records, timing
-from .cells import Cell
+from .cells import DEFAULT_HANDLER, Cell
 from .records import (
     CONFORMANCE_RERUN,
     ConformanceResults,
@@ -86,7 +86,10 @@ def conformance(doc: ConformanceResults | None, report_dir: Path) -> Data | None
                 report_dir.name,) else str(path)
             link = link.rstrip("/") + "/index.html"
         targets.append({"target": name, "stack": target.stack, "fixed": target.fixed,
-                        "build": target.gevent_websocket, "counts": counts,
+                        "build": (f"{target.handler} {target.handler_version}" if target.handler
+                                  else target.gevent_websocket),
+                        "handler": target.handler, "excluded": target.excluded,
+                        "counts": counts,
                         "cases": sum(counts["behavior"].values()),
                         **_non_ok(target.non_ok), "link": link})
     return {"targets": targets, "duration": doc.duration, "outcomes": list(OUTCOMES)}
@@ -168,4 +171,5 @@ def cell_timing(sessions: Mapping[str, SessionResults]) -> list[Data]:
     """Per stack and agent setting, the median cell split into start / exchange / stop
     (records.Phases: every cell's own split)."""
     return split_rows(timing.phase_stats(
-        record for doc in sessions.values() for record in doc.cells))
+        record for doc in sessions.values() for record in doc.cells
+        if record.cell.handler == DEFAULT_HANDLER))  # the handlers' cost: the bench

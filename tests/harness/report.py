@@ -18,6 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from . import inputs, records
+from .handlers import which_handler
 from .cells import (
     MAIN_STACKS,
     SEED_WITH_AGENT,
@@ -74,7 +75,8 @@ def load(results_dir):
         except SchemaError as exc:
             problems.append(str(exc))
             continue
-        if doc.stack not in (None, *REQUIRED_STACKS):
+        # another stack's, or a handler session's (today's stack on gevent-ws, ...)
+        if doc.stack not in (None, *REQUIRED_STACKS) or doc.session.startswith("handler("):
             sessions[doc.session] = doc
     return sessions, problems
 
@@ -316,6 +318,8 @@ def build_protocol(sessions, problems):
     found = {}  # (stack, check) -> {build: [(session, record), ...]}
     for name, doc in sessions.items():
         for record in doc.protocol:
+            if record.build not in BUILDS:  # another handler's: the which-handler table
+                continue
             key = (record.stack or doc.stack, record.check)
             found.setdefault(key, {}).setdefault(record.build, []).append((name, record))
     stacks = {}
@@ -357,6 +361,8 @@ def collect(results_dir, report_dir):
     report["protocol"] = build_protocol(sessions, report["problems"])
     report["timing"] = inputs.cell_timing(sessions)
     report.update(inputs.optional(results_dir, report_dir, report["problems"], history))
+    report["handlers"] = which_handler(sessions, report["conformance"], report["bench"],
+                                       results_dir, report_dir)
     return report
 
 
