@@ -39,12 +39,11 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-
 from typing import Any, NamedTuple
 
 from . import records
 from .cells import HANDLERS, build_name, is_patched
-from .defects import ECHO_REPR, HANDLER_CASE_DEFECTS, UTF8_NOT_FAIL_FAST, handler_case_defect
+from .defects import ECHO_REPR, UTF8_NOT_FAIL_FAST, handler_case_defect
 from .records import ConformanceResults
 from .server import Server, ServerError
 

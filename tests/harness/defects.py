@@ -119,6 +119,7 @@ def handler_case_defect(handler: str, case: str, result: dict[str, str]) -> str 
     """The named defect an Autobahn case of ``handler`` shows (None: not named)."""
     for prefix, behavior, close, defect in HANDLER_CASE_DEFECTS.get(handler, []):
         if ((case == prefix or case.startswith(prefix + "."))
-                and behavior in ("*", result["behavior"]) and close in ("*", result["behaviorClose"])):
+                and behavior in ("*", result["behavior"])
+                and close in ("*", result["behaviorClose"])):
             return defect
     return None

@@ -18,7 +18,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 from . import inputs, records
-from .handlers import which_handler
 from .cells import (
     MAIN_STACKS,
     SEED_WITH_AGENT,
@@ -32,6 +31,7 @@ from .cells import (
     session_name,
     slug,
 )
+from .handlers import which_handler
 from .history import cite
 from .records import OUTCOME_COLUMNS, SchemaError, SessionResults, session_rerun
 from .render import html, markdown, terminal
