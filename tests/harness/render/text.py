@@ -64,7 +64,6 @@ def handler_figures(row, layers_absent):
     out.append(("Python 2.7", ("yes" if py27 else ("no" if py27 is False else "?"))
                 + (f": {row['python27_evidence']}" if row.get("python27_evidence") else ""),
                 None))
-    name = row["handler"]
-    out.append(("latest release", f"{row['latest']} ({row['released']})",
-                f"https://pypi.org/project/{name}/#history"))
+    # the registry's, as pyproject.toml records it (the page links nothing on the network)
+    out.append(("latest release", f"{row['latest']} ({row['released']})", None))
     return out
