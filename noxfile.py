@@ -227,8 +227,13 @@ def conformance(session: nox.Session) -> None:
     require_python27(session)  # wstest and the seed stack run on it
     install_harness(session)
     wstest = install_wstest(session, Path(session.virtualenv.location) / "wstest")
+    # The other handlers' targets (issue 21) are opt-in until their runs are bounded: with
+    # them the run took 321 s instead of ~180 s (gevent-ws alone 319 s, load 9), and
+    # flask-sock hangs wstest at 6.4.2 (after 74 cases; 6.4.1 excluded) past STALL_TIMEOUT.
+    # CONFORMANCE_HANDLERS=1 runs them.
+    handlers = os.environ.get("CONFORMANCE_HANDLERS") == "1"
     targets = [f"{target}={conformance_server(session, target, *axes)}"
-               for target, axes in CONFORMANCE_TARGETS.items()]
+               for target, axes in CONFORMANCE_TARGETS.items() if handlers or not axes.handler]
     # The harness's own checks first: index.json parsing, the rule, the stall watchdog.
     session.run("pytest", "tests/unit/test_conformance.py", "-q")
     session.run("python", "-m", "tests.harness.conformance", "--wstest", str(wstest),

@@ -110,7 +110,12 @@ def handler_defect(handler: str, test_name: str) -> str | None:
 # what is seen: {handler: [(case prefix, behaviour or "*", close or "*", defect)]}, the
 # first match wins.  A case no rule names is listed in the results without a defect.
 HANDLER_CASE_DEFECTS: dict[str, list[tuple[str, str, str, str]]] = {
-    "gevent-ws": [],
+    "gevent-ws": [
+        # a malformed or invalid client close (length 1, reason too long, bad UTF-8, an
+        # invalid code) answered with 1000 (the protocol check's code-1005 and one-byte)
+        ("7", "*", "WRONG CODE", GWS_BAD_CLOSE_1000),
+        ("6.4", "NON-STRICT", "*", GWS_UTF8_WHOLE_MESSAGE),
+    ],
     "flask-sock": [],
 }
 
