@@ -223,17 +223,14 @@ def unit(session: nox.Session) -> None:
 
 @nox.session(python=None, default=False, tags=CI)
 def conformance(session: nox.Session) -> None:
-    """Autobahn|Testsuite (wstest fuzzingclient, every case) on four gevent-websocket builds."""
+    """Autobahn|Testsuite (wstest fuzzingclient) on four gevent-websocket builds and two handlers."""
     require_python27(session)  # wstest and the seed stack run on it
     install_harness(session)
     wstest = install_wstest(session, Path(session.virtualenv.location) / "wstest")
-    # The other handlers' targets (issue 21) are opt-in until their runs are bounded: with
-    # them the run took 321 s instead of ~180 s (gevent-ws alone 319 s, load 9), and
-    # flask-sock hangs wstest at 6.4.2 (after 74 cases; 6.4.1 excluded) past STALL_TIMEOUT.
-    # CONFORMANCE_HANDLERS=1 runs them.
-    handlers = os.environ.get("CONFORMANCE_HANDLERS") == "1"
+    # Every target, the handlers' too (issue 21): their deviations (DEVIATIONS in
+    # tests/harness/conformance.py: 9.*, flask-sock's 6.4.*) keep them within ~90 s.
     targets = [f"{target}={conformance_server(session, target, *axes)}"
-               for target, axes in CONFORMANCE_TARGETS.items() if handlers or not axes.handler]
+               for target, axes in CONFORMANCE_TARGETS.items()]
     # The harness's own checks first: index.json parsing, the rule, the stall watchdog.
     session.run("pytest", "tests/unit/test_conformance.py", "-q")
     session.run("python", "-m", "tests.harness.conformance", "--wstest", str(wstest),
@@ -297,8 +294,10 @@ def wheel(session: nox.Session) -> None:
                 "--python", str(python), "--dest", str(dist))
 
 
-# ~3 minutes on 2 cores; writes report/bench.json and report/bench.md.  Its nox runs
+# ~5 minutes on 2 cores; writes report/bench.json and report/bench.md.  Its nox runs
 # use their own envdir, results and report under the session's directory.
+# `nox -s bench -- --handlers-only`: the handlers against patched gevent-websocket alone
+# (~2 min), into the existing report/bench.json.
 @nox.session(python=None, default=False)
 def bench(session: nox.Session) -> None:
     """What the matrix costs: wall time (cold uv vs pip, warm), per cell, echo throughput."""
@@ -315,8 +314,12 @@ def bench(session: nox.Session) -> None:
     if wheel:
         shutil.rmtree(patched, ignore_errors=True)
         session.install("--no-deps", "--target", str(patched), wheel)
+    # Each handler's server env (its pins, no gevent-websocket), as conformance builds it.
+    handlers = [f"--handler={name}="
+                f"{conformance_server(session, f'today-{name}', 'today', False, name)}"
+                for name in HANDLERS]
     session.run("python", "-m", "tests.bench.run", "--python", str(python),
-                "--patched-path", str(patched), "--work", str(work),
+                "--patched-path", str(patched), "--work", str(work), *handlers,
                 "--nox", f"{shlex.quote(sys.executable)} -m nox", "--out", str(REPORT),
                 "--load-before", load, *session.posargs)
 

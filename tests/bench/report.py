@@ -12,6 +12,7 @@ import statistics
 import sys
 from pathlib import Path
 
+from tests.bench import handler_cost
 from tests.harness import records, timing
 from tests.harness.records import SessionResults, session_rerun
 
@@ -221,6 +222,8 @@ def render(doc):
                 cells.append("" if s is None else f"{s[field]:.1f}" + (
                     "" if s.get("status") in ("success", None) else f" ({s['status']})"))
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if doc.get("handlers"):
+        lines += ["", *handler_cost.render(doc["handlers"]).splitlines()]
     for note in doc.get("notes", []):
         lines += ["", note]
     return "\n".join(lines) + "\n"

@@ -8,7 +8,11 @@
    fresh clone (cold), `nox -R` (warm), and both concurrency levers off, ~3 min;
    with ``-- --ci`` also `nox -t ci` on a fresh clone (what .ci/run runs, minutes).
 
-``-- --quick`` skips the nox runs (throughput and profile only).
+5. each handler of [tool.handlers] against patched gevent-websocket (tests/bench/
+   handler_cost.py): echo throughput and the per-cell phases, as ratios, ~2 min.
+
+``-- --quick`` skips the nox runs (throughput and profile only); ``-- --handlers-only``
+runs step 5 alone and writes its figures into the existing report/bench.json.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.bench import main_job, matrix_time, report, throughput
+from tests.bench import handler_cost, main_job, matrix_time, report, throughput
 from tests.harness.records import SCHEMA
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,12 +62,25 @@ def main(argv=None):
     parser.add_argument("--seconds", type=float, default=0.5)
     parser.add_argument("--quick", action="store_true", help="no nox runs")
     parser.add_argument("--ci", action="store_true", help="also time `nox -t ci` (minutes)")
+    parser.add_argument("--handler", dest="handlers", action="append", default=[],
+                        type=handler_cost.handler_option,
+                        help="NAME=PYTHON: a handler's server env (step 5)")
+    parser.add_argument("--handlers-only", action="store_true",
+                        help="step 5 alone, into the existing bench.json")
     parser.add_argument("--load-before", default=None,
                         help="1/5/15-minute load before the session began (comma-separated)")
     args = parser.parse_args(argv)
     work, out = Path(args.work), Path(args.out)
     work.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
+    if args.handlers_only:
+        found = handler_cost.measure(args.python, args.patched_path, dict(args.handlers),
+                                     args.rounds, args.seconds, 100000, handler_cost.MANY,
+                                     handler_cost.CELL_ROUNDS, work / "handlers-logs")
+        handler_cost.write(out / "bench.json", found)
+        print(handler_cost.render(found))
+        print(f"written: {out / 'bench.json'} (\"handlers\"), {out / 'bench.md'}")
+        return 0
     started = time.monotonic()
     doc = {
         "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -94,6 +111,11 @@ def main(argv=None):
         doc["main_job"] = timed("main job", main_job.measure, shlex.split(args.nox),
                                 work / "main-job", args.ci)
         doc["main_job"]["cells"] = report.cell_stats(doc["main_job"]["cells_results"])
+    if args.handlers:
+        doc["handlers"] = timed("handlers", handler_cost.measure, args.python,
+                                args.patched_path, dict(args.handlers), args.rounds,
+                                args.seconds, 100000, handler_cost.MANY,
+                                handler_cost.CELL_ROUNDS, work / "handlers-logs")
     doc["steps"] = step
     doc["wall"] = round(time.monotonic() - started, 1)
     doc["load"]["after"] = list(os.getloadavg())

@@ -26,6 +26,7 @@ test run checks without Autobahn.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import html
 import json
 import os
@@ -71,21 +72,41 @@ class Target(NamedTuple):
 TARGETS = {**{f"{stack}-{build_name(fixed)}": Target(stack, fixed)
               for stack in ("today", "seed") for fixed in (False, True)},
            **{f"today-{handler}": Target("today", False, handler) for handler in HANDLERS}}
-# What a target's run departs from (all cases, wstest's default timeouts), and why: each
-# a defect the protocol checks name too (tests/harness/defects.py).  Bounded, so that
-# `nox -t ci` stays under its 20 minutes; the results list every excluded case.
+# What a target's run departs from (all 517 cases, wstest's default timeouts), and why,
+# in prose (like python-websockets' compliance/README): the results list every excluded
+# case with its reason and the report shows them.  Bounded so that `nox -t ci` stays
+# under its 20 minutes: the two handler targets may add ~90 s to the session.
+PERFORMANCE = ("9.* (limits and performance: 1-16 MiB messages, 1000s of small ones) is "
+               "timed, not judged: each case measures the handler's speed, which `nox -s "
+               "bench` measures against patched gevent-websocket in one run instead.  On "
+               "this handler it costs minutes: gevent-ws 288 s of Autobahn time (9.7.1 and "
+               "9.8.1 wait out 60 s each: an empty message is never echoed, GWS_EMPTY_NOT_SENT, "
+               "as 1.1.1 shows), flask-sock over 3 min for 9.1.4 alone")
+FS_HANG = ("flask-sock fails this message where the invalid octets arrive (1007, fail fast), "
+           "then keeps TCP (FS_KEEPS_TCP); wstest's client answers a server's close and "
+           "waits for the server to drop TCP with no timer of its own (its case would drop "
+           "it only after its next fragment, which it never sends): the case never ends.  "
+           "The protocol check test_invalid_utf8_fails_the_connection_where_it_arrives "
+           "shows the same without Autobahn")
 DEVIATIONS: dict[str, dict[str, Any]] = {
+    "today-gevent-ws": {"exclude": {"9.*": PERFORMANCE}},
     "today-flask-sock": {
         # FS_KEEPS_TCP: the server never drops TCP after the closing handshake, so wstest
         # waits serverConnectionDropTimeout (1 s) in every case to see it not happen;
         # 0.2 s sees the same, 0.8 s sooner.
         "options": {"serverConnectionDropTimeout": 0.2},
-        # 6.4.1 (a text frame whose second fragment holds invalid UTF-8, then a 2 s pause):
-        # the server neither fails it nor drops TCP, and wstest hangs past STALL_TIMEOUT.
-        "exclude": {"6.4.1": "hangs wstest past the stall bound: the server keeps TCP "
-                             "after failing the connection (FS_KEEPS_TCP)"},
+        "exclude": {**{f"6.4.{n}": FS_HANG for n in range(1, 5)}, "9.*": PERFORMANCE},
     },
 }
+# A handler target's case that starts no next case for this long hung wstest (a
+# non-9 case of either handler took at most 2 s of Autobahn time, 9.* is excluded):
+# wstest is killed, the case is listed as excluded with HUNG, and the run resumes after
+# it.  gevent-websocket's own targets keep STALL_TIMEOUT and fail on a hang.
+HANDLER_STALL = 20.0
+MAX_HANGS = 3  # more is no race: the target fails
+HUNG = ("hung wstest in this run (no next case within {stall:.0f} s): wstest was killed "
+        "and the run resumed after it; flask-sock once hung 7.7.4 (a client close with "
+        "1003) with both ends idle in ESTABLISHED, and passed it when run alone")
 STRICT_STACKS = ("today",)  # their patched target must have no case that is not OK
 BEHAVIORS = ("OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", "FAILED")
 PASSING = ("OK", "INFORMATIONAL")
@@ -113,6 +134,14 @@ RUNNING = set()  # wstest processes started and not yet reaped, for an interrupt
 
 class ConformanceError(RuntimeError):
     """A run that could not give results: what was expected, what was seen, where."""
+
+
+class CaseHung(ConformanceError):
+    """wstest started no next case in time: ``case`` is the one it was running."""
+
+    def __init__(self, message, case):
+        super().__init__(message)
+        self.case = case
 
 
 def case_key(case):
@@ -195,6 +224,18 @@ def target_defects(target):
         return defects()
     return {case: defect for case, result in target["cases"].items()
             if (defect := handler_case_defect(handler, case, result))}
+
+
+def expand_excluded(targets):
+    """Each target's excluded patterns (DEVIATIONS: "9.*") as the cases they stand for:
+    those the other targets ran (gevent-websocket's targets run every case)."""
+    ran = set().union(*(t["cases"] for t in targets.values())) if targets else set()
+    for target in targets.values():
+        target["excluded"] = {
+            case: reason for pattern, reason in (target.get("excluded") or {}).items()
+            for case in (sorted((c for c in ran if fnmatch.fnmatchcase(c, pattern)),
+                                key=case_key) or [pattern])
+            if case not in target["cases"]}
 
 
 def problems(targets, named=None):
@@ -303,12 +344,16 @@ def run_fuzzingclient(wstest, spec_path, *, name, stall=STALL_TIMEOUT, bound=TAR
             try:
                 line = lines.get(timeout=max(wait, 0))
             except queue.Empty:
-                why = (f"no new case for {stall:.0f} s (bound)" if last + stall <= started + bound
+                stalled = last + stall <= started + bound
+                why = (f"no new case for {stall:.0f} s (bound)" if stalled
                        else f"the target ran over {bound:.0f} s (bound)")
-                raise ConformanceError(
+                message = (
                     f"{name}: case {current or '(none started)'} hung: {why}; wstest killed "
                     f"after {len(cases)} case(s); its last output:\n    "
-                    + "\n    ".join(tail[-8:])) from None
+                    + "\n    ".join(tail[-8:]))
+                if stalled and current:
+                    raise CaseHung(message, current) from None
+                raise ConformanceError(message) from None
             if line is None:
                 break
             if log is not None:
@@ -330,15 +375,31 @@ def run_fuzzingclient(wstest, spec_path, *, name, stall=STALL_TIMEOUT, bound=TAR
     return cases
 
 
+def _wstest_run(name, server, wstest, report_dir, logs, deviation, hung):
+    """One wstest run of every case but the excluded and ``hung`` ones into ``report_dir``;
+    the cases it started."""
+    shutil.rmtree(report_dir, ignore_errors=True)  # never read an earlier run's index.json
+    report_dir.mkdir(parents=True)
+    spec = {"outdir": str(report_dir.resolve()), "cases": ["*"],
+            "exclude-cases": sorted({*deviation.get("exclude", {}), *hung}),
+            "exclude-agent-cases": {},
+            "servers": [{"agent": name, "url": server.ws_url + ENDPOINT,
+                         "options": deviation.get("options", {})}]}
+    spec_path = logs / f"conformance-{name}.spec.json"
+    spec_path.write_text(json.dumps(spec, indent=1) + "\n")
+    with open(logs / f"conformance-{name}.wstest.log", "a", encoding="utf-8") as log:
+        return run_fuzzingclient(wstest, spec_path, name=name, log=log,
+                                 stall=HANDLER_STALL if server.handler else STALL_TIMEOUT)
+
+
 def run_target(name, python, wstest, report_dir, logs):
     """One target: its server, every case, and its part of the results document."""
     stack, fixed, handler = TARGETS[name]
     deviation = DEVIATIONS.get(name, {})
     excluded = deviation.get("exclude", {})
     started = time.monotonic()
-    shutil.rmtree(report_dir, ignore_errors=True)  # never read an earlier run's index.json
-    report_dir.mkdir(parents=True)
     logs.mkdir(parents=True, exist_ok=True)
+    (logs / f"conformance-{name}.wstest.log").unlink(missing_ok=True)
     with Server(python, log_dir=logs, name=f"conformance-{name}", handler=handler) as server:
         version = server.versions.get("gevent-websocket") or ""
         described = server.ready.get("handler") or {}
@@ -350,15 +411,21 @@ def run_target(name, python, wstest, report_dir, logs):
             raise ConformanceError(server.explain(
                 f"{name} is the {build_name(fixed)} target, but the server runs "
                 f"gevent-websocket {version or '(none)'}"))
-        spec = {"outdir": str(report_dir.resolve()), "cases": ["*"],
-                "exclude-cases": sorted(excluded, key=case_key), "exclude-agent-cases": {},
-                "servers": [{"agent": name, "url": server.ws_url + ENDPOINT,
-                             "options": deviation.get("options", {})}]}
-        spec_path = logs / f"conformance-{name}.spec.json"
-        spec_path.write_text(json.dumps(spec, indent=1) + "\n")
-        with open(logs / f"conformance-{name}.wstest.log", "w", encoding="utf-8") as log:
+        hung = {}
+        while True:
             try:
-                started_cases = run_fuzzingclient(wstest, spec_path, name=name, log=log)
+                started_cases = _wstest_run(name, server, wstest, report_dir, logs, deviation,
+                                            hung)
+                break
+            except CaseHung as exc:
+                # A handler's hang is a finding, not the end of its run: the case is listed
+                # (HUNG) and the run starts again without it (wstest writes its index only
+                # at the end, so the cases before it run again).
+                if not handler or len(hung) >= MAX_HANGS:
+                    raise ConformanceError(server.explain(str(exc))) from None
+                hung[exc.case] = HUNG.format(stall=HANDLER_STALL)
+                print(f"{name}: case {exc.case} hung wstest; run again without it",
+                      file=sys.stderr, flush=True)
             except ConformanceError as exc:
                 raise ConformanceError(server.explain(str(exc))) from None
         if server.proc.poll() is not None:
@@ -373,7 +440,7 @@ def run_target(name, python, wstest, report_dir, logs):
     return {"stack": stack, "fixed": fixed, "gevent_websocket": version,
             **summarize(report_dir, cases, target_defects(target)),
             "handler": handler, "handler_version": described.get("version") if handler else None,
-            "excluded": dict(excluded),
+            "excluded": {**excluded, **hung},
             "report_dir": _shown(report_dir),
             "duration": round(time.monotonic() - started, 1),
             "cases": target["cases"]}
@@ -411,6 +478,7 @@ def run(pythons, wstest, results, report, logs):
             targets[name] = future.result()
         except (ConformanceError, ServerError) as exc:
             errors.append(str(exc))
+    expand_excluded(targets)
     found = problems(targets) if targets else []
     document = records.from_dict(ConformanceResults, {
         "targets": {name: {k: v for k, v in target.items() if k != "cases"}

@@ -70,6 +70,18 @@ FS_ACCEPTS_BAD_UPGRADE = ("flask-sock (wsproto) accepts a malformed Sec-WebSocke
 FS_REFUSAL_500 = ("flask-sock answers an upgrade wsproto refuses (no key, no or another "
                   "version) with 500 INTERNAL SERVER ERROR (RemoteProtocolError escapes the "
                   "view), not 400/426 with Sec-WebSocket-Version, and logs no 'rejected' event")
+# Named from Autobahn's cases (no protocol check shows them yet), each by its cause in
+# gevent_ws/__init__.py 2.1.0:
+GWS_EMPTY_NOT_SENT = ("gevent-ws sends nothing for an empty payload (_send_frame loops over "
+                      "the payload's chunks: none, no frame): an empty message is never echoed "
+                      "and a ping without payload gets no pong")
+GWS_RSV_IGNORED = ("gevent-ws never checks the RSV bits: a frame with RSV set (no extension "
+                   "negotiated) is taken as data, not failed with 1002")
+GWS_CONTROL_FRAMES = ("gevent-ws checks neither a control frame's FIN nor answers its bad "
+                      "length with 1002: a fragmented ping is answered, a 126-byte ping fails "
+                      "with 1009")
+GWS_OPCODES = ("gevent-ws fails a reserved opcode or a continuation after the final fragment "
+               "only after what it already read (NON-STRICT: late, not at once)")
 HANDLER_DEFECTS: dict[str, dict[str, str]] = {
     "gevent-ws": {
         "test_handshake_and_exchange": GWS_NO_CLOSE_FRAME,
@@ -115,6 +127,15 @@ HANDLER_CASE_DEFECTS: dict[str, list[tuple[str, str, str, str]]] = {
         # invalid code) answered with 1000 (the protocol check's code-1005 and one-byte)
         ("7", "*", "WRONG CODE", GWS_BAD_CLOSE_1000),
         ("6.4", "NON-STRICT", "*", GWS_UTF8_WHOLE_MESSAGE),
+        # zero-length text/binary messages (1.1.1, 1.2.1, 6.1.1, 6.1.2, 9.7.1, 9.8.1) and
+        # the ping without payload (2.1)
+        *((case, "FAILED", "*", GWS_EMPTY_NOT_SENT)
+          for case in ("1.1.1", "1.2.1", "2.1", "6.1.1", "6.1.2", "9.7.1", "9.8.1")),
+        ("3", "*", "*", GWS_RSV_IGNORED),
+        ("2.5", "*", "WRONG CODE", GWS_CONTROL_FRAMES),
+        ("5.1", "FAILED", "*", GWS_CONTROL_FRAMES),
+        ("4", "NON-STRICT", "*", GWS_OPCODES),
+        ("5.15", "NON-STRICT", "*", GWS_OPCODES),
     ],
     "flask-sock": [],
 }

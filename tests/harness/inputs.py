@@ -89,10 +89,28 @@ def conformance(doc: ConformanceResults | None, report_dir: Path) -> Data | None
                         "build": (f"{target.handler} {target.handler_version}" if target.handler
                                   else target.gevent_websocket),
                         "handler": target.handler, "excluded": target.excluded,
+                        "deviations": _deviations(target.excluded),
                         "counts": counts,
                         "cases": sum(counts["behavior"].values()),
                         **_non_ok(target.non_ok), "link": link})
     return {"targets": targets, "duration": doc.duration, "outcomes": list(OUTCOMES)}
+
+
+def _deviations(excluded: dict[str, str]) -> list[Data]:
+    """The excluded cases grouped by their reason, in case order (the prose says why)."""
+    by_reason: dict[str, list[str]] = {}
+    for case, reason in excluded.items():
+        by_reason.setdefault(reason, []).append(case)
+    return [{"reason": reason, "cases": cases, "count": len(cases),
+             "shown": _case_ranges(cases)} for reason, cases in by_reason.items()]
+
+
+def _case_ranges(cases: list[str]) -> str:
+    """"9.1.1 … 9.8.6 (54)" for a long list, the cases themselves for a short one."""
+    ordered = sorted(cases, key=lambda c: tuple(int(n) for n in c.split(".") if n.isdigit()))
+    if len(ordered) <= 6:
+        return ", ".join(ordered)
+    return f"{ordered[0]} … {ordered[-1]} ({len(ordered)} cases)"
 
 
 def _non_ok(cases: Iterable[NonOkCase]) -> Data:

@@ -246,5 +246,27 @@ def test_every_handler_target_and_deviation_names_a_known_target():
     assert {f"today-{h}" for h in HANDLERS} <= set(conformance.TARGETS)
     assert set(conformance.DEVIATIONS) <= set(conformance.TARGETS)
     for deviation in conformance.DEVIATIONS.values():
-        assert all(re.fullmatch(r"\d+(\.\d+)*", case) and reason
+        # a case, or a section's pattern ("9.*", as wstest's exclude-cases reads it)
+        assert all(re.fullmatch(r"\d+(\.\d+)*(\.\*)?", case) and reason
                    for case, reason in deviation.get("exclude", {}).items())
+
+
+def test_a_hung_case_is_raised_as_casehung_naming_it(tmp_path):
+    # a handler target's run resumes without the case that hung (run_target)
+    pidfile = tmp_path / "pid"
+    script = fake_wstest(tmp_path, HANGING_WSTEST.replace("sys.argv[1]", repr(str(pidfile))))
+    spec = tmp_path / "spec.json"
+    spec.write_text("{}")
+    with pytest.raises(conformance.CaseHung) as hung:
+        conformance.run_fuzzingclient(str(script), spec, name="x", stall=1.0, bound=30.0)
+    assert hung.value.case == "1.1.2"
+
+
+def test_an_excluded_pattern_stands_for_the_cases_other_targets_ran():
+    full = target(fixed=True, **{"9_1_1": result("OK"), "9_2_1": result("OK")})
+    short = {**target(fixed=False), "handler": "gevent-ws", "excluded": {"9.*": "timed"}}
+    targets = {"today-patched": full, "today-gevent-ws": short}
+    conformance.expand_excluded(targets)
+    assert short["excluded"] == {"9.1.1": "timed", "9.2.1": "timed"}
+    assert problems(targets, NAMED) == []
+    assert full.get("excluded") == {}
