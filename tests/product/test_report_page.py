@@ -21,7 +21,7 @@ import pytest
 
 from tests.harness.cells import Cell
 from tests.harness.report import REQUIRED_STACKS, main
-from tests.unit.test_report import write_optional, write_results
+from tests.unit.test_report import write_handler_results, write_optional, write_results
 
 ROOT = Path(__file__).resolve().parents[2]
 REPORT = ROOT / os.environ.get("MATRIX_REPORT", "report")
@@ -197,6 +197,50 @@ def test_every_optional_section_renders_in_the_browser(browser, tmp_path):
         assert opened.page.locator("#bench .range .dot").count() == 2
         assert opened.page.locator("#timing .hbar").count() == 6 + 1  # + the bench's run
         opened.page.screenshot(path=str(tmp_path / "sections.png"), full_page=True)
+        opened.check_clean()
+    finally:
+        opened.close()
+
+
+def test_the_which_handler_table_links_every_figure_to_its_evidence(browser, tmp_path):
+    """Issue 21: one row per handler, each observed figure a link to a file or an anchor
+    that exists (sample results of the handler sessions, Autobahn and the bench)."""
+    results, out = tmp_path / "results", tmp_path / "report"
+    write_results(results, stacks=("today",))
+    write_handler_results(results)
+    write_optional(results, out)
+    main(["--results", str(results), "--out", str(out)])
+    opened = Page(browser, out / "index.html")
+    try:
+        table = opened.page.locator("#handlers table#which-handler")
+        assert table.is_visible(), "the which-handler section is not shown"
+        rows = table.locator("tbody tr")
+        labels = [rows.nth(i).locator("td").first.inner_text() for i in range(rows.count())]
+        assert len(labels) == 4, labels
+        for want, label in zip(("(vanilla)", "(patched)", "gevent-ws", "flask-sock"), labels,
+                               strict=True):
+            assert want in label, f"row {label!r}: expected {want}"
+        linked = {"cells passed", "close() called", "Autobahn non-OK outside compression",
+                  "protocol checks passed"}
+        for i in range(rows.count()):
+            row = rows.nth(i)
+            for column in linked:
+                cell = row.locator(f'td[data-column="{column}"]')
+                assert cell.locator("a").count() == 1, (
+                    f"{labels[i]}: {column} ({cell.inner_text()!r}) links to no evidence")
+            throughput = row.locator('td[data-column="throughput ratio vs patched"]')
+            if "reference" not in throughput.inner_text():
+                assert throughput.locator("a").count() == 1, f"{labels[i]}: throughput"
+        hrefs = table.locator("a").evaluate_all("links => links.map(a => a.getAttribute('href'))")
+        assert hrefs
+        for href in hrefs:
+            if href.startswith("#"):
+                assert opened.page.locator(href).count() == 1, f"{href}: no such anchor"
+            else:
+                assert (out / href.split("#")[0]).resolve().is_file(), f"{href}: no such file"
+        # the deviations behind a handler's Autobahn figure are on the page, in prose
+        assert opened.page.locator("#deviations-today-flask-sock li").count() == 2
+        opened.page.screenshot(path=str(tmp_path / "handlers.png"), full_page=True)
         opened.check_clean()
     finally:
         opened.close()

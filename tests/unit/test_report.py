@@ -13,14 +13,26 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
+from tests.bench import report as bench_report
 from tests.harness import report as report_module
-from tests.harness.cells import Cell, cells, seed_verdict, session_name, slug
+from tests.harness.cells import (
+    BOOLS,
+    DEFAULT_HANDLER,
+    HANDLERS,
+    Cell,
+    cells,
+    handler_session_name,
+    seed_verdict,
+    session_name,
+    slug,
+)
 from tests.harness.model import StackFacts, predict
 from tests.harness.records import SCHEMA
 from tests.harness.render import html, layout, markdown, terminal
@@ -33,9 +45,10 @@ RUN_TIMEOUT = 60  # s for one `python -m tests.harness.report` (bound)
 
 def cell_record(cell, flip=False):
     gws, nr = VERSIONS[cell.stack]
-    versions = {"gevent-websocket": gws + ("+fixed" if cell.fixed else ""),
+    other = cell.handler != DEFAULT_HANDLER  # gevent-websocket is absent beside another
+    versions = {"gevent-websocket": None if other else gws + ("+fixed" if cell.fixed else ""),
                 "newrelic": nr if cell.agent else None, "Flask": "3.1.3", "python": "3.11.7"}
-    facts = StackFacts.from_versions(versions)
+    facts = StackFacts.from_versions(versions, cell.handler)
     expected = predict(cell, facts).as_dict()
     verdict = {"+": "-", "-": "+"}[expected["verdict"]] if flip else expected["verdict"]
     observed, transcripts, events = [], [], [{"event": "listening", "t": 100.0, "pid": 7}]
@@ -84,6 +97,27 @@ def write_results(results, stacks=("today", "seed"), flip=None, drop=None):
                          "defect": None, "evidence": "ok | fine", "duration": 0.1}]}))
 
 
+def write_handler_results(results):
+    """The handler(name, agent) sessions' results: the model's cells, one protocol check
+    passed and one a named defect (agent off only, as the session runs them)."""
+    for handler in HANDLERS:
+        for agent in BOOLS:
+            name = handler_session_name(handler, agent)
+            records = [cell_record(replace(c, handler=handler))
+                       for c in cells("today", agent, False)]
+            protocol = [] if agent else [
+                {"check": "handshake[x]", "nodeid": "t::handshake[x]", "stack": "today",
+                 "build": handler, "outcome": "passed", "defect": None,
+                 "evidence": "ok", "duration": 0.1},
+                {"check": "close[x]", "nodeid": "t::close[x]", "stack": "today",
+                 "build": handler, "outcome": "xfailed", "defect": f"{handler} keeps TCP",
+                 "evidence": "no close | seen", "duration": 0.1}]
+            (results / f"{slug(name)}.json").write_text(json.dumps({
+                "schema": SCHEMA, "session": name, "stack": "today", "agent": agent,
+                "fixed": False, "status": "passed", "pytest_exitstatus": 0,
+                "cells": records, "protocol": protocol}))
+
+
 FLIPPED = Cell("seed", True, False, True, False, False)  # the history sample's flip
 
 
@@ -107,7 +141,19 @@ def write_optional(results, out):
                 "counts": {"behavior": {"OK": 400, "FAILED": 107}},
                 "non_ok": [{"case": "7.3.4", "behavior": "FAILED", "behaviorClose": "FAILED",
                             "description": "close", "defect": "close drops the code"}],
-                "report_dir": "report/conformance/today-vanilla"}}}))
+                "report_dir": "report/conformance/today-vanilla"},
+            **{f"today-{handler}": {
+                "stack": "today", "fixed": False, "gevent_websocket": "", "duration": 20,
+                "handler": handler, "handler_version": HANDLERS[handler]["version"],
+                "counts": {"behavior": {"OK": 250, "FAILED": 3, "UNIMPLEMENTED": 216},
+                           "behaviorClose": {"OK": 469}},
+                "non_ok": [{"case": "1.1.1", "behavior": "FAILED", "behaviorClose": "OK",
+                            "description": "empty", "defect": f"{handler} sends nothing"},
+                           {"case": "3.1", "behavior": "FAILED", "behaviorClose": "FAILED",
+                            "description": "rsv", "defect": None}],
+                "excluded": {"9.1.1": "timed, not judged", "9.2.1": "timed, not judged",
+                             "6.4.1": "hangs wstest"},
+                "report_dir": f"report/conformance/today-{handler}"} for handler in HANDLERS}}}))
     other = Cell("seed", False, False, False, False, True)
 
     def package(name, before, after, cell, probed, skipped, thresholds):
@@ -133,6 +179,10 @@ def write_optional(results, out):
         "gevent-websocket": package("gevent-websocket", "0.9.5", "0.10", other,
                                     ["0.9.5", "0.10", "0.10.1"], [],
                                     {"handler_iterates": "0.10.0"})}}))
+    for name in ("today-patched", "today-vanilla", *(f"today-{h}" for h in HANDLERS)):
+        # Autobahn's own report, which the conformance table and the handler table link
+        (out / "conformance" / name).mkdir(parents=True, exist_ok=True)
+        (out / "conformance" / name / "index.html").write_text("<p>Autobahn's report</p>")
     (out / "bench.json").write_text(json.dumps({
         "schema": SCHEMA, "started": "2026-11-25T12:00:00+00:00",
         "machine": {"cpus": 2, "python": "3.11.7"}, "load": {"before": [0.1, 0.2, 0.3]},
@@ -148,7 +198,19 @@ def write_optional(results, out):
                            "median": 0.99, "min": 0.9, "max": 1.05, "n": 7, "target": 0.97,
                            "pass": True},
                            "agent on/off, vanilla": {"median": 0.8, "min": 0.7, "max": 0.85,
-                                                     "n": 7, "target": None}}}}))
+                                                     "n": 7, "target": None}}},
+        "handlers": {"reference": "patched", "rounds": 5, "cell_rounds": 2,
+                     "echo": [{"handler": name, "route": route, "clients": n,
+                               "rates": [1000], "rate_median": 1000,
+                               "ratio_vs_patched": [ratio], "ratio_median": ratio}
+                              for name, ratio in (("vanilla", 1.02), ("patched", 1.0),
+                                                  ("gevent-ws", 0.4), ("flask-sock", 0.5))
+                              for route in ("/raw/echo", "/echo") for n in (1, 10)],
+                     "phases": {name: {"start": 0.3, "exchange": 0.3, "stop": 0.1, "n": 16,
+                                       "ratio": {"start": 1.0, "exchange": 1.0, "stop": 1.0}}
+                                for name in ("vanilla", "patched", "gevent-ws",
+                                             "flask-sock")}}}))
+    (out / "bench.md").write_text(bench_report.render(json.loads((out / "bench.json").read_text())))
 
 
 class Cells(HTMLParser):
@@ -256,7 +318,8 @@ def test_optional_inputs_render_when_present_and_tolerate_extra_keys(tmp_path):
     assert deploy["reference"] == "today" and deploy["differs_from_reference"] == 1
     assert not deploy["required"]
     assert [t["link"] for t in report["conformance"]["targets"]] == [
-        "conformance/today-patched/index.html", "conformance/today-vanilla/index.html"]
+        f"conformance/{name}/index.html"
+        for name in ("today-patched", "today-vanilla", *(f"today-{h}" for h in HANDLERS))]
     newrelic, gws = report["history"]["packages"]
     assert [c["id"] for c in newrelic["flips"][0]["cells"]] == [FLIPPED.slug()]
     assert gws["range"] == ["0.9.5", "0.10.1"] and gws["in_range"] == 3
