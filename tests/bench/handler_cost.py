@@ -56,9 +56,10 @@ class Arm:
         self.name, self.python, self.patched_path = name, python, patched_path
         self.handler = None if name in (build_name(False), REFERENCE) else name
 
-    def server(self, log_dir: Path, label: str, **flags: bool) -> Server:
+    def server(self, log_dir: Path, label: str, rum: bool = False,
+               hello_goodbyer: bool = False) -> Server:
         return Server(self.python, log_dir=log_dir, name=f"{label}-{self.name}",
-                      handler=self.handler, **flags)
+                      handler=self.handler, rum=rum, hello_goodbyer=hello_goodbyer)
 
     def start(self, server: Server) -> Server:
         with pythonpath(self.patched_path):
@@ -70,7 +71,7 @@ class Arm:
         """The server runs what this arm names (a control: a ratio of the wrong
         servers would read as a finding)."""
         if self.handler:
-            ran = (server.ready.get("handler") or {}).get("name")
+            ran = ((server.ready or {}).get("handler") or {}).get("name")
             ok = ran == self.handler
         else:
             ran = server.versions.get("gevent-websocket") or "(none)"

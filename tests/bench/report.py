@@ -11,6 +11,7 @@ import json
 import statistics
 import sys
 from pathlib import Path
+from typing import Any
 
 from tests.bench import handler_cost
 from tests.harness import records, timing
@@ -168,7 +169,7 @@ def render_main_job(doc):
     return lines + [""]
 
 
-def render(doc):
+def render(doc: dict[str, Any]) -> str:
     lines = ["# Benchmarks (`nox -s bench`)", ""]
     machine = doc.get("machine", {})
     lines += [f"Run {doc.get('started', '?')}, {machine.get('cpus', '?')} CPUs, Python "

@@ -33,6 +33,8 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import websocket
 
@@ -64,7 +66,7 @@ RATIOS = {  # name: (numerator, denominator, target or None)
 
 
 @contextlib.contextmanager
-def pythonpath(path):
+def pythonpath(path: str | Path | None) -> Iterator[None]:
     """Server.start() copies os.environ: put ``path`` first on the child's sys.path."""
     saved = os.environ.get("PYTHONPATH")
     if path:
@@ -78,7 +80,7 @@ def pythonpath(path):
             os.environ["PYTHONPATH"] = saved
 
 
-def round_trips(url, seconds, max_trips):
+def round_trips(url: str, seconds: float, max_trips: int) -> tuple[int, float]:
     """(round trips, elapsed s) over one connection, after a warm-up."""
     ws = websocket.create_connection(url, timeout=CONNECT_TIMEOUT)
     try:
