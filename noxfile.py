@@ -223,7 +223,7 @@ def unit(session: nox.Session) -> None:
 
 @nox.session(python=None, default=False, tags=CI)
 def conformance(session: nox.Session) -> None:
-    """Autobahn|Testsuite (wstest fuzzingclient) on four gevent-websocket builds and two handlers."""
+    """Autobahn|Testsuite (wstest fuzzingclient): four gevent-websocket builds, two handlers."""
     require_python27(session)  # wstest and the seed stack run on it
     install_harness(session)
     wstest = install_wstest(session, Path(session.virtualenv.location) / "wstest")
