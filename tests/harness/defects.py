@@ -82,6 +82,9 @@ GWS_CONTROL_FRAMES = ("gevent-ws checks neither a control frame's FIN nor answer
                       "with 1009")
 GWS_OPCODES = ("gevent-ws fails a reserved opcode or a continuation after the final fragment "
                "only after what it already read (NON-STRICT: late, not at once)")
+FS_FAILS_BEFORE_ECHO = ("flask-sock fails the connection on a bad frame (RSV set, a reserved "
+                        "opcode, a continuation out of place) without echoing the valid "
+                        "message that arrived just before it (Autobahn: NON-STRICT)")
 HANDLER_DEFECTS: dict[str, dict[str, str]] = {
     "gevent-ws": {
         "test_handshake_and_exchange": GWS_NO_CLOSE_FRAME,
@@ -119,8 +122,8 @@ def handler_defect(handler: str, test_name: str) -> str | None:
 
 
 # Autobahn's cases (tests/harness/conformance.py) that another handler does not pass, by
-# what is seen: {handler: [(case prefix, behaviour or "*", close or "*", defect)]}, the
-# first match wins.  A case no rule names is listed in the results without a defect.
+# what is seen: {handler: [(case prefix or "*", behaviour or "*", close or "*", defect)]},
+# the first match wins.  A case no rule names is listed in the results without a defect.
 HANDLER_CASE_DEFECTS: dict[str, list[tuple[str, str, str, str]]] = {
     "gevent-ws": [
         # a malformed or invalid client close (length 1, reason too long, bad UTF-8, an
@@ -137,14 +140,19 @@ HANDLER_CASE_DEFECTS: dict[str, list[tuple[str, str, str, str]]] = {
         ("4", "NON-STRICT", "*", GWS_OPCODES),
         ("5.15", "NON-STRICT", "*", GWS_OPCODES),
     ],
-    "flask-sock": [],
+    "flask-sock": [
+        *((section, "NON-STRICT", "*", FS_FAILS_BEFORE_ECHO) for section in ("3", "4", "5")),
+        # every case's close: the server never drops TCP, wstest waits and drops it
+        ("*", "*", "UNCLEAN", FS_KEEPS_TCP),
+        ("*", "*", "FAILED BY CLIENT", FS_KEEPS_TCP),
+    ],
 }
 
 
 def handler_case_defect(handler: str, case: str, result: dict[str, str]) -> str | None:
     """The named defect an Autobahn case of ``handler`` shows (None: not named)."""
     for prefix, behavior, close, defect in HANDLER_CASE_DEFECTS.get(handler, []):
-        if ((case == prefix or case.startswith(prefix + "."))
+        if ((prefix in ("*", case) or case.startswith(prefix + "."))
                 and behavior in ("*", result["behavior"])
                 and close in ("*", result["behaviorClose"])):
             return defect
