@@ -25,7 +25,10 @@ that file, if `nox -s bench` wrote it, is kept; the which-handler table
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import os
+import platform
 import random
 import statistics
 import sys
@@ -39,6 +42,7 @@ from typing import Any
 from tests.bench.throughput import pythonpath, round_trips
 from tests.harness import clients
 from tests.harness.cells import DEFAULT_HANDLER, HANDLERS, Cell, build_name, is_patched
+from tests.harness.records import SCHEMA
 from tests.harness.server import Server
 
 REFERENCE = build_name(True)  # patched gevent-websocket: every ratio's denominator
@@ -185,6 +189,8 @@ def measure(python: str, patched_path: str, handlers: dict[str, str], rounds: in
     arms = [Arm(build_name(False), python), Arm(REFERENCE, python, patched_path),
             *(Arm(name, handler_python) for name, handler_python in handlers.items())]
     started = time.monotonic()
+    when = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    load = list(os.getloadavg())  # a shared machine: the figures mean little without it
     step("handlers: echo throughput")
     echo_rows = echo(arms, rounds, seconds, max_trips, many, log_dir)
     step("handlers: per-cell phases")
@@ -192,7 +198,10 @@ def measure(python: str, patched_path: str, handlers: dict[str, str], rounds: in
     return {"reference": REFERENCE, "payload_bytes": 32, "rounds": rounds,
             "seconds_per_measurement": seconds, "clients_many": many,
             "cell_rounds": cell_rounds, "echo": echo_rows, "phases": split,
-            "duration": round(time.monotonic() - started, 1)}
+            "duration": round(time.monotonic() - started, 1), "started": when,
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                        "platform": platform.platform()},
+            "load": {"before": load, "after": list(os.getloadavg())}}
 
 
 def render(doc: dict[str, Any]) -> str:
@@ -217,7 +226,10 @@ def write(out: Path, found: dict[str, Any]) -> dict[str, Any]:
     bench.md beside it rendered again from the whole.  Returns the whole."""
     from tests.bench import report  # it renders this module's section: import when used
 
-    doc = json.loads(out.read_text()) if out.exists() else {}
+    # a bench.json of its own when `nox -s bench` wrote none, of this SCHEMA (one written
+    # by an older bench keeps its schema, and the report asks for a new bench run)
+    doc = json.loads(out.read_text()) if out.exists() else {
+        "schema": SCHEMA, **{k: found[k] for k in ("started", "machine", "load")}}
     doc["handlers"] = found
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1) + "\n")

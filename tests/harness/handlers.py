@@ -11,6 +11,7 @@ ratios (report/bench.json, when `nox -s bench` ran), and pyproject.toml's facts
 from __future__ import annotations
 
 import os
+import statistics
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -108,7 +109,7 @@ def _throughput(bench: Data | None, handler: str, fixed: bool) -> Data | None:
     if not rows:
         return None
     ratios = sorted(r["ratio_median"] for r in rows)
-    return {"ratio": ratios[len(ratios) // 2], "min": ratios[0], "max": ratios[-1],
+    return {"ratio": round(statistics.median(ratios), 3), "min": ratios[0], "max": ratios[-1],
             "reference": False, "rows": rows}
 
 

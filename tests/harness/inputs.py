@@ -101,13 +101,18 @@ def _deviations(excluded: dict[str, str]) -> list[Data]:
     by_reason: dict[str, list[str]] = {}
     for case, reason in excluded.items():
         by_reason.setdefault(reason, []).append(case)
+    groups = sorted(by_reason.items(), key=lambda kv: min(map(_case_key, kv[1])))
     return [{"reason": reason, "cases": cases, "count": len(cases),
-             "shown": _case_ranges(cases)} for reason, cases in by_reason.items()]
+             "shown": _case_ranges(cases)} for reason, cases in groups]
+
+
+def _case_key(case: str) -> tuple[int, ...]:
+    return tuple(int(n) for n in case.split(".") if n.isdigit())
 
 
 def _case_ranges(cases: list[str]) -> str:
     """"9.1.1 … 9.8.6 (54)" for a long list, the cases themselves for a short one."""
-    ordered = sorted(cases, key=lambda c: tuple(int(n) for n in c.split(".") if n.isdigit()))
+    ordered = sorted(cases, key=_case_key)
     if len(ordered) <= 6:
         return ", ".join(ordered)
     return f"{ordered[0]} … {ordered[-1]} ({len(ordered)} cases)"
@@ -174,7 +179,9 @@ def bench(doc: Data | None) -> Data | None:
                for row in doc.get("figures") or []]
     return {"started": doc.get("started"), "machine": doc.get("machine") or {},
             "load": doc.get("load") or {}, "figures": figures, "ratios": ratios,
-            "cells": split_rows(doc.get("cells") or {})}
+            "cells": split_rows(doc.get("cells") or {}),
+            # tests/bench/handler_cost.py's figures: the which-handler table's throughput
+            "handlers": doc.get("handlers")}
 
 
 def split_rows(stats: Mapping[str, Data]) -> list[Data]:
