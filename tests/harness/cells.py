@@ -54,6 +54,9 @@ def resolve_stacks(declared: dict[str, dict[str, Any]]) -> dict[str, dict[str, A
 TOOL = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]
 STACKS = resolve_stacks(TOOL["stacks"])
 HISTORY = TOOL.get("history", {})  # [tool.history.<package>]: tests/harness/history.py
+# What history proved, one committed file per package (records.HistoryPackage): the
+# report cites it, `nox -s "history(<package>)"` re-proves it (a lock file).
+HISTORY_DATA = ROOT / "tests" / "data" / "history"
 # nox session name per stack
 SESSION_KIND = {"today": "matrix", "seed": "seed", "deploy": "deploy"}
 # How a stack's servers start (tests/harness/server.py): "app" is `python -m app`.
