@@ -270,7 +270,8 @@ def wheel(session: nox.Session) -> None:
                 "--python", str(python), "--dest", str(dist))
 
 
-# ~3 minutes on 2 cores; writes report/bench.json and report/bench.md.  Its nox runs
+# ~5 minutes on 2 cores (the last 2: `nox -s stack` cold and warm); writes report/bench.json
+# and report/bench.md.  Its nox runs
 # use their own envdir, results and report under the session's directory.
 @nox.session(python=None, default=False)
 def bench(session: nox.Session) -> None:
