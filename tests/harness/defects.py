@@ -36,3 +36,7 @@ UTF8_NOT_FAIL_FAST = ("invalid UTF-8 inside a text frame is found only once the 
 BAD_CLOSE_NO_CODE = ("a malformed client close is detected, but close(1002) drops the code: the "
                      "server sends an empty close frame")
 
+INPUT_IS_SOCKET = ("after the upgrade wsgi.input is the raw socket (wsgi.input_terminated False): "
+                   "request.get_data() blocks on it and eats the websocket's frames")
+SERVER_CLOSES_UNREAD = ("after its close frame the server closes TCP at once, without reading "
+                        "the client's close (RFC 6455 5.5.1, 7.1.1)")
