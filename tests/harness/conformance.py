@@ -86,7 +86,7 @@ DEVIATIONS: dict[str, dict[str, Any]] = {
                              "after failing the connection (FS_KEEPS_TCP)"},
     },
 }
-STRICT_STACKS = ("today",)  # their patched target must have no case that is not OK
+STRICT_STACKS = ("today", "seed")  # their patched target must have no case that is not OK
 BEHAVIORS = ("OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", "FAILED")
 PASSING = ("OK", "INFORMATIONAL")
 COMPRESSION = ("12", "13")  # permessage-deflate (RFC 7692), not implemented by the handler
