@@ -214,6 +214,61 @@ def unit(session: nox.Session) -> None:
                 "--junitxml", str(results_file("unit", ".junit.xml")), *session.posargs)
 
 
+# -- your stack (issue 20): the cells for the versions a user runs -------------------
+# tests/harness/userstack.py reads the pins, fills in the rest, builds the server env
+# (atomically, under .cache/stacks/, reused by a second run) and runs the cells of each
+# arm; their results go to RESULTS as stack(<name>, agent=…, fixed=…), a stack of its own.
+
+
+@nox.session(python=None, default=False)
+def stack(session: nox.Session) -> None:
+    """A user's stack: `nox -s stack -- -r FILE | NAME==VERSION ... [--python X.Y] [--predict]`."""
+    if "--predict" in session.posargs:
+        # The model alone, in nox's own process: no env, no install, well under a second.
+        from tests.harness.userstack import main as userstack
+
+        if userstack(session.posargs):
+            session.error("bad input (the line above says why)")
+        return
+    install_harness(session)
+    install_node_client(session)
+    session.run("python", "-m", "tests.harness.userstack", *session.posargs,
+                "--results", str(RESULTS), terminate_timeout=PYTEST_TERMINATE_TIMEOUT)
+
+
+# Each line runs on its own Python (tests/data/stacks/lines.toml: 2.7, 3.8, 3.9, nox's).
+@nox.session(python=None, default=False, tags=CI, allow_parallel=True)
+def stacks(session: nox.Session) -> None:
+    """One user stack per Werkzeug major line (0.x-3.x), each agreeing with the model."""
+    install_harness(session)
+    install_node_client(session)
+    session.run("python", "-m", "tests.harness.stacklines", "--results", str(RESULTS),
+                *session.posargs, terminate_timeout=PYTEST_TERMINATE_TIMEOUT)
+
+
+# -- history (issue 12): which upstream release changed a cell ------------------------
+# One session per [tool.history.<package>] of pyproject.toml, on the stack's 2.7 server
+# without <package> (history_base_env).  What it proved is committed as
+# tests/data/history/<package>.json, which the report cites; by default (and in
+# `nox -t ci`) the session re-proves that data: all cells at the range's ends and at
+# both neighbours of each flip, failing with the difference (tests/harness/history_lock.py).
+#   nox -s "history(newrelic)" -- --full     the whole search (tests/harness/history.py)
+#   nox -s "history(newrelic)" -- --update   the whole search, written as the data
+
+
+@nox.session(python=None, default=False, tags=CI, allow_parallel=True)
+@nox.parametrize("package", list(HISTORY), ids=list(HISTORY))
+def history(session: nox.Session, package: str) -> None:
+    """Re-prove the committed history of `package` (-- --full: search again, --update: rewrite)."""
+    install_harness(session)
+    install_node_client(session)
+    python = history_base_env(session, package, HISTORY[package]["stack"])
+    session.run("python", "-m", "tests.harness.history_lock", "--package", package,
+                "--python", str(python), "--out", str(REPORT),
+                "--work", str(Path(session.virtualenv.location) / "history"),
+                *session.posargs, terminate_timeout=PYTEST_TERMINATE_TIMEOUT)
+
+
 # -- conformance (issue 14): Autobahn|Testsuite on every gevent-websocket build
 # Writes results/conformance.json and Autobahn's HTML under report/conformance/<target>/;
 # fails if the patched 0.10.1 has a case (outside compression) that is not OK, or
@@ -294,9 +349,10 @@ def wheel(session: nox.Session) -> None:
                 "--python", str(python), "--dest", str(dist))
 
 
-# ~5 minutes on 2 cores; writes report/bench.json and report/bench.md.  Its nox runs
+# ~5 minutes on 2 cores (the last 2: `nox -s stack` cold and warm); writes report/bench.json
+# and report/bench.md.  Its nox runs
 # use their own envdir, results and report under the session's directory.
-# `nox -s bench -- --handlers-only`: the handlers against patched gevent-websocket alone
+# `nox -s bench -- --only handlers`: the handlers against patched gevent-websocket alone
 # (~2 min), into the existing report/bench.json.
 @nox.session(python=None, default=False)
 def bench(session: nox.Session) -> None:
@@ -322,53 +378,3 @@ def bench(session: nox.Session) -> None:
                 "--patched-path", str(patched), "--work", str(work), *handlers,
                 "--nox", f"{shlex.quote(sys.executable)} -m nox", "--out", str(REPORT),
                 "--load-before", load, *session.posargs)
-
-
-# -- your stack (issue 20): the cells for the versions a user runs -------------------
-# tests/harness/userstack.py reads the pins, fills in the rest, builds the server env
-# (atomically, under .cache/stacks/, reused by a second run) and runs the cells of each
-# arm; their results go to RESULTS as stack(<name>, agent=…, fixed=…), a stack of its own.
-
-
-@nox.session(python=None, default=False)
-def stack(session: nox.Session) -> None:
-    """A user's stack: `nox -s stack -- -r FILE | NAME==VERSION ... [--python X.Y] [--predict]`."""
-    if "--predict" in session.posargs:
-        # The model alone, in nox's own process: no env, no install, well under a second.
-        from tests.harness.userstack import main as userstack
-
-        if userstack(session.posargs):
-            session.error("bad input (the line above says why)")
-        return
-    install_harness(session)
-    install_node_client(session)
-    session.run("python", "-m", "tests.harness.userstack", *session.posargs,
-                "--results", str(RESULTS), terminate_timeout=PYTEST_TERMINATE_TIMEOUT)
-
-
-# Each line runs on its own Python (tests/data/stacks/lines.toml: 2.7, 3.8, 3.9, nox's).
-@nox.session(python=None, default=False, tags=CI)
-def stacks(session: nox.Session) -> None:
-    """One user stack per Werkzeug major line (0.x-3.x), each agreeing with the model."""
-    install_harness(session)
-    install_node_client(session)
-    session.run("python", "-m", "tests.harness.stacklines", "--results", str(RESULTS),
-                *session.posargs, terminate_timeout=PYTEST_TERMINATE_TIMEOUT)
-
-
-# -- history (issue 12): which upstream release changed a cell ------------------------
-# One session per [tool.history.<package>] of pyproject.toml; tests/harness/history.py
-# does the search on the stack's 2.7 server without <package> (history_base_env).
-
-
-@nox.session(python=None, default=False)
-@nox.parametrize("package", list(HISTORY), ids=list(HISTORY))
-def history(session: nox.Session, package: str) -> None:
-    """Which release of `package` changed a cell: bisection, proof, diff (report/history.md)."""
-    install_harness(session)
-    install_node_client(session)
-    python = history_base_env(session, package, HISTORY[package]["stack"])
-    session.run("python", "-m", "tests.harness.history", "--package", package,
-                "--python", str(python), "--out", str(REPORT),
-                "--work", str(Path(session.virtualenv.location) / "history"),
-                terminate_timeout=PYTEST_TERMINATE_TIMEOUT)

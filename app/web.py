@@ -181,6 +181,13 @@ def _start_response_contract(write, start_response):
     }
 
 
+def _request_body(environ):
+    """The request body as Flask's request.get_data() reads it (Werkzeug)."""
+    from werkzeug.wrappers import Request
+
+    return Request(environ).get_data()
+
+
 def raw_app(environ, start_response, ws):
     """``ws``: the websocket the handler's adapter found (app.handlers), or None."""
     kind = environ.get("PATH_INFO", "").rsplit("/", 1)[-1]
@@ -190,6 +197,14 @@ def raw_app(environ, start_response, ws):
         return [NOT_A_WEBSOCKET.encode("ascii")]
     if kind == "echo":  # the ceiling of the benchmark: the echo without Flask
         echo(ws, rid)
+        return []
+    if kind == "read-input":
+        # What an APM integration does around a request (sentry-sdk's Flask
+        # one reads the body at its end): the upgrade GET's body must be empty
+        # and terminated, not the socket that now carries the frames.
+        emit("input_read", rid=rid, when="before", length=len(_request_body(environ)))
+        exchange(ws, VIEW_MESSAGE, "view_received", rid)
+        emit("input_read", rid=rid, when="after", length=len(_request_body(environ)))
         return []
     exchange(ws, VIEW_MESSAGE, "view_received", rid)
     if kind == "write":

@@ -57,6 +57,9 @@ HISTORY = TOOL.get("history", {})  # [tool.history.<package>]: tests/harness/his
 # The handlers a user can migrate to (issue 21): {name: pins, python27, model, ...}.
 HANDLERS: dict[str, dict[str, Any]] = TOOL.get("handlers", {})
 DEFAULT_HANDLER = "gevent-websocket"  # Cell.handler's default, the reference rows
+# What history proved, one committed file per package (records.HistoryPackage): the
+# report cites it, `nox -s "history(<package>)"` re-proves it (a lock file).
+HISTORY_DATA = ROOT / "tests" / "data" / "history"
 # nox session name per stack
 SESSION_KIND = {"today": "matrix", "seed": "seed", "deploy": "deploy"}
 # How a stack's servers start (tests/harness/server.py): "app" is `python -m app`.

@@ -36,7 +36,10 @@ UTF8_NOT_FAIL_FAST = ("invalid UTF-8 inside a text frame is found only once the 
 BAD_CLOSE_NO_CODE = ("a malformed client close is detected, but close(1002) drops the code: the "
                      "server sends an empty close frame")
 
-
+INPUT_IS_SOCKET = ("after the upgrade wsgi.input is the raw socket (wsgi.input_terminated False): "
+                   "request.get_data() blocks on it and eats the websocket's frames")
+SERVER_CLOSES_UNREAD = ("after its close frame the server closes TCP at once, without reading "
+                        "the client's close (RFC 6455 5.5.1, 7.1.1)")
 
 # -- other handlers (issue 21): each check they fail, by test name --------------------
 # {handler: {check: defect}}; a check is a test's name (``test_x[param]``) or its
@@ -101,6 +104,8 @@ HANDLER_DEFECTS: dict[str, dict[str, str]] = {
         "test_http_1_0_upgrade_is_400_bad_request": GWS_ACCEPTS_ANY_UPGRADE,
         "test_refused_upgrade_sends_its_body": GWS_ACCEPTS_ANY_UPGRADE,
         "test_refused_upgrade_sends_its_body[no-key]": GWS_NO_KEY_SILENT,
+        "test_server_close_waits_for_the_clients_close": SERVER_CLOSES_UNREAD,
+        "test_reading_the_request_body_keeps_the_websocket": INPUT_IS_SOCKET,
     },
     "flask-sock": {
         "test_client_close_is_echoed_with_its_code": FS_KEEPS_TCP,
@@ -111,6 +116,8 @@ HANDLER_DEFECTS: dict[str, dict[str, str]] = {
         "test_malformed_key_is_400": FS_ACCEPTS_BAD_UPGRADE,
         "test_http_1_0_upgrade_is_400_bad_request": FS_ACCEPTS_BAD_UPGRADE,
         "test_refused_upgrade_sends_its_body": FS_REFUSAL_500,
+        "test_server_close_waits_for_the_clients_close": FS_KEEPS_TCP,
+        "test_reading_the_request_body_keeps_the_websocket": INPUT_IS_SOCKET,
     },
 }
 

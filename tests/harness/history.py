@@ -1,4 +1,4 @@
-"""``python -m tests.harness.history --package newrelic``: which release changed a cell.
+"""The whole history search: which release of a package changed a cell.
 
 For one package of pyproject.toml's ``[tool.history]``: every release in its
 range (the registry's own list), each built once from its sdist (sha256 from
@@ -8,14 +8,14 @@ those of the matrix (tests/matrix/test_cells.py, run by pytest with ``--release`
 its positive controls expect that release), their verdicts read from the
 results file.  tests/harness/bisect.py decides which releases to probe.
 
-Writes ``<out>/history.json`` (this package's entry, others kept) and
-``<out>/history.md``; exits 1 if a flip disagrees with the model's thresholds
-(or a cell with the model), 2 if the search could not run.
+``run`` writes ``<out>/history.json`` (this package's entry, others kept) and
+``<out>/history.md``; a flip that is not the model's threshold (or a cell that
+disagrees with the model) is a problem.  ``nox -s "history(<package>)" -- --full``
+runs it (tests/harness/history_lock.py, which also commits and re-proves the result).
 """
 
 from __future__ import annotations
 
-import argparse
 import difflib
 import itertools
 import os
@@ -181,10 +181,11 @@ class Lab:
         self.installed[release] = paths
         return paths
 
-    def probe(self, release: str, cells: list[Cell]) -> dict[Cell, str]:
+    def probe(self, release: str, cells: list[Cell], known_to_serve: bool = False,
+              ) -> dict[Cell, str]:
         paths = self.install(release)
         verdicts: dict[Cell, str] = {}
-        if release not in self.started and len(cells) > 1:
+        if release not in self.started and len(cells) > 1 and not known_to_serve:
             # A release that cannot serve fails its first cell: learn that from one
             # cell, not from all of them (the range's ends walk over such releases).
             verdicts.update(self.run_cells(release, paths, cells[0].agent, cells[:1]))
@@ -259,7 +260,8 @@ class Lab:
                                  f"{ {k: v for k, v in expected.items() if v != seen[k]} }")
         self.runs.append({"release": release, "agent": agent, "cells": len(cells),
                           "seconds": round(time.monotonic() - started, 2),
-                          "pytest_exit": proc.returncode, "log": str(out / "pytest.log")})
+                          "pytest_exit": proc.returncode,
+                          "log": os.path.relpath(out / "pytest.log", ROOT)})
         return verdicts
 
     @staticmethod
@@ -356,7 +358,7 @@ def check_thresholds(package: str, thresholds: dict[str, str],
 
 def cite(history: HistoryResults | None, name: str, what: str) -> str:
     """'<what> since 2.68.0.50 (proven by `nox -s ...`)' or '<what> (not yet proven ...)':
-    ``history`` is report/history.json's HistoryResults (None: nothing proven)."""
+    ``history``: what tests/data/history/ holds (None: nothing proven)."""
     package = next(p for p, e in HISTORY.items() if name in e.get("thresholds", {}))
     release = HISTORY[package]["thresholds"][name]
     if history is not None and history.proven(name, package, release):
@@ -496,28 +498,3 @@ def markdown(whole: dict[str, Any]) -> str:
             out += [f"- {n}" for n in doc["notes"][:5]]
         out.append("")
     return "\n".join(out)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.harness.history",
-                                     description=__doc__.split("\n")[0])
-    parser.add_argument("--package", required=True, choices=sorted(HISTORY))
-    parser.add_argument("--python", required=True,
-                        help="the server's interpreter: an env with the stack's other pins")
-    parser.add_argument("--work", required=True, type=Path, help="installs, runs and logs")
-    parser.add_argument("--cache", type=Path, default=None, help="sdists and wheels (.cache)")
-    parser.add_argument("--out", type=Path, default=REPORT)
-    args = parser.parse_args(argv)
-    try:
-        doc = run(args.package, args.python, args.work, args.cache, args.out)
-    except builds.BuildError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print((args.out / "history.md").read_text())
-    for problem in doc.problems:
-        print(f"PROBLEM: {problem}", file=sys.stderr)
-    return 1 if doc.problems else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,8 @@
 """The report's optional inputs, each shown when its file exists and never required.
 
 - results/conformance.json: Autobahn|Testsuite per target (`nox -s conformance`);
-- report/history.json: where each package's releases flip a cell (`nox -s history`);
+- tests/data/history/<package>.json: where each package's releases flip a cell, as
+  `nox -s "history(<package>)"` proved it (committed; the report's default);
 - report/bench.json: the benchmark's figures (`nox -s bench`, tests/bench/report.py);
 - and, always, the cells' own time split (start / exchange / stop) from this run's results.
 
@@ -22,6 +23,7 @@ from .records import (
     CONFORMANCE_RERUN,
     ConformanceResults,
     HistoryFlip,
+    HistoryPackage,
     HistoryResults,
     NonOkCase,
     SchemaError,
@@ -32,7 +34,6 @@ T = TypeVar("T")
 Data = dict[str, Any]  # the report's JSON-shaped data (tests/harness/render)
 
 CONFORMANCE = "conformance.json"
-HISTORY = "history.json"
 BENCH = "bench.json"
 OUTCOMES = ("OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", "FAILED")
 
@@ -47,11 +48,21 @@ def _read(path: Path, problems: list[str], read: Callable[[Path], T]) -> T | Non
         return None
 
 
-def read_history(report_dir: str | Path, problems: list[str]) -> HistoryResults | None:
-    """report/history.json as HistoryResults, or None (absent or unreadable: a problem)."""
-    return _read(Path(report_dir) / HISTORY, problems, lambda path: records.read(
-        path, HistoryResults, lambda doc: records.history_rerun(
-            " / ".join(sorted(doc.get("packages") or {})) or "<package>")))
+def read_history(data_dir: str | Path, problems: list[str]) -> HistoryResults | None:
+    """Every package file of ``data_dir`` (tests/data/history/) as one HistoryResults, or
+    None if there is none; a file that cannot be read is a problem, and left out."""
+    found = HistoryResults()
+    for path in sorted(Path(data_dir).glob("*.json")):
+        package = _read(path, problems, lambda p: records.read(
+            p, HistoryPackage, records.history_update(p.stem)))
+        if package is None:
+            continue
+        if package.package != path.stem:
+            problems.append(f"{path}: holds the history of {package.package!r}, not of "
+                            f"{path.stem!r}: rerun {records.history_update(path.stem)}")
+            continue
+        found.packages[package.package] = package
+    return found if found.packages else None
 
 
 def optional(results_dir: str | Path, report_dir: str | Path, problems: list[str],

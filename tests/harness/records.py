@@ -18,7 +18,9 @@ Words (one meaning each, everywhere but the nox session parameters):
 
 Files: ``results/<session slug>.json`` (``SessionResults``: a session's cells and
 protocol checks, or why it was skipped), ``results/conformance.json``
-(``ConformanceResults``), ``report/history.json`` (``HistoryResults``).
+(``ConformanceResults``), ``report/history.json`` (``HistoryResults``: a full history
+search's output) and, committed, ``tests/data/history/<package>.json`` (``HistoryPackage``:
+what history proved, the report's source for the releases its causes cite).
 """
 
 from __future__ import annotations
@@ -349,11 +351,13 @@ class HistoryPackage:
     runs: list[dict[str, Any]]
     wall_time: float
     load_before: list[float]
+    schema: int = SCHEMA  # a committed package file (tests/data/history/) stands alone
 
 
 @dataclass
 class HistoryResults:
-    """report/history.json: every package searched so far."""
+    """report/history.json: every package searched so far; or, read from
+    tests/data/history/, every package whose history is committed."""
 
     packages: dict[str, HistoryPackage] = field(default_factory=dict)
     schema: int = SCHEMA
@@ -367,3 +371,8 @@ class HistoryResults:
 
 def history_rerun(package: str = "<package>") -> str:
     return f'`nox -s "history({package})"`'
+
+
+def history_update(package: str = "<package>") -> str:
+    """The command that rewrites a package's committed history (a full search)."""
+    return f'`nox -s "history({package})" -- --update`'

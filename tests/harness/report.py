@@ -19,6 +19,7 @@ from pathlib import Path
 
 from . import inputs, records
 from .cells import (
+    HISTORY_DATA,
     MAIN_STACKS,
     SEED_WITH_AGENT,
     SEED_WITHOUT_AGENT,
@@ -89,7 +90,7 @@ def conclusion_predicts(cell):
 
 def cause(record, history):
     """One sentence naming the upstream cause of a difference from the seed; a release
-    is named only where ``history`` (report/history.json) proves it."""
+    is named only where ``history`` (tests/data/history/) proves it."""
     facts, versions, cell = record.facts, record.versions, record.cell
     gws, nr = versions.get("gevent-websocket"), versions.get("newrelic")
     if record.verdict == "+" and record.seed == "-":
@@ -353,10 +354,11 @@ def build_protocol(sessions, problems):
     return {"stacks": summary, "legend": PROTOCOL_LEGEND, "builds": list(BUILDS)}
 
 
-def collect(results_dir, report_dir):
-    """The report's data, built once: every renderer reads only this."""
+def collect(results_dir, report_dir, history_dir=HISTORY_DATA):
+    """The report's data, built once: every renderer reads only this.  ``history_dir``:
+    what history proved (tests/data/history/, committed)."""
     sessions, problems = load(results_dir)
-    history = inputs.read_history(Path(report_dir), problems)
+    history = inputs.read_history(history_dir, problems)
     report = build(sessions, problems, history)
     report["protocol"] = build_protocol(sessions, report["problems"])
     report["timing"] = inputs.cell_timing(sessions)
@@ -370,9 +372,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m tests.harness.report")
     parser.add_argument("--results", default="results")
     parser.add_argument("--out", default="report")
+    parser.add_argument("--history", default=HISTORY_DATA, type=Path,
+                        help="what history proved, a file per package (default: %(default)s)")
     args = parser.parse_args(argv)
     out = Path(args.out)
-    report = collect(args.results, out)
+    report = collect(args.results, out, args.history)
     out.mkdir(parents=True, exist_ok=True)
     (out / "observations.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
     (out / "observations.md").write_text(markdown.render(report))

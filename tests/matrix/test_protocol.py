@@ -31,10 +31,12 @@ from tests.harness.defects import (
     ECHO_EMPTY,
     ECHO_REPR,
     HTTP10,
+    INPUT_IS_SOCKET,
     KEY_500,
     KEY_ALPHABET,
     NODE_INVALID,
     PYTHON_INVALID,
+    SERVER_CLOSES_UNREAD,
     STR_BODY,
     UNMASKED,
     UTF8_NO_CODE,
@@ -56,6 +58,8 @@ from tests.harness.server import Server, ServerError
 VIEW_MESSAGE = "Hello from view!"
 EVENT_TIMEOUT = 5.0  # s to wait for a server event that must follow what we sent
 LONG_REASON = "\u00e9" * 100  # app.web.CLOSE_REASONS["close-long"]: 200 bytes of UTF-8
+# s a client may take to answer the server's close frame; the server waits longer (patch 0010).
+CLOSE_HOLD = 0.5
 
 protocol = pytest.mark.protocol
 BUILDS = (build_name(False), build_name(True))  # gevent-websocket's; else a handler's name
@@ -354,6 +358,27 @@ def test_client_sees_server_close_code_and_reason(check, server, client):
     check.verify()
 
 
+@protocol(defect=SERVER_CLOSES_UNREAD)
+def test_server_close_waits_for_the_clients_close(check, server):
+    """RFC 6455 5.5.1/7.1.1: after sending its close frame the server reads until the client's
+    close, then closes TCP first, with a FIN: no RST for a close frame left unread."""
+    conn, response, first = open_websocket(server, "/raw/close", "raw=close-handshake")
+    with conn:
+        check.invariant("handshake", response.code == 101, "101", str(response))
+        conn.send(build_frame(OP_TEXT, b"hi"))
+        frame = conn.read_frame()
+        if check.expect("server's close", frame is not None and frame.opcode == OP_CLOSE,
+                        "a close frame", str(frame) if frame else conn.ended):
+            check.expect("before the client's close", conn.stays_open(CLOSE_HOLD),
+                         f"the TCP connection stays open for the {CLOSE_HOLD} s the client "
+                         "holds its close", f"ended ({conn.ended})")
+            conn.send(build_frame(OP_CLOSE, frame.payload[:2]))
+            check.expect("after the client's close", conn.read_to_end() == "EOF",
+                         "the server reads it and closes TCP with a FIN (EOF, not reset)",
+                         conn.ended)
+    check.verify()
+
+
 @pytest.mark.parametrize(("code", "reason"), [
     pytest.param(1001, b"going away", id="1001-with-reason", marks=protocol(defect=ECHO_REPR)),
     pytest.param(4000, b"", id="4000-no-reason", marks=protocol(defect=ECHO_EMPTY)),
@@ -383,6 +408,42 @@ def test_malformed_client_close_fails_with_1002(check, server, payload, request)
         conn.send(build_frame(OP_CLOSE, payload))
         expect_close_code(check, conn, 1002)
     keeps_serving(check, server, query)
+    check.verify()
+
+
+@protocol(defect=INPUT_IS_SOCKET)
+def test_reading_the_request_body_keeps_the_websocket(check, server):
+    """PEP 3333: the upgrade GET has no body, so reading it (request.get_data(), as sentry-sdk's
+    Flask integration does at the end of a request) returns b"" and leaves the frames alone."""
+    query = "raw=read-input"
+    conn, response, first = open_websocket(server, "/raw/read-input", query)
+    rid = request_id(server, query)
+    with conn:
+        check.invariant("handshake", response.code == 101, "101", str(response))
+        if check.expect("the view's message", first is not None
+                        and first.payload == VIEW_MESSAGE.encode(), repr(VIEW_MESSAGE),
+                        str(first) if first else conn.ended):
+            conn.send(build_frame(OP_TEXT, b"answer"))
+            event = answer_event(server, rid)
+            check.expect("server got", event is not None and event.get("data") == "answer",
+                         "view_received 'answer'", json.dumps(event))
+            closing = conn.read_frame()
+            check.expect("server's close", closing is not None and closing.opcode == OP_CLOSE
+                         and closing.close().valid, "a valid close frame",
+                         str(closing) if closing else conn.ended)
+        else:  # the client speaks: does the body read take the frame?
+            conn.send(build_frame(OP_TEXT, b"answer"))
+    last = "after" if first is not None else "before"
+    try:  # the client is gone: a read that blocked on the socket has returned by now
+        server.wait_for(lambda e: e["event"] == "input_read" and e.get("rid") == rid
+                        and e.get("when") == last, EVENT_TIMEOUT, f"the {last!r} body read")
+    except ServerError:
+        pass
+    reads = [(e.get("when"), e.get("length")) for e in server.events
+             if e["event"] == "input_read" and e.get("rid") == rid]
+    expected = [("before", 0), ("after", 0)] if first is not None else [("before", 0)]
+    check.equal("request body reads (when, bytes)", expected, reads)
+    keeps_serving(check, server, "read-input")
     check.verify()
 
 

@@ -186,3 +186,30 @@ def test_a_user_stack_is_named_after_its_file_and_never_as_a_declared_stack(tmp_
     # the name survives a cell's label and slug, as a declared stack's does
     cell = Cell(pins, True, False, True, False, True)
     assert Cell.parse(cell.label()) == cell and Cell.parse(cell.slug()) == cell
+
+
+# -- the cells' side: tests/conftest.py checks the stack a pytest run claims ---------------
+
+
+def _claim(*options):
+    """pytest on the matrix's cells with ``options``: refused before any server starts."""
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "tests/matrix/test_cells.py", "-x", "-q",
+         "-p", "no:cacheprovider", "--no-agent", "--no-fixed", *options],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.mark.parametrize(("options", "says"), [
+    (["--stack", "mine"], "--stack 'mine': not in pyproject.toml [tool.stacks] (deploy, seed, "
+                          "today); name one, or give a user stack's pins with --pin NAME==VERSION"),
+    (["--stack", "seed", "--pin", "Flask==1.0.4"],
+     "--pin with --stack 'seed': that stack's pins are in pyproject.toml; give a user stack "
+     "another name"),
+    (["--stack", "mine", "--pin", "Flask"], "--pin 'Flask': expected NAME==VERSION"),
+])
+def test_a_user_stack_claim_without_pins_or_on_a_declared_stack_is_refused(options, says):
+    proc = _claim(*options)
+    assert proc.returncode != 0, proc.stdout[-2000:]
+    errors = [line for line in proc.stdout.splitlines() if line.startswith("E ")]
+    assert any(says in line for line in errors), proc.stdout[-2000:]
+    assert "1 error" in proc.stdout and "passed" not in proc.stdout
