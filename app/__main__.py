@@ -3,7 +3,7 @@
 stdout carries one JSON event per line, the first being the readiness line
 ``{"event": "listening", "url": ...}``; gevent's access and error logs go to
 stderr.  Every option has an environment equivalent (APP_HOST, APP_PORT,
-APP_AGENT, APP_RUM, APP_HELLO_GOODBYER) so a harness can configure a cell
+APP_AGENT, APP_RUM, APP_HELLO_GOODBYER, APP_LAYER) so a harness can configure a cell
 without building argument lists.
 """
 from __future__ import absolute_import, print_function
@@ -15,6 +15,7 @@ import signal
 import socket
 import sys
 
+from . import layers
 from .events import emit
 
 STOP_TIMEOUT = 1.0  # seconds open websockets get to finish on SIGTERM/SIGINT
@@ -33,6 +34,14 @@ def _env_flag(name):
     raise SystemExit("error: %s=%r is not a boolean; use 1 or 0" % (name, value))
 
 
+def _env_choice(name, choices):
+    value = os.environ.get(name, "").strip()
+    if value and value not in choices:
+        raise SystemExit("error: %s=%r is not one of %s; unset it or pick one"
+                         % (name, value, ", ".join(choices)))
+    return value or None
+
+
 def _add_flag(parser, name, env, help):
     dest = name.replace("-", "_")
     parser.add_argument("--" + name, dest=dest, action="store_true", help=help + " [%s]" % env)
@@ -49,13 +58,19 @@ def parse_args(argv):
     _add_flag(parser, "agent", "APP_AGENT", "start the New Relic agent (developer mode)")
     _add_flag(parser, "rum", "APP_RUM", "agent's browser monitoring (RUM) on")
     _add_flag(parser, "hello-goodbyer", "APP_HELLO_GOODBYER", "wrap the app in HelloGoodbyer")
+    parser.add_argument("--layer", choices=layers.names(),
+                        default=_env_choice("APP_LAYER", layers.names()),
+                        help="set up one of today's request layers as its docs say, its "
+                        "transport an in-process capture (app.layers) [APP_LAYER]")
     _add_flag(parser, "watch-stdin", "APP_WATCH_STDIN",
               "stop when stdin reaches EOF (the harness that started the server is gone)")
     return parser.parse_args(argv)
 
 
-def versions():
+def versions(layer=None):
     names = ("gevent", "gevent-websocket", "greenlet", "Flask", "Werkzeug", "newrelic")
+    if layer:
+        names += (layers.distribution(layer),)
     if "gunicorn" in sys.modules:  # served by gunicorn (app.gunicorn_conf)
         names += ("gunicorn",)
     try:
@@ -83,19 +98,20 @@ def module_files():
                 for name in ("geventwebsocket", "newrelic"))
 
 
-def emit_listening(host, port, **fields):
+def emit_listening(host, port, layer=None, **fields):
     """The readiness line, the same whichever way the server was started."""
     emit("listening", host=host, port=port, url="http://%s:%d" % (host, port),
-         agent_loaded="newrelic" in sys.modules, versions=versions(),
+         agent_loaded="newrelic" in sys.modules, versions=versions(layer), layer=layer,
          module_files=module_files(), **fields)
 
 
-def build_application(hello_goodbyer):
+def build_application(hello_goodbyer, layer=None, with_flask_app=False):
+    """The WSGI application (``with_flask_app``: and the Flask app inside it)."""
     from .middleware import HelloGoodbyer
     from .stats import stats_app
     from .web import create_app, raw_app
 
-    flask_app = create_app()
+    flask_app = layers.instrument(layer, create_app())
     main = HelloGoodbyer(flask_app) if hello_goodbyer else flask_app
 
     def dispatch(environ, start_response):
@@ -105,7 +121,8 @@ def build_application(hello_goodbyer):
             return stats_app(environ, start_response)
         return main(environ, start_response)
 
-    return dispatch
+    application = layers.wrap(layer, dispatch)
+    return (application, flask_app) if with_flask_app else application
 
 
 def _text(value):
@@ -158,7 +175,7 @@ def _find(name):
         import imp
 
         try:
-            imp.find_module(name)
+            imp.find_module(name.split(".")[0])  # a package's own modules: its top level
         except ImportError:
             return False
         return True
@@ -168,7 +185,10 @@ def _find(name):
 def missing_dependencies(args):
     """One line naming what is missing and the fix, or None."""
     required = REQUIRED + ((("newrelic", "newrelic"),) if args.agent else ())
-    missing = [dist for module, dist in required if not _find(module)]
+    if args.layer:
+        required += tuple((name, layers.distribution(args.layer))
+                          for name in layers.required_modules(args.layer))
+    missing = sorted(set(dist for module, dist in required if not _find(module)))
     if not missing:
         return None
     options = (["--stack", "seed"] if sys.version_info[0] == 2 else []) + sys.argv[1:]
@@ -190,6 +210,7 @@ def main(argv=None):
         from . import agent
 
         agent_active = agent.start(args.rum)
+    layers.start(args.layer)  # like the agent, some must patch Flask before its import
 
     import gevent
     from gevent.pywsgi import WSGIServer
@@ -197,7 +218,10 @@ def main(argv=None):
 
     from .middleware import IterableProbe
 
-    server = WSGIServer((args.host, args.port), build_application(args.hello_goodbyer),
+    application, flask_app = build_application(args.hello_goodbyer, args.layer,
+                                               with_flask_app=True)
+    layer_active = layers.evidence(args.layer, flask_app, application)
+    server = WSGIServer((args.host, args.port), application,
                         handler_class=logging_rejections(WebSocketHandler),
                         log=sys.stderr, error_log=sys.stderr)
     # The agent wraps the application WSGIServer is given (its gevent hook);
@@ -232,7 +256,8 @@ def main(argv=None):
 
     host, port = server.address[:2]
     emit_listening(host, port, launcher="app", agent=args.agent, agent_active=agent_active,
-                   rum=args.rum, hello_goodbyer=args.hello_goodbyer)
+                   rum=args.rum, hello_goodbyer=args.hello_goodbyer, layer=args.layer,
+                   layer_active=layer_active)
     server.serve_forever()
     try:
         emit("stopped")
