@@ -210,7 +210,13 @@ def main(argv=None):
         from . import agent
 
         agent_active = agent.start(args.rum)
-    layers.start(args.layer)  # like the agent, some must patch Flask before its import
+    if args.layer:
+        from .agent import _watch_outbound
+
+        # The agent's proof of no network, for the layer: every attempt off
+        # loopback becomes an ``outbound`` event (CPython >= 3.8).
+        _watch_outbound()
+        layers.start(args.layer)  # like the agent, some must patch Flask before its import
 
     import gevent
     from gevent.pywsgi import WSGIServer

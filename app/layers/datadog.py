@@ -34,7 +34,10 @@ def start():
     from ddtrace import patch
 
     patch(flask=True)
-    _tracer().configure(trace_processors=[_capture()])
+    try:
+        _tracer().configure(trace_processors=[_capture()])
+    except TypeError:  # ddtrace 1.x (the last on CPython 2.7): the same hook, older spelling
+        _tracer().configure(settings={"FILTERS": [_capture()]})
 
 
 def _tracer():

@@ -56,8 +56,12 @@ def _finished(server, rid, bound):
 
 
 def _rid(server, query):
-    found = [e["rid"] for e in server.events if e["event"] == "request" and e.get("query") == query]
-    return found[0] if found else None
+    """The request id of the connection that sent ``query`` (the events are read on a thread)."""
+    try:
+        return server.wait_for(lambda e: e["event"] == "request" and e.get("query") == query,
+                               FINISH_BOUND, f"the request event of {query}")["rid"]
+    except ServerError:
+        return None
 
 
 def probe_server(python, layer, arm, hello_goodbyer, log_dir):
