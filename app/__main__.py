@@ -215,7 +215,8 @@ def main(argv=None):
 
         # The agent's proof of no network, for the layer: every attempt off
         # loopback becomes an ``outbound`` event (CPython >= 3.8).
-        _watch_outbound()
+        if not args.agent:  # the agent installed it already
+            _watch_outbound()
         layers.start(args.layer)  # like the agent, some must patch Flask before its import
 
     import gevent
