@@ -139,6 +139,8 @@ def run(url, timeout):
             log("tcp_closed", handshake=True, **await_server_close(ws.sock, timeout))
     except websocket.WebSocketTimeoutException:
         log("error", stage="receive", error="timeout: nothing from the server for %.1f s" % timeout)
+        log("tcp_closed", handshake=False, by="client", after_handshake=None, bound=timeout,
+            stray_bytes=0, error="the client gave up waiting for the server")
         return 1
     except websocket.WebSocketConnectionClosedException:
         log("closed", by="server", code=None, reason=None, valid=False, error="no close frame")

@@ -85,6 +85,11 @@ function main() {
     clearTimeout(timer);
     timer = setTimeout(() => {
       log('error', { stage: 'receive', error: `timeout: nothing from the server for ${timeout.toFixed(1)} s` });
+      closed = true; // we hang up: the 'close' that terminate() causes is not the server's
+      log('tcp_closed', {
+        handshake: false, by: 'client', after_handshake: null, bound: timeout, stray_bytes: 0,
+        error: 'the client gave up waiting for the server',
+      });
       finish(1);
     }, timeout * 1000);
   }

@@ -127,7 +127,33 @@ def table(rows):
                       r["route"], r["client"], r["exchange"], r["layer_finished"],
                       str(r["close_calls"]), str(r["tcp_by"]), after, f"{r['cell_s']:.2f}"))
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
-    return "\n".join("  ".join(str(v).ljust(w) for v, w in zip(line, widths)) for line in lines)
+    return "\n".join("  ".join(str(v).ljust(w) for v, w in zip(line, widths, strict=True))
+                     for line in lines)
+
+
+def grid(rows):
+    """One line per layer and arm, one column per (HelloGoodbyer, route), both clients in each:
+    exchange, layer_finished (F yes, . no, L late, - no layer), close() calls, who closed TCP
+    (S<ms after the handshake> the server, C the client)."""
+    columns = [(hg, route) for hg in (False, True) for route in ROUTES]
+    names = ["hg " * hg + route.strip("/") for hg, route in columns]
+    lines = [f"{'layer':19} {'arm':8} | " + " | ".join(f"{n:22}" for n in names)]
+    keys = dict.fromkeys((r["layer"], r["arm"]) for r in rows)
+    marks = {"yes": "F", "-": ".", "late": "L", "n/a": "-"}
+    for layer, arm in keys:
+        cells = []
+        for hg, route in columns:
+            found = [r for r in rows if (r["layer"], r["arm"], r["hello_goodbyer"], r["route"])
+                     == (layer, arm, hg, route)]
+            tcp = ",".join(f"S{r['tcp_after'] * 1000:.1f}" if r["tcp_by"] == "server"
+                           and r["tcp_after"] is not None else "C" if r["tcp_by"] == "client"
+                           else "?" for r in found)
+            exchange = "".join(r["exchange"] for r in found)
+            finished = "".join(marks[r["layer_finished"]] for r in found)
+            closes = "".join(str(r["close_calls"]) for r in found)
+            cells.append(f"{exchange:2} {finished:2} {closes:2} {tcp:13}")
+        lines.append(f"{layer or '(none)':19} {arm:8} | " + " | ".join(cells))
+    return "\n".join(lines)
 
 
 def main(argv=None):
@@ -161,6 +187,7 @@ def main(argv=None):
                       f"outbound {control['outbound']}", file=sys.stderr, flush=True)
     print(f"## stack {args.stack}")
     print(table(rows))
+    print(grid(rows))
     layered = [r["cell_s"] for r in rows if r["layer"]]
     plain = [r["cell_s"] for r in rows if not r["layer"]]
     print(f"median cell seconds: with a layer {statistics.median(layered):.3f}, "
