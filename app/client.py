@@ -155,7 +155,8 @@ def run(url, timeout):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m app.client", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m app.client",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("url", help="e.g. ws://127.0.0.1:5000/view")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
                         help="seconds any single wait may take (default %(default)s)")

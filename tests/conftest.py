@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.cells import LAUNCHER, STACKS, session_name
+from tests.harness import records
+from tests.harness.cells import LAUNCHER, STACKS, Cell, build_name, session_name
+from tests.harness.records import CellRecord, ProtocolRecord, SessionResults
 
 
 def pytest_addoption(parser):
@@ -55,6 +57,10 @@ class Session:
         """How this stack's servers start (tests/harness/server.py): app or gunicorn."""
         return LAUNCHER[self.stack]
 
+    def cell(self, **columns):
+        """The cell of this session's stack and arm at ``columns`` (rum, ...)."""
+        return Cell(stack=self.stack, agent=self.agent, fixed=self.fixed, **columns)
+
 
 @pytest.fixture(scope="session")
 def session(pytestconfig, tmp_path_factory):
@@ -74,30 +80,35 @@ def session(pytestconfig, tmp_path_factory):
 
 
 class Results:
-    """Every record a test adds, written as one JSON file when pytest ends.
+    """Every record a test adds (tests/harness/records.py), written as one
+    SessionResults file when pytest ends.
 
     Under pytest-xdist each worker holds the records of the tests it ran: it hands
     them to the controller when it finishes (pytest_sessionfinish, workeroutput),
     the controller merges them (pytest_testnodedown) and alone writes the file.
     """
 
+    KINDS = {"cells": CellRecord, "protocol": ProtocolRecord}
+
     def __init__(self):
-        self.records = {"cells": [], "protocol": [], "builds": []}
+        self.records = {kind: [] for kind in self.KINDS}
         self.started = time.time()
 
     def add(self, kind, record):
         self.records[kind].append(record)
 
-    def merge(self, records):
-        for kind, found in records.items():
-            self.records.setdefault(kind, []).extend(found)
+    def as_json(self):
+        return json.dumps({kind: [records.to_dict(r) for r in found]
+                           for kind, found in self.records.items()})
+
+    def merge(self, text):
+        for kind, found in json.loads(text).items():
+            self.records[kind] += [records.from_dict(self.KINDS[kind], r) for r in found]
 
     def sorted(self):
         """The records in an order that does not depend on which worker ran what."""
-        key = {"cells": lambda r: json.dumps(r["cell"], sort_keys=True),
-               "protocol": lambda r: r["nodeid"]}
-        return {kind: sorted(found, key=key[kind]) if kind in key else found
-                for kind, found in self.records.items()}
+        return {"cells": sorted(self.records["cells"], key=lambda r: r.cell),
+                "protocol": sorted(self.records["protocol"], key=lambda r: r.nodeid)}
 
 
 RESULTS = Results()
@@ -121,7 +132,7 @@ def _protocol_outcome(report):
 def pytest_runtest_makereport(item, call):
     """Each check marked `protocol` becomes one record of the results' "protocol" list.
 
-    The test module puts ("arm", ...) and ("evidence", ...) in user_properties;
+    The test module puts ("build", ...) and ("evidence", ...) in user_properties;
     the marker's `defect` names what the vanilla arm gets wrong.
     """
     report = yield
@@ -135,16 +146,16 @@ def pytest_runtest_makereport(item, call):
             text = crash.message if crash is not None else str(report.longrepr)
             evidence = (text.strip().splitlines() or [""])[0][:300]
         fixed = item.config.getoption("fixed")
-        RESULTS.add("protocol", {
-            "check": item.name.removeprefix("test_"),
-            "nodeid": item.nodeid,
-            "stack": item.config.getoption("stack"),
-            "arm": props.get("arm") or {True: "patched", False: "vanilla"}.get(fixed),
-            "outcome": _protocol_outcome(report),
-            "defect": marker.kwargs.get("defect"),
-            "evidence": evidence,
-            "duration": round(report.duration, 3),
-        })
+        RESULTS.add("protocol", ProtocolRecord(
+            check=item.name.removeprefix("test_"),
+            nodeid=item.nodeid,
+            stack=item.config.getoption("stack"),
+            build=props.get("build") or (None if fixed is None else build_name(fixed)),
+            outcome=_protocol_outcome(report),
+            defect=marker.kwargs.get("defect"),
+            evidence=evidence,
+            duration=round(report.duration, 3),
+        ))
     return report
 
 
@@ -178,28 +189,26 @@ def pytest_testnodedown(node, error):
     """xdist controller: a worker finished; keep the records it ran."""
     records = getattr(node, "workeroutput", {}).get(WORKER_RECORDS)
     if records:
-        RESULTS.merge(json.loads(records))
+        RESULTS.merge(records)
 
 
 def pytest_sessionfinish(session, exitstatus):
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:  # an xdist worker: the controller writes the file
-        workeroutput[WORKER_RECORDS] = json.dumps(RESULTS.records)
+        workeroutput[WORKER_RECORDS] = RESULTS.as_json()
         return
     path = session.config.getoption("results")
     if not path:
         return
     opt = session.config.getoption
     stack, agent, fixed = opt("stack"), opt("agent"), opt("fixed")
-    document = {
-        "session": opt("session_name") or session_name(stack, agent, fixed),
-        "stack": stack, "agent": agent, "fixed": fixed,
-        "status": "passed" if exitstatus == 0 else "failed",
-        "pytest_exitstatus": int(exitstatus),
-        "duration": round(time.time() - RESULTS.started, 3),
-        "python": sys.version.split()[0],
-        "ci": bool(os.environ.get("CI")),
+    records.write(path, SessionResults(
+        session=opt("session_name") or session_name(stack, agent, fixed),
+        stack=stack, agent=agent, fixed=fixed,
+        status="passed" if exitstatus == 0 else "failed",
+        pytest_exitstatus=int(exitstatus),
+        duration=round(time.time() - RESULTS.started, 3),
+        python=sys.version.split()[0],
+        ci=bool(os.environ.get("CI")),
         **RESULTS.sorted(),
-    }
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(document, indent=1, sort_keys=True) + "\n")
+    ))

@@ -26,11 +26,13 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from tests.harness import records
+from tests.harness.records import SessionResults, session_rerun
+
 ROOT = Path(__file__).resolve().parents[2]
 RUNS = 5
 RUN_TIMEOUT = 3600.0  # s for one full `nox -R -s matrix seed`
 INTERRUPT_GRACE = 60.0  # s a timed-out run gets after its SIGTERM before it is killed
-CELL_KEYS = ("stack", "agent", "fixed", "rum", "hello_goodbyer", "streaming")
 CLIENT_COLUMNS = ("verdict", "iterable_closed", "valid_close_frame")
 
 
@@ -74,19 +76,16 @@ def environments():
 
 
 def cells_of(results):
-    """{cell key: {"verdict": ..., "clients": {client: {column: value}}}} and session statuses."""
+    """{Cell: {"verdict": ..., "clients": {client: {column: value}}}} and session statuses."""
     cells, sessions = {}, {}
     for path in sorted(results.glob("*.json")):
-        doc = json.loads(path.read_text())
-        if "session" not in doc:
-            continue
-        sessions[doc["session"]] = doc.get("status")
-        for record in doc.get("cells", []):
-            key = tuple(record["cell"][k] for k in CELL_KEYS)
-            cells[key] = {
-                "verdict": record.get("verdict"),
-                "clients": {o["client"]: {c: o.get(c) for c in CLIENT_COLUMNS}
-                            for o in record.get("observed", [])},
+        doc = records.read(path, SessionResults, session_rerun)
+        sessions[doc.session] = doc.status
+        for record in doc.cells:
+            cells[record.cell] = {
+                "verdict": record.verdict,
+                "clients": {o.client: {c: getattr(o, c) for c in CLIENT_COLUMNS}
+                            for o in record.observed},
             }
     return cells, sessions
 
@@ -108,10 +107,6 @@ def tests_of(results):
     return outcomes
 
 
-def cell_name(key):
-    return ", ".join(f"{k}={v}" for k, v in zip(CELL_KEYS, key, strict=True))
-
-
 def compare(runs):
     """(every difference between runs as lines, the cells that differ); empty when all agree."""
     differences, flipped = [], set()
@@ -120,24 +115,24 @@ def compare(runs):
         statuses = [run["sessions"].get(session, "missing") for run in runs]
         if "missing" in statuses:
             differences.append(f"session {session}: results missing in some run: {statuses}")
-    all_cells = sorted({k for run in runs for k in run["cells"]}, key=str)
+    all_cells = sorted({k for run in runs for k in run["cells"]})
     for key in all_cells:
         seen = [run["cells"].get(key) for run in runs]
         if any(s is None for s in seen):
             flipped.add(key)
-            differences.append(f"cell {cell_name(key)}: missing in runs "
+            differences.append(f"cell {key.label()}: missing in runs "
                                f"{[i + 1 for i, s in enumerate(seen) if s is None]}")
             continue
         verdicts = [s["verdict"] for s in seen]
         if len(set(verdicts)) > 1:
             flipped.add(key)
-            differences.append(f"cell {cell_name(key)}: verdict per run {verdicts}")
+            differences.append(f"cell {key.label()}: verdict per run {verdicts}")
         for client in sorted({c for s in seen for c in s["clients"]}):
             for column in CLIENT_COLUMNS:
                 values = [s["clients"].get(client, {}).get(column) for s in seen]
                 if len(set(map(str, values))) > 1:
                     flipped.add(key)
-                    differences.append(f"cell {cell_name(key)}, {client} client: "
+                    differences.append(f"cell {key.label()}, {client} client: "
                                        f"{column} per run {values}")
     all_tests = sorted({t for run in runs for t in run["tests"]})
     for test in all_tests:

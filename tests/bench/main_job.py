@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 
 from tests.bench.matrix_time import NoxRunError, outer_session_removed, run_nox
+from tests.harness import records
+from tests.harness.records import SessionResults, session_rerun
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 900.0  # s for one plain nox run (bound)
@@ -81,9 +83,9 @@ def pytest_walls(results_dir):
     """{session: pytest's own wall time} from the results files (cells, protocol)."""
     out = {}
     for path in sorted(Path(results_dir).glob("*.json")):
-        doc = json.loads(path.read_text())
-        if doc.get("cells"):
-            out[doc["session"]] = doc.get("duration")
+        doc = records.read(path, SessionResults, session_rerun)
+        if doc.cells:
+            out[doc.session] = doc.duration
     return out
 
 

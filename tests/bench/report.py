@@ -12,6 +12,9 @@ import statistics
 import sys
 from pathlib import Path
 
+from tests.harness import records, timing
+from tests.harness.records import SessionResults, session_rerun
+
 TARGETS = {
     "cold_ratio": 0.3,  # uv cold install <= 0.3 x virtualenv (pip) cold install
     "warm_ratio": 1.3,  # nox -R wall <= 1.3 x the sum of its pytest phases
@@ -20,48 +23,14 @@ TARGETS = {
 }
 
 
-def p90(values):
-    values = sorted(values)
-    return values[int(0.9 * (len(values) - 1))]
-
-
-def dist(values):
-    if not values:
-        return None
-    return {"n": len(values), "median": round(statistics.median(values), 3),
-            "p90": round(p90(values), 3), "max": round(max(values), 3)}
-
-
 def cell_stats(results_dir):
-    """Per (stack, agent): cell wall time, server spawn-to-ready, the exchange.
-
-    duration: the cell as tests/matrix/test_cells.py times it (server spawn, GET /,
-    both clients, server stop); exchange: the slowest client's run (process
-    start to exit; the two run at once); rest: duration - ready - exchange
-    (the page GET, the server's stop, the harness).
-    """
-    groups = {}
-    for path in sorted(Path(results_dir).glob("*.json")):
-        document = json.loads(path.read_text())
-        for record in document.get("cells", []):
-            if "duration" not in record:
-                continue
-            cell = record["cell"]
-            key = f"{cell['stack']} agent {'on' if cell['agent'] else 'off'}"
-            clients = record.get("client_durations") or {}
-            exchange = max(clients.values()) if clients else None
-            g = groups.setdefault(key, {"duration": [], "ready": [], "exchange": [],
-                                        "rest": []})
-            g["duration"].append(record["duration"])
-            g["ready"].append(record["server_ready_after"])
-            if exchange is not None:
-                g["exchange"].append(exchange)
-                g["rest"].append(record["duration"] - record["server_ready_after"] - exchange)
-    order = ["today agent off", "today agent on", "seed agent off", "seed agent on"]
-    keys = [k for k in order if k in groups] + sorted(set(groups) - set(order))
-    out = {k: {what: dist(v) for what, v in groups[k].items()} for k in keys}
-    everything = [d for g in groups.values() for d in g["duration"]]
-    out["all"] = {"duration": dist(everything)}
+    """Per (stack, agent): cell wall time and its phases (records.Phases: start, exchange,
+    stop), over the sessions' results files in ``results_dir``; "all": every cell."""
+    found = [record for path in sorted(Path(results_dir).glob("*.json"))
+             if path.name != "conformance.json"
+             for record in records.read(path, SessionResults, session_rerun).cells]
+    out = timing.phase_stats(found)
+    out["all"] = {"duration": timing.dist([r.duration for r in found])}
     return out
 
 
@@ -105,8 +74,8 @@ def figures(doc):
             continue
         note = ""
         if group != "all":
-            note = (f"p90 {dur['p90']:.3f} s; ready median {d['ready']['median']:.3f} / p90 "
-                    f"{d['ready']['p90']:.3f} s; exchange median {d['exchange']['median']:.3f}"
+            note = (f"p90 {dur['p90']:.3f} s; start median {d['start']['median']:.3f} / p90 "
+                    f"{d['start']['p90']:.3f} s; exchange median {d['exchange']['median']:.3f}"
                     f" / p90 {d['exchange']['p90']:.3f} s; n={dur['n']}")
         else:
             note = f"p90 {dur['p90']:.3f} s; n={dur['n']}"
@@ -292,15 +261,15 @@ def _why(doc):
         row = rows.get(f"cell median, {group}")
         if not row or row[3] != "miss" or group == "all":
             continue
-        dur, ready, ex = d["duration"]["median"], d["ready"]["median"], d["exchange"]["median"]
+        dur, ready, ex = d["duration"]["median"], d["start"]["median"], d["exchange"]["median"]
         text = (f"- **cell median, {group}** ({dur:.3f} s): spawn-to-ready {ready:.3f} s, the "
-                f"exchange {ex:.3f} s, the rest (GET /, the server's stop and exit, the "
-                f"harness) {d['rest']['median']:.3f} s.")
+                f"exchange (GET /, both clients) {ex:.3f} s, the stop (the server's stop and "
+                f"exit, the harness) {d['stop']['median']:.3f} s.")
         off = (doc.get("cells") or {}).get(group.replace("agent on", "agent off"))
         if "agent on" in group and off:
-            text += (f"  The agent adds {ready - off['ready']['median']:+.3f} s to spawn-to-"
-                     f"ready and {d['rest']['median'] - off['rest']['median']:+.3f} s to the "
-                     "rest (its shutdown at exit: a final harvest, a thread join) over agent off.")
+            text += (f"  The agent adds {ready - off['start']['median']:+.3f} s to spawn-to-"
+                     f"ready and {d['stop']['median'] - off['stop']['median']:+.3f} s to the "
+                     "stop (its shutdown at exit: a final harvest, a thread join) over agent off.")
         if group == "today agent on" and newrelic:
             text += (f"  In the profiled start, importing newrelic takes {newrelic:.3f} s and "
                      f"Flask's import under its import hooks {flask_on:.3f} s (vs "
@@ -353,9 +322,10 @@ def _method(doc):
             "more than in a full run, so this ratio bounds a full warm run's from above.")
         out.append(
             "- **Per cell.** From that warm run's results files: `duration` (server spawn, GET "
-            "/, both clients, server stop, evaluation), `server_ready_after` (spawn to the "
-            "readiness line) and the exchange (the slower client's process, start to exit; "
-            "the two clients run at once).")
+            "/, both clients, server stop, evaluation) and its `phases`, as each cell records "
+            "them (tests/harness/records.py `Phases`): start (spawn to the readiness line), "
+            "exchange (GET / and both clients, at once), stop (the server's stop, the "
+            "harness's evaluation).")
     if t:
         out.append(
             f"- **Throughput.** One server per configuration, all up at once, on today's "

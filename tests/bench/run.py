@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from tests.bench import main_job, matrix_time, report, throughput
+from tests.harness.records import SCHEMA
 
 ROOT = Path(__file__).resolve().parents[2]
 PROFILE_TIMEOUT = 60  # s for one profiled server start (bound)
@@ -96,6 +97,8 @@ def main(argv=None):
     doc["steps"] = step
     doc["wall"] = round(time.monotonic() - started, 1)
     doc["load"]["after"] = list(os.getloadavg())
+    # the report reads the figures as written (tests/harness/inputs.py), of this schema
+    doc.update(schema=SCHEMA, figures=report.figures(doc))
     (out / "bench.json").write_text(json.dumps(doc, indent=1) + "\n")
     (out / "bench.md").write_text(report.render(doc))
     print((out / "bench.md").read_text())

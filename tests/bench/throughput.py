@@ -36,6 +36,7 @@ import time
 
 import websocket
 
+from tests.harness.cells import build_name, is_patched
 from tests.harness.server import Server
 
 PAYLOAD = "x" * 32
@@ -108,14 +109,14 @@ def start_servers(python, patched_path, log_dir):
         for name, (_route, patched, agent) in CONFIGS.items():
             key = (patched, agent)
             if key not in wanted:
-                build = "patched" if patched else "vanilla"
+                build = build_name(patched)
                 server = wanted[key] = Server(
                     python, agent=agent, rum=agent, log_dir=log_dir,
                     name=f"throughput-{build}-agent-{'on' if agent else 'off'}")
                 with pythonpath(patched_path if patched else None):
                     server.start()
                 reported = server.versions["gevent-websocket"] or ""
-                if reported.endswith("+fixed") != patched or server.ready.get(
+                if is_patched(reported) != patched or server.ready.get(
                         "agent_active") != agent:
                     raise AssertionError(server.explain(
                         f"expected patched={patched}, agent={agent}; the server reports "

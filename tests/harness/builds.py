@@ -8,7 +8,7 @@ interpreter that will run it.  Wheels are cached under ``.cache/wheels/<key>/``.
 
 CLI::
 
-    python -m tests.harness.builds --stack today|seed|deploy --arm vanilla|fixed \
+    python -m tests.harness.builds --stack today|seed|deploy --build vanilla|patched \
         [--python PATH] [--dest DIR]
 """
 
@@ -26,18 +26,20 @@ import tarfile
 import tempfile
 import urllib.parse
 import urllib.request
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from packaging.utils import parse_wheel_filename
 from packaging.version import Version
 
-from .cells import STACKS  # [tool.stacks], bases resolved (deploy builds today's pin)
+# [tool.stacks], bases resolved (deploy builds today's pin); the patched build's label
+from .cells import PATCHED_LABEL, STACKS, build_name, build_version
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_CACHE = REPO / ".cache"
 PATCHES = REPO / "patches" / "gevent-websocket"
 PROJECT = "gevent-websocket"
-LOCAL_LABEL = "fixed"
 
 REGISTRY_JSON = "https://pypi.org/pypi/{project}/json"
 DOWNLOAD_TIMEOUT = 300
@@ -53,11 +55,15 @@ HOW_TO_GET_TOOLS = "run it inside a nox session, which installs the test depende
 VERSION_LINE = "version = __import__('geventwebsocket').get_version()\n"
 
 
+# How fetch_verified_sdist gets an sdist: (project, version, destination directory).
+Download = Callable[[str, str, Path], None]
+
+
 class BuildError(RuntimeError):
     """A build could not be made or trusted; nothing was cached or installed."""
 
 
-def stack_pin(stack: str) -> dict:
+def stack_pin(stack: str) -> dict[str, str]:
     """``{"version", "sha256", "python"}`` of a stack's gevent-websocket pin."""
     if stack not in STACKS:
         raise BuildError(f"unknown stack {stack!r}; pyproject.toml has {sorted(STACKS)}")
@@ -65,7 +71,8 @@ def stack_pin(stack: str) -> dict:
     return {"version": pin["version"], "sha256": pin["sha256"], "python": STACKS[stack]["python"]}
 
 
-def _run(cmd: list[str], what: str, timeout: int, **kwargs) -> subprocess.CompletedProcess:
+def _run(cmd: list[str], what: str, timeout: int,
+         **kwargs: Any) -> subprocess.CompletedProcess[str]:
     try:
         proc = subprocess.run(
             cmd, capture_output=True, text=True, timeout=timeout, check=False, **kwargs
@@ -105,7 +112,8 @@ def fetch_sdist(stack: str, *, sha256: str | None = None, cache: Path | None = N
 
 
 def fetch_verified_sdist(project: str, version: str, expected: str, *,
-                         cache: Path | None = None, download=None) -> Path:
+                         cache: Path | None = None,
+                         download: Download | None = None) -> Path:
     """``<cache>/sdists/<project>-<version>.tar.gz``, downloaded once, verified on every call.
 
     ``download(project, version, dest_dir)`` fetches the file (default: pip
@@ -170,7 +178,8 @@ def _pip_download(project: str, version: str, dest: Path) -> None:
     )
 
 
-def registry_releases(project: str, index: str = REGISTRY_JSON) -> dict[str, list[dict]]:
+def registry_releases(project: str,
+                      index: str = REGISTRY_JSON) -> dict[str, list[dict[str, Any]]]:
     """``{version: [file, ...]}`` from the registry's own JSON metadata (PEP 691 fields:
     filename, url, digests.sha256, packagetype, requires_python, yanked)."""
     url = index.format(project=project)
@@ -182,10 +191,11 @@ def registry_releases(project: str, index: str = REGISTRY_JSON) -> dict[str, lis
     for files in data["releases"].values():
         for f in files:
             f["url"] = urllib.parse.urljoin(url, f["url"])  # mirrors give relative URLs
-    return data["releases"]
+    releases: dict[str, list[dict[str, Any]]] = data["releases"]
+    return releases
 
 
-def registry_download(files: list[dict]):
+def registry_download(files: list[dict[str, Any]]) -> Download:
     """A ``download`` for :func:`fetch_verified_sdist` that takes the sdist from ``files``.
 
     Old sdists cannot go through ``pip download``: pip 26 on Python 3 runs their
@@ -215,7 +225,7 @@ def _series(patches_dir: Path) -> list[Path]:
     return patches
 
 
-def _series_hash(patches: list[Path]) -> str:
+def _series_hash(patches: Sequence[Path]) -> str:
     h = hashlib.sha256()
     for p in patches:
         data = p.read_bytes()
@@ -283,7 +293,7 @@ def _extract(sdist: Path, dest: Path) -> Path:
     return roots[0]
 
 
-def _apply_series(src: Path, patches: list[Path]) -> None:
+def _apply_series(src: Path, patches: Sequence[Path]) -> None:
     _require_module("whatthepatch", "apply the patches")
     import whatthepatch
     from whatthepatch.exceptions import HunkApplyException, WhatThePatchException
@@ -336,7 +346,7 @@ def _label_version(src: Path) -> None:
     # Loud on purpose: a different setup.py means the label could silently go missing.
     if text.count(VERSION_LINE) != 1:
         raise BuildError(f"{setup_py} does not contain exactly one {VERSION_LINE.strip()!r}")
-    labelled = VERSION_LINE.rstrip("\n") + f" + '+{LOCAL_LABEL}'\n"
+    labelled = VERSION_LINE.rstrip("\n") + f" + '+{PATCHED_LABEL}'\n"
     setup_py.write_text(text.replace(VERSION_LINE, labelled), encoding="utf-8")
 
 
@@ -412,7 +422,7 @@ def build_wheel(
 
 
 def build_release_wheel(project: str, version: str, sdist: Path, sdist_sha: str, python: str,
-                        mm: str | None = None, *, patches: list[Path] = (),
+                        mm: str | None = None, *, patches: Sequence[Path] = (),
                         cache: Path | None = None) -> Path:
     """Path of the cached wheel of ``project`` ``version`` built by ``python``, built if needed.
 
@@ -423,7 +433,7 @@ def build_release_wheel(project: str, version: str, sdist: Path, sdist_sha: str,
     cache = Path(cache or DEFAULT_CACHE)
     mm = mm or _probe_python(python)
     fixed = bool(patches)
-    label = version + (f"+{LOCAL_LABEL}" if fixed else "")
+    label = build_version(version, fixed)
     key = hashlib.sha256(
         "\0".join(
             [
@@ -467,7 +477,10 @@ def build_release_wheel(project: str, version: str, sdist: Path, sdist_sha: str,
                     raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    return _cached_wheel(keydir)
+    wheel = _cached_wheel(keydir)
+    if wheel is None:
+        raise BuildError(f"{keydir} holds no single wheel after the build; delete it and rerun")
+    return wheel
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -475,12 +488,12 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m tests.harness.builds", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--stack", required=True, choices=sorted(STACKS))
-    parser.add_argument("--arm", required=True, choices=["vanilla", "fixed"])
+    parser.add_argument("--build", required=True, choices=[build_name(f) for f in (False, True)])
     parser.add_argument("--python", help="building interpreter (default: this one)")
     parser.add_argument("--dest", type=Path, help="also copy the wheel into this directory")
     args = parser.parse_args(argv)
     try:
-        wheel = build_wheel(args.stack, args.arm == "fixed", args.python)
+        wheel = build_wheel(args.stack, args.build == build_name(True), args.python)
     except BuildError as exc:
         print("error: " + " ".join(str(exc).split()), file=sys.stderr)
         return 2

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import re
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, astuple, dataclass, fields, replace
 from pathlib import Path
 
 if sys.version_info >= (3, 11):
@@ -61,14 +62,69 @@ MAIN_STACKS = tuple(name for name in STACKS if LAUNCHER[name] == "app")
 BOOLS = (False, True)
 
 
-@dataclass(frozen=True)
+# The patched build's local version label: gevent-websocket 0.10.1+fixed
+# (tests/harness/builds.py labels the wheel, tests/harness/model.py reads it back).
+PATCHED_LABEL = "fixed"
+
+
+def build_name(fixed):
+    """How reports name a build: the session parameter `fixed=` stays `fixed` on the
+    command line (the product's interface); everywhere else it is this word."""
+    return "patched" if fixed else "vanilla"
+
+
+def build_version(release, fixed):
+    """The version a server of this build reports: 0.10.1 or 0.10.1+fixed."""
+    return f"{release}+{PATCHED_LABEL}" if fixed else release
+
+
+def is_patched(version):
+    return str(version or "").endswith(f"+{PATCHED_LABEL}")
+
+
+NOT = "¬"  # a label's "off": `rum ¬hello_goodbyer`
+
+
+@dataclass(frozen=True, order=True)
 class Cell:
+    """One cell of the matrix: the one identity every writer and reader uses.
+
+    A field is an axis.  Every form of a cell comes from the fields, in order:
+
+    - ``key``: the values, a tuple (sorting, dict keys);
+    - ``label()``: what a person reads, ``today agent ¬fixed rum ¬hello_goodbyer streaming``
+      (the stack first, then each bool axis by name, ``¬`` when off; a str axis
+      as ``name:value``);
+    - ``slug()``: pytest ids, HTML ids and file names,
+      ``today-agent_on-fixed_off-rum_on-hello_goodbyer_off-streaming_off`` (no ``=``
+      nor space: ``pytest -k`` selects it); ``slug(COLUMN_AXES)`` is the test id of a
+      cell within its session, ``rum_on-hello_goodbyer_off-streaming_off``;
+    - ``Cell.parse(text)`` reads a label or a slug back.
+
+    A new axis is one more field with a default (``handler: str = "gevent-websocket"``):
+    an axis at its default is left out of labels and slugs, so every existing id and
+    results file keeps its meaning, and ``parse`` fills it in.
+    """
+
     stack: str
     agent: bool
     fixed: bool
     rum: bool
     hello_goodbyer: bool
     streaming: bool
+
+    @property
+    def key(self):
+        return astuple(self)
+
+    @property
+    def arm(self):
+        """(agent, fixed): the row of the grid a session runs (tests/harness/records.py)."""
+        return (self.agent, self.fixed)
+
+    @property
+    def build(self):
+        return build_name(self.fixed)
 
     @property
     def seed_key(self):
@@ -79,13 +135,100 @@ class Cell:
     def route(self):
         return "/streaming" if self.streaming else "/view"
 
-    @property
-    def slug(self):
-        flags = "-".join(f"{k}={int(v)}" for k, v in asdict(self).items() if k != "stack")
-        return f"{self.stack}-{flags}"
+    def on(self, stack):
+        """The same cell on another stack (deploy read against today)."""
+        return replace(self, stack=stack)
+
+    def _shown(self, axes, omit):
+        """(field, value) of the axes a label or slug writes: not omitted, not at a default."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "stack" or f.name in omit or (axes is not None and f.name not in axes):
+                continue
+            if f.default is not MISSING and value == f.default and axes is None:
+                continue
+            yield f.name, value
+
+    def label(self, omit=()):
+        """``today agent ¬fixed rum ...``; ``omit`` drops axes a reader already knows
+        (history: the stack and ``fixed``); ``Cell.parse(label, **those)`` reads it back."""
+        words = [] if "stack" in omit else [self.stack]
+        for name, value in self._shown(None, omit):
+            words.append((name if value else NOT + name) if isinstance(value, bool)
+                         else f"{name}:{value}")
+        return " ".join(words)
+
+    def slug(self, axes=None):
+        """``today-agent_on-...``; with ``axes``, only those (a test id within a session)."""
+        parts = [] if axes is not None else [self.stack]
+        for name, value in self._shown(axes, ()):
+            word = ("on" if value else "off") if isinstance(value, bool) else value
+            parts.append(f"{name}_{word}")
+        return "-".join(parts)
+
+    @classmethod
+    def parse(cls, text, **given):
+        """A label or a slug (whole, or with the axes ``given`` names left out) -> Cell."""
+        names = {f.name: f for f in fields(cls)}
+        values, text = dict(given), str(text).strip()
+        is_slug = " " not in text and NOT not in text and re.search(r"_(on|off)(-|$)", text)
+        if is_slug:
+            tokens = []
+            for part in text.split("-"):
+                name = part.rpartition("_")[0]
+                # a value may hold "-" (gevent-websocket): glue it to its axis
+                if tokens and not any(part.startswith(n + "_") for n in names if n != "stack"):
+                    tokens[-1] += "-" + part
+                else:
+                    tokens.append(part)
+            for token in tokens:
+                axis = next((n for n in names if n != "stack" and token.startswith(n + "_")),
+                            None)
+                if axis is None:
+                    values["stack"] = token
+                    continue
+                value = token[len(axis) + 1:]
+                values[axis] = {"on": True, "off": False}.get(value, value) if _is_bool(
+                    names[axis]) else value
+        else:
+            for token in text.split():
+                name, colon, value = token.partition(":")
+                if colon and name in names:
+                    values[name] = value
+                elif token.lstrip(NOT) in names and _is_bool(names[token.lstrip(NOT)]):
+                    values[token.lstrip(NOT)] = not token.startswith(NOT)
+                else:
+                    values["stack"] = token
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise ValueError(f"{text!r} is not a cell ({exc}); expected a label like "
+                             f"{cls('today', True, False, True, False, True).label()!r} or "
+                             "a slug like "
+                             f"{cls('today', True, False, True, False, True).slug()!r}") from None
 
     def as_dict(self):
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data):
+        """A record's "cell": its axes; an axis added since it was written takes its default."""
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
+def _is_bool(f):
+    return f.type in (bool, "bool")
+
+
+# The grid's rows and columns: the session's arm, and the axes a session runs.
+ROW_AXES = ("agent", "fixed")
+COLUMN_AXES = ("rum", "hello_goodbyer", "streaming")
+CELLS_TEST = "tests/matrix/test_cells.py::test_cell"
+
+
+def node_id(cell):
+    """The pytest node of one cell within its session, e.g. for a child pytest."""
+    return f"{CELLS_TEST}[{cell.slug(COLUMN_AXES)}]"
 
 
 def slug(name):
@@ -108,6 +251,7 @@ def sessions():
 
 
 def cells(stack, agent, fixed):
+    """The 8 cells of one arm, in the grid's column order."""
     return [Cell(stack, agent, fixed, r, h, s) for r, h, s in itertools.product(BOOLS, repeat=3)]
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from .server import ROOT
 
@@ -22,27 +23,27 @@ class Transcript:
     client: str
     url: str
     returncode: int | None
-    events: list[dict] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
     stderr: str = ""
     duration: float = 0.0
 
     @property
-    def received(self):
+    def received(self) -> list[Any]:
         return [e["data"] for e in self.events if e["event"] == "received"]
 
     @property
-    def sent(self):
+    def sent(self) -> list[Any]:
         return [e["data"] for e in self.events if e["event"] == "sent"]
 
     @property
-    def close(self):
+    def close(self) -> dict[str, Any] | None:
         return next((e for e in self.events if e["event"] == "closed"), None)
 
-    def as_dict(self):
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def command(client, url, timeout=CLIENT_TIMEOUT):
+def command(client: str, url: str, timeout: float = CLIENT_TIMEOUT) -> list[str]:
     if client == "python":
         return [sys.executable, "-m", "app.client", "--timeout", str(timeout), url]
     if client == "node":
@@ -57,7 +58,7 @@ def command(client, url, timeout=CLIENT_TIMEOUT):
     raise ValueError(f"unknown client {client!r}; expected one of {CLIENTS}")
 
 
-def run(client, url, timeout=CLIENT_TIMEOUT):
+def run(client: str, url: str, timeout: float = CLIENT_TIMEOUT) -> Transcript:
     argv = command(client, url, timeout)
     started = time.monotonic()
     try:
@@ -71,8 +72,8 @@ def run(client, url, timeout=CLIENT_TIMEOUT):
                       proc.stderr.decode("utf-8", "replace"), time.monotonic() - started)
 
 
-def _parse(stdout):
-    events = []
+def _parse(stdout: bytes) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
     for line in stdout.decode("utf-8", "replace").splitlines():
         try:
             events.append(json.loads(line))

@@ -1,25 +1,26 @@
-"""Autobahn|Testsuite against ``python -m app``'s echo, on every gevent-websocket arm.
+"""Autobahn|Testsuite against ``python -m app``'s echo: both builds of both stacks.
 
     python -m tests.harness.conformance --wstest PATH \\
-        --arm today-vanilla=PYTHON --arm today-patched=PYTHON ... \\
+        --target today-vanilla=PYTHON --target today-patched=PYTHON ... \\
         --results results/conformance.json --report report/conformance
 
-Each arm is one real server (tests.harness.server.Server, so it never outlives
+Each target is one real server (tests.harness.server.Server, so it never outlives
 this process) and one ``wstest -m fuzzingclient`` run of every case against its
-``/raw/echo``; the arms run at the same time (a case mostly waits on the
+``/raw/echo``; the targets run at the same time (a case mostly waits on the
 network or on a deliberate pause).  wstest prints "Running test case ID <id>"
 as each case starts: no line for STALL_TIMEOUT seconds is a hung case, wstest
-is killed and the arm fails naming that case.  Autobahn's HTML report stays in
-``<report>/<arm>/``; its index.json is read into ``results/conformance.json``:
+is killed and the target fails naming that case.  Autobahn's HTML report stays in
+``<report>/<target>/``; its index.json is read into ``results/conformance.json``:
 counts by behaviour and close behaviour, and every case that is not OK with
 Autobahn's one-line description and the named defect it shows.
 
 The rule (``problems``): the compression cases (12.*, 13.*: permessage-deflate,
 which gevent-websocket does not negotiate) run and are UNIMPLEMENTED on every
-arm; on the patched arms of ``STRICT_STACKS`` every other case is OK or
-INFORMATIONAL, behaviour and close; on the other arms every case that is not
-maps to a named defect (``defects()``), the ``defect=`` of a protocol check in
-tests/matrix/test_protocol.py that the fast test run checks without Autobahn.
+target; on the patched targets of ``STRICT_STACKS`` every other case is OK or
+INFORMATIONAL, behaviour and close; on the other targets every case that is not
+maps to a named defect (``defects()``, from tests/harness/defects.py), the
+``defect=`` of a protocol check in tests/matrix/test_protocol.py that the fast
+test run checks without Autobahn.
 """
 
 from __future__ import annotations
@@ -39,24 +40,25 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tests.harness.server import Server, ServerError
+from . import records
+from .cells import build_name, is_patched
+from .defects import ECHO_REPR, UTF8_NOT_FAIL_FAST
+from .records import ConformanceResults
+from .server import Server, ServerError
 
 ROOT = Path(__file__).resolve().parents[2]
 ENDPOINT = "/raw/echo"  # app.web.raw_app: every message back, no Flask in between
 STALL_TIMEOUT = 120.0  # s without a new case starting (9.1.6, 16 MB, took 40 s at load 9)
-ARM_TIMEOUT = 600.0  # s for a whole arm, whatever its progress
+TARGET_TIMEOUT = 600.0  # s for a whole target, whatever its progress
 VERSION_TIMEOUT = 60.0  # s for `wstest -a`
 STOP_TIMEOUT = 5.0  # s wstest gets after SIGKILL of its group
 PROGRESS = re.compile(r"Running test case ID (\S+) for agent")
 
-# arm -> (stack, patched): the stacks of pyproject.toml's [tool.stacks].
-ARMS = {
-    "today-vanilla": ("today", False),
-    "today-patched": ("today", True),
-    "seed-vanilla": ("seed", False),
-    "seed-patched": ("seed", True),
-}
-STRICT_STACKS = ("today",)  # their patched arm must have no case that is not OK
+# A target is one server Autobahn runs against: a stack's build, named
+# <stack>-<build> -> (stack, fixed), the stacks of pyproject.toml's [tool.stacks].
+TARGETS = {f"{stack}-{build_name(fixed)}": (stack, fixed)
+           for stack in ("today", "seed") for fixed in (False, True)}
+STRICT_STACKS = ("today",)  # their patched target must have no case that is not OK
 BEHAVIORS = ("OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", "FAILED")
 PASSING = ("OK", "INFORMATIONAL")
 COMPRESSION = ("12", "13")  # permessage-deflate (RFC 7692), not implemented by the handler
@@ -66,10 +68,6 @@ COMPRESSION = ("12", "13")  # permessage-deflate (RFC 7692), not implemented by 
 def defects():
     """Case -> the named defect it shows where it is not OK: the xfail reason
     (``defect=``) of the protocol check that shows that defect without Autobahn."""
-    # Imported here: tests.matrix.test_protocol needs pytest, which nox itself (it
-    # reads ARMS) does not have.
-    from tests.matrix.test_protocol import ECHO_REPR, UTF8_NOT_FAIL_FAST
-
     return {
         # One frame sent in chops, the invalid UTF-8 in the second: the handler
         # reads the frame whole before it checks it (0.10.1: patch 0008).
@@ -144,7 +142,7 @@ def counts(cases, field):
 
 
 def summarize(report_dir, cases, named=None):
-    """counts and non_ok of one arm (the results document's fields)."""
+    """counts and non_ok of one target (the results document's fields)."""
     named = defects() if named is None else named
     non_ok = [
         {"case": case, "behavior": r["behavior"], "behaviorClose": r["behaviorClose"],
@@ -161,30 +159,30 @@ def summarize(report_dir, cases, named=None):
 # -- the rule ---------------------------------------------------------------------
 
 
-def problems(arms, named=None):
+def problems(targets, named=None):
     """Everything that breaks the rule, one sentence each (empty: the run passes).
 
-    ``arms`` is the results document's "arms" with each arm's full case list
+    ``targets`` is the results document's "targets" with each target's full case list
     under "cases" ({case: {"behavior", "behaviorClose"}}).
     """
     named = defects() if named is None else named
     found = []
-    case_sets = {name: set(arm["cases"]) for name, arm in arms.items()}
+    case_sets = {name: set(target["cases"]) for name, target in targets.items()}
     if len({frozenset(s) for s in case_sets.values()}) > 1:
         union = set().union(*case_sets.values())
         for name, cases in case_sets.items():
             if cases != union:
                 missing = sorted(union - cases, key=case_key)
-                found.append(f"{name}: {len(missing)} case(s) not run that other arms ran: "
+                found.append(f"{name}: {len(missing)} case(s) not run that other targets ran: "
                              f"{', '.join(missing[:10])}")
-    for name, arm in arms.items():
-        strict = arm["fixed"] and arm["stack"] in STRICT_STACKS
-        groups = {case.split(".", 1)[0] for case in arm["cases"]}
+    for name, target in targets.items():
+        strict = target["fixed"] and target["stack"] in STRICT_STACKS
+        groups = {case.split(".", 1)[0] for case in target["cases"]}
         if not set(COMPRESSION) <= groups:
             found.append(f"{name}: the compression cases ({', '.join(COMPRESSION)}.*) did not "
                          "run: they must run and be reported, not hidden")
-        for case in sorted(arm["cases"], key=case_key):
-            result = arm["cases"][case]
+        for case in sorted(target["cases"], key=case_key):
+            result = target["cases"][case]
             seen = f"behaviour {result['behavior']}, close {result['behaviorClose']}"
             if is_compression(case):
                 if result["behavior"] != "UNIMPLEMENTED" or result["behaviorClose"] not in PASSING:
@@ -227,7 +225,7 @@ def _kill_group(proc):
     proc.wait(STOP_TIMEOUT)
 
 
-def run_fuzzingclient(wstest, spec_path, *, name, stall=STALL_TIMEOUT, bound=ARM_TIMEOUT,
+def run_fuzzingclient(wstest, spec_path, *, name, stall=STALL_TIMEOUT, bound=TARGET_TIMEOUT,
                       log=None):
     """Run ``wstest -m fuzzingclient``, watching its progress; returns the cases it started.
 
@@ -262,7 +260,7 @@ def run_fuzzingclient(wstest, spec_path, *, name, stall=STALL_TIMEOUT, bound=ARM
                 line = lines.get(timeout=max(wait, 0))
             except queue.Empty:
                 why = (f"no new case for {stall:.0f} s (bound)" if last + stall <= started + bound
-                       else f"the arm ran over {bound:.0f} s (bound)")
+                       else f"the target ran over {bound:.0f} s (bound)")
                 raise ConformanceError(
                     f"{name}: case {current or '(none started)'} hung: {why}; wstest killed "
                     f"after {len(cases)} case(s); its last output:\n    "
@@ -288,18 +286,18 @@ def run_fuzzingclient(wstest, spec_path, *, name, stall=STALL_TIMEOUT, bound=ARM
     return cases
 
 
-def run_arm(name, python, wstest, report_dir, logs):
-    """One arm: its server, every case, and its part of the results document."""
-    stack, fixed = ARMS[name]
+def run_target(name, python, wstest, report_dir, logs):
+    """One target: its server, every case, and its part of the results document."""
+    stack, fixed = TARGETS[name]
     started = time.monotonic()
     shutil.rmtree(report_dir, ignore_errors=True)  # never read an earlier run's index.json
     report_dir.mkdir(parents=True)
     logs.mkdir(parents=True, exist_ok=True)
     with Server(python, log_dir=logs, name=f"conformance-{name}") as server:
         version = server.versions.get("gevent-websocket") or ""
-        if version.endswith("+fixed") != fixed:
+        if is_patched(version) != fixed:
             raise ConformanceError(server.explain(
-                f"{name} is the {'patched' if fixed else 'vanilla'} arm, but the server runs "
+                f"{name} is the {build_name(fixed)} target, but the server runs "
                 f"gevent-websocket {version or '(none)'}"))
         spec = {"outdir": str(report_dir.resolve()), "cases": ["*"], "exclude-cases": [],
                 "exclude-agent-cases": {},
@@ -318,7 +316,7 @@ def run_arm(name, python, wstest, report_dir, logs):
     if not_reported:
         raise ConformanceError(f"{name}: wstest started {len(not_reported)} case(s) its "
                                f"index.json does not report: {', '.join(not_reported[:10])}")
-    return {"stack": stack, "fixed": fixed, "gevent-websocket": version,
+    return {"stack": stack, "fixed": fixed, "gevent_websocket": version,
             **summarize(report_dir, cases),
             "report_dir": _shown(report_dir),
             "duration": round(time.monotonic() - started, 1),
@@ -332,18 +330,18 @@ def _shown(path):
 
 
 def run(pythons, wstest, results, report, logs):
-    """Every arm at once; writes ``results`` (without the rule's per-case lists)."""
+    """Every target at once; writes ``results`` (without the rule's per-case lists)."""
     started = time.monotonic()
     Path(results).unlink(missing_ok=True)  # a failed run must not leave an earlier one behind
     version = wstest_version(wstest)
     with ThreadPoolExecutor(max_workers=len(pythons)) as pool:
-        futures = {name: pool.submit(run_arm, name, python, wstest, Path(report) / name,
+        futures = {name: pool.submit(run_target, name, python, wstest, Path(report) / name,
                                      Path(logs)) for name, python in pythons.items()}
         try:
             for future in futures.values():
                 future.exception()  # wait, interruptibly
         except BaseException:
-            # Ctrl-C or SIGTERM: every wstest and server goes now; each arm's
+            # Ctrl-C or SIGTERM: every wstest and server goes now; each target's
             # thread then sees its process end, stops its server and returns.
             for proc in list(RUNNING):
                 try:
@@ -352,41 +350,41 @@ def run(pythons, wstest, results, report, logs):
                     pass
             Server.signal_all(signal.SIGTERM)
             raise
-    arms, errors = {}, []
+    targets, errors = {}, []
     for name, future in futures.items():
         try:
-            arms[name] = future.result()
+            targets[name] = future.result()
         except (ConformanceError, ServerError) as exc:
             errors.append(str(exc))
-    found = problems(arms) if arms else []
-    document = {"arms": {name: {k: v for k, v in arm.items() if k != "cases"}
-                         for name, arm in arms.items()},
-                "wstest": version, "duration": round(time.monotonic() - started, 1)}
-    Path(results).parent.mkdir(parents=True, exist_ok=True)
-    Path(results).write_text(json.dumps(document, indent=1) + "\n")
+    found = problems(targets) if targets else []
+    document = records.from_dict(ConformanceResults, {
+        "targets": {name: {k: v for k, v in target.items() if k != "cases"}
+                    for name, target in targets.items()},
+        "wstest": version, "duration": round(time.monotonic() - started, 1)})
+    records.write(results, document)
     return document, errors + found
 
 
 def render_summary(document):
-    """A few lines per arm for the terminal (the report session renders the rest)."""
-    lines = [f"Autobahn|Testsuite {document['wstest']}, {document['duration']:.0f} s"]
-    for name, arm in document["arms"].items():
-        behavior = ", ".join(f"{k} {v}" for k, v in arm["counts"]["behavior"].items())
-        close = ", ".join(f"{k} {v}" for k, v in arm["counts"]["behaviorClose"].items())
-        lines.append(f"{name} (gevent-websocket {arm['gevent-websocket']}, "
-                     f"{arm['duration']:.0f} s): behaviour {behavior}; close {close}")
-        for entry in arm["non_ok"]:
-            if not is_compression(entry["case"]):
-                lines.append(f"    {entry['case']:8} {entry['behavior']}/{entry['behaviorClose']}"
-                             f"  {entry['description']}  [{entry['defect'] or 'no named defect'}]")
+    """A few lines per target for the terminal (the report session renders the rest)."""
+    lines = [f"Autobahn|Testsuite {document.wstest}, {document.duration:.0f} s"]
+    for name, target in document.targets.items():
+        behavior = ", ".join(f"{k} {v}" for k, v in target.counts["behavior"].items())
+        close = ", ".join(f"{k} {v}" for k, v in target.counts["behaviorClose"].items())
+        lines.append(f"{name} (gevent-websocket {target.gevent_websocket}, "
+                     f"{target.duration:.0f} s): behaviour {behavior}; close {close}")
+        for entry in target.non_ok:
+            if not is_compression(entry.case):
+                lines.append(f"    {entry.case:8} {entry.behavior}/{entry.behaviorClose}"
+                             f"  {entry.description}  [{entry.defect or 'no named defect'}]")
     return "\n".join(lines)
 
 
-def _arm_option(value):
+def _target_option(value):
     name, sep, python = value.partition("=")
-    if not sep or name not in ARMS or not python:
-        raise argparse.ArgumentTypeError(f"{value!r}: expected ARM=PYTHON with ARM one of "
-                                         f"{', '.join(ARMS)}")
+    if not sep or name not in TARGETS or not python:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected TARGET=PYTHON with TARGET one of "
+                                         f"{', '.join(TARGETS)}")
     return name, python
 
 
@@ -400,15 +398,16 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m tests.harness.conformance",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--wstest", required=True, help="the wstest script (CPython 2.7 env)")
-    parser.add_argument("--arm", dest="arms", action="append", type=_arm_option, required=True,
-                        help="ARM=PYTHON: the interpreter whose env serves that arm")
+    parser.add_argument("--target", dest="targets", action="append", type=_target_option,
+                        required=True,
+                        help="TARGET=PYTHON: the interpreter whose env serves that target")
     parser.add_argument("--results", type=Path, default=ROOT / "results" / "conformance.json")
     parser.add_argument("--report", type=Path, default=ROOT / "report" / "conformance")
     parser.add_argument("--logs", type=Path, default=ROOT / "results" / "conformance.logs")
     args = parser.parse_args(argv)
     load = os.getloadavg()  # the machine may be shared: timings mean little without it
     try:
-        document, found = run(dict(args.arms), args.wstest, args.results, args.report,
+        document, found = run(dict(args.targets), args.wstest, args.results, args.report,
                               args.logs)
     except ConformanceError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -420,7 +419,7 @@ def main(argv=None):
     print(render_summary(document))
     print("load average (1, 5, 15 min): before {}, after {}".format(
         *(", ".join(f"{v:.2f}" for v in figures) for figures in (load, os.getloadavg()))))
-    print(f"results: {args.results}; Autobahn's reports: {args.report}/<arm>/index.html")
+    print(f"results: {args.results}; Autobahn's reports: {args.report}/<target>/index.html")
     if found:
         print(f"\n{len(found)} problem(s):\n  " + "\n  ".join(found), file=sys.stderr)
         return 1

@@ -10,31 +10,10 @@ with a valid close frame.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from .records import Observation
 
 VIEW_MESSAGE = "Hello from view!"
 ITERATOR_MESSAGE = "Hello from iterator!"
-# What a cell asserts against the expectation model.
-COMPARED = ("view", "iterator", "middleware", "verdict", "iterable_closed", "valid_close_frame")
-
-
-@dataclass
-class Observation:
-    client: str
-    rid: int | None
-    view: bool
-    iterator: bool | None
-    middleware: bool | None
-    verdict: str
-    iterable_closed: bool
-    valid_close_frame: bool
-    evidence: dict = field(default_factory=dict)
-
-    def as_dict(self):
-        return asdict(self)
-
-    def comparable(self):
-        return {k: getattr(self, k) for k in COMPARED}
 
 
 def request_id(events, client):

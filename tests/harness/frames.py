@@ -81,10 +81,10 @@ class Close:
     problem: str | None = None  # why the payload is not a valid close payload
 
     @property
-    def valid(self):
+    def valid(self) -> bool:
         return self.problem is None
 
-    def __str__(self):
+    def __str__(self) -> str:
         if self.problem:
             return f"invalid close payload ({self.problem})"
         return f"close code {self.code} reason {self.reason!r} ({self.length} bytes)"
@@ -119,13 +119,13 @@ class Frame:
     payload: bytes
 
     @property
-    def kind(self):
+    def kind(self) -> str:
         return OPCODES.get(self.opcode, f"reserved({self.opcode:#x})")
 
     def close(self) -> Close:
         return parse_close(self.payload)
 
-    def __str__(self):
+    def __str__(self) -> str:
         if self.opcode == OP_CLOSE:
             return f"close frame: {self.close()}"
         data = self.payload if len(self.payload) <= 60 else self.payload[:60] + b"..."
@@ -146,11 +146,11 @@ class Response:
     ended: str | None = None  # how the connection ended while reading, if it did
 
     @property
-    def complete(self):
+    def complete(self) -> bool:
         """The body has exactly the bytes the Content-Length announced."""
         return self.content_length is not None and len(self.body) == self.content_length
 
-    def __str__(self):
+    def __str__(self) -> str:
         if not self.status_line:
             return f"no response ({self.ended})"
         body = f"body {self.body[:80]!r}"
@@ -169,13 +169,13 @@ class Connection:
         self.buffer = b""
         self.ended: str | None = None  # "EOF", "reset", "timeout after 5.0 s (bound)"
 
-    def __enter__(self):
+    def __enter__(self) -> Connection:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def close(self):
+    def close(self) -> None:
         self.sock.close()
 
     def send(self, data: bytes) -> bool:
@@ -270,4 +270,5 @@ class Connection:
         """Read until the server ends the connection (bounded); how it ended."""
         while self._fill():
             pass
+        assert self.ended, "_fill() stops only once the connection has ended"
         return self.ended

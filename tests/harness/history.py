@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import difflib
 import itertools
-import json
 import os
 import re
 import shutil
@@ -31,27 +30,42 @@ from pathlib import Path
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from . import builds
+from . import builds, records
 from .bisect import Search, Unusable
-from .cells import BOOLS, HISTORY, ROOT, Cell
-from .criteria import COMPARED
+from .cells import BOOLS, HISTORY, ROOT, Cell, node_id
+from .records import (
+    HistoryResults,
+    SchemaError,
+    SessionResults,
+    comparable,
+    history_rerun,
+)
 
 REPORT = ROOT / os.environ.get("MATRIX_REPORT", "report")
 PYTEST_TIMEOUT = 600  # s for one pytest run of at most 8 cells (each bounded on its own)
 INSTALL_TIMEOUT = 300
-CELL_FIELDS = ("agent", "rum", "hello_goodbyer", "streaming")
+# What every cell of a search shares, left out of its labels in history.md.
+KNOWN = ("stack", "fixed")
 PARALLEL_PROBES = 2
 DIFF_LINES = 60  # per function: a diff is evidence for a ticket, not the whole file
 PYTHON_VERSION = "import platform, sys; sys.stdout.write(platform.python_version())"
 
 
-def session_of(package):
-    return f'`nox -s "history({package})"`'
+def short(label):
+    """A cell of history.json as history.md names it: ``agent rum ¬hello_goodbyer streaming``."""
+    return Cell.parse(label).label(omit=KNOWN)
 
 
-def cell_name(cell):
-    """(True, True, False, False) -> 'True,True,False,False' (agent,rum,hello_goodbyer,streaming)"""
-    return ",".join(str(v) for v in cell)
+def _shorten(doc):
+    """A package's entry with every cell label short (history.md's tables and lists)."""
+    def cells(by_label):
+        return {short(k): v for k, v in by_label.items()}
+
+    return {**doc, "watched": [short(c) for c in doc["watched"]],
+            "probed": [{**p, "verdicts": cells(p["verdicts"])} for p in doc["probed"]],
+            "flips": [{**f, "changed": cells(f["changed"]),
+                       "proof": {r: cells(v) for r, v in f["proof"].items()}}
+                      for f in doc["flips"]]}
 
 
 # -- the range -------------------------------------------------------------------------
@@ -110,7 +124,9 @@ class Lab:
         self.notes = []  # criteria beside the verdict that differ from the model
 
     def cells(self):
-        return [(a, r, h, s) for a in self.agents for r in BOOLS for h in BOOLS for s in BOOLS]
+        # the vanilla build: the release under test is the only change
+        return [Cell(self.stack, a, False, r, h, s)
+                for a in self.agents for r in BOOLS for h in BOOLS for s in BOOLS]
 
     def install(self, release):
         """The directories to put first on the server's PYTHONPATH for ``release``."""
@@ -161,25 +177,23 @@ class Lab:
         if release not in self.started and len(cells) > 1:
             # A release that cannot serve fails its first cell: learn that from one
             # cell, not from all of them (the range's ends walk over such releases).
-            verdicts.update(self.run_cells(release, paths, cells[0][0], cells[:1]))
+            verdicts.update(self.run_cells(release, paths, cells[0].agent, cells[:1]))
             cells = cells[1:]
         self.started.add(release)
         by_agent = {}
         for cell in cells:
-            by_agent.setdefault(cell[0], []).append(cell)
+            by_agent.setdefault(cell.agent, []).append(cell)
         with ThreadPoolExecutor(len(by_agent)) as pool:
             parts = list(pool.map(lambda item: self.run_cells(release, paths, *item),
                                   by_agent.items()))
         return verdicts | {cell: verdict for part in parts for cell, verdict in part.items()}
 
     def run_cells(self, release, paths, agent, cells):
-        from tests.matrix.test_cells import cell_node
-
         out = self.work / "runs" / f"{release}-agent-{agent}-{next(self.run_ids)}"
         shutil.rmtree(out, ignore_errors=True)
         results = out / "results.json"
         cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--no-header",
-               *(cell_node(*cell[1:]) for cell in cells),
+               *(node_id(cell) for cell in cells),
                "--stack", self.stack, "--agent" if agent else "--no-agent", "--no-fixed",
                "--server-python", self.python, "--release", f"{self.package}=={release}",
                "--results", str(results), "--server-logs", str(out / "logs")]
@@ -195,41 +209,40 @@ class Lab:
         out.mkdir(parents=True, exist_ok=True)
         (out / "pytest.log").write_text(proc.stdout + proc.stderr)
         try:
-            records = json.loads(results.read_text())["cells"]
-        except (OSError, ValueError, KeyError) as exc:
-            raise Unusable(f"pytest wrote no results ({exc!r}): {self.summary(proc)}") from None
-        observed = {tuple(r["cell"][k] for k in CELL_FIELDS): r for r in records}
+            found = records.read(results, SessionResults, "this pytest run").cells
+        except (OSError, SchemaError) as exc:
+            raise Unusable(f"pytest wrote no results ({exc}): {self.summary(proc)}") from None
+        observed = {r.cell: r for r in found}
         verdicts = {}
         for cell in cells:
             record = observed.get(cell)
             if record is None:
-                slug = Cell(self.stack, agent, False, *cell[1:]).slug
-                raise Unusable(f"cell {cell_name(cell)} has no observation (the server did not "
+                raise Unusable(f"cell {cell.label()} has no observation (the server did not "
                                f"start?): {self.summary(proc)}; server stderr: "
-                               f"{self.tail(out / 'logs' / f'{slug}.stderr.log')}")
-            failed = [k for k, ok in record["controls"].items() if not ok]
+                               f"{self.tail(out / 'logs' / f'{cell.slug()}.stderr.log')}")
+            failed = [k for k, ok in record.controls.items() if not ok]
             if failed:
-                raise Unusable(f"positive controls failed in cell {cell_name(cell)}: {failed} "
-                               f"(the server reported {record['versions']})")
-            clients = {o["client"]: o["verdict"] for o in record["observed"]}
+                raise Unusable(f"positive controls failed in cell {cell.label()}: {failed} "
+                               f"(the server reported {record.versions})")
+            clients = {o.client: o.verdict for o in record.observed}
             if len(set(clients.values())) > 1:
                 # Seen on gevent-websocket 0.9/0.9.1 with the agent's lazy RUM: of two
                 # concurrent websockets, the second one's view sometimes runs.
-                raise Unusable(f"the clients disagree in cell {cell_name(cell)}: {clients}; "
+                raise Unusable(f"the clients disagree in cell {cell.label()}: {clients}; "
                                "nondeterministic at this release, so it decides nothing "
                                f"(evidence: {out / 'results.json'})")
-            verdicts[cell] = record["verdict"]
+            verdicts[cell] = record.verdict
             # The cell's own assertion (tests/matrix/test_cells.py), every client: a verdict
             # that is not the model's is a problem (the thresholds decide verdicts); the
             # other criteria (close frame, ...) are noted, as the report's columns are.
-            expected = {k: record["expected"][k] for k in COMPARED}
-            for obs in record["observed"]:
-                seen = {k: obs[k] for k in COMPARED}
+            expected = comparable(record.expected)
+            for obs in record.observed:
+                seen = comparable(obs)
                 if seen != expected:
                     where = (self.model_disagreements if seen["verdict"] != expected["verdict"]
                              else self.notes)
-                    where.append(f"{self.package} {release}, cell {cell_name(cell)}, "
-                                 f"{obs['client']} client: observed "
+                    where.append(f"{self.package} {release}, cell {cell.label()}, "
+                                 f"{obs.client} client: observed "
                                  f"{ {k: v for k, v in seen.items() if v != expected[k]} }, "
                                  f"the model expects "
                                  f"{ {k: v for k, v in expected.items() if v != seen[k]} }")
@@ -328,24 +341,14 @@ def check_thresholds(package, thresholds, flips):
     return problems
 
 
-def proven(name):
-    """(package, release) of a model threshold, and whether history has proven it."""
+def cite(history, name, what):
+    """'<what> since 2.68.0.50 (proven by `nox -s ...`)' or '<what> (not yet proven ...)':
+    ``history`` is report/history.json's HistoryResults (None: nothing proven)."""
     package = next(p for p, e in HISTORY.items() if name in e.get("thresholds", {}))
     release = HISTORY[package]["thresholds"][name]
-    try:
-        found = json.loads((REPORT / "history.json").read_text())["packages"][package]
-        ok = found["status"] == "passed" and found["thresholds"].get(name) == release
-    except (OSError, ValueError, KeyError, TypeError):
-        ok = False
-    return package, release, ok
-
-
-def cite(name, what):
-    """'<what> since 2.68.0.50 (proven by `nox -s ...`)' or '<what> (not yet proven ...)'."""
-    package, release, ok = proven(name)
-    if ok:
-        return f"{what} since {package} {release} (proven by {session_of(package)})"
-    return f"{what} (the release that changed it is not yet proven by {session_of(package)})"
+    if history is not None and history.proven(name, package, release):
+        return f"{what} since {package} {release} (proven by {history_rerun(package)})"
+    return f"{what} (the release that changed it is not yet proven by {history_rerun(package)})"
 
 
 # -- the session ------------------------------------------------------------------------
@@ -375,8 +378,8 @@ def run(package, python, work, cache, out):
     for flip in flips:
         findings.append({
             "before": flip.before, "after": flip.after, "skipped_between": flip.skipped_between,
-            "changed": {cell_name(c): list(v) for c, v in flip.changed.items()},
-            "proof": {r: {cell_name(c): v for c, v in search.results[r].items()}
+            "changed": {c.label(): list(v) for c, v in flip.changed.items()},
+            "proof": {r: {c.label(): v for c, v in search.results[r].items()}
                       for r in (flip.before, flip.after)},
             "diff": code_diff(package, entry, flip.before, flip.after,
                               lab.installed[flip.before], lab.installed[flip.after]),
@@ -390,13 +393,13 @@ def run(package, python, work, cache, out):
         purposes.setdefault(release, []).append(purpose)
     document = {
         "package": package, "stack": entry["stack"], "python": python_version,
-        "agent": lab.agents, "cell_fields": list(CELL_FIELDS),
+        "agent": lab.agents,
         "range": {"first": releases[0] if releases else None,
                   "last": releases[-1] if releases else None,
                   "low": search.low, "high": search.high, "releases": releases},
-        "watched": [cell_name(c) for c in search.watched], "spread": search.spread,
+        "watched": [c.label() for c in search.watched], "spread": search.spread,
         "probed": [{"release": r, "purposes": purposes[r],
-                    "verdicts": {cell_name(c): v for c, v in search.results.get(r, {}).items()},
+                    "verdicts": {c.label(): v for c, v in search.results.get(r, {}).items()},
                     "build": lab.builds.get(r)} for r in releases if r in purposes],
         "skipped": [{"release": r, "reason": search.skipped[r]} for r in releases
                     if r in search.skipped],
@@ -405,36 +408,38 @@ def run(package, python, work, cache, out):
         "notes": lab.notes,
         "runs": lab.runs, "wall_time": round(time.monotonic() - started, 1), "load_before": load,
     }
+    document = records.from_dict(records.HistoryPackage, document)
     write(out, package, document)
     return document
 
 
 def write(out, package, document):
+    """This package's entry into <out>/history.json (the other packages' kept, unless
+    they are of another schema), and history.md from the whole."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     path = out / "history.json"
     try:
-        whole = json.loads(path.read_text())
-        whole["packages"]
-    except (OSError, ValueError, KeyError, TypeError):
-        whole = {"packages": {}}
-    whole["packages"][package] = document
-    path.write_text(json.dumps(whole, indent=1) + "\n")
-    (out / "history.md").write_text(markdown(whole))
-
-
-def verdict_row(verdicts, cells):
-    return " ".join(verdicts.get(c, ".") for c in cells)
+        whole = records.read(path, HistoryResults, history_rerun(package))
+    except (OSError, SchemaError):
+        whole = HistoryResults()
+    whole.packages[package] = document
+    records.write(path, whole)
+    (out / "history.md").write_text(markdown(records.to_dict(whole)))
 
 
 def markdown(whole):
     out = ["# History: the releases that changed a cell", "",
            "Generated by `nox -s \"history(<package>)\"`: bisection over the registry's releases, "
-           "each probed with the matrix's own cells (tests/matrix/test_cells.py). Cells are named "
-           "`agent,rum,hello_goodbyer,streaming`.", ""]
+           "each probed with the matrix's own cells (tests/matrix/test_cells.py), all of them "
+           "on the package's stack with vanilla gevent-websocket: a cell is named by its agent, "
+           "rum, hello_goodbyer and streaming (`¬` off), e.g. `agent rum ¬hello_goodbyer "
+           "streaming`.", ""]
     for package, doc in sorted(whole["packages"].items()):
         rng = doc["range"]
-        cells = sorted({c for p in doc["probed"] for c in p["verdicts"]}, reverse=True)
+        labels = sorted({c for p in doc["probed"] for c in p["verdicts"]},
+                        key=Cell.parse, reverse=True)
+        cells = [short(c) for c in labels]
+        doc = _shorten(doc)
         out += [f"## {package} ({doc['status']})", "",
                 f"Stack `{doc['stack']}` (CPython {doc['python']}), agent {doc['agent']}; range "
                 f"{rng['first']} .. {rng['last']} ({len(rng['releases'])} releases, usable ends "
@@ -494,9 +499,9 @@ def main(argv=None):
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print((args.out / "history.md").read_text())
-    for problem in doc["problems"]:
+    for problem in doc.problems:
         print(f"PROBLEM: {problem}", file=sys.stderr)
-    return 1 if doc["problems"] else 0
+    return 1 if doc.problems else 0
 
 
 if __name__ == "__main__":

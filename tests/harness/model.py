@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 from packaging.version import Version
 
-from .cells import HISTORY
+from .cells import HISTORY, PATCHED_LABEL
 
 
 def threshold(name):
@@ -33,7 +33,6 @@ def threshold(name):
 AGENT_SKIPS_WEBSOCKETS = threshold("agent_skips_websockets")
 # gevent-websocket's first release that list()s the application's result.
 HANDLER_ITERATES = threshold("handler_iterates")
-FIXED_LABEL = "fixed"
 
 
 @dataclass(frozen=True)
@@ -45,7 +44,7 @@ class StackFacts:
     @classmethod
     def from_versions(cls, versions):
         gws = Version(versions["gevent-websocket"])
-        fixed = gws.local == FIXED_LABEL
+        fixed = gws.local == PATCHED_LABEL
         agent = versions.get("newrelic")
         lazy_rum = False
         if agent is not None:

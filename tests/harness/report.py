@@ -14,22 +14,28 @@ import argparse
 import json
 import string
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
-from . import inputs
+from . import inputs, records
 from .cells import (
     MAIN_STACKS,
     SEED_WITH_AGENT,
     SEED_WITHOUT_AGENT,
     SESSION_KIND,
     STACKS,
+    Cell,
+    build_name,
     parse_seed_list,
-    seed_table,
+    seed_verdict,
     session_name,
     slug,
 )
-from .deploy_compare import COLUMNS as COMPARED
+from .history import cite
+from .records import OUTCOME_COLUMNS, SchemaError, SessionResults, session_rerun
+from .render import html, markdown, terminal
 
+# The seed's own order of its 32 cells: (agent, (fixed, rum, hello_goodbyer, streaming)).
 SEED_ORDER = [(agent, flags) for agent, text in ((True, SEED_WITH_AGENT),
                                                  (False, SEED_WITHOUT_AGENT))
               for flags, _ in parse_seed_list(text)]
@@ -39,12 +45,10 @@ REQUIRED_STACKS = MAIN_STACKS
 # What a stack's cells are compared with besides the model: the seed's published
 # table, or (deploy) today's rows of the same arm.
 REFERENCE = {"deploy": "today"}
-# deploy_compare's columns, as a report row names them.
-ROW_COLUMN = dict(zip(COMPARED, ("verdict", "closed", "valid_close"), strict=True))
 
 
 def load(results_dir):
-    """{session name: document}; a file that does not parse is a failure, not a gap."""
+    """{session name: SessionResults}; a file that does not parse is a failure, not a gap."""
     sessions, problems, expected = {}, [], set()
     results = Path(results_dir)
     for stack in REQUIRED_STACKS:
@@ -58,60 +62,52 @@ def load(results_dir):
                                     "run or crashed before pytest finished")
                     continue
                 try:
-                    sessions[name] = json.loads(path.read_text())
-                except ValueError as exc:
-                    problems.append(f"{name}: unreadable results file {path}: {exc}")
+                    sessions[name] = records.read(path, SessionResults, session_rerun(name))
+                except SchemaError as exc:
+                    problems.append(str(exc))
     # Sessions of the other stacks, whatever they are called.
     for path in sorted(results.glob("*.json")):
         if path.name in expected or path.name == inputs.CONFORMANCE:
             continue
         try:
-            doc = json.loads(path.read_text())
-        except ValueError as exc:
-            problems.append(f"{path}: unreadable results file: {exc}; rerun its session")
+            doc = records.read(path, SessionResults, session_rerun)
+        except SchemaError as exc:
+            problems.append(str(exc))
             continue
-        if isinstance(doc, dict) and doc.get("session") and doc.get("stack") not in (
-                None, *REQUIRED_STACKS):
-            sessions[doc["session"]] = doc
+        if doc.stack not in (None, *REQUIRED_STACKS):
+            sessions[doc.session] = doc
     return sessions, problems
 
 
 def conclusion_predicts(cell):
     """The seed's conclusion as a predicate: fails iff buggy package and a lazy layer."""
-    lazy = cell["streaming"] or cell["hello_goodbyer"] or (cell["agent"] and cell["rum"])
-    return "-" if (not cell["fixed"] and lazy) else "+"
+    lazy = cell.streaming or cell.hello_goodbyer or (cell.agent and cell.rum)
+    return "-" if (not cell.fixed and lazy) else "+"
 
 
-def cause(record):
-    """One sentence naming the upstream cause of a difference from the seed."""
-    facts, versions, cell = record["facts"], record["versions"], record["cell"]
+def cause(record, history):
+    """One sentence naming the upstream cause of a difference from the seed; a release
+    is named only where ``history`` (report/history.json) proves it."""
+    facts, versions, cell = record.facts, record.versions, record.cell
     gws, nr = versions.get("gevent-websocket"), versions.get("newrelic")
-    from .history import cite  # a release is named only where `nox -s history(..)` proved it
-
-    if record["verdict"] == "+" and record["seed"] == "-":
+    if record.verdict == "+" and record.seed == "-":
         iterates = f"gevent-websocket {gws} iterates the application's result"
-        parts = [(iterates if cell["fixed"] else cite("handler_iterates", iterates))
+        parts = [(iterates if cell.fixed else cite(history, "handler_iterates", iterates))
                  if facts["handler_iterates"] else f"gevent-websocket {gws}"]
-        if cell["agent"] and cell["rum"] and not facts["agent_rum_lazy_on_websockets"]:
-            parts.append(cite("agent_skips_websockets", f"newrelic {nr} leaves websocket "
-                              "upgrade requests alone (no lazy RUM middleware on them)"))
+        if cell.agent and cell.rum and not facts["agent_rum_lazy_on_websockets"]:
+            parts.append(cite(history, "agent_skips_websockets", f"newrelic {nr} leaves "
+                              "websocket upgrade requests alone (no lazy RUM middleware on "
+                              "them)"))
         return " and ".join(parts) + ", so the lazy layers run."
-    if record["verdict"] == "-" and record["seed"] == "+":
-        return (f"lazy layers {record['expected']['lazy_layers']} are never run by "
+    if record.verdict == "-" and record.seed == "+":
+        return (f"lazy layers {record.expected['lazy_layers']} are never run by "
                 f"gevent-websocket {gws}, which does not iterate the application's result.")
     return ""
 
 
-
-def cell_id(stack, agent, fixed, rum, hello_goodbyer, streaming):
-    """A cell's id in the page (an HTML id and #fragment): today-a1-f0-r1-h0-s1."""
-    bits = zip("afrhs", (agent, fixed, rum, hello_goodbyer, streaming), strict=True)
-    return stack + "".join(f"-{k}{int(v)}" for k, v in bits)
-
-
 def evidence(record):
     """What the drill-down shows: per client its transcript and its connection's events."""
-    events = record.get("server_events") or []
+    events = record.server_events or []
     t0 = min((e["t"] for e in events if "t" in e), default=0)
 
     def tidy(event):
@@ -120,20 +116,20 @@ def evidence(record):
             out["at"] = round(event["t"] - t0, 3)
         return out
 
-    transcripts = {t["client"]: t for t in record.get("transcripts") or []}
+    transcripts = {t["client"]: t for t in record.transcripts or []}
     clients = []
-    for obs in record["observed"]:
-        transcript = transcripts.get(obs["client"], {})
+    for obs in record.observed:
+        transcript = transcripts.get(obs.client, {})
         clients.append({
-            "client": obs["client"], "verdict": obs["verdict"], "rid": obs.get("rid"),
-            "criteria": {k: obs.get(k) for k in ("view", "iterator", "middleware",
-                                                 "iterable_closed", "valid_close_frame")},
+            "client": obs.client, "verdict": obs.verdict, "rid": obs.rid,
+            "criteria": {k: getattr(obs, k) for k in ("view", "iterator", "middleware",
+                                                      "iterable_closed", "valid_close_frame")},
             "transcript": transcript.get("events") or [],
             "url": transcript.get("url"), "returncode": transcript.get("returncode"),
             "stderr": transcript.get("stderr") or "", "duration": transcript.get("duration"),
             "server_events": [tidy(e) for e in events
-                              if obs.get("rid") is not None and e.get("rid") == obs["rid"]],
-            "checks": obs.get("evidence") or {},
+                              if obs.rid is not None and e.get("rid") == obs.rid],
+            "checks": obs.evidence or {},
         })
     client_rids = {c["rid"] for c in clients}
     return {
@@ -141,12 +137,13 @@ def evidence(record):
         # the server's own lines and the page's GET: everything not on a client's connection
         "server_events": [tidy(e) for e in events if e.get("rid") not in client_rids
                           or e.get("rid") is None],
-        "controls": record.get("controls") or {}, "versions": record.get("versions") or {},
-        "facts": record.get("facts") or {}, "expected": record["expected"],
-        "page_status": record.get("page_status"),
-        "durations": {"cell": record.get("duration"),
-                      "server_ready_after": _round(record.get("server_ready_after")),
-                      "clients": record.get("client_durations") or {}},
+        "controls": record.controls or {}, "versions": record.versions or {},
+        "facts": record.facts or {}, "expected": record.expected,
+        "page_status": record.page_status,
+        "durations": {"cell": record.duration,
+                      "server_ready_after": _round(record.server_ready_after),
+                      "clients": record.client_durations or {}},
+        "phases": asdict(record.phases),
     }
 
 
@@ -154,56 +151,56 @@ def _round(value):
     return None if value is None else round(value, 3)
 
 
-def observed_row(stack, row, record, problems):
-    observed = {o["client"]: o for o in record["observed"]}
-    agree = all(o["verdict"] == record["expected"]["verdict"]
-                and o["iterable_closed"] == record["expected"]["iterable_closed"]
-                for o in observed.values())
+def observed_row(row, record, problems, history):
+    cell = record.cell
+    agree = all(o.verdict == record.expected["verdict"]
+                and o.iterable_closed == record.expected["iterable_closed"]
+                for o in record.observed)
     if not agree:
-        problems.append(f"{stack} {flags_text(row)}: observed "
-                        f"{ {k: o['verdict'] for k, o in observed.items()} } but the "
-                        f"model expects {record['expected']['verdict']}")
-    failed = sorted(k for k, ok in (record.get("controls") or {}).items() if not ok)
+        problems.append(f"{cell.label()}: observed "
+                        f"{ {o.client: o.verdict for o in record.observed} } but the "
+                        f"model expects {record.expected['verdict']}")
+    failed = sorted(k for k, ok in (record.controls or {}).items() if not ok)
     if failed:
-        problems.append(f"{stack} {flags_text(row)}: positive controls failed: {failed}; the "
+        problems.append(f"{cell.label()}: positive controls failed: {failed}; the "
                         "server is not what the cell claims")
-    row.update(status="observed", verdict=record["verdict"], seed=record["seed"],
+    row.update(status="observed", **asdict(record.outcome()), seed=record.seed,
                controls_failed=failed,
-               expected=record["expected"]["verdict"], matches_model=agree,
-               closed=all(o["iterable_closed"] for o in observed.values()),
-               valid_close=all(o["valid_close_frame"] for o in observed.values()),
-               clients=sorted(observed), versions=record["versions"],
-               differs_from_seed=record["verdict"] != record["seed"],
-               cause=cause(record), conclusion=conclusion_predicts(record["cell"]),
-               lazy_layers=list(record["expected"].get("lazy_layers") or []),
-               duration=record.get("duration"), evidence=evidence(record))
+               expected=record.expected["verdict"], matches_model=agree,
+               clients=sorted(o.client for o in record.observed), versions=record.versions,
+               differs_from_seed=record.verdict != record.seed,
+               cause=cause(record, history), conclusion=conclusion_predicts(cell),
+               lazy_layers=list(record.expected.get("lazy_layers") or []),
+               duration=record.duration, evidence=evidence(record))
 
 
-def flags_text(row):
-    return ", ".join(f"{k}={'on' if row[k] else 'off'}"
-                     for k in ("agent", "fixed", "rum", "hello_goodbyer", "streaming"))
+def seed_cells(stack):
+    """The 32 cells of a stack, in the seed's own order."""
+    return [Cell(stack, agent, *flags) for agent, flags in SEED_ORDER]
 
 
-def stack_rows(stack, cells, sessions, problems):
-    seed = seed_table()
+def cell_row(cell):
+    """A cell's coordinates as the renderers read them: its axes, id (slug) and label."""
+    return {**cell.as_dict(), "id": cell.slug(), "label": cell.label()}
+
+
+def stack_rows(stack, cells, sessions, problems, history):
     rows = []
-    for agent, flags in SEED_ORDER:
-        key = (stack, agent, *flags)
-        name = _session_of(stack, agent, flags[0], sessions)
-        row = {"id": cell_id(*key), "agent": agent, "fixed": flags[0], "rum": flags[1],
-               "hello_goodbyer": flags[2], "streaming": flags[3], "seed": seed[key[1:]],
-               "session": name, "cause": "", "cause_letter": None, "reference": None}
-        record = cells.get(key)
+    for cell in seed_cells(stack):
+        name = _session_of(stack, cell.agent, cell.fixed, sessions)
+        row = {**cell_row(cell), "seed": seed_verdict(cell), "session": name, "cause": "",
+               "cause_letter": None, "reference": None}
+        record = cells.get(cell)
         if record is not None:
-            observed_row(stack, row, record, problems)
-        elif name and sessions[name].get("status") == "skipped":
+            observed_row(row, record, problems, history)
+        elif name and sessions[name].status == "skipped":
             row["status"] = "skipped"
-            row["reason"] = sessions[name].get("reason")
+            row["reason"] = sessions[name].reason
         elif stack in REQUIRED_STACKS:
             row["status"] = "missing"
-            expected = session_name(stack, agent, flags[0])
-            if not any(p.startswith(expected) for p in problems):
-                problems.append(f"{expected}: cell {flags_text(row)} has no observation")
+            expected = session_name(stack, cell.agent, cell.fixed)
+            if not any(expected in p for p in problems):  # its file's problem names it
+                problems.append(f"{expected}: cell {cell.label()} has no observation")
         else:
             row["status"] = "not run"
         rows.append(row)
@@ -214,8 +211,8 @@ def _session_of(stack, agent, fixed, sessions):
     if stack in SESSION_KIND:
         name = session_name(stack, agent, fixed)
         return name if name in sessions else None
-    return next((n for n, d in sessions.items() if d.get("stack") == stack
-                 and d.get("agent") == agent and d.get("fixed") == fixed), None)
+    return next((n for n, d in sessions.items() if d.stack == stack
+                 and d.agent == agent and d.fixed == fixed), None)
 
 
 def group_causes(stack, rows):
@@ -236,40 +233,36 @@ def group_causes(stack, rows):
 
 def compare_with(rows, reference_rows):
     """Mark each observed row that differs from the same cell of another stack (deploy vs
-    today) in any column tests/harness/deploy_compare.py compares: verdict, closed, close
-    frame.  ``reference_differs`` lists those columns."""
-    ref = {(r["agent"], r["fixed"], r["rum"], r["hello_goodbyer"], r["streaming"]): r
-           for r in reference_rows}
+    today) in any column of records.Outcome (tests/harness/deploy_compare.py): verdict,
+    closed, valid_close_frame.  ``reference_differs`` lists those columns."""
+    ref = {Cell.from_dict({**r, "stack": ""}): r for r in reference_rows}
     for row in rows:
-        other = ref.get((row["agent"], row["fixed"], row["rum"], row["hello_goodbyer"],
-                         row["streaming"]))
+        other = ref.get(Cell.from_dict({**row, "stack": ""}))
         row["reference"] = other.get("verdict") if other else None
         both = row["status"] == "observed" and other and other["status"] == "observed"
-        row["reference_differs"] = [c for c, key in ROW_COLUMN.items()
-                                    if row[key] != other[key]] if both else []
+        row["reference_differs"] = [c for c in OUTCOME_COLUMNS
+                                    if row[c] != other[c]] if both else []
 
 
 def stacks_shown(sessions):
-    seen = [d.get("stack") for d in sessions.values() if d.get("stack")]
+    seen = [d.stack for d in sessions.values() if d.stack]
     others = [s for s in dict.fromkeys([*STACKS, *seen]) if s not in REQUIRED_STACKS]
     return [*REQUIRED_STACKS, *others]
 
 
-def build(sessions, problems):
+def build(sessions, problems, history=None):
     cells = {}
     for doc in sessions.values():
-        if doc.get("status") == "skipped":
+        if doc.status == "skipped":
             continue
-        for record in doc.get("cells", []):
-            c = record["cell"]
-            cells[(c["stack"], c["agent"], c["fixed"], c["rum"], c["hello_goodbyer"],
-                   c["streaming"])] = record
-        if doc.get("status") != "passed":
-            problems.append(f"{doc['session']}: pytest status {doc.get('status')} "
-                            f"(exit {doc.get('pytest_exitstatus')}); see its junit/log files")
+        for record in doc.cells:
+            cells[record.cell] = record
+        if doc.status != "passed":
+            problems.append(f"{doc.session}: pytest status {doc.status} "
+                            f"(exit {doc.pytest_exitstatus}); see its junit/log files")
     stacks = {}
     for stack in stacks_shown(sessions):
-        rows = stack_rows(stack, cells, sessions, problems)
+        rows = stack_rows(stack, cells, sessions, problems, history)
         observed_rows = [r for r in rows if r["status"] == "observed"]
         if stack not in REQUIRED_STACKS and not any(r["status"] != "not run" for r in rows):
             stacks[stack] = {"rows": [], "status": "not run", "required": False}
@@ -295,7 +288,7 @@ def build(sessions, problems):
             data["differs_from_reference"] = sum(1 for r in data["rows"]
                                                  if r["reference_differs"])
     return {"stacks": stacks, "problems": problems,
-            "sessions": {n: d.get("status") for n, d in sessions.items()}}
+            "sessions": {n: d.status for n, d in sessions.items()}}
 
 
 def stack_versions(rows):
@@ -308,52 +301,41 @@ def stack_versions(rows):
     return ", ".join(f"{name} {' / '.join(sorted(v))}" for name, v in sorted(seen.items()))
 
 
-def conclusion_text(c):
-    if c is None:
-        return "not evaluated (no cells)"
-    if c["confirmed"]:
-        return f"confirmed on all {c['cells']} cells"
-    return f"refuted by {c['contradicting']} of {c['cells']} cells"
+# -- the protocol checks (tests/matrix/test_protocol.py): check x build ------------------
 
-
-# -- the protocol checks (tests/matrix/test_protocol.py): check x (vanilla, patched) --------
-
-PROTOCOL_ARMS = ("vanilla", "patched")
-# Worst first: the outcome shown when sessions of one arm disagree.
+BUILDS = tuple(build_name(fixed) for fixed in (False, True))
+# Worst first: the outcome shown when sessions of one build disagree.
 OUTCOME_RANK = ("failed", "xpassed", "skipped", "xfailed", "passed")
-OUTCOME_TEXT = {"xfailed": "defect", "passed": "pass", "failed": "FAILED", "xpassed": "XPASSED",
-                "skipped": "skipped", "not run": "not run"}
 PROTOCOL_LEGEND = ("defect = the expected failure on vanilla happened (the named defect was "
                    "observed); pass = the check passed; XPASSED = a named defect was not seen; "
-                   "not run = no session of that arm recorded the check")
+                   "not run = no session of that build recorded the check")
 
 
 def build_protocol(sessions, problems):
-    """Per stack, one row per protocol check with each arm's outcome; appends problems."""
-    records = {}  # (stack, check) -> {arm: [record, ...]}
+    """Per stack, one row per protocol check with each build's outcome; appends problems."""
+    found = {}  # (stack, check) -> {build: [(session, record), ...]}
     for name, doc in sessions.items():
-        for record in doc.get("protocol") or []:
-            arm = record.get("arm") or {True: "patched", False: "vanilla"}.get(doc.get("fixed"))
-            key = (record.get("stack") or doc.get("stack"), record["check"])
-            records.setdefault(key, {}).setdefault(arm, []).append(dict(record, session=name))
+        for record in doc.protocol:
+            key = (record.stack or doc.stack, record.check)
+            found.setdefault(key, {}).setdefault(record.build, []).append((name, record))
     stacks = {}
-    for (stack, check), arms in records.items():
-        defect = next((r["defect"] for rs in arms.values() for r in rs if r.get("defect")), None)
+    for (stack, check), builds in found.items():
+        defect = next((r.defect for rs in builds.values() for _, r in rs if r.defect), None)
         row = {"check": check, "defect": defect}
-        for arm in PROTOCOL_ARMS:
-            got = arms.get(arm)
+        for build in BUILDS:
+            got = builds.get(build)
             if not got:
-                row[arm] = {"outcome": "not run", "evidence": "", "sessions": []}
+                row[build] = {"outcome": "not run", "evidence": "", "sessions": []}
                 continue
-            worst = min(got, key=lambda r: OUTCOME_RANK.index(r["outcome"])
-                        if r["outcome"] in OUTCOME_RANK else -1)
-            row[arm] = {"outcome": worst["outcome"], "evidence": worst.get("evidence") or "",
-                        "sessions": sorted({r["session"] for r in got})}
-            if worst["outcome"] in ("failed", "xpassed") or worst["outcome"] not in OUTCOME_RANK:
-                problems.append(f"protocol check {check} ({stack} stack, {arm}): "
-                                f"{worst['outcome']}"
-                                + (f" (defect: {defect})" if worst["outcome"] == "xpassed"
-                                   else "") + f" — {worst.get('evidence') or 'no evidence'}")
+            _, worst = min(got, key=lambda nr: OUTCOME_RANK.index(nr[1].outcome)
+                           if nr[1].outcome in OUTCOME_RANK else -1)
+            row[build] = {"outcome": worst.outcome, "evidence": worst.evidence or "",
+                          "sessions": sorted({n for n, _ in got})}
+            if worst.outcome in ("failed", "xpassed") or worst.outcome not in OUTCOME_RANK:
+                problems.append(f"protocol check {check} ({stack} stack, {build}): "
+                                f"{worst.outcome}"
+                                + (f" (defect: {defect})" if worst.outcome == "xpassed"
+                                   else "") + f" — {worst.evidence or 'no evidence'}")
         stacks.setdefault(stack, []).append(row)
     summary = {}
     for stack, rows in stacks.items():
@@ -364,27 +346,21 @@ def build_protocol(sessions, problems):
             "vanilla_defects": sum(r["vanilla"]["outcome"] == "xfailed" for r in rows),
             "vanilla_passed": sum(r["vanilla"]["outcome"] == "passed" for r in rows),
         }
-    return {"stacks": summary, "legend": PROTOCOL_LEGEND}
-
-
-def protocol_counts(data):
-    return (f"patched: {data['patched_passed']}/{data['checks']} checks pass; vanilla: "
-            f"{data['vanilla_defects']} defects observed, {data['vanilla_passed']} checks pass")
+    return {"stacks": summary, "legend": PROTOCOL_LEGEND, "builds": list(BUILDS)}
 
 
 def collect(results_dir, report_dir):
     """The report's data, built once: every renderer reads only this."""
     sessions, problems = load(results_dir)
-    report = build(sessions, problems)
+    history = inputs.read_history(Path(report_dir), problems)
+    report = build(sessions, problems, history)
     report["protocol"] = build_protocol(sessions, report["problems"])
     report["timing"] = inputs.cell_timing(sessions)
-    report.update(inputs.optional(results_dir, report_dir, report["problems"]))
+    report.update(inputs.optional(results_dir, report_dir, report["problems"], history))
     return report
 
 
 def main(argv=None):
-    from .render import html, markdown, terminal
-
     parser = argparse.ArgumentParser(prog="python -m tests.harness.report")
     parser.add_argument("--results", default="results")
     parser.add_argument("--out", default="report")

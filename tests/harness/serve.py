@@ -3,7 +3,7 @@
     nox -s serve -- [--stack today|seed] [--fixed] [--agent] [--rum] [--hello-goodbyer]
                     [--port 5000] [--host 127.0.0.1]
 
-The stack and the arm (``--fixed``: the patched gevent-websocket) choose the
+The stack and the build (``--fixed``: the patched gevent-websocket) choose the
 environment the session installs; every other option goes to ``python -m app``
 as it is.  Before the server starts, the session prints its URL and the client
 commands to run in another terminal.
@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import argparse
 import shlex
+from pathlib import Path
 
-from tests.harness.cells import MAIN_STACKS
+from tests.harness.cells import MAIN_STACKS, build_name
 
 ROUTES = ("/view", "/streaming")
 
 
-def parse(posargs):
+def parse(posargs: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """(the session's own choices, the arguments for `python -m app`)."""
     parser = argparse.ArgumentParser(prog="nox -s serve --", description=__doc__.split("\n")[0],
                                      add_help=True)
@@ -37,11 +38,11 @@ def parse(posargs):
     return args, app_args
 
 
-def usage(args, server_python, client_python):
+def usage(args: argparse.Namespace, server_python: Path, client_python: Path) -> str:
     port = args.port or "PORT"
     where = f"ws://{args.host}:{port}"
-    arm = "patched" if args.fixed else "vanilla"
-    lines = [f"serving the {args.stack} stack ({arm} gevent-websocket, agent "
+    build = build_name(args.fixed)
+    lines = [f"serving the {args.stack} stack ({build} gevent-websocket, agent "
              f"{'on' if args.agent else 'off'}) on http://{args.host}:{port}/"
              + ("" if args.port else " (PORT: the 'port' of the 'listening' line below)"),
              "  in another terminal, from this directory:"]

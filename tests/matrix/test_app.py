@@ -19,6 +19,7 @@ import urllib.request
 import pytest
 
 from tests.harness import clients
+from tests.harness.cells import build_name
 from tests.harness.model import StackFacts
 from tests.harness.server import ROOT, Server
 
@@ -113,7 +114,7 @@ def test_handler_closes_the_iterable_exactly_once(session, server, kind):
     closes = [e for e in server.events if e["event"] == "iterable_closed" and e["rid"] == rid]
     expected = 1 if session.fixed else 0
     assert len(closes) == expected, server.explain(
-        f"/raw/{kind} on the {'patched' if session.fixed else 'vanilla'} handler: expected "
+        f"/raw/{kind} on the {build_name(session.fixed)} handler: expected "
         f"close() {expected} time(s), saw {len(closes)}; client: {transcript.as_dict()}")
 
 
@@ -131,7 +132,7 @@ def test_start_response_contract(session, server):
         expected = {"write_bytes": "TypeError", "write_text": "TypeError", "exc_info": "ok",
                     "second_call": "ok"}
     assert outcome == expected, server.explain(
-        f"{'patched' if session.fixed else 'vanilla'} handler: expected {expected}, "
+        f"{build_name(session.fixed)} handler: expected {expected}, "
         f"saw {outcome}")
 
 

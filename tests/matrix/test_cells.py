@@ -17,22 +17,15 @@ from pathlib import Path
 import pytest
 
 from tests.harness import clients
-from tests.harness.cells import BOOLS, STACKS, Cell, seed_verdict
+from tests.harness.cells import COLUMN_AXES, STACKS, build_version, cells, seed_verdict
 from tests.harness.criteria import evaluate
 from tests.harness.model import StackFacts, predict
+from tests.harness.records import CellRecord, Phases, comparable
 from tests.harness.server import Server
 
-
-def onoff(name):
-    # "rum_on", not "rum=on": pytest -k cannot select an id with "=" in it.
-    return lambda value: f"{name}_{'on' if value else 'off'}"
-
-
-def cell_node(rum=False, hello_goodbyer=False, streaming=True):
-    """The node id of one cell, e.g. for a child pytest."""
-    ids = (onoff("rum")(rum), onoff("hello_goodbyer")(hello_goodbyer),
-           onoff("streaming")(streaming))
-    return f"tests/matrix/test_cells.py::test_cell[{'-'.join(ids)}]"
+# The 8 columns of an arm; a test id is the cell's slug over them
+# (rum_on-hello_goodbyer_off-streaming_off: no "=", which pytest -k cannot select).
+COLUMNS = [{axis: getattr(c, axis) for axis in COLUMN_AXES} for c in cells("today", False, False)]
 
 
 def imported_from_env(server, module):
@@ -66,8 +59,8 @@ def positive_controls(cell, server, page, releases=None, transcripts=()):
     pins = STACKS[cell.stack]
     releases = releases or {}
     gws = versions["gevent-websocket"] or ""
-    want_gws = (releases.get("gevent-websocket") or pins["gevent-websocket"]["version"]) + (
-        "+fixed" if cell.fixed else "")
+    release = releases.get("gevent-websocket") or pins["gevent-websocket"]["version"]
+    want_gws = build_version(release, cell.fixed)
     releases_reported = {f"{name} release": versions.get(name) == version
                          for name, version in releases.items() if name != "gevent-websocket"}
     return {
@@ -88,17 +81,17 @@ def positive_controls(cell, server, page, releases=None, transcripts=()):
 
 
 @pytest.mark.cell
-@pytest.mark.parametrize("streaming", BOOLS, ids=onoff("streaming"))
-@pytest.mark.parametrize("hello_goodbyer", BOOLS, ids=onoff("hello_goodbyer"))
-@pytest.mark.parametrize("rum", BOOLS, ids=onoff("rum"))
-def test_cell(session, results, rum, hello_goodbyer, streaming):
+@pytest.mark.parametrize("column", COLUMNS,
+                         ids=[session_cell.slug(COLUMN_AXES) for session_cell in
+                              cells("today", False, False)])
+def test_cell(session, results, column):
     if session.agent is None or session.fixed is None:
         pytest.skip("cells need the session's claim: run through nox, or pass "
                     "--agent/--no-agent and --fixed/--no-fixed")
-    cell = Cell(session.stack, session.agent, session.fixed, rum, hello_goodbyer, streaming)
+    cell = session.cell(**column)
     started = time.monotonic()
-    server = Server(session.server_python, agent=cell.agent, rum=rum,
-                    hello_goodbyer=hello_goodbyer, log_dir=session.logs, name=cell.slug,
+    server = Server(session.server_python, agent=cell.agent, rum=cell.rum,
+                    hello_goodbyer=cell.hello_goodbyer, log_dir=session.logs, name=cell.slug(),
                     launcher=session.launcher)
     with server:
         status, page = server.get("/")
@@ -116,27 +109,21 @@ def test_cell(session, results, rum, hello_goodbyer, streaming):
     facts = StackFacts.from_versions(server.versions)
     expected = predict(cell, facts)
     observed = [evaluate(cell, t, events) for t in transcripts]
-    results.add("cells", {
-        "cell": cell.as_dict(), "seed": seed_verdict(cell),
-        "verdict": observed[0].verdict, "observed": [o.as_dict() for o in observed],
-        "expected": expected.as_dict(), "facts": facts.__dict__, "controls": controls,
-        "versions": server.versions, "page_status": status,
-        "transcripts": [t.as_dict() for t in transcripts],
-        "server_events": events, "server_ready_after": server.ready_after,
-        "client_durations": {t.client: round(t.duration, 3) for t in transcripts},
-        "duration": round(duration, 3), "launcher": server.launcher,
-        # Where a cell's time goes: spawn to readiness, page and both clients, stop.
-        "phases": {"start": round(server.ready_after, 3),
-                   "exchange": round(exchanged - started - server.ready_after, 3),
-                   "stop": round(started + duration - exchanged, 3)},
-    })
+    results.add("cells", CellRecord(
+        cell=cell, seed=seed_verdict(cell), verdict=observed[0].verdict, observed=observed,
+        expected=expected.as_dict(), facts=facts.__dict__, controls=controls,
+        versions=server.versions, page_status=status,
+        transcripts=[t.as_dict() for t in transcripts], server_events=events,
+        server_ready_after=server.ready_after,
+        client_durations={t.client: round(t.duration, 3) for t in transcripts},
+        duration=round(duration, 3), launcher=server.launcher,
+        phases=Phases.split(server.ready_after, exchanged - started, duration)))
 
     failed = [name for name, ok in controls.items() if not ok]
     assert not failed, server.explain(
-        f"{cell.slug}: positive controls failed: {failed}; versions={server.versions}, "
+        f"{cell.label()}: positive controls failed: {failed}; versions={server.versions}, "
         f"page excerpt={page[:300]!r}")
     for obs in observed:
-        assert obs.comparable() == {k: v for k, v in expected.as_dict().items()
-                                    if k in obs.comparable()}, server.explain(
-            f"{cell.slug}, {obs.client} client: expected {expected.as_dict()}\n"
-            f"  observed {obs.comparable()}\n  evidence {json.dumps(obs.evidence)}")
+        assert comparable(obs) == comparable(expected.as_dict()), server.explain(
+            f"{cell.label()}, {obs.client} client: expected {expected.as_dict()}\n"
+            f"  observed {comparable(obs)}\n  evidence {json.dumps(obs.evidence)}")

@@ -1,14 +1,14 @@
-"""RFC 6455 and bad input: what gevent-websocket 0.10.1 gets wrong, on both arms.
+"""RFC 6455 and bad input: what gevent-websocket 0.10.1 gets wrong, on both builds.
 
 Each check runs against today's stack through the real server process
 (``python -m app``), speaking websocket byte by byte (tests.harness.frames),
 or through the real clients (websocket-client and node ``ws``).  On the
-patched arm every check must pass.  On the vanilla arm a check marked with a
+patched build every check must pass.  On the vanilla build a check marked with a
 defect is an expected failure naming that defect (strict: if vanilla starts
 passing, the suite says so).  Each check is recorded in the session's results
 ("protocol") by tests/conftest.py.
 
-Two invariants hold on both arms and are not covered by the expected failure:
+Two invariants hold on both builds and are not covered by the expected failure:
 after every bad input the same server completes a normal exchange, and every
 upgrade the handler refuses is logged as one ``rejected`` event.
 """
@@ -23,6 +23,23 @@ import subprocess
 import pytest
 
 from tests.harness import clients, frames
+from tests.harness.cells import build_name, is_patched
+from tests.harness.defects import (
+    BAD_CLOSE_NO_CODE,
+    CLOSE_DROPS_CODE,
+    CLOSE_TOO_LONG,
+    ECHO_EMPTY,
+    ECHO_REPR,
+    HTTP10,
+    KEY_500,
+    KEY_ALPHABET,
+    NODE_INVALID,
+    PYTHON_INVALID,
+    STR_BODY,
+    UNMASKED,
+    UTF8_NO_CODE,
+    UTF8_NOT_FAIL_FAST,
+)
 from tests.harness.frames import (
     OP_CLOSE,
     OP_CONTINUATION,
@@ -41,75 +58,46 @@ LONG_REASON = "\u00e9" * 100  # app.web.CLOSE_REASONS["close-long"]: 200 bytes o
 
 protocol = pytest.mark.protocol
 
-# What vanilla 0.10.1 does, one sentence per defect; the xfail reason on that arm.
-CLOSE_DROPS_CODE = ("WebSocket.close(code, reason) sends no code: the reason's bytes are the "
-                    "whole payload, so b'bye' reads as close code 25209")
-CLOSE_TOO_LONG = ("WebSocket.close() sends a 200-byte reason whole, without the code: a close "
-                  "frame over the 125 bytes a control frame may hold")
-ECHO_REPR = ("the echo of a client's close sends repr(bytearray) ('bytearray(b\"...\")') as "
-             "its payload: the client's code is lost")
-ECHO_EMPTY = "the echo of a client's close without a reason is empty: the client's code is lost"
-NODE_INVALID = ("node ws fails the connection on WebSocket.close(1000, u'bye'): 'invalid status "
-                "code 25209' (the code is dropped, 'by' is read as the code)")
-PYTHON_INVALID = ("websocket-client rejects the close frame of WebSocket.close(1000, u'bye'): "
-                  "'Invalid close opcode 25209' (the code is dropped, 'by' is read as the code)")
-KEY_500 = ("a malformed Sec-WebSocket-Key raises binascii.Error in the handshake: 500 Internal "
-           "Server Error instead of 400")
-KEY_ALPHABET = ("a Sec-WebSocket-Key with characters outside the base64 alphabet is accepted "
-                "(b64decode drops them): 101 Switching Protocols instead of 400")
-STR_BODY = ("the {status} body is str: gevent raises TypeError after the headers and drops the "
-            "connection before the Content-Length bytes")
-HTTP10 = ("an HTTP/1.0 upgrade is answered '402 Bad Request' (402 is Payment Required), and its "
-          "str body drops the connection")
-UNMASKED = ("an unmasked client frame is accepted and handed to the application (RFC 6455 5.1: "
-            "the server must fail the connection, 1002)")
-UTF8_NO_CODE = ("invalid UTF-8 is detected, but close(1007) drops the code: the server sends an "
-                "empty close frame")
-UTF8_NOT_FAIL_FAST = ("invalid UTF-8 inside a text frame is found only once the whole frame has "
-                      "arrived: a client that stops after the invalid octets keeps the connection")
-BAD_CLOSE_NO_CODE = ("a malformed client close is detected, but close(1002) drops the code: the "
-                     "server sends an empty close frame")
-
 
 class InvariantBroken(Exception):
     """Not an AssertionError, so no expected failure covers it: fails on both arms."""
 
 
-# -- arm, server, and the check collector ------------------------------------
+# -- build, server, and the check collector ------------------------------------
 
 
 @pytest.fixture(scope="module")
-def arm(session):
+def build(session):
     """'patched' or 'vanilla': the session's claim, else what the server's env has installed."""
     if session.stack != "today":
         pytest.skip("the protocol checks cover today's stack (gevent-websocket 0.10.1)")
     if session.fixed is not None:
-        return "patched" if session.fixed else "vanilla"
+        return build_name(session.fixed)
     code = ("from importlib.metadata import version; print(version('gevent-websocket'))")
     out = subprocess.run([session.server_python, "-c", code], capture_output=True, text=True,
                          timeout=60, check=True).stdout.strip()
-    return "patched" if out.endswith("+fixed") else "vanilla"
+    return build_name(is_patched(out))
 
 
 @pytest.fixture(autouse=True)
-def _expected_defect(request, arm):
-    """On the vanilla arm a check's defect is an expected failure; the record needs the arm."""
-    request.node.user_properties.append(("arm", arm))
+def _expected_defect(request, build):
+    """On the vanilla build a check's defect is an expected failure; the record needs the build."""
+    request.node.user_properties.append(("build", build))
     marker = request.node.get_closest_marker("protocol")
     defect = marker.kwargs.get("defect") if marker else None
-    if defect and arm == "vanilla":
+    if defect and build == build_name(False):
         request.applymarker(pytest.mark.xfail(reason=defect, strict=True,
                                               raises=AssertionError))
 
 
 @pytest.fixture
-def server(request, session, arm):
+def server(request, session, build):
     name = "protocol-" + re.sub(r"[^\w.-]+", "-", request.node.name).strip("-")
     with Server(session.server_python, log_dir=session.logs, name=name) as running:
         gws = running.versions.get("gevent-websocket") or ""
-        if gws.endswith("+fixed") != (arm == "patched"):
+        if build_name(is_patched(gws)) != build:
             raise InvariantBroken(running.explain(
-                f"the session claims the {arm} arm, the server runs gevent-websocket {gws}"))
+                f"the session claims the {build} build, the server runs gevent-websocket {gws}"))
         yield running
 
 

@@ -27,11 +27,11 @@ from pathlib import Path
 import pytest
 
 from tests.bench import load
-from tests.harness import clients
-from tests.harness.cells import Cell
+from tests.harness import clients, records
+from tests.harness.cells import Cell, node_id
 from tests.harness.criteria import ITERATOR_MESSAGE, VIEW_MESSAGE
+from tests.harness.records import SessionResults
 from tests.harness.server import HTTP_TIMEOUT, READY_TIMEOUT, ROOT, STOP_TIMEOUT, Server
-from tests.matrix.test_cells import cell_node
 
 LOAD_CLIENTS = int(os.environ.get("RELIABILITY_LOAD_CLIENTS", "200"))
 DISCONNECTS = int(os.environ.get("RELIABILITY_DISCONNECTS", "1000"))
@@ -302,8 +302,8 @@ def test_server_killed_mid_cell_fails_within_its_bound(session, tmp_path):
         pytest.skip("needs the session's claim (--agent/--fixed)")
     cell = Cell(session.stack, session.agent, session.fixed, False, False, True)
     logs = tmp_path / "logs"
-    child = child_pytest([cell_node(), *session_args(session, logs, tmp_path / "r.json")])
-    events = logs / f"{cell.slug}.events.log"
+    child = child_pytest([node_id(cell), *session_args(session, logs, tmp_path / "r.json")])
+    events = logs / f"{cell.slug()}.events.log"
     view = wait_event(events, lambda e: e["event"] == "view_received",
                       PYTEST_START_BOUND + READY_TIMEOUT, "the view's exchange", child)
     os.killpg(view["pid"], signal.SIGKILL)
@@ -315,9 +315,9 @@ def test_server_killed_mid_cell_fails_within_its_bound(session, tmp_path):
     # The failure quotes the server's last events and says the server died.
     assert "last server events" in out and '"view_received"' in out, out[-3000:]
     assert "has exited, status -9" in out, out[-3000:]
-    cell_record = json.loads((tmp_path / "r.json").read_text())["cells"][0]
-    assert cell_record["verdict"] == "-" or any(
-        o["verdict"] == "-" for o in cell_record["observed"]), cell_record["observed"]
+    (cell_record,) = records.read(tmp_path / "r.json", SessionResults, "this test").cells
+    assert cell_record.verdict == "-" or any(
+        o.verdict == "-" for o in cell_record.observed), cell_record.observed
     assert not procs_in_session(view["pid"])
 
 

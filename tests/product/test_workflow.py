@@ -229,10 +229,9 @@ def test_gate_needs_every_job_and_runs_always(workflow):
 def table(report):
     """{cell: what the report says of it}, without timings or paths; the stacks the
     per-session jobs run (a deploy grid comes from a job of its own, not rehearsed)."""
-    keys = ("status", "verdict", "seed", "expected", "matches_model", "closed", "valid_close",
-            "differs_from_seed")
-    return {(stack, r["agent"], r["fixed"], r["rum"], r["hello_goodbyer"], r["streaming"]):
-            {k: r.get(k) for k in keys}
+    keys = ("status", "verdict", "seed", "expected", "matches_model", "closed",
+            "valid_close_frame", "differs_from_seed")
+    return {r["label"]: {k: r.get(k) for k in keys}
             for stack, data in report["stacks"].items() if stack in MAIN_STACKS
             for r in data["rows"]}
 

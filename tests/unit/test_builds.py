@@ -321,7 +321,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_cli_prints_the_wheel_and_copies_it(tmp_path):
-    proc = _cli("--stack", "today", "--arm", "fixed", "--dest", str(tmp_path))
+    proc = _cli("--stack", "today", "--build", "patched", "--dest", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     printed = Path(proc.stdout.strip().splitlines()[-1])
     assert printed.parent == tmp_path and printed.exists()
@@ -329,7 +329,7 @@ def test_cli_prints_the_wheel_and_copies_it(tmp_path):
 
 
 def test_cli_reports_a_build_error_on_one_line():
-    proc = _cli("--stack", "seed", "--arm", "vanilla", "--python", sys.executable)
+    proc = _cli("--stack", "seed", "--build", "vanilla", "--python", sys.executable)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "2.7" in lines[0]

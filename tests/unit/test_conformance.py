@@ -46,8 +46,8 @@ def write_report(directory, agent, cases):
     return directory
 
 
-def arm(stack="today", fixed=True, **cases):
-    """An arm as problems() takes it: every group run, the given cases overriding."""
+def target(stack="today", fixed=True, **cases):
+    """A target as problems() takes it: every group run, the given cases overriding."""
     base = {"1.1.1": result(), "6.4.3": result(), "7.3.4": result(),
             "12.1.1": result("UNIMPLEMENTED"), "13.1.1": result("UNIMPLEMENTED")}
     base.update({case.replace("_", "."): res for case, res in cases.items()})
@@ -109,27 +109,27 @@ def test_missing_or_broken_index_is_an_error_naming_the_file(tmp_path):
 # -- the rule ------------------------------------------------------------------------
 
 
-def test_clean_patched_arm_and_vanilla_with_named_defects_pass():
-    arms = {"today-patched": arm(),
-            "today-vanilla": arm(fixed=False, **{"6_4_3": result("NON-STRICT"),
-                                                 "7_3_4": result("OK", "UNCLEAN")})}
-    assert problems(arms, NAMED) == []
+def test_clean_patched_target_and_vanilla_with_named_defects_pass():
+    targets = {"today-patched": target(),
+               "today-vanilla": target(fixed=False, **{"6_4_3": result("NON-STRICT"),
+                                                    "7_3_4": result("OK", "UNCLEAN")})}
+    assert problems(targets, NAMED) == []
 
 
 @pytest.mark.parametrize("res", [result("NON-STRICT"), result("FAILED"),
                                  result("OK", "UNCLEAN"), result("UNIMPLEMENTED")])
-def test_a_non_ok_case_on_the_patched_arm_fails_the_rule(res):
-    found = problems({"today-patched": arm(**{"6_4_3": res})}, NAMED)
+def test_a_non_ok_case_on_the_patched_target_fails_the_rule(res):
+    found = problems({"today-patched": target(**{"6_4_3": res})}, NAMED)
     assert len(found) == 1 and "today-patched: case 6.4.3" in found[0]
     assert f"seen behaviour {res['behavior']}, close {res['behaviorClose']}" in found[0]
 
 
-def test_a_named_defect_does_not_excuse_the_patched_arm():
-    assert problems({"today-patched": arm(**{"7_3_4": result("OK", "UNCLEAN")})}, NAMED)
+def test_a_named_defect_does_not_excuse_the_patched_target():
+    assert problems({"today-patched": target(**{"7_3_4": result("OK", "UNCLEAN")})}, NAMED)
 
 
 def test_seed_patched_is_held_to_named_defects_only():
-    seed = arm(stack="seed", **{"6_4_3": result("NON-STRICT")})
+    seed = target(stack="seed", **{"6_4_3": result("NON-STRICT")})
     assert problems({"seed-patched": seed}, NAMED) == []
     seed["cases"]["1.1.1"] = result("FAILED")
     assert problems({"seed-patched": seed}, NAMED) == [
@@ -139,32 +139,33 @@ def test_seed_patched_is_held_to_named_defects_only():
 
 
 def test_vanilla_non_ok_case_without_a_named_defect_fails_the_rule():
-    found = problems({"today-vanilla": arm(fixed=False, **{"1_1_1": result("FAILED")})}, NAMED)
+    found = problems({"today-vanilla": target(fixed=False, **{"1_1_1": result("FAILED")})},
+                     NAMED)
     assert len(found) == 1 and "case 1.1.1" in found[0] and "no named defect" in found[0]
 
 
 def test_compression_must_run_and_be_unimplemented():
-    hidden = arm()
+    hidden = target()
     del hidden["cases"]["13.1.1"]
     assert any("compression cases" in p for p in problems({"today-patched": hidden}, NAMED))
-    failed = arm(**{"12_1_1": result("FAILED")})
+    failed = target(**{"12_1_1": result("FAILED")})
     assert problems({"today-patched": failed}, NAMED) == [
         "today-patched: case 12.1.1 (permessage-deflate): expected UNIMPLEMENTED with a clean "
         "close, seen behaviour FAILED, close OK"]
 
 
 def test_every_arm_runs_the_same_cases():
-    short = arm(fixed=False)
+    short = target(fixed=False)
     del short["cases"]["1.1.1"]
-    found = problems({"today-patched": arm(), "today-vanilla": short}, NAMED)
-    assert found == ["today-vanilla: 1 case(s) not run that other arms ran: 1.1.1"]
+    found = problems({"today-patched": target(), "today-vanilla": short}, NAMED)
+    assert found == ["today-vanilla: 1 case(s) not run that other targets ran: 1.1.1"]
 
 
 def test_every_mapped_case_names_a_defect_of_the_protocol_table():
     """The defects are the protocol checks' own `defect=` texts, not free text."""
-    from tests import test_protocol
+    from tests.harness import defects
 
-    table = {v for k, v in vars(test_protocol).items() if k.isupper() and isinstance(v, str)}
+    table = {v for k, v in vars(defects).items() if k.isupper() and isinstance(v, str)}
     assert set(conformance.defects().values()) <= table
 
 
@@ -208,7 +209,7 @@ def test_a_run_over_its_bound_fails_even_with_progress(tmp_path):
             "    time.sleep(0.2)\n")
     spec = tmp_path / "spec.json"
     spec.write_text("{}")
-    with pytest.raises(ConformanceError, match=r"hung: the arm ran over 2 s"):
+    with pytest.raises(ConformanceError, match=r"hung: the target ran over 2 s"):
         conformance.run_fuzzingclient(str(fake_wstest(tmp_path, body)), spec, name="x",
                                       stall=5.0, bound=2.0)
 

@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
-import json
-
-from tests.harness import deploy_compare
+from tests.harness import deploy_compare, records
 from tests.harness.cells import cells, session_name, slug
+from tests.harness.records import SessionResults
 
 
 def doc(stack, agent, fixed, change=None):
-    """A results document of one session, every cell "+", closed when fixed."""
-    records = []
+    """The SessionResults of one session, every cell "+", closed when fixed."""
+    found = []
     for cell in cells(stack, agent, fixed):
-        observed = [{"client": c, "verdict": "+", "iterable_closed": fixed,
-                     "valid_close_frame": True} for c in ("python", "node")]
-        record = {"cell": cell.as_dict(), "verdict": "+", "observed": observed}
+        observed = [{"client": c, "rid": 1, "view": True, "iterator": None, "middleware": None,
+                     "verdict": "+", "iterable_closed": fixed, "valid_close_frame": True}
+                    for c in ("python", "node")]
+        record = {"cell": cell.as_dict(), "seed": "+", "verdict": "+", "observed": observed,
+                  "expected": {}, "facts": {}, "controls": {}, "versions": {},
+                  "page_status": 200, "transcripts": [], "server_events": [],
+                  "server_ready_after": 0.2, "client_durations": {}, "duration": 0.6,
+                  "launcher": "gunicorn" if stack == "deploy" else "app",
+                  "phases": {"start": 0.2, "exchange": 0.3, "stop": 0.1}}
         if change:
             change(cell, record)
-        records.append(record)
-    return {"session": session_name(stack, agent, fixed), "stack": stack, "agent": agent,
-            "fixed": fixed, "cells": records}
+        found.append(record)
+    return records.from_dict(SessionResults, {
+        "session": session_name(stack, agent, fixed), "stack": stack, "agent": agent,
+        "fixed": fixed, "status": "passed", "cells": found})
 
 
 def test_the_same_rows_make_no_difference():
@@ -39,27 +45,27 @@ def test_each_column_that_differs_is_named():
     matrix = [doc("today", True, False)]
     deploy = [doc("deploy", True, False, streaming_differs)]
     found = deploy_compare.differences(matrix, deploy)
-    by_cell = {(e["cell"]["rum"], e["cell"]["hello_goodbyer"], e["cell"]["streaming"]):
-               e["columns"] for e in found}
+    by_cell = {(e["cell"].rum, e["cell"].hello_goodbyer, e["cell"].streaming): e["columns"]
+               for e in found}
     assert by_cell == {(True, False, True): ["verdict"], (True, True, True): ["verdict"],
-                       (False, True, False): ["close_frame"],
-                       (False, True, True): ["close_frame"]}
-    assert all(e["matrix"]["verdict"] == "+" for e in found)
+                       (False, True, False): ["valid_close_frame"],
+                       (False, True, True): ["valid_close_frame"]}
+    assert all(e["matrix"].verdict == "+" for e in found)
 
 
 def test_only_the_deployed_arms_are_compared_and_a_missing_cell_is_a_difference():
     matrix = [doc("today", a, f) for a in (False, True) for f in (False, True)]
     deploy = [doc("deploy", True, True, None)]
-    deploy[0]["cells"].pop()  # the last cell never ran under gunicorn
+    deploy[0].cells.pop()  # the last cell never ran under gunicorn
     found = deploy_compare.differences(matrix, deploy)
     assert [e["columns"] for e in found] == [["observed"]]
-    assert found[0]["deploy"] is None and found[0]["matrix"]["closed"] is True
-    assert (found[0]["cell"]["agent"], found[0]["cell"]["fixed"]) == (True, True)
+    assert found[0]["deploy"] is None and found[0]["matrix"].closed is True
+    assert found[0]["cell"].arm == (True, True)
 
 
-def test_load_reads_each_kind_from_its_results_files(tmp_path):
+def test_load_reads_each_stack_from_its_results_files(tmp_path):
     for stack in ("today", "deploy"):
         path = tmp_path / (slug(session_name(stack, False, True)) + ".json")
-        path.write_text(json.dumps(doc(stack, False, True)))
-    assert [d["stack"] for d in deploy_compare.load(tmp_path, "deploy")] == ["deploy"]
-    assert [d["stack"] for d in deploy_compare.load(tmp_path, "matrix")] == ["today"]
+        records.write(path, doc(stack, False, True))
+    assert [d.stack for d in deploy_compare.load(tmp_path, "deploy")] == ["deploy"]
+    assert [d.stack for d in deploy_compare.load(tmp_path, "today")] == ["today"]

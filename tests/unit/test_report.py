@@ -22,6 +22,7 @@ from rich.console import Console
 from tests.harness import report as report_module
 from tests.harness.cells import Cell, cells, seed_verdict, session_name, slug
 from tests.harness.model import StackFacts, predict
+from tests.harness.records import SCHEMA
 from tests.harness.render import html, layout, markdown, terminal
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,6 +59,7 @@ def cell_record(cell, flip=False):
             "controls": {"agent loaded": True}, "versions": versions, "page_status": 200,
             "transcripts": transcripts, "server_events": events, "server_ready_after": 0.3,
             "client_durations": {"python": 0.2, "node": 0.25}, "duration": 0.7,
+            "launcher": "app", "phases": {"start": 0.3, "exchange": 0.25, "stop": 0.15},
             "a_key_from_the_future": [1, 2]}
 
 
@@ -73,60 +75,73 @@ def write_results(results, stacks=("today", "seed"), flip=None, drop=None):
                     continue
                 records = [cell_record(c, flip=c == flip) for c in cells(stack, agent, fixed)]
                 (results / f"{slug(name)}.json").write_text(json.dumps({
-                    "session": name, "stack": stack, "agent": agent, "fixed": fixed,
+                    "schema": SCHEMA, "session": name, "stack": stack, "agent": agent,
+                    "fixed": fixed,
                     "status": "failed" if flip in cells(stack, agent, fixed) else "passed",
                     "pytest_exitstatus": 0, "cells": records, "protocol": [
-                        {"check": "handshake[x]", "stack": stack, "arm": None, "outcome":
-                         "passed", "defect": None, "evidence": "ok | fine"}]}))
+                        {"check": "handshake[x]", "nodeid": "t::handshake[x]", "stack": stack,
+                         "build": "patched" if fixed else "vanilla", "outcome": "passed",
+                         "defect": None, "evidence": "ok | fine", "duration": 0.1}]}))
+
+
+FLIPPED = Cell("seed", True, False, True, False, False)  # the history sample's flip
 
 
 def write_optional(results, out):
     out.mkdir(parents=True, exist_ok=True)
-    (results / "conformance.json").write_text(json.dumps({"duration": 61.5, "extra": 1, "arms": {
-        "today-fixed": {"stack": "today", "fixed": True, "gevent-websocket": "0.10.1+fixed",
-                        "counts": {"behavior": {"OK": 500, "NON-STRICT": 3, "INFORMATIONAL": 4,
-                                                "UNIMPLEMENTED": 0, "FAILED": 0},
-                                   "behaviorClose": {"OK": 507}},
-                        "non_ok": [{"case": "6.4.1", "behavior": "NON-STRICT",
-                                    "behaviorClose": "OK", "description": "fragments | split",
-                                    "defect": None, "more": True},
-                                   {"case": "12.1.1", "behavior": "UNIMPLEMENTED",
-                                    "behaviorClose": "UNIMPLEMENTED", "description": "deflate"}],
-                        "report_dir": "report/conformance/today-fixed"},
-        "today-vanilla": {"stack": "today", "fixed": False, "gevent-websocket": "0.10.1",
-                          "counts": {"behavior": {"OK": 400, "FAILED": 107}},
-                          "non_ok": [{"case": "7.3.4", "behavior": "FAILED",
-                                      "behaviorClose": "FAILED", "description": "close",
-                                      "defect": "close drops the code"}],
-                          "report_dir": "report/conformance/today-vanilla"}}}))
-    (out / "history.json").write_text(json.dumps({"packages": {"newrelic": {
-        "stack": "seed", "range": ["2.66.0.49", "6.x"], "in_range": 40, "wall_time": 300,
-        "probed": [{"version": "2.66.0.49", "verdicts": {"a": "-", "b": "+"}, "status": "ok"},
-                   {"version": "2.68.0.50", "verdicts": {"a": "+", "b": "+"}, "status": "ok"},
-                   {"version": "2.70.0.1", "verdicts": {}, "status": "skipped",
-                    "reason": "no 2.7 wheel"}],
-        "flips": [{"before": "2.66.0.49", "after": "2.68.0.50",
-                   "cells": ["a", "seed-agent=1-fixed=0-rum=1-hello_goodbyer=0-streaming=0"],
-                   "diff": "--- a\n+++ b\n@@\n-<script>\n+x", "why": "new key"}],
-        "skipped": [{"version": "2.70.0.1", "reason": "no 2.7 wheel"}]},
-        # the notation the history session writes: releases, cell_fields, "changed"
-        "gevent-websocket": {
-            "stack": "seed", "cell_fields": ["agent", "rum", "hello_goodbyer", "streaming"],
-            "range": {"first": "0.9.5", "last": "0.10.1", "releases": ["0.9.5", "0.10", "0.10.1"]},
-            "probed": [{"release": "0.9.5", "verdicts": {"False,False,False,True": "-"}},
-                       {"release": "0.10", "verdicts": {"False,False,False,True": "+"}}],
-            "flips": [{"before": "0.9.5", "after": "0.10", "skipped_between": [],
-                       "changed": {"False,False,False,True": ["-", "+"]}, "diff": "-a\n+b"}],
-            "skipped": [{"release": "0.10.1", "reason": "not needed"}],
-            "thresholds": {"handler_iterates": "0.10.0"}, "status": "passed"}}}))
+    (results / "conformance.json").write_text(json.dumps({
+        "schema": SCHEMA, "duration": 61.5, "extra": 1, "wstest": "0.10.9", "targets": {
+            "today-patched": {
+                "stack": "today", "fixed": True, "gevent_websocket": "0.10.1+fixed",
+                "duration": 30,
+                "counts": {"behavior": {"OK": 500, "NON-STRICT": 3, "INFORMATIONAL": 4,
+                                        "UNIMPLEMENTED": 0, "FAILED": 0},
+                           "behaviorClose": {"OK": 507}},
+                "non_ok": [{"case": "6.4.1", "behavior": "NON-STRICT", "behaviorClose": "OK",
+                            "description": "fragments | split", "defect": None, "more": True},
+                           {"case": "12.1.1", "behavior": "UNIMPLEMENTED",
+                            "behaviorClose": "UNIMPLEMENTED", "description": "deflate"}],
+                "report_dir": "report/conformance/today-patched"},
+            "today-vanilla": {
+                "stack": "today", "fixed": False, "gevent_websocket": "0.10.1", "duration": 30,
+                "counts": {"behavior": {"OK": 400, "FAILED": 107}},
+                "non_ok": [{"case": "7.3.4", "behavior": "FAILED", "behaviorClose": "FAILED",
+                            "description": "close", "defect": "close drops the code"}],
+                "report_dir": "report/conformance/today-vanilla"}}}))
+    other = Cell("seed", False, False, False, False, True)
+
+    def package(name, before, after, cell, probed, skipped, thresholds):
+        return {"package": name, "stack": "seed", "python": "2.7.18", "agent": [False, True],
+                "range": {"first": probed[0], "last": probed[-1], "low": probed[0],
+                          "high": probed[-1], "releases": probed},
+                "watched": [cell.label()], "spread": 3,
+                "probed": [{"release": r, "purposes": ["end"],
+                            "verdicts": {cell.label(): "-" if r == before else "+",
+                                         other.label(): "+"}} for r in probed],
+                "skipped": [{"release": r, "reason": "no 2.7 wheel"} for r in skipped],
+                "flips": [{"before": before, "after": after, "skipped_between": [],
+                           "changed": {cell.label(): ["-", "+"]},
+                           "proof": {before: {cell.label(): "-"}, after: {cell.label(): "+"}},
+                           "diff": "--- a\n+++ b\n@@\n-<script>\n+x", "why": "new key"}],
+                "thresholds": thresholds, "problems": [], "status": "passed", "notes": [],
+                "runs": [], "wall_time": 300, "load_before": [0.1, 0.2, 0.3]}
+
+    (out / "history.json").write_text(json.dumps({"schema": SCHEMA, "packages": {
+        "newrelic": package("newrelic", "2.66.0.49", "2.68.0.50", FLIPPED,
+                            ["2.66.0.49", "2.68.0.50", "2.70.0.1"], ["2.70.0.1"],
+                            {"agent_skips_websockets": "2.68.0.50"}),
+        "gevent-websocket": package("gevent-websocket", "0.9.5", "0.10", other,
+                                    ["0.9.5", "0.10", "0.10.1"], [],
+                                    {"handler_iterates": "0.10.0"})}}))
     (out / "bench.json").write_text(json.dumps({
-        "started": "2026-11-25T12:00:00+00:00", "machine": {"cpus": 2, "python": "3.11.7"},
-        "load": {"before": [0.1, 0.2, 0.3]},
+        "schema": SCHEMA, "started": "2026-11-25T12:00:00+00:00",
+        "machine": {"cpus": 2, "python": "3.11.7"}, "load": {"before": [0.1, 0.2, 0.3]},
         "cells": {"today agent off": {"duration": {"n": 16, "median": 0.8, "p90": 1, "max": 1},
-                                      "ready": {"median": 0.3, "p90": 0.4, "max": 0.5},
+                                      "start": {"median": 0.3, "p90": 0.4, "max": 0.5},
                                       "exchange": {"median": 0.3, "p90": 0.4, "max": 0.5},
-                                      "rest": {"median": 0.2, "p90": 0.3, "max": 0.4}},
+                                      "stop": {"median": 0.2, "p90": 0.3, "max": 0.4}},
                   "all": {"duration": {"n": 16, "median": 0.8, "p90": 1, "max": 1}}},
+        "figures": [["cell median, all", "0.800 s", "<= 0.4 s", "miss", "+100% vs target"]],
         "throughput": {"rates": {"flask vanilla agent-off": {"median": 5000, "min": 4000,
                                                              "max": 6000, "n": 7}},
                        "ratios": {"patched/vanilla, agent off": {
@@ -215,15 +230,15 @@ def test_a_disagreement_or_a_missing_session_fails_and_is_marked(tmp_path):
     assert "matrix(agent=True, fixed=False): no results file" in problems
     assert "but the model expects" in problems
     rows = {r["id"]: r for s in report["stacks"].values() for r in s["rows"]}
-    flipped = rows["seed-a1-f0-r1-h1-s1"]
+    flipped = rows[broken.slug()]
     assert flipped["matches_model"] is False and "model" in layout.marks(flipped)
     assert sum(r["status"] == "missing" for r in rows.values()) == 8
     assert "positive controls failed: ['rum_script']" in problems
     assert [r["id"] for r in rows.values() if "controls" in layout.marks(r)] == [
-        "today-a0-f1-r0-h0-s0"]
+        Cell("today", False, True, False, False, False).slug()]
     page = page_cells((out / "index.html").read_text())
     classes = {c[2]: c[1] for c in page.found if "cell" in c[1]}
-    assert "m-model" in classes["seed-a1-f0-r1-h1-s1"]
+    assert "m-model" in classes[broken.slug()]
     assert sum("v-missing" in c for c in classes.values()) == 8
     md = (out / "observations.md").read_text()
     assert md.count("🟨 ?") == 8 and "!" in md
@@ -240,15 +255,17 @@ def test_optional_inputs_render_when_present_and_tolerate_extra_keys(tmp_path):
     deploy = report["stacks"]["deploy"]
     assert deploy["reference"] == "today" and deploy["differs_from_reference"] == 1
     assert not deploy["required"]
-    assert [a["link"] for a in report["conformance"]["arms"]] == [
-        "conformance/today-fixed/index.html", "conformance/today-vanilla/index.html"]
+    assert [t["link"] for t in report["conformance"]["targets"]] == [
+        "conformance/today-patched/index.html", "conformance/today-vanilla/index.html"]
     newrelic, gws = report["history"]["packages"]
-    assert [c["id"] for c in newrelic["flips"][0]["cells"]] == [None, "seed-a1-f0-r1-h0-s0"]
+    assert [c["id"] for c in newrelic["flips"][0]["cells"]] == [FLIPPED.slug()]
     assert gws["range"] == ["0.9.5", "0.10.1"] and gws["in_range"] == 3
-    assert [p["version"] for p in gws["probed"]] == ["0.9.5", "0.10"]
+    assert [p["version"] for p in gws["probed"]] == ["0.9.5", "0.10", "0.10.1"]
     assert gws["flips"][0]["cells"] == [{
-        "key": "False,False,False,True", "before": "-", "after": "+", "id": None,
-        "label": "agent off · rum off · hello_goodbyer off · streaming on"}]
+        "key": "seed ¬agent ¬fixed ¬rum ¬hello_goodbyer streaming", "before": "-",
+        "after": "+", "id": "seed-agent_off-fixed_off-rum_off-hello_goodbyer_off-streaming_on",
+        "label": "seed ¬agent ¬fixed ¬rum ¬hello_goodbyer streaming"}]
+    assert [p["status"] for p in newrelic["probed"]] == ["ok", "ok", "skipped"]
     assert report["bench"]["ratios"][0]["target"] == 0.97
     assert [g["group"] for g in report["timing"]] == [
         "today agent off", "today agent on", "seed agent off", "seed agent on",
@@ -259,16 +276,17 @@ def test_optional_inputs_render_when_present_and_tolerate_extra_keys(tmp_path):
     assert {"conformance", "history", "bench", "timing", "stack-deploy"} <= page.ids
     assert sum(1 for c in page.found if c[0] == "deploy" and "cell" in c[1]) == 32
     assert "today stack (this run)" in text, "deploy is drawn beside today's grid"
-    assert "m-reference" in next(c[1] for c in page.found if c[2] == "deploy-a0-f0-r0-h0-s0")
-    assert 'href="#ev-seed-a1-f0-r1-h0-s0">seed-agent=1' in text, "a flipped cell links to it"
-    assert "streaming on <b>- → +</b>" in text
+    deployed = Cell("deploy", False, False, False, False, False)
+    assert "m-reference" in next(c[1] for c in page.found if c[2] == deployed.slug())
+    assert f'href="#ev-{FLIPPED.slug()}">{FLIPPED.label()}' in text, "a flipped cell links to it"
+    assert f"{FLIPPED.label()}</a> <b>- → +</b>" in text
     assert "<code>handler_iterates</code> from 0.10.0" in text
     assert "&lt;script&gt;" in text and "<script>\n+x" not in text, "a diff is escaped"
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", text), "nothing from the network"
     md = markdown.render(report)
     for heading in ("## Autobahn|Testsuite", "## History", "## Benchmarks", "≈"):
         assert heading in md
-    assert "2.66.0.49 → 2.68.0.50 flips 2 cells" in md
+    assert "2.66.0.49 → 2.68.0.50 flips 1 cells" in md
     text = terminal_text(report)
     assert "deploy stack" in text and "Autobahn today-vanilla" in text
 
@@ -316,10 +334,22 @@ def test_a_stack_read_against_another_differs_in_any_compared_column():
     def row(**changed):
         return {"agent": True, "fixed": False, "rum": True, "hello_goodbyer": False,
                 "streaming": True, "status": "observed", "verdict": "+", "closed": False,
-                "valid_close": True, **changed}
+                "valid_close_frame": True, **changed}
 
-    rows = [row(), row(rum=False, closed=True), row(streaming=False, valid_close=False),
+    rows = [row(), row(rum=False, closed=True), row(streaming=False, valid_close_frame=False),
             row(hello_goodbyer=True, status="missing")]
     today = [row(), row(rum=False), row(streaming=False), row(hello_goodbyer=True)]
     report_module.compare_with(rows, today)
-    assert [r["reference_differs"] for r in rows] == [[], ["closed"], ["close_frame"], []]
+    assert [r["reference_differs"] for r in rows] == [[], ["closed"], ["valid_close_frame"], []]
+
+
+def test_a_results_file_of_another_schema_is_one_line_naming_the_file_and_its_session(tmp_path):
+    write_results(tmp_path / "results")
+    path = tmp_path / "results" / "matrix-agent-False-fixed-True.json"
+    doc = json.loads(path.read_text())
+    del doc["schema"]  # as written before records.py: schema 1
+    path.write_text(json.dumps(doc))
+    report = report_module.collect(tmp_path / "results", tmp_path / "report")
+    assert report["problems"] == [
+        f"{path}: schema 1, this report reads schema {SCHEMA}: rerun "
+        '`nox -s "matrix(agent=False, fixed=True)"`']

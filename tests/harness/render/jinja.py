@@ -6,8 +6,8 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from ..report import OUTCOME_TEXT, conclusion_text, protocol_counts
 from . import layout
+from .text import conclusion_text, outcome, protocol_counts
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -28,7 +28,7 @@ def environment():
                       autoescape=select_autoescape(["html", "html.j2"]),
                       trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
     env.globals.update(layout=layout, conclusion_text=conclusion_text,
-                       protocol_counts=protocol_counts, outcome=lambda o: OUTCOME_TEXT.get(o, o),
+                       protocol_counts=protocol_counts, outcome=outcome,
                        read=lambda name: (TEMPLATES / name).read_text())
     env.filters.update(md=md_cell, seconds=seconds, onoff=layout.on)
     return env

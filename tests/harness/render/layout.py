@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import itertools
 
-from ..cells import BOOLS, seed_table
+from ..cells import BOOLS, COLUMN_AXES, Cell, seed_verdict
 
-ROWS = [(True, True), (True, False), (False, True), (False, False)]  # (agent, fixed)
-COLUMN_AXES = ("rum", "hello_goodbyer", "streaming")
+ROWS = [(True, True), (True, False), (False, True), (False, False)]  # (agent, fixed): arms
 COLUMNS = list(itertools.product(BOOLS, repeat=3))
 VERDICT_CLASS = {"+": "v-pass", "-": "v-fail"}
 STATUS_CLASS = {"missing": "v-missing", "skipped": "v-skipped", "not run": "v-notrun"}
@@ -34,11 +33,13 @@ def legend_marks(report):
     return [m for m in MARKS if other or m[0] != "reference"]
 
 
+def cell_of(row, stack=""):
+    return Cell.from_dict({**row, "stack": stack or row.get("stack", "")})
+
+
 def title(row, stack):
-    """A cell's coordinates: today · agent on · fixed off · rum on · ..."""
-    return " · ".join([stack, row_label(row["agent"], row["fixed"]),
-                       column_label((row["rum"], row["hello_goodbyer"], row["streaming"]))
-                       .replace(", ", " · ")])
+    """A cell's label: today agent ¬fixed rum ¬hello_goodbyer streaming."""
+    return cell_of(row, stack).label()
 
 
 def on(value):
@@ -58,19 +59,11 @@ def column_headers():
     return out
 
 
-def column_label(column):
-    return ", ".join(f"{axis} {on(v)}" for axis, v in zip(COLUMN_AXES, column, strict=True))
-
-
-def key(row):
-    return (row["agent"], row["fixed"], row["rum"], row["hello_goodbyer"], row["streaming"])
-
-
 def grid(rows):
     """[{agent, fixed, label, cells: [row or None] x 8}] in ROWS order."""
-    by_key = {key(r): r for r in rows}
+    by_cell = {cell_of(r).on(""): r for r in rows}
     return [{"agent": a, "fixed": f, "label": row_label(a, f),
-             "cells": [by_key.get((a, f, *c)) for c in COLUMNS]} for a, f in ROWS]
+             "cells": [by_cell.get(Cell("", a, f, *c)) for c in COLUMNS]} for a, f in ROWS]
 
 
 def reference_grid(report, stack):
@@ -79,10 +72,9 @@ def reference_grid(report, stack):
     if ref != "seed" and ref in report["stacks"]:
         rows = [{**r, "verdict": r.get("verdict")} for r in report["stacks"][ref]["rows"]]
         return f"{ref} stack (this run)", grid(rows)
-    table = seed_table()
-    rows = [{"agent": a, "fixed": f, "rum": c[0], "hello_goodbyer": c[1], "streaming": c[2],
-             "status": "observed", "verdict": table[(a, f, *c)]}
-            for a, f in ROWS for c in COLUMNS]
+    cells = [Cell("seed", a, f, *c) for a, f in ROWS for c in COLUMNS]
+    rows = [{**cell.as_dict(), "status": "observed", "verdict": seed_verdict(cell)}
+            for cell in cells]
     return "seed (published, 2016)", grid(rows)
 
 
@@ -103,7 +95,7 @@ def marks(row):
         "reference": bool(row.get("reference_differs")),
         "model": not row.get("matches_model", True),
         "open": not row.get("closed", True),
-        "frame": not row.get("valid_close", True),
+        "frame": not row.get("valid_close_frame", True),
         "controls": bool(row.get("controls_failed")),
     }
     return [k for k, *_ in MARKS if found.get(k)]
@@ -123,9 +115,7 @@ def describe(row, stack=""):
     """A cell in words (the page's tooltip and the drill-down's heading)."""
     if row is None:
         return "no observation"
-    where = f"{stack} stack, " if stack else ""
-    head = (f"{where}{row_label(row['agent'], row['fixed'])}, "
-            f"{column_label((row['rum'], row['hello_goodbyer'], row['streaming']))}")
+    head = cell_of(row, stack).label(omit=() if stack else ("stack",))
     if row.get("status", "observed") != "observed":
         return f"{head}: {row['status']}"
     parts = [f"observed {row['verdict']}", f"seed {row.get('seed')}"]

@@ -26,7 +26,7 @@ def seed_list_line(row):
     cause = f" (cause {row['cause_letter']})" if row.get("cause_letter") else ""
     return (f"{flags}: {row['verdict']} (seed: {row['seed']}){diff}{cause}; closed: "
             f"{'yes' if row['closed'] else 'no'}; close frame: "
-            f"{'valid' if row['valid_close'] else 'invalid'}")
+            f"{'valid' if row['valid_close_frame'] else 'invalid'}")
 
 
 def render(report):

@@ -13,8 +13,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..report import OUTCOME_TEXT, conclusion_text, protocol_counts
 from . import layout
+from .text import conclusion_text, outcome, protocol_counts
 
 STYLE = {"v-pass": "bold black on green", "v-fail": "bold white on red",
          "v-missing": "bold black on yellow", "v-skipped": "black on white",
@@ -78,11 +78,11 @@ def protocol_lines(report):
         table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
                       title=f"protocol checks, {stack} stack (vanilla / patched +fixed)",
                       title_justify="left")
-        for name in ("check", "vanilla", "patched", "defect (vanilla)"):
+        for name in ("check", *protocol["builds"], "defect (vanilla)"):
             table.add_column(name)
         for r in data["rows"]:
-            table.add_row(Text(r["check"]), *(Text(OUTCOME_TEXT.get(r[arm]["outcome"], "?"))
-                                              for arm in ("vanilla", "patched")),
+            table.add_row(Text(r["check"]), *(Text(outcome(r[build]["outcome"]))
+                                              for build in protocol["builds"]),
                           Text(r["defect"] or "(control: no defect)"))
         lines += [table, protocol_counts(data), f"({protocol['legend']})"]
     return lines
@@ -92,10 +92,10 @@ def extra_lines(report):
     lines = []
     conf = report.get("conformance")
     if conf:
-        for arm in conf["arms"]:
-            counts = arm["counts"]["behavior"]
-            lines.append(f"Autobahn {arm['arm']} ({arm['build']}): " + ", ".join(
-                f"{k} {v}" for k, v in counts.items() if v) + f" of {arm['cases']} cases")
+        for target in conf["targets"]:
+            counts = target["counts"]["behavior"]
+            lines.append(f"Autobahn {target['target']} ({target['build']}): " + ", ".join(
+                f"{k} {v}" for k, v in counts.items() if v) + f" of {target['cases']} cases")
     hist = report.get("history")
     if hist:
         for pkg in hist["packages"]:

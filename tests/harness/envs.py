@@ -1,0 +1,193 @@
+"""What a nox session builds before it runs anything: the harness, the node client, the
+server under test (in the session's own venv on Python 3, in a CPython 2.7 virtualenv
+beside it for the 2.7 stacks), wstest, history's base env; where results go; and the one
+rule for a missing CPython 2.7.  noxfile.py is the table of sessions that call these.
+
+Installs go through session.install / session.run_install, so `nox -R` skips them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+import nox
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from tests.harness import records
+from tests.harness.cells import STACKS, TOOL, build_name, slug
+from tests.harness.locks import ROOT, exclusive
+from tests.harness.py27 import pip27_install, py27_env, py27_wheelhouse
+from tests.harness.pythons import MissingPython, find_python27
+from tests.harness.records import SessionResults
+
+PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
+# MATRIX_RESULTS moves the results elsewhere (relative to ROOT, or absolute); the
+# workflow rehearsal in tests/product/test_workflow.py uses it to keep a second set apart.
+RESULTS = ROOT / os.environ.get("MATRIX_RESULTS", "results")
+# MATRIX_REPORT likewise for the report's output (the bench's own matrix run uses both).
+REPORT = ROOT / os.environ.get("MATRIX_REPORT", "report")
+# This machine (and many CI images) export PYTHONDONTWRITEBYTECODE=1, and uv
+# does not compile on install: every server start would then compile Flask
+# from source (readiness 0.50 s instead of 0.19 s).  pip compiles anyway.
+COMPILE: dict[str, str | None] = {"UV_COMPILE_BYTECODE": "1"}
+NODE_LOCK = ROOT / "app" / "package-lock.json"
+NODE_STAMP = ROOT / "app" / "node_modules" / ".installed-lock-sha256"
+
+
+def results_file(name: str, suffix: str = ".json") -> Path:
+    return RESULTS / f"{slug(name)}{suffix}"
+
+
+def write_skipped(path: Path, session: str, reason: str) -> None:
+    """The results file of a session that did not run, so the report says why."""
+    records.write(path, SessionResults(session=session, status="skipped", reason=reason))
+
+
+def require_python27(session: nox.Session, results: Path | None = None) -> str:
+    """A CPython 2.7, else the session ends: skipped with the reason (recorded in
+    ``results`` if given) on a developer's machine, failed under CI (CI set)."""
+    try:
+        return find_python27()
+    except MissingPython as exc:
+        reason = str(exc)
+    if os.environ.get("CI"):
+        session.error(reason)
+    if results is not None:
+        write_skipped(results, session.name, reason)
+    session.skip(reason)
+
+
+def needs_python27(stack: str) -> bool:
+    return str(STACKS[stack]["python"]) == "2.7"
+
+
+def install_groups(session: nox.Session, *groups: str,
+                   env: dict[str, str | None] | None = None) -> None:
+    """The pinned [dependency-groups] of pyproject.toml, into the session's venv."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, *groups), env=env)
+
+
+def install_harness(session: nox.Session) -> None:
+    # Only what runs in every cell is worth compiling: compiling the builder's
+    # tools too cost uv ~1.2 s of every cold session (pip compiles anyway).
+    install_groups(session, "harness", env=COMPILE)
+    install_groups(session, "builder")
+
+
+def install_node_client(session: nox.Session) -> None:
+    """npm ci into app/node_modules, unless it already holds this package-lock.json.
+
+    The directory is shared by every session: reinstalling it for each cost
+    0.5-0.8 s a session, and wiped it under any session still running node.
+    """
+    digest = hashlib.sha256(NODE_LOCK.read_bytes()).hexdigest()
+
+    def current() -> bool:
+        return NODE_STAMP.is_file() and NODE_STAMP.read_text() == digest
+
+    if current():
+        return
+    with exclusive(session, "node_modules"):
+        if current():  # a parallel session made it
+            return
+        if session.run_install("npm", "ci", "--prefix", "app", "--no-audit", "--no-fund",
+                               "--loglevel=error", external=True):
+            NODE_STAMP.write_text(digest)
+
+
+def gevent_websocket_wheel(session: nox.Session, stack: str, fixed: bool,
+                           python: Path | None = None) -> str | None:
+    """Build (or take from cache) the verified wheel; None when installs are skipped."""
+    build = build_name(fixed)
+    args = ["python", "-m", "tests.harness.builds", "--stack", stack, "--build", build]
+    if python:
+        args += ["--python", str(python)]
+    with exclusive(session, f"wheel-{stack}-{build}"):  # one build, not one per parallel session
+        output = session.run_install(*args, silent=True)
+    return output.strip().splitlines()[-1] if isinstance(output, str) and output else None
+
+
+def server_requirements(stack: str, agent: bool) -> list[str]:
+    pins = STACKS[stack]
+    return [*pins["server"], *(pins["agent"] if agent else [])]
+
+
+def install_server(session: nox.Session, stack: str, agent: bool, fixed: bool) -> Path:
+    """The environment of the server under test; returns its interpreter.
+
+    The wheel is force-reinstalled: a changed patch rebuilds it under the same
+    version (0.10.1+fixed), which a reused environment would otherwise keep.
+    """
+    requirements = server_requirements(stack, agent)
+    if needs_python27(stack):
+        python = py27_env(session, require_python27(session))
+        return install_py27_server(session, python, stack, fixed, requirements)
+    wheel = gevent_websocket_wheel(session, stack, fixed)
+    if wheel:
+        session.install(*requirements, env=COMPILE)
+        session.install("--no-deps", "--force-reinstall", wheel, env=COMPILE)
+    return Path(session.virtualenv.location) / "bin" / "python"
+
+
+def install_py27_server(session: nox.Session, python: Path, stack: str, fixed: bool,
+                        requirements: list[str]) -> Path:
+    """The server into the 2.7 env ``python``, from the stack's wheelhouse."""
+    wheel = gevent_websocket_wheel(session, stack, fixed, python=python)
+    if wheel:
+        house = py27_wheelhouse(session, python, stack, server_requirements(stack, True))
+        pip27_install(session, python, house, "--force-reinstall", *requirements, wheel)
+    return python
+
+
+def conformance_server(session: nox.Session, target: str, stack: str, fixed: bool) -> Path:
+    """The server env of one conformance target, beside the session's; its interpreter."""
+    where = Path(session.virtualenv.location) / "targets" / target
+    requirements = server_requirements(stack, False)
+    if needs_python27(stack):
+        python = py27_env(session, require_python27(session), where)
+        return install_py27_server(session, python, stack, fixed, requirements)
+    python = where / "bin" / "python"
+    session.run_install("uv", "venv", "--quiet", "--allow-existing", "--python",
+                        sys.executable, str(where), external=True)
+    wheel = gevent_websocket_wheel(session, stack, fixed)
+    if wheel:
+        install = ["uv", "pip", "install", "--quiet", "--python", str(python)]
+        session.run_install(*install, *requirements, env=COMPILE, external=True)
+        session.run_install(*install, "--no-deps", "--reinstall", wheel, env=COMPILE,
+                            external=True)
+    return python
+
+
+def install_wstest(session: nox.Session, where: Path) -> Path:
+    """wstest in a CPython 2.7 virtualenv at ``where``: exactly the pinned packages.
+
+    --no-deps: the pins are the whole environment (autobahntestsuite's sdist
+    declares no dependencies, and nothing unpinned may come in).  wsaccel,
+    ujson and Twisted compile once, into the wheelhouse.
+    """
+    pins = list(TOOL["conformance"]["wstest"])
+    python = py27_env(session, require_python27(session), where)
+    house = py27_wheelhouse(session, python, "wstest", pins, "--no-deps")
+    pip27_install(session, python, house, "--no-deps", *pins)
+    return where / "bin" / "wstest"
+
+
+def history_base_env(session: nox.Session, package: str, stack: str) -> Path:
+    """The stack's 2.7 server without ``package``: each release of it is put first on the
+    server's PYTHONPATH by the search (tests/harness/history.py), in a directory of its own."""
+    if not needs_python27(stack):
+        session.error(f"history({package}): stack {stack!r} runs on Python "
+                      f"{STACKS[stack]['python']}; only 2.7 stacks are supported so far")
+    python = py27_env(session, require_python27(session))
+    house = py27_wheelhouse(session, python, stack, server_requirements(stack, True))
+    others = [r for r in server_requirements(stack, True)
+              if canonicalize_name(Requirement(r).name) != canonicalize_name(package)]
+    if canonicalize_name(package) != "gevent-websocket":
+        wheel = gevent_websocket_wheel(session, stack, False, python=python)
+        others += [wheel] if wheel else []
+    pip27_install(session, python, house, *others)
+    return python

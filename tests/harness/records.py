@@ -1,0 +1,355 @@
+"""What a run records: every results file the sessions write and the report reads.
+
+One dataclass per record, one name per field; the JSON keys are the field names.
+Writers build these and call ``write``; readers call ``read`` (or ``load``), which
+fails with one line naming the file and the command that rewrites it when the
+file's ``schema`` is not ``SCHEMA``.  A reader keeps the fields it knows and
+ignores others (a newer writer may add one within a schema version).
+
+Words (one meaning each, everywhere but the nox session parameters):
+
+- **stack**: a set of pins of pyproject.toml's [tool.stacks] (today, seed, deploy);
+- **build**: gevent-websocket vanilla or patched (``build_name(fixed)``; the session
+  parameter stays ``fixed=``, the wheel's local version label ``+fixed``);
+- **arm**: (agent, fixed), one row pair of a stack's grid, what one session runs
+  (noxfile ``ARMS``, ``Cell.arm``);
+- **cell**: ``tests.harness.cells.Cell``, an arm's (rum, hello_goodbyer, streaming)
+  on a stack; its label, slug and parse live there.
+
+Files: ``results/<session slug>.json`` (``SessionResults``: a session's cells and
+protocol checks, or why it was skipped), ``results/conformance.json``
+(``ConformanceResults``), ``report/history.json`` (``HistoryResults``).
+"""
+
+from __future__ import annotations
+
+import json
+import types
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+
+from .cells import Cell
+
+SCHEMA = 2  # 1: the unversioned files before this module (no "schema" key)
+
+
+class SchemaError(ValueError):
+    """A results file this reader cannot read: one line, naming the file and its fix."""
+
+
+# -- reading and writing -----------------------------------------------------------
+
+
+def _convert(kind, value):
+    """``value`` (parsed JSON) as ``kind`` (a type hint of a record's field)."""
+    if value is None:
+        return None
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        return _convert(inner[0], value) if len(inner) == 1 else value
+    if origin is list:
+        return [_convert(args[0], v) for v in value] if args else list(value)
+    if origin is dict:
+        return {k: _convert(args[1], v) for k, v in value.items()} if args else dict(value)
+    if kind is Cell:
+        return Cell.from_dict(value)
+    if is_dataclass(kind):
+        return from_dict(kind, value)
+    return value
+
+
+def from_dict(cls, data):
+    """A record from its JSON form; keys it does not know are ignored."""
+    hints = typing.get_type_hints(cls)
+    known = {f.name: _convert(hints[f.name], data[f.name]) for f in fields(cls)
+             if f.name in data}
+    missing = [f.name for f in fields(cls) if f.name not in known
+               and f.default is MISSING and f.default_factory is MISSING]
+    if missing:
+        raise ValueError(f"{cls.__name__} without {missing}")
+    return cls(**known)
+
+
+def to_dict(record):
+    """The JSON form: the fields, with a Cell as its axes."""
+    return asdict(record)
+
+
+def write(path, record):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(to_dict(record), indent=1, sort_keys=True) + "\n")
+
+
+def load_json(path, rewrite):
+    """The JSON object of a file of this SCHEMA; SchemaError (one line) otherwise.
+    ``rewrite``: the command that writes the file, or a function of its parsed JSON."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as exc:
+        raise SchemaError(f"{path}: not JSON ({exc}): rerun {_rewrite(rewrite, None)}") from None
+    found = data.get("schema", 1) if isinstance(data, dict) else None
+    if found != SCHEMA:
+        raise SchemaError(f"{path}: schema {found}, this report reads schema {SCHEMA}: "
+                          f"rerun {_rewrite(rewrite, data)}")
+    return data
+
+
+def _rewrite(rewrite, data):
+    return rewrite(data if isinstance(data, dict) else {}) if callable(rewrite) else rewrite
+
+
+def read(path, cls, rewrite):
+    """``cls`` from the results file at ``path``: load_json, then the record."""
+    data = load_json(path, rewrite)
+    try:
+        return from_dict(cls, data)
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
+        raise SchemaError(f"{path}: not a {cls.__name__} of schema {SCHEMA} ({exc}): "
+                          f"rerun {_rewrite(rewrite, data)}") from None
+
+
+# -- a cell ----------------------------------------------------------------------------
+
+
+@dataclass
+class Observation:
+    """One client's run of a cell, judged by the seed's criteria (tests/harness/criteria.py)."""
+
+    client: str
+    rid: int | None
+    view: bool
+    iterator: bool | None
+    middleware: bool | None
+    verdict: str
+    iterable_closed: bool
+    valid_close_frame: bool
+    evidence: dict = field(default_factory=dict)
+
+
+# What a cell asserts against the expectation model (tests/harness/model.py Prediction).
+COMPARED = ("view", "iterator", "middleware", "verdict", "iterable_closed", "valid_close_frame")
+
+
+def comparable(observation):
+    """The fields of an Observation (or its JSON form) a cell compares with the model."""
+    get = observation.get if isinstance(observation, dict) else observation.__getattribute__
+    return {k: get(k) for k in COMPARED}
+
+
+@dataclass
+class Phases:
+    """Where a cell's time goes, in seconds: the one split every reader shows.
+
+    start: server spawn to its readiness line; exchange: the page's GET and both
+    clients (at once); stop: the server's stop and the harness's evaluation.
+    """
+
+    start: float
+    exchange: float
+    stop: float
+
+    @classmethod
+    def split(cls, ready_after, exchanged_after, duration):
+        """From seconds since the cell started: ready, exchange over, cell over."""
+        return cls(start=round(ready_after, 3),
+                   exchange=round(exchanged_after - ready_after, 3),
+                   stop=round(duration - exchanged_after, 3))
+
+
+@dataclass
+class Outcome:
+    """A cell's columns beside its verdict, every client agreeing for a yes: what the
+    report draws and deploy_compare compares."""
+
+    verdict: str
+    closed: bool
+    valid_close_frame: bool
+
+
+OUTCOME_COLUMNS = tuple(f.name for f in fields(Outcome))
+
+
+@dataclass
+class CellRecord:
+    """One cell of a session (tests/matrix/test_cells.py), kept before any assertion."""
+
+    cell: Cell
+    seed: str  # the seed's published verdict
+    verdict: str  # the first client's
+    observed: list[Observation]
+    expected: dict  # tests/harness/model.py Prediction, as a dict
+    facts: dict  # tests/harness/model.py StackFacts
+    controls: dict[str, bool]  # positive controls: name -> held
+    versions: dict[str, str | None]
+    page_status: int | None
+    transcripts: list[dict]  # tests/harness/clients.py Transcript
+    server_events: list[dict]
+    server_ready_after: float
+    client_durations: dict[str, float]
+    duration: float
+    launcher: str
+    phases: Phases
+
+    def outcome(self):
+        return Outcome(verdict=self.verdict,
+                       closed=all(o.iterable_closed for o in self.observed),
+                       valid_close_frame=all(o.valid_close_frame for o in self.observed))
+
+
+@dataclass
+class ProtocolRecord:
+    """One RFC 6455 / bad-input check of tests/matrix/test_protocol.py on one build."""
+
+    check: str
+    nodeid: str
+    stack: str
+    build: str | None  # build_name(): vanilla or patched
+    outcome: str  # passed, failed, skipped, xfailed (the defect seen), xpassed
+    defect: str | None  # what vanilla gets wrong (tests/harness/defects.py)
+    evidence: str | None
+    duration: float
+
+
+@dataclass
+class SessionResults:
+    """results/<session slug>.json: one nox session of cells and checks, or its skip."""
+
+    session: str
+    status: str  # passed, failed, skipped
+    stack: str | None = None  # None: skipped before it knew (noxfile skip_or_fail)
+    agent: bool | None = None
+    fixed: bool | None = None
+    schema: int = SCHEMA
+    reason: str | None = None  # why it was skipped
+    pytest_exitstatus: int | None = None
+    duration: float | None = None
+    python: str | None = None
+    ci: bool = False
+    cells: list[CellRecord] = field(default_factory=list)
+    protocol: list[ProtocolRecord] = field(default_factory=list)
+
+
+def session_rerun(name):
+    """The command that rewrites a session's results file: a name, or its parsed JSON."""
+    if isinstance(name, dict):
+        name = name.get("session") or "<its session>"
+    return f'`nox -s "{name}"`'
+
+
+# -- conformance: Autobahn|Testsuite per (stack, build) -----------------------------------
+
+
+@dataclass
+class NonOkCase:
+    case: str
+    behavior: str
+    behaviorClose: str  # noqa: N815  Autobahn's own name
+    description: str = ""
+    defect: str | None = None
+
+
+@dataclass
+class ConformanceTarget:
+    """One server Autobahn ran against: a stack's build (e.g. today-vanilla)."""
+
+    stack: str
+    fixed: bool
+    gevent_websocket: str  # the version the server reported
+    counts: dict[str, dict[str, int]]  # behavior / behaviorClose -> outcome -> cases
+    non_ok: list[NonOkCase]
+    report_dir: str
+    duration: float
+
+
+@dataclass
+class ConformanceResults:
+    """results/conformance.json (tests/harness/conformance.py)."""
+
+    targets: dict[str, ConformanceTarget]
+    wstest: str
+    duration: float
+    schema: int = SCHEMA
+
+
+CONFORMANCE_RERUN = "`nox -s conformance`"
+
+
+# -- history: which release flipped a cell ------------------------------------------------
+
+
+@dataclass
+class HistoryProbe:
+    release: str
+    purposes: list[str]
+    verdicts: dict[str, str]  # cell label -> + or -
+    build: dict | None = None
+
+
+@dataclass
+class HistorySkip:
+    release: str
+    reason: str
+
+
+@dataclass
+class HistoryFlip:
+    before: str
+    after: str
+    skipped_between: list[str]
+    changed: dict[str, list[str]]  # cell label -> [verdict before, verdict after]
+    proof: dict[str, dict[str, str]]  # release -> cell label -> verdict
+    diff: str
+
+
+@dataclass
+class HistoryRange:
+    first: str | None
+    last: str | None
+    low: str | None
+    high: str | None
+    releases: list[str]
+
+
+@dataclass
+class HistoryPackage:
+    """One package's search (tests/harness/history.py); cells named by Cell.label()."""
+
+    package: str
+    stack: str
+    python: str
+    agent: list[bool]
+    range: HistoryRange
+    watched: list[str]
+    spread: int
+    probed: list[HistoryProbe]
+    skipped: list[HistorySkip]
+    flips: list[HistoryFlip]
+    thresholds: dict[str, str]
+    problems: list[str]
+    status: str
+    notes: list[str]
+    runs: list[dict]
+    wall_time: float
+    load_before: list[float]
+
+
+@dataclass
+class HistoryResults:
+    """report/history.json: every package searched so far."""
+
+    packages: dict[str, HistoryPackage] = field(default_factory=dict)
+    schema: int = SCHEMA
+
+    def proven(self, name, package, release):
+        """Whether this history proves threshold ``name`` = ``release`` of ``package``."""
+        found = self.packages.get(package)
+        return bool(found and found.status == "passed"
+                    and found.thresholds.get(name) == release)
+
+
+def history_rerun(package="<package>"):
+    return f'`nox -s "history({package})"`'
