@@ -112,6 +112,10 @@ def build_application(hello_goodbyer, layer=None, with_flask_app=False):
     from .web import create_app, raw_app
 
     flask_app = layers.instrument(layer, create_app())
+    if "newrelic" in sys.modules:  # the agent is this server's layer (app.agent)
+        from .agent import track_transactions
+
+        track_transactions(flask_app)
     main = HelloGoodbyer(flask_app) if hello_goodbyer else flask_app
 
     def dispatch(environ, start_response):
