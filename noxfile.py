@@ -25,7 +25,7 @@ import nox
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tests.harness.cells import BOOLS, HISTORY, MAIN_STACKS  # noqa: E402
+from tests.harness.cells import BOOLS, HISTORY, MAIN_STACKS, layer_arms  # noqa: E402
 from tests.harness.conformance import TARGETS as CONFORMANCE_TARGETS  # noqa: E402
 from tests.harness.envs import (  # noqa: E402
     COMPILE,
@@ -36,6 +36,7 @@ from tests.harness.envs import (  # noqa: E402
     history_base_env,
     install_groups,
     install_harness,
+    install_layer,
     install_node_client,
     install_server,
     install_wstest,
@@ -77,7 +78,7 @@ def workers(default: int) -> list[str]:
 
 
 def tests_impl(session: nox.Session, stack: str, agent: bool, fixed: bool, paths: list[str],
-               *, xdist: int | None = None) -> None:
+               *, xdist: int | None = None, layer: str | None = None) -> None:
     """pytest on ``paths`` against this arm's server; results under RESULTS/<session name>.
 
     ``xdist``: the main job's default number of workers (MATRIX_WORKERS overrides it);
@@ -89,8 +90,11 @@ def tests_impl(session: nox.Session, stack: str, agent: bool, fixed: bool, paths
     install_harness(session)
     install_node_client(session)
     server_python = install_server(session, stack, agent, fixed)
+    if layer:
+        install_layer(session, stack, layer, server_python)
     session.run(
         "pytest", *paths, *(workers(xdist) if xdist is not None else []),
+        *(["--layer", layer] if layer else []),
         "--stack", stack, "--agent" if agent else "--no-agent",
         "--fixed" if fixed else "--no-fixed", "--server-python", str(server_python),
         "--session-name", name,
@@ -167,6 +171,24 @@ def checks(session: nox.Session, stack: str, agent: bool, fixed: bool) -> None:
     tests_impl(session, stack, agent, fixed,
                ["tests/matrix/test_app.py", "tests/matrix/test_lifeline.py",
                 *(["tests/matrix/test_no_network.py"] if agent else [])])
+
+
+# -- layers (issue 19): today's request layers, each set up as its docs say -------------
+# One session per [tool.layers.<name>] x stack where it has pins x build: its 8 cells
+# (tests/matrix/test_layers.py), then the no-network proofs with the layer on.  The
+# stack is a parameter (not one session for both) because each stack is its own server
+# env: `nox -s "layer(seed, sentry, fixed=False)"` reads as the cell labels do.  A layer
+# without pins for a stack has no session there; the report names it with the reason.
+LAYER_ARMS = [nox.param(stack, name, fixed, id=f"{stack}, {name}, fixed={fixed}")
+              for stack, name, fixed in layer_arms()]
+
+
+@nox.session(python=None, default=False, tags=CI, allow_parallel=True)
+@nox.parametrize(("stack", "name", "fixed"), LAYER_ARMS)
+def layer(session: nox.Session, stack: str, name: str, fixed: bool) -> None:
+    """A request layer's cells on one stack and build, and its no-network proofs."""
+    tests_impl(session, stack, False, fixed,
+               ["tests/matrix/test_layers.py", "tests/matrix/test_no_network.py"], layer=name)
 
 
 # Alone (no parallel session beside it), as when sessions ran one at a time: its

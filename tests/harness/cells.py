@@ -52,6 +52,12 @@ def resolve_stacks(declared):
 TOOL = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]
 STACKS = resolve_stacks(TOOL["stacks"])
 HISTORY = TOOL.get("history", {})  # [tool.history.<package>]: tests/harness/history.py
+# Request layers (issue 19): [tool.layers.<name>], pins per stack and properties.
+LAYERS = TOOL.get("layers", {})
+NO_LAYER = "none"  # Cell.layer of a cell without one (the layer-off control)
+# The layer that is the cells' agent axis (no session of its own).
+AGENT_LAYER = next((n for n, p in LAYERS.items() if p.get("axis") == "agent"), None)
+SESSION_LAYERS = tuple(n for n, p in LAYERS.items() if p.get("axis") is None)
 # nox session name per stack
 SESSION_KIND = {"today": "matrix", "seed": "seed", "deploy": "deploy"}
 # How a stack's servers start (tests/harness/server.py): "app" is `python -m app`.
@@ -112,6 +118,7 @@ class Cell:
     rum: bool
     hello_goodbyer: bool
     streaming: bool
+    layer: str = "none"  # a request layer of [tool.layers] set up in the server (NO_LAYER)
 
     @property
     def key(self):
@@ -130,6 +137,14 @@ class Cell:
     def seed_key(self):
         """The seed's own (fixed, rum, hello_goodbyer, streaming) tuple."""
         return (self.fixed, self.rum, self.hello_goodbyer, self.streaming)
+
+    @property
+    def tracked_layer(self):
+        """The layer whose end-of-request work the cell observes (``layer_finished``): its
+        own, else the New Relic agent when it is on, else None."""
+        if self.layer != NO_LAYER:
+            return self.layer
+        return AGENT_LAYER if self.agent else None
 
     @property
     def route(self):
@@ -243,6 +258,33 @@ def session_name(stack, agent, fixed):
 def checks_name(stack, agent, fixed):
     """The `nox -t ci` session of the other per-arm checks (test_app, lifeline, ...)."""
     return f"checks({stack}, agent={agent}, fixed={fixed})"
+
+
+LAYER_COLUMN_AXES = ("layer", "hello_goodbyer", "streaming")
+
+
+def layer_pins(name, stack):
+    """(pins, None) of a layer on a stack, or (None, why it cannot run there)."""
+    found = LAYERS[name]
+    if stack in found:
+        return list(found[stack]), None
+    return None, found.get(f"{stack}-reason") or f"[tool.layers.{name}] has no {stack} pins"
+
+
+def layer_arms():
+    """(stack, layer, fixed) of every layer session, in the order nox runs them."""
+    return [(stack, name, fixed) for stack in MAIN_STACKS for name in SESSION_LAYERS
+            if layer_pins(name, stack)[0] is not None for fixed in BOOLS]
+
+
+def layer_session_name(stack, layer, fixed):
+    return f"layer({stack}, {layer}, fixed={fixed})"
+
+
+def layer_cells(stack, fixed, layer):
+    """A layer session's 8 cells: hello_goodbyer x streaming, the layer on, then off."""
+    return [Cell(stack, False, fixed, False, h, s, layer=on)
+            for on in (layer, NO_LAYER) for h, s in itertools.product(BOOLS, repeat=2)]
 
 
 def sessions():

@@ -37,7 +37,32 @@ def _exchange(transcript, server_events, message, event_name):
                 "server_logged": [e.get("data") for e in logged]}
 
 
-def evaluate(cell, transcript, events):
+def layer_finished(layer, rid, events):
+    """Did ``layer`` finish its work for request ``rid`` in ``events``?  None: no layer,
+    or the layer had none for that request (``layer_skipped``).  An end that is the
+    layer's own fallback (``fallback``: the agent's garbage-collected transaction)
+    does not count: its timing is the collector's, not the request's."""
+    if layer is None:
+        return None, {}
+    mine = [e for e in events if e.get("layer") == layer and rid is not None
+            and e.get("rid") == rid and e["event"] in ("layer_finished", "layer_skipped")]
+    if any(e["event"] == "layer_skipped" for e in mine):
+        return None, {"layer": layer, "events": mine}
+    return (any(e["event"] == "layer_finished" and not e.get("fallback") for e in mine),
+            {"layer": layer, "events": mine})
+
+
+def tcp_close(transcript):
+    """(the server closed TCP first after the handshake, seconds it took, the event)."""
+    event = next((e for e in transcript.events if e["event"] == "tcp_closed"), None)
+    by_server = bool(event and event.get("by") == "server" and event.get("handshake", True)
+                     and event.get("after_handshake") is not None)
+    return by_server, (event.get("after_handshake") if by_server else None), event
+
+
+def evaluate(cell, transcript, events, within_bound=None):
+    """``within_bound``: the server's events up to the end of the layer's bound (the
+    rest came later, e.g. at the server's stop); default ``events``."""
     rid = request_id(events, transcript.client)
     mine = [e for e in events if rid is not None and e.get("rid") == rid]
     view, view_ev = _exchange(transcript, mine, VIEW_MESSAGE, "view_received")
@@ -55,8 +80,12 @@ def evaluate(cell, transcript, events):
     evidence["close"] = {"iterable_close_calls": len(closes), "client_close": close,
                          "client_returncode": transcript.returncode}
     ok = view and iterator is not False and middleware is not False
+    finished, evidence["layer"] = layer_finished(
+        cell.tracked_layer, rid, events if within_bound is None else within_bound)
+    closed_tcp, after, evidence["tcp_closed"] = tcp_close(transcript)
     return Observation(client=transcript.client, rid=rid, view=view, iterator=iterator,
                        middleware=middleware, verdict="+" if ok else "-",
                        iterable_closed=len(closes) == 1,
                        valid_close_frame=bool(close and close.get("valid")),
-                       evidence=evidence)
+                       evidence=evidence, layer_finished=finished,
+                       server_closed_tcp=closed_tcp, tcp_close_after=after)

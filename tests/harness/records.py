@@ -128,10 +128,19 @@ class Observation:
     iterable_closed: bool
     valid_close_frame: bool
     evidence: dict = field(default_factory=dict)
+    # The cell's tracked layer (Cell.tracked_layer) finished its end-of-request work for
+    # this connection within LAYER_BOUND after both clients were done; None: no layer, or
+    # the layer had no work for it (``layer_skipped``).
+    layer_finished: bool | None = None
+    # The server closed TCP within the client's bound after the closing handshake
+    # (RFC 6455 7.1.1); seconds it took (None: it did not).
+    server_closed_tcp: bool | None = None
+    tcp_close_after: float | None = None
 
 
 # What a cell asserts against the expectation model (tests/harness/model.py Prediction).
-COMPARED = ("view", "iterator", "middleware", "verdict", "iterable_closed", "valid_close_frame")
+COMPARED = ("view", "iterator", "middleware", "verdict", "iterable_closed", "valid_close_frame",
+            "layer_finished", "server_closed_tcp")
 
 
 def comparable(observation):
@@ -168,6 +177,8 @@ class Outcome:
     verdict: str
     closed: bool
     valid_close_frame: bool
+    layer_finished: bool | None = None  # None: no layer's work to finish
+    server_closed_tcp: bool | None = None
 
 
 OUTCOME_COLUMNS = tuple(f.name for f in fields(Outcome))
@@ -193,11 +204,20 @@ class CellRecord:
     duration: float
     launcher: str
     phases: Phases
+    layer: str | None = None  # Cell.tracked_layer: whose layer_finished this is
 
     def outcome(self):
         return Outcome(verdict=self.verdict,
                        closed=all(o.iterable_closed for o in self.observed),
-                       valid_close_frame=all(o.valid_close_frame for o in self.observed))
+                       valid_close_frame=all(o.valid_close_frame for o in self.observed),
+                       layer_finished=_all(o.layer_finished for o in self.observed),
+                       server_closed_tcp=_all(o.server_closed_tcp for o in self.observed))
+
+
+def _all(values):
+    """True if every client's is, None if none has one, else False."""
+    found = [v for v in values if v is not None]
+    return all(found) if found else None
 
 
 @dataclass
@@ -223,6 +243,7 @@ class SessionResults:
     stack: str | None = None  # None: skipped before it knew (noxfile skip_or_fail)
     agent: bool | None = None
     fixed: bool | None = None
+    layer: str | None = None  # a layer session's layer ([tool.layers]); None: matrix, seed
     schema: int = SCHEMA
     reason: str | None = None  # why it was skipped
     pytest_exitstatus: int | None = None

@@ -30,7 +30,7 @@ LAUNCHERS = ("app", "gunicorn")
 GUNICORN_WORKER = "geventwebsocket.gunicorn.workers.GeventWebSocketWorker"
 # A cell's environment must not decide it: flags (or, for gunicorn, the
 # variables set here) do.
-CELL_ENVIRON = ("APP_AGENT", "APP_RUM", "APP_HELLO_GOODBYER", "APP_PORT", "APP_HOST",
+CELL_ENVIRON = ("APP_AGENT", "APP_RUM", "APP_HELLO_GOODBYER", "APP_LAYER", "APP_PORT", "APP_HOST",
                 "NEW_RELIC_CONFIG_FILE", "NEW_RELIC_ENVIRONMENT", "NEW_RELIC_DEVELOPER_MODE")
 
 
@@ -44,13 +44,18 @@ class Server:
     running: set[Server] = set()  # started and not yet stopped, for signal_all()
 
     def __init__(self, python=None, *, agent=False, rum=False, hello_goodbyer=False,
-                 port=0, log_dir=None, name="server", launcher="app"):
+                 port=0, log_dir=None, name="server", launcher="app", layer=None):
         self.python = python or sys.executable
         if launcher not in LAUNCHERS:
             raise ValueError(f"launcher={launcher!r}: expected one of {LAUNCHERS}")
+        if layer and launcher != "app":
+            raise ValueError(f"layer={layer!r} needs launcher='app' (`python -m app --layer`); "
+                             f"the {launcher} launcher serves no layer")
         self.launcher = launcher
         self.argv, self.environ = (self._gunicorn if launcher == "gunicorn" else self._app)(
             port, agent, rum, hello_goodbyer)
+        if layer:  # a request layer of app.layers, set up as its docs say
+            self.argv += ["--layer", layer]
         self.name = name
         self.log_dir = Path(log_dir) if log_dir else None
         self.events: list[dict] = []
