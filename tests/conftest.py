@@ -37,7 +37,8 @@ def pytest_addoption(parser):
     group.addoption("--fixed", action="store_true", default=None)
     group.addoption("--no-fixed", dest="fixed", action="store_false")
     group.addoption("--layer", choices=SESSION_LAYERS, default=None,
-                    help="a request layer of [tool.layers]: its cells (tests/matrix/test_layers.py)")
+                    help="a request layer of [tool.layers]: its cells "
+                         "(tests/matrix/test_layers.py)")
     group.addoption("--server-python", default=None,
                     help="interpreter that runs `python -m app` (default: this one)")
     group.addoption("--results", default=None, help="write this session's results JSON here")

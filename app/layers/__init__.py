@@ -82,6 +82,6 @@ def wrap(name, application):
 def evidence(name, flask_app, application):
     if not name:
         return None
-    found = getattr(module(name), "evidence")(flask_app, application)
+    found = module(name).evidence(flask_app, application)
     found["layer"] = name
     return found

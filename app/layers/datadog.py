@@ -80,8 +80,8 @@ def instrument(flask_app):
 
 
 def evidence(flask_app, application):
-    import flask
     import ddtrace
+    import flask
 
     return {"version": ddtrace.__version__,
             "hook": "ddtrace.patch(flask=True): Flask.wsgi_app wrapped",

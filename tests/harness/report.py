@@ -21,10 +21,10 @@ from . import inputs, records
 from .cells import (
     BOOLS,
     MAIN_STACKS,
-    SESSION_LAYERS,
     SEED_WITH_AGENT,
     SEED_WITHOUT_AGENT,
     SESSION_KIND,
+    SESSION_LAYERS,
     STACKS,
     Cell,
     build_name,
