@@ -255,7 +255,7 @@ def compare_with(rows, reference_rows):
         row["reference"] = other.get("verdict") if other else None
         both = row["status"] == "observed" and other and other["status"] == "observed"
         row["reference_differs"] = [c for c in OUTCOME_COLUMNS
-                                    if row[c] != other[c]] if both else []
+                                    if row.get(c) != other.get(c)] if both else []
 
 
 def stacks_shown(sessions):
