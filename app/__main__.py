@@ -3,7 +3,7 @@
 stdout carries one JSON event per line, the first being the readiness line
 ``{"event": "listening", "url": ...}``; gevent's access and error logs go to
 stderr.  Every option has an environment equivalent (APP_HOST, APP_PORT,
-APP_AGENT, APP_RUM, APP_HELLO_GOODBYER, APP_LAYER) so a harness can configure a cell
+APP_AGENT, APP_RUM, APP_HELLO_GOODBYER, APP_HANDLER, APP_LAYER) so a harness can configure a cell
 without building argument lists.
 """
 from __future__ import absolute_import, print_function
@@ -15,7 +15,7 @@ import signal
 import socket
 import sys
 
-from . import layers
+from . import handlers, layers
 from .events import emit
 
 STOP_TIMEOUT = 1.0  # seconds open websockets get to finish on SIGTERM/SIGINT
@@ -58,6 +58,10 @@ def parse_args(argv):
     _add_flag(parser, "agent", "APP_AGENT", "start the New Relic agent (developer mode)")
     _add_flag(parser, "rum", "APP_RUM", "agent's browser monitoring (RUM) on")
     _add_flag(parser, "hello-goodbyer", "APP_HELLO_GOODBYER", "wrap the app in HelloGoodbyer")
+    parser.add_argument("--handler", default=os.environ.get("APP_HANDLER", handlers.DEFAULT),
+                        choices=sorted(handlers.ADAPTERS),
+                        help="the websocket handler (app/handlers.py) [APP_HANDLER, default %s]"
+                        % handlers.DEFAULT)
     parser.add_argument("--layer", choices=layers.names(),
                         default=_env_choice("APP_LAYER", layers.names()),
                         help="set up one of today's request layers as its docs say, its "
@@ -73,6 +77,13 @@ def versions(layer=None):
         names += (layers.distribution(layer),)
     if "gunicorn" in sys.modules:  # served by gunicorn (app.gunicorn_conf)
         names += ("gunicorn",)
+    found = {"python": ".".join(str(n) for n in sys.version_info[:3])}
+    found.update(versions_of(names))
+    return found
+
+
+def versions_of(names):
+    """{distribution: installed version or None}."""
     try:
         from importlib.metadata import PackageNotFoundError, version
     except ImportError:  # CPython 2.7
@@ -83,7 +94,7 @@ def versions(layer=None):
         def version(name):
             return pkg_resources.get_distribution(name).version
 
-    found = {"python": ".".join(str(n) for n in sys.version_info[:3])}
+    found = {}
     for name in names:
         try:
             found[name] = version(name)
@@ -116,11 +127,12 @@ def build_application(hello_goodbyer, layer=None, with_flask_app=False):
         from .agent import track_transactions
 
         track_transactions(flask_app)
+    raw = handlers.current().raw(raw_app)
     main = HelloGoodbyer(flask_app) if hello_goodbyer else flask_app
 
     def dispatch(environ, start_response):
         if environ.get("PATH_INFO", "").startswith("/raw/"):
-            return raw_app(environ, start_response)
+            return raw(environ, start_response)
         if environ.get("PATH_INFO", "") == "/_stats":  # fds, greenlets, RSS (app.stats)
             return stats_app(environ, start_response)
         return main(environ, start_response)
@@ -168,7 +180,7 @@ def logging_rejections(handler_class):
 
 
 # import name -> what to install (distribution name)
-REQUIRED = (("gevent", "gevent"), ("geventwebsocket", "gevent-websocket"), ("flask", "Flask"))
+REQUIRED = (("gevent", "gevent"), ("flask", "Flask"))
 
 
 def _find(name):
@@ -188,7 +200,9 @@ def _find(name):
 
 def missing_dependencies(args):
     """One line naming what is missing and the fix, or None."""
-    required = REQUIRED + ((("newrelic", "newrelic"),) if args.agent else ())
+    handler = handlers.use(args.handler)
+    required = REQUIRED + ((handler.module, handler.distributions[0]),) + (
+        (("newrelic", "newrelic"),) if args.agent else ())
     if args.layer:
         required += tuple((name, layers.distribution(args.layer))
                           for name in layers.required_modules(args.layer))
@@ -225,15 +239,17 @@ def main(argv=None):
 
     import gevent
     from gevent.pywsgi import WSGIServer
-    from geventwebsocket.handler import WebSocketHandler
 
     from .middleware import IterableProbe
 
+    handler = handlers.current()  # chosen by missing_dependencies()
+    handler_class = handler.handler_class()
     application, flask_app = build_application(args.hello_goodbyer, args.layer,
                                                with_flask_app=True)
     layer_active = layers.evidence(args.layer, flask_app, application)
     server = WSGIServer((args.host, args.port), application,
-                        handler_class=logging_rejections(WebSocketHandler),
+                        handler_class=(logging_rejections(handler_class)
+                                       if handler.logs_rejections else handler_class),
                         log=sys.stderr, error_log=sys.stderr)
     # The agent wraps the application WSGIServer is given (its gevent hook);
     # the probe must see what the handler sees, so it goes on afterwards.
@@ -268,7 +284,9 @@ def main(argv=None):
     host, port = server.address[:2]
     emit_listening(host, port, launcher="app", agent=args.agent, agent_active=agent_active,
                    rum=args.rum, hello_goodbyer=args.hello_goodbyer, layer=args.layer,
-                   layer_active=layer_active)
+                   layer_active=layer_active,
+                   handler=handlers.describe(handler, handler_class,
+                                             versions_of(handler.distributions)))
     server.serve_forever()
     try:
         emit("stopped")

@@ -128,6 +128,13 @@ def track_transactions(flask_app):
             return
         if transaction is None:
             emit("layer_skipped", layer=LAYER, rid=rid, why="no transaction for this request")
+        elif getattr(transaction, "_state", None) == getattr(Transaction, "STATE_STOPPED", ()):
+            # An earlier request's, ended: when the agent's complete_root() raises
+            # (newrelic 14 under gevent: asyncio.all_tasks() with no loop), its trace
+            # cache keeps that root as the thread's current transaction.
+            emit("layer_skipped", layer=LAYER, rid=rid,
+                 why="no transaction for this request (current_transaction() is an "
+                 "earlier request's, already stopped)")
         else:
             _tracked[id(transaction)] = rid
 

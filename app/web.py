@@ -7,8 +7,9 @@ from __future__ import absolute_import
 import sys
 
 import gevent
-from flask import Flask, Response, request
+from flask import Flask, Response
 
+from . import handlers
 from .events import emit
 
 PAGE = (
@@ -27,13 +28,29 @@ CLOSE_REASONS = {"close": u"bye", "close-long": u"\u00e9" * 100}
 
 
 def _websocket_rule_options():
-    # Werkzeug >= 1.0 answers an upgrade on an ordinary rule with 400
-    # (WebsocketMismatch); 0.11 has no such argument and needs nothing.
-    from werkzeug.routing import Rule
+    """``{"websocket": True}`` where Werkzeug sends an upgrade request to websocket rules only.
+
+    Decided by asking this Werkzeug, not by its version, because the lines differ
+    (each seen serving the cells): 0.x has no ``websocket`` argument; 1.0 has it but
+    calls a request a websocket one only if ``wsgi.url_scheme`` is ws/wss, which
+    gevent-websocket never sets, so there an upgrade matches ordinary rules and a
+    websocket rule answers 400; 2.0+ reads the Connection and Upgrade headers and
+    answers 400 (WebsocketMismatch) on an ordinary rule.
+    """
+    from werkzeug.exceptions import HTTPException
+    from werkzeug.routing import Map, Rule
 
     try:
-        Rule("/", websocket=True)
+        probe = Map([Rule("/", endpoint="ws", websocket=True)])
     except TypeError:
+        return {}
+    upgrade = {"REQUEST_METHOD": "GET", "SCRIPT_NAME": "", "PATH_INFO": "/",
+               "QUERY_STRING": "", "SERVER_NAME": "localhost", "SERVER_PORT": "80",
+               "HTTP_HOST": "localhost", "wsgi.url_scheme": "http",
+               "HTTP_CONNECTION": "Upgrade", "HTTP_UPGRADE": "websocket"}
+    try:
+        probe.bind_to_environ(upgrade).match()
+    except HTTPException:  # WebsocketMismatch: an upgrade is an ordinary request here
         return {}
     return {"websocket": True}
 
@@ -60,15 +77,11 @@ def create_app():
     app = Flask(__name__)
     ws_rule = _websocket_rule_options()
 
+    handler = handlers.current()
+
     def websocket_route(rule):
         def register(view):
-            def endpoint():
-                ws = request.environ.get("wsgi.websocket")
-                if ws is None:  # only reachable where Werkzeug has no websocket rules
-                    return Response(NOT_A_WEBSOCKET, status=400, mimetype="text/plain")
-                return view(ws, request.environ.get("app.rid"))
-
-            app.add_url_rule(rule, view.__name__, endpoint, **ws_rule)
+            handler.route(app, rule, view, ws_rule)
             return view
 
         return register
@@ -168,15 +181,30 @@ def _start_response_contract(write, start_response):
     }
 
 
-def raw_app(environ, start_response):
+def _request_body(environ):
+    """The request body as Flask's request.get_data() reads it (Werkzeug)."""
+    from werkzeug.wrappers import Request
+
+    return Request(environ).get_data()
+
+
+def raw_app(environ, start_response, ws):
+    """``ws``: the websocket the handler's adapter found (app.handlers), or None."""
     kind = environ.get("PATH_INFO", "").rsplit("/", 1)[-1]
     rid = environ.get("app.rid")
-    ws = environ.get("wsgi.websocket")
     write = start_response("200 OK", [("Content-Type", "text/plain")])
     if ws is None:
         return [NOT_A_WEBSOCKET.encode("ascii")]
     if kind == "echo":  # the ceiling of the benchmark: the echo without Flask
         echo(ws, rid)
+        return []
+    if kind == "read-input":
+        # What an APM integration does around a request (sentry-sdk's Flask
+        # one reads the body at its end): the upgrade GET's body must be empty
+        # and terminated, not the socket that now carries the frames.
+        emit("input_read", rid=rid, when="before", length=len(_request_body(environ)))
+        exchange(ws, VIEW_MESSAGE, "view_received", rid)
+        emit("input_read", rid=rid, when="after", length=len(_request_body(environ)))
         return []
     exchange(ws, VIEW_MESSAGE, "view_received", rid)
     if kind == "write":

@@ -18,6 +18,8 @@ import pytest
 
 from tests.harness import records
 from tests.harness.cells import (
+    DEFAULT_HANDLER,
+    HANDLERS,
     LAUNCHER,
     SESSION_LAYERS,
     STACKS,
@@ -31,7 +33,8 @@ from tests.harness.records import CellRecord, ProtocolRecord, SessionResults
 
 def pytest_addoption(parser):
     group = parser.getgroup("matrix")
-    group.addoption("--stack", choices=sorted(STACKS), default="today")
+    group.addoption("--stack", default="today",
+                    help=f"one of {sorted(STACKS)}, or a user stack's name with its --pin's")
     group.addoption("--agent", action="store_true", default=None)
     group.addoption("--no-agent", dest="agent", action="store_false")
     group.addoption("--fixed", action="store_true", default=None)
@@ -48,6 +51,13 @@ def pytest_addoption(parser):
     group.addoption("--release", action="append", default=[], metavar="NAME==VERSION",
                     help="a release under test instead of the stack's pin (history sessions): "
                          "the positive controls expect the server to report it")
+    group.addoption("--handler", default=DEFAULT_HANDLER,
+                    choices=[DEFAULT_HANDLER, *HANDLERS],
+                    help="the websocket handler the servers run (app/handlers.py); another "
+                         "than gevent-websocket is a handler session's (issue 21)")
+    group.addoption("--pin", action="append", default=[], metavar="NAME==VERSION",
+                    help="a user stack's own pin (tests/harness/userstack.py): the stack is "
+                         "not in pyproject.toml, the positive controls expect these")
 
 
 @dataclass
@@ -58,6 +68,8 @@ class Session:
     server_python: str
     logs: Path | None
     releases: dict  # {"newrelic": "2.68.0.50"}: what --release puts in place of a pin
+    pins: dict  # a user stack's own pins ({} for a stack of pyproject.toml)
+    handler: str = DEFAULT_HANDLER  # app/handlers.py: which one the servers run
     layer: str | None = None  # a layer session's layer (--layer)
 
     @property
@@ -69,28 +81,48 @@ class Session:
     @property
     def launcher(self):
         """How this stack's servers start (tests/harness/server.py): app or gunicorn."""
-        return LAUNCHER[self.stack]
+        return LAUNCHER.get(self.stack, "app")  # a user stack: python -m app
 
     def cell(self, **columns):
         """The cell of this session's stack and arm at ``columns`` (rum, ...)."""
-        return Cell(stack=self.stack, agent=self.agent, fixed=self.fixed, **columns)
+        return Cell(stack=self.stack, agent=self.agent, fixed=self.fixed,
+                    handler=self.handler, **columns)
+
+    @property
+    def server_handler(self):
+        """Server(handler=...): None (the app's default) for gevent-websocket."""
+        return None if self.handler == DEFAULT_HANDLER else self.handler
 
 
 @pytest.fixture(scope="session")
 def session(pytestconfig, tmp_path_factory):
     opt = pytestconfig.getoption
     logs = opt("server_logs")
-    releases = {}
-    for spec in opt("release"):
-        name, sep, version = spec.partition("==")
-        if not (sep and name and version):
-            raise pytest.UsageError(f"--release {spec!r}: expected NAME==VERSION, "
-                                    "e.g. --release newrelic==2.68.0.50")
-        releases[name] = version
-    return Session(stack=opt("stack"), agent=opt("agent"), fixed=opt("fixed"),
+    releases, pins = _pins("release", opt("release")), _pins("pin", opt("pin"))
+    stack = opt("stack")
+    if stack not in STACKS and not pins:
+        raise pytest.UsageError(f"--stack {stack!r}: not in pyproject.toml [tool.stacks] "
+                                f"({', '.join(sorted(STACKS))}); name one, or give a user "
+                                "stack's pins with --pin NAME==VERSION")
+    if stack in STACKS and pins:
+        raise pytest.UsageError(f"--pin with --stack {stack!r}: that stack's pins are in "
+                                "pyproject.toml; give a user stack another name")
+    return Session(stack=stack, agent=opt("agent"), fixed=opt("fixed"),
                    server_python=opt("server_python") or sys.executable,
                    logs=Path(logs) if logs else tmp_path_factory.mktemp("server-logs"),
-                   releases=releases, layer=opt("layer"))
+                   releases=releases, pins=pins, handler=opt("handler"), layer=opt("layer"))
+
+
+def _pins(option, specs):
+    """{name: version} of --release / --pin NAME==VERSION options."""
+    out = {}
+    for spec in specs:
+        name, sep, version = spec.partition("==")
+        if not (sep and name and version):
+            raise pytest.UsageError(f"--{option} {spec!r}: expected NAME==VERSION, "
+                                    f"e.g. --{option} newrelic==2.68.0.50")
+        out[name] = version
+    return out
 
 
 class Results:
@@ -160,13 +192,17 @@ def pytest_runtest_makereport(item, call):
             text = crash.message if crash is not None else str(report.longrepr)
             evidence = (text.strip().splitlines() or [""])[0][:300]
         fixed = item.config.getoption("fixed")
+        handler = item.config.getoption("handler")
+        if handler != DEFAULT_HANDLER:  # a handler session: the handler is the build
+            props.setdefault("build", handler)
         RESULTS.add("protocol", ProtocolRecord(
             check=item.name.removeprefix("test_"),
             nodeid=item.nodeid,
             stack=item.config.getoption("stack"),
             build=props.get("build") or (None if fixed is None else build_name(fixed)),
             outcome=_protocol_outcome(report),
-            defect=marker.kwargs.get("defect"),
+            # a handler session's defect is data (defects.HANDLER_DEFECTS), not a marker
+            defect=props["defect"] if "defect" in props else marker.kwargs.get("defect"),
             evidence=evidence,
             duration=round(report.duration, 3),
         ))

@@ -82,6 +82,16 @@ def figures(doc):
         v, how = verdict(dur["median"], TARGETS["cell_median"])
         rows.append((f"cell median, {group}", f"{dur['median']:.3f} s",
                      f"<= {TARGETS['cell_median']} s", v, "; ".join(x for x in (how, note) if x)))
+    st = doc.get("stack") or {}
+    for run in ("cold", "warm"):
+        if st.get(run) is None:
+            continue
+        target = st["targets"][run]
+        v, how = verdict(st[run], target)
+        rows.append((f"`nox -s stack -- -r {st['stack']}`, {run}", f"{st[run]:.1f} s",
+                     f"<= {target:.0f} s", v, "; ".join(x for x in (
+                         how, f"exit {st[run + '_exit']}" if st[run + "_exit"] else "",
+                         "server env deleted first" if run == "cold" else "envs reused") if x)))
     t = doc.get("throughput")
     if t:
         for name, r in t["rates"].items():

@@ -8,7 +8,11 @@
    fresh clone (cold), `nox -R` (warm), and both concurrency levers off, ~3 min;
    with ``-- --ci`` also `nox -t ci` on a fresh clone (what .ci/run runs, minutes).
 
-``-- --quick`` skips the nox runs (throughput and profile only).
+5. a user stack (tests/bench/stack_time.py): `nox -s stack` cold (its env deleted first)
+   and warm, ~2 min.
+
+``-- --quick`` skips the nox runs (throughput and profile only); ``-- --only stack``
+runs step 5 alone.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.bench import main_job, matrix_time, report, throughput
+from tests.bench import main_job, matrix_time, report, stack_time, throughput
 from tests.harness.records import SCHEMA
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,6 +62,8 @@ def main(argv=None):
     parser.add_argument("--seconds", type=float, default=0.5)
     parser.add_argument("--quick", action="store_true", help="no nox runs")
     parser.add_argument("--ci", action="store_true", help="also time `nox -t ci` (minutes)")
+    parser.add_argument("--only", choices=["stack"], default=None,
+                        help="one step alone: stack (`nox -s stack`, cold and warm)")
     parser.add_argument("--load-before", default=None,
                         help="1/5/15-minute load before the session began (comma-separated)")
     args = parser.parse_args(argv)
@@ -84,24 +90,30 @@ def main(argv=None):
         print(f"bench: {name} took {step[name]} s", flush=True)
         return result
 
-    doc["throughput"] = timed("throughput", throughput.measure, args.python, args.patched_path,
-                              args.rounds, args.seconds, 100000, work / "throughput-logs")
-    doc["profile"] = timed("profile", profile, args.python, out)
-    if not args.quick:
+    if args.only is None:
+        doc["throughput"] = timed("throughput", throughput.measure, args.python,
+                                  args.patched_path, args.rounds, args.seconds, 100000,
+                                  work / "throughput-logs")
+        doc["profile"] = timed("profile", profile, args.python, out)
+    if not args.quick and args.only is None:
         doc["matrix"] = timed("matrix", matrix_time.measure, shlex.split(args.nox),
                               work / "envs", work / "results", work / "report", work / "logs")
         doc["cells"] = report.cell_stats(work / "results")
         doc["main_job"] = timed("main job", main_job.measure, shlex.split(args.nox),
                                 work / "main-job", args.ci)
         doc["main_job"]["cells"] = report.cell_stats(doc["main_job"]["cells_results"])
+    if not args.quick:
+        doc["stack"] = timed("stack", stack_time.measure, shlex.split(args.nox), work / "stack")
     doc["steps"] = step
     doc["wall"] = round(time.monotonic() - started, 1)
     doc["load"]["after"] = list(os.getloadavg())
     # the report reads the figures as written (tests/harness/inputs.py), of this schema
     doc.update(schema=SCHEMA, figures=report.figures(doc))
-    (out / "bench.json").write_text(json.dumps(doc, indent=1) + "\n")
-    (out / "bench.md").write_text(report.render(doc))
-    print((out / "bench.md").read_text())
+    # One step alone must not overwrite the whole bench's figures, which the report reads.
+    name = f"bench-{args.only}" if args.only else "bench"
+    (out / f"{name}.json").write_text(json.dumps(doc, indent=1) + "\n")
+    (out / f"{name}.md").write_text(report.render(doc))
+    print((out / f"{name}.md").read_text())
     return 0
 
 

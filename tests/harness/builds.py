@@ -218,7 +218,8 @@ def registry_download(files: list[dict[str, Any]]) -> Download:
     return download
 
 
-def _series(patches_dir: Path) -> list[Path]:
+def series(patches_dir: Path) -> list[Path]:
+    """The patch series of one gevent-websocket release, in the order it applies."""
     patches = sorted(patches_dir.glob("*.patch"), key=lambda p: p.name)
     if not patches:
         raise BuildError(f"no *.patch files in {patches_dir}")
@@ -416,7 +417,7 @@ def build_wheel(
             + (", a 2.7 env with pip, setuptools and wheel" if pin["python"] == "2.7" else "")
         )
 
-    patches = _series(patches_dir or PATCHES / pin["version"]) if fixed else []
+    patches = series(patches_dir or PATCHES / pin["version"]) if fixed else []
     return build_release_wheel(PROJECT, pin["version"], sdist, sdist_sha, python, mm,
                                patches=patches, cache=cache)
 

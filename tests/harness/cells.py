@@ -5,8 +5,10 @@ from __future__ import annotations
 import itertools
 import re
 import sys
-from dataclasses import MISSING, asdict, astuple, dataclass, fields, replace
+from collections.abc import Collection, Iterator
+from dataclasses import MISSING, Field, asdict, astuple, dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -16,15 +18,15 @@ else:  # nox depends on tomli on older interpreters
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def resolve_stacks(declared):
+def resolve_stacks(declared: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """[tool.stacks] with each `base = "<stack>"` resolved: the one place that does it.
 
     A stack inherits its base's settings; its own lists of pins (server, agent)
     are added to the base's, any other key of its own replaces the base's.
     """
-    resolved = {}
+    resolved: dict[str, dict[str, Any]] = {}
 
-    def resolve(name, seen=()):
+    def resolve(name: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
         if name in resolved:
             return resolved[name]
         own = declared[name]
@@ -52,8 +54,14 @@ def resolve_stacks(declared):
 TOOL = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]
 STACKS = resolve_stacks(TOOL["stacks"])
 HISTORY = TOOL.get("history", {})  # [tool.history.<package>]: tests/harness/history.py
+# The handlers a user can migrate to (issue 21): {name: pins, python27, model, ...}.
+HANDLERS: dict[str, dict[str, Any]] = TOOL.get("handlers", {})
+DEFAULT_HANDLER = "gevent-websocket"  # Cell.handler's default, the reference rows
+# What history proved, one committed file per package (records.HistoryPackage): the
+# report cites it, `nox -s "history(<package>)"` re-proves it (a lock file).
+HISTORY_DATA = ROOT / "tests" / "data" / "history"
 # Request layers (issue 19): [tool.layers.<name>], pins per stack and properties.
-LAYERS = TOOL.get("layers", {})
+LAYERS: dict[str, dict[str, Any]] = TOOL.get("layers", {})
 NO_LAYER = "none"  # Cell.layer of a cell without one (the layer-off control)
 # The layer that is the cells' agent axis (no session of its own).
 AGENT_LAYER = next((n for n, p in LAYERS.items() if p.get("axis") == "agent"), None)
@@ -73,18 +81,18 @@ BOOLS = (False, True)
 PATCHED_LABEL = "fixed"
 
 
-def build_name(fixed):
+def build_name(fixed: bool) -> str:
     """How reports name a build: the session parameter `fixed=` stays `fixed` on the
     command line (the product's interface); everywhere else it is this word."""
     return "patched" if fixed else "vanilla"
 
 
-def build_version(release, fixed):
+def build_version(release: str, fixed: bool) -> str:
     """The version a server of this build reports: 0.10.1 or 0.10.1+fixed."""
     return f"{release}+{PATCHED_LABEL}" if fixed else release
 
 
-def is_patched(version):
+def is_patched(version: str | None) -> bool:
     return str(version or "").endswith(f"+{PATCHED_LABEL}")
 
 
@@ -118,28 +126,31 @@ class Cell:
     rum: bool
     hello_goodbyer: bool
     streaming: bool
-    layer: str = "none"  # a request layer of [tool.layers] set up in the server (NO_LAYER)
+    # The websocket handler that serves it (app/handlers.py): gevent-websocket's
+    # WebSocketHandler (vanilla or patched, `fixed`), or one of [tool.handlers].
+    handler: str = DEFAULT_HANDLER
+    layer: str = NO_LAYER  # a request layer of [tool.layers] set up in the server
 
     @property
-    def key(self):
+    def key(self) -> tuple[Any, ...]:
         return astuple(self)
 
     @property
-    def arm(self):
+    def arm(self) -> tuple[bool, bool]:
         """(agent, fixed): the row of the grid a session runs (tests/harness/records.py)."""
         return (self.agent, self.fixed)
 
     @property
-    def build(self):
+    def build(self) -> str:
         return build_name(self.fixed)
 
     @property
-    def seed_key(self):
+    def seed_key(self) -> tuple[bool, bool, bool, bool]:
         """The seed's own (fixed, rum, hello_goodbyer, streaming) tuple."""
         return (self.fixed, self.rum, self.hello_goodbyer, self.streaming)
 
     @property
-    def tracked_layer(self):
+    def tracked_layer(self) -> str | None:
         """The layer whose end-of-request work the cell observes (``layer_finished``): its
         own, else the New Relic agent when it is on, else None."""
         if self.layer != NO_LAYER:
@@ -147,14 +158,15 @@ class Cell:
         return AGENT_LAYER if self.agent else None
 
     @property
-    def route(self):
+    def route(self) -> str:
         return "/streaming" if self.streaming else "/view"
 
-    def on(self, stack):
+    def on(self, stack: str) -> Cell:
         """The same cell on another stack (deploy read against today)."""
         return replace(self, stack=stack)
 
-    def _shown(self, axes, omit):
+    def _shown(self, axes: Collection[str] | None, omit: Collection[str],
+               ) -> Iterator[tuple[str, Any]]:
         """(field, value) of the axes a label or slug writes: not omitted, not at a default."""
         for f in fields(self):
             value = getattr(self, f.name)
@@ -164,7 +176,7 @@ class Cell:
                 continue
             yield f.name, value
 
-    def label(self, omit=()):
+    def label(self, omit: Collection[str] = ()) -> str:
         """``today agent ¬fixed rum ...``; ``omit`` drops axes a reader already knows
         (history: the stack and ``fixed``); ``Cell.parse(label, **those)`` reads it back."""
         words = [] if "stack" in omit else [self.stack]
@@ -173,7 +185,7 @@ class Cell:
                          else f"{name}:{value}")
         return " ".join(words)
 
-    def slug(self, axes=None):
+    def slug(self, axes: Collection[str] | None = None) -> str:
         """``today-agent_on-...``; with ``axes``, only those (a test id within a session)."""
         parts = [] if axes is not None else [self.stack]
         for name, value in self._shown(axes, ()):
@@ -182,13 +194,13 @@ class Cell:
         return "-".join(parts)
 
     @classmethod
-    def parse(cls, text, **given):
+    def parse(cls, text: str, **given: Any) -> Cell:
         """A label or a slug (whole, or with the axes ``given`` names left out) -> Cell."""
         names = {f.name: f for f in fields(cls)}
         values, text = dict(given), str(text).strip()
         is_slug = " " not in text and NOT not in text and re.search(r"_(on|off)(-|$)", text)
         if is_slug:
-            tokens = []
+            tokens: list[str] = []
             for part in text.split("-"):
                 name = part.rpartition("_")[0]
                 # a value may hold "-" (gevent-websocket): glue it to its axis
@@ -222,16 +234,16 @@ class Cell:
                              "a slug like "
                              f"{cls('today', True, False, True, False, True).slug()!r}") from None
 
-    def as_dict(self):
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data):
+    def from_dict(cls, data: dict[str, Any]) -> Cell:
         """A record's "cell": its axes; an axis added since it was written takes its default."""
         return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
-def _is_bool(f):
+def _is_bool(f: Field[Any]) -> bool:
     return f.type in (bool, "bool")
 
 
@@ -241,21 +253,26 @@ COLUMN_AXES = ("rum", "hello_goodbyer", "streaming")
 CELLS_TEST = "tests/matrix/test_cells.py::test_cell"
 
 
-def node_id(cell):
+def node_id(cell: Cell) -> str:
     """The pytest node of one cell within its session, e.g. for a child pytest."""
     return f"{CELLS_TEST}[{cell.slug(COLUMN_AXES)}]"
 
 
-def slug(name):
+def slug(name: str) -> str:
     """File name of a session: matrix(agent=False, fixed=True) -> matrix-agent-False-fixed-True"""
     return "-".join("".join(c if c.isalnum() else " " for c in name).split())
 
 
-def session_name(stack, agent, fixed):
+def session_name(stack: str, agent: bool, fixed: bool) -> str:
     return f"{SESSION_KIND[stack]}(agent={agent}, fixed={fixed})"
 
 
-def checks_name(stack, agent, fixed):
+def handler_session_name(handler: str, agent: bool) -> str:
+    """The `nox -t ci` session of one handler's cells and checks on today's stack."""
+    return f"handler(name={handler}, agent={agent})"
+
+
+def checks_name(stack: str, agent: bool, fixed: bool) -> str:
     """The `nox -t ci` session of the other per-arm checks (test_app, lifeline, ...)."""
     return f"checks({stack}, agent={agent}, fixed={fixed})"
 
@@ -263,7 +280,7 @@ def checks_name(stack, agent, fixed):
 LAYER_COLUMN_AXES = ("layer", "hello_goodbyer", "streaming")
 
 
-def layer_pins(name, stack):
+def layer_pins(name: str, stack: str) -> tuple[list[str] | None, str | None]:
     """(pins, None) of a layer on a stack, or (None, why it cannot run there)."""
     found = LAYERS[name]
     if stack in found:
@@ -271,28 +288,28 @@ def layer_pins(name, stack):
     return None, found.get(f"{stack}-reason") or f"[tool.layers.{name}] has no {stack} pins"
 
 
-def layer_arms():
+def layer_arms() -> list[tuple[str, str, bool]]:
     """(stack, layer, fixed) of every layer session, in the order nox runs them."""
     return [(stack, name, fixed) for stack in MAIN_STACKS for name in SESSION_LAYERS
             if layer_pins(name, stack)[0] is not None for fixed in BOOLS]
 
 
-def layer_session_name(stack, layer, fixed):
+def layer_session_name(stack: str, layer: str, fixed: bool | None) -> str:
     return f"layer({stack}, {layer}, fixed={fixed})"
 
 
-def layer_cells(stack, fixed, layer):
+def layer_cells(stack: str, fixed: bool, layer: str) -> list[Cell]:
     """A layer session's 8 cells: hello_goodbyer x streaming, the layer on, then off."""
     return [Cell(stack, False, fixed, False, h, s, layer=on)
             for on in (layer, NO_LAYER) for h, s in itertools.product(BOOLS, repeat=2)]
 
 
-def sessions():
+def sessions() -> list[tuple[str, bool, bool]]:
     """Every (stack, agent, fixed) a plain `nox` has, in the order nox runs them."""
     return [(s, a, f) for s in MAIN_STACKS for a in BOOLS for f in BOOLS]
 
 
-def cells(stack, agent, fixed):
+def cells(stack: str, agent: bool, fixed: bool) -> list[Cell]:
     """The 8 cells of one arm, in the grid's column order."""
     return [Cell(stack, agent, fixed, r, h, s) for r, h, s in itertools.product(BOOLS, repeat=3)]
 
@@ -338,7 +355,7 @@ False,False,False,False: +
 """
 
 
-def parse_seed_list(text):
+def parse_seed_list(text: str) -> list[tuple[tuple[bool, ...], str]]:
     """[(fixed, rum, hello_goodbyer, streaming), verdict] in the order written."""
     rows = []
     for line in text.strip().splitlines():
@@ -348,14 +365,14 @@ def parse_seed_list(text):
     return rows
 
 
-def seed_table():
+def seed_table() -> dict[tuple[bool, ...], str]:
     """{(agent, fixed, rum, hello_goodbyer, streaming): '+' or '-'}"""
-    table = {}
+    table: dict[tuple[bool, ...], str] = {}
     for agent, text in ((True, SEED_WITH_AGENT), (False, SEED_WITHOUT_AGENT)):
         for flags, verdict in parse_seed_list(text):
             table[(agent, *flags)] = verdict
     return table
 
 
-def seed_verdict(cell):
+def seed_verdict(cell: Cell) -> str:
     return seed_table()[(cell.agent, *cell.seed_key)]

@@ -10,21 +10,35 @@ with a valid close frame.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, cast
+
 from .records import Observation
 
+if TYPE_CHECKING:
+    from .cells import Cell
+    from .clients import Transcript
+
+Event = dict[str, Any]  # one JSON line of the server's event log
+
 VIEW_MESSAGE = "Hello from view!"
+# RFC 6455 7.1.5/7.4.1: the code a client reports when the connection ended without a
+# close frame; it must never be sent in one.  node's `ws` reports it with valid: true
+# (app/websocket_connect.js logs every 'close' event so): it is not a close frame.
+ABNORMAL_CLOSURE = 1006
 ITERATOR_MESSAGE = "Hello from iterator!"
 
 
-def request_id(events, client):
+def request_id(events: Sequence[Event], client: str) -> int | None:
     """The server's id for the connection the given client opened."""
     for event in events:
         if event["event"] == "request" and f"client={client}" in event.get("query", ""):
-            return event["rid"]
+            return cast(int, event["rid"])  # the server logs each request's id as an int
     return None
 
 
-def _exchange(transcript, server_events, message, event_name):
+def _exchange(transcript: Transcript, server_events: Sequence[Event], message: str,
+              event_name: str) -> tuple[bool, dict[str, Any]]:
     """The client got `message`, and the server recorded the client's answer to it."""
     received = message in transcript.received
     answer = None
@@ -37,7 +51,8 @@ def _exchange(transcript, server_events, message, event_name):
                 "server_logged": [e.get("data") for e in logged]}
 
 
-def layer_finished(layer, rid, events):
+def layer_finished(layer: str | None, rid: int | None, events: Sequence[Event],
+                   ) -> tuple[bool | None, dict[str, Any]]:
     """Did ``layer`` finish its work for request ``rid`` in ``events``?  None: no layer,
     or the layer had none for that request (``layer_skipped``).  An end that is the
     layer's own fallback (``fallback``: the agent's garbage-collected transaction)
@@ -52,22 +67,24 @@ def layer_finished(layer, rid, events):
             {"layer": layer, "events": mine})
 
 
-def tcp_close(transcript):
+def tcp_close(transcript: Transcript) -> tuple[bool, float | None, Event | None]:
     """(the server closed TCP first after the handshake, seconds it took, the event)."""
     event = next((e for e in transcript.events if e["event"] == "tcp_closed"), None)
     by_server = bool(event and event.get("by") == "server" and event.get("handshake", True)
                      and event.get("after_handshake") is not None)
-    return by_server, (event.get("after_handshake") if by_server else None), event
+    after = event.get("after_handshake") if event is not None and by_server else None
+    return by_server, after, event
 
 
-def evaluate(cell, transcript, events, within_bound=None):
+def evaluate(cell: Cell, transcript: Transcript, events: Sequence[Event],
+             within_bound: Sequence[Event] | None = None) -> Observation:
     """``within_bound``: the server's events up to the end of the layer's bound (the
     rest came later, e.g. at the server's stop); default ``events``."""
     rid = request_id(events, transcript.client)
     mine = [e for e in events if rid is not None and e.get("rid") == rid]
     view, view_ev = _exchange(transcript, mine, VIEW_MESSAGE, "view_received")
     iterator = middleware = None
-    evidence = {"view": view_ev}
+    evidence: dict[str, Any] = {"view": view_ev}
     if cell.streaming:
         iterator, evidence["iterator"] = _exchange(transcript, mine, ITERATOR_MESSAGE,
                                                    "iterator_received")
@@ -86,6 +103,7 @@ def evaluate(cell, transcript, events, within_bound=None):
     return Observation(client=transcript.client, rid=rid, view=view, iterator=iterator,
                        middleware=middleware, verdict="+" if ok else "-",
                        iterable_closed=len(closes) == 1,
-                       valid_close_frame=bool(close and close.get("valid")),
+                       valid_close_frame=bool(close and close.get("valid")
+                                              and close.get("code") != ABNORMAL_CLOSURE),
                        evidence=evidence, layer_finished=finished,
                        server_closed_tcp=closed_tcp, tcp_close_after=after)

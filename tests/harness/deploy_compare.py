@@ -13,23 +13,26 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from statistics import median
+from typing import Any
 
 from . import records
-from .cells import BOOLS, session_name, slug
-from .records import OUTCOME_COLUMNS, SessionResults, session_rerun
+from .cells import BOOLS, Cell, session_name, slug
+from .records import OUTCOME_COLUMNS, CellRecord, Outcome, SessionResults, session_rerun
 from .timing import PHASES
 
 REFERENCE = "today"  # the stack a deploy cell is read against
 
 
-def rows(docs):
+def rows(docs: Iterable[SessionResults]) -> dict[Cell, CellRecord]:
     """{cell on the reference stack: CellRecord} over SessionResults, passed or failed."""
     return {record.cell.on(REFERENCE): record for doc in docs for record in doc.cells}
 
 
-def differences(matrix_docs, deploy_docs):
+def differences(matrix_docs: Sequence[SessionResults], deploy_docs: Sequence[SessionResults],
+                ) -> list[dict[str, Any]]:
     """[{"cell": Cell, "matrix": Outcome or None, "deploy": Outcome or None, "columns": [...]}].
 
     Only cells of the arms the deploy docs cover are compared: a deploy run of
@@ -37,7 +40,7 @@ def differences(matrix_docs, deploy_docs):
     """
     matrix, deploy = rows(matrix_docs), rows(deploy_docs)
     arms = {(doc.agent, doc.fixed) for doc in deploy_docs}
-    found = []
+    found: list[dict[str, Any]] = []
     for cell in sorted(set(matrix) | set(deploy)):
         if cell.arm not in arms:
             continue
@@ -52,7 +55,7 @@ def differences(matrix_docs, deploy_docs):
     return found
 
 
-def load(results_dir, stack):
+def load(results_dir: str | Path, stack: str) -> list[SessionResults]:
     """Every SessionResults of ``stack`` present in results_dir (absent ones skipped)."""
     docs = []
     for agent in BOOLS:
@@ -64,12 +67,12 @@ def load(results_dir, stack):
     return docs
 
 
-def phases(record):
+def phases(record: CellRecord | None) -> str:
     p = record.phases if record else None
     return ",".join(f"{getattr(p, k):.2f}" for k in PHASES) if p else "?"
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.harness.deploy_compare",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--results", default="results")
@@ -90,16 +93,16 @@ def main(argv=None):
         left = m.outcome() if m else None
         right = d.outcome()
 
-        def pair(column, left=left, right=right):
+        def pair(column: str, left: Outcome | None = left, right: Outcome = right) -> str:
             return f"{getattr(left, column, '?')!s:5}/{getattr(right, column)!s:5}"
 
         print(cell.label(omit=("stack",)).ljust(46), "|", pair("verdict"), "|",
               pair("closed"), "|", pair("valid_close_frame"), "|", f"{phases(m)} / {phases(d)}")
-    for label, found in (("matrix", [by_cell[c] for c in deployed if c in by_cell]),
+    for label, timed in (("matrix", [by_cell[c] for c in deployed if c in by_cell]),
                          ("deploy", list(deployed.values()))):
-        print(f"{label}: median seconds a cell over {len(found)} cells: " + ", ".join(
-            f"{phase} {median(getattr(r.phases, phase) for r in found):.2f}"
-            for phase in PHASES) if found else f"{label}: no cells")
+        print(f"{label}: median seconds a cell over {len(timed)} cells: " + ", ".join(
+            f"{phase} {median(getattr(r.phases, phase) for r in timed):.2f}"
+            for phase in PHASES) if timed else f"{label}: no cells")
     found = differences(matrix, deploy)
     print(f"{len(deployed)} deploy cells, {len(found)} differ from the matrix rows of the "
           "same arms" + (":" if found else "."))

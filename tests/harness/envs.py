@@ -18,7 +18,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from tests.harness import records
-from tests.harness.cells import STACKS, TOOL, build_name, layer_pins, slug
+from tests.harness.cells import HANDLERS, STACKS, TOOL, build_name, layer_pins, slug
 from tests.harness.locks import ROOT, exclusive
 from tests.harness.py27 import pip27_install, py27_env, py27_wheelhouse
 from tests.harness.pythons import MissingPython, find_python27
@@ -133,6 +133,28 @@ def install_server(session: nox.Session, stack: str, agent: bool, fixed: bool) -
     return Path(session.virtualenv.location) / "bin" / "python"
 
 
+def handler_requirements(handler: str) -> list[str]:
+    """[tool.handlers.<handler>]'s wheels as hash-checked requirement lines: the handler
+    first, then what it brings, each ``name==version --hash=sha256:...``."""
+    pins = HANDLERS[handler]
+    return [f"{p['name']}=={p['version']} --hash=sha256:{p['sha256']}"
+            for p in ({"name": handler, **pins}, *pins.get("requires", []))]
+
+
+def install_handler_server(session: nox.Session, handler: str, agent: bool) -> Path:
+    """Today's server without gevent-websocket, and ``handler`` with exactly its pins.
+
+    --require-hashes: every wheel is the one whose sha256 pyproject.toml names;
+    --no-deps: what a handler brings is pinned there too, nothing else comes in.
+    gevent-websocket stays out, so a server that still used it would fail to start.
+    """
+    session.install(*server_requirements("today", agent), env=COMPILE)
+    lines = Path(session.virtualenv.location) / f"{handler}-requirements.txt"
+    lines.write_text("\n".join(handler_requirements(handler)) + "\n")
+    session.install("--require-hashes", "--no-deps", "-r", str(lines), env=COMPILE)
+    return Path(session.virtualenv.location) / "bin" / "python"
+
+
 def install_py27_server(session: nox.Session, python: Path, stack: str, fixed: bool,
                         requirements: list[str]) -> Path:
     """The server into the 2.7 env ``python``, from the stack's wheelhouse."""
@@ -161,8 +183,12 @@ def install_layer(session: nox.Session, stack: str, layer: str, python: Path) ->
         session.install("--no-deps", *pins, env=COMPILE)
 
 
-def conformance_server(session: nox.Session, target: str, stack: str, fixed: bool) -> Path:
-    """The server env of one conformance target, beside the session's; its interpreter."""
+def conformance_server(session: nox.Session, target: str, stack: str, fixed: bool,
+                       handler: str | None = None) -> Path:
+    """The server env of one conformance target, beside the session's; its interpreter.
+
+    ``handler``: one of [tool.handlers], installed as install_handler_server() does,
+    instead of gevent-websocket."""
     where = Path(session.virtualenv.location) / "targets" / target
     requirements = server_requirements(stack, False)
     if needs_python27(stack):
@@ -171,9 +197,16 @@ def conformance_server(session: nox.Session, target: str, stack: str, fixed: boo
     python = where / "bin" / "python"
     session.run_install("uv", "venv", "--quiet", "--allow-existing", "--python",
                         sys.executable, str(where), external=True)
+    install = ["uv", "pip", "install", "--quiet", "--python", str(python)]
+    if handler:
+        lines = where / f"{handler}-requirements.txt"
+        lines.write_text("\n".join(handler_requirements(handler)) + "\n")
+        session.run_install(*install, *requirements, env=COMPILE, external=True)
+        session.run_install(*install, "--require-hashes", "--no-deps", "-r", str(lines),
+                            env=COMPILE, external=True)
+        return python
     wheel = gevent_websocket_wheel(session, stack, fixed)
     if wheel:
-        install = ["uv", "pip", "install", "--quiet", "--python", str(python)]
         session.run_install(*install, *requirements, env=COMPILE, external=True)
         session.run_install(*install, "--no-deps", "--reinstall", wheel, env=COMPILE,
                             external=True)

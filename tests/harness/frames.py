@@ -14,6 +14,7 @@ import hashlib
 import os
 import socket
 import struct
+import time
 from dataclasses import dataclass, field
 
 TIMEOUT = 5.0  # s any single read or connect may take
@@ -265,6 +266,28 @@ class Connection:
         if masked:
             payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
         return Frame(fin, rsv, opcode, masked, payload)
+
+    def stays_open(self, seconds: float) -> bool:
+        """Whether the peer keeps the connection open for ``seconds`` (what it sends is kept)."""
+        deadline = time.monotonic() + seconds
+        try:
+            while (left := deadline - time.monotonic()) > 0:
+                self.sock.settimeout(left)
+                try:
+                    data = self.sock.recv(65536)
+                except TimeoutError:
+                    return True
+                except OSError as exc:
+                    self.ended = "reset" if isinstance(exc, ConnectionResetError) else (
+                        f"{type(exc).__name__}: {exc}")
+                    return False
+                if not data:
+                    self.ended = "EOF"
+                    return False
+                self.buffer += data
+            return True
+        finally:
+            self.sock.settimeout(self.timeout)
 
     def read_to_end(self) -> str:
         """Read until the server ends the connection (bounded); how it ended."""

@@ -1,4 +1,4 @@
-"""``python -m tests.harness.history --package newrelic``: which release changed a cell.
+"""The whole history search: which release of a package changed a cell.
 
 For one package of pyproject.toml's ``[tool.history]``: every release in its
 range (the registry's own list), each built once from its sdist (sha256 from
@@ -8,14 +8,14 @@ those of the matrix (tests/matrix/test_cells.py, run by pytest with ``--release`
 its positive controls expect that release), their verdicts read from the
 results file.  tests/harness/bisect.py decides which releases to probe.
 
-Writes ``<out>/history.json`` (this package's entry, others kept) and
-``<out>/history.md``; exits 1 if a flip disagrees with the model's thresholds
-(or a cell with the model), 2 if the search could not run.
+``run`` writes ``<out>/history.json`` (this package's entry, others kept) and
+``<out>/history.md``; a flip that is not the model's threshold (or a cell that
+disagrees with the model) is a problem.  ``nox -s "history(<package>)" -- --full``
+runs it (tests/harness/history_lock.py, which also commits and re-proves the result).
 """
 
 from __future__ import annotations
 
-import argparse
 import difflib
 import itertools
 import os
@@ -24,16 +24,19 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from . import builds, records
-from .bisect import Search, Unusable
+from .bisect import Flip, Search, Unusable
 from .cells import BOOLS, HISTORY, ROOT, Cell, node_id
 from .records import (
+    HistoryPackage,
     HistoryResults,
     SchemaError,
     SessionResults,
@@ -49,16 +52,19 @@ KNOWN = ("stack", "fixed")
 PARALLEL_PROBES = 2
 DIFF_LINES = 60  # per function: a diff is evidence for a ticket, not the whole file
 PYTHON_VERSION = "import platform, sys; sys.stdout.write(platform.python_version())"
+# The registry's files per release (builds.registry_releases); [tool.history.<package>].
+Files = dict[str, list[dict[str, Any]]]
+Entry = dict[str, Any]
 
 
-def short(label):
+def short(label: str) -> str:
     """A cell of history.json as history.md names it: ``agent rum ¬hello_goodbyer streaming``."""
     return Cell.parse(label).label(omit=KNOWN)
 
 
-def _shorten(doc):
+def _shorten(doc: dict[str, Any]) -> dict[str, Any]:
     """A package's entry with every cell label short (history.md's tables and lists)."""
-    def cells(by_label):
+    def cells(by_label: dict[str, Any]) -> dict[str, Any]:
         return {short(k): v for k, v in by_label.items()}
 
     return {**doc, "watched": [short(c) for c in doc["watched"]],
@@ -71,14 +77,15 @@ def _shorten(doc):
 # -- the range -------------------------------------------------------------------------
 
 
-def release_range(package, entry, files, python_version):
+def release_range(package: str, entry: Entry, files: Files, python_version: str,
+                  ) -> tuple[list[str], dict[str, str]]:
     """(releases in the range, oldest first; {release: why it cannot be probed}).
 
     The range runs from ``first`` (default: the registry's first release) to
     ``last`` (default: the last release whose Requires-Python admits the stack's
     interpreter).  A release without an sdist stays in the range, skipped.
     """
-    def version(v):
+    def version(v: str) -> Version | None:
         try:
             return Version(v)
         except InvalidVersion:
@@ -87,12 +94,14 @@ def release_range(package, entry, files, python_version):
     known = sorted((v for v in files if version(v) is not None), key=Version)
     first = Version(entry.get("first", known[0]))
     last = entry.get("last")
-    releases, unusable = [], {}
+    releases: list[str] = []
+    unusable: dict[str, str] = {}
     for v in known:
         if Version(v) < first or (last and Version(v) > Version(last)):
             continue
         requires = {f.get("requires_python") for f in files[v]} - {None, ""}
-        if not last and any(python_version not in SpecifierSet(r) for r in requires):
+        if not last and any(python_version not in SpecifierSet(r)  # type: ignore[arg-type]  # no None: subtracted
+                            for r in requires):
             continue  # beyond what the stack's Python can install: outside the range
         releases.append(v)
         sdists = [f for f in files[v] if f["packagetype"] == "sdist"]
@@ -110,25 +119,26 @@ def release_range(package, entry, files, python_version):
 class Lab:
     """Builds, installs and runs the cells at a release of ``package`` on ``python``."""
 
-    def __init__(self, package, entry, python, work, cache, files):
+    def __init__(self, package: str, entry: Entry, python: str | Path, work: str | Path,
+                 cache: Path | None, files: Files) -> None:
         self.package, self.entry, self.python = package, entry, str(python)
         self.work, self.cache, self.files = Path(work), cache, files
         self.stack = entry["stack"]
         self.agents = entry.get("agent", list(BOOLS))
-        self.installed = {}  # release -> directories for PYTHONPATH
-        self.started = set()  # releases that have served a cell
-        self.builds = {}  # release -> {"seconds": .., "wheel": ..}
-        self.runs = []  # one record per pytest run
+        self.installed: dict[str, list[Path]] = {}  # release -> directories for PYTHONPATH
+        self.started: set[str] = set()  # releases that have served a cell
+        self.builds: dict[str, dict[str, Any]] = {}  # release -> {"seconds": .., "wheel": ..}
+        self.runs: list[dict[str, Any]] = []  # one record per pytest run
         self.run_ids = itertools.count()  # probes run side by side: each its own directory
-        self.model_disagreements = []
-        self.notes = []  # criteria beside the verdict that differ from the model
+        self.model_disagreements: list[str] = []
+        self.notes: list[str] = []  # criteria beside the verdict that differ from the model
 
-    def cells(self):
+    def cells(self) -> list[Cell]:
         # the vanilla build: the release under test is the only change
         return [Cell(self.stack, a, False, r, h, s)
                 for a in self.agents for r in BOOLS for h in BOOLS for s in BOOLS]
 
-    def install(self, release):
+    def install(self, release: str) -> list[Path]:
         """The directories to put first on the server's PYTHONPATH for ``release``."""
         if release in self.installed:
             return self.installed[release]
@@ -171,16 +181,17 @@ class Lab:
         self.installed[release] = paths
         return paths
 
-    def probe(self, release, cells):
+    def probe(self, release: str, cells: list[Cell], known_to_serve: bool = False,
+              ) -> dict[Cell, str]:
         paths = self.install(release)
-        verdicts = {}
-        if release not in self.started and len(cells) > 1:
+        verdicts: dict[Cell, str] = {}
+        if release not in self.started and len(cells) > 1 and not known_to_serve:
             # A release that cannot serve fails its first cell: learn that from one
             # cell, not from all of them (the range's ends walk over such releases).
             verdicts.update(self.run_cells(release, paths, cells[0].agent, cells[:1]))
             cells = cells[1:]
         self.started.add(release)
-        by_agent = {}
+        by_agent: dict[bool, list[Cell]] = {}
         for cell in cells:
             by_agent.setdefault(cell.agent, []).append(cell)
         with ThreadPoolExecutor(len(by_agent)) as pool:
@@ -188,7 +199,8 @@ class Lab:
                                   by_agent.items()))
         return verdicts | {cell: verdict for part in parts for cell, verdict in part.items()}
 
-    def run_cells(self, release, paths, agent, cells):
+    def run_cells(self, release: str, paths: Sequence[Path], agent: bool, cells: Sequence[Cell],
+                  ) -> dict[Cell, str]:
         out = self.work / "runs" / f"{release}-agent-{agent}-{next(self.run_ids)}"
         shutil.rmtree(out, ignore_errors=True)
         results = out / "results.json"
@@ -213,7 +225,7 @@ class Lab:
         except (OSError, SchemaError) as exc:
             raise Unusable(f"pytest wrote no results ({exc}): {self.summary(proc)}") from None
         observed = {r.cell: r for r in found}
-        verdicts = {}
+        verdicts: dict[Cell, str] = {}
         for cell in cells:
             record = observed.get(cell)
             if record is None:
@@ -248,17 +260,18 @@ class Lab:
                                  f"{ {k: v for k, v in expected.items() if v != seen[k]} }")
         self.runs.append({"release": release, "agent": agent, "cells": len(cells),
                           "seconds": round(time.monotonic() - started, 2),
-                          "pytest_exit": proc.returncode, "log": str(out / "pytest.log")})
+                          "pytest_exit": proc.returncode,
+                          "log": os.path.relpath(out / "pytest.log", ROOT)})
         return verdicts
 
     @staticmethod
-    def summary(proc):
+    def summary(proc: subprocess.CompletedProcess[str]) -> str:
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(("FAILED", "ERROR"))]
         text = " | ".join(lines[:2]) or " | ".join(proc.stdout.strip().splitlines()[-3:])
         return text[:500]
 
     @staticmethod
-    def tail(path, lines=3):
+    def tail(path: Path, lines: int = 3) -> str:
         try:
             return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
         except OSError:
@@ -268,7 +281,7 @@ class Lab:
 # -- what changed in the code -----------------------------------------------------------
 
 
-def extract(text, qualname):
+def extract(text: str, qualname: str) -> str | None:
     """The source of ``Class.method`` or ``function`` in ``text`` (by indentation: the
     sources may be Python 2), or None."""
     lines = text.split("\n")
@@ -292,12 +305,13 @@ def extract(text, qualname):
     return "\n".join(lines[lo:hi]) + "\n"
 
 
-def code_diff(package, entry, before, after, paths_before, paths_after):
+def code_diff(package: str, entry: Entry, before: str, after: str,
+              paths_before: Sequence[Path], paths_after: Sequence[Path]) -> str:
     """Unified diffs of the request-path functions that differ between the two installs."""
-    chunks = []
+    chunks: list[str] = []
     for spec in entry.get("request-path", []):
         path, _, qualname = spec.partition(":")
-        texts = []
+        texts: list[str | None] = []
         for paths in (paths_before, paths_after):
             found = [Path(p) / path for p in paths if (Path(p) / path).is_file()]
             texts.append(extract(found[0].read_text(errors="replace"), qualname)
@@ -320,7 +334,8 @@ def code_diff(package, entry, before, after, paths_before, paths_after):
 # -- the model --------------------------------------------------------------------------
 
 
-def check_thresholds(package, thresholds, flips):
+def check_thresholds(package: str, thresholds: dict[str, str],
+                     flips: Sequence[Flip[Any]]) -> list[str]:
     """Problems, if the flips found are not the model's thresholds (pyproject.toml)."""
     expected = sorted(thresholds.items(), key=lambda item: Version(item[1]))
     where = f"pyproject.toml [tool.history.{package}] thresholds"
@@ -328,7 +343,7 @@ def check_thresholds(package, thresholds, flips):
         return [f"{package}: history found {len(flips)} flip(s) "
                 f"({', '.join(f'{f.before} -> {f.after}' for f in flips) or 'none'}) but {where} "
                 f"has {len(expected)} ({', '.join(f'{n} = {v}' for n, v in expected) or 'none'})"]
-    problems = []
+    problems: list[str] = []
     for (name, version), flip in zip(expected, flips, strict=True):
         if flip.skipped_between:
             problems.append(f"{package}: the flip lies between {flip.before} and {flip.after}, "
@@ -341,9 +356,9 @@ def check_thresholds(package, thresholds, flips):
     return problems
 
 
-def cite(history, name, what):
+def cite(history: HistoryResults | None, name: str, what: str) -> str:
     """'<what> since 2.68.0.50 (proven by `nox -s ...`)' or '<what> (not yet proven ...)':
-    ``history`` is report/history.json's HistoryResults (None: nothing proven)."""
+    ``history``: what tests/data/history/ holds (None: nothing proven)."""
     package = next(p for p, e in HISTORY.items() if name in e.get("thresholds", {}))
     release = HISTORY[package]["thresholds"][name]
     if history is not None and history.proven(name, package, release):
@@ -354,7 +369,8 @@ def cite(history, name, what):
 # -- the session ------------------------------------------------------------------------
 
 
-def run(package, python, work, cache, out):
+def run(package: str, python: str | Path, work: str | Path, cache: Path | None,
+        out: str | Path) -> HistoryPackage:
     started = time.monotonic()
     load = [round(v, 2) for v in os.getloadavg()]
     entry = HISTORY[package]
@@ -363,7 +379,8 @@ def run(package, python, work, cache, out):
                                     text=True, timeout=60, check=True).stdout.strip()
     releases, unusable = release_range(package, entry, files, python_version)
     lab = Lab(package, entry, python, work, cache, files)
-    problems, flips = [], []
+    problems: list[str] = []
+    flips: list[Flip[Cell]] = []
     # Two probes side by side where they are independent (2 cores; each probe runs
     # its agent settings side by side too).
     with ThreadPoolExecutor(PARALLEL_PROBES) as pool:
@@ -374,7 +391,7 @@ def run(package, python, work, cache, out):
         except Unusable as exc:
             problems.append(f"{package}: {exc}")
         problems += search.unproven
-    findings = []
+    findings: list[dict[str, Any]] = []
     for flip in flips:
         findings.append({
             "before": flip.before, "after": flip.after, "skipped_between": flip.skipped_between,
@@ -388,10 +405,10 @@ def run(package, python, work, cache, out):
     if not problems:
         problems += check_thresholds(package, thresholds, flips)
     problems += lab.model_disagreements
-    purposes = {}
+    purposes: dict[str, list[str]] = {}
     for release, purpose, _ in search.log:
         purposes.setdefault(release, []).append(purpose)
-    document = {
+    document: dict[str, Any] = {
         "package": package, "stack": entry["stack"], "python": python_version,
         "agent": lab.agents,
         "range": {"first": releases[0] if releases else None,
@@ -408,12 +425,12 @@ def run(package, python, work, cache, out):
         "notes": lab.notes,
         "runs": lab.runs, "wall_time": round(time.monotonic() - started, 1), "load_before": load,
     }
-    document = records.from_dict(records.HistoryPackage, document)
-    write(out, package, document)
-    return document
+    record = records.from_dict(records.HistoryPackage, document)
+    write(out, package, record)
+    return record
 
 
-def write(out, package, document):
+def write(out: str | Path, package: str, document: HistoryPackage) -> None:
     """This package's entry into <out>/history.json (the other packages' kept, unless
     they are of another schema), and history.md from the whole."""
     out = Path(out)
@@ -427,7 +444,7 @@ def write(out, package, document):
     (out / "history.md").write_text(markdown(records.to_dict(whole)))
 
 
-def markdown(whole):
+def markdown(whole: dict[str, Any]) -> str:
     out = ["# History: the releases that changed a cell", "",
            "Generated by `nox -s \"history(<package>)\"`: bisection over the registry's releases, "
            "each probed with the matrix's own cells (tests/matrix/test_cells.py), all of them "
@@ -481,28 +498,3 @@ def markdown(whole):
             out += [f"- {n}" for n in doc["notes"][:5]]
         out.append("")
     return "\n".join(out)
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m tests.harness.history",
-                                     description=__doc__.split("\n")[0])
-    parser.add_argument("--package", required=True, choices=sorted(HISTORY))
-    parser.add_argument("--python", required=True,
-                        help="the server's interpreter: an env with the stack's other pins")
-    parser.add_argument("--work", required=True, type=Path, help="installs, runs and logs")
-    parser.add_argument("--cache", type=Path, default=None, help="sdists and wheels (.cache)")
-    parser.add_argument("--out", type=Path, default=REPORT)
-    args = parser.parse_args(argv)
-    try:
-        doc = run(args.package, args.python, args.work, args.cache, args.out)
-    except builds.BuildError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print((args.out / "history.md").read_text())
-    for problem in doc.problems:
-        print(f"PROBLEM: {problem}", file=sys.stderr)
-    return 1 if doc.problems else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

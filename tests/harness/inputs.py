@@ -1,7 +1,8 @@
 """The report's optional inputs, each shown when its file exists and never required.
 
 - results/conformance.json: Autobahn|Testsuite per target (`nox -s conformance`);
-- report/history.json: where each package's releases flip a cell (`nox -s history`);
+- tests/data/history/<package>.json: where each package's releases flip a cell, as
+  `nox -s "history(<package>)"` proved it (committed; the report's default);
 - report/bench.json: the benchmark's figures (`nox -s bench`, tests/bench/report.py);
 - and, always, the cells' own time split (start / exchange / stop) from this run's results.
 
@@ -11,20 +12,33 @@ JSON, is a problem (named, with the command that rewrites it), never a silent ga
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any, TypeVar
 
 from . import records, timing
-from .cells import Cell
-from .records import CONFORMANCE_RERUN, ConformanceResults, HistoryResults, SchemaError
+from .cells import DEFAULT_HANDLER, Cell
+from .records import (
+    CONFORMANCE_RERUN,
+    ConformanceResults,
+    HistoryFlip,
+    HistoryPackage,
+    HistoryResults,
+    NonOkCase,
+    SchemaError,
+    SessionResults,
+)
+
+T = TypeVar("T")
+Data = dict[str, Any]  # the report's JSON-shaped data (tests/harness/render)
 
 CONFORMANCE = "conformance.json"
-HISTORY = "history.json"
 BENCH = "bench.json"
 OUTCOMES = ("OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", "FAILED")
 
 
-def _read(path, problems, read):
+def _read(path: Path, problems: list[str], read: Callable[[Path], T]) -> T | None:
     if not path.is_file():
         return None
     try:
@@ -34,14 +48,25 @@ def _read(path, problems, read):
         return None
 
 
-def read_history(report_dir, problems):
-    """report/history.json as HistoryResults, or None (absent or unreadable: a problem)."""
-    return _read(Path(report_dir) / HISTORY, problems, lambda path: records.read(
-        path, HistoryResults, lambda doc: records.history_rerun(
-            " / ".join(sorted(doc.get("packages") or {})) or "<package>")))
+def read_history(data_dir: str | Path, problems: list[str]) -> HistoryResults | None:
+    """Every package file of ``data_dir`` (tests/data/history/) as one HistoryResults, or
+    None if there is none; a file that cannot be read is a problem, and left out."""
+    found = HistoryResults()
+    for path in sorted(Path(data_dir).glob("*.json")):
+        package = _read(path, problems, lambda p: records.read(
+            p, HistoryPackage, records.history_update(p.stem)))
+        if package is None:
+            continue
+        if package.package != path.stem:
+            problems.append(f"{path}: holds the history of {package.package!r}, not of "
+                            f"{path.stem!r}: rerun {records.history_update(path.stem)}")
+            continue
+        found.packages[package.package] = package
+    return found if found.packages else None
 
 
-def optional(results_dir, report_dir, problems, history):
+def optional(results_dir: str | Path, report_dir: str | Path, problems: list[str],
+             history: HistoryResults | None) -> dict[str, Data | None]:
     results, report = Path(results_dir), Path(report_dir)
     return {
         "conformance": conformance(_read(results / CONFORMANCE, problems, lambda path: records.read(
@@ -52,14 +77,14 @@ def optional(results_dir, report_dir, problems, history):
     }
 
 
-def _counts(counts):
+def _counts(counts: Mapping[str, int] | None) -> dict[str, int]:
     counts = counts or {}
     out = {k: int(counts.get(k) or 0) for k in OUTCOMES}
     out.update({k: v for k, v in counts.items() if k not in out and isinstance(v, int)})
     return out
 
 
-def conformance(doc, report_dir):
+def conformance(doc: ConformanceResults | None, report_dir: Path) -> Data | None:
     if doc is None:
         return None
     targets = []
@@ -72,13 +97,16 @@ def conformance(doc, report_dir):
                 report_dir.name,) else str(path)
             link = link.rstrip("/") + "/index.html"
         targets.append({"target": name, "stack": target.stack, "fixed": target.fixed,
-                        "build": target.gevent_websocket, "counts": counts,
+                        "build": (f"{target.handler} {target.handler_version}" if target.handler
+                                  else target.gevent_websocket),
+                        "handler": target.handler, "excluded": target.excluded,
+                        "counts": counts,
                         "cases": sum(counts["behavior"].values()),
                         **_non_ok(target.non_ok), "link": link})
     return {"targets": targets, "duration": doc.duration, "outcomes": list(OUTCOMES)}
 
 
-def _non_ok(cases):
+def _non_ok(cases: Iterable[NonOkCase]) -> Data:
     """The cases to read one by one, and the UNIMPLEMENTED ones (extensions) as a count."""
     listed, unimplemented = [], []
     for c in cases:
@@ -90,11 +118,11 @@ def _non_ok(cases):
     return {"non_ok": listed, "unimplemented": {"count": len(unimplemented), "groups": groups}}
 
 
-def _case_order(group):
+def _case_order(group: str) -> tuple[int, int | str]:
     return (0, int(group)) if group.isdigit() else (1, group)
 
 
-def history_data(doc):
+def history_data(doc: HistoryResults | None) -> Data | None:
     """Per package: releases probed, the flips between neighbours, what was skipped."""
     if doc is None:
         return None
@@ -117,7 +145,7 @@ def history_data(doc):
     return {"packages": packages}
 
 
-def _flip(flip):
+def _flip(flip: HistoryFlip) -> Data:
     cells = []
     for label, (before, after) in flip.changed.items():
         cell = Cell.parse(label)
@@ -126,7 +154,7 @@ def _flip(flip):
     return {"before": flip.before, "after": flip.after, "cells": cells, "diff": flip.diff}
 
 
-def bench(doc):
+def bench(doc: Data | None) -> Data | None:
     """The bench's figures table (tests/bench/report.py), and what the charts draw."""
     if doc is None:
         return None
@@ -142,7 +170,7 @@ def bench(doc):
             "cells": split_rows(doc.get("cells") or {})}
 
 
-def split_rows(stats):
+def split_rows(stats: Mapping[str, Data]) -> list[Data]:
     """The chart's rows from timing.phase_stats(): per group, each phase's median."""
     return [{"group": group, "n": d["duration"]["n"],
              **{phase: d[phase]["median"] for phase in timing.PHASES},
@@ -150,8 +178,9 @@ def split_rows(stats):
             for group, d in stats.items() if all(d.get(k) for k in ("duration", *timing.PHASES))]
 
 
-def cell_timing(sessions):
+def cell_timing(sessions: Mapping[str, SessionResults]) -> list[Data]:
     """Per stack and agent setting, the median cell split into start / exchange / stop
     (records.Phases: every cell's own split)."""
     return split_rows(timing.phase_stats(
-        record for doc in sessions.values() for record in doc.cells))
+        record for doc in sessions.values() for record in doc.cells
+        if record.cell.handler == DEFAULT_HANDLER))  # the handlers' cost: the bench

@@ -2,21 +2,25 @@
 
 It predicts from properties of the stack that the server reports (versions
 of gevent-websocket and the agent), never from a per-cell lookup.  Each
-property is the upstream fact that DESIGN.md establishes; the matrix then
+property is an upstream fact: its release thresholds live in pyproject.toml's
+[tool.history.*] and `nox -s "history(<package>)"` proves them; the matrix then
 checks every prediction against what the server and clients did.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from packaging.version import Version
 
 from .builds import PATCHES
-from .cells import HISTORY, LAYERS, NO_LAYER, PATCHED_LABEL
+from .cells import DEFAULT_HANDLER, HANDLERS, HISTORY, LAYERS, NO_LAYER, PATCHED_LABEL, Cell
+from .defects import LAYER_NOT_CLOSED, LAYER_NOT_ITERATED
 
 
-def threshold(name):
+def threshold(name: str) -> Version:
     """A release threshold of the model, from pyproject.toml's [tool.history.<package>].
 
     The one source of truth: `nox -s "history(<package>)"` fails if the flip it
@@ -34,6 +38,11 @@ def threshold(name):
 AGENT_SKIPS_WEBSOCKETS = threshold("agent_skips_websockets")
 # gevent-websocket's first release that list()s the application's result.
 HANDLER_ITERATES = threshold("handler_iterates")
+# gevent's first release whose pywsgi leaves the body of an upgrade request unwrapped
+# (gevent issue 1308): wsgi.input is the handler's raw socket file, not terminated.
+# Before it (the seed's 1.1.2) the input is gevent's Input without a Content-Length,
+# which reads b"" (patches/gevent-websocket/*/0009 say both; the layer cells show it).
+GEVENT_UPGRADE_INPUT_IS_SOCKET = Version("1.3")
 
 
 # The seed's views that return a Response(..., direct_passthrough=True) (app/web.py):
@@ -42,7 +51,7 @@ HANDLER_ITERATES = threshold("handler_iterates")
 PASSTHROUGH_ROUTES = ("/streaming",)
 
 
-def patch_series_terminates_input(release):
+def patch_series_terminates_input(release: str) -> bool:
     """Whether the patch series of ``release`` gives the application a terminated
     wsgi.input after the upgrade (a line it adds sets ``wsgi.input_terminated``)."""
     series = sorted((PATCHES / release).glob("*.patch"))
@@ -50,32 +59,71 @@ def patch_series_terminates_input(release):
                for patch in series for line in patch.read_text().splitlines())
 
 
+# What [tool.handlers.<name>.model] must say of a handler (pyproject.toml says what each means).
+HANDLER_PROPERTIES = ("iterates_result", "keeps_view_result", "closes_result",
+                      "sends_close_frame", "closes_tcp")
+
+
+def handler_properties(name: str) -> dict[str, bool]:
+    """[tool.handlers.<name>.model]: the upstream facts of a handler other than
+    gevent-websocket (whose facts follow from its version)."""
+    model = HANDLERS.get(name, {}).get("model")
+    if model is None or any(not isinstance(model.get(p), bool) for p in HANDLER_PROPERTIES):
+        raise KeyError(f"handler {name!r}: pyproject.toml has no [tool.handlers.{name}.model] "
+                       f"with the booleans {', '.join(HANDLER_PROPERTIES)}; add them")
+    return {p: model[p] for p in HANDLER_PROPERTIES}
+
+
 @dataclass(frozen=True)
 class StackFacts:
     handler_iterates: bool
     handler_closes: bool
     agent_rum_lazy_on_websockets: bool  # only meaningful with the agent on, RUM on
+    # Both true of every gevent-websocket: the view's result is what it iterates, and
+    # it ends a websocket with a close frame (vanilla's is empty, which RFC 6455 allows).
+    keeps_view_result: bool = True
+    sends_close_frame: bool = True
+    closes_tcp: bool = True  # after the websocket ends ([tool.handlers.*.model])
+    # the handler and its release in cause sentences ("gevent-websocket 0.10.1+fixed")
+    handler_label: str = DEFAULT_HANDLER
     # the handler gives the application an empty, terminated wsgi.input after the upgrade
     # (otherwise wsgi.input is the websocket's socket, not terminated)
     handler_terminates_input: bool = False
+    # the application's wsgi.input after the upgrade is the websocket's socket: gevent
+    # leaves it unwrapped and the handler does not replace it
+    upgrade_input_is_socket: bool = False
     agent_monitors_websockets: bool = False  # the agent starts a transaction for one
 
     @classmethod
-    def from_versions(cls, versions):
-        gws = Version(versions["gevent-websocket"])
-        fixed = gws.local == PATCHED_LABEL
+    def from_versions(cls, versions: Mapping[str, str | None],
+                      handler: str = DEFAULT_HANDLER) -> StackFacts:
         agent = versions.get("newrelic")
         lazy_rum = False
         if agent is not None:
             nr = Version(agent)
             lazy_rum = nr < AGENT_SKIPS_WEBSOCKETS
+        if handler != DEFAULT_HANDLER:
+            props = handler_properties(handler)
+            return cls(handler_iterates=props["iterates_result"],
+                       handler_closes=props["closes_result"],
+                       agent_rum_lazy_on_websockets=lazy_rum,
+                       keeps_view_result=props["keeps_view_result"],
+                       sends_close_frame=props["sends_close_frame"],
+                       closes_tcp=props["closes_tcp"], handler_label=handler,
+                       agent_monitors_websockets=lazy_rum)
+        gws = Version(versions["gevent-websocket"] or "")  # absent: InvalidVersion
+        fixed = gws.local == PATCHED_LABEL
+        terminates = fixed and patch_series_terminates_input(gws.base_version)
+        gevent = versions.get("gevent")
         # Compare releases as Versions ("0.10" == "0.10.0"), not as .release tuples:
         # (0, 10) < (0, 10, 0) made 0.10 a non-iterating release (history found it).
         return cls(handler_iterates=fixed or Version(gws.base_version) >= HANDLER_ITERATES,
                    handler_closes=fixed, agent_rum_lazy_on_websockets=lazy_rum,
-                   handler_terminates_input=fixed and patch_series_terminates_input(
-                       gws.base_version),
-                   agent_monitors_websockets=lazy_rum)
+                   handler_terminates_input=terminates,
+                   upgrade_input_is_socket=bool(gevent) and not terminates and Version(
+                       str(gevent)) >= GEVENT_UPGRADE_INPUT_IS_SOCKET,
+                   agent_monitors_websockets=lazy_rum,
+                   handler_label=f"{DEFAULT_HANDLER} {gws}")
 
 
 @dataclass(frozen=True)
@@ -86,14 +134,17 @@ class Prediction:
     verdict: str
     iterable_closed: bool
     valid_close_frame: bool
-    lazy_layers: tuple
+    lazy_layers: tuple[str, ...]
     layer_finished: bool | None = None
     server_closed_tcp: bool = True
     # why the layer does (not) finish, and why the server keeps TCP, in words
     layer_cause: str = ""
     tcp_cause: str = ""
+    # the named defect (tests/harness/defects.py) of the handler that the layer's not
+    # finishing shows, where a handler patch is what makes it finish
+    layer_defect: str = ""
 
-    def as_dict(self):
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -101,60 +152,64 @@ FINISHES = {"return": "when the application returns", "exhaustion":
             "when its iterable is exhausted (or a started one closed)", "close": "in close()"}
 
 
-def layer_properties(name):
+def layer_properties(name: str) -> dict[str, Any]:
     """[tool.layers.<name>] of pyproject.toml, the properties the model predicts from."""
-    props = LAYERS.get(name)
+    props: dict[str, Any] | None = LAYERS.get(name)
     if props is None or props.get("finishes") not in FINISHES:
         raise KeyError(f"[tool.layers.{name}] needs finishes = one of {sorted(FINISHES)} "
                        "in pyproject.toml")
     return props
 
 
-def handler_words(facts, release):
+def handler_words(facts: StackFacts) -> str:
     what = ("iterates and closes" if facts.handler_closes else
             "iterates (list()) but never calls close() on" if facts.handler_iterates else
             "neither iterates nor closes")
-    return f"gevent-websocket {release} {what} the application's result"
+    return f"{facts.handler_label} {what} the application's result"
 
 
-def predict_layer(cell, facts, app_called, release):
-    """(layer_finished, cause) of the cell's tracked layer."""
+def predict_layer(cell: Cell, facts: StackFacts, app_called: bool,
+                  ) -> tuple[bool | None, str, bool]:
+    """(layer_finished, cause, whether the handler is the cause of an unfinished layer)
+    of the cell's tracked layer."""
     name = cell.tracked_layer
     if name is None:
-        return None, ""
+        return None, "", False
     if cell.layer == NO_LAYER and not facts.agent_monitors_websockets:
-        return None, f"{name} starts no transaction for a websocket upgrade: nothing to finish"
+        return None, (f"{name} starts no transaction for a websocket upgrade: nothing to "
+                      "finish"), False
     props = layer_properties(name)
-    handler = handler_words(facts, release)
+    handler = handler_words(facts)
     outside = props.get("position") == "server"  # wraps what the server is given
     if not app_called and not outside:
         return False, (f"{name} runs inside the lazy layers, and {handler}: the application "
-                       "is never called")
+                       "is never called"), True
     finishes = props["finishes"]
     says = f"{name} ends its request work {FINISHES[finishes]}"
     if finishes == "return":
-        return app_called, f"{says}; " + (handler if not app_called else "it is called")
+        return app_called, f"{says}; " + (handler if not app_called else "it is called"), \
+            not app_called
     if finishes == "exhaustion":
-        return facts.handler_iterates, f"{says}; {handler}"
+        return facts.handler_iterates, f"{says}; {handler}", not facts.handler_iterates
     # "close": the server's close(), or HelloGoodbyer's own (its generator's finally
     # closes the iterable it wraps, when the handler exhausts it)
     closed_by_hg = cell.hello_goodbyer and facts.handler_iterates and not outside
     if props.get("close_hook") == "response" and cell.route in PASSTHROUGH_ROUTES:
         return False, (f"{says} through Werkzeug's Response.call_on_close, and {cell.route} "
-                       "returns Response(..., direct_passthrough=True): Werkzeug hands the "
-                       "server the bare generator, so no close() reaches the Response "
-                       "(no handler patch can change this)")
+                       "returns Response(..., direct_passthrough=True): Werkzeug's "
+                       "Response.get_app_iter then returns the bare generator, not "
+                       "ClosingIterator(..., Response.close), so the server's close() never "
+                       "reaches the Response (on every build: no handler patch can change "
+                       "this)"), False
     if facts.handler_closes:
-        return True, f"{says}; {handler}"
+        return True, f"{says}; {handler}", False
     if closed_by_hg:
         return True, (f"{says}; {handler}, but HelloGoodbyer's generator closes the iterable "
-                      "it wraps when exhausted")
-    return False, f"{says}; {handler}"
+                      "it wraps when exhausted"), False
+    return False, f"{says}; {handler}", True
 
 
-def predict(cell, facts, release=None):
-    """``release``: gevent-websocket's version, for the cause sentences only."""
-    release = release or ("patched" if facts.handler_closes else "vanilla")
+def predict(cell: Cell, facts: StackFacts) -> Prediction:
     lazy = []
     if cell.hello_goodbyer:
         lazy.append("HelloGoodbyer")
@@ -165,21 +220,34 @@ def predict(cell, facts, release=None):
         lazy.append(cell.layer)
     runs_lazy_code = facts.handler_iterates
     view = runs_lazy_code or not lazy
-    iterator = runs_lazy_code if cell.streaming else None
+    # The streaming view's iterator is its return value: a handler that drops it
+    # (flask-sock) never runs it, whatever it iterates instead.
+    iterator = runs_lazy_code and facts.keeps_view_result if cell.streaming else None
     middleware = runs_lazy_code if cell.hello_goodbyer else None
-    closes_tcp, tcp_cause = True, ""
-    if props.get("reads_input") and cell.streaming and view and not facts.handler_terminates_input:
-        # the layer reads the request body at the end of the request: on a websocket
-        # that is not terminated, the websocket's own frames, until the client gives up
-        iterator, closes_tcp = False, False
-        tcp_cause = (f"{cell.layer} reads the request body when the request ends, and "
-                     f"gevent-websocket {release} passes the websocket's socket as wsgi.input "
-                     "(wsgi.input_terminated=False): the read takes the client's frames and "
-                     "holds the connection")
+    closes_tcp, tcp_cause = facts.closes_tcp, ""
+    if not closes_tcp:
+        tcp_cause = (f"{facts.handler_label} does not close the TCP connection after the "
+                     "websocket ends ([tool.handlers.*.model] closes_tcp = false)")
+    if props.get("reads_input") and view and facts.upgrade_input_is_socket:
+        # the layer reads the request body when the application returns: on every route
+        # the websocket's own frames (the client's close), until the client gives up; on
+        # the streaming route that is before the iterator's exchange, which is lost
+        closes_tcp = False
+        if cell.streaming:
+            iterator = False
+        tcp_cause = (f"{cell.layer} reads the request body when the application returns, and "
+                     f"{facts.handler_label} on gevent >= {GEVENT_UPGRADE_INPUT_IS_SOCKET} "
+                     "passes the websocket's socket as wsgi.input (wsgi.input_terminated "
+                     "False): the read takes the client's frames and holds the connection")
     ok = view and iterator is not False and middleware is not False
-    finished, layer_cause = predict_layer(cell, facts, view, release)
+    finished, layer_cause, by_handler = predict_layer(cell, facts, view)
+    # an unfinished layer is the handler's named defect where gevent-websocket's patched
+    # build makes it finish (the defect's sentence: tests/harness/defects.py)
+    defect = (LAYER_NOT_CLOSED if facts.handler_iterates else LAYER_NOT_ITERATED) if (
+        by_handler and cell.layer != NO_LAYER
+        and facts.handler_label.startswith(DEFAULT_HANDLER + " ")) else ""
     return Prediction(view=view, iterator=iterator, middleware=middleware,
                       verdict="+" if ok else "-", iterable_closed=facts.handler_closes,
-                      valid_close_frame=True, lazy_layers=tuple(lazy),
+                      valid_close_frame=facts.sends_close_frame, lazy_layers=tuple(lazy),
                       layer_finished=finished, server_closed_tcp=closes_tcp,
-                      layer_cause=layer_cause, tcp_cause=tcp_cause)
+                      layer_cause=layer_cause, tcp_cause=tcp_cause, layer_defect=defect)

@@ -1,8 +1,8 @@
-"""Find a CPython 2.7 for the seed (2016) stack.
+"""Find a CPython X.Y: 2.7 for the seed (2016) stack, any X.Y for a user's stack.
 
-Looked for, in order: ``$PYTHON27``, ``python2.7`` on PATH, then pyenv's
-``versions/2.7*/bin/python2.7``.  A candidate counts only once it has run and
-said it is CPython 2.7.
+Looked for, in order: ``$PYTHONXY`` (``PYTHON27``, ``PYTHON310``), ``pythonX.Y`` on
+PATH, then pyenv's ``versions/X.Y*/bin/pythonX.Y``.  A candidate counts only once
+it has run and said it is CPython X.Y.
 """
 
 from __future__ import annotations
@@ -13,22 +13,34 @@ import shutil
 import subprocess
 from pathlib import Path
 
-HOW_TO_GET_ONE = "install one with `pyenv install 2.7.18` or set PYTHON27=/path/to/python2.7"
 # Valid on Python 2 and 3 alike (print would differ).
 _PROBE = (
     "import platform, sys; "
     "sys.stdout.write('%s %d.%d\\n' % ((platform.python_implementation(),) + sys.version_info[:2]))"
 )
-_EXPECTED = "CPython 2.7"
 _TIMEOUT = 30
+_LATEST_PATCH = {"2.7": "2.7.18"}  # what to suggest to pyenv when X.Y has a final release
 
 
 class MissingPython(RuntimeError):
-    """No usable CPython 2.7; the message says where we looked and what to do."""
+    """No usable CPython X.Y; the message says where we looked and what to do."""
 
 
-def _problem(python: str) -> str | None:
-    """None if ``python`` runs and is CPython 2.7, else why not."""
+def env_var(version: str) -> str:
+    """PYTHON27 for 2.7, PYTHON310 for 3.10."""
+    return "PYTHON" + version.replace(".", "")
+
+
+def how_to_get(version: str) -> str:
+    return (f"install one with `pyenv install {_LATEST_PATCH.get(version, version)}` or set "
+            f"{env_var(version)}=/path/to/python{version}")
+
+
+HOW_TO_GET_ONE = how_to_get("2.7")
+
+
+def _problem(python: str, version: str) -> str | None:
+    """None if ``python`` runs and is CPython ``version``, else why not."""
     try:
         proc = subprocess.run(
             [python, "-c", _PROBE],
@@ -40,8 +52,8 @@ def _problem(python: str) -> str | None:
     except (OSError, subprocess.SubprocessError) as exc:
         return f"does not run ({exc})"
     out = proc.stdout.strip()
-    if proc.returncode != 0 or out != _EXPECTED:
-        return f"is not CPython 2.7 (said {out or proc.stderr.strip()[-200:]!r})"
+    if proc.returncode != 0 or out != f"CPython {version}":
+        return f"is not CPython {version} (said {out or proc.stderr.strip()[-200:]!r})"
     return None
 
 
@@ -67,29 +79,47 @@ def _version_key(path: Path) -> tuple[int, ...]:
     return tuple(int(n) for n in re.findall(r"\d+", name))
 
 
-def find_python27() -> str:
-    """Path of a working CPython 2.7 interpreter, or raise :class:`MissingPython`."""
-    explicit = os.environ.get("PYTHON27")
+def find_python(version: str) -> str:
+    """Path of a working CPython ``version`` ("X.Y"), or raise :class:`MissingPython`."""
+    if not re.fullmatch(r"\d+\.\d+", version):
+        raise MissingPython(f"Python {version!r} is not X.Y; name one like 3.8 or 2.7")
+    var = env_var(version)
+    explicit = os.environ.get(var)
     if explicit:
-        problem = _problem(explicit)
+        problem = _problem(explicit, version)
         if problem is None:
             return explicit
         # An explicit setting that is wrong should not be papered over by a fallback.
-        raise MissingPython(f"PYTHON27={explicit} {problem}; {HOW_TO_GET_ONE}")
+        raise MissingPython(f"{var}={explicit} {problem}; {how_to_get(version)}")
 
-    looked: list[str] = ["$PYTHON27 (unset)"]
-    on_path = shutil.which("python2.7")
-    looked.append(f"python2.7 on PATH ({on_path or 'none'})")
+    looked: list[str] = [f"${var} (unset)"]
+    on_path = shutil.which(f"python{version}")
+    looked.append(f"python{version} on PATH ({on_path or 'none'})")
     candidates = [on_path] if on_path else []
 
     root = _pyenv_root()
-    looked.append(f"{root}/versions/2.7*/bin/python2.7")
-    found = sorted(root.glob("versions/2.7*/bin/python2.7"), key=_version_key, reverse=True)
-    candidates += [str(p) for p in found]
+    looked.append(f"{root}/versions/{version}*/bin/python{version}")
+    # versions/3.1* would also match 3.10: keep only X.Y or X.Y.<patch> directories.
+    found = [p for p in root.glob(f"versions/{version}*/bin/python{version}")
+             if re.fullmatch(re.escape(version) + r"(\.\d+.*)?", p.parent.parent.name)]
+    candidates += [str(p) for p in sorted(found, key=_version_key, reverse=True)]
 
     for candidate in candidates:
-        problem = _problem(candidate)
+        problem = _problem(candidate, version)
         if problem is None:
             return candidate
         looked.append(f"{candidate} {problem}")
-    raise MissingPython(f"no CPython 2.7 found (looked in: {'; '.join(looked)}); {HOW_TO_GET_ONE}")
+    raise MissingPython(f"no CPython {version} found (looked in: {'; '.join(looked)}); "
+                        f"{how_to_get(version)}")
+
+
+def find_python27() -> str:
+    """Path of a working CPython 2.7 interpreter, or raise :class:`MissingPython`."""
+    return find_python("2.7")
+
+
+def installed_versions() -> list[str]:
+    """Every X.Y pyenv holds here, newest first (the candidates a stack may choose from)."""
+    names = {m.group(1) for p in (_pyenv_root() / "versions").glob("*")
+             if (m := re.fullmatch(r"(\d+\.\d+)\.\d+", p.name))}
+    return sorted(names, key=lambda v: tuple(map(int, v.split("."))), reverse=True)

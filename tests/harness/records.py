@@ -18,7 +18,9 @@ Words (one meaning each, everywhere but the nox session parameters):
 
 Files: ``results/<session slug>.json`` (``SessionResults``: a session's cells and
 protocol checks, or why it was skipped), ``results/conformance.json``
-(``ConformanceResults``), ``report/history.json`` (``HistoryResults``).
+(``ConformanceResults``), ``report/history.json`` (``HistoryResults``: a full history
+search's output) and, committed, ``tests/data/history/<package>.json`` (``HistoryPackage``:
+what history proved, the report's source for the releases its causes cite).
 """
 
 from __future__ import annotations
@@ -26,10 +28,19 @@ from __future__ import annotations
 import json
 import types
 import typing
+from collections.abc import Callable, Iterable
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .cells import Cell
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+Record = TypeVar("Record", bound="DataclassInstance")
+# What load_json names as the fix: a command, or a function of the file's parsed JSON.
+Rewrite = str | Callable[[dict[str, Any]], str]
 
 SCHEMA = 2  # 1: the unversioned files before this module (no "schema" key)
 
@@ -41,7 +52,7 @@ class SchemaError(ValueError):
 # -- reading and writing -----------------------------------------------------------
 
 
-def _convert(kind, value):
+def _convert(kind: Any, value: Any) -> Any:
     """``value`` (parsed JSON) as ``kind`` (a type hint of a record's field)."""
     if value is None:
         return None
@@ -56,11 +67,11 @@ def _convert(kind, value):
     if kind is Cell:
         return Cell.from_dict(value)
     if is_dataclass(kind):
-        return from_dict(kind, value)
+        return from_dict(kind, value)  # type: ignore[arg-type]  # kind: a field's type, never an instance
     return value
 
 
-def from_dict(cls, data):
+def from_dict(cls: type[Record], data: dict[str, Any]) -> Record:
     """A record from its JSON form; keys it does not know are ignored."""
     hints = typing.get_type_hints(cls)
     known = {f.name: _convert(hints[f.name], data[f.name]) for f in fields(cls)
@@ -72,18 +83,18 @@ def from_dict(cls, data):
     return cls(**known)
 
 
-def to_dict(record):
+def to_dict(record: DataclassInstance) -> dict[str, Any]:
     """The JSON form: the fields, with a Cell as its axes."""
     return asdict(record)
 
 
-def write(path, record):
+def write(path: str | Path, record: DataclassInstance) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(to_dict(record), indent=1, sort_keys=True) + "\n")
 
 
-def load_json(path, rewrite):
+def load_json(path: str | Path, rewrite: Rewrite) -> dict[str, Any]:
     """The JSON object of a file of this SCHEMA; SchemaError (one line) otherwise.
     ``rewrite``: the command that writes the file, or a function of its parsed JSON."""
     path = Path(path)
@@ -95,14 +106,14 @@ def load_json(path, rewrite):
     if found != SCHEMA:
         raise SchemaError(f"{path}: schema {found}, this report reads schema {SCHEMA}: "
                           f"rerun {_rewrite(rewrite, data)}")
-    return data
+    return typing.cast("dict[str, Any]", data)  # a dict: only a dict has a schema
 
 
-def _rewrite(rewrite, data):
+def _rewrite(rewrite: Rewrite, data: object) -> str:
     return rewrite(data if isinstance(data, dict) else {}) if callable(rewrite) else rewrite
 
 
-def read(path, cls, rewrite):
+def read(path: str | Path, cls: type[Record], rewrite: Rewrite) -> Record:
     """``cls`` from the results file at ``path``: load_json, then the record."""
     data = load_json(path, rewrite)
     try:
@@ -127,7 +138,7 @@ class Observation:
     verdict: str
     iterable_closed: bool
     valid_close_frame: bool
-    evidence: dict = field(default_factory=dict)
+    evidence: dict[str, Any] = field(default_factory=dict)
     # The cell's tracked layer (Cell.tracked_layer) finished its end-of-request work for
     # this connection within LAYER_BOUND after both clients were done; None: no layer, or
     # the layer had no work for it (``layer_skipped``).
@@ -143,7 +154,7 @@ COMPARED = ("view", "iterator", "middleware", "verdict", "iterable_closed", "val
             "layer_finished", "server_closed_tcp")
 
 
-def comparable(observation):
+def comparable(observation: Observation | dict[str, Any]) -> dict[str, Any]:
     """The fields of an Observation (or its JSON form) a cell compares with the model."""
     get = observation.get if isinstance(observation, dict) else observation.__getattribute__
     return {k: get(k) for k in COMPARED}
@@ -162,7 +173,7 @@ class Phases:
     stop: float
 
     @classmethod
-    def split(cls, ready_after, exchanged_after, duration):
+    def split(cls, ready_after: float, exchanged_after: float, duration: float) -> Phases:
         """From seconds since the cell started: ready, exchange over, cell over."""
         return cls(start=round(ready_after, 3),
                    exchange=round(exchanged_after - ready_after, 3),
@@ -192,13 +203,13 @@ class CellRecord:
     seed: str  # the seed's published verdict
     verdict: str  # the first client's
     observed: list[Observation]
-    expected: dict  # tests/harness/model.py Prediction, as a dict
-    facts: dict  # tests/harness/model.py StackFacts
+    expected: dict[str, Any]  # tests/harness/model.py Prediction, as a dict
+    facts: dict[str, Any]  # tests/harness/model.py StackFacts
     controls: dict[str, bool]  # positive controls: name -> held
     versions: dict[str, str | None]
     page_status: int | None
-    transcripts: list[dict]  # tests/harness/clients.py Transcript
-    server_events: list[dict]
+    transcripts: list[dict[str, Any]]  # tests/harness/clients.py Transcript
+    server_events: list[dict[str, Any]]
     server_ready_after: float
     client_durations: dict[str, float]
     duration: float
@@ -206,7 +217,7 @@ class CellRecord:
     phases: Phases
     layer: str | None = None  # Cell.tracked_layer: whose layer_finished this is
 
-    def outcome(self):
+    def outcome(self) -> Outcome:
         return Outcome(verdict=self.verdict,
                        closed=all(o.iterable_closed for o in self.observed),
                        valid_close_frame=all(o.valid_close_frame for o in self.observed),
@@ -214,7 +225,7 @@ class CellRecord:
                        server_closed_tcp=_all(o.server_closed_tcp for o in self.observed))
 
 
-def _all(values):
+def _all(values: Iterable[bool | None]) -> bool | None:
     """True if every client's is, None if none has one, else False."""
     found = [v for v in values if v is not None]
     return all(found) if found else None
@@ -254,7 +265,7 @@ class SessionResults:
     protocol: list[ProtocolRecord] = field(default_factory=list)
 
 
-def session_rerun(name):
+def session_rerun(name: str | dict[str, Any]) -> str:
     """The command that rewrites a session's results file: a name, or its parsed JSON."""
     if isinstance(name, dict):
         name = name.get("session") or "<its session>"
@@ -284,6 +295,11 @@ class ConformanceTarget:
     non_ok: list[NonOkCase]
     report_dir: str
     duration: float
+    # Another websocket handler than gevent-websocket (issue 21): its name and version,
+    # and the cases its run leaves out, each with the reason (conformance.DEVIATIONS).
+    handler: str | None = None
+    handler_version: str | None = None
+    excluded: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -307,7 +323,7 @@ class HistoryProbe:
     release: str
     purposes: list[str]
     verdicts: dict[str, str]  # cell label -> + or -
-    build: dict | None = None
+    build: dict[str, Any] | None = None
 
 
 @dataclass
@@ -353,24 +369,31 @@ class HistoryPackage:
     problems: list[str]
     status: str
     notes: list[str]
-    runs: list[dict]
+    runs: list[dict[str, Any]]
     wall_time: float
     load_before: list[float]
+    schema: int = SCHEMA  # a committed package file (tests/data/history/) stands alone
 
 
 @dataclass
 class HistoryResults:
-    """report/history.json: every package searched so far."""
+    """report/history.json: every package searched so far; or, read from
+    tests/data/history/, every package whose history is committed."""
 
     packages: dict[str, HistoryPackage] = field(default_factory=dict)
     schema: int = SCHEMA
 
-    def proven(self, name, package, release):
+    def proven(self, name: str, package: str, release: str) -> bool:
         """Whether this history proves threshold ``name`` = ``release`` of ``package``."""
         found = self.packages.get(package)
         return bool(found and found.status == "passed"
                     and found.thresholds.get(name) == release)
 
 
-def history_rerun(package="<package>"):
+def history_rerun(package: str = "<package>") -> str:
     return f'`nox -s "history({package})"`'
+
+
+def history_update(package: str = "<package>") -> str:
+    """The command that rewrites a package's committed history (a full search)."""
+    return f'`nox -s "history({package})" -- --update`'

@@ -20,6 +20,7 @@ from pathlib import Path
 from . import inputs, records
 from .cells import (
     BOOLS,
+    HISTORY_DATA,
     MAIN_STACKS,
     SEED_WITH_AGENT,
     SEED_WITHOUT_AGENT,
@@ -36,6 +37,7 @@ from .cells import (
     session_name,
     slug,
 )
+from .handlers import which_handler
 from .history import cite
 from .records import OUTCOME_COLUMNS, SchemaError, SessionResults, session_rerun
 from .render import html, markdown, terminal
@@ -79,7 +81,10 @@ def load(results_dir):
         except SchemaError as exc:
             problems.append(str(exc))
             continue
-        if doc.stack not in (None, *REQUIRED_STACKS) or doc.layer:
+        # another stack's, a handler session's (today's stack on gevent-ws, ...) or a
+        # layer session's
+        if (doc.stack not in (None, *REQUIRED_STACKS) or doc.layer
+                or doc.session.startswith("handler(")):
             sessions[doc.session] = doc
     return sessions, problems
 
@@ -92,7 +97,7 @@ def conclusion_predicts(cell):
 
 def cause(record, history):
     """One sentence naming the upstream cause of a difference from the seed; a release
-    is named only where ``history`` (report/history.json) proves it."""
+    is named only where ``history`` (tests/data/history/) proves it."""
     facts, versions, cell = record.facts, record.versions, record.cell
     gws, nr = versions.get("gevent-websocket"), versions.get("newrelic")
     if record.verdict == "+" and record.seed == "-":
@@ -374,6 +379,8 @@ def build_protocol(sessions, problems):
     found = {}  # (stack, check) -> {build: [(session, record), ...]}
     for name, doc in sessions.items():
         for record in doc.protocol:
+            if record.build not in BUILDS:  # another handler's: the which-handler table
+                continue
             key = (record.stack or doc.stack, record.check)
             found.setdefault(key, {}).setdefault(record.build, []).append((name, record))
     stacks = {}
@@ -407,15 +414,18 @@ def build_protocol(sessions, problems):
     return {"stacks": summary, "legend": PROTOCOL_LEGEND, "builds": list(BUILDS)}
 
 
-def collect(results_dir, report_dir):
-    """The report's data, built once: every renderer reads only this."""
+def collect(results_dir, report_dir, history_dir=HISTORY_DATA):
+    """The report's data, built once: every renderer reads only this.  ``history_dir``:
+    what history proved (tests/data/history/, committed)."""
     sessions, problems = load(results_dir)
-    history = inputs.read_history(Path(report_dir), problems)
+    history = inputs.read_history(history_dir, problems)
     report = build(sessions, problems, history)
     report["protocol"] = build_protocol(sessions, report["problems"])
     report["layers"] = build_layers(sessions, report["problems"], history)
     report["timing"] = inputs.cell_timing(sessions)
     report.update(inputs.optional(results_dir, report_dir, report["problems"], history))
+    report["handlers"] = which_handler(sessions, report["conformance"], report["bench"],
+                                       results_dir, report_dir)
     return report
 
 
@@ -423,9 +433,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m tests.harness.report")
     parser.add_argument("--results", default="results")
     parser.add_argument("--out", default="report")
+    parser.add_argument("--history", default=HISTORY_DATA, type=Path,
+                        help="what history proved, a file per package (default: %(default)s)")
     args = parser.parse_args(argv)
     out = Path(args.out)
-    report = collect(args.results, out)
+    report = collect(args.results, out, args.history)
     out.mkdir(parents=True, exist_ok=True)
     (out / "observations.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
     (out / "observations.md").write_text(markdown.render(report))

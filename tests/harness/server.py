@@ -19,7 +19,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, cast
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT = 20.0  # s from spawn to the "listening" line (agent start included)
@@ -31,7 +34,8 @@ GUNICORN_WORKER = "geventwebsocket.gunicorn.workers.GeventWebSocketWorker"
 # A cell's environment must not decide it: flags (or, for gunicorn, the
 # variables set here) do.
 CELL_ENVIRON = ("APP_AGENT", "APP_RUM", "APP_HELLO_GOODBYER", "APP_LAYER", "APP_PORT", "APP_HOST",
-                "NEW_RELIC_CONFIG_FILE", "NEW_RELIC_ENVIRONMENT", "NEW_RELIC_DEVELOPER_MODE")
+                "APP_HANDLER", "NEW_RELIC_CONFIG_FILE", "NEW_RELIC_ENVIRONMENT",
+                "NEW_RELIC_DEVELOPER_MODE")
 
 
 class ServerError(AssertionError):
@@ -43,8 +47,11 @@ class Server:
 
     running: set[Server] = set()  # started and not yet stopped, for signal_all()
 
-    def __init__(self, python=None, *, agent=False, rum=False, hello_goodbyer=False,
-                 port=0, log_dir=None, name="server", launcher="app", layer=None):
+    def __init__(self, python: str | None = None, *, agent: bool = False,
+                 rum: bool = False, hello_goodbyer: bool = False, port: int = 0,
+                 log_dir: str | Path | None = None, name: str = "server",
+                 launcher: str = "app", handler: str | None = None,
+                 layer: str | None = None) -> None:
         self.python = python or sys.executable
         if launcher not in LAUNCHERS:
             raise ValueError(f"launcher={launcher!r}: expected one of {LAUNCHERS}")
@@ -52,27 +59,33 @@ class Server:
             raise ValueError(f"layer={layer!r} needs launcher='app' (`python -m app --layer`); "
                              f"the {launcher} launcher serves no layer")
         self.launcher = launcher
+        if handler is not None and launcher != "app":
+            raise ValueError(f"handler={handler!r}: only `python -m app` takes a handler "
+                             f"(launcher='app'), not launcher={launcher!r}")
+        self.handler = handler  # None: the app's default (gevent-websocket)
         self.argv, self.environ = (self._gunicorn if launcher == "gunicorn" else self._app)(
             port, agent, rum, hello_goodbyer)
         if layer:  # a request layer of app.layers, set up as its docs say
             self.argv += ["--layer", layer]
         self.name = name
         self.log_dir = Path(log_dir) if log_dir else None
-        self.events: list[dict] = []
+        self.events: list[dict[str, Any]] = []
         self.raw_stdout: list[str] = []
         self._changed = threading.Condition()
-        self.proc: subprocess.Popen | None = None
-        self.ready: dict | None = None
-        self.started_at = None
-        self.ready_after = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.ready: dict[str, Any] | None = None
+        self.started_at: float | None = None
+        self.ready_after: float | None = None
 
-    def _app(self, port, agent, rum, hello_goodbyer):
+    def _app(self, port: int, agent: bool, rum: bool, hello_goodbyer: bool,
+             ) -> tuple[list[str], dict[str, str]]:
         return [self.python, "-m", "app", "--host", "127.0.0.1", "--port", str(port),
                 "--agent" if agent else "--no-agent", "--rum" if rum else "--no-rum",
                 "--hello-goodbyer" if hello_goodbyer else "--no-hello-goodbyer",
-                "--watch-stdin"], {}
+                "--watch-stdin", *(["--handler", self.handler] if self.handler else [])], {}
 
-    def _gunicorn(self, port, agent, rum, hello_goodbyer):
+    def _gunicorn(self, port: int, agent: bool, rum: bool, hello_goodbyer: bool,
+                  ) -> tuple[list[str], dict[str, str]]:
         """gunicorn as users deploy it; the agent, if any, by newrelic-admin and its config.
 
         The scripts are the server environment's own (beside its interpreter).
@@ -90,7 +103,7 @@ class Server:
         return argv, environ
 
     # -- lifecycle -------------------------------------------------------
-    def __enter__(self):
+    def __enter__(self) -> Server:
         try:
             self.start()
         except BaseException:
@@ -100,14 +113,15 @@ class Server:
             raise
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None,
+                 ) -> None:
         self.stop()
 
-    def start(self, wait=True):
+    def start(self, wait: bool = True) -> Server:
         env = {k: v for k, v in os.environ.items() if k not in CELL_ENVIRON}
         env.update(self.environ, PYTHONUNBUFFERED="1")
         self.stderr_path = self._log_path("stderr")
-        self._stderr = open(self.stderr_path, "w+b")
+        self._stderr: IO[bytes] = open(self.stderr_path, "w+b")
         # The events as they arrive, one JSON line each: evidence that
         # survives this process (and lets another process watch a server).
         self.events_path = self._log_path("events")
@@ -129,7 +143,7 @@ class Server:
             self.ready_after = time.monotonic() - self.started_at
         return self
 
-    def _log_path(self, what):
+    def _log_path(self, what: str) -> Path:
         if self.log_dir is None:
             import tempfile
 
@@ -137,7 +151,8 @@ class Server:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         return self.log_dir / f"{self.name}.{what}.log"
 
-    def _read(self):
+    def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None  # start() set them
         for line in iter(self.proc.stdout.readline, b""):
             text = line.decode("utf-8", "replace").rstrip("\n")
             try:
@@ -156,7 +171,7 @@ class Server:
         with self._changed:
             self._changed.notify_all()
 
-    def stop(self):
+    def stop(self) -> int | None:
         """SIGTERM, bounded wait, then SIGKILL the group we created. Idempotent."""
         if self.proc is None:
             return None
@@ -185,6 +200,7 @@ class Server:
         reader = getattr(self, "_reader", None)  # absent if interrupted right after spawn
         if reader is not None:
             reader.join(STOP_TIMEOUT)
+        assert self.proc.stdout is not None and self.proc.stdin is not None  # both PIPE
         self.proc.stdout.close()
         self.proc.stdin.close()
         self._stderr.close()
@@ -192,16 +208,18 @@ class Server:
         return self.proc.returncode
 
     @classmethod
-    def signal_all(cls, signum=signal.SIGTERM):
+    def signal_all(cls, signum: int = signal.SIGTERM) -> None:
         """Signal every running server's group at once, without waiting (for a signal
         handler: nox SIGKILLs pytest 0.2 s after its SIGTERM, teardown may come too late)."""
         for server in list(cls.running):
+            assert server.proc is not None  # running: started
             try:
                 os.killpg(server.proc.pid, signum)
             except (ProcessLookupError, PermissionError):
                 pass
 
-    def _group_alive(self):
+    def _group_alive(self) -> bool:
+        assert self.proc is not None  # only stop() asks, after its own check
         try:
             os.killpg(self.proc.pid, 0)
         except (ProcessLookupError, PermissionError):
@@ -210,18 +228,22 @@ class Server:
 
     # -- observation -----------------------------------------------------
     @property
-    def url(self):
-        return self.ready["url"]
+    def url(self) -> str:
+        assert self.ready is not None, f"{self.name}: not ready (start() with wait)"
+        return cast(str, self.ready["url"])  # the server's readiness line (app/__main__.py)
 
     @property
-    def ws_url(self):
+    def ws_url(self) -> str:
         return "ws" + self.url[len("http"):]
 
     @property
-    def versions(self):
-        return self.ready["versions"]
+    def versions(self) -> dict[str, str | None]:
+        assert self.ready is not None, f"{self.name}: not ready (start() with wait)"
+        return cast("dict[str, str | None]", self.ready["versions"])  # app/__main__.py versions()
 
-    def wait_for(self, predicate, timeout, what):
+    def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float,
+                 what: str) -> dict[str, Any]:
+        assert self.proc is not None, f"{self.name}: wait_for before start()"
         deadline = time.monotonic() + timeout
         with self._changed:
             seen = 0
@@ -239,7 +261,7 @@ class Server:
                                                    "(bound), not seen"))
                 self._changed.wait(min(remaining, 0.5))
 
-    def get(self, path="/", timeout=HTTP_TIMEOUT):
+    def get(self, path: str = "/", timeout: float = HTTP_TIMEOUT) -> tuple[int, str]:
         """(status, text) of a plain HTTP GET; no answer is a ServerError quoting the server."""
         import urllib.request
 
@@ -250,23 +272,23 @@ class Server:
             raise ServerError(self.explain(f"GET {path}: no answer within {timeout:.1f} s "
                                            f"(bound): {exc!r}")) from None
 
-    def stats(self, timeout=STATS_TIMEOUT):
+    def stats(self, timeout: float = STATS_TIMEOUT) -> dict[str, Any]:
         """The server's own figures (GET /_stats, app/stats.py): fds, greenlets, RSS."""
-        return json.loads(self.get("/_stats", timeout)[1])
+        return cast("dict[str, Any]", json.loads(self.get("/_stats", timeout)[1]))
 
-    def wait_stopped(self):
+    def wait_stopped(self) -> list[dict[str, Any]]:
         """Stop gracefully and return every event; the last must be 'stopped'."""
         self.stop()
         return list(self.events)
 
-    def stderr_text(self, limit=4000):
+    def stderr_text(self, limit: int = 4000) -> str:
         try:
             data = Path(self.stderr_path).read_bytes()
         except OSError:
             return ""
         return data[-limit:].decode("utf-8", "replace")
 
-    def explain(self, message, events=12):
+    def explain(self, message: str, events: int = 12) -> str:
         tail = "\n".join("    " + json.dumps(e, sort_keys=True) for e in self.events[-events:])
         stderr = "\n".join("    " + line for line in self.stderr_text(2000).splitlines()[-20:])
         if self.proc is not None and self.proc.poll() is not None and "exited" not in message:

@@ -19,6 +19,8 @@ import pytest
 from tests.harness import clients
 from tests.harness.cells import (
     COLUMN_AXES,
+    DEFAULT_HANDLER,
+    HANDLERS,
     NO_LAYER,
     STACKS,
     build_version,
@@ -43,8 +45,14 @@ COLUMNS = [{axis: getattr(c, axis) for axis in COLUMN_AXES} for c in cells("toda
 
 def imported_from_env(server, module):
     """The server imported `module` from its own environment: the env it runs in, or a
-    directory its harness put first on PYTHONPATH (a history session's release)."""
-    path = (server.ready.get("module_files") or {}).get(module)
+    directory its harness put first on PYTHONPATH (a history session's release).
+
+    The handler's module is where the readiness line's ``handler`` says (app/handlers.py
+    describe()); other modules, and servers that do not describe it, in ``module_files``.
+    """
+    handler = server.ready.get("handler") or {}
+    path = (handler.get("module_file") if handler.get("module") == module
+            else (server.ready.get("module_files") or {}).get(module))
     roots = [Path(server.python).parent.parent,  # <env>/bin/python
              *(Path(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p)]
     return bool(path) and any(Path(path).resolve().is_relative_to(root.resolve())
@@ -60,29 +68,59 @@ def served_by(server):
     return worker and bool(requests) and all(e.get("pid") == pid for e in requests)
 
 
-def positive_controls(cell, server, page, releases=None, transcripts=()):
+def handler_named(cell, server):
+    """The handler in use is the one the cell names: its name and pinned version in the
+    readiness line, and the class of the websocket every upgrade gave a view."""
+    described = server.ready.get("handler") or {}
+    pins = HANDLERS[cell.handler]
+    accepted = [e for e in server.events if e["event"] == "websocket_accepted"]
+    return (described.get("name") == cell.handler and described.get("version") == pins["version"]
+            and bool(accepted)
+            and all(e.get("websocket_class") == pins["websocket_class"] for e in accepted))
+
+
+def handler_controls(cell, server):
+    """Which websocket handler served: gevent-websocket's build, or another handler
+    (issue 21) with gevent-websocket not even installed beside it."""
+    if cell.handler == DEFAULT_HANDLER:
+        return {}
+    module = (server.ready.get("handler") or {}).get("module") or cell.handler
+    return {
+        "gevent-websocket not installed": server.versions.get("gevent-websocket") is None,
+        f"{module} imported from the server's env": imported_from_env(server, module),
+        f"the handler in use is {cell.handler}": handler_named(cell, server),
+    }
+
+
+def positive_controls(cell, server, page, releases=None, transcripts=(), pins=None):
     """What this server really runs, checked against what the cell claims.
 
     ``releases`` ({name: version}, pytest --release) are the releases a history
     session put in place of the stack's pins: the server must report those.
+    ``pins`` (pytest --pin) are a user stack's own (tests/harness/userstack.py),
+    a stack pyproject.toml does not declare: the server must report each.
     Every client must get its websocket (a handler that does not speak RFC 6455,
     e.g. gevent-websocket 0.2, answers no question about lazy layers).
     """
     versions = server.versions
-    pins = STACKS[cell.stack]
     releases = releases or {}
-    gws = versions["gevent-websocket"] or ""
-    release = releases.get("gevent-websocket") or pins["gevent-websocket"]["version"]
+    gws = versions.get("gevent-websocket") or ""
+    release = (releases.get("gevent-websocket") or (pins or {}).get("gevent-websocket")
+               or STACKS[cell.stack]["gevent-websocket"]["version"])
     want_gws = build_version(release, cell.fixed)
     releases_reported = {f"{name} release": versions.get(name) == version
                          for name, version in releases.items() if name != "gevent-websocket"}
+    pins_reported = {f"{name} pin": versions.get(name) == version
+                     for name, version in (pins or {}).items() if name != "gevent-websocket"}
     return {
         **releases_reported,
+        **pins_reported,
         "hello_goodbyer": ("Goodbye from the page!" in page) == cell.hello_goodbyer,
         "rum_script": ("NREUM" in page) == (cell.agent and cell.rum),
-        "gevent-websocket build": gws == want_gws,
-        "gevent-websocket imported from the server's env": imported_from_env(
-            server, "geventwebsocket"),
+        **({"gevent-websocket build": gws == want_gws,
+            "gevent-websocket imported from the server's env": imported_from_env(
+                server, "geventwebsocket")} if cell.handler == DEFAULT_HANDLER
+           else handler_controls(cell, server)),
         f"served by the {server.launcher} process": served_by(server),
         "agent loaded": server.ready.get("agent_loaded") == cell.agent,
         "agent active": server.ready.get("agent_active") == cell.agent,
@@ -145,11 +183,12 @@ def test_cell(session, results, column):
 
 
 def run_cell(session, results, cell):
-    """Start the cell's server, run both clients, record, then assert against the model."""
+    """Start the cell's server, run both clients, record, then assert against the model;
+    the model's prediction."""
     started = time.monotonic()
     server = Server(session.server_python, agent=cell.agent, rum=cell.rum,
                     hello_goodbyer=cell.hello_goodbyer, log_dir=session.logs, name=cell.slug(),
-                    launcher=session.launcher,
+                    launcher=session.launcher, handler=session.server_handler,
                     layer=cell.layer if cell.layer != NO_LAYER else None)
     with server:
         status, page = server.get("/")
@@ -168,9 +207,12 @@ def run_cell(session, results, cell):
                and e.get("path") == "/"])
     events = server.events
     duration = time.monotonic() - started
-    controls = positive_controls(cell, server, page, session.releases, transcripts)
-    facts = StackFacts.from_versions(server.versions)
-    expected = predict(cell, facts, server.versions.get("gevent-websocket"))
+    controls = positive_controls(cell, server, page, session.releases, transcripts,
+                                 session.pins)
+    # The handler the server says it runs, not the one the session claims (a control).
+    facts = StackFacts.from_versions(
+        server.versions, (server.ready.get("handler") or {}).get("name", DEFAULT_HANDLER))
+    expected = predict(cell, facts)
     observed = [evaluate(cell, t, events, within_bound) for t in transcripts]
     results.add("cells", CellRecord(layer=cell.tracked_layer,
         cell=cell, seed=seed_verdict(cell), verdict=observed[0].verdict, observed=observed,
@@ -190,3 +232,4 @@ def run_cell(session, results, cell):
         assert comparable(obs) == comparable(expected.as_dict()), server.explain(
             f"{cell.label()}, {obs.client} client: expected {expected.as_dict()}\n"
             f"  observed {comparable(obs)}\n  evidence {json.dumps(obs.evidence)}")
+    return expected

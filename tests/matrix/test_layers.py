@@ -32,4 +32,9 @@ def pytest_generate_tests(metafunc):
 
 @pytest.mark.cell
 def test_layer_cell(session, results, layer_cell):
-    run_cell(session, results, layer_cell)
+    expected = run_cell(session, results, layer_cell)  # the observation agrees with the model
+    # The target (issue 19): every layer finishes.  Where the model names the handler's
+    # defect as the reason it does not, the cell is that defect's expected failure; it is
+    # strict, since a vanilla build that starts finishing disagrees with the model above.
+    if expected.layer_defect:
+        pytest.xfail(f"{layer_cell.build}: {expected.layer_defect}")

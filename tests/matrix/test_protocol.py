@@ -23,7 +23,7 @@ import subprocess
 import pytest
 
 from tests.harness import clients, frames
-from tests.harness.cells import build_name, is_patched
+from tests.harness.cells import DEFAULT_HANDLER, build_name, is_patched
 from tests.harness.defects import (
     BAD_CLOSE_NO_CODE,
     CLOSE_DROPS_CODE,
@@ -31,14 +31,17 @@ from tests.harness.defects import (
     ECHO_EMPTY,
     ECHO_REPR,
     HTTP10,
+    INPUT_IS_SOCKET,
     KEY_500,
     KEY_ALPHABET,
     NODE_INVALID,
     PYTHON_INVALID,
+    SERVER_CLOSES_UNREAD,
     STR_BODY,
     UNMASKED,
     UTF8_NO_CODE,
     UTF8_NOT_FAIL_FAST,
+    handler_defect,
 )
 from tests.harness.frames import (
     OP_CLOSE,
@@ -55,8 +58,11 @@ from tests.harness.server import Server, ServerError
 VIEW_MESSAGE = "Hello from view!"
 EVENT_TIMEOUT = 5.0  # s to wait for a server event that must follow what we sent
 LONG_REASON = "\u00e9" * 100  # app.web.CLOSE_REASONS["close-long"]: 200 bytes of UTF-8
+# s a client may take to answer the server's close frame; the server waits longer (patch 0010).
+CLOSE_HOLD = 0.5
 
 protocol = pytest.mark.protocol
+BUILDS = (build_name(False), build_name(True))  # gevent-websocket's; else a handler's name
 
 
 class InvariantBroken(Exception):
@@ -68,9 +74,12 @@ class InvariantBroken(Exception):
 
 @pytest.fixture(scope="module")
 def build(session):
-    """'patched' or 'vanilla': the session's claim, else what the server's env has installed."""
+    """'patched' or 'vanilla': the session's claim, else what the server's env has installed;
+    in a handler session (issue 21), the handler's name."""
     if session.stack != "today":
         pytest.skip("the protocol checks cover today's stack (gevent-websocket 0.10.1)")
+    if session.handler != DEFAULT_HANDLER:
+        return session.handler
     if session.fixed is not None:
         return build_name(session.fixed)
     code = ("from importlib.metadata import version; print(version('gevent-websocket'))")
@@ -81,8 +90,19 @@ def build(session):
 
 @pytest.fixture(autouse=True)
 def _expected_defect(request, build):
-    """On the vanilla build a check's defect is an expected failure; the record needs the build."""
+    """On the vanilla build a check's defect is an expected failure; the record needs the build.
+
+    Another handler's known defects are data (tests/harness/defects.py HANDLER_DEFECTS):
+    there an expected failure may break an invariant too (no close frame after a normal
+    exchange fails every check), so any exception counts.
+    """
     request.node.user_properties.append(("build", build))
+    if build not in BUILDS:
+        defect = handler_defect(build, request.node.name)
+        request.node.user_properties.append(("defect", defect))
+        if defect:
+            request.applymarker(pytest.mark.xfail(reason=defect, strict=True))
+        return
     marker = request.node.get_closest_marker("protocol")
     defect = marker.kwargs.get("defect") if marker else None
     if defect and build == build_name(False):
@@ -93,7 +113,15 @@ def _expected_defect(request, build):
 @pytest.fixture
 def server(request, session, build):
     name = "protocol-" + re.sub(r"[^\w.-]+", "-", request.node.name).strip("-")
-    with Server(session.server_python, log_dir=session.logs, name=name) as running:
+    with Server(session.server_python, log_dir=session.logs, name=name,
+                handler=session.server_handler) as running:
+        if build not in BUILDS:
+            runs = (running.ready.get("handler") or {}).get("name")
+            if runs != build:
+                raise InvariantBroken(running.explain(
+                    f"the session claims the handler {build}, the server runs {runs}"))
+            yield running
+            return
         gws = running.versions.get("gevent-websocket") or ""
         if build_name(is_patched(gws)) != build:
             raise InvariantBroken(running.explain(
@@ -330,6 +358,27 @@ def test_client_sees_server_close_code_and_reason(check, server, client):
     check.verify()
 
 
+@protocol(defect=SERVER_CLOSES_UNREAD)
+def test_server_close_waits_for_the_clients_close(check, server):
+    """RFC 6455 5.5.1/7.1.1: after sending its close frame the server reads until the client's
+    close, then closes TCP first, with a FIN: no RST for a close frame left unread."""
+    conn, response, first = open_websocket(server, "/raw/close", "raw=close-handshake")
+    with conn:
+        check.invariant("handshake", response.code == 101, "101", str(response))
+        conn.send(build_frame(OP_TEXT, b"hi"))
+        frame = conn.read_frame()
+        if check.expect("server's close", frame is not None and frame.opcode == OP_CLOSE,
+                        "a close frame", str(frame) if frame else conn.ended):
+            check.expect("before the client's close", conn.stays_open(CLOSE_HOLD),
+                         f"the TCP connection stays open for the {CLOSE_HOLD} s the client "
+                         "holds its close", f"ended ({conn.ended})")
+            conn.send(build_frame(OP_CLOSE, frame.payload[:2]))
+            check.expect("after the client's close", conn.read_to_end() == "EOF",
+                         "the server reads it and closes TCP with a FIN (EOF, not reset)",
+                         conn.ended)
+    check.verify()
+
+
 @pytest.mark.parametrize(("code", "reason"), [
     pytest.param(1001, b"going away", id="1001-with-reason", marks=protocol(defect=ECHO_REPR)),
     pytest.param(4000, b"", id="4000-no-reason", marks=protocol(defect=ECHO_EMPTY)),
@@ -359,6 +408,42 @@ def test_malformed_client_close_fails_with_1002(check, server, payload, request)
         conn.send(build_frame(OP_CLOSE, payload))
         expect_close_code(check, conn, 1002)
     keeps_serving(check, server, query)
+    check.verify()
+
+
+@protocol(defect=INPUT_IS_SOCKET)
+def test_reading_the_request_body_keeps_the_websocket(check, server):
+    """PEP 3333: the upgrade GET has no body, so reading it (request.get_data(), as sentry-sdk's
+    Flask integration does at the end of a request) returns b"" and leaves the frames alone."""
+    query = "raw=read-input"
+    conn, response, first = open_websocket(server, "/raw/read-input", query)
+    rid = request_id(server, query)
+    with conn:
+        check.invariant("handshake", response.code == 101, "101", str(response))
+        if check.expect("the view's message", first is not None
+                        and first.payload == VIEW_MESSAGE.encode(), repr(VIEW_MESSAGE),
+                        str(first) if first else conn.ended):
+            conn.send(build_frame(OP_TEXT, b"answer"))
+            event = answer_event(server, rid)
+            check.expect("server got", event is not None and event.get("data") == "answer",
+                         "view_received 'answer'", json.dumps(event))
+            closing = conn.read_frame()
+            check.expect("server's close", closing is not None and closing.opcode == OP_CLOSE
+                         and closing.close().valid, "a valid close frame",
+                         str(closing) if closing else conn.ended)
+        else:  # the client speaks: does the body read take the frame?
+            conn.send(build_frame(OP_TEXT, b"answer"))
+    last = "after" if first is not None else "before"
+    try:  # the client is gone: a read that blocked on the socket has returned by now
+        server.wait_for(lambda e: e["event"] == "input_read" and e.get("rid") == rid
+                        and e.get("when") == last, EVENT_TIMEOUT, f"the {last!r} body read")
+    except ServerError:
+        pass
+    reads = [(e.get("when"), e.get("length")) for e in server.events
+             if e["event"] == "input_read" and e.get("rid") == rid]
+    expected = [("before", 0), ("after", 0)] if first is not None else [("before", 0)]
+    check.equal("request body reads (when, bytes)", expected, reads)
+    keeps_serving(check, server, "read-input")
     check.verify()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 
@@ -128,14 +129,11 @@ def test_a_named_defect_does_not_excuse_the_patched_target():
     assert problems({"today-patched": target(**{"7_3_4": result("OK", "UNCLEAN")})}, NAMED)
 
 
-def test_seed_patched_is_held_to_named_defects_only():
+def test_seed_patched_is_held_to_ok_too():
+    """The 0.9.5 series carries the 0.10.1 fixes (issue 21): a named defect excuses nothing."""
     seed = target(stack="seed", **{"6_4_3": result("NON-STRICT")})
-    assert problems({"seed-patched": seed}, NAMED) == []
-    seed["cases"]["1.1.1"] = result("FAILED")
-    assert problems({"seed-patched": seed}, NAMED) == [
-        "seed-patched: case 1.1.1 (behaviour FAILED, close OK) maps to no named defect: add it "
-        "to defects() in tests/harness/conformance.py with the protocol check "
-        "(tests/matrix/test_protocol.py) that shows it without Autobahn"]
+    found = problems({"seed-patched": seed}, NAMED)
+    assert len(found) == 1 and "seed-patched: case 6.4.3" in found[0]
 
 
 def test_vanilla_non_ok_case_without_a_named_defect_fails_the_rule():
@@ -220,3 +218,30 @@ def test_wstest_exiting_non_zero_is_an_error(tmp_path):
     spec.write_text("{}")
     with pytest.raises(ConformanceError, match=r"status 3 after case 1\.1\.1"):
         conformance.run_fuzzingclient(str(fake_wstest(tmp_path, body)), spec, name="x")
+
+
+# -- other handlers (issue 21) -------------------------------------------------------
+
+
+def test_a_handlers_non_ok_cases_are_reported_not_failed_on():
+    worse = target(fixed=False, **{"1_1_1": result("FAILED"), "12_1_1": result("OK", "FAILED")})
+    assert problems({"today-gevent-ws": {**worse, "handler": "gevent-ws"}}, NAMED) == []
+
+
+def test_an_excluded_case_counts_as_run_and_nothing_else_may_be_missing():
+    short = {**target(fixed=False), "handler": "flask-sock", "excluded": {"1.1.1": "hangs"}}
+    del short["cases"]["1.1.1"]
+    assert problems({"today-patched": target(), "today-flask-sock": short}, NAMED) == []
+    del short["cases"]["7.3.4"]
+    assert problems({"today-patched": target(), "today-flask-sock": short}, NAMED) == [
+        "today-flask-sock: 1 case(s) not run that other targets ran: 7.3.4"]
+
+
+def test_every_handler_target_and_deviation_names_a_known_target():
+    from tests.harness.cells import HANDLERS
+
+    assert {f"today-{h}" for h in HANDLERS} <= set(conformance.TARGETS)
+    assert set(conformance.DEVIATIONS) <= set(conformance.TARGETS)
+    for deviation in conformance.DEVIATIONS.values():
+        assert all(re.fullmatch(r"\d+(\.\d+)*", case) and reason
+                   for case, reason in deviation.get("exclude", {}).items())

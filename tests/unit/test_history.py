@@ -103,3 +103,82 @@ def test_a_found_flip_must_equal_the_models_threshold(thresholds, problem):
         assert problems == []
     else:
         assert len(problems) == 1 and problem in problems[0], problems
+
+
+# -- the committed history (tests/harness/history_lock.py): a lock file ------------------
+
+
+def committed_sample(changed_at="0.10"):
+    """A HistoryPackage as --update writes it: one flip, 0.9.5 -> ``changed_at``."""
+    from tests.harness.cells import Cell
+    from tests.harness.records import HistoryPackage, from_dict
+
+    releases = ["0.3.0", "0.9.5", "0.10", "0.10.1"]
+    cell, other = (Cell("seed", False, False, False, False, s).label() for s in (True, False))
+
+    def verdicts(r):
+        return {cell: "+" if r in ("0.10", "0.10.1") else "-", other: "+"}
+
+    return from_dict(HistoryPackage, {
+        "package": "gevent-websocket", "stack": "seed", "python": "2.7.18", "agent": [False],
+        "range": {"first": "0.3.0", "last": "0.10.1", "low": "0.3.0", "high": "0.10.1",
+                  "releases": releases},
+        "watched": [cell], "spread": 3,
+        "probed": [{"release": r, "purposes": ["x"], "verdicts": verdicts(r),
+                    "build": {"sdist_sha256": f"sha-{r}"}} for r in releases],
+        "skipped": [], "flips": [{"before": "0.9.5", "after": changed_at, "skipped_between": [],
+                                  "changed": {cell: ["-", "+"]},
+                                  "proof": {}, "diff": ""}],
+        "thresholds": {"handler_iterates": "0.10"}, "problems": [], "status": "passed",
+        "notes": [], "runs": [], "wall_time": 1.0, "load_before": [0.0]}), cell
+
+
+def test_a_reproof_runs_the_ends_and_each_flips_neighbours():
+    from tests.harness.history_lock import evidence
+
+    data, _ = committed_sample()
+    assert evidence(data) == ["0.3.0", "0.9.5", "0.10", "0.10.1"]
+    data.flips = []
+    assert evidence(data) == ["0.3.0", "0.10.1"]
+
+
+def test_the_same_facts_are_no_difference_and_a_changed_verdict_is_shown_by_label():
+    from tests.harness.history_lock import difference, recorded
+
+    data, cell = committed_sample()
+    verdicts, sha256 = recorded(data)
+    assert difference(data, data, verdicts, sha256, "this run") == ""
+    verdicts["0.10"][cell] = "-"
+    sha256["0.3.0"] = "sha-other"
+    diff = difference(data, data, verdicts, sha256, "this run")
+    assert "-0.10 ¬agent ¬rum ¬hello_goodbyer streaming: +\n" in diff
+    assert "+0.10 ¬agent ¬rum ¬hello_goodbyer streaming: -\n" in diff
+    assert "+0.3.0 sdist sha256 sha-other\n" in diff
+    assert "True" not in diff and "False" not in diff, "cells by their readable label"
+
+
+def test_a_moved_flip_or_a_new_release_in_the_range_is_a_difference():
+    from tests.harness.history_lock import difference, recorded
+
+    data, _ = committed_sample()
+    moved, _ = committed_sample(changed_at="0.10.1")
+    diff = difference(data, moved, *recorded(data), "this search")
+    assert "-flip 0.9.5 -> 0.10:" in diff and "+flip 0.9.5 -> 0.10.1:" in diff
+    moved, _ = committed_sample()
+    moved.range.releases.append("0.10.2")
+    assert difference(data, moved, *recorded(data), "this run").count("\n+in range: 0.10.2") == 1
+
+
+def test_the_committed_history_proves_every_threshold_of_the_model():
+    """tests/data/history/ holds every [tool.history] package, passed, with the flips at
+    pyproject.toml's thresholds: what the report's causes cite."""
+    from tests.harness.cells import HISTORY
+    from tests.harness.history_lock import read_data, thresholds
+
+    for package, entry in HISTORY.items():
+        data = read_data(package)
+        assert data.status == "passed" and data.problems == [], (package, data.problems)
+        assert thresholds(data) == [], thresholds(data)
+        assert data.thresholds == entry["thresholds"], (
+            f"{package}: pyproject.toml's thresholds changed since the data was written: run "
+            f'nox -s "history({package})" -- --update')

@@ -87,3 +87,29 @@ def test_handler_iterates_from_the_registrys_spelling_of_the_release(gws, iterat
     # the model predict a non-iterating 0.10 (found by `nox -s "history(gevent-websocket)"`).
     facts = StackFacts.from_versions({"gevent-websocket": gws, "newrelic": None})
     assert facts.handler_iterates is iterates
+
+
+# -- other handlers (issue 21): the model from [tool.handlers.<name>.model] ----------------
+
+
+def test_a_handler_that_drops_the_views_result_fails_exactly_the_streaming_cells():
+    from tests.harness.cells import cells
+
+    facts = StackFacts.from_versions({"newrelic": "14.1.0"}, "flask-sock")
+    for cell in cells("today", True, False):
+        got = predict(cell, facts)
+        assert got.verdict == ("-" if cell.streaming else "+"), cell.label()
+        assert got.iterator is (False if cell.streaming else None)
+
+
+def test_a_handler_without_a_close_frame_is_predicted_so():
+    from tests.harness.cells import cells
+
+    facts = StackFacts.from_versions({}, "gevent-ws")
+    assert all(predict(c, facts).verdict == "+" and not predict(c, facts).valid_close_frame
+               for c in cells("today", False, False))
+
+
+def test_a_handler_without_its_model_properties_is_one_clear_error():
+    with pytest.raises(KeyError, match=r"\[tool.handlers.nope.model\]"):
+        StackFacts.from_versions({}, "nope")

@@ -87,6 +87,13 @@ def write_results(results, stacks=("today", "seed"), flip=None, drop=None):
 
 
 FLIPPED = Cell("seed", True, False, True, False, False)  # the history sample's flip
+HISTORY_SAMPLE = "history-data"  # beside results/ and report/: write_optional's history
+
+
+def collect(results, out):
+    """The report of ``results``, with the history write_optional wrote (if it did): the
+    committed tests/data/history/ is not this module's sample."""
+    return report_module.collect(results, out, out.parent / HISTORY_SAMPLE)
 
 
 def write_optional(results, out):
@@ -128,13 +135,16 @@ def write_optional(results, out):
                 "thresholds": thresholds, "problems": [], "status": "passed", "notes": [],
                 "runs": [], "wall_time": 300, "load_before": [0.1, 0.2, 0.3]}
 
-    (out / "history.json").write_text(json.dumps({"schema": SCHEMA, "packages": {
-        "newrelic": package("newrelic", "2.66.0.49", "2.68.0.50", FLIPPED,
-                            ["2.66.0.49", "2.68.0.50", "2.70.0.1"], ["2.70.0.1"],
-                            {"agent_skips_websockets": "2.68.0.50"}),
-        "gevent-websocket": package("gevent-websocket", "0.9.5", "0.10", other,
-                                    ["0.9.5", "0.10", "0.10.1"], [],
-                                    {"handler_iterates": "0.10.0"})}}))
+    history = out.parent / HISTORY_SAMPLE
+    history.mkdir(parents=True, exist_ok=True)
+    for name, doc in {
+            "newrelic": package("newrelic", "2.66.0.49", "2.68.0.50", FLIPPED,
+                                ["2.66.0.49", "2.68.0.50", "2.70.0.1"], ["2.70.0.1"],
+                                {"agent_skips_websockets": "2.68.0.50"}),
+            "gevent-websocket": package("gevent-websocket", "0.9.5", "0.10", other,
+                                        ["0.9.5", "0.10", "0.10.1"], [],
+                                        {"handler_iterates": "0.10.0"})}.items():
+        (history / f"{name}.json").write_text(json.dumps({"schema": SCHEMA, **doc}))
     (out / "bench.json").write_text(json.dumps({
         "schema": SCHEMA, "started": "2026-11-25T12:00:00+00:00",
         "machine": {"cpus": 2, "python": "3.11.7"}, "load": {"before": [0.1, 0.2, 0.3]},
@@ -187,7 +197,7 @@ def terminal_text(report, color_system=None):
 
 def test_every_renderer_draws_the_same_grid(tmp_path):
     write_results(tmp_path / "results")
-    report = report_module.collect(tmp_path / "results", tmp_path / "report")
+    report = collect(tmp_path / "results", tmp_path / "report")
     assert report["problems"] == []
     assert json.loads(json.dumps(report)) == report, "observations.json holds it all"
     today = report["stacks"]["today"]
@@ -229,7 +239,8 @@ def test_a_disagreement_or_a_missing_session_fails_and_is_marked(tmp_path):
     doc["cells"][0]["controls"]["rum_script"] = False  # agrees with the model, yet not real
     path.write_text(json.dumps(doc))
     out = tmp_path / "report"
-    assert report_module.main(["--results", str(tmp_path / "results"), "--out", str(out)]) == 1
+    assert report_module.main(["--results", str(tmp_path / "results"), "--out", str(out),
+                               "--history", str(tmp_path / HISTORY_SAMPLE)]) == 1
     report = json.loads((out / "observations.json").read_text())
     problems = "\n".join(report["problems"])
     assert "matrix(agent=True, fixed=False): no results file" in problems
@@ -256,13 +267,13 @@ def test_optional_inputs_render_when_present_and_tolerate_extra_keys(tmp_path):
     write_results(results, stacks=("today", "seed", "deploy"),
                   flip=Cell("deploy", False, False, False, False, False))
     write_optional(results, out)
-    report = report_module.collect(results, out)
+    report = collect(results, out)
     deploy = report["stacks"]["deploy"]
     assert deploy["reference"] == "today" and deploy["differs_from_reference"] == 1
     assert not deploy["required"]
     assert [t["link"] for t in report["conformance"]["targets"]] == [
         "conformance/today-patched/index.html", "conformance/today-vanilla/index.html"]
-    newrelic, gws = report["history"]["packages"]
+    gws, newrelic = report["history"]["packages"]  # a file per package, by name
     assert [c["id"] for c in newrelic["flips"][0]["cells"]] == [FLIPPED.slug()]
     assert gws["range"] == ["0.9.5", "0.10.1"] and gws["in_range"] == 3
     assert [p["version"] for p in gws["probed"]] == ["0.9.5", "0.10", "0.10.1"]
@@ -271,6 +282,13 @@ def test_optional_inputs_render_when_present_and_tolerate_extra_keys(tmp_path):
         "after": "+", "id": "seed-agent_off-fixed_off-rum_off-hello_goodbyer_off-streaming_on",
         "label": "seed ¬agent ¬fixed ¬rum ¬hello_goodbyer streaming"}]
     assert [p["status"] for p in newrelic["probed"]] == ["ok", "ok", "skipped"]
+    # a cause names a release only where the committed history proves the model's
+    # threshold: newrelic's sample does (2.68.0.50), gevent-websocket's (0.10.0) does not
+    causes = " ".join(c["text"] for c in report["stacks"]["today"]["causes"])
+    assert ('no lazy RUM middleware on them) since newrelic 2.68.0.50 (proven by '
+            '`nox -s "history(newrelic)"`)') in causes
+    assert ("(the release that changed it is not yet proven by "
+            '`nox -s "history(gevent-websocket)"`)') in causes
     assert report["bench"]["ratios"][0]["target"] == 0.97
     assert [g["group"] for g in report["timing"]] == [
         "today agent off", "today agent on", "seed agent off", "seed agent on",
@@ -298,17 +316,29 @@ def test_optional_inputs_render_when_present_and_tolerate_extra_keys(tmp_path):
 
 def test_absent_optional_inputs_leave_no_section(tmp_path):
     write_results(tmp_path / "results")
-    report = report_module.collect(tmp_path / "results", tmp_path / "report")
+    report = collect(tmp_path / "results", tmp_path / "report")
     assert report["conformance"] is report["history"] is report["bench"] is None
     ids = page_cells(html.render(report)).ids
     assert not {"conformance", "history", "bench"} & ids and "timing" in ids
     assert "≈" not in markdown.render(report), "no reference mark without a deploy stack"
 
 
+def test_a_committed_history_file_that_cannot_be_read_is_a_named_problem(tmp_path):
+    write_results(tmp_path / "results")
+    history = tmp_path / HISTORY_SAMPLE
+    history.mkdir()
+    (history / "newrelic.json").write_text(json.dumps({"schema": 1, "package": "newrelic"}))
+    report = collect(tmp_path / "results", tmp_path / "report")
+    assert report["problems"] == [
+        f"{history / 'newrelic.json'}: schema 1, this report reads schema {SCHEMA}: rerun "
+        '`nox -s "history(newrelic)" -- --update`']
+    assert report["history"] is None
+
+
 def test_an_unreadable_optional_input_is_a_named_problem(tmp_path):
     write_results(tmp_path / "results")
     (tmp_path / "results" / "conformance.json").write_text("{ truncated")
-    report = report_module.collect(tmp_path / "results", tmp_path / "report")
+    report = collect(tmp_path / "results", tmp_path / "report")
     assert len(report["problems"]) == 1
     assert "conformance.json: not JSON" in report["problems"][0]
     assert "rerun `nox -s conformance`" in report["problems"][0]
@@ -324,7 +354,8 @@ def test_the_terminal_grid_is_coloured_only_where_it_can_be(tmp_path, env, colou
     base = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "NO_COLOR")}
     proc = subprocess.run(
         [sys.executable, "-m", "tests.harness.report", "--results", str(tmp_path / "results"),
-         "--out", str(tmp_path / "report")], cwd=ROOT, env={**base, **env},
+         "--out", str(tmp_path / "report"), "--history", str(tmp_path / HISTORY_SAMPLE)],
+        cwd=ROOT, env={**base, **env},
         capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert ("\x1b[" in proc.stdout) == coloured, proc.stdout[:500]
@@ -354,7 +385,7 @@ def test_a_results_file_of_another_schema_is_one_line_naming_the_file_and_its_se
     doc = json.loads(path.read_text())
     del doc["schema"]  # as written before records.py: schema 1
     path.write_text(json.dumps(doc))
-    report = report_module.collect(tmp_path / "results", tmp_path / "report")
+    report = collect(tmp_path / "results", tmp_path / "report")
     assert report["problems"] == [
         f"{path}: schema 1, this report reads schema {SCHEMA}: rerun "
         '`nox -s "matrix(agent=False, fixed=True)"`']

@@ -7,7 +7,13 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from . import layout
-from .text import conclusion_text, outcome, protocol_counts
+from .text import (
+    HANDLER_COLUMNS,
+    conclusion_text,
+    handler_figures,
+    outcome,
+    protocol_counts,
+)
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -29,6 +35,7 @@ def environment():
                       trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
     env.globals.update(layout=layout, conclusion_text=conclusion_text,
                        protocol_counts=protocol_counts, outcome=outcome,
+                       handler_figures=handler_figures, handler_columns=HANDLER_COLUMNS,
                        read=lambda name: (TEMPLATES / name).read_text())
     env.filters.update(md=md_cell, seconds=seconds, onoff=layout.on)
     return env

@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from . import layout
-from .text import conclusion_text, outcome, protocol_counts
+from .text import conclusion_text, handler_figures, outcome, protocol_counts
 
 STYLE = {"v-pass": "bold black on green", "v-fail": "bold white on red",
          "v-missing": "bold black on yellow", "v-skipped": "black on white",
@@ -91,6 +91,13 @@ def protocol_lines(report):
 
 def extra_lines(report):
     lines = []
+    which = report.get("handlers")
+    if which:
+        for row in which["rows"]:
+            lines.append("which handler: " + "; ".join(
+                f"{column} {text}" if column != "handler" else text
+                for column, text, _link in handler_figures(row, which["layers_absent"])
+                if column != "Python 2.7"))
     conf = report.get("conformance")
     if conf:
         for target in conf["targets"]:

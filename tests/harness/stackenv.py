@@ -1,0 +1,217 @@
+"""The server environment of a user's stack (tests/harness/userstack.py), built atomically.
+
+One directory per (Python, resolved pins, gevent-websocket release):
+``<work>/envs/<name>-py<X.Y>-<key>/`` holding ``env/`` (the virtualenv, gevent-websocket
+vanilla), ``patched/`` (the patched build, put first on the server's PYTHONPATH for
+the patched arm, as history does with a release) and ``stack.json`` (what is installed).
+It is built under a temporary name and renamed into place only once complete, so a
+failed or interrupted build never looks like an environment; a second run reuses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import builds
+from .cells import STACKS
+
+if TYPE_CHECKING:
+    from .userstack import Plan
+
+GWS = "gevent-websocket"
+INSTALL_TIMEOUT = 900  # s: an sdist (gevent, greenlet) may compile
+VENV_TIMEOUT = 120
+REVISION = "1"  # bump when the layout of an environment changes
+COMPILE = {"UV_COMPILE_BYTECODE": "1"}  # see noxfile.py: readiness 0.50 -> 0.19 s
+# Valid on 2.7 and 3.x: every installed distribution, as name==version lines.
+FREEZE = (
+    "import sys\n"
+    "try:\n"
+    "    from importlib.metadata import distributions\n"
+    "    ds = [(d.metadata['Name'], d.version) for d in distributions()]\n"
+    "except ImportError:\n"
+    "    import pkg_resources\n"
+    "    ds = [(d.project_name, d.version) for d in pkg_resources.working_set]\n"
+    "sys.stdout.write(''.join('%s==%s\\n' % d for d in ds if d[0]))\n"
+)
+# What the server reports (app/__main__.py versions()), by canonical name.
+REPORTED = ("gevent", "greenlet", "flask", "werkzeug", "newrelic", GWS)
+
+
+class StackError(RuntimeError):
+    """Bad input or an unusable stack: one line naming the cause and the fix."""
+
+
+def _error(message: str) -> StackError:
+    return StackError(message)
+
+
+@dataclass
+class Env:
+    path: Path
+    python: Path
+    patched: Path | None
+    versions: dict[str, str | None]  # canonical name -> version, of what the server reports
+    installed: dict[str, str]  # canonical name -> version, everything
+    reused: bool
+
+    def smoke(self) -> None:
+        """The stack's server starts and serves its page, or a StackError naming why."""
+        from .server import Server, ServerError
+
+        try:
+            with Server(str(self.python), name="smoke", log_dir=self.path / "smoke") as server:
+                status, _ = server.get("/")
+        except ServerError as exc:
+            lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+            last = next((ln for ln in reversed(lines) if re.match(r"^\w+(\.\w+)*(Error|"
+                                                                  r"Exception|Exit)\b", ln)),
+                        lines[0] if lines else "?")
+            raise _error(f"the server of this stack does not start ({last[:300]}; logs in "
+                         f"{self.path / 'smoke'}); change the pin it names, or report it "
+                         "if the app itself needs to adapt to this release") from None
+        if status != 200:
+            raise _error(f"the server of this stack answers GET / with {status}; "
+                         f"see {self.path / 'smoke'}")
+
+
+def _run(cmd: Sequence[str | Path], what: str, timeout: float = INSTALL_TIMEOUT,
+         env: dict[str, str] | None = None) -> str:
+    try:
+        proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True,
+                              timeout=timeout, check=False,
+                              env=dict(os.environ, **(env or {})))
+    except subprocess.TimeoutExpired:
+        raise _error(f"{what} took more than {timeout} s (bound); retry, or pick releases "
+                     "with wheels for this Python") from None
+    if proc.returncode != 0:
+        from .userstack import installer_failure
+
+        raise _error(installer_failure(proc.stdout + proc.stderr, what))
+    return proc.stdout
+
+
+def _gws_wheels(plan: Plan, build_python: str | Path) -> tuple[Path, Path | None]:
+    """The verified gevent-websocket wheels of the plan's release: (vanilla, patched|None)."""
+    version = plan.gws
+    pinned = {s[GWS]["version"]: s[GWS]["sha256"] for s in STACKS.values()}
+    sdists = [f for f in plan.gws_files if f["packagetype"] == "sdist"]
+    # The project's own pin where there is one; else the registry's digest, over HTTPS.
+    sha = pinned.get(version) or (sdists[0]["digests"]["sha256"] if len(sdists) == 1 else None)
+    if sha is None:
+        raise _error(f"{GWS}=={version} has {len(sdists)} sdists on the registry; pin a "
+                     f"release with one (e.g. {GWS}=={STACKS['today'][GWS]['version']})")
+    try:
+        sdist = builds.fetch_verified_sdist(GWS, version, sha,
+                                            download=builds.registry_download(plan.gws_files))
+        vanilla = builds.build_release_wheel(GWS, version, sdist, sha, str(build_python))
+        series = builds.PATCHES / version
+        patched = (builds.build_release_wheel(GWS, version, sdist, sha, str(build_python),
+                                              patches=builds.series(series))
+                   if series.is_dir() else None)
+    except builds.BuildError as exc:
+        raise _error(f"{GWS} {version}: {' '.join(str(exc).split())[:400]}") from None
+    return vanilla, patched
+
+
+def key_of(plan: Plan) -> str:
+    text = "\0".join([REVISION, plan.python_version, os.path.realpath(plan.python),
+                      plan.gws, *sorted(plan.requirements), "--", *sorted(plan.constraints)])
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _load(path: Path, reused: bool) -> Env:
+    data = json.loads((path / "stack.json").read_text())
+    patched = path / "patched"
+    return Env(path=path, python=path / "env" / "bin" / "python",
+               patched=patched if patched.is_dir() else None, versions=data["versions"],
+               installed=data["installed"], reused=reused)
+
+
+def build(plan: Plan, work: Path) -> Env:
+    envs = Path(work) / "envs"
+    final = envs / f"{plan.request.name}-py{plan.python_version}-{key_of(plan)}"
+    if (final / "stack.json").is_file():
+        return _load(final, True)
+    envs.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=envs, prefix=f".tmp-{final.name}-"))
+    try:
+        _build_into(plan, tmp)
+        if final.exists() and not (final / "stack.json").is_file():
+            shutil.rmtree(final)  # an incomplete leftover (not ours to reuse)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not (final / "stack.json").is_file():
+                raise
+            # a concurrent run of the same stack finished first: use its environment
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return _load(final, False)
+
+
+def _build_into(plan: Plan, tmp: Path) -> None:
+    venv = tmp / "env"
+    python = venv / "bin" / "python"
+    py2 = plan.python_version == "2.7"
+    if py2:  # uv cannot make 2.7 environments; virtualenv<20.22 (the builder group) can
+        _run([sys.executable, "-m", "virtualenv", "--quiet", "--no-download", "-p",
+              plan.python, venv], "creating the 2.7 virtualenv", VENV_TIMEOUT)
+    else:
+        from .userstack import uv
+
+        # < 3.8 has no importlib.metadata: app/__main__.py reads versions with pkg_resources.
+        seed = ["--seed"] if tuple(map(int, plan.python_version.split("."))) < (3, 8) else []
+        _run([uv(), "venv", "--quiet", *seed, "--python", plan.python, venv],
+             f"creating the Python {plan.python_version} virtualenv", VENV_TIMEOUT)
+    # gevent-websocket is pure Python: on 3.x the harness's interpreter builds the same
+    # py3 wheel (and shares today's cache); 2.7 builds its own py2 wheel.
+    vanilla, patched = _gws_wheels(plan, python if py2 else sys.executable)
+    if py2:
+        constraints = tmp / "constraints.txt"
+        constraints.write_text("".join(c + "\n" for c in plan.constraints))
+        _run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+              "--no-warn-script-location", "-c", constraints, *plan.requirements, vanilla],
+             "installing the stack with pip")
+        if patched:
+            _run([python, "-m", "pip", "install", "--quiet", "--no-deps", "--target",
+                  tmp / "patched", patched], "installing the patched build")
+    else:
+        from .userstack import uv
+
+        # The era's dates again: an sdist among the pins builds with the era's tools.
+        # uv's bytecode compiler needs 3.7's py_compile; 3.6 compiles with its own.
+        compile_env = COMPILE if plan.python_version != "3.6" else {}
+        _run([uv(), "pip", "install", "--quiet", "--python", python, "--no-deps",
+              *plan.uv_dates, *plan.requirements, vanilla], "installing the stack",
+             env=compile_env)
+        if patched:
+            _run([uv(), "pip", "install", "--quiet", "--python", python, "--no-deps",
+                  "--target", tmp / "patched", patched], "installing the patched build",
+                 env=compile_env)
+        if not compile_env:
+            # As pip does: a file that does not compile (py2-only test code in a sdist)
+            # stays uncompiled; the exit status says only that one did not.
+            subprocess.run([str(python), "-m", "compileall", "-q", str(venv / "lib"),
+                            str(tmp / "patched")], capture_output=True, timeout=INSTALL_TIMEOUT,
+                           check=False)
+    installed = {}
+    for line in _run([python, "-c", FREEZE], "listing the environment", VENV_TIMEOUT).split():
+        name, _, version = line.partition("==")
+        installed[re.sub(r"[-_.]+", "-", name).lower()] = version
+    versions = {n: installed.get(n) for n in REPORTED}
+    (tmp / "stack.json").write_text(json.dumps(
+        {"python": plan.python_version, "interpreter": plan.python, "versions": versions,
+         "installed": installed, "requirements": plan.requirements,
+         "constraints": plan.constraints, "patched": bool(patched)}, indent=1) + "\n")
