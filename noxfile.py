@@ -185,21 +185,12 @@ def handler(session: nox.Session, name: str, agent: bool) -> None:
                xdist=0 if agent else PROTOCOL_WORKERS, handler=name)
 
 
-@nox.session(python=None, default=False, tags=CI, allow_parallel=True)
-@nox.parametrize(("stack", "agent", "fixed"), CHECK_ARMS)
-def checks(session: nox.Session, stack: str, agent: bool, fixed: bool) -> None:
-    """Per arm, beside the cells: test_app, test_lifeline, the no-network proofs."""
-    # the app on this arm's server, the harness's death stops the server (SIGKILL),
-    # the no-network proofs (the agent's arms)
-    tests_impl(session, stack, agent, fixed,
-               ["tests/matrix/test_app.py", "tests/matrix/test_lifeline.py",
-                *(["tests/matrix/test_no_network.py"] if agent else [])])
-
-
 # -- layers (issue 19): today's request layers, each set up as its docs say -------------
-# One session per [tool.layers.<name>] x stack where it has pins x build: its 8 cells
-# (tests/matrix/test_layers.py), then the no-network proofs with the layer on.  The
-# stack is a parameter (not one session for both) because each stack is its own server
+# One session per [tool.layers.<name>] x stack where it has pins x build: its 4 cells
+# (tests/matrix/test_layers.py; the stack's first layer's sessions add the 4 layer-off
+# controls, one per stack and build), then, on the patched build, the no-network proofs
+# with the layer on.  The app monkey-patches in these sessions (tests/matrix/test_cells.py).
+# The stack is a parameter (not one session for both) because each stack is its own server
 # env: `nox -s "layer(seed, sentry, fixed=False)"` reads as the cell labels do.  A layer
 # without pins for a stack has no session there; the report names it with the reason.
 LAYER_ARMS = [nox.param(stack, name, fixed, id=f"{stack}, {name}, fixed={fixed}")
@@ -209,9 +200,23 @@ LAYER_ARMS = [nox.param(stack, name, fixed, id=f"{stack}, {name}, fixed={fixed}"
 @nox.session(python=None, default=False, tags=CI, allow_parallel=True)
 @nox.parametrize(("stack", "name", "fixed"), LAYER_ARMS)
 def layer(session: nox.Session, stack: str, name: str, fixed: bool) -> None:
-    """A request layer's cells on one stack and build, and its no-network proofs."""
+    """A request layer's cells on one stack and build (the layer-off control in the
+    stack's first layer's sessions), and, once per layer, its no-network proofs."""
     tests_impl(session, stack, False, fixed,
-               ["tests/matrix/test_layers.py", "tests/matrix/test_no_network.py"], layer=name)
+               ["tests/matrix/test_layers.py",
+                # the layer's code is the same on both builds: its patched arm proves it
+                *(["tests/matrix/test_no_network.py"] if fixed else [])], layer=name)
+
+
+@nox.session(python=None, default=False, tags=CI, allow_parallel=True)
+@nox.parametrize(("stack", "agent", "fixed"), CHECK_ARMS)
+def checks(session: nox.Session, stack: str, agent: bool, fixed: bool) -> None:
+    """Per arm, beside the cells: test_app, test_lifeline, the no-network proofs."""
+    # the app on this arm's server, the harness's death stops the server (SIGKILL),
+    # the no-network proofs (the agent's arms)
+    tests_impl(session, stack, agent, fixed,
+               ["tests/matrix/test_app.py", "tests/matrix/test_lifeline.py",
+                *(["tests/matrix/test_no_network.py"] if agent else [])])
 
 
 # Alone (no parallel session beside it), as when sessions ran one at a time: its

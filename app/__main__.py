@@ -3,8 +3,8 @@
 stdout carries one JSON event per line, the first being the readiness line
 ``{"event": "listening", "url": ...}``; gevent's access and error logs go to
 stderr.  Every option has an environment equivalent (APP_HOST, APP_PORT,
-APP_AGENT, APP_RUM, APP_HELLO_GOODBYER, APP_HANDLER, APP_LAYER) so a harness can configure a cell
-without building argument lists.
+APP_AGENT, APP_RUM, APP_HELLO_GOODBYER, APP_HANDLER, APP_LAYER, APP_MONKEY_PATCH) so a
+harness can configure a cell without building argument lists.
 """
 from __future__ import absolute_import, print_function
 
@@ -66,6 +66,9 @@ def parse_args(argv):
                         default=_env_choice("APP_LAYER", layers.names()),
                         help="set up one of today's request layers as its docs say, its "
                         "transport an in-process capture (app.layers) [APP_LAYER]")
+    _add_flag(parser, "monkey-patch", "APP_MONKEY_PATCH",
+              "gevent.monkey.patch_all() first, as gevent's docs ask (the layer sessions: "
+              "elastic-apm and sentry-sdk keep per-request state greenlet-safe only then)")
     _add_flag(parser, "watch-stdin", "APP_WATCH_STDIN",
               "stop when stdin reaches EOF (the harness that started the server is gone)")
     return parser.parse_args(argv)
@@ -198,6 +201,14 @@ def _find(name):
     return find_spec(name) is not None
 
 
+def _monkey_patched():
+    """gevent patched thread-locals (what elastic-apm and sentry-sdk look at)."""
+    from gevent import monkey
+
+    return bool(monkey.is_object_patched("_threading", "local")
+                or monkey.is_object_patched("threading", "local"))
+
+
 def missing_dependencies(args):
     """One line naming what is missing and the fix, or None."""
     handler = handlers.use(args.handler)
@@ -219,6 +230,10 @@ def missing_dependencies(args):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.monkey_patch:  # before anything below imports threading or starts a thread
+        from gevent import monkey
+
+        monkey.patch_all()
     problem = missing_dependencies(args)
     if problem:
         print(problem, file=sys.stderr)
@@ -284,7 +299,7 @@ def main(argv=None):
     host, port = server.address[:2]
     emit_listening(host, port, launcher="app", agent=args.agent, agent_active=agent_active,
                    rum=args.rum, hello_goodbyer=args.hello_goodbyer, layer=args.layer,
-                   layer_active=layer_active,
+                   layer_active=layer_active, monkey_patched=_monkey_patched(),
                    handler=handlers.describe(handler, handler_class,
                                              versions_of(handler.distributions)))
     server.serve_forever()

@@ -298,10 +298,19 @@ def layer_session_name(stack: str, layer: str, fixed: bool | None) -> str:
     return f"layer({stack}, {layer}, fixed={fixed})"
 
 
+def control_layer(stack: str) -> str | None:
+    """The layer whose sessions on ``stack`` also run the layer-off control: the first
+    with pins there.  The control's cells are the same whichever layer's session runs
+    them, so one per (stack, build) proves the difference (issue 19's cost bound)."""
+    return next((n for n in SESSION_LAYERS if layer_pins(n, stack)[0] is not None), None)
+
+
 def layer_cells(stack: str, fixed: bool, layer: str) -> list[Cell]:
-    """A layer session's 8 cells: hello_goodbyer x streaming, the layer on, then off."""
+    """A layer session's cells: hello_goodbyer x streaming with the layer on, then, in
+    the stack's control_layer() session only, the same four with it off."""
     return [Cell(stack, False, fixed, False, h, s, layer=on)
-            for on in (layer, NO_LAYER) for h, s in itertools.product(BOOLS, repeat=2)]
+            for on in ((layer, NO_LAYER) if layer == control_layer(stack) else (layer,))
+            for h, s in itertools.product(BOOLS, repeat=2)]
 
 
 def sessions() -> list[tuple[str, bool, bool]]:

@@ -224,7 +224,7 @@ def predict(cell: Cell, facts: StackFacts) -> Prediction:
     # (flask-sock) never runs it, whatever it iterates instead.
     iterator = runs_lazy_code and facts.keeps_view_result if cell.streaming else None
     middleware = runs_lazy_code if cell.hello_goodbyer else None
-    closes_tcp, tcp_cause = facts.closes_tcp, ""
+    closes_tcp, tcp_cause, valid_close = facts.closes_tcp, "", facts.sends_close_frame
     if not closes_tcp:
         tcp_cause = (f"{facts.handler_label} does not close the TCP connection after the "
                      "websocket ends ([tool.handlers.*.model] closes_tcp = false)")
@@ -232,13 +232,14 @@ def predict(cell: Cell, facts: StackFacts) -> Prediction:
         # the layer reads the request body when the application returns: on every route
         # the websocket's own frames (the client's close), until the client gives up; on
         # the streaming route that is before the iterator's exchange, which is lost
-        closes_tcp = False
+        closes_tcp = valid_close = False  # the handler's close frame comes after the read
         if cell.streaming:
             iterator = False
         tcp_cause = (f"{cell.layer} reads the request body when the application returns, and "
                      f"{facts.handler_label} on gevent >= {GEVENT_UPGRADE_INPUT_IS_SOCKET} "
                      "passes the websocket's socket as wsgi.input (wsgi.input_terminated "
-                     "False): the read takes the client's frames and holds the connection")
+                     "False): the read takes the client's frames (its close too), so no "
+                     "close frame is sent and the connection is held")
     ok = view and iterator is not False and middleware is not False
     finished, layer_cause, by_handler = predict_layer(cell, facts, view)
     # an unfinished layer is the handler's named defect where gevent-websocket's patched
@@ -248,6 +249,6 @@ def predict(cell: Cell, facts: StackFacts) -> Prediction:
         and facts.handler_label.startswith(DEFAULT_HANDLER + " ")) else ""
     return Prediction(view=view, iterator=iterator, middleware=middleware,
                       verdict="+" if ok else "-", iterable_closed=facts.handler_closes,
-                      valid_close_frame=facts.sends_close_frame, lazy_layers=tuple(lazy),
+                      valid_close_frame=valid_close, lazy_layers=tuple(lazy),
                       layer_finished=finished, server_closed_tcp=closes_tcp,
                       layer_cause=layer_cause, tcp_cause=tcp_cause, layer_defect=defect)

@@ -189,6 +189,7 @@ def observed_row(row, record, problems, history):
                lazy_layers=list(record.expected.get("lazy_layers") or []),
                tracked_layer=record.layer, layer_cause=expected.get("layer_cause") or "",
                tcp_cause=expected.get("tcp_cause") or "",
+               layer_defect=expected.get("layer_defect") or "",
                expected_layer_finished=expected.get("layer_finished"),
                duration=record.duration, evidence=evidence(record))
 

@@ -189,7 +189,11 @@ def run_cell(session, results, cell):
     server = Server(session.server_python, agent=cell.agent, rum=cell.rum,
                     hello_goodbyer=cell.hello_goodbyer, log_dir=session.logs, name=cell.slug(),
                     launcher=session.launcher, handler=session.server_handler,
-                    layer=cell.layer if cell.layer != NO_LAYER else None)
+                    layer=cell.layer if cell.layer != NO_LAYER else None,
+                    # a layer session's app monkey-patches, as gevent's docs ask: the
+                    # layers keep per-request state greenlet-safe only then; off for
+                    # the seed's own cells, which keep their meaning
+                    monkey_patch=session.layer is not None)
     with server:
         status, page = server.get("/")
         # Both clients at once, each on its own connection (criteria tell their
@@ -209,6 +213,9 @@ def run_cell(session, results, cell):
     duration = time.monotonic() - started
     controls = positive_controls(cell, server, page, session.releases, transcripts,
                                  session.pins)
+    if session.layer is not None:
+        controls["app monkey-patched (a layer session)"] = (
+            server.ready.get("monkey_patched") is True)
     # The handler the server says it runs, not the one the session claims (a control).
     facts = StackFacts.from_versions(
         server.versions, (server.ready.get("handler") or {}).get("name", DEFAULT_HANDLER))

@@ -111,10 +111,11 @@ def marks(row):
 
 
 def layer_grid(build):
-    """[{label, cells: [row] x 4}] of one build of a layer: the layer on, then off."""
+    """[{label, cells: [row] x 4}] of one build of a layer: the layer on, then off (in the
+    stack's control_layer() only: one layer-off control per stack and build)."""
     rows = build["rows"]
     out = []
-    for on_layer in (True, False):
+    for on_layer in (True, False) if any(r["layer"] == "none" for r in rows) else (True,):
         found = {(r["hello_goodbyer"], r["streaming"]): r for r in rows
                  if (r["layer"] != "none") == on_layer}
         name = next((r["layer"] for r in rows if r["layer"] != "none"), "?")
