@@ -70,8 +70,12 @@ def layer_finished(layer: str | None, rid: int | None, events: Sequence[Event],
 def tcp_close(transcript: Transcript) -> tuple[bool, float | None, Event | None]:
     """(the server closed TCP first after the handshake, seconds it took, the event)."""
     event = next((e for e in transcript.events if e["event"] == "tcp_closed"), None)
+    close = transcript.close
+    # node's `ws` reports a connection that ended without a close frame as a close (1006)
+    # and so a "handshake": there was none to close TCP after
+    abnormal = bool(close and close.get("code") == ABNORMAL_CLOSURE)
     by_server = bool(event and event.get("by") == "server" and event.get("handshake", True)
-                     and event.get("after_handshake") is not None)
+                     and not abnormal and event.get("after_handshake") is not None)
     after = event.get("after_handshake") if event is not None and by_server else None
     return by_server, after, event
 

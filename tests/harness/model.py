@@ -71,7 +71,8 @@ def handler_properties(name: str) -> dict[str, bool]:
     if model is None or any(not isinstance(model.get(p), bool) for p in HANDLER_PROPERTIES):
         raise KeyError(f"handler {name!r}: pyproject.toml has no [tool.handlers.{name}.model] "
                        f"with the booleans {', '.join(HANDLER_PROPERTIES)}; add them")
-    return {p: model[p] for p in HANDLER_PROPERTIES}
+    return {**{p: model[p] for p in HANDLER_PROPERTIES},
+            "tcp_close_races": bool(model.get("tcp_close_races"))}
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,8 @@ class StackFacts:
     # it ends a websocket with a close frame (vanilla's is empty, which RFC 6455 allows).
     keeps_view_result: bool = True
     sends_close_frame: bool = True
-    closes_tcp: bool = True  # after the websocket ends ([tool.handlers.*.model])
+    # after the websocket ends ([tool.handlers.*.model]); None: it races (not predicted)
+    closes_tcp: bool | None = True
     # the handler and its release in cause sentences ("gevent-websocket 0.10.1+fixed")
     handler_label: str = DEFAULT_HANDLER
     # the handler gives the application an empty, terminated wsgi.input after the upgrade
@@ -109,7 +111,8 @@ class StackFacts:
                        agent_rum_lazy_on_websockets=lazy_rum,
                        keeps_view_result=props["keeps_view_result"],
                        sends_close_frame=props["sends_close_frame"],
-                       closes_tcp=props["closes_tcp"], handler_label=handler,
+                       closes_tcp=None if props["tcp_close_races"] else props["closes_tcp"],
+                       handler_label=handler,
                        agent_monitors_websockets=lazy_rum)
         gws = Version(versions["gevent-websocket"] or "")  # absent: InvalidVersion
         fixed = gws.local == PATCHED_LABEL
@@ -136,7 +139,7 @@ class Prediction:
     valid_close_frame: bool
     lazy_layers: tuple[str, ...]
     layer_finished: bool | None = None
-    server_closed_tcp: bool = True
+    server_closed_tcp: bool | None = True  # None: not predicted (a race)
     # why the layer does (not) finish, and why the server keeps TCP, in words
     layer_cause: str = ""
     tcp_cause: str = ""
@@ -225,9 +228,16 @@ def predict(cell: Cell, facts: StackFacts) -> Prediction:
     iterator = runs_lazy_code and facts.keeps_view_result if cell.streaming else None
     middleware = runs_lazy_code if cell.hello_goodbyer else None
     closes_tcp, tcp_cause, valid_close = facts.closes_tcp, "", facts.sends_close_frame
-    if not closes_tcp:
+    if closes_tcp is None:
+        tcp_cause = (f"{facts.handler_label}: whether the server closes TCP after the closing "
+                     "handshake races ([tool.handlers.*.model] tcp_close_races): not predicted")
+    elif not closes_tcp:
         tcp_cause = (f"{facts.handler_label} does not close the TCP connection after the "
                      "websocket ends ([tool.handlers.*.model] closes_tcp = false)")
+    elif not facts.sends_close_frame:
+        closes_tcp = False
+        tcp_cause = (f"{facts.handler_label} sends no close frame: there is no closing "
+                     "handshake after which the server closes TCP (RFC 6455 7.1.1)")
     if props.get("reads_input") and view and facts.upgrade_input_is_socket:
         # the layer reads the request body when the application returns: on every route
         # the websocket's own frames (the client's close), until the client gives up; on

@@ -166,11 +166,7 @@ def _round(value):
 def observed_row(row, record, problems, history):
     cell = record.cell
     expected = record.expected
-    agree = all(o.verdict == expected["verdict"]
-                and o.iterable_closed == expected["iterable_closed"]
-                and o.layer_finished == expected.get("layer_finished")
-                and o.server_closed_tcp in (None, expected.get("server_closed_tcp", True))
-                for o in record.observed)
+    agree = all(records.agrees(o, expected) for o in record.observed)
     if not agree:
         problems.append(f"{cell.label()}: observed "
                         f"{ {o.client: (o.verdict, o.layer_finished) for o in record.observed} }"

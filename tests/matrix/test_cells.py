@@ -30,7 +30,7 @@ from tests.harness.cells import (
 )
 from tests.harness.criteria import evaluate, request_id
 from tests.harness.model import StackFacts, predict
-from tests.harness.records import CellRecord, Phases, comparable
+from tests.harness.records import CellRecord, Phases, agrees, comparable
 from tests.harness.server import Server, ServerError
 
 # s the tracked layer gets, once both clients are done, to finish every connection's
@@ -236,7 +236,7 @@ def run_cell(session, results, cell):
         f"{cell.label()}: positive controls failed: {failed}; versions={server.versions}, "
         f"page excerpt={page[:300]!r}")
     for obs in observed:
-        assert comparable(obs) == comparable(expected.as_dict()), server.explain(
+        assert agrees(obs, expected.as_dict()), server.explain(
             f"{cell.label()}, {obs.client} client: expected {expected.as_dict()}\n"
             f"  observed {comparable(obs)}\n  evidence {json.dumps(obs.evidence)}")
     return expected
