@@ -108,7 +108,7 @@ def expected_class(row):
 
 def test_grid_cells_carry_their_verdicts(page, report):
     cells = page.page.eval_on_selector_all(
-        "table.grid.obs td.cell", "els => els.map(e => ({id: e.dataset.cell, "
+        "#grids table.grid.obs td.cell", "els => els.map(e => ({id: e.dataset.cell, "
         "stack: e.closest('table').dataset.stack, cls: [...e.classList]}))")
     required = [c for c in cells if c["stack"] in REQUIRED_STACKS]
     assert len(required) == 32 * len(REQUIRED_STACKS) == 64, (
@@ -196,7 +196,7 @@ def test_layers_section_beside_the_model_with_its_marks(page, report):
     page.page.click(f"#layers td.cell[data-cell='{row['id']}'] a")
     panel = page.page.locator(f"#ev-{row['id']}")
     panel.wait_for(state="visible")
-    events = panel.locator("ol.events").inner_text()
+    events = " ".join(panel.locator("ol.events").all_inner_texts())
     assert "layer_finished" in events or "layer_skipped" in events or (
         row["layer_finished"] is False), f"{row['id']}: no layer event in the drill-down"
     assert f"layer {row['tracked_layer']} finished" in panel.inner_text()
