@@ -25,7 +25,7 @@ import nox
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tests.harness.cells import BOOLS, HANDLERS, HISTORY, MAIN_STACKS  # noqa: E402
+from tests.harness.cells import BOOLS, HANDLERS, HISTORY, MAIN_STACKS, layer_arms  # noqa: E402
 from tests.harness.conformance import TARGETS as CONFORMANCE_TARGETS  # noqa: E402
 from tests.harness.envs import (  # noqa: E402
     COMPILE,
@@ -37,6 +37,7 @@ from tests.harness.envs import (  # noqa: E402
     install_groups,
     install_handler_server,
     install_harness,
+    install_layer,
     install_node_client,
     install_server,
     install_wstest,
@@ -78,7 +79,8 @@ def workers(default: int) -> list[str]:
 
 
 def tests_impl(session: nox.Session, stack: str, agent: bool, fixed: bool, paths: list[str],
-               *, xdist: int | None = None, handler: str | None = None) -> None:
+               *, xdist: int | None = None, handler: str | None = None,
+               layer: str | None = None) -> None:
     """pytest on ``paths`` against this arm's server; results under RESULTS/<session name>.
 
     ``xdist``: the main job's default number of workers (MATRIX_WORKERS overrides it);
@@ -92,9 +94,12 @@ def tests_impl(session: nox.Session, stack: str, agent: bool, fixed: bool, paths
     install_node_client(session)
     server_python = (install_handler_server(session, handler, agent) if handler
                      else install_server(session, stack, agent, fixed))
+    if layer:
+        install_layer(session, stack, layer, server_python)
     session.run(
         "pytest", *paths, *(workers(xdist) if xdist is not None else []),
         *(["--handler", handler] if handler else []),
+        *(["--layer", layer] if layer else []),
         "--stack", stack, "--agent" if agent else "--no-agent",
         "--fixed" if fixed else "--no-fixed", "--server-python", str(server_python),
         "--session-name", name,
@@ -178,6 +183,29 @@ def handler(session: nox.Session, name: str, agent: bool) -> None:
     paths = ["tests/matrix/test_cells.py", *([] if agent else ["tests/matrix/test_protocol.py"])]
     tests_impl(session, "today", agent, False, paths,
                xdist=0 if agent else PROTOCOL_WORKERS, handler=name)
+
+
+# -- layers (issue 19): today's request layers, each set up as its docs say -------------
+# One session per [tool.layers.<name>] x stack where it has pins x build: its 4 cells
+# (tests/matrix/test_layers.py; the stack's first layer's sessions add the 4 layer-off
+# controls, one per stack and build), then, on the patched build, the no-network proofs
+# with the layer on.  The app monkey-patches in these sessions (tests/matrix/test_cells.py).
+# The stack is a parameter (not one session for both) because each stack is its own server
+# env: `nox -s "layer(seed, sentry, fixed=False)"` reads as the cell labels do.  A layer
+# without pins for a stack has no session there; the report names it with the reason.
+LAYER_ARMS = [nox.param(stack, name, fixed, id=f"{stack}, {name}, fixed={fixed}")
+              for stack, name, fixed in layer_arms()]
+
+
+@nox.session(python=None, default=False, tags=CI, allow_parallel=True)
+@nox.parametrize(("stack", "name", "fixed"), LAYER_ARMS)
+def layer(session: nox.Session, stack: str, name: str, fixed: bool) -> None:
+    """A request layer's cells on one stack and build (the layer-off control in the
+    stack's first layer's sessions), and, once per layer, its no-network proofs."""
+    tests_impl(session, stack, False, fixed,
+               ["tests/matrix/test_layers.py",
+                # the layer's code is the same on both builds: its patched arm proves it
+                *(["tests/matrix/test_no_network.py"] if fixed else [])], layer=name)
 
 
 @nox.session(python=None, default=False, tags=CI, allow_parallel=True)

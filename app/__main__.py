@@ -3,8 +3,8 @@
 stdout carries one JSON event per line, the first being the readiness line
 ``{"event": "listening", "url": ...}``; gevent's access and error logs go to
 stderr.  Every option has an environment equivalent (APP_HOST, APP_PORT,
-APP_AGENT, APP_RUM, APP_HELLO_GOODBYER, APP_HANDLER) so a harness can configure a cell
-without building argument lists.
+APP_AGENT, APP_RUM, APP_HELLO_GOODBYER, APP_HANDLER, APP_LAYER, APP_MONKEY_PATCH) so a
+harness can configure a cell without building argument lists.
 """
 from __future__ import absolute_import, print_function
 
@@ -15,7 +15,7 @@ import signal
 import socket
 import sys
 
-from . import handlers
+from . import handlers, layers
 from .events import emit
 
 STOP_TIMEOUT = 1.0  # seconds open websockets get to finish on SIGTERM/SIGINT
@@ -32,6 +32,14 @@ def _env_flag(name):
     if value in _FALSE:
         return False
     raise SystemExit("error: %s=%r is not a boolean; use 1 or 0" % (name, value))
+
+
+def _env_choice(name, choices):
+    value = os.environ.get(name, "").strip()
+    if value and value not in choices:
+        raise SystemExit("error: %s=%r is not one of %s; unset it or pick one"
+                         % (name, value, ", ".join(choices)))
+    return value or None
 
 
 def _add_flag(parser, name, env, help):
@@ -54,13 +62,22 @@ def parse_args(argv):
                         choices=sorted(handlers.ADAPTERS),
                         help="the websocket handler (app/handlers.py) [APP_HANDLER, default %s]"
                         % handlers.DEFAULT)
+    parser.add_argument("--layer", choices=layers.names(),
+                        default=_env_choice("APP_LAYER", layers.names()),
+                        help="set up one of today's request layers as its docs say, its "
+                        "transport an in-process capture (app.layers) [APP_LAYER]")
+    _add_flag(parser, "monkey-patch", "APP_MONKEY_PATCH",
+              "gevent.monkey.patch_all() first, as gevent's docs ask (the layer sessions: "
+              "elastic-apm and sentry-sdk keep per-request state greenlet-safe only then)")
     _add_flag(parser, "watch-stdin", "APP_WATCH_STDIN",
               "stop when stdin reaches EOF (the harness that started the server is gone)")
     return parser.parse_args(argv)
 
 
-def versions():
+def versions(layer=None):
     names = ("gevent", "gevent-websocket", "greenlet", "Flask", "Werkzeug", "newrelic")
+    if layer:
+        names += (layers.distribution(layer),)
     if "gunicorn" in sys.modules:  # served by gunicorn (app.gunicorn_conf)
         names += ("gunicorn",)
     found = {"python": ".".join(str(n) for n in sys.version_info[:3])}
@@ -95,19 +112,24 @@ def module_files():
                 for name in ("geventwebsocket", "newrelic"))
 
 
-def emit_listening(host, port, **fields):
+def emit_listening(host, port, layer=None, **fields):
     """The readiness line, the same whichever way the server was started."""
     emit("listening", host=host, port=port, url="http://%s:%d" % (host, port),
-         agent_loaded="newrelic" in sys.modules, versions=versions(),
+         agent_loaded="newrelic" in sys.modules, versions=versions(layer), layer=layer,
          module_files=module_files(), **fields)
 
 
-def build_application(hello_goodbyer):
+def build_application(hello_goodbyer, layer=None, with_flask_app=False):
+    """The WSGI application (``with_flask_app``: and the Flask app inside it)."""
     from .middleware import HelloGoodbyer
     from .stats import stats_app
     from .web import create_app, raw_app
 
-    flask_app = create_app()
+    flask_app = layers.instrument(layer, create_app())
+    if "newrelic" in sys.modules:  # the agent is this server's layer (app.agent)
+        from .agent import track_transactions
+
+        track_transactions(flask_app)
     raw = handlers.current().raw(raw_app)
     main = HelloGoodbyer(flask_app) if hello_goodbyer else flask_app
 
@@ -118,7 +140,8 @@ def build_application(hello_goodbyer):
             return stats_app(environ, start_response)
         return main(environ, start_response)
 
-    return dispatch
+    application = layers.wrap(layer, dispatch)
+    return (application, flask_app) if with_flask_app else application
 
 
 def _text(value):
@@ -171,11 +194,19 @@ def _find(name):
         import imp
 
         try:
-            imp.find_module(name)
+            imp.find_module(name.split(".")[0])  # a package's own modules: its top level
         except ImportError:
             return False
         return True
     return find_spec(name) is not None
+
+
+def _monkey_patched():
+    """gevent patched thread-locals (what elastic-apm and sentry-sdk look at)."""
+    from gevent import monkey
+
+    return bool(monkey.is_object_patched("_threading", "local")
+                or monkey.is_object_patched("threading", "local"))
 
 
 def missing_dependencies(args):
@@ -183,7 +214,10 @@ def missing_dependencies(args):
     handler = handlers.use(args.handler)
     required = REQUIRED + ((handler.module, handler.distributions[0]),) + (
         (("newrelic", "newrelic"),) if args.agent else ())
-    missing = [dist for module, dist in required if not _find(module)]
+    if args.layer:
+        required += tuple((name, layers.distribution(args.layer))
+                          for name in layers.required_modules(args.layer))
+    missing = sorted(set(dist for module, dist in required if not _find(module)))
     if not missing:
         return None
     options = (["--stack", "seed"] if sys.version_info[0] == 2 else []) + sys.argv[1:]
@@ -196,6 +230,10 @@ def missing_dependencies(args):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.monkey_patch:  # before anything below imports threading or starts a thread
+        from gevent import monkey
+
+        monkey.patch_all()
     problem = missing_dependencies(args)
     if problem:
         print(problem, file=sys.stderr)
@@ -205,6 +243,14 @@ def main(argv=None):
         from . import agent
 
         agent_active = agent.start(args.rum)
+    if args.layer:
+        from .agent import _watch_outbound
+
+        # The agent's proof of no network, for the layer: every attempt off
+        # loopback becomes an ``outbound`` event (CPython >= 3.8).
+        if not args.agent:  # the agent installed it already
+            _watch_outbound()
+        layers.start(args.layer)  # like the agent, some must patch Flask before its import
 
     import gevent
     from gevent.pywsgi import WSGIServer
@@ -213,7 +259,10 @@ def main(argv=None):
 
     handler = handlers.current()  # chosen by missing_dependencies()
     handler_class = handler.handler_class()
-    server = WSGIServer((args.host, args.port), build_application(args.hello_goodbyer),
+    application, flask_app = build_application(args.hello_goodbyer, args.layer,
+                                               with_flask_app=True)
+    layer_active = layers.evidence(args.layer, flask_app, application)
+    server = WSGIServer((args.host, args.port), application,
                         handler_class=(logging_rejections(handler_class)
                                        if handler.logs_rejections else handler_class),
                         log=sys.stderr, error_log=sys.stderr)
@@ -249,7 +298,8 @@ def main(argv=None):
 
     host, port = server.address[:2]
     emit_listening(host, port, launcher="app", agent=args.agent, agent_active=agent_active,
-                   rum=args.rum, hello_goodbyer=args.hello_goodbyer,
+                   rum=args.rum, hello_goodbyer=args.hello_goodbyer, layer=args.layer,
+                   layer_active=layer_active, monkey_patched=_monkey_patched(),
                    handler=handlers.describe(handler, handler_class,
                                              versions_of(handler.distributions)))
     server.serve_forever()

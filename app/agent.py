@@ -78,3 +78,64 @@ def _watch_outbound():
                 emit("outbound", call=name, kind="dns_lookup", address=repr(args[0]))
 
     sys.addaudithook(hook)
+
+
+LAYER = "newrelic"  # the agent as a request layer (app.layers' layer_finished event)
+_tracked = {}  # id(transaction) -> the request id of the request it monitors
+_exit_wrapped = []
+
+
+def track_transactions(flask_app):
+    """The agent's end-of-request work as a ``layer_finished`` event, like app.layers'.
+
+    The agent's web transaction ends in ``Transaction.__exit__`` (which records it
+    for the harvest): its WSGI wrapper calls that from the close() of the iterable
+    it returns, so the transaction ends only if the server calls close().  A request
+    the agent does not monitor (newrelic >= 6.0 starts no transaction for a
+    websocket upgrade) gets ``layer_skipped`` instead: it has no work to finish.
+    A transaction never ended is ended when it is garbage collected
+    (``Transaction.__del__``): that event says so (``fallback``).
+    """
+    from flask import request
+    from newrelic.api.transaction import Transaction, current_transaction
+
+    from .layers import finished
+    from .layers._tag import RID_KEY
+
+    if not _exit_wrapped:
+        original = Transaction.__exit__
+
+        def __exit__(self, exc, value, tb):
+            try:
+                return original(self, exc, value, tb)
+            finally:
+                if id(self) in _tracked:
+                    # Transaction.__del__ ends a transaction nobody ended: the
+                    # collector's timing, not the request's (``fallback``).
+                    dead = bool(getattr(self, "_dead", False))
+                    finished(LAYER, _tracked.pop(id(self)),
+                             "transaction ended by garbage collection" if dead
+                             else "transaction recorded", fallback=dead)
+
+        Transaction.__exit__ = __exit__
+        _exit_wrapped.append(original)
+
+    @flask_app.before_request
+    def tag_transaction():
+        rid = request.environ.get(RID_KEY)
+        transaction = current_transaction()
+        if rid is None:
+            return
+        if transaction is None:
+            emit("layer_skipped", layer=LAYER, rid=rid, why="no transaction for this request")
+        elif getattr(transaction, "_state", None) == getattr(Transaction, "STATE_STOPPED", ()):
+            # An earlier request's, ended: when the agent's complete_root() raises
+            # (newrelic 14 under gevent: asyncio.all_tasks() with no loop), its trace
+            # cache keeps that root as the thread's current transaction.
+            emit("layer_skipped", layer=LAYER, rid=rid,
+                 why="no transaction for this request (current_transaction() is an "
+                 "earlier request's, already stopped)")
+        else:
+            _tracked[id(transaction)] = rid
+
+    return flask_app

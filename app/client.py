@@ -2,7 +2,14 @@
 
 Logs every message the server sends, answers each one, and exits when the
 server closes.  Output is one JSON object per line (open, received, sent,
-closed, error) so that a harness and a person read the same transcript.
+closed, tcp_closed, error) so that a harness and a person read the same
+transcript.
+
+The websocket ends as RFC 6455 7.1.1 asks of a client and as browsers do it:
+after the closing handshake the client waits, bounded by --timeout, for the
+server to close the TCP connection, and only then (or at the bound) closes its
+own socket.  ``tcp_closed`` says who closed it and how long after the
+handshake: a client that hangs up first would hide a server that never lets go.
 Exit status 0 only if the exchange completed: at least one message was
 received and answered, and the server then ended the connection.  Every wait
 is bounded by --timeout.
@@ -10,14 +17,18 @@ is bounded by --timeout.
 from __future__ import absolute_import, print_function
 
 import argparse
+import errno
 import json
+import socket
 import struct
 import sys
+import time
 
 import websocket
 
 DEFAULT_TIMEOUT = 5.0
 NORMAL_CLOSE_CODES = (1000, 1001)
+_clock = getattr(time, "monotonic", time.time)  # CPython 2.7 has no monotonic clock
 
 
 def answer_for(message):
@@ -73,6 +84,45 @@ def converse(ws, answer=answer_for):
             ws.pong(frame.data)
 
 
+def await_server_close(sock, timeout):
+    """Read until the server closes TCP or ``timeout`` passes; the ``tcp_closed`` fields.
+
+    Called right after the client's close frame went out: the closing
+    handshake is complete from the client's side.  Bytes after the server's
+    close frame are a protocol error (RFC 6455 5.5.1); they are counted.
+    """
+    started = _clock()
+    deadline = started + timeout
+    stray = 0
+    how = None
+    while how is None:
+        remaining = deadline - _clock()
+        if remaining <= 0:
+            break
+        sock.settimeout(remaining)
+        try:
+            data = sock.recv(4096)
+        except socket.timeout:
+            break
+        except socket.error as exc:
+            if exc.errno in (errno.ECONNRESET, errno.EPIPE):
+                how = "reset"
+            else:
+                return {"by": "client", "after_handshake": None, "bound": timeout,
+                        "stray_bytes": stray, "error": "%s: %s" % (type(exc).__name__, exc)}
+        else:
+            if data:
+                stray += len(data)
+            else:
+                how = "fin"
+    if how is None:
+        return {"by": "client", "after_handshake": None, "bound": timeout, "stray_bytes": stray,
+                "error": "the server kept the TCP connection open %.1f s (bound) after the "
+                         "closing handshake" % timeout}
+    return {"by": "server", "how": how, "after_handshake": round(_clock() - started, 6),
+            "bound": timeout, "stray_bytes": stray}
+
+
 def run(url, timeout):
     try:
         ws = websocket.create_connection(url, timeout=timeout)
@@ -85,11 +135,17 @@ def run(url, timeout):
         for event, fields in converse(ws):
             log(event, **fields)
             answered += event == "sent"
+        if ws.sock is not None:  # the handshake is done: the server is to close TCP first
+            log("tcp_closed", handshake=True, **await_server_close(ws.sock, timeout))
     except websocket.WebSocketTimeoutException:
         log("error", stage="receive", error="timeout: nothing from the server for %.1f s" % timeout)
+        log("tcp_closed", handshake=False, by="client", after_handshake=None, bound=timeout,
+            stray_bytes=0, error="the client gave up waiting for the server")
         return 1
     except websocket.WebSocketConnectionClosedException:
         log("closed", by="server", code=None, reason=None, valid=False, error="no close frame")
+        log("tcp_closed", handshake=False, by="server", how="fin", after_handshake=None,
+            bound=timeout, stray_bytes=0)
     except Exception as exc:
         log("error", stage="receive", error="%s: %s" % (type(exc).__name__, exc))
         return 1

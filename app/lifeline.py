@@ -13,7 +13,7 @@ from __future__ import absolute_import
 
 import os
 import signal
-import threading
+import sys
 
 GRACE = 1.5  # s between our SIGTERM and a hard exit, inside the harness's 2 s bound
 
@@ -26,13 +26,21 @@ def _watch(fd):
         pass
     os.kill(os.getpid(), signal.SIGTERM)
     # A real OS thread, not a greenlet: it sleeps while the hub stops the server.
-    threading.Event().wait(GRACE)
+    _original("time", "sleep")(GRACE)
     os._exit(3)
 
 
+def _original(module, name):
+    """``module.name`` as the standard library has it, even when gevent has monkey-patched
+    it (``python -m app --monkey-patch``): a blocking read in a greenlet would block the hub."""
+    try:
+        from gevent import monkey
+    except ImportError:
+        return getattr(__import__(module), name)
+    return monkey.get_original(module, name)
+
+
 def watch_stdin(fd=0):
-    """Start a daemon thread that ends this process once ``fd`` reaches EOF."""
-    thread = threading.Thread(target=_watch, args=(fd,), name="lifeline")
-    thread.daemon = True
-    thread.start()
-    return thread
+    """Start an OS thread that ends this process once ``fd`` reaches EOF; its id."""
+    start = _original("thread" if sys.version_info[0] == 2 else "_thread", "start_new_thread")
+    return start(_watch, (fd,))

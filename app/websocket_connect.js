@@ -4,6 +4,12 @@
 // closes.  Same transcript format and exit status as `python -m app.client`:
 // one JSON object per line; 0 only if at least one message was received and
 // answered and the server then ended the connection.  Every wait is bounded.
+//
+// The end follows RFC 6455 7.1.1 as browsers do: after the closing handshake
+// the client waits, bounded by --timeout (ws's closeTimeout), for the server to
+// close TCP.  `tcp_closed` says who closed it and how long after the handshake.
+// ws half-closes (sends FIN) right after its close reply; the full close, and
+// so `by: server`, needs the server's FIN.
 'use strict';
 
 const WebSocket = require('ws');
@@ -39,8 +45,35 @@ function main() {
   let answered = 0;
   let closed = false;
   let timer = null;
+  let handshakeDone = null; // when our close reply went out (the socket's 'finish')
+  let serverEnded = null; // when the server's FIN arrived (the socket's 'end')
 
-  const ws = new WebSocket(url, { handshakeTimeout: timeout * 1000 });
+  const ws = new WebSocket(url, { handshakeTimeout: timeout * 1000, closeTimeout: timeout * 1000 });
+  const now = () => Number(process.hrtime.bigint()) / 1e9;
+
+  ws.on('upgrade', (res) => {
+    res.socket.on('finish', () => {
+      handshakeDone = now();
+      clearTimeout(timer); // the exchange is over: ws's closeTimeout bounds the rest
+    });
+    res.socket.on('end', () => { serverEnded = now(); });
+  });
+
+  function logTcpClosed() {
+    const fields = { handshake: handshakeDone !== null, bound: timeout, stray_bytes: 0 };
+    if (serverEnded !== null) {
+      Object.assign(fields, {
+        by: 'server', how: 'fin',
+        after_handshake: handshakeDone !== null ? Math.round((serverEnded - handshakeDone) * 1e6) / 1e6 : null,
+      });
+    } else {
+      Object.assign(fields, {
+        by: 'client', after_handshake: null,
+        error: `the server kept the TCP connection open ${timeout.toFixed(1)} s (bound) after the closing handshake`,
+      });
+    }
+    log('tcp_closed', fields);
+  }
 
   function finish(status) {
     clearTimeout(timer);
@@ -52,6 +85,11 @@ function main() {
     clearTimeout(timer);
     timer = setTimeout(() => {
       log('error', { stage: 'receive', error: `timeout: nothing from the server for ${timeout.toFixed(1)} s` });
+      closed = true; // we hang up: the 'close' that terminate() causes is not the server's
+      log('tcp_closed', {
+        handshake: false, by: 'client', after_handshake: null, bound: timeout, stray_bytes: 0,
+        error: 'the client gave up waiting for the server',
+      });
       finish(1);
     }, timeout * 1000);
   }
@@ -74,6 +112,7 @@ function main() {
     closed = true;
     // ws reports 1005 when the close frame carried no status code.
     log('closed', { by: 'server', code: code === 1005 ? null : code, reason: reason.toString('utf8'), valid: true });
+    logTcpClosed();
     finish(answered ? 0 : 1);
   });
   ws.on('error', (err) => {
@@ -82,6 +121,7 @@ function main() {
     const stage = ws.readyState === WebSocket.CONNECTING ? 'connect' : 'receive';
     if (stage === 'receive' && answered) {
       log('closed', { by: 'server', code: null, reason: null, valid: false, error: String(err.message) });
+      logTcpClosed();
       finish(0);
     } else {
       log('error', { stage, error: String(err.message) });

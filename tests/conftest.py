@@ -21,9 +21,11 @@ from tests.harness.cells import (
     DEFAULT_HANDLER,
     HANDLERS,
     LAUNCHER,
+    SESSION_LAYERS,
     STACKS,
     Cell,
     build_name,
+    layer_session_name,
     session_name,
 )
 from tests.harness.records import CellRecord, ProtocolRecord, SessionResults
@@ -37,6 +39,9 @@ def pytest_addoption(parser):
     group.addoption("--no-agent", dest="agent", action="store_false")
     group.addoption("--fixed", action="store_true", default=None)
     group.addoption("--no-fixed", dest="fixed", action="store_false")
+    group.addoption("--layer", choices=SESSION_LAYERS, default=None,
+                    help="a request layer of [tool.layers]: its cells "
+                         "(tests/matrix/test_layers.py)")
     group.addoption("--server-python", default=None,
                     help="interpreter that runs `python -m app` (default: this one)")
     group.addoption("--results", default=None, help="write this session's results JSON here")
@@ -65,9 +70,12 @@ class Session:
     releases: dict  # {"newrelic": "2.68.0.50"}: what --release puts in place of a pin
     pins: dict  # a user stack's own pins ({} for a stack of pyproject.toml)
     handler: str = DEFAULT_HANDLER  # app/handlers.py: which one the servers run
+    layer: str | None = None  # a layer session's layer (--layer)
 
     @property
     def name(self):
+        if self.layer:
+            return layer_session_name(self.stack, self.layer, self.fixed)
         return session_name(self.stack, self.agent, self.fixed)
 
     @property
@@ -102,7 +110,7 @@ def session(pytestconfig, tmp_path_factory):
     return Session(stack=stack, agent=opt("agent"), fixed=opt("fixed"),
                    server_python=opt("server_python") or sys.executable,
                    logs=Path(logs) if logs else tmp_path_factory.mktemp("server-logs"),
-                   releases=releases, pins=pins, handler=opt("handler"))
+                   releases=releases, pins=pins, handler=opt("handler"), layer=opt("layer"))
 
 
 def _pins(option, specs):
@@ -243,10 +251,12 @@ def pytest_sessionfinish(session, exitstatus):
     if not path:
         return
     opt = session.config.getoption
-    stack, agent, fixed = opt("stack"), opt("agent"), opt("fixed")
+    stack, agent, fixed, layer = opt("stack"), opt("agent"), opt("fixed"), opt("layer")
+    default_name = (layer_session_name(stack, layer, fixed) if layer
+                    else session_name(stack, agent, fixed))
     records.write(path, SessionResults(
-        session=opt("session_name") or session_name(stack, agent, fixed),
-        stack=stack, agent=agent, fixed=fixed,
+        session=opt("session_name") or default_name,
+        stack=stack, agent=agent, fixed=fixed, layer=layer,
         status="passed" if exitstatus == 0 else "failed",
         pytest_exitstatus=int(exitstatus),
         duration=round(time.time() - RESULTS.started, 3),

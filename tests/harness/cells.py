@@ -60,6 +60,12 @@ DEFAULT_HANDLER = "gevent-websocket"  # Cell.handler's default, the reference ro
 # What history proved, one committed file per package (records.HistoryPackage): the
 # report cites it, `nox -s "history(<package>)"` re-proves it (a lock file).
 HISTORY_DATA = ROOT / "tests" / "data" / "history"
+# Request layers (issue 19): [tool.layers.<name>], pins per stack and properties.
+LAYERS: dict[str, dict[str, Any]] = TOOL.get("layers", {})
+NO_LAYER = "none"  # Cell.layer of a cell without one (the layer-off control)
+# The layer that is the cells' agent axis (no session of its own).
+AGENT_LAYER = next((n for n, p in LAYERS.items() if p.get("axis") == "agent"), None)
+SESSION_LAYERS = tuple(n for n, p in LAYERS.items() if p.get("axis") is None)
 # nox session name per stack
 SESSION_KIND = {"today": "matrix", "seed": "seed", "deploy": "deploy"}
 # How a stack's servers start (tests/harness/server.py): "app" is `python -m app`.
@@ -123,6 +129,7 @@ class Cell:
     # The websocket handler that serves it (app/handlers.py): gevent-websocket's
     # WebSocketHandler (vanilla or patched, `fixed`), or one of [tool.handlers].
     handler: str = DEFAULT_HANDLER
+    layer: str = NO_LAYER  # a request layer of [tool.layers] set up in the server
 
     @property
     def key(self) -> tuple[Any, ...]:
@@ -141,6 +148,14 @@ class Cell:
     def seed_key(self) -> tuple[bool, bool, bool, bool]:
         """The seed's own (fixed, rum, hello_goodbyer, streaming) tuple."""
         return (self.fixed, self.rum, self.hello_goodbyer, self.streaming)
+
+    @property
+    def tracked_layer(self) -> str | None:
+        """The layer whose end-of-request work the cell observes (``layer_finished``): its
+        own, else the New Relic agent when it is on, else None."""
+        if self.layer != NO_LAYER:
+            return self.layer
+        return AGENT_LAYER if self.agent else None
 
     @property
     def route(self) -> str:
@@ -260,6 +275,42 @@ def handler_session_name(handler: str, agent: bool) -> str:
 def checks_name(stack: str, agent: bool, fixed: bool) -> str:
     """The `nox -t ci` session of the other per-arm checks (test_app, lifeline, ...)."""
     return f"checks({stack}, agent={agent}, fixed={fixed})"
+
+
+LAYER_COLUMN_AXES = ("layer", "hello_goodbyer", "streaming")
+
+
+def layer_pins(name: str, stack: str) -> tuple[list[str] | None, str | None]:
+    """(pins, None) of a layer on a stack, or (None, why it cannot run there)."""
+    found = LAYERS[name]
+    if stack in found:
+        return list(found[stack]), None
+    return None, found.get(f"{stack}-reason") or f"[tool.layers.{name}] has no {stack} pins"
+
+
+def layer_arms() -> list[tuple[str, str, bool]]:
+    """(stack, layer, fixed) of every layer session, in the order nox runs them."""
+    return [(stack, name, fixed) for stack in MAIN_STACKS for name in SESSION_LAYERS
+            if layer_pins(name, stack)[0] is not None for fixed in BOOLS]
+
+
+def layer_session_name(stack: str, layer: str, fixed: bool | None) -> str:
+    return f"layer({stack}, {layer}, fixed={fixed})"
+
+
+def control_layer(stack: str) -> str | None:
+    """The layer whose sessions on ``stack`` also run the layer-off control: the first
+    with pins there.  The control's cells are the same whichever layer's session runs
+    them, so one per (stack, build) proves the difference (issue 19's cost bound)."""
+    return next((n for n in SESSION_LAYERS if layer_pins(n, stack)[0] is not None), None)
+
+
+def layer_cells(stack: str, fixed: bool, layer: str) -> list[Cell]:
+    """A layer session's cells: hello_goodbyer x streaming with the layer on, then, in
+    the stack's control_layer() session only, the same four with it off."""
+    return [Cell(stack, False, fixed, False, h, s, layer=on)
+            for on in ((layer, NO_LAYER) if layer == control_layer(stack) else (layer,))
+            for h, s in itertools.product(BOOLS, repeat=2)]
 
 
 def sessions() -> list[tuple[str, bool, bool]]:

@@ -51,12 +51,44 @@ def _exchange(transcript: Transcript, server_events: Sequence[Event], message: s
                 "server_logged": [e.get("data") for e in logged]}
 
 
-def evaluate(cell: Cell, transcript: Transcript, events: Sequence[Event]) -> Observation:
+def layer_finished(layer: str | None, rid: int | None, events: Sequence[Event],
+                   ) -> tuple[bool | None, dict[str, Any]]:
+    """Did ``layer`` finish its work for request ``rid`` in ``events``?  None: no layer,
+    or the layer had none for that request (``layer_skipped``).  An end that is the
+    layer's own fallback (``fallback``: the agent's garbage-collected transaction)
+    does not count: its timing is the collector's, not the request's."""
+    if layer is None:
+        return None, {}
+    mine = [e for e in events if e.get("layer") == layer and rid is not None
+            and e.get("rid") == rid and e["event"] in ("layer_finished", "layer_skipped")]
+    if any(e["event"] == "layer_skipped" for e in mine):
+        return None, {"layer": layer, "events": mine}
+    return (any(e["event"] == "layer_finished" and not e.get("fallback") for e in mine),
+            {"layer": layer, "events": mine})
+
+
+def tcp_close(transcript: Transcript) -> tuple[bool, float | None, Event | None]:
+    """(the server closed TCP first after the handshake, seconds it took, the event)."""
+    event = next((e for e in transcript.events if e["event"] == "tcp_closed"), None)
+    close = transcript.close
+    # node's `ws` reports a connection that ended without a close frame as a close (1006)
+    # and so a "handshake": there was none to close TCP after
+    abnormal = bool(close and close.get("code") == ABNORMAL_CLOSURE)
+    by_server = bool(event and event.get("by") == "server" and event.get("handshake", True)
+                     and not abnormal and event.get("after_handshake") is not None)
+    after = event.get("after_handshake") if event is not None and by_server else None
+    return by_server, after, event
+
+
+def evaluate(cell: Cell, transcript: Transcript, events: Sequence[Event],
+             within_bound: Sequence[Event] | None = None) -> Observation:
+    """``within_bound``: the server's events up to the end of the layer's bound (the
+    rest came later, e.g. at the server's stop); default ``events``."""
     rid = request_id(events, transcript.client)
     mine = [e for e in events if rid is not None and e.get("rid") == rid]
     view, view_ev = _exchange(transcript, mine, VIEW_MESSAGE, "view_received")
     iterator = middleware = None
-    evidence = {"view": view_ev}
+    evidence: dict[str, Any] = {"view": view_ev}
     if cell.streaming:
         iterator, evidence["iterator"] = _exchange(transcript, mine, ITERATOR_MESSAGE,
                                                    "iterator_received")
@@ -69,9 +101,13 @@ def evaluate(cell: Cell, transcript: Transcript, events: Sequence[Event]) -> Obs
     evidence["close"] = {"iterable_close_calls": len(closes), "client_close": close,
                          "client_returncode": transcript.returncode}
     ok = view and iterator is not False and middleware is not False
+    finished, evidence["layer"] = layer_finished(
+        cell.tracked_layer, rid, events if within_bound is None else within_bound)
+    closed_tcp, after, evidence["tcp_closed"] = tcp_close(transcript)
     return Observation(client=transcript.client, rid=rid, view=view, iterator=iterator,
                        middleware=middleware, verdict="+" if ok else "-",
                        iterable_closed=len(closes) == 1,
                        valid_close_frame=bool(close and close.get("valid")
                                               and close.get("code") != ABNORMAL_CLOSURE),
-                       evidence=evidence)
+                       evidence=evidence, layer_finished=finished,
+                       server_closed_tcp=closed_tcp, tcp_close_after=after)

@@ -38,6 +38,13 @@ BAD_CLOSE_NO_CODE = ("a malformed client close is detected, but close(1002) drop
 
 INPUT_IS_SOCKET = ("after the upgrade wsgi.input is the raw socket (wsgi.input_terminated False): "
                    "request.get_data() blocks on it and eats the websocket's frames")
+# A request layer (issue 19) that never finishes its end-of-request work on vanilla
+# gevent-websocket: the layer cells' expected failure (tests/matrix/test_layers.py).
+LAYER_NOT_CLOSED = ("the handler never calls close() on the application's iterable (PEP 3333): "
+                    "a layer that ends its request work in close() (elastic-apm's "
+                    "call_on_close) never sends it")
+LAYER_NOT_ITERATED = ("the handler never iterates the application's result: a layer that "
+                      "defers the call, or ends its work on exhaustion, never finishes")
 SERVER_CLOSES_UNREAD = ("after its close frame the server closes TCP at once, without reading "
                         "the client's close (RFC 6455 5.5.1, 7.1.1)")
 

@@ -18,7 +18,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from tests.harness import records
-from tests.harness.cells import HANDLERS, STACKS, TOOL, build_name, slug
+from tests.harness.cells import HANDLERS, STACKS, TOOL, build_name, layer_pins, slug
 from tests.harness.locks import ROOT, exclusive
 from tests.harness.py27 import pip27_install, py27_env, py27_wheelhouse
 from tests.harness.pythons import MissingPython, find_python27
@@ -163,6 +163,24 @@ def install_py27_server(session: nox.Session, python: Path, stack: str, fixed: b
         house = py27_wheelhouse(session, python, stack, server_requirements(stack, True))
         pip27_install(session, python, house, "--force-reinstall", *requirements, wheel)
     return python
+
+
+def install_layer(session: nox.Session, stack: str, layer: str, python: Path) -> None:
+    """A request layer's pins ([tool.layers.<layer>].<stack>) into the server env ``python``.
+
+    --no-deps: the pins are the layer's whole set, nothing unpinned comes in (a pin
+    missing from it fails the server's start, naming the module).
+    """
+    pins, reason = layer_pins(layer, stack)
+    if pins is None:
+        session.error(f"layer {layer} cannot run on the {stack} stack: {reason}")
+    if not pins:  # the layer is in the stack already (Werkzeug's debugger)
+        return
+    if needs_python27(stack):
+        house = py27_wheelhouse(session, python, f"layer-{layer}", pins, "--no-deps")
+        pip27_install(session, python, house, "--no-deps", *pins)
+    else:
+        session.install("--no-deps", *pins, env=COMPILE)
 
 
 def conformance_server(session: nox.Session, target: str, stack: str, fixed: bool,

@@ -20,21 +20,24 @@ from .cells import (
     BOOLS,
     DEFAULT_HANDLER,
     HANDLERS,
+    SESSION_LAYERS,
     STACKS,
     TOOL,
     build_name,
     build_version,
     handler_session_name,
+    layer_pins,
+    layer_session_name,
     session_name,
     slug,
 )
 from .conformance import COMPRESSION
-from .records import SessionResults
+from .records import CellRecord, SessionResults
 
 Data = dict[str, Any]
 REFERENCE = TOOL.get("handler-reference", {}).get(DEFAULT_HANDLER, {})
-LAYERS_ABSENT = "n/a until issue 19 lands"
-LAYER_FIELD = "layer_finished"  # CellRecord's, once issue 19 (branch layers) has landed
+# the layer sessions (issue 19) run gevent-websocket only
+LAYERS_ABSENT = "no layer session on this handler"
 NOT_RUN = "not run"
 
 
@@ -60,6 +63,14 @@ def _sessions(handler: str, fixed: bool) -> list[str]:
     return [handler_session_name(handler, agent) for agent in BOOLS]
 
 
+def _layer_sessions(handler: str, fixed: bool) -> list[str]:
+    """Today's layer sessions of a row: gevent-websocket's build only (issue 19)."""
+    if handler != DEFAULT_HANDLER:
+        return []
+    return [layer_session_name("today", name, fixed) for name in SESSION_LAYERS
+            if layer_pins(name, "today")[0] is not None]
+
+
 def _link(path: Path, report_dir: Path) -> str:
     """``path`` as the page (in ``report_dir``) links it."""
     return os.path.relpath(path, report_dir)
@@ -72,11 +83,17 @@ def _cells(docs: list[SessionResults], handler: str) -> Data:
     agree = sum(all(o.verdict == r.expected["verdict"]
                     and o.iterable_closed == r.expected["iterable_closed"]
                     for o in r.observed) for r in records)
-    layers = [r for r in records if getattr(r, LAYER_FIELD, None) is not None]
     return {"cells": len(records), "passed": passed, "closed": closed,
-            "matches_model": agree == len(records),
-            "layers": ({"finished": sum(bool(getattr(r, LAYER_FIELD)) for r in layers),
-                        "of": len(layers)} if layers else None)}
+            "matches_model": agree == len(records), "layers": _layers(records)}
+
+
+def _layers(records: list[CellRecord]) -> Data | None:
+    """Cells whose tracked layer had request work (layer_finished not None): how many
+    finished it for every client.  The agent's arms have none on today's stack (newrelic
+    starts no transaction for a websocket): the layer sessions' cells are the figure."""
+    tracked = [r.outcome().layer_finished for r in records]
+    found = [f for f in tracked if f is not None]
+    return {"finished": sum(found), "of": len(found)} if found else None
 
 
 def _protocol(docs: list[SessionResults]) -> Data | None:
@@ -122,6 +139,7 @@ def which_handler(sessions: Mapping[str, SessionResults], conformance: Data | No
     for handler, fixed, target in rows_of():
         names = _sessions(handler, fixed)
         docs = [sessions[n] for n in names if n in sessions and sessions[n].status != "skipped"]
+        layer_docs = [sessions[n] for n in _layer_sessions(handler, fixed) if n in sessions]
         facts = HANDLERS.get(handler, REFERENCE)
         files = [{"session": n, "link": _link(results / f"{slug(n)}.json", report)}
                  for n in names if n in sessions]
@@ -130,6 +148,9 @@ def which_handler(sessions: Mapping[str, SessionResults], conformance: Data | No
             "id": f"handler-{slug(target)}", "sessions": files,
             "status": "observed" if docs else NOT_RUN,
             **_cells(docs, handler),
+            **({"layers": _layers([r for d in layer_docs for r in d.cells]),
+                "layers_link": _link(results / f"{slug(layer_docs[0].session)}.json", report)}
+               if layer_docs else {}),
             "protocol": _protocol([d for d in docs if d.agent is False]),
             "autobahn": _autobahn(conformance, target),
             "throughput": _throughput(bench, handler, fixed),

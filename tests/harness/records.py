@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -139,10 +139,31 @@ class Observation:
     iterable_closed: bool
     valid_close_frame: bool
     evidence: dict[str, Any] = field(default_factory=dict)
+    # The cell's tracked layer (Cell.tracked_layer) finished its end-of-request work for
+    # this connection within LAYER_BOUND after both clients were done; None: no layer, or
+    # the layer had no work for it (``layer_skipped``).
+    layer_finished: bool | None = None
+    # The server closed TCP within the client's bound after the closing handshake
+    # (RFC 6455 7.1.1); seconds it took (None: it did not).
+    server_closed_tcp: bool | None = None
+    tcp_close_after: float | None = None
 
 
 # What a cell asserts against the expectation model (tests/harness/model.py Prediction).
-COMPARED = ("view", "iterator", "middleware", "verdict", "iterable_closed", "valid_close_frame")
+COMPARED = ("view", "iterator", "middleware", "verdict", "iterable_closed", "valid_close_frame",
+            "layer_finished", "server_closed_tcp")
+
+
+# Criteria the model may leave open (None): server_closed_tcp of a handler whose close
+# of TCP races ([tool.handlers.<name>.model] tcp_close_races); either outcome agrees.
+OPEN_WHEN_NONE = ("server_closed_tcp",)
+
+
+def agrees(observation: Observation | dict[str, Any], expected: dict[str, Any]) -> bool:
+    """The observation is what the model predicts, criterion by criterion."""
+    seen, want = comparable(observation), comparable(expected)
+    return all(seen[k] == want[k] or (k in OPEN_WHEN_NONE and want[k] is None)
+               for k in COMPARED)
 
 
 def comparable(observation: Observation | dict[str, Any]) -> dict[str, Any]:
@@ -179,6 +200,8 @@ class Outcome:
     verdict: str
     closed: bool
     valid_close_frame: bool
+    layer_finished: bool | None = None  # None: no layer's work to finish
+    server_closed_tcp: bool | None = None
 
 
 OUTCOME_COLUMNS = tuple(f.name for f in fields(Outcome))
@@ -204,11 +227,20 @@ class CellRecord:
     duration: float
     launcher: str
     phases: Phases
+    layer: str | None = None  # Cell.tracked_layer: whose layer_finished this is
 
     def outcome(self) -> Outcome:
         return Outcome(verdict=self.verdict,
                        closed=all(o.iterable_closed for o in self.observed),
-                       valid_close_frame=all(o.valid_close_frame for o in self.observed))
+                       valid_close_frame=all(o.valid_close_frame for o in self.observed),
+                       layer_finished=_all(o.layer_finished for o in self.observed),
+                       server_closed_tcp=_all(o.server_closed_tcp for o in self.observed))
+
+
+def _all(values: Iterable[bool | None]) -> bool | None:
+    """True if every client's is, None if none has one, else False."""
+    found = [v for v in values if v is not None]
+    return all(found) if found else None
 
 
 @dataclass
@@ -234,6 +266,7 @@ class SessionResults:
     stack: str | None = None  # None: skipped before it knew (noxfile skip_or_fail)
     agent: bool | None = None
     fixed: bool | None = None
+    layer: str | None = None  # a layer session's layer ([tool.layers]); None: matrix, seed
     schema: int = SCHEMA
     reason: str | None = None  # why it was skipped
     pytest_exitstatus: int | None = None

@@ -19,14 +19,19 @@ from pathlib import Path
 
 from . import inputs, records
 from .cells import (
+    BOOLS,
     HISTORY_DATA,
     MAIN_STACKS,
     SEED_WITH_AGENT,
     SEED_WITHOUT_AGENT,
     SESSION_KIND,
+    SESSION_LAYERS,
     STACKS,
     Cell,
     build_name,
+    layer_cells,
+    layer_pins,
+    layer_session_name,
     parse_seed_list,
     seed_verdict,
     session_name,
@@ -76,8 +81,10 @@ def load(results_dir):
         except SchemaError as exc:
             problems.append(str(exc))
             continue
-        # another stack's, or a handler session's (today's stack on gevent-ws, ...)
-        if doc.stack not in (None, *REQUIRED_STACKS) or doc.session.startswith("handler("):
+        # another stack's, a handler session's (today's stack on gevent-ws, ...) or a
+        # layer session's
+        if (doc.stack not in (None, *REQUIRED_STACKS) or doc.layer
+                or doc.session.startswith("handler(")):
             sessions[doc.session] = doc
     return sessions, problems
 
@@ -126,7 +133,9 @@ def evidence(record):
         clients.append({
             "client": obs.client, "verdict": obs.verdict, "rid": obs.rid,
             "criteria": {k: getattr(obs, k) for k in ("view", "iterator", "middleware",
-                                                      "iterable_closed", "valid_close_frame")},
+                                                      "iterable_closed", "valid_close_frame",
+                                                      "layer_finished", "server_closed_tcp")},
+            "tcp_close_after": obs.tcp_close_after,
             "transcript": transcript.get("events") or [],
             "url": transcript.get("url"), "returncode": transcript.get("returncode"),
             "stderr": transcript.get("stderr") or "", "duration": transcript.get("duration"),
@@ -156,13 +165,18 @@ def _round(value):
 
 def observed_row(row, record, problems, history):
     cell = record.cell
-    agree = all(o.verdict == record.expected["verdict"]
-                and o.iterable_closed == record.expected["iterable_closed"]
+    expected = record.expected
+    tcp = expected.get("server_closed_tcp", True)  # None: the model leaves it open
+    agree = all(o.verdict == expected["verdict"]
+                and o.iterable_closed == expected["iterable_closed"]
+                and o.layer_finished == expected.get("layer_finished")
+                and (tcp is None or o.server_closed_tcp in (None, tcp))
                 for o in record.observed)
     if not agree:
         problems.append(f"{cell.label()}: observed "
-                        f"{ {o.client: o.verdict for o in record.observed} } but the "
-                        f"model expects {record.expected['verdict']}")
+                        f"{ {o.client: (o.verdict, o.layer_finished) for o in record.observed} }"
+                        f" (verdict, layer_finished) but the model expects "
+                        f"{(expected['verdict'], expected.get('layer_finished'))}")
     failed = sorted(k for k, ok in (record.controls or {}).items() if not ok)
     if failed:
         problems.append(f"{cell.label()}: positive controls failed: {failed}; the "
@@ -174,6 +188,10 @@ def observed_row(row, record, problems, history):
                differs_from_seed=record.verdict != record.seed,
                cause=cause(record, history), conclusion=conclusion_predicts(cell),
                lazy_layers=list(record.expected.get("lazy_layers") or []),
+               tracked_layer=record.layer, layer_cause=expected.get("layer_cause") or "",
+               tcp_cause=expected.get("tcp_cause") or "",
+               layer_defect=expected.get("layer_defect") or "",
+               expected_layer_finished=expected.get("layer_finished"),
                duration=record.duration, evidence=evidence(record))
 
 
@@ -244,7 +262,7 @@ def compare_with(rows, reference_rows):
         row["reference"] = other.get("verdict") if other else None
         both = row["status"] == "observed" and other and other["status"] == "observed"
         row["reference_differs"] = [c for c in OUTCOME_COLUMNS
-                                    if row[c] != other[c]] if both else []
+                                    if row.get(c) != other.get(c)] if both else []
 
 
 def stacks_shown(sessions):
@@ -259,7 +277,8 @@ def build(sessions, problems, history=None):
         if doc.status == "skipped":
             continue
         for record in doc.cells:
-            cells[record.cell] = record
+            if not doc.layer:  # a layer session's cells have their own section
+                cells[record.cell] = record
         if doc.status != "passed":
             problems.append(f"{doc.session}: pytest status {doc.status} "
                             f"(exit {doc.pytest_exitstatus}); see its junit/log files")
@@ -302,6 +321,49 @@ def stack_versions(rows):
             if version:
                 seen.setdefault(name, set()).add(version)
     return ", ".join(f"{name} {' / '.join(sorted(v))}" for name, v in sorted(seen.items()))
+
+
+# -- the layers (issue 19): per stack, each layer's cells on each build -------------------
+
+LAYER_LEGEND = ("F: the layer finished its request work within the bound after the websocket "
+                "closed; .: it never did; -: no layer (the control)")
+
+
+def build_layers(sessions, problems, history=None):
+    """Per stack: each layer's 8 cells per build, the model's beside them, and the layers
+    that cannot run on that stack with the reason ([tool.layers.<name>].<stack>-reason)."""
+    stacks = {}
+    for stack in MAIN_STACKS:
+        layers, cannot = [], []
+        for name in SESSION_LAYERS:
+            pins, reason = layer_pins(name, stack)
+            if pins is None:
+                cannot.append({"layer": name, "reason": reason})
+                continue
+            builds = []
+            for fixed in BOOLS:
+                session = layer_session_name(stack, name, fixed)
+                doc = sessions.get(session)
+                found = {r.cell: r for r in (doc.cells if doc else [])}
+                rows = []
+                for cell in layer_cells(stack, fixed, name):
+                    row = {**cell_row(cell), "session": session, "cause": "",
+                           "cause_letter": None, "reference": None}
+                    if cell in found:
+                        observed_row(row, found[cell], problems, history)
+                        row["differs_from_seed"] = False  # no seed cell has a layer
+                    else:
+                        row["status"] = "skipped" if doc and doc.status == "skipped" else "not run"
+                        row["reason"] = doc.reason if doc else None
+                    rows.append(row)
+                if doc and doc.status not in ("passed", "skipped"):
+                    problems.append(f"{session}: pytest status {doc.status} "
+                                    f"(exit {doc.pytest_exitstatus}); see its junit/log files")
+                builds.append({"build": build_name(fixed), "fixed": fixed, "session": session,
+                               "status": doc.status if doc else "not run", "rows": rows})
+            layers.append({"layer": name, "pins": pins, "builds": builds})
+        stacks[stack] = {"layers": layers, "cannot_run": cannot}
+    return {"stacks": stacks, "legend": LAYER_LEGEND}
 
 
 # -- the protocol checks (tests/matrix/test_protocol.py): check x build ------------------
@@ -361,6 +423,7 @@ def collect(results_dir, report_dir, history_dir=HISTORY_DATA):
     history = inputs.read_history(history_dir, problems)
     report = build(sessions, problems, history)
     report["protocol"] = build_protocol(sessions, report["problems"])
+    report["layers"] = build_layers(sessions, report["problems"], history)
     report["timing"] = inputs.cell_timing(sessions)
     report.update(inputs.optional(results_dir, report_dir, report["problems"], history))
     report["handlers"] = which_handler(sessions, report["conformance"], report["bench"],

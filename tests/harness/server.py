@@ -33,8 +33,9 @@ LAUNCHERS = ("app", "gunicorn")
 GUNICORN_WORKER = "geventwebsocket.gunicorn.workers.GeventWebSocketWorker"
 # A cell's environment must not decide it: flags (or, for gunicorn, the
 # variables set here) do.
-CELL_ENVIRON = ("APP_AGENT", "APP_RUM", "APP_HELLO_GOODBYER", "APP_PORT", "APP_HOST", "APP_HANDLER",
-                "NEW_RELIC_CONFIG_FILE", "NEW_RELIC_ENVIRONMENT", "NEW_RELIC_DEVELOPER_MODE")
+CELL_ENVIRON = ("APP_AGENT", "APP_RUM", "APP_HELLO_GOODBYER", "APP_LAYER", "APP_MONKEY_PATCH",
+                "APP_PORT", "APP_HOST", "APP_HANDLER", "NEW_RELIC_CONFIG_FILE",
+                "NEW_RELIC_ENVIRONMENT", "NEW_RELIC_DEVELOPER_MODE")
 
 
 class ServerError(AssertionError):
@@ -49,10 +50,14 @@ class Server:
     def __init__(self, python: str | None = None, *, agent: bool = False,
                  rum: bool = False, hello_goodbyer: bool = False, port: int = 0,
                  log_dir: str | Path | None = None, name: str = "server",
-                 launcher: str = "app", handler: str | None = None) -> None:
+                 launcher: str = "app", handler: str | None = None,
+                 layer: str | None = None, monkey_patch: bool = False) -> None:
         self.python = python or sys.executable
         if launcher not in LAUNCHERS:
             raise ValueError(f"launcher={launcher!r}: expected one of {LAUNCHERS}")
+        if layer and launcher != "app":
+            raise ValueError(f"layer={layer!r} needs launcher='app' (`python -m app --layer`); "
+                             f"the {launcher} launcher serves no layer")
         self.launcher = launcher
         if handler is not None and launcher != "app":
             raise ValueError(f"handler={handler!r}: only `python -m app` takes a handler "
@@ -60,6 +65,10 @@ class Server:
         self.handler = handler  # None: the app's default (gevent-websocket)
         self.argv, self.environ = (self._gunicorn if launcher == "gunicorn" else self._app)(
             port, agent, rum, hello_goodbyer)
+        if layer:  # a request layer of app.layers, set up as its docs say
+            self.argv += ["--layer", layer]
+        if monkey_patch:  # gevent.monkey.patch_all() first (the layer sessions)
+            self.argv += ["--monkey-patch"]
         self.name = name
         self.log_dir = Path(log_dir) if log_dir else None
         self.events: list[dict[str, Any]] = []

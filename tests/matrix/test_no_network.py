@@ -290,19 +290,26 @@ def test_audit_hook_records_and_classifies_outbound_attempts(session, tmp_path):
 
 
 def test_agent_server_makes_no_outbound_syscalls(session, tmp_path):
-    """Under strace -f: the agent (RUM and HelloGoodbyer on) reaches nothing off loopback."""
-    if not session.agent:
-        pytest.skip("the agent is not installed in this session's server environment")
+    """Under strace -f: the agent (RUM and HelloGoodbyer on), or a layer session's request
+    layer (issue 19, HelloGoodbyer on), reaches nothing off loopback."""
+    if not session.agent and not session.layer:
+        pytest.skip("neither the agent nor a layer is in this session's server environment")
     strace = strace_or_skip()
     log = tmp_path / "server.strace"
     python = traced(strace, session.server_python, log, tmp_path)
-    with Server(python, agent=True, rum=True, hello_goodbyer=True, log_dir=session.logs,
-                name="no-network") as server:
+    agent = bool(session.agent)
+    with Server(python, agent=agent, rum=agent, hello_goodbyer=True, log_dir=session.logs,
+                name="no-network", layer=session.layer) as server:
         page = server.get("/")[1]
         transcripts = [clients.run(c, f"{server.ws_url}{route}?client={c}")
                        for c in clients.CLIENTS for route in ("/streaming", "/view")]
-    assert server.ready.get("agent_active"), server.explain("the agent is not active")
-    assert "NREUM" in page, "RUM is not on: the proof would not exercise it"
+    if agent:
+        assert server.ready.get("agent_active"), server.explain("the agent is not active")
+        assert "NREUM" in page, "RUM is not on: the proof would not exercise it"
+    if session.layer:
+        active = server.ready.get("layer_active") or {}
+        assert server.ready.get("layer") == session.layer and active.get("hook_installed"), (
+            server.explain(f"the layer {session.layer} is not set up: {active}"))
     # Each client reached the server (whether the view then ran is the cells' business:
     # on the 2016 vanilla stack the lazy RUM layer never runs it).
     assert all(any(e["event"] == "open" for e in t.events) for t in transcripts), [

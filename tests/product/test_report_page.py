@@ -108,7 +108,7 @@ def expected_class(row):
 
 def test_grid_cells_carry_their_verdicts(page, report):
     cells = page.page.eval_on_selector_all(
-        "table.grid.obs td.cell", "els => els.map(e => ({id: e.dataset.cell, "
+        "#grids table.grid.obs td.cell", "els => els.map(e => ({id: e.dataset.cell, "
         "stack: e.closest('table').dataset.stack, cls: [...e.classList]}))")
     required = [c for c in cells if c["stack"] in REQUIRED_STACKS]
     assert len(required) == 32 * len(REQUIRED_STACKS) == 64, (
@@ -167,6 +167,41 @@ def test_a_cause_lights_the_cells_it_explains(page, report):
     page.page.hover(f"#{cause['id']}")
     lit = page.page.eval_on_selector_all("td.cell.lit", "els => els.map(e => e.dataset.cell)")
     assert sorted(lit) == sorted(cause["cells"]), (cause["text"], lit)
+    page.check_clean()
+
+
+def test_layers_section_beside_the_model_with_its_marks(page, report):
+    """Issue 19: each layer's observed grid beside the model's, per stack; the marks of a
+    layer that never finished and of a server that kept TCP in the legend; a layer
+    cell's drill-down shows the layer events the server emitted."""
+    layers = report.get("layers") or {}
+    ran = [(stack, one) for stack, s in layers.get("stacks", {}).items() for one in s["layers"]
+           if any(r["status"] == "observed" for b in one["builds"] for r in b["rows"])]
+    if not ran:
+        pytest.skip("no layer session in this run's results (`nox -s layer`)")
+    assert page.page.locator("#layers").is_visible(), "the layers section is not shown"
+    for stack, layer in ran:
+        for which in ("obs", "ref"):
+            grid = page.page.locator(f"table.grid.layers.{which}[data-stack='{stack}']"
+                                     f"[data-layer='{layer['layer']}']")
+            assert grid.count() == 1, f"{stack} {layer['layer']}: no {which} grid"
+            observed = sum(bool(r) for b in layer["builds"] for r in b["rows"])
+            assert grid.locator("tbody td").count() == observed, (stack, layer["layer"])
+    legend = page.page.locator(".legend").first.inner_text()
+    for mark in ("◔", "⧖"):
+        assert mark in legend, f"the legend has no {mark}"
+    stack, layer = ran[0]
+    row = next(r for b in layer["builds"] for r in b["rows"]
+               if r["status"] == "observed" and r["layer"] != "none")
+    page.page.click(f"#layers td.cell[data-cell='{row['id']}'] a")
+    panel = page.page.locator(f"#ev-{row['id']}")
+    panel.wait_for(state="visible")
+    events = " ".join(panel.locator("ol.events").all_inner_texts())
+    assert "layer_finished" in events or "layer_skipped" in events or (
+        row["layer_finished"] is False), f"{row['id']}: no layer event in the drill-down"
+    assert f"layer {row['tracked_layer']} finished" in panel.inner_text()
+    page.page.locator("#layers").screenshot(path=str(REPORT / "screenshot-layers.png"))
+    page.page.keyboard.press("Escape")
     page.check_clean()
 
 

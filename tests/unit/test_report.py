@@ -56,7 +56,9 @@ def cell_record(cell, flip=False):
         observed.append({"client": client, "rid": rid, "view": verdict == "+",
                          "iterator": expected["iterator"], "middleware": expected["middleware"],
                          "verdict": verdict, "iterable_closed": expected["iterable_closed"],
-                         "valid_close_frame": True, "evidence": {"view": {}}})
+                         "valid_close_frame": True, "evidence": {"view": {}},
+                         "layer_finished": expected["layer_finished"],
+                         "server_closed_tcp": expected["server_closed_tcp"]})
         transcripts.append({"client": client, "url": f"ws://127.0.0.1:1/view?client={client}",
                             "duration": 0.2, "returncode": 0, "stderr": "", "events": [
                                 {"event": "open", "url": "ws://127.0.0.1:1/view"},
@@ -224,11 +226,12 @@ def write_optional(results, out):
 
 
 class Cells(HTMLParser):
-    """The grid cells of a page: (table's data-stack, cell's classes, data-cell)."""
+    """The main grids' cells of a page: (table's data-stack, cell's classes, data-cell);
+    the layers section's grids (class "layers") are not among them."""
 
     def __init__(self):
         super().__init__()
-        self.stack, self.found, self.ids = None, [], set()
+        self.stack, self.found, self.ids, self.layers = None, [], set(), False
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
@@ -236,7 +239,9 @@ class Cells(HTMLParser):
             self.ids.add(attrs["id"])
         if tag == "table" and "grid" in (attrs.get("class") or ""):
             self.stack = attrs.get("data-stack")
-        if tag == "td" and {"cell", "refcell"} & set((attrs.get("class") or "").split()):
+            self.layers = "layers" in (attrs.get("class") or "").split()
+        if tag == "td" and not self.layers and {"cell", "refcell"} & set(
+                (attrs.get("class") or "").split()):
             self.found.append((self.stack, attrs["class"].split(), attrs.get("data-cell")))
 
 

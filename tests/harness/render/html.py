@@ -76,10 +76,16 @@ def render(report):
             continue
         stacks.append({"name": stack, "data": data, "grid": layout.grid(data["rows"]),
                        "reference": layout.reference_grid(report, stack)})
+    panel_stacks = [{"name": s["name"], "rows": s["data"]["rows"]} for s in stacks if s["grid"]]
+    for stack, data in ((report.get("layers") or {}).get("stacks") or {}).items():
+        panel_stacks.append({"name": stack, "rows": [r for layer in data["layers"]
+                                                     for b in layer["builds"] for r in b["rows"]
+                                                     if r.get("status") == "observed"]})
     bench = report.get("bench") or {}
     return environment().get_template("index.html.j2").render(
         report=report, stacks=stacks, transcript_line=transcript_line, fields=fields,
         timing=split_chart(report.get("timing") or []),
         bench_split=split_chart(bench.get("cells") or []),
         ratios=ratio_chart(bench.get("ratios") or []), count_bar=count_bar,
+        panel_stacks=panel_stacks,
         cell_ids={r["id"] for s in stacks if s["grid"] for r in s["data"]["rows"]})

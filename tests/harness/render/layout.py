@@ -24,7 +24,14 @@ MARKS = (
     ("open", "o", "○", "the server never called close() on the iterable (PEP 3333)"),
     ("frame", "x", "✗", "the websocket did not end with a valid close frame"),
     ("controls", "c", "⚠", "a positive control failed: the server is not what the cell claims"),
+    ("unfinished", "u", "◔", "the exchange passed, but the layer (agent or request layer) never "
+     "finished its request work"),
+    ("tcp", "t", "⧖", "the server did not close TCP within the client's bound after the closing "
+     "handshake (RFC 6455 7.1.1)"),
 )
+# The layers section's grid: rows the layer on / off, columns hello_goodbyer x streaming.
+LAYER_COLUMNS = list(itertools.product(BOOLS, repeat=2))
+FINISHED_GLYPH = {True: "F", False: ".", None: "-"}
 
 
 def legend_marks(report):
@@ -97,8 +104,31 @@ def marks(row):
         "open": not row.get("closed", True),
         "frame": not row.get("valid_close_frame", True),
         "controls": bool(row.get("controls_failed")),
+        "unfinished": row.get("verdict") == "+" and row.get("layer_finished") is False,
+        "tcp": row.get("server_closed_tcp") is False,
     }
     return [k for k, *_ in MARKS if found.get(k)]
+
+
+def layer_grid(build):
+    """[{label, cells: [row] x 4}] of one build of a layer: the layer on, then off (in the
+    stack's control_layer() only: one layer-off control per stack and build)."""
+    rows = build["rows"]
+    out = []
+    for on_layer in (True, False) if any(r["layer"] == "none" for r in rows) else (True,):
+        found = {(r["hello_goodbyer"], r["streaming"]): r for r in rows
+                 if (r["layer"] != "none") == on_layer}
+        name = next((r["layer"] for r in rows if r["layer"] != "none"), "?")
+        out.append({"label": f"{name} {build['build']}" if on_layer else
+                    f"no layer {build['build']}",
+                    "cells": [found.get(c) for c in LAYER_COLUMNS]})
+    return out
+
+
+def finished_glyph(row, expected=False):
+    if not row or row.get("status") != "observed":
+        return ""
+    return FINISHED_GLYPH[row.get("expected_layer_finished" if expected else "layer_finished")]
 
 
 def glyph(row):

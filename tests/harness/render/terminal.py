@@ -21,7 +21,8 @@ STYLE = {"v-pass": "bold black on green", "v-fail": "bold white on red",
          "v-notrun": "dim"}
 PIPE_WIDTH = 160
 MARK_STYLE = {"seed": "bold yellow", "reference": "bold cyan", "model": "bold magenta",
-              "open": "", "frame": "bold red", "controls": "bold red"}
+              "open": "", "frame": "bold red", "controls": "bold red", "unfinished": "bold yellow",
+              "tcp": "bold red"}
 
 
 def cell_text(row):

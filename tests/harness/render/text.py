@@ -41,7 +41,7 @@ def handler_figures(row, layers_absent):
         out.append(("close() called", f"{row['closed']}/{row['cells']}", results))
         layers = row.get("layers")
         out.append(("layers finished", f"{layers['finished']}/{layers['of']}" if layers
-                    else layers_absent, results if layers else None))
+                    else layers_absent, (row.get("layers_link") or results) if layers else None))
     else:
         out += [(c, "not run", None) for c in HANDLER_COLUMNS[1:4]]
     ab = row["autobahn"]
