@@ -66,7 +66,7 @@ PYTEST_TERMINATE_TIMEOUT = 10.0  # s pytest gets to stop its servers after nox's
 # pytest-xdist workers of a main-job session (MATRIX_WORKERS sets it for every one).
 # With two sessions at a time on 2 cores, the 8 cells of a session gain nothing from
 # two workers of their own, which cost two more interpreters (nox -s bench: warm
-# 46 s with, 41 s without, loaded machine); the sessions with the 23 protocol checks,
+# 46 s with, 41 s without, loaded machine); the sessions with the protocol checks,
 # the longest, do gain: only they get 2.
 PROTOCOL_WORKERS = 2
 
@@ -297,11 +297,12 @@ def history(session: nox.Session, package: str) -> None:
                 *session.posargs, terminate_timeout=PYTEST_TERMINATE_TIMEOUT)
 
 
-# -- conformance (issue 14): Autobahn|Testsuite on every gevent-websocket build
+# -- conformance (issue 14): Autobahn|Testsuite on every gevent-websocket build and handler
 # Writes results/conformance.json and Autobahn's HTML under report/conformance/<target>/;
-# fails if the patched 0.10.1 has a case (outside compression) that is not OK, or
-# vanilla one that maps to no named defect.  2.5-3 minutes on 2 cores shared with other
-# work (load 5-8), caches warm; the first run also builds wstest's wheels (~1.5 min).
+# fails if a patched build (0.10.1+fixed, 0.9.5+fixed) has a case (outside compression)
+# that is not OK, or vanilla one that maps to no named defect.  2.5-3 minutes on 2 cores
+# shared with other work (load 5-8), caches warm; the first run also builds wstest's
+# wheels (~1.5 min).
 
 
 @nox.session(python=None, default=False, tags=CI)
@@ -378,8 +379,8 @@ def wheel(session: nox.Session) -> None:
 
 
 # ~5 minutes on 2 cores (the last 2: `nox -s stack` cold and warm); writes report/bench.json
-# and report/bench.md.  Its nox runs
-# use their own envdir, results and report under the session's directory.
+# and report/bench.md.  Its nox runs use their own envdir, results and report under the
+# session's directory.
 # `nox -s bench -- --only handlers`: the handlers against patched gevent-websocket alone
 # (~2 min), into the existing report/bench.json.
 @nox.session(python=None, default=False)
