@@ -252,10 +252,12 @@ def pytest_sessionfinish(session, exitstatus):
         return
     opt = session.config.getoption
     stack, agent, fixed, layer = opt("stack"), opt("agent"), opt("fixed"), opt("layer")
-    default_name = (layer_session_name(stack, layer, fixed) if layer
-                    else session_name(stack, agent, fixed))
+    # A user stack (tests/harness/userstack.py) always names its session: its stack has
+    # no session kind of its own, so the default is built only when it is needed.
+    name = opt("session_name") or (layer_session_name(stack, layer, fixed) if layer
+                                   else session_name(stack, agent, fixed))
     records.write(path, SessionResults(
-        session=opt("session_name") or default_name,
+        session=name,
         stack=stack, agent=agent, fixed=fixed, layer=layer,
         status="passed" if exitstatus == 0 else "failed",
         pytest_exitstatus=int(exitstatus),
