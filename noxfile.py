@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 import nox
+from nox.command import CommandFailed
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -33,6 +34,7 @@ from tests.harness.cells import (  # noqa: E402
     handler_layer_name,
     handler_layers,
     layer_arms,
+    slug,
 )
 from tests.harness.conformance import TARGETS as CONFORMANCE_TARGETS  # noqa: E402
 from tests.harness.envs import (  # noqa: E402
@@ -206,10 +208,17 @@ def handler(session: nox.Session, name: str, agent: bool) -> None:
     # Every layer's pins in this one env (they agree: install_layers checks), each run
     # setting up only its own layer.
     server_python = install_layers(session, handler_layers())
-    for layer_name in handler_layers():
-        run_pytest(session, "today", False, False, ["tests/matrix/test_layers.py"],
-                   server_python, handler_layer_name(name, layer_name), handler=name,
-                   layer=layer_name)
+    failed = []
+    for layer_name in handler_layers():  # every layer runs, whichever failed before it
+        try:
+            run_pytest(session, "today", False, False, ["tests/matrix/test_layers.py"],
+                       server_python, handler_layer_name(name, layer_name), handler=name,
+                       layer=layer_name)
+        except CommandFailed:
+            failed.append(layer_name)
+    if failed:
+        session.error(f"layer cells failed on {name}: {', '.join(failed)} (results/"
+                      f"{slug(handler_layer_name(name, failed[0]))}.json and beside it)")
 
 
 # -- layers (issue 19): today's request layers, each set up as its docs say -------------
