@@ -208,12 +208,14 @@ def handler(session: nox.Session, name: str, agent: bool) -> None:
     # Every layer's pins in this one env (they agree: install_layers checks), each run
     # setting up only its own layer.
     server_python = install_layers(session, handler_layers())
+    # Two workers: flask-sock holds TCP open, each cell waits the client's 3 s bound
+    # (nox -R, loaded machine: its six runs 97 s with one, see the commit for two).
     failed = []
     for layer_name in handler_layers():  # every layer runs, whichever failed before it
         try:
             run_pytest(session, "today", False, False, ["tests/matrix/test_layers.py"],
                        server_python, handler_layer_name(name, layer_name), handler=name,
-                       layer=layer_name)
+                       layer=layer_name, xdist=PROTOCOL_WORKERS)
         except CommandFailed:
             failed.append(layer_name)
     if failed:
