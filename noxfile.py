@@ -22,10 +22,20 @@ import sys
 from pathlib import Path
 
 import nox
+from nox.command import CommandFailed
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tests.harness.cells import BOOLS, HANDLERS, HISTORY, MAIN_STACKS, layer_arms  # noqa: E402
+from tests.harness.cells import (  # noqa: E402
+    BOOLS,
+    HANDLERS,
+    HISTORY,
+    MAIN_STACKS,
+    handler_layer_name,
+    handler_layers,
+    layer_arms,
+    slug,
+)
 from tests.harness.conformance import TARGETS as CONFORMANCE_TARGETS  # noqa: E402
 from tests.harness.envs import (  # noqa: E402
     COMPILE,
@@ -38,6 +48,7 @@ from tests.harness.envs import (  # noqa: E402
     install_handler_server,
     install_harness,
     install_layer,
+    install_layers,
     install_node_client,
     install_server,
     install_wstest,
@@ -96,6 +107,14 @@ def tests_impl(session: nox.Session, stack: str, agent: bool, fixed: bool, paths
                      else install_server(session, stack, agent, fixed))
     if layer:
         install_layer(session, stack, layer, server_python)
+    run_pytest(session, stack, agent, fixed, paths, server_python, session.name,
+               xdist=xdist, handler=handler, layer=layer)
+
+
+def run_pytest(session: nox.Session, stack: str, agent: bool, fixed: bool, paths: list[str],
+               server_python: Path, name: str, *, xdist: int | None = None,
+               handler: str | None = None, layer: str | None = None) -> None:
+    """One pytest run against servers of ``server_python``, recorded as ``name``."""
     session.run(
         "pytest", *paths, *(workers(xdist) if xdist is not None else []),
         *(["--handler", handler] if handler else []),
@@ -179,10 +198,29 @@ HANDLER_ARMS = [nox.param(name, agent, id=f"name={name}, agent={agent}")
 @nox.session(python=None, default=False, tags=CI, allow_parallel=True)
 @nox.parametrize(("name", "agent"), HANDLER_ARMS)
 def handler(session: nox.Session, name: str, agent: bool) -> None:
-    """Today's stack on another websocket handler (gevent-ws, flask-sock): cells, protocol."""
+    """Today's stack on another websocket handler (gevent-ws, flask-sock): cells, protocol;
+    without the agent, then each of today's layers' cells on it (one pytest run each)."""
     paths = ["tests/matrix/test_cells.py", *([] if agent else ["tests/matrix/test_protocol.py"])]
     tests_impl(session, "today", agent, False, paths,
                xdist=0 if agent else PROTOCOL_WORKERS, handler=name)
+    if agent:  # a layer's cells have no agent (issue 19)
+        return
+    # Every layer's pins in this one env (they agree: install_layers checks), each run
+    # setting up only its own layer.
+    server_python = install_layers(session, handler_layers())
+    # Two workers: flask-sock holds TCP open, each cell waits the client's 3 s bound
+    # (nox -R, loaded machine: its six runs 97 s with one, see the commit for two).
+    failed = []
+    for layer_name in handler_layers():  # every layer runs, whichever failed before it
+        try:
+            run_pytest(session, "today", False, False, ["tests/matrix/test_layers.py"],
+                       server_python, handler_layer_name(name, layer_name), handler=name,
+                       layer=layer_name, xdist=PROTOCOL_WORKERS)
+        except CommandFailed:
+            failed.append(layer_name)
+    if failed:
+        session.error(f"layer cells failed on {name}: {', '.join(failed)} (results/"
+                      f"{slug(handler_layer_name(name, failed[0]))}.json and beside it)")
 
 
 # -- layers (issue 19): today's request layers, each set up as its docs say -------------

@@ -25,6 +25,7 @@ from tests.harness.cells import (
     STACKS,
     Cell,
     build_name,
+    handler_layer_name,
     layer_session_name,
     session_name,
 )
@@ -74,9 +75,7 @@ class Session:
 
     @property
     def name(self):
-        if self.layer:
-            return layer_session_name(self.stack, self.layer, self.fixed)
-        return session_name(self.stack, self.agent, self.fixed)
+        return default_name(self.stack, self.agent, self.fixed, self.layer, self.handler)
 
     @property
     def launcher(self):
@@ -92,6 +91,16 @@ class Session:
     def server_handler(self):
         """Server(handler=...): None (the app's default) for gevent-websocket."""
         return None if self.handler == DEFAULT_HANDLER else self.handler
+
+
+def default_name(stack, agent, fixed, layer, handler):
+    """The session a run is, when --session-name does not say: a layer's cells on another
+    handler are a run of that handler's session (noxfile.py handler())."""
+    if layer and handler != DEFAULT_HANDLER:
+        return handler_layer_name(handler, layer)
+    if layer:
+        return layer_session_name(stack, layer, fixed)
+    return session_name(stack, agent, fixed)
 
 
 @pytest.fixture(scope="session")
@@ -254,8 +263,7 @@ def pytest_sessionfinish(session, exitstatus):
     stack, agent, fixed, layer = opt("stack"), opt("agent"), opt("fixed"), opt("layer")
     # A user stack (tests/harness/userstack.py) always names its session: its stack has
     # no session kind of its own, so the default is built only when it is needed.
-    name = opt("session_name") or (layer_session_name(stack, layer, fixed) if layer
-                                   else session_name(stack, agent, fixed))
+    name = opt("session_name") or default_name(stack, agent, fixed, layer, opt("handler"))
     records.write(path, SessionResults(
         session=name,
         stack=stack, agent=agent, fixed=fixed, layer=layer,

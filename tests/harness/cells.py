@@ -298,6 +298,17 @@ def layer_session_name(stack: str, layer: str, fixed: bool | None) -> str:
     return f"layer({stack}, {layer}, fixed={fixed})"
 
 
+def handler_layer_name(handler: str, layer: str) -> str:
+    """One layer's cells on a handler: a pytest run of `handler(name=..., agent=False)`,
+    named (and its results file) after that session and the layer."""
+    return f"{handler_session_name(handler, False)} layer={layer}"
+
+
+def handler_layers() -> list[str]:
+    """The layers a handler session runs: every one with today's pins."""
+    return [n for n in SESSION_LAYERS if layer_pins(n, "today")[0] is not None]
+
+
 def control_layer(stack: str) -> str | None:
     """The layer whose sessions on ``stack`` also run the layer-off control: the first
     with pins there.  The control's cells are the same whichever layer's session runs
@@ -305,11 +316,14 @@ def control_layer(stack: str) -> str | None:
     return next((n for n in SESSION_LAYERS if layer_pins(n, stack)[0] is not None), None)
 
 
-def layer_cells(stack: str, fixed: bool, layer: str) -> list[Cell]:
+def layer_cells(stack: str, fixed: bool, layer: str,
+                handler: str = DEFAULT_HANDLER) -> list[Cell]:
     """A layer session's cells: hello_goodbyer x streaming with the layer on, then, in
-    the stack's control_layer() session only, the same four with it off."""
-    return [Cell(stack, False, fixed, False, h, s, layer=on)
-            for on in ((layer, NO_LAYER) if layer == control_layer(stack) else (layer,))
+    the stack's control_layer() session only, the same four with it off.  On another
+    handler the layer-off four are already among its session's own cells (rum off)."""
+    control = layer == control_layer(stack) and handler == DEFAULT_HANDLER
+    return [Cell(stack, False, fixed, False, h, s, handler=handler, layer=on)
+            for on in ((layer, NO_LAYER) if control else (layer,))
             for h, s in itertools.product(BOOLS, repeat=2)]
 
 

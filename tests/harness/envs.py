@@ -183,6 +183,31 @@ def install_layer(session: nox.Session, stack: str, layer: str, python: Path) ->
         session.install("--no-deps", *pins, env=COMPILE)
 
 
+def install_layers(session: nox.Session, layers: list[str]) -> Path:
+    """Today's pins of every layer in ``layers`` into the session's server env at once (a
+    handler session's: each pytest run then sets up one of them); its interpreter.
+
+    The layers share an env only where their pins agree with each other and with the
+    server's: a name pinned twice at two versions ends the session, naming both.
+    """
+    pins: dict[str, tuple[str, str]] = {}  # name: (version, whose pin)
+    owners = [("the server", server_requirements("today", False)),
+              *((f"[tool.layers.{n}]", layer_pins(n, "today")[0] or []) for n in layers)]
+    for owner, requirements in owners:
+        for line in requirements:
+            req = Requirement(line)
+            name, version = canonicalize_name(req.name), str(req.specifier)
+            if name in pins and pins[name][0] != version:
+                session.error(f"{req.name}{version} of {owner} conflicts with {req.name}"
+                              f"{pins[name][0]} of {pins[name][1]}: these layers cannot share "
+                              "one env; run them in separate sessions")
+            pins.setdefault(name, (version, owner))
+    wanted = [p for n in layers for p in layer_pins(n, "today")[0] or []]
+    if wanted:
+        session.install("--no-deps", *dict.fromkeys(wanted), env=COMPILE)
+    return Path(session.virtualenv.location) / "bin" / "python"
+
+
 def conformance_server(session: nox.Session, target: str, stack: str, fixed: bool,
                        handler: str | None = None) -> Path:
     """The server env of one conformance target, beside the session's; its interpreter.

@@ -20,13 +20,13 @@ from .cells import (
     BOOLS,
     DEFAULT_HANDLER,
     HANDLERS,
-    SESSION_LAYERS,
     STACKS,
     TOOL,
     build_name,
     build_version,
+    handler_layer_name,
+    handler_layers,
     handler_session_name,
-    layer_pins,
     layer_session_name,
     session_name,
     slug,
@@ -36,8 +36,8 @@ from .records import CellRecord, SessionResults
 
 Data = dict[str, Any]
 REFERENCE = TOOL.get("handler-reference", {}).get(DEFAULT_HANDLER, {})
-# the layer sessions (issue 19) run gevent-websocket only
-LAYERS_ABSENT = "no layer session on this handler"
+# a row without layer runs (its handler session ran without the agent only in part)
+LAYERS_ABSENT = "no layer run on this handler"
 NOT_RUN = "not run"
 
 
@@ -64,11 +64,11 @@ def _sessions(handler: str, fixed: bool) -> list[str]:
 
 
 def _layer_sessions(handler: str, fixed: bool) -> list[str]:
-    """Today's layer sessions of a row: gevent-websocket's build only (issue 19)."""
+    """Today's layer runs of a row: the layer sessions of gevent-websocket's build, the
+    handler session's layer runs of another handler."""
     if handler != DEFAULT_HANDLER:
-        return []
-    return [layer_session_name("today", name, fixed) for name in SESSION_LAYERS
-            if layer_pins(name, "today")[0] is not None]
+        return [handler_layer_name(handler, name) for name in handler_layers()]
+    return [layer_session_name("today", name, fixed) for name in handler_layers()]
 
 
 def _link(path: Path, report_dir: Path) -> str:

@@ -72,7 +72,8 @@ def handler_properties(name: str) -> dict[str, bool]:
         raise KeyError(f"handler {name!r}: pyproject.toml has no [tool.handlers.{name}.model] "
                        f"with the booleans {', '.join(HANDLER_PROPERTIES)}; add them")
     return {**{p: model[p] for p in HANDLER_PROPERTIES},
-            "tcp_close_races": bool(model.get("tcp_close_races"))}
+            "tcp_close_races": bool(model.get("tcp_close_races")),
+            "closes_response": bool(model.get("closes_response", True))}
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,9 @@ class StackFacts:
     # leaves it unwrapped and the handler does not replace it
     upgrade_input_is_socket: bool = False
     agent_monitors_websockets: bool = False  # the agent starts a transaction for one
+    # the Response Flask returns is called as Werkzeug's (ClosingIterator: its close() runs);
+    # flask-sock returns one whose __call__ gives the server a bare [] instead
+    closes_response: bool = True
 
     @classmethod
     def from_versions(cls, versions: Mapping[str, str | None],
@@ -113,7 +117,8 @@ class StackFacts:
                        sends_close_frame=props["sends_close_frame"],
                        closes_tcp=None if props["tcp_close_races"] else props["closes_tcp"],
                        handler_label=handler,
-                       agent_monitors_websockets=lazy_rum)
+                       agent_monitors_websockets=lazy_rum,
+                       closes_response=props["closes_response"])
         gws = Version(versions["gevent-websocket"] or "")  # absent: InvalidVersion
         fixed = gws.local == PATCHED_LABEL
         terminates = fixed and patch_series_terminates_input(gws.base_version)
@@ -204,6 +209,11 @@ def predict_layer(cell: Cell, facts: StackFacts, app_called: bool,
                        "ClosingIterator(..., Response.close), so the server's close() never "
                        "reaches the Response (on every build: no handler patch can change "
                        "this)"), False
+    if props.get("close_hook") == "response" and not facts.closes_response:
+        return False, (f"{says} through Werkzeug's Response.call_on_close, and "
+                       f"{facts.handler_label} gives Flask a Response whose __call__ returns a "
+                       "bare [] ([tool.handlers.*.model] closes_response = false): the "
+                       "server's close() never reaches a Response"), False
     if facts.handler_closes:
         return True, f"{says}; {handler}", False
     if closed_by_hg:

@@ -1,7 +1,9 @@
 """A request layer's cells (issue 19): hello_goodbyer x streaming with the layer on, and
 the same four with it off (the control), on one stack and build.
 
-`nox -s "layer(<stack>, <layer>, fixed=...)"` runs them with --layer.  Each cell is
+`nox -s "layer(<stack>, <layer>, fixed=...)"` runs them with --layer; `nox -s
+"handler(name=<handler>, agent=False)"` runs them once per layer on that handler (--handler,
+no layer-off control: its own cells are those).  Each cell is
 run as the matrix runs its own (tests/matrix/test_cells.py run_cell): its server, both
 clients, the positive controls (plus the layer's: set up, pinned, and finishing a
 plain request), and the observation against the expectation model, which now also
@@ -26,7 +28,7 @@ def pytest_generate_tests(metafunc):
             reason="layer cells need --layer NAME and --fixed/--no-fixed (run through nox: "
                    "nox -s \"layer(today, sentry, fixed=True)\")"))], ids=["no-layer"])
         return
-    found = layer_cells(stack, fixed, layer)
+    found = layer_cells(stack, fixed, layer, opt("handler"))
     metafunc.parametrize("layer_cell", found, ids=[c.slug(LAYER_COLUMN_AXES) for c in found])
 
 
