@@ -208,8 +208,8 @@ def handler(session: nox.Session, name: str, agent: bool) -> None:
     # Every layer's pins in this one env (they agree: install_layers checks), each run
     # setting up only its own layer.
     server_python = install_layers(session, handler_layers())
-    # Two workers: flask-sock holds TCP open, each cell waits the client's 3 s bound
-    # (nox -R, loaded machine: its six runs 97 s with one, see the commit for two).
+    # Two workers: flask-sock holds TCP open, so each cell waits out the client's 3 s
+    # bound (nox -R, loaded machine: its six runs took 97 s with one worker, 61 s with two).
     failed = []
     for layer_name in handler_layers():  # every layer runs, whichever failed before it
         try:
