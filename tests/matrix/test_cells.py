@@ -28,7 +28,7 @@ from tests.harness.cells import (
     layer_pins,
     seed_verdict,
 )
-from tests.harness.criteria import evaluate, request_id
+from tests.harness.criteria import evaluate
 from tests.harness.model import StackFacts, predict
 from tests.harness.records import CellRecord, Phases, agrees, comparable
 from tests.harness.server import Server, ServerError
@@ -153,19 +153,33 @@ def layer_controls(cell, server):
                 and page is not None and e.get("rid") == page for e in server.events)}
 
 
-def wait_for_layer(server, layer, rids):
-    """Wait (bounded, once) until ``layer`` finished or skipped every request in
-    ``rids``; the server's events so far, the ones within the bound."""
-    pending = {rid for rid in rids if rid is not None}
+def wait_for_layer(server, layer):
+    """Wait (bounded, once) until ``layer`` finished or skipped the page's request and each
+    client's; the server's events so far, the ones within the bound.
+
+    Requests are told apart as the criteria do, by the page's path and each client's
+    query, read from the events as they arrive: a client's ``request`` line may still be
+    on its way from the server when the client itself is done.
+    """
+    wanted = {"page", *(f"client={c}" for c in clients.CLIENTS)}
+    whose = {}  # rid -> "page" or "client=<name>"
+    ended = set()
 
     def done(event):
-        if event["event"] in ("layer_finished", "layer_skipped") and event.get("layer") == layer:
-            pending.discard(event.get("rid"))
-        return not pending
+        if event["event"] == "request":
+            key = "page" if event.get("path") == "/" else next(
+                (k for k in wanted if k != "page" and k in event.get("query", "")), None)
+            if key is not None and key not in whose.values():
+                whose[event["rid"]] = key
+        elif event["event"] in ("layer_finished", "layer_skipped") \
+                and event.get("layer") == layer:
+            ended.add(event.get("rid"))
+        return set(whose.values()) == wanted and set(whose) <= ended
 
-    if layer is not None and pending:
+    if layer is not None:
         try:
-            server.wait_for(done, LAYER_BOUND, f"{layer}'s end of requests {sorted(pending)}")
+            server.wait_for(done, LAYER_BOUND, f"{layer}'s end of the page's and each "
+                                               f"client's request")
         except ServerError:  # not finished within the bound: the observation says so
             pass
     return list(server.events)
@@ -204,11 +218,7 @@ def run_cell(session, results, cell):
                 lambda c: clients.run(c, f"{server.ws_url}{cell.route}?client={c}"),
                 clients.CLIENTS))
         exchanged = time.monotonic()
-        within_bound = wait_for_layer(
-            server, cell.tracked_layer,
-            [request_id(server.events, c) for c in clients.CLIENTS]
-            + [e["rid"] for e in server.events if e["event"] == "request"
-               and e.get("path") == "/"])
+        within_bound = wait_for_layer(server, cell.tracked_layer)
     events = server.events
     duration = time.monotonic() - started
     controls = positive_controls(cell, server, page, session.releases, transcripts,
