@@ -187,14 +187,13 @@ class Connection:
             return False
         return True
 
-    def _fill(self) -> bool:
-        if self.ended:
-            return False
+    def _receive(self) -> bool:
+        """One recv() into the buffer; False once the peer is gone (``ended`` says how).
+        A timeout is the caller's to judge: it propagates."""
         try:
             data = self.sock.recv(65536)
         except TimeoutError:
-            self.ended = f"timeout after {self.timeout:.1f} s (bound)"
-            return False
+            raise
         except OSError as exc:
             self.ended = "reset" if isinstance(exc, ConnectionResetError) else (
                 f"{type(exc).__name__}: {exc}")
@@ -204,6 +203,15 @@ class Connection:
             return False
         self.buffer += data
         return True
+
+    def _fill(self) -> bool:
+        if self.ended:
+            return False
+        try:
+            return self._receive()
+        except TimeoutError:
+            self.ended = f"timeout after {self.timeout:.1f} s (bound)"
+            return False
 
     def read_exact(self, n: int) -> bytes | None:
         while len(self.buffer) < n:
@@ -274,17 +282,10 @@ class Connection:
             while (left := deadline - time.monotonic()) > 0:
                 self.sock.settimeout(left)
                 try:
-                    data = self.sock.recv(65536)
+                    if not self._receive():
+                        return False
                 except TimeoutError:
                     return True
-                except OSError as exc:
-                    self.ended = "reset" if isinstance(exc, ConnectionResetError) else (
-                        f"{type(exc).__name__}: {exc}")
-                    return False
-                if not data:
-                    self.ended = "EOF"
-                    return False
-                self.buffer += data
             return True
         finally:
             self.sock.settimeout(self.timeout)
