@@ -113,30 +113,37 @@ def _failed(phase):
     return f"sessions failed: {', '.join(failed)}" if failed else ""
 
 
+PAIRED = ("cold", "warm", "ci")  # the runs a paired main-job bench (--vs) measures twice
+RUN_NAMES = {
+    "cold": "plain `nox`, fresh clone (cold)",
+    "warm": "`nox -R` (warm)",
+    "no_xdist": "`nox -R`, MATRIX_WORKERS=0 (sessions 2 at a time only)",
+    "xdist_all": "`nox -R`, MATRIX_WORKERS=2 (2 xdist workers everywhere)",
+    "serial": "`nox -R -j 1`, MATRIX_WORKERS=0 (no concurrency)",
+    "ci": "`nox -t ci`, fresh clone (the test command, .ci/run)",
+}
+SESSION_CHANGE = 2.0  # s: a session whose time moved more than this is listed
+
+
+def _run_row(key, run, target, before=None):
+    v, how = verdict(run["wall"], target) if target else ("", "")
+    failed = [n for n, s in run["sessions"].items() if s["status"] not in ("success",)]
+    note = "; ".join(x for x in (how, f"exit {run['returncode']}" if run["returncode"]
+                                 else "", f"not successful: {failed}" if failed else "") if x)
+    return (RUN_NAMES[key], f"{run['wall']:.0f} s", f"<= {target:.0f} s" if target else "", v,
+            f"{before['wall']:.0f} s" if before else "", note)
+
+
 def main_job_rows(doc):
-    """[(figure, now, target, verdict, before)]: issue 11's figures, the previous beside."""
+    """[(figure, now, target, verdict, before, note)]: the main job's runs; with a paired
+    run (``--vs``), the measured commit's beside the earlier one's."""
     m = doc.get("main_job") or {}
     if not m:
         return []
-    targets, before = m["targets"], m["previous"]
-    rows = []
-    for key, what in (("cold", "plain `nox`, fresh clone, warm package caches (cold)"),
-                      ("warm", "`nox -R` (warm)"),
-                      ("no_xdist", "`nox -R`, MATRIX_WORKERS=0 (sessions 2 at a time only)"),
-                      ("xdist_all", "`nox -R`, MATRIX_WORKERS=2 (2 xdist workers everywhere)"),
-                      ("serial", "`nox -R -j 1`, MATRIX_WORKERS=0 (no concurrency)"),
-                      ("ci", "`nox -t ci`, fresh clone (the test command, .ci/run)")):
-        run = m.get(key)
-        if not run:
-            continue
-        target = targets.get(key)
-        v, how = verdict(run["wall"], target) if target else ("", "")
-        failed = [n for n, s in run["sessions"].items() if s["status"] not in ("success",)]
-        note = "; ".join(x for x in (how, f"exit {run['returncode']}" if run["returncode"]
-                                     else "", f"not successful: {failed}" if failed else "") if x)
-        prev = before.get(key)
-        rows.append((what, f"{run['wall']:.0f} s", f"<= {target:.0f} s" if target else "",
-                     v, f"{prev:.0f} s" if isinstance(prev, float) else "", note))
+    targets = m["targets"]
+    now, before = (m["after"], m["before"]) if "after" in m else (m, {})
+    rows = [_run_row(key, now[key], targets.get(key), before.get(key))
+            for key in RUN_NAMES if now.get(key)]
     walls = m.get("pytest_walls") or {}
     if walls:
         rows.append(("pytest wall per main-job session (cells, protocol), median / max",
@@ -145,28 +152,56 @@ def main_job_rows(doc):
     d = (m.get("cells") or {}).get("all", {}).get("duration")
     if d:
         rows.append(("a cell (spawn to evaluation), median / p90", f"{d['median']:.2f} / "
-                     f"{d['p90']:.2f} s", "", "", f"{before['cells'] / 64:.2f} s (24 s / 64)",
-                     f"n={d['n']}; two sessions at a time"))
+                     f"{d['p90']:.2f} s", "", "", "", f"n={d['n']}; two sessions at a time"))
     return rows
+
+
+def session_changes(m, key):
+    """[(session, before s, after s)] of a paired run whose duration moved more than
+    SESSION_CHANGE, or that exists on one side only."""
+    before = m["before"].get(key, {}).get("sessions", {})
+    after = m["after"].get(key, {}).get("sessions", {})
+    out = []
+    for name in dict.fromkeys([*before, *after]):
+        b, a = before.get(name), after.get(name)
+        if b is None or a is None or abs(a["duration"] - b["duration"]) > SESSION_CHANGE:
+            out.append((name, b and b["duration"], a and a["duration"]))
+    return out
+
+
+def _commit_line(m):
+    sides = ([f"before {m['before']['commit']}", f"after {m['after']['commit']}"]
+             if "after" in m else [f"commit {m['commit']}"])
+    dirty = m.get("dirty") or m.get("after", {}).get("dirty")
+    caches = "empty" if m.get("empty_caches") else "warm"
+    return (", ".join(sides).capitalize() + (" (the checkout had uncommitted changes: not "
+                                             "measured)" if dirty else "") +
+            f"; cold runs with {caches} package caches; load before "
+            f"{'/'.join(f'{v:.2f}' for v in m['load_before'])}, after "
+            f"{'/'.join(f'{v:.2f}' for v in m['load_after'])}.")
 
 
 def render_main_job(doc):
     m = doc.get("main_job") or {}
     if not m:
         return []
-    lines = ["## The main job and the test command (issue 11)", "",
-             f"Commit {m['commit']}" + (" (the checkout had uncommitted changes: not measured)"
-                                        if m.get("dirty") else "") +
-             f"; load before {'/'.join(f'{v:.2f}' for v in m['load_before'])}, after "
-             f"{'/'.join(f'{v:.2f}' for v in m['load_after'])}.", "",
+    lines = ["## The main job and the test command", "", _commit_line(m), "",
              "| figure | now | target | verdict | before | note |", "|---|---|---|---|---|---|"]
     for row in main_job_rows(doc):
         lines.append("| " + " | ".join(str(c) for c in row) + " |")
-    lines += ["", "Before (the last closing note): " + "; ".join(
-        f"{k} {v if isinstance(v, str) else f'{v:.0f} s'}" for k, v in m["previous"].items()
-        if k not in ("cold", "warm", "ci")) + ".", "",
-        "| session | cold | warm | no xdist | xdist everywhere | serial |",
-        "|---|---|---|---|---|---|"]
+    if "after" in m:
+        for key in PAIRED:
+            changes = session_changes(m, key) if m["after"].get(key) else []
+            if not changes:
+                continue
+            lines += ["", f"{RUN_NAMES[key]}: sessions that moved more than "
+                      f"{SESSION_CHANGE:.0f} s", "", "| session | before | after |",
+                      "|---|---|---|"]
+            lines += [f"| {n} | {'' if b is None else f'{b:.1f} s'} | "
+                      f"{'' if a is None else f'{a:.1f} s'} |" for n, b, a in changes]
+        return lines + [""]
+    lines += ["", "| session | cold | warm | no xdist | xdist everywhere | serial |",
+              "|---|---|---|---|---|---|"]
     names = dict.fromkeys([*m["cold"]["sessions"], *m["warm"]["sessions"]])
     for name in names:
         cells = [m.get(k, {}).get("sessions", {}).get(name)

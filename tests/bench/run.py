@@ -15,9 +15,11 @@
    handler_cost.py): echo throughput and the per-cell phases, as ratios, ~2 min.
 
 ``-- --quick`` skips the nox runs (throughput and profile only); ``-- --only stack``
-runs step 5 alone (report/bench-stack.*); ``-- --only handlers`` runs step 6 alone and
-writes its figures into report/bench.json (``"handlers"``, which the which-handler
-table reads) and bench.md.
+runs step 5 alone (report/bench-stack.*); ``-- --only main-job`` step 4 alone
+(report/bench-main-job.*), where ``--vs REV`` pairs each run with the same run at REV
+(before -> after) and ``--empty-caches`` starts cold runs with empty package caches;
+``-- --only handlers`` runs step 6 alone and writes its figures into report/bench.json
+(``"handlers"``, which the which-handler table reads) and bench.md.
 """
 
 from __future__ import annotations
@@ -67,9 +69,10 @@ def main(argv=None):
     parser.add_argument("--seconds", type=float, default=0.5)
     parser.add_argument("--quick", action="store_true", help="no nox runs")
     parser.add_argument("--ci", action="store_true", help="also time `nox -t ci` (minutes)")
-    parser.add_argument("--only", choices=["stack", "handlers"], default=None,
+    parser.add_argument("--only", choices=["stack", "handlers", "main-job"], default=None,
                         help="one step alone: stack (`nox -s stack`, cold and warm), "
-                        "handlers (into the existing bench.json)")
+                        "handlers (into the existing bench.json), main-job (step 4)")
+    main_job.add_options(parser)
     parser.add_argument("--handler", dest="handlers", action="append", default=[],
                         type=handler_cost.handler_option,
                         help="NAME=PYTHON: a handler's server env (step 6)")
@@ -116,10 +119,12 @@ def main(argv=None):
         doc["matrix"] = timed("matrix", matrix_time.measure, shlex.split(args.nox),
                               work / "envs", work / "results", work / "report", work / "logs")
         doc["cells"] = report.cell_stats(work / "results")
-        doc["main_job"] = timed("main job", main_job.measure, shlex.split(args.nox),
-                                work / "main-job", args.ci)
-        doc["main_job"]["cells"] = report.cell_stats(doc["main_job"]["cells_results"])
-    if not args.quick:
+    if not args.quick and args.only in (None, "main-job"):
+        doc["main_job"] = timed("main job", main_job.run, shlex.split(args.nox),
+                                work / "main-job", args)
+        if "cells_results" in doc["main_job"]:
+            doc["main_job"]["cells"] = report.cell_stats(doc["main_job"]["cells_results"])
+    if not args.quick and args.only in (None, "stack"):
         doc["stack"] = timed("stack", stack_time.measure, shlex.split(args.nox), work / "stack")
     if args.handlers and args.only is None:
         doc["handlers"] = timed("handlers", handler_cost.measure, args.python,
