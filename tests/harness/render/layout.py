@@ -14,6 +14,7 @@ from ..cells import BOOLS, COLUMN_AXES, Cell, seed_verdict
 from ..inputs import Data
 
 ROWS = [(True, True), (True, False), (False, True), (False, False)]  # (agent, fixed): arms
+# One BOOLS per COLUMN_AXES (not repeat=3): mypy then knows each column is 3 bools.
 COLUMNS = list(itertools.product(BOOLS, BOOLS, BOOLS))
 VERDICT_CLASS = {"+": "v-pass", "-": "v-fail"}
 STATUS_CLASS = {"missing": "v-missing", "skipped": "v-skipped", "not run": "v-notrun"}
