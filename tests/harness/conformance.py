@@ -38,9 +38,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, NamedTuple
+from types import FrameType
+from typing import IO, Any, NamedTuple, NoReturn
 
 from . import records
 from .cells import HANDLERS, build_name, is_patched
@@ -55,6 +57,13 @@ TARGET_TIMEOUT = 600.0  # s for a whole target, whatever its progress
 VERSION_TIMEOUT = 60.0  # s for `wstest -a`
 STOP_TIMEOUT = 5.0  # s wstest gets after SIGKILL of its group
 PROGRESS = re.compile(r"Running test case ID (\S+) for agent")
+# Autobahn's own JSON, read as it is: one case of index.json ("behavior", "behaviorClose",
+# "reportfile", ...), keyed by case id; only the keys load_index checks are relied on.
+Result = dict[str, Any]
+Cases = dict[str, Result]
+# A target as run_target returns it and problems() reads it: the results document's
+# target in its JSON form (records.ConformanceTarget) plus its full "cases".
+TargetData = dict[str, Any]
 
 
 
@@ -123,7 +132,7 @@ COMPRESSION = ("12", "13")  # permessage-deflate (RFC 7692), not implemented by 
 
 
 
-def defects():
+def defects() -> dict[str, str]:
     """Case -> the named defect it shows where it is not OK: the xfail reason
     (``defect=``) of the protocol check that shows that defect without Autobahn."""
     return {
@@ -138,7 +147,8 @@ def defects():
     }
 
 
-RUNNING = set()  # wstest processes started and not yet reaped, for an interrupt
+# wstest processes started and not yet reaped, for an interrupt
+RUNNING: set[subprocess.Popen[bytes]] = set()
 
 
 class ConformanceError(RuntimeError):
@@ -148,40 +158,41 @@ class ConformanceError(RuntimeError):
 class CaseHung(ConformanceError):
     """wstest started no next case in time: ``case`` is the one it was running."""
 
-    def __init__(self, message, case):
+    def __init__(self, message: str, case: str) -> None:
         super().__init__(message)
         self.case = case
 
 
-def case_key(case):
+def case_key(case: str) -> tuple[int, ...]:
     return tuple(int(n) for n in case.split("."))
 
 
-def is_compression(case):
+def is_compression(case: str) -> bool:
     return case.split(".", 1)[0] in COMPRESSION
 
 
-def is_ok(result):
+def is_ok(result: Result) -> bool:
     return result["behavior"] in PASSING and result["behaviorClose"] in PASSING
 
 
 # -- reading Autobahn's report ---------------------------------------------------
 
 
-def _read_json(path, what):
+def _read_json(path: str | Path, what: str) -> Any:
+    """The parsed JSON of one of Autobahn's files, as it is (its callers check its shape)."""
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ConformanceError(f"{what}: cannot read {path}: {exc}") from None
 
 
-def load_index(report_dir, agent):
+def load_index(report_dir: str | Path, agent: str) -> Cases:
     """{case: Autobahn's result} of ``agent`` in ``report_dir``/index.json."""
     index = _read_json(Path(report_dir) / "index.json", f"Autobahn's index of {agent}")
     if agent not in index:
         raise ConformanceError(f"{report_dir}/index.json has no results for agent {agent!r} "
                                f"(it has {sorted(index)})")
-    cases = index[agent]
+    cases: Cases = index[agent]
     if not cases:
         raise ConformanceError(f"{report_dir}/index.json: agent {agent!r} ran no case")
     for case, result in cases.items():
@@ -192,7 +203,7 @@ def load_index(report_dir, agent):
     return cases
 
 
-def description(report_dir, result):
+def description(report_dir: str | Path, result: Result) -> str:
     """The first line of Autobahn's description of a case, as plain text."""
     case = _read_json(Path(report_dir) / result["reportfile"], "a case report")
     text = re.sub(r"<[^>]+>", " ", case.get("description", ""))
@@ -200,14 +211,15 @@ def description(report_dir, result):
     return " ".join(first[0].split()) if first else ""
 
 
-def counts(cases, field):
+def counts(cases: Cases, field: str) -> dict[str, int]:
     found = dict.fromkeys(BEHAVIORS, 0)
     for result in cases.values():
         found[result[field]] = found.get(result[field], 0) + 1
     return found
 
 
-def summarize(report_dir, cases, named=None):
+def summarize(report_dir: str | Path, cases: Cases,
+              named: dict[str, str] | None = None) -> dict[str, Any]:
     """counts and non_ok of one target (the results document's fields)."""
     named = defects() if named is None else named
     non_ok = [
@@ -225,7 +237,7 @@ def summarize(report_dir, cases, named=None):
 # -- the rule ---------------------------------------------------------------------
 
 
-def target_defects(target):
+def target_defects(target: TargetData) -> dict[str, str]:
     """{case: named defect} for ``target`` (a results document's target): gevent-websocket's
     defects(), or the handler's (defects.HANDLER_CASE_DEFECTS) for each case not OK."""
     handler = target.get("handler")
@@ -235,7 +247,7 @@ def target_defects(target):
             if (defect := handler_case_defect(handler, case, result))}
 
 
-def expand_excluded(targets):
+def expand_excluded(targets: dict[str, TargetData]) -> None:
     """Each target's excluded patterns (DEVIATIONS: "9.*") as the cases they stand for:
     those the other targets ran (gevent-websocket's targets run every case)."""
     ran = set().union(*(t["cases"] for t in targets.values())) if targets else set()
@@ -247,7 +259,8 @@ def expand_excluded(targets):
             if case not in target["cases"]}
 
 
-def problems(targets, named=None):
+def problems(targets: dict[str, TargetData], named: dict[str, str] | None = None,
+             ) -> list[str]:
     """Everything that breaks the rule, one sentence each (empty: the run passes).
 
     ``targets`` is the results document's "targets" with each target's full case list
@@ -297,7 +310,7 @@ def problems(targets, named=None):
 # -- running wstest -----------------------------------------------------------------
 
 
-def wstest_version(wstest):
+def wstest_version(wstest: str) -> str:
     try:
         out = subprocess.run([wstest, "-a"], capture_output=True, text=True,
                              timeout=VERSION_TIMEOUT, check=False, stdin=subprocess.DEVNULL)
@@ -311,7 +324,7 @@ def wstest_version(wstest):
     return found.group(1)
 
 
-def _kill_group(proc):
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
@@ -319,8 +332,9 @@ def _kill_group(proc):
     proc.wait(STOP_TIMEOUT)
 
 
-def run_fuzzingclient(wstest, spec_path, *, name, stall=STALL_TIMEOUT, bound=TARGET_TIMEOUT,
-                      log=None):
+def run_fuzzingclient(wstest: str, spec_path: str | Path, *, name: str,
+                      stall: float = STALL_TIMEOUT, bound: float = TARGET_TIMEOUT,
+                      log: IO[str] | None = None) -> list[str]:
     """Run ``wstest -m fuzzingclient``, watching its progress; returns the cases it started.
 
     No new case for ``stall`` seconds, or more than ``bound`` seconds in all,
@@ -337,15 +351,20 @@ def run_fuzzingclient(wstest, spec_path, *, name, stall=STALL_TIMEOUT, bound=TAR
         raise ConformanceError(f"{name}: cannot start wstest ({exc}); `nox -s conformance` "
                                "installs it") from None
     RUNNING.add(proc)
-    lines = queue.Queue()
+    assert proc.stdout is not None  # stdout=PIPE
+    stdout = proc.stdout
+    lines: queue.Queue[str | None] = queue.Queue()  # None: wstest closed its output
 
-    def read():
-        for raw in iter(proc.stdout.readline, b""):
+    def read() -> None:
+        for raw in iter(stdout.readline, b""):
             lines.put(raw.decode("utf-8", "replace").rstrip("\n"))
         lines.put(None)
 
     threading.Thread(target=read, daemon=True).start()
-    tail, cases, current, last = [], [], None, time.monotonic()
+    tail: list[str] = []
+    cases: list[str] = []
+    current: str | None = None
+    last = time.monotonic()
     try:
         while True:
             now = time.monotonic()
@@ -377,14 +396,15 @@ def run_fuzzingclient(wstest, spec_path, *, name, stall=STALL_TIMEOUT, bound=TAR
         if proc.poll() is None:
             _kill_group(proc)
         RUNNING.discard(proc)
-        proc.stdout.close()
+        stdout.close()
     if proc.returncode != 0:
         raise ConformanceError(f"{name}: wstest exited with status {proc.returncode} after "
                                f"case {current}; its last output:\n    " + "\n    ".join(tail[-8:]))
     return cases
 
 
-def _wstest_run(name, server, wstest, report_dir, logs, deviation, hung):
+def _wstest_run(name: str, server: Server, wstest: str, report_dir: Path, logs: Path,
+                deviation: dict[str, Any], hung: dict[str, str]) -> list[str]:
     """One wstest run of every case but the excluded and ``hung`` ones into ``report_dir``;
     the cases it started."""
     shutil.rmtree(report_dir, ignore_errors=True)  # never read an earlier run's index.json
@@ -403,7 +423,8 @@ def _wstest_run(name, server, wstest, report_dir, logs, deviation, hung):
                                  stall=HANDLER_STALL if server.handler else STALL_TIMEOUT)
 
 
-def run_target(name, python, wstest, report_dir, logs):
+def run_target(name: str, python: str, wstest: str, report_dir: Path, logs: Path,
+               ) -> TargetData:
     """One target: its server, every case, and its part of the results document."""
     stack, fixed, handler = TARGETS[name]
     deviation = DEVIATIONS.get(name, {})
@@ -412,6 +433,7 @@ def run_target(name, python, wstest, report_dir, logs):
     logs.mkdir(parents=True, exist_ok=True)
     (logs / f"conformance-{name}.wstest.log").unlink(missing_ok=True)
     with Server(python, log_dir=logs, name=f"conformance-{name}", handler=handler) as server:
+        assert server.ready is not None and server.proc is not None  # started, and ready
         version = server.versions.get("gevent-websocket") or ""
         described = server.ready.get("handler") or {}
         if handler and described.get("name") != handler:
@@ -422,7 +444,7 @@ def run_target(name, python, wstest, report_dir, logs):
             raise ConformanceError(server.explain(
                 f"{name} is the {build_name(fixed)} target, but the server runs "
                 f"gevent-websocket {version or '(none)'}"))
-        hung = {}
+        hung: dict[str, str] = {}  # case -> HUNG
         while True:
             try:
                 started_cases = _wstest_run(name, server, wstest, report_dir, logs, deviation,
@@ -457,12 +479,13 @@ def run_target(name, python, wstest, report_dir, logs):
             "cases": target["cases"]}
 
 
-def _shown(path):
+def _shown(path: str | Path) -> str:
     path = Path(path).resolve()
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
-def run(pythons, wstest, results, report, logs):
+def run(pythons: dict[str, str], wstest: str, results: str | Path, report: str | Path,
+        logs: str | Path) -> tuple[ConformanceResults, list[str]]:
     """Every target at once; writes ``results`` (without the rule's per-case lists)."""
     started = time.monotonic()
     Path(results).unlink(missing_ok=True)  # a failed run must not leave an earlier one behind
@@ -499,7 +522,7 @@ def run(pythons, wstest, results, report, logs):
     return document, errors + found
 
 
-def render_summary(document):
+def render_summary(document: ConformanceResults) -> str:
     """A few lines per target for the terminal (the report session renders the rest)."""
     lines = [f"Autobahn|Testsuite {document.wstest}, {document.duration:.0f} s"]
     for name, target in document.targets.items():
@@ -517,7 +540,7 @@ def render_summary(document):
     return "\n".join(lines)
 
 
-def _target_option(value):
+def _target_option(value: str) -> tuple[str, str]:
     name, sep, python = value.partition("=")
     if not sep or name not in TARGETS or not python:
         raise argparse.ArgumentTypeError(f"{value!r}: expected TARGET=PYTHON with TARGET one of "
@@ -525,11 +548,11 @@ def _target_option(value):
     return name, python
 
 
-def _interrupt(signum, frame):
+def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     # nox stops a session with SIGTERM: unwind like Ctrl-C, so nothing started here outlives it.
     signal.signal(signal.SIGTERM, _interrupt)
     parser = argparse.ArgumentParser(prog="python -m tests.harness.conformance",

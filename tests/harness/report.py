@@ -14,6 +14,7 @@ import argparse
 import json
 import string
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -39,7 +40,16 @@ from .cells import (
 )
 from .handlers import which_handler
 from .history import cite
-from .records import OUTCOME_COLUMNS, SchemaError, SessionResults, session_rerun
+from .inputs import Data
+from .records import (
+    OUTCOME_COLUMNS,
+    CellRecord,
+    HistoryResults,
+    ProtocolRecord,
+    SchemaError,
+    SessionResults,
+    session_rerun,
+)
 from .render import html, markdown, terminal
 
 # The seed's own order of its 32 cells: (agent, (fixed, rum, hello_goodbyer, streaming)).
@@ -52,11 +62,14 @@ REQUIRED_STACKS = MAIN_STACKS
 # What a stack's cells are compared with besides the model: the seed's published
 # table, or (deploy) today's rows of the same arm.
 REFERENCE = {"deploy": "today"}
+Sessions = Mapping[str, SessionResults]  # session name -> its results
 
 
-def load(results_dir):
+def load(results_dir: str | Path) -> tuple[dict[str, SessionResults], list[str]]:
     """{session name: SessionResults}; a file that does not parse is a failure, not a gap."""
-    sessions, problems, expected = {}, [], set()
+    sessions: dict[str, SessionResults] = {}
+    problems: list[str] = []
+    expected: set[str] = set()
     results = Path(results_dir)
     for stack in REQUIRED_STACKS:
         for agent in (False, True):
@@ -89,13 +102,13 @@ def load(results_dir):
     return sessions, problems
 
 
-def conclusion_predicts(cell):
+def conclusion_predicts(cell: Cell) -> str:
     """The seed's conclusion as a predicate: fails iff buggy package and a lazy layer."""
     lazy = cell.streaming or cell.hello_goodbyer or (cell.agent and cell.rum)
     return "-" if (not cell.fixed and lazy) else "+"
 
 
-def cause(record, history):
+def cause(record: CellRecord, history: HistoryResults | None) -> str:
     """One sentence naming the upstream cause of a difference from the seed; a release
     is named only where ``history`` (tests/data/history/) proves it."""
     facts, versions, cell = record.facts, record.versions, record.cell
@@ -115,12 +128,12 @@ def cause(record, history):
     return ""
 
 
-def evidence(record):
+def evidence(record: CellRecord) -> Data:
     """What the drill-down shows: per client its transcript and its connection's events."""
     events = record.server_events or []
     t0 = min((e["t"] for e in events if "t" in e), default=0)
 
-    def tidy(event):
+    def tidy(event: Data) -> Data:
         out = {k: v for k, v in event.items() if k not in ("pid", "t")}
         if "t" in event:
             out["at"] = round(event["t"] - t0, 3)
@@ -159,11 +172,12 @@ def evidence(record):
     }
 
 
-def _round(value):
+def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
-def observed_row(row, record, problems, history):
+def observed_row(row: Data, record: CellRecord, problems: list[str],
+                 history: HistoryResults | None) -> None:
     cell = record.cell
     expected = record.expected
     tcp = expected.get("server_closed_tcp", True)  # None: the model leaves it open
@@ -195,17 +209,19 @@ def observed_row(row, record, problems, history):
                duration=record.duration, evidence=evidence(record))
 
 
-def seed_cells(stack):
+def seed_cells(stack: str) -> list[Cell]:
     """The 32 cells of a stack, in the seed's own order."""
-    return [Cell(stack, agent, *flags) for agent, flags in SEED_ORDER]
+    return [Cell(stack, agent, fixed, rum, hello_goodbyer, streaming)
+            for agent, (fixed, rum, hello_goodbyer, streaming) in SEED_ORDER]
 
 
-def cell_row(cell):
+def cell_row(cell: Cell) -> Data:
     """A cell's coordinates as the renderers read them: its axes, id (slug) and label."""
     return {**cell.as_dict(), "id": cell.slug(), "label": cell.label()}
 
 
-def stack_rows(stack, cells, sessions, problems, history):
+def stack_rows(stack: str, cells: Mapping[Cell, CellRecord], sessions: Sessions,
+               problems: list[str], history: HistoryResults | None) -> list[Data]:
     rows = []
     for cell in seed_cells(stack):
         name = _session_of(stack, cell.agent, cell.fixed, sessions)
@@ -228,7 +244,7 @@ def stack_rows(stack, cells, sessions, problems, history):
     return rows
 
 
-def _session_of(stack, agent, fixed, sessions):
+def _session_of(stack: str, agent: bool, fixed: bool, sessions: Sessions) -> str | None:
     if stack in SESSION_KIND:
         name = session_name(stack, agent, fixed)
         return name if name in sessions else None
@@ -236,9 +252,9 @@ def _session_of(stack, agent, fixed, sessions):
                  and d.agent == agent and d.fixed == fixed), None)
 
 
-def group_causes(stack, rows):
+def group_causes(stack: str, rows: list[Data]) -> list[Data]:
     """One entry per distinct cause sentence, lettered A, B, ...; each row names its letters."""
-    causes = {}
+    causes: dict[str, list[str]] = {}  # sentence -> the ids of its rows
     for row in rows:
         if row.get("cause"):
             causes.setdefault(row["cause"], []).append(row["id"])
@@ -252,7 +268,7 @@ def group_causes(stack, rows):
     return out
 
 
-def compare_with(rows, reference_rows):
+def compare_with(rows: list[Data], reference_rows: list[Data]) -> None:
     """Mark each observed row that differs from the same cell of another stack (deploy vs
     today) in any column of records.Outcome (tests/harness/deploy_compare.py): verdict,
     closed, valid_close_frame.  ``reference_differs`` lists those columns."""
@@ -260,19 +276,21 @@ def compare_with(rows, reference_rows):
     for row in rows:
         other = ref.get(Cell.from_dict({**row, "stack": ""}))
         row["reference"] = other.get("verdict") if other else None
-        both = row["status"] == "observed" and other and other["status"] == "observed"
-        row["reference_differs"] = [c for c in OUTCOME_COLUMNS
-                                    if row.get(c) != other.get(c)] if both else []
+        if row["status"] == "observed" and other and other["status"] == "observed":
+            row["reference_differs"] = [c for c in OUTCOME_COLUMNS if row.get(c) != other.get(c)]
+        else:
+            row["reference_differs"] = []
 
 
-def stacks_shown(sessions):
+def stacks_shown(sessions: Sessions) -> list[str]:
     seen = [d.stack for d in sessions.values() if d.stack]
     others = [s for s in dict.fromkeys([*STACKS, *seen]) if s not in REQUIRED_STACKS]
     return [*REQUIRED_STACKS, *others]
 
 
-def build(sessions, problems, history=None):
-    cells = {}
+def build(sessions: Sessions, problems: list[str], history: HistoryResults | None = None,
+          ) -> Data:
+    cells: dict[Cell, CellRecord] = {}
     for doc in sessions.values():
         if doc.status == "skipped":
             continue
@@ -282,14 +300,14 @@ def build(sessions, problems, history=None):
         if doc.status != "passed":
             problems.append(f"{doc.session}: pytest status {doc.status} "
                             f"(exit {doc.pytest_exitstatus}); see its junit/log files")
-    stacks = {}
+    stacks: dict[str, Data] = {}
     for stack in stacks_shown(sessions):
         rows = stack_rows(stack, cells, sessions, problems, history)
         observed_rows = [r for r in rows if r["status"] == "observed"]
         if stack not in REQUIRED_STACKS and not any(r["status"] != "not run" for r in rows):
             stacks[stack] = {"rows": [], "status": "not run", "required": False}
             continue
-        conclusion = None
+        conclusion: Data | None = None
         if observed_rows:
             wrong = [r for r in observed_rows if r["verdict"] != r["conclusion"]]
             conclusion = {"confirmed": not wrong and len(observed_rows) == len(rows),
@@ -313,9 +331,9 @@ def build(sessions, problems, history=None):
             "sessions": {n: d.status for n, d in sessions.items()}}
 
 
-def stack_versions(rows):
+def stack_versions(rows: list[Data]) -> str:
     """'Flask 3.1.3, gevent-websocket 0.10.1 / 0.10.1+fixed, ...' over a stack's cells."""
-    seen = {}
+    seen: dict[str, set[str]] = {}
     for row in rows:
         for name, version in (row.get("versions") or {}).items():
             if version:
@@ -329,12 +347,14 @@ LAYER_LEGEND = ("F: the layer finished its request work within the bound after t
                 "closed; .: it never did; -: no layer (the control)")
 
 
-def build_layers(sessions, problems, history=None):
+def build_layers(sessions: Sessions, problems: list[str],
+                 history: HistoryResults | None = None) -> Data:
     """Per stack: each layer's 8 cells per build, the model's beside them, and the layers
     that cannot run on that stack with the reason ([tool.layers.<name>].<stack>-reason)."""
-    stacks = {}
+    stacks: dict[str, Data] = {}
     for stack in MAIN_STACKS:
-        layers, cannot = [], []
+        layers: list[Data] = []
+        cannot: list[Data] = []
         for name in SESSION_LAYERS:
             pins, reason = layer_pins(name, stack)
             if pins is None:
@@ -376,19 +396,25 @@ PROTOCOL_LEGEND = ("defect = the expected failure on vanilla happened (the named
                    "not run = no session of that build recorded the check")
 
 
-def build_protocol(sessions, problems):
+def build_protocol(sessions: Sessions, problems: list[str]) -> Data:
     """Per stack, one row per protocol check with each build's outcome; appends problems."""
-    found = {}  # (stack, check) -> {build: [(session, record), ...]}
+    # (stack, check) -> {build: [(session, record), ...]}
+    found: dict[tuple[str, str], dict[str, list[tuple[str, ProtocolRecord]]]] = {}
     for name, doc in sessions.items():
         for record in doc.protocol:
             if record.build not in BUILDS:  # another handler's: the which-handler table
                 continue
-            key = (record.stack or doc.stack, record.check)
-            found.setdefault(key, {}).setdefault(record.build, []).append((name, record))
-    stacks = {}
+            stack = record.stack or doc.stack
+            if stack is None:  # a null stack in the file: no table to put the check in
+                problems.append(f"{name}: protocol check {record.check} names no stack; "
+                                f"rerun {session_rerun(name)}")
+                continue
+            found.setdefault((stack, record.check), {}).setdefault(record.build, []).append(
+                (name, record))
+    stacks: dict[str, list[Data]] = {}
     for (stack, check), builds in found.items():
         defect = next((r.defect for rs in builds.values() for _, r in rs if r.defect), None)
-        row = {"check": check, "defect": defect}
+        row: Data = {"check": check, "defect": defect}
         for build in BUILDS:
             got = builds.get(build)
             if not got:
@@ -404,7 +430,7 @@ def build_protocol(sessions, problems):
                                 + (f" (defect: {defect})" if worst.outcome == "xpassed"
                                    else "") + f" — {worst.evidence or 'no evidence'}")
         stacks.setdefault(stack, []).append(row)
-    summary = {}
+    summary: dict[str, Data] = {}
     for stack, rows in stacks.items():
         summary[stack] = {
             "rows": rows,
@@ -416,7 +442,8 @@ def build_protocol(sessions, problems):
     return {"stacks": summary, "legend": PROTOCOL_LEGEND, "builds": list(BUILDS)}
 
 
-def collect(results_dir, report_dir, history_dir=HISTORY_DATA):
+def collect(results_dir: str | Path, report_dir: str | Path,
+            history_dir: str | Path = HISTORY_DATA) -> Data:
     """The report's data, built once: every renderer reads only this.  ``history_dir``:
     what history proved (tests/data/history/, committed)."""
     sessions, problems = load(results_dir)
@@ -431,7 +458,7 @@ def collect(results_dir, report_dir, history_dir=HISTORY_DATA):
     return report
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.harness.report")
     parser.add_argument("--results", default="results")
     parser.add_argument("--out", default="report")

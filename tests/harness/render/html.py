@@ -6,13 +6,16 @@ Every cell links to its evidence (#ev-<cell id>), shown as a panel by :target.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from ..inputs import Data
 from . import layout
 from .jinja import environment
 
 TRANSCRIPT_ARROW = {"received": "←", "sent": "→"}
 
 
-def transcript_line(event):
+def transcript_line(event: Data) -> tuple[str, str]:
     kind = event.get("event", "?")
     if kind in TRANSCRIPT_ARROW:
         return kind, f"{TRANSCRIPT_ARROW[kind]} {event.get('data')}"
@@ -25,11 +28,12 @@ def transcript_line(event):
     return kind, kind + " " + fields(event, ("event",))
 
 
-def fields(event, skip=("event", "at")):
+def fields(event: Data, skip: Sequence[str] = ("event", "at")) -> str:
     return " ".join(f"{k}={v}" for k, v in event.items() if k not in skip)
 
 
-def scale(values, targets=(), pad=0.05):
+def scale(values: Sequence[float | None], targets: Sequence[float | None] = (),
+          pad: float = 0.05) -> tuple[float, float]:
     """(low, high) of a chart's axis around every value and target."""
     points = [v for v in (*values, *targets) if v is not None]
     low, high = min(points), max(points)
@@ -37,14 +41,14 @@ def scale(values, targets=(), pad=0.05):
     return low - margin, high + margin
 
 
-def ratio_chart(ratios):
+def ratio_chart(ratios: list[Data]) -> Data | None:
     """Per ratio: median, spread and target as percentages of one shared axis."""
     if not ratios:
         return None
     low, high = scale([v for r in ratios for v in (r["min"], r["max"], r["median"])],
                       [1.0, *(r["target"] for r in ratios if r.get("target"))])
 
-    def pos(v):
+    def pos(v: float | None) -> float | None:
         return None if v is None else round(100 * (v - low) / (high - low), 2)
 
     return {"low": low, "high": high, "one": pos(1.0), "rows": [
@@ -52,7 +56,7 @@ def ratio_chart(ratios):
          "x_target": pos(r.get("target"))} for r in ratios]}
 
 
-def split_chart(groups):
+def split_chart(groups: list[Data]) -> list[Data] | None:
     """Stacked bars start / exchange / stop, on one scale (the longest cell)."""
     if not groups:
         return None
@@ -62,13 +66,14 @@ def split_chart(groups):
             for g in groups]
 
 
-def count_bar(counts, outcomes):
+def count_bar(counts: dict[str, int], outcomes: Sequence[str],
+              ) -> list[tuple[str, int, float]]:
     total = sum(counts.get(o, 0) for o in outcomes) or 1
     return [(o, counts.get(o, 0), round(100 * counts.get(o, 0) / total, 2)) for o in outcomes
             if counts.get(o, 0)]
 
 
-def render(report):
+def render(report: Data) -> str:
     stacks = []
     for stack, data in report["stacks"].items():
         if data.get("status") == "not run":

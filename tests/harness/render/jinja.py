@@ -18,18 +18,18 @@ from .text import (
 TEMPLATES = Path(__file__).parent / "templates"
 
 
-def md_cell(text, limit=240):
+def md_cell(text: object, limit: int = 240) -> str:
     """Text for one cell of a Markdown table: one line, no pipe, at most `limit` characters."""
     text = " ".join(str(text).split())
     text = text if len(text) <= limit else text[:limit - 1] + "…"
     return text.replace("|", "\\|")
 
 
-def seconds(value, digits=2):
+def seconds(value: float | None, digits: int = 2) -> str:
     return "" if value is None else f"{value:.{digits}f} s"
 
 
-def environment():
+def environment() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined,
                       autoescape=select_autoescape(["html", "html.j2"]),
                       trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)

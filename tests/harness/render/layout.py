@@ -8,15 +8,19 @@ stack's (deploy is compared with today), fill a grid of the same shape beside it
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 
 from ..cells import BOOLS, COLUMN_AXES, Cell, seed_verdict
+from ..inputs import Data
 
 ROWS = [(True, True), (True, False), (False, True), (False, False)]  # (agent, fixed): arms
-COLUMNS = list(itertools.product(BOOLS, repeat=3))
+# One BOOLS per COLUMN_AXES (not repeat=3): mypy then knows each column is 3 bools.
+COLUMNS = list(itertools.product(BOOLS, BOOLS, BOOLS))
 VERDICT_CLASS = {"+": "v-pass", "-": "v-fail"}
 STATUS_CLASS = {"missing": "v-missing", "skipped": "v-skipped", "not run": "v-notrun"}
 # (key, terminal mark, page mark, meaning), in the order a cell shows them
-MARKS = (
+Mark = tuple[str, str, str, str]
+MARKS: tuple[Mark, ...] = (
     ("seed", "*", "≠", "differs from the seed's published verdict"),
     ("reference", "~", "≈",
      "differs from today's stack (same arm: verdict, closed or close frame)"),
@@ -30,34 +34,34 @@ MARKS = (
      "handshake (RFC 6455 7.1.1)"),
 )
 # The layers section's grid: rows the layer on / off, columns hello_goodbyer x streaming.
-LAYER_COLUMNS = list(itertools.product(BOOLS, repeat=2))
+LAYER_COLUMNS = list(itertools.product(BOOLS, BOOLS))
 FINISHED_GLYPH = {True: "F", False: ".", None: "-"}
 
 
-def legend_marks(report):
+def legend_marks(report: Data) -> list[Mark]:
     """MARKS, without the reference mark when no stack is read against another stack."""
     other = any(d.get("reference", "seed") != "seed" for d in report["stacks"].values())
     return [m for m in MARKS if other or m[0] != "reference"]
 
 
-def cell_of(row, stack=""):
+def cell_of(row: Data, stack: str = "") -> Cell:
     return Cell.from_dict({**row, "stack": stack or row.get("stack", "")})
 
 
-def title(row, stack):
+def title(row: Data, stack: str) -> str:
     """A cell's label: today agent ¬fixed rum ¬hello_goodbyer streaming."""
     return cell_of(row, stack).label()
 
 
-def on(value):
+def on(value: object) -> str:
     return "on" if value else "off"
 
 
-def row_label(agent, fixed):
+def row_label(agent: bool, fixed: bool) -> str:
     return f"agent {on(agent)} · fixed {on(fixed)}"
 
 
-def column_headers():
+def column_headers() -> list[tuple[str, list[tuple[str, int]]]]:
     """Per axis, [(label, span)]: the grid's three header rows."""
     out = []
     for depth, axis in enumerate(COLUMN_AXES):
@@ -66,14 +70,14 @@ def column_headers():
     return out
 
 
-def grid(rows):
+def grid(rows: Iterable[Data]) -> list[Data]:
     """[{agent, fixed, label, cells: [row or None] x 8}] in ROWS order."""
     by_cell = {cell_of(r).on(""): r for r in rows}
     return [{"agent": a, "fixed": f, "label": row_label(a, f),
              "cells": [by_cell.get(Cell("", a, f, *c)) for c in COLUMNS]} for a, f in ROWS]
 
 
-def reference_grid(report, stack):
+def reference_grid(report: Data, stack: str) -> tuple[str, list[Data]]:
     """The grid a stack is read against: the seed's published one, or another stack's."""
     ref = report["stacks"][stack].get("reference", "seed")
     if ref != "seed" and ref in report["stacks"]:
@@ -85,15 +89,15 @@ def reference_grid(report, stack):
     return "seed (published, 2016)", grid(rows)
 
 
-def verdict_class(row):
+def verdict_class(row: Data | None) -> str:
     if row is None:
         return "v-missing"
     if row.get("status", "observed") != "observed":
         return STATUS_CLASS.get(row["status"], "v-missing")
-    return VERDICT_CLASS.get(row.get("verdict"), "v-missing")
+    return VERDICT_CLASS.get(row.get("verdict") or "", "v-missing")  # None: no verdict
 
 
-def marks(row):
+def marks(row: Data | None) -> list[str]:
     """The keys of MARKS that apply to an observed cell."""
     if not row or row.get("status") != "observed":
         return []
@@ -110,7 +114,7 @@ def marks(row):
     return [k for k, *_ in MARKS if found.get(k)]
 
 
-def layer_grid(build):
+def layer_grid(build: Data) -> list[Data]:
     """[{label, cells: [row] x 4}] of one build of a layer: the layer on, then off (in the
     stack's control_layer() only: one layer-off control per stack and build)."""
     rows = build["rows"]
@@ -125,13 +129,13 @@ def layer_grid(build):
     return out
 
 
-def finished_glyph(row, expected=False):
+def finished_glyph(row: Data | None, expected: bool = False) -> str:
     if not row or row.get("status") != "observed":
         return ""
     return FINISHED_GLYPH[row.get("expected_layer_finished" if expected else "layer_finished")]
 
 
-def glyph(row):
+def glyph(row: Data | None) -> str:
     """The verdict as one character; '?' missing, 's' skipped, '·' not run."""
     if row is None:
         return "?"
@@ -141,7 +145,7 @@ def glyph(row):
     return {"skipped": "s", "not run": "·"}.get(status, "?")
 
 
-def describe(row, stack=""):
+def describe(row: Data | None, stack: str = "") -> str:
     """A cell in words (the page's tooltip and the drill-down's heading)."""
     if row is None:
         return "no observation"

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from ..inputs import Data
 from . import layout
 from .jinja import environment
 
 EMOJI = {"v-pass": "🟩", "v-fail": "🟥", "v-missing": "🟨", "v-skipped": "⬜", "v-notrun": "⬜"}
 
 
-def cell(row):
+def cell(row: Data | None) -> str:
     """🟩 + ≠ A: the verdict coloured, then the cell's marks and its cause's letter."""
     page = {k: p for k, _, p, _ in layout.MARKS}
     text = f"{EMOJI[layout.verdict_class(row)]} {layout.glyph(row)}"
@@ -17,7 +18,7 @@ def cell(row):
     return f"{text} {marks}{letter}".rstrip()
 
 
-def seed_list_line(row):
+def seed_list_line(row: Data) -> str:
     """The seed's own notation: `fixed,rum,hello_goodbyer,streaming: verdict`."""
     flags = ",".join(str(row[k]) for k in ("fixed", "rum", "hello_goodbyer", "streaming"))
     if row["status"] != "observed":
@@ -29,7 +30,7 @@ def seed_list_line(row):
             f"{'valid' if row['valid_close_frame'] else 'invalid'}")
 
 
-def render(report):
+def render(report: Data) -> str:
     grids = [layout.reference_grid(report, "today")]
     grids += [(f"{stack} stack", layout.grid(data["rows"]))
               for stack, data in report["stacks"].items() if data.get("rows")]

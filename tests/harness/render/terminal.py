@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ..cells import COLUMN_AXES
+from ..inputs import Data
 from . import layout
 from .text import conclusion_text, handler_figures, outcome, protocol_counts
 
@@ -25,7 +27,7 @@ MARK_STYLE = {"seed": "bold yellow", "reference": "bold cyan", "model": "bold ma
               "tcp": "bold red"}
 
 
-def cell_text(row):
+def cell_text(row: Data | None) -> Text:
     text = Text(layout.glyph(row), style=STYLE[layout.verdict_class(row)])
     symbols = {k: t for k, t, _, _ in layout.MARKS}
     for mark in layout.marks(row):
@@ -35,11 +37,11 @@ def cell_text(row):
     return text
 
 
-def grid_table(report):
+def grid_table(report: Data) -> Table:
     """Every stack's grid under the seed's published one, columns aligned; fits 80 columns."""
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1),
                   header_style="bold")
-    table.add_column("\n".join(layout.COLUMN_AXES), justify="right", no_wrap=True)
+    table.add_column("\n".join(COLUMN_AXES), justify="right", no_wrap=True)
     for column in layout.COLUMNS:
         table.add_column("\n".join(layout.on(v) for v in column), justify="left", no_wrap=True)
     grids = [layout.reference_grid(report, "today")]
@@ -53,13 +55,13 @@ def grid_table(report):
     return table
 
 
-def legend(report):
+def legend(report: Data) -> str:
     marks = ", ".join(f"{t} {m}" for _, t, _, m in layout.legend_marks(report))
     return (f"+ pass, - fail, ? no observation (missing session), s skipped; {marks}; "
             "A, B, ... the cause below")
 
 
-def stack_lines(stack, data):
+def stack_lines(stack: str, data: Data) -> list[str]:
     if data.get("status") == "not run":
         return [f"{stack} stack: not run"]
     lines = [f"{stack} stack: {data['versions']}",
@@ -72,8 +74,8 @@ def stack_lines(stack, data):
     return lines
 
 
-def protocol_lines(report):
-    lines = []
+def protocol_lines(report: Data) -> list[Table | str]:
+    lines: list[Table | str] = []
     protocol = report.get("protocol") or {}
     for stack, data in protocol.get("stacks", {}).items():
         table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
@@ -89,7 +91,7 @@ def protocol_lines(report):
     return lines
 
 
-def extra_lines(report):
+def extra_lines(report: Data) -> list[str]:
     lines = []
     which = report.get("handlers")
     if which:
@@ -122,7 +124,7 @@ def extra_lines(report):
     return lines
 
 
-def render(report, console=None):
+def render(report: Data, console: Console | None = None) -> None:
     if console is None:
         # NO_COLOR: rich would drop the colours but keep bold; plain means plain.
         plain = bool(os.environ.get("NO_COLOR"))

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from ..inputs import Data
+
 OUTCOME_TEXT = {"xfailed": "defect", "passed": "pass", "failed": "FAILED", "xpassed": "XPASSED",
                 "skipped": "skipped", "not run": "not run"}
 
 
-def outcome(name):
+def outcome(name: str) -> str:
     return OUTCOME_TEXT.get(name, name)
 
 
-def conclusion_text(c):
+def conclusion_text(c: Data | None) -> str:
     if c is None:
         return "not evaluated (no cells)"
     if c["confirmed"]:
@@ -18,7 +20,7 @@ def conclusion_text(c):
     return f"refuted by {c['contradicting']} of {c['cells']} cells"
 
 
-def protocol_counts(data):
+def protocol_counts(data: Data) -> str:
     return (f"patched: {data['patched_passed']}/{data['checks']} checks pass; vanilla: "
             f"{data['vanilla_defects']} defects observed, {data['vanilla_passed']} checks pass")
 
@@ -27,14 +29,15 @@ def protocol_counts(data):
 HANDLER_COLUMNS = ("handler", "cells passed", "close() called", "layers finished",
                    "Autobahn non-OK outside compression", "protocol checks passed",
                    "throughput ratio vs patched", "Python 2.7", "latest release")
+Figure = tuple[str, str, str | None]  # (column, text, link or None)
 
 
-def handler_figures(row, layers_absent):
+def handler_figures(row: Data, layers_absent: str) -> list[Figure]:
     """[(column, text, link or None)] of one row of the which-handler table: each figure
     beside the file or page that shows it."""
     files = row["sessions"]
     results = files[0]["link"] if files else None
-    out = [("handler", row["label"], None)]
+    out: list[Figure] = [("handler", row["label"], None)]
     if row["status"] == "observed":
         model = "" if row["matches_model"] else " (DISAGREES with the model)"
         out.append(("cells passed", f"{row['passed']}/{row['cells']}{model}", results))
