@@ -27,6 +27,7 @@ from nox.command import CommandFailed
 sys.path.insert(0, str(Path(__file__).parent))
 
 from tests.harness.cells import (  # noqa: E402
+    ARMS,
     BOOLS,
     HANDLERS,
     HISTORY,
@@ -70,7 +71,6 @@ nox.options.parallel = 2
 # `nox -t ci` is the test command: every session tagged "ci", in the same order.
 CI = ["ci"]
 
-ARMS = [(agent, fixed) for fixed in BOOLS for agent in BOOLS]
 CHECK_ARMS = [nox.param(stack, agent, fixed, id=f"{stack}, agent={agent}, fixed={fixed}")
               for stack in MAIN_STACKS for agent, fixed in ARMS]
 PYTEST_TERMINATE_TIMEOUT = 10.0  # s pytest gets to stop its servers after nox's SIGTERM
