@@ -26,6 +26,7 @@ from nox.command import CommandFailed
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from tests.harness.builds import COMPILE  # noqa: E402
 from tests.harness.cells import (  # noqa: E402
     ARMS,
     BOOLS,
@@ -39,7 +40,6 @@ from tests.harness.cells import (  # noqa: E402
 )
 from tests.harness.conformance import TARGETS as CONFORMANCE_TARGETS  # noqa: E402
 from tests.harness.envs import (  # noqa: E402
-    COMPILE,
     REPORT,
     RESULTS,
     conformance_server,

@@ -18,12 +18,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import builds
+from .builds import COMPILE
 from .cells import STACKS
 
 if TYPE_CHECKING:
@@ -33,7 +34,6 @@ GWS = "gevent-websocket"
 INSTALL_TIMEOUT = 900  # s: an sdist (gevent, greenlet) may compile
 VENV_TIMEOUT = 120
 REVISION = "1"  # bump when the layout of an environment changes
-COMPILE = {"UV_COMPILE_BYTECODE": "1"}  # see noxfile.py: readiness 0.50 -> 0.19 s
 # Valid on 2.7 and 3.x: every installed distribution, as name==version lines.
 FREEZE = (
     "import sys\n"
@@ -87,11 +87,12 @@ class Env:
 
 
 def _run(cmd: Sequence[str | Path], what: str, timeout: float = INSTALL_TIMEOUT,
-         env: dict[str, str] | None = None) -> str:
+         env: Mapping[str, str | None] | None = None) -> str:
+    # None unsets a variable, as in nox's env= (COMPILE is envs.py's too)
+    environ = {k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None}
     try:
         proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True,
-                              timeout=timeout, check=False,
-                              env=dict(os.environ, **(env or {})))
+                              timeout=timeout, check=False, env=environ)
     except subprocess.TimeoutExpired:
         raise _error(f"{what} took more than {timeout} s (bound); retry, or pick releases "
                      "with wheels for this Python") from None
