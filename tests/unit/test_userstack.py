@@ -13,9 +13,11 @@ import time
 
 import pytest
 
-from tests.harness import pythons, stackenv, userstack
+from tests.harness import pythons
 from tests.harness.cells import ROOT, STACKS, seed_table
-from tests.harness.userstack import GWS, StackError
+from tests.harness.userstack import _cli as userstack
+from tests.harness.userstack import _env as stackenv
+from tests.harness.userstack._cli import GWS, StackError
 
 EXAMPLES = ROOT / "tests" / "data" / "stacks"
 
@@ -175,7 +177,7 @@ def test_a_failed_build_leaves_no_environment(tmp_path):
 
 def test_a_user_stack_is_named_after_its_file_and_never_as_a_declared_stack(tmp_path):
     from tests.harness.cells import STACKS, Cell
-    from tests.harness.userstack import from_args, stack_name
+    from tests.harness.userstack._cli import from_args, stack_name
 
     for declared in STACKS:
         assert stack_name(declared) == f"user-{declared}"

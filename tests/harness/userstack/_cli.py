@@ -15,7 +15,7 @@
    which uv cannot target, pip resolves, capped at the era's releases by constraints;
    every choice is printed with its reason;
 5. the environment is built in a temporary directory and renamed into place only once
-   complete (tests/harness/stackenv.py); the gevent-websocket release is the verified
+   complete (_env.py); the gevent-websocket release is the verified
    sdist, vanilla and, where ``patches/gevent-websocket/<version>/`` exists, patched;
 6. the cells run (tests/matrix/test_cells.py, agent on/off x vanilla/patched) and the grid
    is printed beside the model's prediction, with the causes.
@@ -45,13 +45,13 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
-from .cells import BOOLS, ROOT, STACKS, Cell
-from .cells import slug as cells_slug
-from .model import AGENT_SKIPS_WEBSOCKETS, Prediction, StackFacts, predict
-from .stackenv import StackError
+from ..cells import BOOLS, ROOT, STACKS, Cell
+from ..cells import slug as cells_slug
+from ..model import AGENT_SKIPS_WEBSOCKETS, Prediction, StackFacts, predict
+from ._env import StackError
 
 if TYPE_CHECKING:
-    from .stackenv import Env
+    from ._env import Env
 
 Json = dict[str, Any]  # a registry file entry, a results document
 Arm = tuple[bool, bool]  # (agent, fixed): a row of the grid
@@ -338,7 +338,7 @@ class Registry:
     def files(self, name: str) -> dict[str, list[Json]]:
         key = canonicalize_name(name)
         if key not in self.releases:
-            from .builds import BuildError, registry_releases
+            from ..builds import BuildError, registry_releases
 
             try:
                 self.releases[key] = registry_releases(key)
@@ -497,7 +497,7 @@ def supported(request: Request, registry: Registry, era: dt.datetime | None
 def choose_python(request: Request, registry: Registry, asked: str | None,
                   era: dt.datetime | None) -> tuple[str, str]:
     """(X.Y, why) of the Python the stack runs on."""
-    from .pythons import installed_versions
+    from ..pythons import installed_versions
 
     support = supported(request, registry, era)
     common = set(_ALL_PYTHONS).intersection(*support.values()) if support else set(_ALL_PYTHONS)
@@ -676,7 +676,7 @@ def era_constraints(plan: Plan, registry: Registry) -> list[str]:
 
 
 def make_plan(request: Request, asked_python: str | None) -> Plan:
-    from .pythons import MissingPython, find_python
+    from ..pythons import MissingPython, find_python
 
     registry = Registry()
     for name, version in request.pinned().items():
@@ -808,7 +808,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_predict(request)
         plan = make_plan(request, args.python)
         describe(plan)
-        from .stackenv import build
+        from ._env import build
 
         env = build(plan, args.work)
         print(f"  environment {env.path} ({'reused' if env.reused else 'built'} in "
@@ -841,10 +841,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{cells} cells in {time.monotonic() - started:.1f} s; results in {results}"
           + (f"; failed: {', '.join(failed)} (see *.pytest.log there)" if failed else ""))
     return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    # Through the package, so that stackenv raises the StackError main() catches.
-    from tests.harness.userstack import main as package_main
-
-    sys.exit(package_main())

@@ -1,4 +1,4 @@
-"""The server environment of a user's stack (tests/harness/userstack.py), built atomically.
+"""The server environment of a user's stack (_cli.py), built atomically.
 
 One directory per (Python, resolved pins, gevent-websocket release):
 ``<work>/envs/<name>-py<X.Y>-<key>/`` holding ``env/`` (the virtualenv, gevent-websocket
@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import builds
-from .builds import COMPILE
-from .cells import STACKS
+from .. import builds
+from ..builds import COMPILE
+from ..cells import STACKS
 
 if TYPE_CHECKING:
-    from .userstack import Plan
+    from ._cli import Plan
 
 GWS = "gevent-websocket"
 INSTALL_TIMEOUT = 900  # s: an sdist (gevent, greenlet) may compile
@@ -68,7 +68,7 @@ class Env:
 
     def smoke(self) -> None:
         """The stack's server starts and serves its page, or a StackError naming why."""
-        from .server import Server, ServerError
+        from ..server import Server, ServerError
 
         try:
             with Server(str(self.python), name="smoke", log_dir=self.path / "smoke") as server:
@@ -97,7 +97,7 @@ def _run(cmd: Sequence[str | Path], what: str, timeout: float = INSTALL_TIMEOUT,
         raise _error(f"{what} took more than {timeout} s (bound); retry, or pick releases "
                      "with wheels for this Python") from None
     if proc.returncode != 0:
-        from .userstack import installer_failure
+        from ._cli import installer_failure
 
         raise _error(installer_failure(proc.stdout + proc.stderr, what))
     return proc.stdout
@@ -170,7 +170,7 @@ def _build_into(plan: Plan, tmp: Path) -> None:
         _run([sys.executable, "-m", "virtualenv", "--quiet", "--no-download", "-p",
               plan.python, venv], "creating the 2.7 virtualenv", VENV_TIMEOUT)
     else:
-        from .userstack import uv
+        from ._cli import uv
 
         # < 3.8 has no importlib.metadata: app/__main__.py reads versions with pkg_resources.
         seed = ["--seed"] if tuple(map(int, plan.python_version.split("."))) < (3, 8) else []
@@ -189,7 +189,7 @@ def _build_into(plan: Plan, tmp: Path) -> None:
             _run([python, "-m", "pip", "install", "--quiet", "--no-deps", "--target",
                   tmp / "patched", patched], "installing the patched build")
     else:
-        from .userstack import uv
+        from ._cli import uv
 
         # The era's dates again: an sdist among the pins builds with the era's tools.
         # uv's bytecode compiler needs 3.7's py_compile; 3.6 compiles with its own.
