@@ -17,7 +17,8 @@ from tests.harness import pythons
 from tests.harness.cells import ROOT, STACKS, seed_table
 from tests.harness.userstack import _cli as userstack
 from tests.harness.userstack import _env as stackenv
-from tests.harness.userstack._cli import GWS, StackError
+from tests.harness.userstack._cli import GWS
+from tests.harness.userstack._errors import StackError, installer_failure
 
 EXAMPLES = ROOT / "tests" / "data" / "stacks"
 
@@ -130,7 +131,7 @@ def test_wheel_tags_say_which_pythons_a_binary_release_supports():
      "are unsatisfiable.\n", "the pins conflict"),
 ])
 def test_installer_output_becomes_one_line_with_the_fix(output, says):
-    line = userstack.installer_failure(output, "resolving")
+    line = installer_failure(output, "resolving")
     assert says in line and "\n" not in line and ";" in line
 
 

@@ -48,7 +48,7 @@ from packaging.version import InvalidVersion, Version
 from ..cells import BOOLS, ROOT, STACKS, Cell
 from ..cells import slug as cells_slug
 from ..model import AGENT_SKIPS_WEBSOCKETS, Prediction, StackFacts, predict
-from ._env import StackError
+from ._errors import EXIT_BAD_INPUT, StackError, installer_failure
 
 if TYPE_CHECKING:
     from ._env import Env
@@ -59,7 +59,6 @@ Column = tuple[bool, bool, bool]  # (rum, hello_goodbyer, streaming)
 Grid = dict[Arm, dict[Column, Prediction]]
 Observed = dict[Arm, dict[Column, tuple[str, bool]]]  # (verdict, iterable closed)
 
-EXIT_BAD_INPUT = 2
 GWS = "gevent-websocket"
 # The pins that decide a cell: the server, the handler, the agent, Flask's own line,
 # and the APM layers of issue 19 (their cells run once that issue lands).
@@ -630,31 +629,6 @@ def era_args(plan: Plan, registry: Registry) -> list[str]:
     tools = max(plan.era, floor).strftime("%Y-%m-%dT%H:%M:%SZ")
     return ["--exclude-newer", plan.era.strftime("%Y-%m-%dT%H:%M:%SZ"),
             *(a for tool in BUILD_TOOLS for a in ("--exclude-newer-package", f"{tool}={tools}"))]
-
-
-def installer_failure(output: str, what: str) -> str:
-    """One line from a resolver's or installer's output: the cause, then the fix."""
-    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
-    built = next((re.search(r"Failed to build `?([^`\s]+)`?", ln) for ln in lines
-                  if re.search(r"Failed to build|Failed building wheel for", ln)), None)
-    if built or any("Failed building wheel for" in ln for ln in lines):
-        name = built.group(1) if built else next(
-            ln.split("for", 1)[1].strip() for ln in lines if "Failed building wheel for" in ln)
-        errors = [ln for ln in lines if re.match(r"^\w*(Error|error)\b|^\w+Error:", ln)]
-        detail = errors[-1][:200] if errors else lines[-1][:200]
-        return (f"{what}: {name} has no wheel for this Python and its sdist does not build "
-                f"here ({detail}); pin a release with a wheel for it, or choose another "
-                "--python")
-    conflict = [ln for ln in lines if "unsatisfiable" in ln or "No solution found" in ln
-                or "ResolutionImpossible" in ln or "conflict" in ln.lower()]
-    if conflict:
-        detail = " ".join(ln.removeprefix("╰─▶").strip() for ln in lines[1:4])[:400]
-        return f"{what}: the pins conflict ({detail}); change one of the pins it names"
-    missing = [ln for ln in lines if "No matching distribution" in ln
-               or "Could not find a version" in ln or "not found in the package registry" in ln]
-    if missing:
-        return f"{what}: {missing[0][:300]}; pin a release that exists for this Python"
-    return f"{what} failed: {' | '.join(lines[-3:])[:500]}"
 
 
 def _era_note(plan: Plan) -> str:

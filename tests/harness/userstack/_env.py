@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from .. import builds
 from ..builds import COMPILE
 from ..cells import STACKS
+from ._errors import StackError, installer_failure
 
 if TYPE_CHECKING:
     from ._cli import Plan
@@ -49,14 +50,6 @@ FREEZE = (
 REPORTED = ("gevent", "greenlet", "flask", "werkzeug", "newrelic", GWS)
 
 
-class StackError(RuntimeError):
-    """Bad input or an unusable stack: one line naming the cause and the fix."""
-
-
-def _error(message: str) -> StackError:
-    return StackError(message)
-
-
 @dataclass
 class Env:
     path: Path
@@ -78,11 +71,11 @@ class Env:
             last = next((ln for ln in reversed(lines) if re.match(r"^\w+(\.\w+)*(Error|"
                                                                   r"Exception|Exit)\b", ln)),
                         lines[0] if lines else "?")
-            raise _error(f"the server of this stack does not start ({last[:300]}; logs in "
+            raise StackError(f"the server of this stack does not start ({last[:300]}; logs in "
                          f"{self.path / 'smoke'}); change the pin it names, or report it "
                          "if the app itself needs to adapt to this release") from None
         if status != 200:
-            raise _error(f"the server of this stack answers GET / with {status}; "
+            raise StackError(f"the server of this stack answers GET / with {status}; "
                          f"see {self.path / 'smoke'}")
 
 
@@ -94,12 +87,10 @@ def _run(cmd: Sequence[str | Path], what: str, timeout: float = INSTALL_TIMEOUT,
         proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True,
                               timeout=timeout, check=False, env=environ)
     except subprocess.TimeoutExpired:
-        raise _error(f"{what} took more than {timeout} s (bound); retry, or pick releases "
+        raise StackError(f"{what} took more than {timeout} s (bound); retry, or pick releases "
                      "with wheels for this Python") from None
     if proc.returncode != 0:
-        from ._cli import installer_failure
-
-        raise _error(installer_failure(proc.stdout + proc.stderr, what))
+        raise StackError(installer_failure(proc.stdout + proc.stderr, what))
     return proc.stdout
 
 
@@ -111,7 +102,7 @@ def _gws_wheels(plan: Plan, build_python: str | Path) -> tuple[Path, Path | None
     # The project's own pin where there is one; else the registry's digest, over HTTPS.
     sha = pinned.get(version) or (sdists[0]["digests"]["sha256"] if len(sdists) == 1 else None)
     if sha is None:
-        raise _error(f"{GWS}=={version} has {len(sdists)} sdists on the registry; pin a "
+        raise StackError(f"{GWS}=={version} has {len(sdists)} sdists on the registry; pin a "
                      f"release with one (e.g. {GWS}=={STACKS['today'][GWS]['version']})")
     try:
         sdist = builds.fetch_verified_sdist(GWS, version, sha,
@@ -122,7 +113,7 @@ def _gws_wheels(plan: Plan, build_python: str | Path) -> tuple[Path, Path | None
                                               patches=builds.series(series))
                    if series.is_dir() else None)
     except builds.BuildError as exc:
-        raise _error(f"{GWS} {version}: {' '.join(str(exc).split())[:400]}") from None
+        raise StackError(f"{GWS} {version}: {' '.join(str(exc).split())[:400]}") from None
     return vanilla, patched
 
 
