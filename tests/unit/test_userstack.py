@@ -17,8 +17,8 @@ from tests.harness import pythons
 from tests.harness.cells import ROOT, STACKS, seed_table
 from tests.harness.userstack import _cli as userstack
 from tests.harness.userstack import _env as stackenv
-from tests.harness.userstack._cli import GWS
 from tests.harness.userstack._errors import StackError, installer_failure
+from tests.harness.userstack._request import GWS, from_args, stack_name
 
 EXAMPLES = ROOT / "tests" / "data" / "stacks"
 
@@ -35,7 +35,7 @@ def test_reads_the_pins_that_matter_and_lists_the_others(tmp_path):
     req.write_text("# a comment\n-r base.txt\n--index-url https://example.invalid/simple\n"
                    "Flask==2.0.2 \\\n    --hash=sha256:00\nrequests==2.26.0  # HTTP\n"
                    "gevent>=21\nsentry-sdk==1.5.0\nopentelemetry-api==1.8.0\n")
-    request = userstack.from_args([], str(req))
+    request = from_args([], str(req))
     assert request.name == "requirements"
     assert set(request.requirements) == {"greenlet", "flask", "gevent", "sentry-sdk",
                                          "opentelemetry-api"}
@@ -55,7 +55,7 @@ def test_reads_the_pins_that_matter_and_lists_the_others(tmp_path):
 ])
 def test_bad_pins_are_refused_with_the_fix(pins, says):
     with pytest.raises(StackError, match=says):
-        userstack.from_args(pins, None)
+        from_args(pins, None)
 
 
 @pytest.mark.parametrize("args", [
@@ -85,7 +85,7 @@ def test_the_model_reproduces_the_seed_from_the_seed_pins():
 
 
 def test_predict_names_its_assumptions_and_prints_every_arm(capsys):
-    request = userstack.from_args(["Flask==2.0.2"], None)
+    request = from_args(["Flask==2.0.2"], None)
     started = time.monotonic()
     assert userstack.run_predict(request) == 0
     elapsed = time.monotonic() - started
@@ -96,7 +96,7 @@ def test_predict_names_its_assumptions_and_prints_every_arm(capsys):
 
 
 def test_predict_on_a_release_without_patches_is_vanilla_only(capsys):
-    userstack.run_predict(userstack.from_args(["gevent-websocket==0.9.4"], None))
+    userstack.run_predict(from_args(["gevent-websocket==0.9.4"], None))
     out = capsys.readouterr().out
     assert "no patch series for gevent-websocket 0.9.4" in out and "patched" not in out.split(
         "vanilla only")[1]
@@ -178,7 +178,6 @@ def test_a_failed_build_leaves_no_environment(tmp_path):
 
 def test_a_user_stack_is_named_after_its_file_and_never_as_a_declared_stack(tmp_path):
     from tests.harness.cells import STACKS, Cell
-    from tests.harness.userstack._cli import from_args, stack_name
 
     for declared in STACKS:
         assert stack_name(declared) == f"user-{declared}"

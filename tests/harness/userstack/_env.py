@@ -27,11 +27,11 @@ from .. import builds
 from ..builds import COMPILE
 from ..cells import STACKS
 from ._errors import StackError, installer_failure
+from ._request import GWS, LAST_GWS
 
 if TYPE_CHECKING:
     from ._cli import Plan
 
-GWS = "gevent-websocket"
 INSTALL_TIMEOUT = 900  # s: an sdist (gevent, greenlet) may compile
 VENV_TIMEOUT = 120
 REVISION = "1"  # bump when the layout of an environment changes
@@ -103,7 +103,7 @@ def _gws_wheels(plan: Plan, build_python: str | Path) -> tuple[Path, Path | None
     sha = pinned.get(version) or (sdists[0]["digests"]["sha256"] if len(sdists) == 1 else None)
     if sha is None:
         raise StackError(f"{GWS}=={version} has {len(sdists)} sdists on the registry; pin a "
-                     f"release with one (e.g. {GWS}=={STACKS['today'][GWS]['version']})")
+                     f"release with one (e.g. {GWS}=={LAST_GWS})")
     try:
         sdist = builds.fetch_verified_sdist(GWS, version, sha,
                                             download=builds.registry_download(plan.gws_files))
