@@ -18,6 +18,7 @@ from tests.harness.cells import ROOT, STACKS, seed_table
 from tests.harness.userstack import _cli as userstack
 from tests.harness.userstack import _env as stackenv
 from tests.harness.userstack._errors import StackError, installer_failure
+from tests.harness.userstack._predict import prediction_grid, run_predict
 from tests.harness.userstack._request import GWS, from_args, stack_name
 
 EXAMPLES = ROOT / "tests" / "data" / "stacks"
@@ -79,7 +80,7 @@ def test_a_release_that_does_not_exist_is_named_with_one_that_does():
 
 
 def test_the_model_reproduces_the_seed_from_the_seed_pins():
-    rows = userstack.prediction_grid("seed", {GWS: "0.9.5", "newrelic": "2.66.0.49"})
+    rows = prediction_grid("seed", {GWS: "0.9.5", "newrelic": "2.66.0.49"})
     got = {(a, f, *col): p.verdict for (a, f), cells in rows.items() for col, p in cells.items()}
     assert got == seed_table()
 
@@ -87,7 +88,7 @@ def test_the_model_reproduces_the_seed_from_the_seed_pins():
 def test_predict_names_its_assumptions_and_prints_every_arm(capsys):
     request = from_args(["Flask==2.0.2"], None)
     started = time.monotonic()
-    assert userstack.run_predict(request) == 0
+    assert run_predict(request) == 0
     elapsed = time.monotonic() - started
     out = capsys.readouterr().out
     assert f"assumed {STACKS['today'][GWS]['version']}" in out and "newrelic is not pinned" in out
@@ -96,7 +97,7 @@ def test_predict_names_its_assumptions_and_prints_every_arm(capsys):
 
 
 def test_predict_on_a_release_without_patches_is_vanilla_only(capsys):
-    userstack.run_predict(from_args(["gevent-websocket==0.9.4"], None))
+    run_predict(from_args(["gevent-websocket==0.9.4"], None))
     out = capsys.readouterr().out
     assert "no patch series for gevent-websocket 0.9.4" in out and "patched" not in out.split(
         "vanilla only")[1]
