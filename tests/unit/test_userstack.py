@@ -17,8 +17,10 @@ from tests.harness import pythons
 from tests.harness.cells import ROOT, STACKS, seed_table
 from tests.harness.userstack import _cli as userstack
 from tests.harness.userstack import _env as stackenv
+from tests.harness.userstack._era import this_python
 from tests.harness.userstack._errors import StackError, installer_failure
 from tests.harness.userstack._predict import prediction_grid, run_predict
+from tests.harness.userstack._registry import Registry, wheel_pythons
 from tests.harness.userstack._request import GWS, from_args, stack_name
 
 EXAMPLES = ROOT / "tests" / "data" / "stacks"
@@ -117,9 +119,9 @@ def test_wheel_tags_say_which_pythons_a_binary_release_supports():
         "gevent-1.2.2-cp27-cp27mu-manylinux1_x86_64.whl",
         "gevent-1.2.2-cp36-cp36m-manylinux1_x86_64.whl",
         "gevent-1.2.2-cp36-cp36m-win32.whl", "gevent-1.2.2.tar.gz")]
-    assert userstack.wheel_pythons(files) == {"2.7", "3.6"}
-    assert userstack.wheel_pythons([{"filename": "Flask-2.0.2-py3-none-any.whl"}]) is None
-    abi3 = userstack.wheel_pythons([{"filename": "x-1-cp38-abi3-manylinux2014_x86_64.whl"}])
+    assert wheel_pythons(files) == {"2.7", "3.6"}
+    assert wheel_pythons([{"filename": "Flask-2.0.2-py3-none-any.whl"}]) is None
+    abi3 = wheel_pythons([{"filename": "x-1-cp38-abi3-manylinux2014_x86_64.whl"}])
     assert "3.8" in abi3 and "3.13" in abi3 and "3.7" not in abi3
 
 
@@ -165,8 +167,8 @@ def test_find_python_rejects_a_wrong_explicit_setting(monkeypatch):
 
 def test_a_failed_build_leaves_no_environment(tmp_path):
     request = userstack.Request(name="broken", requirements={})
-    registry = userstack.Registry()
-    plan = userstack.Plan(request=request, python_version=userstack.this_python(),
+    registry = Registry()
+    plan = userstack.Plan(request=request, python_version=this_python(),
                           python=sys.executable, era=None, why_python="test",
                           pins={GWS: STACKS["today"][GWS]["version"]},
                           gws_files=registry.check(GWS, STACKS["today"][GWS]["version"]),

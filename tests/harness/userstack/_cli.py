@@ -37,17 +37,18 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from packaging.specifiers import SpecifierSet
-from packaging.utils import canonicalize_name, parse_wheel_filename
-from packaging.version import InvalidVersion, Version
+from packaging.utils import canonicalize_name
 
 from ..builds import PATCHES
 from ..cells import ARMS, ROOT
 from ..cells import slug as cells_slug
+from ..pythons import MissingPython, find_python
+from ._era import choose_python, era_of, this_python
 from ._errors import EXIT_BAD_INPUT, StackError, installer_failure
 from ._predict import Arm, Observed, prediction_grid, print_grid, run_predict
+from ._registry import Json, Registry
 from ._request import (
     GWS,
     LAST_GWS,
@@ -62,135 +63,11 @@ from ._request import (
 if TYPE_CHECKING:
     from ._env import Env
 
-Json = dict[str, Any]  # a registry file entry, a results document
-
 # The names the server reports (app/__main__.py versions()), which --release must match.
 REPORTED = {"gevent": "gevent", "greenlet": "greenlet", "flask": "Flask",
             "werkzeug": "Werkzeug", "newrelic": "newrelic", GWS: GWS}
 BUILD_TOOLS = ("setuptools", "wheel")
 SETUPTOOLS_FLOOR = "40.8.0"  # uv's PEP 517 fallback for a setup.py asks for >= this
-
-
-# -- 3. the registry, the era and the Python ---------------------------------------------
-
-
-class Registry:
-    """The registry's release lists (its JSON), read once per project per run."""
-
-    def __init__(self) -> None:
-        self.releases: dict[str, dict[str, list[Json]]] = {}
-
-    def files(self, name: str) -> dict[str, list[Json]]:
-        key = canonicalize_name(name)
-        if key not in self.releases:
-            from ..builds import BuildError, registry_releases
-
-            try:
-                self.releases[key] = registry_releases(key)
-            except BuildError as exc:
-                raise StackError(f"{exc}; check the network or the name {name!r}") from None
-            except Exception as exc:  # noqa: BLE001  404: no such project
-                raise StackError(f"{name}: not on the registry ({exc!r}); check the spelling"
-                                 ) from None
-        return self.releases[key]
-
-    def check(self, name: str, version: str) -> list[Json]:
-        files = self.files(name)
-        match = [v for v in files if _same(v, version)]
-        if not match or not files[match[0]]:
-            newest = _newest(files)
-            raise StackError(f"{name}=={version} does not exist on the registry (its releases "
-                             f"run to {newest}); pin a release it has, e.g. {name}=={newest}")
-        return files[match[0]]
-
-    def uploaded(self, name: str, version: str) -> dt.datetime:
-        return max(_time(f) for f in self.check(name, version))
-
-    def newest_before(self, name: str, before: dt.datetime, python: str | None) -> str | None:
-        """The newest release of ``name`` uploaded before ``before`` that admits ``python``."""
-        best = None
-        for version, files in self.files(name).items():
-            try:
-                v = Version(version)
-            except InvalidVersion:
-                continue
-            usable = [f for f in files if not f.get("yanked") and _time(f) < before
-                      and (python is None or _admits(f.get("requires_python"), python))]
-            if usable and not v.is_prerelease and (best is None or v > best):
-                best = v
-        return str(best) if best else None
-
-
-def _same(a: str, b: str) -> bool:
-    try:
-        return Version(a) == Version(b)
-    except InvalidVersion:
-        return a == b
-
-
-def _newest(files: dict[str, list[Json]]) -> str:
-    versions = []
-    for v, f in files.items():
-        try:
-            if f and not Version(v).is_prerelease:
-                versions.append(Version(v))
-        except InvalidVersion:
-            pass
-    return str(max(versions)) if versions else "(none)"
-
-
-def _time(f: Json) -> dt.datetime:
-    stamp = f.get("upload_time_iso_8601") or f["upload_time"] + "Z"
-    return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-
-
-def _admits(requires_python: str | None, python: str) -> bool:
-    if not requires_python:
-        return True
-    try:
-        return SpecifierSet(requires_python).contains(python + ".0", prereleases=True) or \
-            SpecifierSet(requires_python).contains(python, prereleases=True)
-    except Exception:  # noqa: BLE001  unparseable metadata of old releases
-        return True
-
-
-def wheel_pythons(files: list[Json]) -> set[str] | None:
-    """The X.Y a release has CPython-specific wheels for; None when it has none (pure
-    Python, or an sdist only: no binary evidence either way)."""
-    found: set[str] = set()
-    abi3: list[str] = []
-    for f in files:
-        if not f["filename"].endswith(".whl"):
-            continue
-        try:
-            tags = parse_wheel_filename(f["filename"])[3]
-        except Exception:  # noqa: BLE001  a malformed old file name
-            continue
-        for tag in tags:
-            m = re.fullmatch(r"cp(\d)(\d+)", tag.interpreter)
-            if not (m and tag.abi != "none" and "linux" in tag.platform
-                    and "x86_64" in tag.platform):
-                continue
-            if tag.abi == "abi3":
-                abi3.append(f"{m[1]}.{m[2]}")
-            else:
-                found.add(f"{m[1]}.{m[2]}")
-    if abi3:
-        floor = min(abi3, key=_mm)
-        found |= {v for v in _ALL_PYTHONS if _mm(v) >= _mm(floor)}
-    return found or None
-
-
-_ALL_PYTHONS = ["2.7"] + [f"3.{n}" for n in range(6, 15)]
-
-
-def _mm(version: str) -> tuple[int, int]:
-    major, minor = version.split(".")[:2]
-    return int(major), int(minor)
-
-
-def this_python() -> str:
-    return f"{sys.version_info[0]}.{sys.version_info[1]}"
 
 
 @dataclass
@@ -211,80 +88,6 @@ class Plan:
     @property
     def gws(self) -> str:
         return self.pins[GWS]
-
-
-def supported(request: Request, registry: Registry, era: dt.datetime | None
-              ) -> dict[str, set[str]]:
-    """Per package, the X.Y it supports by its wheels and Requires-Python: the exact pins,
-    and for a server need the file leaves out, its newest release of the era (a 2018
-    gevent has no wheel for 3.11, so a 2018 stack does not run there)."""
-    out = {}
-    names = request.pinned()
-    for need in SERVER_NEEDS:
-        if need not in request.requirements and era is not None:
-            newest = registry.newest_before(need, era, None)
-            if newest:
-                names[f"{need} {newest} (the era's)"] = newest
-    for label, version in names.items():
-        name = label.split()[0]
-        files = registry.check(name, version)
-        pythons = set(_ALL_PYTHONS)
-        by_wheel = wheel_pythons(files)
-        if by_wheel is not None:
-            pythons &= by_wheel
-        requires = {f.get("requires_python") for f in files} - {None, ""}
-        for spec in requires:
-            pythons = {p for p in pythons if _admits(spec, p)}
-        out[label] = pythons
-    return out
-
-
-def choose_python(request: Request, registry: Registry, asked: str | None,
-                  era: dt.datetime | None) -> tuple[str, str]:
-    """(X.Y, why) of the Python the stack runs on."""
-    from ..pythons import installed_versions
-
-    support = supported(request, registry, era)
-    common = set(_ALL_PYTHONS).intersection(*support.values()) if support else set(_ALL_PYTHONS)
-    limiting = sorted(n for n, s in support.items() if s != set(_ALL_PYTHONS))
-    if asked:
-        unsupported = sorted(n for n, s in support.items() if asked not in s)
-        if unsupported:
-            print(f"warning: Python {asked} was asked for, but "
-                  + ", ".join(f"{n} (has {_span(support[n])})"
-                              for n in unsupported)
-                  + ": an sdist may have to build", file=sys.stderr)
-        return asked, "asked for with --python"
-    if not common:
-        raise StackError("no Python fits every pin: " + "; ".join(
-            f"{n}: {_span(support[n])}" for n in limiting)
-            + "; change a pin or name a Python with --python X.Y")
-    if this_python() in common:
-        return this_python(), "the interpreter this runs on, which every pin admits"
-    here = [v for v in installed_versions() if v in common]
-    if not here:
-        raise StackError(f"the pins need Python {_span(common)} "
-                         f"({', '.join(limiting) or 'Requires-Python'}), none of which is "
-                         "installed here; install one with `pyenv install X.Y` or pass "
-                         "--python X.Y")
-    return here[0], (f"the newest Python here that {', '.join(limiting)} support "
-                     f"({_span(common)}; this interpreter, {this_python()}, is not among them)")
-
-
-def _span(pythons: set[str]) -> str:
-    ordered = sorted(pythons, key=_mm)
-    return "no Python" if not ordered else (
-        ordered[0] if len(ordered) == 1 else f"{ordered[0]}-{ordered[-1]}")
-
-
-def era_of(request: Request, registry: Registry) -> tuple[dt.datetime | None, str]:
-    """The day after the newest upload among the exact pins, and which pin that is."""
-    dated = [(registry.uploaded(n, v), n) for n, v in request.pinned().items()]
-    if not dated:
-        return None, "no exact pin: today's releases"
-    when, name = max(dated)
-    day = dt.datetime.combine(when.date() + dt.timedelta(days=1), dt.time(), dt.timezone.utc)
-    return day, f"{name}=={request.exact(name)}, uploaded {when.date()}"
 
 
 # -- 4. filling in what the file leaves out ----------------------------------------------
@@ -396,8 +199,6 @@ def era_constraints(plan: Plan, registry: Registry) -> list[str]:
 
 
 def make_plan(request: Request, asked_python: str | None) -> Plan:
-    from ..pythons import MissingPython, find_python
-
     registry = Registry()
     for name, version in request.pinned().items():
         registry.check(name, version)
