@@ -1,4 +1,4 @@
-"""A user's stack (tests/harness/userstack.py, stackenv.py, pythons.py): the input side.
+"""A user's stack (tests/harness/userstack/, pythons.py): the input side.
 
 What is read from a requirements file, what the model predicts from it, how bad
 input is refused (one line, exit 2), and that a failed build leaves nothing behind.
@@ -14,14 +14,14 @@ import time
 import pytest
 
 from tests.harness import pythons
-from tests.harness.cells import ROOT, STACKS, seed_table
-from tests.harness.userstack import _cli as userstack
-from tests.harness.userstack import _env as stackenv
+from tests.harness.cells import ROOT, STACKS, Cell, seed_table
+from tests.harness.userstack._env import build
 from tests.harness.userstack._era import this_python
 from tests.harness.userstack._errors import StackError, installer_failure
 from tests.harness.userstack._predict import prediction_grid, run_predict
 from tests.harness.userstack._registry import Registry, wheel_pythons
-from tests.harness.userstack._request import GWS, from_args, stack_name
+from tests.harness.userstack._request import GWS, Request, from_args, stack_name
+from tests.harness.userstack._resolve import Plan
 
 EXAMPLES = ROOT / "tests" / "data" / "stacks"
 
@@ -166,22 +166,20 @@ def test_find_python_rejects_a_wrong_explicit_setting(monkeypatch):
 
 
 def test_a_failed_build_leaves_no_environment(tmp_path):
-    request = userstack.Request(name="broken", requirements={})
+    request = Request(name="broken", requirements={})
     registry = Registry()
-    plan = userstack.Plan(request=request, python_version=this_python(),
-                          python=sys.executable, era=None, why_python="test",
-                          pins={GWS: STACKS["today"][GWS]["version"]},
-                          gws_files=registry.check(GWS, STACKS["today"][GWS]["version"]),
-                          requirements=["flask==0.0.0"])
+    plan = Plan(request=request, python_version=this_python(),
+                python=sys.executable, era=None, why_python="test",
+                pins={GWS: STACKS["today"][GWS]["version"]},
+                gws_files=registry.check(GWS, STACKS["today"][GWS]["version"]),
+                requirements=["flask==0.0.0"])
     with pytest.raises(StackError) as err:
-        stackenv.build(plan, tmp_path)
+        build(plan, tmp_path)
     assert "\n" not in str(err.value)
     assert [p.name for p in (tmp_path / "envs").iterdir()] == []
 
 
 def test_a_user_stack_is_named_after_its_file_and_never_as_a_declared_stack(tmp_path):
-    from tests.harness.cells import STACKS, Cell
-
     for declared in STACKS:
         assert stack_name(declared) == f"user-{declared}"
     (tmp_path / "my reqs.txt").write_text("gevent==21.8.0\n")

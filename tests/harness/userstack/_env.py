@@ -1,4 +1,4 @@
-"""The server environment of a user's stack (_cli.py), built atomically.
+"""The server environment of a user's stack, built atomically.
 
 One directory per (Python, resolved pins, gevent-websocket release):
 ``<work>/envs/<name>-py<X.Y>-<key>/`` holding ``env/`` (the virtualenv, gevent-websocket
@@ -21,16 +21,13 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .. import builds
-from ..builds import COMPILE
 from ..cells import STACKS
+from ..server import Server, ServerError
 from ._errors import StackError, installer_failure
 from ._request import GWS, LAST_GWS
-
-if TYPE_CHECKING:
-    from ._cli import Plan
+from ._resolve import Plan, uv, uv_pip
 
 INSTALL_TIMEOUT = 900  # s: an sdist (gevent, greenlet) may compile
 VENV_TIMEOUT = 120
@@ -61,8 +58,6 @@ class Env:
 
     def smoke(self) -> None:
         """The stack's server starts and serves its page, or a StackError naming why."""
-        from ..server import Server, ServerError
-
         try:
             with Server(str(self.python), name="smoke", log_dir=self.path / "smoke") as server:
                 status, _ = server.get("/")
@@ -161,8 +156,6 @@ def _build_into(plan: Plan, tmp: Path) -> None:
         _run([sys.executable, "-m", "virtualenv", "--quiet", "--no-download", "-p",
               plan.python, venv], "creating the 2.7 virtualenv", VENV_TIMEOUT)
     else:
-        from ._cli import uv
-
         # < 3.8 has no importlib.metadata: app/__main__.py reads versions with pkg_resources.
         seed = ["--seed"] if tuple(map(int, plan.python_version.split("."))) < (3, 8) else []
         _run([uv(), "venv", "--quiet", *seed, "--python", plan.python, venv],
@@ -180,18 +173,14 @@ def _build_into(plan: Plan, tmp: Path) -> None:
             _run([python, "-m", "pip", "install", "--quiet", "--no-deps", "--target",
                   tmp / "patched", patched], "installing the patched build")
     else:
-        from ._cli import uv
-
         # The era's dates again: an sdist among the pins builds with the era's tools.
         # uv's bytecode compiler needs 3.7's py_compile; 3.6 compiles with its own.
-        compile_env = COMPILE if plan.python_version != "3.6" else {}
-        _run([uv(), "pip", "install", "--quiet", "--python", python, "--no-deps",
-              *plan.uv_dates, *plan.requirements, vanilla], "installing the stack",
-             env=compile_env)
+        compile_env = builds.COMPILE if plan.python_version != "3.6" else {}
+        _run(uv_pip("install", python, "--no-deps", *plan.uv_dates, *plan.requirements,
+                    vanilla), "installing the stack", env=compile_env)
         if patched:
-            _run([uv(), "pip", "install", "--quiet", "--python", python, "--no-deps",
-                  "--target", tmp / "patched", patched], "installing the patched build",
-                 env=compile_env)
+            _run(uv_pip("install", python, "--no-deps", "--target", tmp / "patched", patched),
+                 "installing the patched build", env=compile_env)
         if not compile_env:
             # As pip does: a file that does not compile (py2-only test code in a sdist)
             # stays uncompiled; the exit status says only that one did not.
