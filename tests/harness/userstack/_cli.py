@@ -1,125 +1,49 @@
-"""Your stack: the cells, the model and the causes for the versions a user runs (issue 20).
+"""Your stack: the cells, the model and the causes for the versions a user runs.
 
     python -m tests.harness.userstack -r requirements.txt [--python X.Y] [--predict]
     python -m tests.harness.userstack Flask==1.1.4 gevent==20.9.0 [--python X.Y] [--predict]
 
-1. the pins that matter are taken from the file (the others are listed as ignored);
+1. the pins that matter are taken from the file (the others are listed as ignored):
+   _request.py;
 2. each exact pin is checked against the registry (a release that does not exist is
-   an error), and the newest upload among them dates the stack's era;
+   an error), and the newest upload among them dates the stack's era: _registry.py,
+   _era.py;
 3. a Python is chosen (``--python``, else this interpreter if the pins have it, else the
    newest one here that every pinned binary release has a wheel for) and found the way
-   the seed's 2.7 is (tests/harness/pythons.py);
+   the seed's 2.7 is (tests/harness/pythons.py): _era.py;
 4. what the file leaves out is filled in by a resolver: ``uv pip compile`` for that
    Python with ``--exclude-newer`` the era's date (so greenlet is one the pinned gevent
    could have been built against, Jinja2 one of that Flask's time); on CPython 2.7,
    which uv cannot target, pip resolves, capped at the era's releases by constraints;
-   every choice is printed with its reason;
+   every choice is printed with its reason: _resolve.py;
 5. the environment is built in a temporary directory and renamed into place only once
-   complete (_env.py); the gevent-websocket release is the verified
-   sdist, vanilla and, where ``patches/gevent-websocket/<version>/`` exists, patched;
+   complete; the gevent-websocket release is the verified sdist, vanilla and, where
+   ``patches/gevent-websocket/<version>/`` exists, patched: _env.py;
 6. the cells run (tests/matrix/test_cells.py, agent on/off x vanilla/patched) and the grid
-   is printed beside the model's prediction, with the causes.
+   is printed beside the model's prediction, with the causes: _run.py, _predict.py.
 
-``--predict`` stops after step 1: the model's grid from the pins alone, no network.
-Bad input is one line ``error: <cause>; <fix>`` and exit status 2.
+``--predict`` stops after step 1: the model's grid from the pins alone, no network
+(_predict.py).  Bad input is one line ``error: <cause>; <fix>`` and exit status 2
+(_errors.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import re
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
 
 from ..builds import PATCHES
-from ..cells import ARMS, ROOT
-from ..cells import slug as cells_slug
-from ._env import Env, build
+from ..cells import ROOT
+from ._env import build
 from ._errors import EXIT_BAD_INPUT, StackError
-from ._predict import Arm, Observed, prediction_grid, print_grid, run_predict
-from ._registry import Json
+from ._predict import prediction_grid, print_grid, run_predict
 from ._request import GWS, MATTERS, from_args
-from ._resolve import Plan, describe, make_plan
-
-# The names the server reports (app/__main__.py versions()), which --release must match.
-REPORTED = {"gevent": "gevent", "greenlet": "greenlet", "flask": "Flask",
-            "werkzeug": "Werkzeug", "newrelic": "newrelic", GWS: GWS}
-
-
-# -- 5-6. build and run ------------------------------------------------------------------
-
-
-def session_name(name: str, agent: bool, fixed: bool) -> str:
-    return f"stack({name}, agent={agent}, fixed={fixed})"
-
-
-def pins_claimed(env_versions: dict[str, str | None]) -> list[str]:
-    """pytest --pin options, the stack's own pins: the positive controls expect the server
-    to report each (tests/matrix/test_cells.py positive_controls)."""
-    return [f"{REPORTED[n]}=={v}" for n, v in env_versions.items() if n in REPORTED and v]
-
-
-def run_cells(plan: Plan, env: Env, results: Path, jobs: int, out: TextIO | None = None
-              ) -> dict[Arm, Json]:
-    """pytest on the cells per arm; {(agent, fixed): results document}."""
-    out = out or sys.stdout
-    from concurrent.futures import ThreadPoolExecutor
-
-    arms = [(a, f) for a, f in ARMS if not f or env.patched]
-    results.mkdir(parents=True, exist_ok=True)
-
-    def one(arm: Arm) -> tuple[Arm, Json]:
-        agent, fixed = arm
-        name = session_name(plan.request.name, agent, fixed)
-        slug = cells_slug(name)
-        (results / f"{slug}.json").unlink(missing_ok=True)  # never read a previous run's
-        cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--no-header",
-               "tests/matrix/test_cells.py", "--stack", plan.request.name,
-               "--agent" if agent else "--no-agent", "--fixed" if fixed else "--no-fixed",
-               "--server-python", str(env.python), "--session-name", name,
-               "--results", str(results / f"{slug}.json"),
-               "--junitxml", str(results / f"{slug}.junit.xml"),
-               "--server-logs", str(results / f"{slug}.logs"),
-               *(a for pin in pins_claimed(env.versions) for a in ("--pin", pin))]
-        environ = dict(os.environ)
-        if fixed:
-            environ["PYTHONPATH"] = os.pathsep.join(
-                [str(env.patched)] + [p for p in [os.environ.get("PYTHONPATH")] if p])
-        started = time.monotonic()
-        proc = subprocess.run(cmd, cwd=ROOT, env=environ, capture_output=True, text=True,
-                              timeout=900, check=False)
-        (results / f"{slug}.pytest.log").write_text(proc.stdout + proc.stderr)
-        try:
-            doc = json.loads((results / f"{slug}.json").read_text())
-        except (OSError, ValueError):
-            doc = {"cells": []}
-        doc["pytest_exit"] = proc.returncode
-        doc["wall"] = round(time.monotonic() - started, 2)
-        tail = [ln for ln in proc.stdout.splitlines() if ln.strip()][-1:] or ["(no output)"]
-        print(f"  {name}: pytest exit {proc.returncode} in {doc['wall']} s: {tail[0]}", file=out)
-        return arm, doc
-
-    with ThreadPoolExecutor(max(1, jobs)) as pool:
-        return dict(pool.map(one, arms))
-
-
-def observed_grid(docs: dict[Arm, Json]) -> Observed:
-    grid: Observed = {}
-    for arm, doc in docs.items():
-        for record in doc.get("cells", []):
-            c = record["cell"]
-            closed = all(o.get("iterable_closed", True) for o in record["observed"])
-            verdicts = {o["verdict"] for o in record["observed"]}
-            verdict = verdicts.pop() if len(verdicts) == 1 else "~"
-            grid.setdefault(arm, {})[(c["rum"], c["hello_goodbyer"], c["streaming"])] = (
-                verdict, closed)
-    return grid
+from ._resolve import describe, make_plan
+from ._run import observed_grid, run_cells, session_name
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -43,8 +43,10 @@ FREEZE = (
     "    ds = [(d.project_name, d.version) for d in pkg_resources.working_set]\n"
     "sys.stdout.write(''.join('%s==%s\\n' % d for d in ds if d[0]))\n"
 )
-# What the server reports (app/__main__.py versions()), by canonical name.
-REPORTED = ("gevent", "greenlet", "flask", "werkzeug", "newrelic", GWS)
+# What the server reports (app/__main__.py versions()): canonical name -> its own
+# spelling there, which a cell's --pin must match.
+REPORTED = {"gevent": "gevent", "greenlet": "greenlet", "flask": "Flask",
+            "werkzeug": "Werkzeug", "newrelic": "newrelic", GWS: GWS}
 
 
 @dataclass
@@ -76,7 +78,7 @@ class Env:
 
 def _run(cmd: Sequence[str | Path], what: str, timeout: float = INSTALL_TIMEOUT,
          env: Mapping[str, str | None] | None = None) -> str:
-    # None unsets a variable, as in nox's env= (COMPILE is envs.py's too)
+    # None unsets a variable, as in nox's env=, which COMPILE is also written for
     environ = {k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None}
     try:
         proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True,
