@@ -281,7 +281,7 @@ def unit(session: nox.Session) -> None:
 
 
 # -- your stack (issue 20): the cells for the versions a user runs -------------------
-# tests/harness/userstack.py reads the pins, fills in the rest, builds the server env
+# tests/harness/userstack/ reads the pins, fills in the rest, builds the server env
 # (atomically, under .cache/stacks/, reused by a second run) and runs the cells of each
 # arm; their results go to RESULTS as stack(<name>, agent=…, fixed=…), a stack of its own.
 
