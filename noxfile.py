@@ -26,7 +26,9 @@ from nox.command import CommandFailed
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from tests.harness.builds import COMPILE  # noqa: E402
 from tests.harness.cells import (  # noqa: E402
+    ARMS,
     BOOLS,
     HANDLERS,
     HISTORY,
@@ -38,7 +40,6 @@ from tests.harness.cells import (  # noqa: E402
 )
 from tests.harness.conformance import TARGETS as CONFORMANCE_TARGETS  # noqa: E402
 from tests.harness.envs import (  # noqa: E402
-    COMPILE,
     REPORT,
     RESULTS,
     conformance_server,
@@ -70,7 +71,6 @@ nox.options.parallel = 2
 # `nox -t ci` is the test command: every session tagged "ci", in the same order.
 CI = ["ci"]
 
-ARMS = [(agent, fixed) for fixed in BOOLS for agent in BOOLS]
 CHECK_ARMS = [nox.param(stack, agent, fixed, id=f"{stack}, agent={agent}, fixed={fixed}")
               for stack in MAIN_STACKS for agent, fixed in ARMS]
 PYTEST_TERMINATE_TIMEOUT = 10.0  # s pytest gets to stop its servers after nox's SIGTERM
@@ -281,7 +281,7 @@ def unit(session: nox.Session) -> None:
 
 
 # -- your stack (issue 20): the cells for the versions a user runs -------------------
-# tests/harness/userstack.py reads the pins, fills in the rest, builds the server env
+# tests/harness/userstack/ reads the pins, fills in the rest, builds the server env
 # (atomically, under .cache/stacks/, reused by a second run) and runs the cells of each
 # arm; their results go to RESULTS as stack(<name>, agent=…, fixed=…), a stack of its own.
 

@@ -74,6 +74,7 @@ LAUNCHER = {name: stack.get("launcher", "app") for name, stack in STACKS.items()
 # gunicorn) are opt-in sessions (`nox -t ci`), never required by the report.
 MAIN_STACKS = tuple(name for name in STACKS if LAUNCHER[name] == "app")
 BOOLS = (False, True)
+ARMS = [(agent, fixed) for fixed in BOOLS for agent in BOOLS]  # a stack's four sessions
 
 
 # The patched build's local version label: gevent-websocket 0.10.1+fixed

@@ -18,6 +18,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from tests.harness import records
+from tests.harness.builds import COMPILE
 from tests.harness.cells import HANDLERS, STACKS, TOOL, build_name, layer_pins, slug
 from tests.harness.locks import ROOT, exclusive
 from tests.harness.py27 import pip27_install, py27_env, py27_wheelhouse
@@ -30,10 +31,6 @@ PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
 RESULTS = ROOT / os.environ.get("MATRIX_RESULTS", "results")
 # MATRIX_REPORT likewise for the report's output (the bench's own matrix run uses both).
 REPORT = ROOT / os.environ.get("MATRIX_REPORT", "report")
-# This machine (and many CI images) export PYTHONDONTWRITEBYTECODE=1, and uv
-# does not compile on install: every server start would then compile Flask
-# from source (readiness 0.50 s instead of 0.19 s).  pip compiles anyway.
-COMPILE: dict[str, str | None] = {"UV_COMPILE_BYTECODE": "1"}
 NODE_LOCK = ROOT / "app" / "package-lock.json"
 NODE_STAMP = ROOT / "app" / "node_modules" / ".installed-lock-sha256"
 

@@ -1,6 +1,6 @@
-"""``python -m tests.harness.stacklines``: one user stack per Werkzeug major line (issue 20).
+"""``python -m tests.harness.stacklines``: one user stack per Werkzeug major line.
 
-Runs tests/harness/userstack.py on each ``[[line]]`` of tests/data/stacks/lines.toml
+Runs tests/harness/userstack/ on each ``[[line]]`` of tests/data/stacks/lines.toml
 (its requirements file, on its Python; none named: this interpreter), one after the
 other, and exits non-zero if any stack could not be built (2) or any cell disagreed
 with the model or a positive control failed (1).  The `stacks` session calls it.
@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from .cells import ROOT
+from .userstack import main as userstack
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # nox depends on tomli on older interpreters
     import tomli as tomllib
-from .userstack import main as userstack
 
 LINES = ROOT / "tests" / "data" / "stacks" / "lines.toml"
 
@@ -56,6 +56,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from tests.harness.stacklines import main as package_main
-
-    sys.exit(package_main())
+    sys.exit(main())

@@ -1,4 +1,4 @@
-"""A user's stack (tests/harness/userstack.py, stackenv.py, pythons.py): the input side.
+"""A user's stack (tests/harness/userstack/, pythons.py): the input side.
 
 What is read from a requirements file, what the model predicts from it, how bad
 input is refused (one line, exit 2), and that a failed build leaves nothing behind.
@@ -13,9 +13,15 @@ import time
 
 import pytest
 
-from tests.harness import pythons, stackenv, userstack
-from tests.harness.cells import ROOT, STACKS, seed_table
-from tests.harness.userstack import GWS, StackError
+from tests.harness import pythons
+from tests.harness.cells import ROOT, STACKS, Cell, seed_table
+from tests.harness.userstack._env import build
+from tests.harness.userstack._era import this_python
+from tests.harness.userstack._errors import StackError, installer_failure
+from tests.harness.userstack._predict import prediction_grid, run_predict
+from tests.harness.userstack._registry import Registry, wheel_pythons
+from tests.harness.userstack._request import GWS, Request, from_args, stack_name
+from tests.harness.userstack._resolve import Plan
 
 EXAMPLES = ROOT / "tests" / "data" / "stacks"
 
@@ -32,7 +38,7 @@ def test_reads_the_pins_that_matter_and_lists_the_others(tmp_path):
     req.write_text("# a comment\n-r base.txt\n--index-url https://example.invalid/simple\n"
                    "Flask==2.0.2 \\\n    --hash=sha256:00\nrequests==2.26.0  # HTTP\n"
                    "gevent>=21\nsentry-sdk==1.5.0\nopentelemetry-api==1.8.0\n")
-    request = userstack.from_args([], str(req))
+    request = from_args([], str(req))
     assert request.name == "requirements"
     assert set(request.requirements) == {"greenlet", "flask", "gevent", "sentry-sdk",
                                          "opentelemetry-api"}
@@ -52,7 +58,7 @@ def test_reads_the_pins_that_matter_and_lists_the_others(tmp_path):
 ])
 def test_bad_pins_are_refused_with_the_fix(pins, says):
     with pytest.raises(StackError, match=says):
-        userstack.from_args(pins, None)
+        from_args(pins, None)
 
 
 @pytest.mark.parametrize("args", [
@@ -76,15 +82,15 @@ def test_a_release_that_does_not_exist_is_named_with_one_that_does():
 
 
 def test_the_model_reproduces_the_seed_from_the_seed_pins():
-    rows = userstack.prediction_grid("seed", {GWS: "0.9.5", "newrelic": "2.66.0.49"})
+    rows = prediction_grid("seed", {GWS: "0.9.5", "newrelic": "2.66.0.49"})
     got = {(a, f, *col): p.verdict for (a, f), cells in rows.items() for col, p in cells.items()}
     assert got == seed_table()
 
 
 def test_predict_names_its_assumptions_and_prints_every_arm(capsys):
-    request = userstack.from_args(["Flask==2.0.2"], None)
+    request = from_args(["Flask==2.0.2"], None)
     started = time.monotonic()
-    assert userstack.run_predict(request) == 0
+    assert run_predict(request) == 0
     elapsed = time.monotonic() - started
     out = capsys.readouterr().out
     assert f"assumed {STACKS['today'][GWS]['version']}" in out and "newrelic is not pinned" in out
@@ -93,7 +99,7 @@ def test_predict_names_its_assumptions_and_prints_every_arm(capsys):
 
 
 def test_predict_on_a_release_without_patches_is_vanilla_only(capsys):
-    userstack.run_predict(userstack.from_args(["gevent-websocket==0.9.4"], None))
+    run_predict(from_args(["gevent-websocket==0.9.4"], None))
     out = capsys.readouterr().out
     assert "no patch series for gevent-websocket 0.9.4" in out and "patched" not in out.split(
         "vanilla only")[1]
@@ -113,9 +119,9 @@ def test_wheel_tags_say_which_pythons_a_binary_release_supports():
         "gevent-1.2.2-cp27-cp27mu-manylinux1_x86_64.whl",
         "gevent-1.2.2-cp36-cp36m-manylinux1_x86_64.whl",
         "gevent-1.2.2-cp36-cp36m-win32.whl", "gevent-1.2.2.tar.gz")]
-    assert userstack.wheel_pythons(files) == {"2.7", "3.6"}
-    assert userstack.wheel_pythons([{"filename": "Flask-2.0.2-py3-none-any.whl"}]) is None
-    abi3 = userstack.wheel_pythons([{"filename": "x-1-cp38-abi3-manylinux2014_x86_64.whl"}])
+    assert wheel_pythons(files) == {"2.7", "3.6"}
+    assert wheel_pythons([{"filename": "Flask-2.0.2-py3-none-any.whl"}]) is None
+    abi3 = wheel_pythons([{"filename": "x-1-cp38-abi3-manylinux2014_x86_64.whl"}])
     assert "3.8" in abi3 and "3.13" in abi3 and "3.7" not in abi3
 
 
@@ -128,7 +134,7 @@ def test_wheel_tags_say_which_pythons_a_binary_release_supports():
      "are unsatisfiable.\n", "the pins conflict"),
 ])
 def test_installer_output_becomes_one_line_with_the_fix(output, says):
-    line = userstack.installer_failure(output, "resolving")
+    line = installer_failure(output, "resolving")
     assert says in line and "\n" not in line and ";" in line
 
 
@@ -160,23 +166,20 @@ def test_find_python_rejects_a_wrong_explicit_setting(monkeypatch):
 
 
 def test_a_failed_build_leaves_no_environment(tmp_path):
-    request = userstack.Request(name="broken", requirements={})
-    registry = userstack.Registry()
-    plan = userstack.Plan(request=request, python_version=userstack.this_python(),
-                          python=sys.executable, era=None, why_python="test",
-                          pins={GWS: STACKS["today"][GWS]["version"]},
-                          gws_files=registry.check(GWS, STACKS["today"][GWS]["version"]),
-                          requirements=["flask==0.0.0"])
+    request = Request(name="broken", requirements={})
+    registry = Registry()
+    plan = Plan(request=request, python_version=this_python(),
+                python=sys.executable, era=None, why_python="test",
+                pins={GWS: STACKS["today"][GWS]["version"]},
+                gws_files=registry.check(GWS, STACKS["today"][GWS]["version"]),
+                requirements=["flask==0.0.0"])
     with pytest.raises(StackError) as err:
-        stackenv.build(plan, tmp_path)
+        build(plan, tmp_path)
     assert "\n" not in str(err.value)
     assert [p.name for p in (tmp_path / "envs").iterdir()] == []
 
 
 def test_a_user_stack_is_named_after_its_file_and_never_as_a_declared_stack(tmp_path):
-    from tests.harness.cells import STACKS, Cell
-    from tests.harness.userstack import from_args, stack_name
-
     for declared in STACKS:
         assert stack_name(declared) == f"user-{declared}"
     (tmp_path / "my reqs.txt").write_text("gevent==21.8.0\n")

@@ -1,4 +1,4 @@
-"""The server environment of a user's stack (tests/harness/userstack.py), built atomically.
+"""The server environment of a user's stack, built atomically.
 
 One directory per (Python, resolved pins, gevent-websocket release):
 ``<work>/envs/<name>-py<X.Y>-<key>/`` holding ``env/`` (the virtualenv, gevent-websocket
@@ -18,22 +18,20 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from . import builds
-from .cells import STACKS
+from .. import builds
+from ..cells import STACKS
+from ..server import Server, ServerError
+from ._errors import StackError, installer_failure
+from ._request import GWS, LAST_GWS
+from ._resolve import Plan, uv, uv_pip
 
-if TYPE_CHECKING:
-    from .userstack import Plan
-
-GWS = "gevent-websocket"
 INSTALL_TIMEOUT = 900  # s: an sdist (gevent, greenlet) may compile
 VENV_TIMEOUT = 120
 REVISION = "1"  # bump when the layout of an environment changes
-COMPILE = {"UV_COMPILE_BYTECODE": "1"}  # see noxfile.py: readiness 0.50 -> 0.19 s
 # Valid on 2.7 and 3.x: every installed distribution, as name==version lines.
 FREEZE = (
     "import sys\n"
@@ -45,16 +43,10 @@ FREEZE = (
     "    ds = [(d.project_name, d.version) for d in pkg_resources.working_set]\n"
     "sys.stdout.write(''.join('%s==%s\\n' % d for d in ds if d[0]))\n"
 )
-# What the server reports (app/__main__.py versions()), by canonical name.
-REPORTED = ("gevent", "greenlet", "flask", "werkzeug", "newrelic", GWS)
-
-
-class StackError(RuntimeError):
-    """Bad input or an unusable stack: one line naming the cause and the fix."""
-
-
-def _error(message: str) -> StackError:
-    return StackError(message)
+# What the server reports (app/__main__.py versions()): canonical name -> its own
+# spelling there, which a cell's --pin must match.
+REPORTED = {"gevent": "gevent", "greenlet": "greenlet", "flask": "Flask",
+            "werkzeug": "Werkzeug", "newrelic": "newrelic", GWS: GWS}
 
 
 @dataclass
@@ -68,8 +60,6 @@ class Env:
 
     def smoke(self) -> None:
         """The stack's server starts and serves its page, or a StackError naming why."""
-        from .server import Server, ServerError
-
         try:
             with Server(str(self.python), name="smoke", log_dir=self.path / "smoke") as server:
                 status, _ = server.get("/")
@@ -78,27 +68,26 @@ class Env:
             last = next((ln for ln in reversed(lines) if re.match(r"^\w+(\.\w+)*(Error|"
                                                                   r"Exception|Exit)\b", ln)),
                         lines[0] if lines else "?")
-            raise _error(f"the server of this stack does not start ({last[:300]}; logs in "
+            raise StackError(f"the server of this stack does not start ({last[:300]}; logs in "
                          f"{self.path / 'smoke'}); change the pin it names, or report it "
                          "if the app itself needs to adapt to this release") from None
         if status != 200:
-            raise _error(f"the server of this stack answers GET / with {status}; "
+            raise StackError(f"the server of this stack answers GET / with {status}; "
                          f"see {self.path / 'smoke'}")
 
 
 def _run(cmd: Sequence[str | Path], what: str, timeout: float = INSTALL_TIMEOUT,
-         env: dict[str, str] | None = None) -> str:
+         env: Mapping[str, str | None] | None = None) -> str:
+    # None unsets a variable, as in nox's env=, which COMPILE is also written for
+    environ = {k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None}
     try:
         proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True,
-                              timeout=timeout, check=False,
-                              env=dict(os.environ, **(env or {})))
+                              timeout=timeout, check=False, env=environ)
     except subprocess.TimeoutExpired:
-        raise _error(f"{what} took more than {timeout} s (bound); retry, or pick releases "
+        raise StackError(f"{what} took more than {timeout} s (bound); retry, or pick releases "
                      "with wheels for this Python") from None
     if proc.returncode != 0:
-        from .userstack import installer_failure
-
-        raise _error(installer_failure(proc.stdout + proc.stderr, what))
+        raise StackError(installer_failure(proc.stdout + proc.stderr, what))
     return proc.stdout
 
 
@@ -110,8 +99,8 @@ def _gws_wheels(plan: Plan, build_python: str | Path) -> tuple[Path, Path | None
     # The project's own pin where there is one; else the registry's digest, over HTTPS.
     sha = pinned.get(version) or (sdists[0]["digests"]["sha256"] if len(sdists) == 1 else None)
     if sha is None:
-        raise _error(f"{GWS}=={version} has {len(sdists)} sdists on the registry; pin a "
-                     f"release with one (e.g. {GWS}=={STACKS['today'][GWS]['version']})")
+        raise StackError(f"{GWS}=={version} has {len(sdists)} sdists on the registry; pin a "
+                     f"release with one (e.g. {GWS}=={LAST_GWS})")
     try:
         sdist = builds.fetch_verified_sdist(GWS, version, sha,
                                             download=builds.registry_download(plan.gws_files))
@@ -121,7 +110,7 @@ def _gws_wheels(plan: Plan, build_python: str | Path) -> tuple[Path, Path | None
                                               patches=builds.series(series))
                    if series.is_dir() else None)
     except builds.BuildError as exc:
-        raise _error(f"{GWS} {version}: {' '.join(str(exc).split())[:400]}") from None
+        raise StackError(f"{GWS} {version}: {' '.join(str(exc).split())[:400]}") from None
     return vanilla, patched
 
 
@@ -169,8 +158,6 @@ def _build_into(plan: Plan, tmp: Path) -> None:
         _run([sys.executable, "-m", "virtualenv", "--quiet", "--no-download", "-p",
               plan.python, venv], "creating the 2.7 virtualenv", VENV_TIMEOUT)
     else:
-        from .userstack import uv
-
         # < 3.8 has no importlib.metadata: app/__main__.py reads versions with pkg_resources.
         seed = ["--seed"] if tuple(map(int, plan.python_version.split("."))) < (3, 8) else []
         _run([uv(), "venv", "--quiet", *seed, "--python", plan.python, venv],
@@ -188,18 +175,14 @@ def _build_into(plan: Plan, tmp: Path) -> None:
             _run([python, "-m", "pip", "install", "--quiet", "--no-deps", "--target",
                   tmp / "patched", patched], "installing the patched build")
     else:
-        from .userstack import uv
-
         # The era's dates again: an sdist among the pins builds with the era's tools.
         # uv's bytecode compiler needs 3.7's py_compile; 3.6 compiles with its own.
-        compile_env = COMPILE if plan.python_version != "3.6" else {}
-        _run([uv(), "pip", "install", "--quiet", "--python", python, "--no-deps",
-              *plan.uv_dates, *plan.requirements, vanilla], "installing the stack",
-             env=compile_env)
+        compile_env = builds.COMPILE if plan.python_version != "3.6" else {}
+        _run(uv_pip("install", python, "--no-deps", *plan.uv_dates, *plan.requirements,
+                    vanilla), "installing the stack", env=compile_env)
         if patched:
-            _run([uv(), "pip", "install", "--quiet", "--python", python, "--no-deps",
-                  "--target", tmp / "patched", patched], "installing the patched build",
-                 env=compile_env)
+            _run(uv_pip("install", python, "--no-deps", "--target", tmp / "patched", patched),
+                 "installing the patched build", env=compile_env)
         if not compile_env:
             # As pip does: a file that does not compile (py2-only test code in a sdist)
             # stays uncompiled; the exit status says only that one did not.

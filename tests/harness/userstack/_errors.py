@@ -1,0 +1,36 @@
+"""How a user stack says what went wrong: one line, the cause and then the fix."""
+
+from __future__ import annotations
+
+import re
+
+EXIT_BAD_INPUT = 2  # the command line's status for a StackError
+
+
+class StackError(RuntimeError):
+    """Bad input or an unusable stack: one line naming the cause and the fix."""
+
+
+def installer_failure(output: str, what: str) -> str:
+    """One line from a resolver's or installer's output: the cause, then the fix."""
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    built = next((re.search(r"Failed to build `?([^`\s]+)`?", ln) for ln in lines
+                  if re.search(r"Failed to build|Failed building wheel for", ln)), None)
+    if built or any("Failed building wheel for" in ln for ln in lines):
+        name = built.group(1) if built else next(
+            ln.split("for", 1)[1].strip() for ln in lines if "Failed building wheel for" in ln)
+        errors = [ln for ln in lines if re.match(r"^\w*(Error|error)\b|^\w+Error:", ln)]
+        detail = errors[-1][:200] if errors else lines[-1][:200]
+        return (f"{what}: {name} has no wheel for this Python and its sdist does not build "
+                f"here ({detail}); pin a release with a wheel for it, or choose another "
+                "--python")
+    conflict = [ln for ln in lines if "unsatisfiable" in ln or "No solution found" in ln
+                or "ResolutionImpossible" in ln or "conflict" in ln.lower()]
+    if conflict:
+        detail = " ".join(ln.removeprefix("╰─▶").strip() for ln in lines[1:4])[:400]
+        return f"{what}: the pins conflict ({detail}); change one of the pins it names"
+    missing = [ln for ln in lines if "No matching distribution" in ln
+               or "Could not find a version" in ln or "not found in the package registry" in ln]
+    if missing:
+        return f"{what}: {missing[0][:300]}; pin a release that exists for this Python"
+    return f"{what} failed: {' | '.join(lines[-3:])[:500]}"

@@ -1,0 +1,127 @@
+"""The model's grid for a stack, from its pins alone (``--predict``), with the causes; and
+the observed grid printed beside it."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from ..builds import PATCHES
+from ..cells import ARMS, BOOLS, Cell
+from ..model import AGENT_SKIPS_WEBSOCKETS, Prediction, StackFacts, predict
+from ._request import GWS, LAST_GWS, Request
+
+Arm = tuple[bool, bool]  # (agent, fixed): a row of the grid
+Column = tuple[bool, bool, bool]  # (rum, hello_goodbyer, streaming)
+Grid = dict[Arm, dict[Column, Prediction]]
+Observed = dict[Arm, dict[Column, tuple[str, bool]]]  # (verdict, iterable closed)
+
+COLUMNS = [(r, h, s) for r in BOOLS for h in BOOLS for s in BOOLS]
+
+
+def model_versions(request: Request) -> tuple[dict[str, str], list[str]]:
+    """{gevent-websocket, newrelic} for the model, and what had to be assumed."""
+    assumed = []
+    gws = request.exact(GWS)
+    if gws is None:
+        gws = LAST_GWS
+        assumed.append(f"{GWS} is not pinned exactly: assumed {LAST_GWS}, its last release")
+    nr = request.exact("newrelic")
+    if nr is None:
+        nr = str(AGENT_SKIPS_WEBSOCKETS)
+        assumed.append(f"newrelic is not pinned exactly: assumed a release >= {nr} (since "
+                       "2016), whose RUM leaves websockets alone; an older one makes the "
+                       "agent-on rum-on cells of the vanilla arm fail")
+    return {GWS: gws, "newrelic": nr}, assumed
+
+
+def prediction_grid(name: str, versions: dict[str, str]) -> Grid:
+    """{(agent, fixed): {(rum, hg, streaming): Prediction}} for the given versions."""
+    grid: Grid = {}
+    for agent, fixed in ARMS:
+        reported = dict(versions)
+        if fixed:
+            reported[GWS] = versions[GWS] + "+fixed"
+        facts = StackFacts.from_versions(reported)
+        grid[(agent, fixed)] = {col: predict(Cell(name, agent, fixed, *col), facts)
+                                for col in COLUMNS}
+    return grid
+
+
+def cause(versions: dict[str, str], fixed: bool, prediction: Prediction, streaming: bool
+          ) -> str:
+    """Why the model predicts what it does for one cell, in a sentence (one per kind)."""
+    if not (prediction.lazy_layers or streaming):
+        return ""
+    gws = versions[GWS] + ("+fixed" if fixed else "")
+    lazy = ("its lazy layers (the streaming response's iterator, the HelloGoodbyer "
+            "generator, the agent's RUM middleware below newrelic "
+            f"{AGENT_SKIPS_WEBSOCKETS})")
+    if prediction.verdict == "-":
+        return (f"gevent-websocket {gws} does not iterate the application's result (before "
+                f"0.10 it calls the application and drops what it returns), so {lazy} never run")
+    return f"gevent-websocket {gws} iterates the application's result, so {lazy} run"
+
+
+def print_grid(title: str, rows: Grid, versions: dict[str, str], out: TextIO | None = None,
+               observed: Observed | None = None) -> None:
+    """The grid as the report draws it: rows agent x fixed, columns rum x hg x streaming.
+
+    ``observed``: {(agent, fixed): {col: (verdict, closed)}}; a cell whose verdict is not
+    the model's is marked ``!``, one whose iterable was never closed ``o``.
+    """
+    out = out or sys.stdout
+    head = ("rum", "hello_goodbyer", "streaming")
+    print(title, file=out)
+    for i, label in enumerate(head):
+        print(f"{label:>24}  " + " ".join(f"{'on' if c[i] else 'off':<5}" for c in COLUMNS),
+              file=out)
+    causes: dict[str, str] = {}
+    for arm in (a for a in ARMS if a in rows):
+        agent, fixed = arm
+        cells = []
+        for col in COLUMNS:
+            p = rows[arm][col]
+            text = cause(versions, fixed, p, col[2])
+            letter = ""
+            if text:
+                letter = causes.setdefault(text, "ABCDEFGHIJKLMNOP"[len(causes)])
+            if observed is None:
+                mark = p.verdict + ("" if p.iterable_closed else "o") + letter
+            else:
+                seen = observed.get(arm, {}).get(col)
+                if seen is None:
+                    mark = "?"
+                else:
+                    verdict, closed = seen
+                    mark = verdict + ("!" if verdict != p.verdict else "") + (
+                        "" if closed else "o") + letter
+            cells.append(f"{mark:<5}")
+        label = f"agent {'on' if agent else 'off'} · {'patched' if fixed else 'vanilla'}"
+        print(f"{label:>24}  " + " ".join(cells), file=out)
+    for text, letter in causes.items():
+        print(f"  {letter}: {text}", file=out)
+    print("  o: the server never called close() on the application's iterable (PEP 3333)"
+          + ("; !: observed verdict differs from the model's" if observed is not None else ""),
+          file=out)
+
+
+def run_predict(request: Request, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    versions, assumed = model_versions(request)
+    for line in assumed:
+        print(f"note: {line}", file=out)
+    has_patches = (PATCHES / versions[GWS]).is_dir()
+    rows = prediction_grid(request.name, versions)
+    if not has_patches:
+        rows = {arm: cells for arm, cells in rows.items() if not arm[1]}
+        print(f"note: no patch series for gevent-websocket {versions[GWS]} "
+              f"(patches/{GWS}/ has {sorted(p.name for p in PATCHES.iterdir())}): vanilla only",
+              file=out)
+    print_grid(f"model: {request.name} (gevent-websocket {versions[GWS]}, newrelic "
+               f"{versions['newrelic']})", _full(rows), versions, out)
+    return 0
+
+
+def _full(rows: Grid) -> Grid:
+    return {arm: rows.get(arm) or {} for arm in ARMS if arm in rows}

@@ -1,0 +1,189 @@
+"""The stack's plan: its Python, its era and every pin of its server, what the file
+leaves out filled in by a resolver (``uv pip compile`` at the era's date; on CPython
+2.7, which uv cannot target, pip in the environment, capped by constraints), each
+choice with its reason."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from packaging.utils import canonicalize_name
+
+from ..pythons import MissingPython, find_python
+from ._era import choose_python, era_of, this_python
+from ._errors import StackError, installer_failure
+from ._registry import Json, Registry
+from ._request import GWS, LAST_GWS, LAYER_PREFIXES, LAYERS, MATTERS, SERVER_NEEDS, Request
+
+BUILD_TOOLS = ("setuptools", "wheel")
+SETUPTOOLS_FLOOR = "40.8.0"  # uv's PEP 517 fallback for a setup.py asks for >= this
+
+
+@dataclass
+class Plan:
+    request: Request
+    python_version: str
+    python: str  # the interpreter found for python_version
+    era: dt.datetime | None  # uploads after this are not chosen
+    why_python: str
+    why_era: str = ""
+    pins: dict[str, str] = field(default_factory=dict)  # canonical name -> version, resolved
+    choices: list[str] = field(default_factory=list)  # what was filled in, and why
+    gws_files: list[Json] = field(default_factory=list)
+    requirements: list[str] = field(default_factory=list)  # what the environment installs
+    constraints: list[str] = field(default_factory=list)  # 2.7: pip's cap at the era
+    uv_dates: list[str] = field(default_factory=list)  # 3.x: uv's cap at the era
+
+    @property
+    def gws(self) -> str:
+        return self.pins[GWS]
+
+
+def resolver_input(request: Request) -> tuple[list[str], list[str]]:
+    """(requirements for the resolver, notes on what was added)."""
+    reqs = [str(r) for n, r in request.requirements.items()
+            if n != GWS and n not in LAYERS and not n.startswith(LAYER_PREFIXES)]
+    added = []
+    for need in SERVER_NEEDS:
+        if need not in request.requirements:
+            reqs.append(need)
+            added.append(need)
+    return reqs, added
+
+
+
+def uv() -> str:
+    found = shutil.which("uv")
+    if not found:
+        raise StackError("uv is not on PATH (it resolves and installs the stack); "
+                         "`python -m pip install uv`, or run through nox")
+    return found
+
+
+def uv_pip(command: str, python: str | Path, *args: str | Path) -> list[str]:
+    """``uv pip <command>`` for the stack's interpreter: how it is resolved and installed."""
+    return [uv(), "pip", command, "--quiet", "--python", str(python), *map(str, args)]
+
+
+def resolve(plan: Plan, registry: Registry) -> None:
+    """Fill plan.pins with the whole server environment, and plan.choices with why."""
+    request = plan.request
+    reqs, added = resolver_input(request)
+    gws = request.exact(GWS)
+    if gws is None:
+        if GWS in request.requirements:
+            raise StackError(f"{request.requirements[GWS]}: the handler under test must be "
+                             f"pinned exactly; write {GWS}==X.Y (e.g. {LAST_GWS})")
+        gws = LAST_GWS
+        plan.choices.append(f"{GWS}=={gws}: not in the file; its last release (2017), "
+                            "the one users run")
+    plan.gws_files = registry.check(GWS, gws)
+    if plan.python_version == "2.7":
+        # uv cannot resolve for CPython 2.7: pip does, in the environment itself
+        # (_env.py), capped at the era by constraints on the packages that matter.
+        plan.pins = {GWS: gws}
+        plan.constraints = era_constraints(plan, registry)
+        plan.requirements = reqs
+        for need in added:
+            plan.choices.append(f"{need}: not in the file; pip chooses the newest release "
+                                f"that admits Python 2.7{_era_note(plan)}")
+        return
+    plan.uv_dates = era_args(plan, registry)
+    # --python: the interpreter itself builds any sdist the resolver must read (else uv
+    # builds it with its own, e.g. MarkupSafe 1.0's setup.py under 3.11 for a 3.7 stack).
+    cmd = uv_pip("compile", plan.python, "-", "--no-header", "--annotation-style", "line",
+                 "--python-version", plan.python_version, "--no-config", *plan.uv_dates)
+    proc = subprocess.run(cmd, input="\n".join(reqs) + "\n", capture_output=True, text=True,
+                          timeout=300, check=False)
+    if proc.returncode != 0:
+        raise StackError(installer_failure(proc.stderr, f"resolving the stack for Python "
+                                           f"{plan.python_version}{_era_note(plan)}"))
+    pins = {GWS: gws}
+    for line in proc.stdout.splitlines():
+        m = re.match(r"^([A-Za-z0-9._-]+)==(\S+)\s*(?:#\s*(.*))?$", line.strip())
+        if not m:
+            continue
+        name, version, via = canonicalize_name(m[1]), m[2], (m[3] or "").strip()
+        pins[name] = version
+        if request.exact(name) is None:
+            reason = ("not in the file, needed by the app" if name in added else
+                      f"{via}" if via else "a dependency")
+            plan.choices.append(f"{name}=={version}: {reason}; the newest that fits Python "
+                                f"{plan.python_version} and the pins{_era_note(plan)}")
+    plan.pins = pins
+    plan.requirements = [f"{n}=={v}" for n, v in pins.items() if n != GWS]
+
+
+def era_args(plan: Plan, registry: Registry) -> list[str]:
+    """uv's --exclude-newer for the era, for the resolver and the installer alike.
+
+    The build tools get the era's releases too (MarkupSafe 1.0's setup.py imports
+    setuptools.Feature, gone since 46), but none older than uv's floor for a legacy
+    setup.py (setuptools >= 40.8.0, its PEP 517 fallback): a 2018 sdist builds with that.
+    """
+    if plan.era is None:
+        return []
+    floor = registry.uploaded("setuptools", SETUPTOOLS_FLOOR) + dt.timedelta(days=1)
+    tools = max(plan.era, floor).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return ["--exclude-newer", plan.era.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            *(a for tool in BUILD_TOOLS for a in ("--exclude-newer-package", f"{tool}={tools}"))]
+
+
+def _era_note(plan: Plan) -> str:
+    return f", uploaded before {plan.era.date()}" if plan.era else ""
+
+
+def era_constraints(plan: Plan, registry: Registry) -> list[str]:
+    """``name<=V`` for the packages that matter and are not pinned: pip's exclude-newer."""
+    if plan.era is None:
+        return []
+    out = []
+    for name in MATTERS:
+        if name == GWS or plan.request.exact(name):
+            continue
+        newest = registry.newest_before(name, plan.era, plan.python_version)
+        if newest:
+            out.append(f"{name}<={newest}")
+    return out
+
+
+def make_plan(request: Request, asked_python: str | None) -> Plan:
+    registry = Registry()
+    for name, version in request.pinned().items():
+        registry.check(name, version)
+    era, why_era = era_of(request, registry)
+    version, why = choose_python(request, registry, asked_python, era)
+    try:
+        python = sys.executable if version == this_python() and not asked_python else \
+            find_python(version)
+    except MissingPython as exc:
+        raise StackError(str(exc)) from None
+    plan = Plan(request=request, python_version=version, python=python, era=era,
+                why_python=why, why_era=why_era)
+    resolve(plan, registry)
+    return plan
+
+
+def describe(plan: Plan, out: TextIO | None = None) -> None:
+    out = out or sys.stdout
+    r = plan.request
+    print(f"stack {r.name}: " + " ".join(str(q) for q in r.requirements.values()), file=out)
+    for line in r.ignored:
+        print(f"  ignored: {line}", file=out)
+    for layer in r.layers():
+        print(f"  layer {r.requirements[layer]}: read, not yet served (its cells come with "
+              "the layers of issue 19)", file=out)
+    print(f"  python {plan.python_version} ({plan.python}): {plan.why_python}", file=out)
+    print(f"  era: releases uploaded before {plan.era.date() if plan.era else 'today'} "
+          f"({plan.why_era})", file=out)
+    for line in plan.choices:
+        print(f"  chose {line}", file=out)
+    for line in plan.constraints:
+        print(f"  capped {line} (the era's newest admitting Python 2.7)", file=out)
