@@ -39,8 +39,6 @@ from tests.harness.cells import (  # noqa: E402
 from tests.harness.conformance import TARGETS as CONFORMANCE_TARGETS  # noqa: E402
 from tests.harness.envs import (  # noqa: E402
     COMPILE,
-    REPORT,
-    RESULTS,
     conformance_server,
     gevent_websocket_wheel,
     history_base_env,
@@ -56,7 +54,7 @@ from tests.harness.envs import (  # noqa: E402
     require_python27,
     results_file,
 )
-from tests.harness.locks import ROOT  # noqa: E402
+from tests.harness.paths import REPORT, RESULTS, ROOT  # noqa: E402
 from tests.harness.py27 import py27_env  # noqa: E402
 
 nox.needs_version = ">=2026.10.20"  # --parallel, allow_parallel=

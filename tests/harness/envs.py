@@ -19,17 +19,13 @@ from packaging.utils import canonicalize_name
 
 from tests.harness import records
 from tests.harness.cells import HANDLERS, STACKS, TOOL, build_name, layer_pins, slug
-from tests.harness.locks import ROOT, exclusive
+from tests.harness.locks import exclusive
+from tests.harness.paths import RESULTS, ROOT
 from tests.harness.py27 import pip27_install, py27_env, py27_wheelhouse
 from tests.harness.pythons import MissingPython, find_python27
 from tests.harness.records import SessionResults
 
 PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
-# MATRIX_RESULTS moves the results elsewhere (relative to ROOT, or absolute); the
-# workflow rehearsal in tests/product/test_workflow.py uses it to keep a second set apart.
-RESULTS = ROOT / os.environ.get("MATRIX_RESULTS", "results")
-# MATRIX_REPORT likewise for the report's output (the bench's own matrix run uses both).
-REPORT = ROOT / os.environ.get("MATRIX_REPORT", "report")
 # This machine (and many CI images) export PYTHONDONTWRITEBYTECODE=1, and uv
 # does not compile on install: every server start would then compile Flask
 # from source (readiness 0.50 s instead of 0.19 s).  pip compiles anyway.

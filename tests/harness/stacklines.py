@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .cells import ROOT
+from .paths import ROOT
 
 if sys.version_info >= (3, 11):
     import tomllib

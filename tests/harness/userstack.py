@@ -45,9 +45,10 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
-from .cells import BOOLS, ROOT, STACKS, Cell
+from .cells import BOOLS, STACKS, Cell
 from .cells import slug as cells_slug
 from .model import AGENT_SKIPS_WEBSOCKETS, Prediction, StackFacts, predict
+from .paths import ROOT
 from .stackenv import StackError
 
 if TYPE_CHECKING:

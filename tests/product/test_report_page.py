@@ -15,16 +15,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from pathlib import Path
 
 import pytest
 
 from tests.harness.cells import Cell
+from tests.harness.paths import REPORT
 from tests.harness.report import REQUIRED_STACKS, main
 from tests.unit.test_report import write_handler_results, write_optional, write_results
 
-ROOT = Path(__file__).resolve().parents[2]
-REPORT = ROOT / os.environ.get("MATRIX_REPORT", "report")
 INSTALL = "apt-get update && apt-get install -y chromium"
 # Chromium as root, with nothing of its own reaching the network.
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

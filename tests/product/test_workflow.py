@@ -27,7 +27,6 @@ import re
 import shlex
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -39,10 +38,10 @@ from tests.harness.cells import (
     sessions,
     slug,
 )
+from tests.harness.paths import REPORT, ROOT
 
 yaml = pytest.importorskip("yaml", reason="PyYAML comes with `nox -s workflow`")
 
-ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / ".github" / "workflows" / "matrix.yml"
 CI_RUN = ROOT / ".ci" / "run"
 PER_SESSION_JOBS = {"today": "matrix", "seed": "seed"}  # workflow job -> sessions.py output
@@ -237,7 +236,7 @@ def table(report):
 
 
 def test_rehearsal_of_the_fan_out_gives_the_plain_nox_table(workflow, outputs, tmp_path):
-    baseline = ROOT / "report" / "observations.json"
+    baseline = REPORT / "observations.json"
     if not baseline.exists():
         reason = (f"{baseline} is missing: the rehearsal compares with a plain `nox` run "
                   "(which runs this session last)")

@@ -22,6 +22,7 @@ from packaging.requirements import Requirement
 
 from tests.harness import builds
 from tests.harness.builds import BuildError, build_wheel, fetch_sdist, stack_pin
+from tests.harness.paths import ROOT
 from tests.harness.pythons import HOW_TO_GET_ONE, MissingPython, find_python27
 
 STACKS = ["today", "seed"]
@@ -313,7 +314,7 @@ def test_seed_needs_python27(private_cache):
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "tests.harness.builds", *args],
-        cwd=builds.REPO,
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=TIMEOUT,

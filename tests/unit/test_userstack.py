@@ -14,10 +14,11 @@ import time
 import pytest
 
 from tests.harness import pythons, stackenv, userstack
-from tests.harness.cells import ROOT, STACKS, seed_table
+from tests.harness.cells import STACKS, seed_table
+from tests.harness.paths import CACHE, DATA, ROOT
 from tests.harness.userstack import GWS, StackError
 
-EXAMPLES = ROOT / "tests" / "data" / "stacks"
+EXAMPLES = DATA / "stacks"
 
 
 def _cli(*args, timeout=120):
@@ -69,7 +70,7 @@ def test_cli_bad_input_is_one_line_and_exit_2(args):
 
 
 def test_a_release_that_does_not_exist_is_named_with_one_that_does():
-    proc = _cli("Flask==9.9.9", "--work", str(ROOT / ".cache" / "stacks-test"))
+    proc = _cli("Flask==9.9.9", "--work", str(CACHE / "stacks-test"))
     assert proc.returncode == 2
     assert "flask==9.9.9 does not exist on the registry" in proc.stderr
     assert "pin a release it has" in proc.stderr
