@@ -19,6 +19,7 @@ import shutil
 import pytest
 
 from tests.harness.cells import Cell
+from tests.harness.missing import missing, skip_or_fail
 from tests.harness.paths import REPORT
 from tests.harness.report import REQUIRED_STACKS, main
 from tests.unit.test_report import write_handler_results, write_optional, write_results
@@ -37,11 +38,9 @@ def chromium_path():
     # CHROMIUM: another Chromium-based binary (the GitHub job's Google Chrome).
     path = os.environ.get("CHROMIUM") or shutil.which("chromium")
     if not path:
-        reason = (f"Debian's chromium is not installed; install it with: {INSTALL} "
-                  "(or name a Chromium binary in CHROMIUM)")
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+        skip_or_fail(missing("Debian's chromium is not installed", "the report page test",
+                             f"install it with: {INSTALL} (or name a Chromium binary in "
+                             "CHROMIUM)"), pytest.skip, pytest.fail)
     return path
 
 

@@ -38,6 +38,7 @@ from tests.harness.cells import (
     sessions,
     slug,
 )
+from tests.harness.missing import missing, skip_or_fail
 from tests.harness.paths import REPORT, ROOT
 
 yaml = pytest.importorskip("yaml", reason="PyYAML comes with `nox -s workflow`")
@@ -238,11 +239,9 @@ def table(report):
 def test_rehearsal_of_the_fan_out_gives_the_plain_nox_table(workflow, outputs, tmp_path):
     baseline = REPORT / "observations.json"
     if not baseline.exists():
-        reason = (f"{baseline} is missing: the rehearsal compares with a plain `nox` run "
-                  "(which runs this session last)")
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+        skip_or_fail(missing(f"{baseline} is missing", "the rehearsal (it compares with a "
+                             "plain `nox` run)", "run `nox` first (`nox -t ci` runs this "
+                             "session after it)"), pytest.skip, pytest.fail)
     plain = json.loads(baseline.read_text())
     assert len(table(plain)) == 8 * len(sessions()), "a plain run's table has every cell"
     results, report = tmp_path / "results", tmp_path / "report"

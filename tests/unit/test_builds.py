@@ -1,13 +1,12 @@
 """The gevent-websocket builder: real downloads, real patches, real wheels.
 
 The seed stack needs a CPython 2.7: without one these tests skip, or fail
-when CI is set.
+under CI (tests/harness/missing.py).
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import subprocess
 import sys
@@ -22,18 +21,13 @@ from packaging.requirements import Requirement
 
 from tests.harness import builds
 from tests.harness.builds import BuildError, build_wheel, fetch_sdist, stack_pin
+from tests.harness.missing import missing, skip_or_fail
 from tests.harness.paths import ROOT
 from tests.harness.pythons import HOW_TO_GET_ONE, MissingPython, find_python27
 
 STACKS = ["today", "seed"]
 GEVENT = {"gevent", "greenlet", "zope.event", "zope.interface"}
 TIMEOUT = 300
-
-
-def _skip_or_fail(message: str):
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def _virtualenv(interpreter: str, dest: Path) -> Path:
@@ -63,7 +57,8 @@ def python27() -> str:
     try:
         return find_python27()
     except MissingPython as exc:
-        _skip_or_fail(str(exc))
+        skip_or_fail(missing(exc.what, "the seed stack's build", exc.how), pytest.skip,
+                     pytest.fail)
 
 
 @pytest.fixture(scope="session")
@@ -71,7 +66,10 @@ def py27_build_env(python27, tmp_path_factory) -> str:
     try:
         return str(_virtualenv(python27, tmp_path_factory.mktemp("py27") / "env"))
     except subprocess.CalledProcessError as exc:
-        _skip_or_fail(f"cannot make a 2.7 env with virtualenv: {exc.stderr.strip()[-500:]}")
+        reason = missing(f"no 2.7 env from virtualenv ({exc.stderr.strip()[-500:]})",
+                         "the seed stack's build", "install `virtualenv<20.22` (the builder "
+                         "group): later releases cannot make 2.7 envs")
+        skip_or_fail(reason, pytest.skip, pytest.fail)
 
 
 @pytest.fixture(params=STACKS)
