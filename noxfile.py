@@ -26,6 +26,7 @@ from nox.command import CommandFailed
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from tests.harness.builds import PY27_BUILD_ENV  # noqa: E402
 from tests.harness.cells import (  # noqa: E402
     BOOLS,
     HANDLERS,
@@ -265,17 +266,30 @@ def reliability(session: nox.Session, agent: bool) -> None:
     tests_impl(session, "today", agent, True, ["tests/matrix/test_reliability.py"])
 
 
+# Offline and in seconds: the tests that download or build (marked `builds`) run in
+# the session below.
 @nox.session(python=None, default=False, tags=CI, allow_parallel=True)
 def unit(session: nox.Session) -> None:
-    """The harness's own tests: model, seed table, builds, bisection, comparison, renderers,
-    a user stack's input side."""
-    install_harness(session)
-    install_groups(session, "report")
-    session.run("pytest", "tests/unit/test_model.py", "tests/unit/test_builds.py",
-                "tests/unit/test_history.py", "tests/unit/test_deploy_compare.py",
-                "tests/unit/test_report.py", "tests/unit/test_records.py",
-                "tests/unit/test_userstack.py",
+    """The harness's own tests, offline: model, bisection, renderers, records, stack input."""
+    install_groups(session, "harness", "report")
+    session.run("pytest", "tests/unit/test_model.py", "tests/unit/test_history.py",
+                "tests/unit/test_deploy_compare.py", "tests/unit/test_report.py",
+                "tests/unit/test_records.py", "tests/unit/test_pythons.py",
+                "tests/unit/test_userstack.py", "-m", "not builds",
                 "--junitxml", str(results_file("unit", ".junit.xml")), *session.posargs)
+
+
+# The unit tests marked `builds`: they download sdists and registry metadata, and build
+# wheels.  The seed's wheels are built on CPython 2.7, in an env made here (an install
+# step: `nox -R` reuses it).
+@nox.session(python=None, default=False, tags=CI, allow_parallel=True)
+def builds(session: nox.Session) -> None:
+    """The builder for real (sdists verified, patched, built into wheels) and the registry."""
+    install_groups(session, "harness", "builder", "report")  # report: collecting tests/unit
+    py27 = py27_env(session, require_python27(session))
+    session.run("pytest", "tests/unit", "-m", "builds",
+                "--junitxml", str(results_file("builds", ".junit.xml")), *session.posargs,
+                env={PY27_BUILD_ENV: str(py27)})
 
 
 # -- your stack (issue 20): the cells for the versions a user runs -------------------

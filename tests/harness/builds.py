@@ -39,6 +39,8 @@ from .paths import CACHE, ROOT
 
 PATCHES = ROOT / "patches" / "gevent-websocket"
 PROJECT = "gevent-websocket"
+# A session's 2.7 env that tests may build in (the builds session's), instead of their own.
+PY27_BUILD_ENV = "PY27_BUILD_ENV"
 
 REGISTRY_JSON = "https://pypi.org/pypi/{project}/json"
 DOWNLOAD_TIMEOUT = 300
