@@ -249,28 +249,26 @@ def test_broken_patch_names_patch_target_and_hunk(private_cache, tmp_path):
     assert _wheels_in(private_cache) == []
 
 
-def test_cached_sdist_with_wrong_checksum(private_cache):
-    pin = stack_pin("today")
-    wrong = "0" * 64
+def _wrong_checksum_error(fixed: bool, cache: Path, wrong: str) -> str:
+    """The build's error for today's sdist against ``wrong``; no wheel is left behind."""
     with pytest.raises(BuildError) as err:
-        build_wheel("today", False, sha256=wrong, cache=private_cache)
+        build_wheel("today", fixed, sha256=wrong, cache=cache)
     message = str(err.value)
-    assert f"expected {wrong}" in message and f"actual {pin['sha256']}" in message
-    assert str(private_cache / "sdists" / f"gevent-websocket-{pin['version']}.tar.gz") in message
+    assert f"expected {wrong}" in message and f"actual {stack_pin('today')['sha256']}" in message
+    assert _wheels_in(cache) == []
+    return message
+
+
+def test_cached_sdist_with_wrong_checksum(private_cache):
+    message = _wrong_checksum_error(False, private_cache, "0" * 64)
+    version = stack_pin("today")["version"]
+    assert str(private_cache / "sdists" / f"gevent-websocket-{version}.tar.gz") in message
     assert "delete" in message
-    assert _wheels_in(private_cache) == []
 
 
 def test_downloaded_sdist_with_wrong_checksum_is_not_kept(tmp_path):
-    pin = stack_pin("today")
-    wrong = "f" * 64
-    with pytest.raises(BuildError) as err:
-        build_wheel("today", True, sha256=wrong, cache=tmp_path)
-    message = str(err.value)
-    assert f"expected {wrong}" in message and f"actual {pin['sha256']}" in message
-    assert "check the pin" in message
+    assert "check the pin" in _wrong_checksum_error(True, tmp_path, "f" * 64)
     assert [p for p in (tmp_path / "sdists").glob("*") if p.is_file()] == []
-    assert _wheels_in(tmp_path) == []
 
 
 def test_second_build_comes_from_cache_and_a_patch_change_rebuilds(
