@@ -362,7 +362,8 @@ def conformance(session: nox.Session) -> None:
     install_harness(session)
     wstest = install_wstest(session, Path(session.virtualenv.location) / "wstest")
     # Every target, the handlers' too (issue 21): their deviations (DEVIATIONS in
-    # tests/harness/conformance.py: 9.*, flask-sock's 6.4.*) keep them within ~90 s.
+    # tests/harness/conformance.py: 9.*; flask-sock's 6.4.* and compression cases) keep
+    # them within ~90 s.
     targets = [f"{target}={conformance_server(session, target, *axes)}"
                for target, axes in CONFORMANCE_TARGETS.items()]
     # The harness's own checks first: index.json parsing, the rule, the stall watchdog.
