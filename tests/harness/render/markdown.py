@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..cells import COLUMN_AXES
 from . import layout
 from .jinja import environment
 
@@ -19,7 +20,7 @@ def cell(row):
 
 def seed_list_line(row):
     """The seed's own notation: `fixed,rum,hello_goodbyer,streaming: verdict`."""
-    flags = ",".join(str(row[k]) for k in ("fixed", "rum", "hello_goodbyer", "streaming"))
+    flags = ",".join(str(row[k]) for k in ("fixed", *COLUMN_AXES))
     if row["status"] != "observed":
         return f"{flags}: ({row['status']})"
     diff = " **≠**" if row["differs_from_seed"] else ""
