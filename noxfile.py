@@ -26,7 +26,7 @@ from nox.command import CommandFailed
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tests.harness.builds import COMPILE  # noqa: E402
+from tests.harness.builds import COMPILE, PY27_BUILD_ENV  # noqa: E402
 from tests.harness.cells import (  # noqa: E402
     ARMS,
     BOOLS,
@@ -40,8 +40,6 @@ from tests.harness.cells import (  # noqa: E402
 )
 from tests.harness.conformance import TARGETS as CONFORMANCE_TARGETS  # noqa: E402
 from tests.harness.envs import (  # noqa: E402
-    REPORT,
-    RESULTS,
     conformance_server,
     gevent_websocket_wheel,
     history_base_env,
@@ -57,7 +55,7 @@ from tests.harness.envs import (  # noqa: E402
     require_python27,
     results_file,
 )
-from tests.harness.locks import ROOT  # noqa: E402
+from tests.harness.paths import REPORT, RESULTS, ROOT  # noqa: E402
 from tests.harness.py27 import py27_env  # noqa: E402
 
 nox.needs_version = ">=2026.10.20"  # --parallel, allow_parallel=
@@ -267,17 +265,30 @@ def reliability(session: nox.Session, agent: bool) -> None:
     tests_impl(session, "today", agent, True, ["tests/matrix/test_reliability.py"])
 
 
+# Offline and in seconds: the tests that download or build (marked `builds`) run in
+# the session below.
 @nox.session(python=None, default=False, tags=CI, allow_parallel=True)
 def unit(session: nox.Session) -> None:
-    """The harness's own tests: model, seed table, builds, bisection, comparison, renderers,
-    a user stack's input side."""
-    install_harness(session)
-    install_groups(session, "report")
-    session.run("pytest", "tests/unit/test_model.py", "tests/unit/test_builds.py",
-                "tests/unit/test_history.py", "tests/unit/test_deploy_compare.py",
-                "tests/unit/test_report.py", "tests/unit/test_records.py",
-                "tests/unit/test_userstack.py",
+    """The harness's own tests, offline: model, bisection, renderers, records, stack input."""
+    install_groups(session, "harness", "report")
+    session.run("pytest", "tests/unit/test_model.py", "tests/unit/test_history.py",
+                "tests/unit/test_deploy_compare.py", "tests/unit/test_report.py",
+                "tests/unit/test_records.py", "tests/unit/test_pythons.py",
+                "tests/unit/test_userstack.py", "-m", "not builds",
                 "--junitxml", str(results_file("unit", ".junit.xml")), *session.posargs)
+
+
+# The unit tests marked `builds`: they download sdists and registry metadata, and build
+# wheels.  The seed's wheels are built on CPython 2.7, in an env made here (an install
+# step: `nox -R` reuses it).
+@nox.session(python=None, default=False, tags=CI, allow_parallel=True)
+def builds(session: nox.Session) -> None:
+    """The builder for real (sdists verified, patched, built into wheels) and the registry."""
+    install_groups(session, "harness", "builder", "report")  # report: collecting tests/unit
+    py27 = py27_env(session, require_python27(session))
+    session.run("pytest", "tests/unit", "-m", "builds",
+                "--junitxml", str(results_file("builds", ".junit.xml")), *session.posargs,
+                env={PY27_BUILD_ENV: str(py27)})
 
 
 # -- your stack (issue 20): the cells for the versions a user runs -------------------
@@ -350,7 +361,8 @@ def conformance(session: nox.Session) -> None:
     install_harness(session)
     wstest = install_wstest(session, Path(session.virtualenv.location) / "wstest")
     # Every target, the handlers' too (issue 21): their deviations (DEVIATIONS in
-    # tests/harness/conformance.py: 9.*, flask-sock's 6.4.*) keep them within ~90 s.
+    # tests/harness/conformance.py: 9.*; flask-sock's 6.4.* and compression cases) keep
+    # them within ~90 s.
     targets = [f"{target}={conformance_server(session, target, *axes)}"
                for target, axes in CONFORMANCE_TARGETS.items()]
     # The harness's own checks first: index.json parsing, the rule, the stall watchdog.

@@ -29,8 +29,8 @@ import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# Run as a plain script: it finds the checkout itself to import the harness from it.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.harness.cells import (  # noqa: E402  (session names, the file names they write)
     SESSION_KIND,

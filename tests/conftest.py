@@ -8,7 +8,6 @@ session that installed the wrong build fails instead of mislabelling a row.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from tests.harness.cells import (
     layer_session_name,
     session_name,
 )
+from tests.harness.missing import under_ci
 from tests.harness.records import CellRecord, ProtocolRecord, SessionResults
 
 
@@ -271,6 +271,6 @@ def pytest_sessionfinish(session, exitstatus):
         pytest_exitstatus=int(exitstatus),
         duration=round(time.time() - RESULTS.started, 3),
         python=sys.version.split()[0],
-        ci=bool(os.environ.get("CI")),
+        ci=under_ci(),
         **RESULTS.sorted(),
     ))

@@ -27,9 +27,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from tests.harness import records
+from tests.harness.paths import ROOT
 from tests.harness.records import SessionResults, session_rerun
 
-ROOT = Path(__file__).resolve().parents[2]
 RUNS = 5
 RUN_TIMEOUT = 3600.0  # s for one full `nox -R -s matrix seed`
 INTERRUPT_GRACE = 60.0  # s a timed-out run gets after its SIGTERM before it is killed

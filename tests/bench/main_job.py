@@ -37,9 +37,9 @@ from pathlib import Path
 from tests.bench.matrix_time import NoxRunError, outer_session_removed, run_nox
 from tests.bench.report import PAIRED
 from tests.harness import records
+from tests.harness.paths import ROOT
 from tests.harness.records import SessionResults, session_rerun
 
-ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 900.0  # s for one plain nox run (bound)
 CI_TIMEOUT = 1800.0  # s for `nox -t ci` (bound; CI's own limit is 20 min)
 RUNS = ("cold", "warm", "no_xdist", "xdist_all", "serial", "ci")

@@ -42,7 +42,8 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.harness.paths import ROOT
+
 NOX_TIMEOUT = 300.0  # s any one nox run may take before it is killed (bound)
 RUNNING = re.compile(r"^nox > Running session (?P<name>.+)$")
 SUMMARY = re.compile(r"^nox > Ran \d+ sessions?")

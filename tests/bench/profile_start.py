@@ -24,7 +24,8 @@ from pathlib import Path
 
 from pyinstrument import Profiler
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.harness.paths import ROOT
+
 STDLIB = sysconfig.get_paths()["stdlib"]
 INTERVAL = 0.0005  # s between samples
 

@@ -36,9 +36,9 @@ import time
 from pathlib import Path
 
 from tests.bench import handler_cost, main_job, matrix_time, report, stack_time, throughput
+from tests.harness.paths import ROOT
 from tests.harness.records import SCHEMA
 
-ROOT = Path(__file__).resolve().parents[2]
 PROFILE_TIMEOUT = 60  # s for one profiled server start (bound)
 
 

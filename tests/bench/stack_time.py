@@ -22,9 +22,9 @@ import sys
 from pathlib import Path
 
 from tests.bench.matrix_time import run_nox
+from tests.harness.paths import CACHE, DATA, ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
-STACK = ROOT / "tests" / "data" / "stacks" / "today.txt"  # today's era, nox's own Python
+STACK = DATA / "stacks" / "today.txt"  # today's era, nox's own Python
 TIMEOUT = 600.0  # s for one nox run (bound): twice the cold target and more
 TARGETS = {"cold": 180.0, "warm": 60.0}  # s (issue 20)
 
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--nox", default=f"{shlex.quote(sys.executable)} -m nox",
                         help="how to run nox (split like a shell)")
-    parser.add_argument("--work", type=Path, default=ROOT / ".cache" / "bench-stack")
+    parser.add_argument("--work", type=Path, default=CACHE / "bench-stack")
     parser.add_argument("--stack", type=Path, default=STACK, help="a requirements file")
     args = parser.parse_args(argv)
     found = measure(shlex.split(args.nox), args.work, args.stack.resolve())

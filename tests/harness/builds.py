@@ -35,11 +35,12 @@ from packaging.version import Version
 
 # [tool.stacks], bases resolved (deploy builds today's pin); the patched build's label
 from .cells import PATCHED_LABEL, STACKS, build_name, build_version
+from .paths import CACHE, ROOT
 
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_CACHE = REPO / ".cache"
-PATCHES = REPO / "patches" / "gevent-websocket"
+PATCHES = ROOT / "patches" / "gevent-websocket"
 PROJECT = "gevent-websocket"
+# A session's 2.7 env that tests may build in (the builds session's), instead of their own.
+PY27_BUILD_ENV = "PY27_BUILD_ENV"
 
 REGISTRY_JSON = "https://pypi.org/pypi/{project}/json"
 DOWNLOAD_TIMEOUT = 300
@@ -124,7 +125,7 @@ def fetch_verified_sdist(project: str, version: str, expected: str, *,
     ``download(project, version, dest_dir)`` fetches the file (default: pip
     download); nothing that fails the sha256 check is kept.
     """
-    sdists = Path(cache or DEFAULT_CACHE) / "sdists"
+    sdists = Path(cache or CACHE) / "sdists"
     cached = sdists / f"{project}-{version}.tar.gz"
     if cached.exists():
         actual = _sha256(cached)
@@ -410,7 +411,7 @@ def build_wheel(
     """
     pin = stack_pin(stack)
     python = python or sys.executable
-    cache = Path(cache or DEFAULT_CACHE)
+    cache = Path(cache or CACHE)
     sdist = fetch_sdist(stack, sha256=sha256, cache=cache)
     sdist_sha = sha256 or pin["sha256"]  # fetch_sdist has just verified it
 
@@ -436,7 +437,7 @@ def build_release_wheel(project: str, version: str, sdist: Path, sdist_sha: str,
     version, the sdist's sha256, the patch series (``patches``: the build is
     labelled ``+fixed``) and the interpreter's major.minor (``mm``, probed if None).
     """
-    cache = Path(cache or DEFAULT_CACHE)
+    cache = Path(cache or CACHE)
     mm = mm or _probe_python(python)
     fixed = bool(patches)
     label = build_version(version, fixed)

@@ -7,15 +7,15 @@ import re
 import sys
 from collections.abc import Collection, Iterator
 from dataclasses import MISSING, Field, asdict, astuple, dataclass, fields, replace
-from pathlib import Path
 from typing import Any
+
+from .paths import DATA, ROOT
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # nox depends on tomli on older interpreters
     import tomli as tomllib
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def resolve_stacks(declared: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -59,7 +59,7 @@ HANDLERS: dict[str, dict[str, Any]] = TOOL.get("handlers", {})
 DEFAULT_HANDLER = "gevent-websocket"  # Cell.handler's default, the reference rows
 # What history proved, one committed file per package (records.HistoryPackage): the
 # report cites it, `nox -s "history(<package>)"` re-proves it (a lock file).
-HISTORY_DATA = ROOT / "tests" / "data" / "history"
+HISTORY_DATA = DATA / "history"
 # Request layers (issue 19): [tool.layers.<name>], pins per stack and properties.
 LAYERS: dict[str, dict[str, Any]] = TOOL.get("layers", {})
 NO_LAYER = "none"  # Cell.layer of a cell without one (the layer-off control)

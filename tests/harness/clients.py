@@ -10,7 +10,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .server import ROOT
+from .paths import ROOT
 
 CLIENT_TIMEOUT = 3.0  # s any single client wait may take (passed to the client)
 PROCESS_TIMEOUT = 30.0  # s a whole client run may take before it is killed

@@ -47,10 +47,10 @@ from typing import IO, Any, NamedTuple, NoReturn
 from . import records
 from .cells import HANDLERS, build_name, is_patched
 from .defects import ECHO_REPR, UTF8_NOT_FAIL_FAST, handler_case_defect
+from .paths import REPORT, RESULTS, ROOT
 from .records import ConformanceResults
 from .server import Server, ServerError
 
-ROOT = Path(__file__).resolve().parents[2]
 ENDPOINT = "/raw/echo"  # app.web.raw_app: every message back, no Flask in between
 STALL_TIMEOUT = 120.0  # s without a new case starting (9.1.6, 16 MB, took 40 s at load 9)
 TARGET_TIMEOUT = 600.0  # s for a whole target, whatever its progress
@@ -561,9 +561,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--target", dest="targets", action="append", type=_target_option,
                         required=True,
                         help="TARGET=PYTHON: the interpreter whose env serves that target")
-    parser.add_argument("--results", type=Path, default=ROOT / "results" / "conformance.json")
-    parser.add_argument("--report", type=Path, default=ROOT / "report" / "conformance")
-    parser.add_argument("--logs", type=Path, default=ROOT / "results" / "conformance.logs")
+    parser.add_argument("--results", type=Path, default=RESULTS / "conformance.json")
+    parser.add_argument("--report", type=Path, default=REPORT / "conformance")
+    parser.add_argument("--logs", type=Path, default=RESULTS / "conformance.logs")
     args = parser.parse_args(argv)
     load = os.getloadavg()  # the machine may be shared: timings mean little without it
     try:

@@ -9,7 +9,6 @@ Installs go through session.install / session.run_install, so `nox -R` skips the
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
 from pathlib import Path
 
@@ -20,17 +19,14 @@ from packaging.utils import canonicalize_name
 from tests.harness import records
 from tests.harness.builds import COMPILE
 from tests.harness.cells import HANDLERS, STACKS, TOOL, build_name, layer_pins, slug
-from tests.harness.locks import ROOT, exclusive
+from tests.harness.locks import exclusive
+from tests.harness.missing import missing, skip_or_fail, under_ci
+from tests.harness.paths import RESULTS, ROOT
 from tests.harness.py27 import pip27_install, py27_env, py27_wheelhouse
 from tests.harness.pythons import MissingPython, find_python27
 from tests.harness.records import SessionResults
 
 PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
-# MATRIX_RESULTS moves the results elsewhere (relative to ROOT, or absolute); the
-# workflow rehearsal in tests/product/test_workflow.py uses it to keep a second set apart.
-RESULTS = ROOT / os.environ.get("MATRIX_RESULTS", "results")
-# MATRIX_REPORT likewise for the report's output (the bench's own matrix run uses both).
-REPORT = ROOT / os.environ.get("MATRIX_REPORT", "report")
 NODE_LOCK = ROOT / "app" / "package-lock.json"
 NODE_STAMP = ROOT / "app" / "node_modules" / ".installed-lock-sha256"
 
@@ -50,12 +46,10 @@ def require_python27(session: nox.Session, results: Path | None = None) -> str:
     try:
         return find_python27()
     except MissingPython as exc:
-        reason = str(exc)
-    if os.environ.get("CI"):
-        session.error(reason)
-    if results is not None:
+        reason = missing(exc.what, f"the session {session.name}", exc.how)
+    if results is not None and not under_ci():
         write_skipped(results, session.name, reason)
-    session.skip(reason)
+    skip_or_fail(reason, session.skip, session.error)
 
 
 def needs_python27(stack: str) -> bool:

@@ -34,7 +34,8 @@ from packaging.version import InvalidVersion, Version
 
 from . import builds, records
 from .bisect import Flip, Search, Unusable
-from .cells import BOOLS, HISTORY, ROOT, Cell, node_id
+from .cells import BOOLS, HISTORY, Cell, node_id
+from .paths import ROOT
 from .records import (
     HistoryPackage,
     HistoryResults,
@@ -44,7 +45,6 @@ from .records import (
     history_rerun,
 )
 
-REPORT = ROOT / os.environ.get("MATRIX_REPORT", "report")
 PYTEST_TIMEOUT = 600  # s for one pytest run of at most 8 cells (each bounded on its own)
 INSTALL_TIMEOUT = 300
 # What every cell of a search shares, left out of its labels in history.md.

@@ -32,7 +32,8 @@ from packaging.version import Version
 
 from . import builds, history, records
 from .bisect import Flip, Unusable
-from .cells import HISTORY, HISTORY_DATA, ROOT, Cell
+from .cells import HISTORY, HISTORY_DATA, Cell
+from .paths import REPORT, ROOT
 from .records import HistoryPackage, SchemaError, history_update
 
 Verdicts = dict[str, dict[str, str]]  # release -> cell label -> verdict
@@ -223,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="the server's interpreter: an env with the stack's other pins")
     parser.add_argument("--work", required=True, type=Path, help="installs, runs and logs")
     parser.add_argument("--cache", type=Path, default=None, help="sdists and wheels (.cache)")
-    parser.add_argument("--out", type=Path, default=history.REPORT,
+    parser.add_argument("--out", type=Path, default=REPORT,
                         help="where --full and --update write history.json and history.md")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--full", action="store_true",

@@ -8,12 +8,12 @@ import contextlib
 import fcntl
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import nox
 
-ROOT = Path(__file__).resolve().parents[2]
-LOCKS = ROOT / ".cache" / "locks"
+from .paths import CACHE
+
+LOCKS = CACHE / "locks"
 LOCK_TIMEOUT = 900.0  # s a session waits for another's build of a shared file (bound)
 POLL = 0.1  # s between tries: flock has no timeout of its own
 

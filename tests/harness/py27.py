@@ -14,9 +14,10 @@ from pathlib import Path
 
 import nox
 
-from tests.harness.locks import ROOT, exclusive
+from tests.harness.locks import exclusive
+from tests.harness.paths import CACHE
 
-WHEELHOUSES = ROOT / ".cache" / "wheelhouse"
+WHEELHOUSES = CACHE / "wheelhouse"
 
 
 def py27_env(session: nox.Session, python27: str, where: Path | None = None) -> Path:

@@ -23,7 +23,11 @@ _LATEST_PATCH = {"2.7": "2.7.18"}  # what to suggest to pyenv when X.Y has a fin
 
 
 class MissingPython(RuntimeError):
-    """No usable CPython X.Y; the message says where we looked and what to do."""
+    """No usable CPython X.Y: ``what`` says where we looked, ``how`` what to do."""
+
+    def __init__(self, what: str, how: str) -> None:
+        super().__init__(f"{what}; {how}")
+        self.what, self.how = what, how
 
 
 def env_var(version: str) -> str:
@@ -82,7 +86,7 @@ def _version_key(path: Path) -> tuple[int, ...]:
 def find_python(version: str) -> str:
     """Path of a working CPython ``version`` ("X.Y"), or raise :class:`MissingPython`."""
     if not re.fullmatch(r"\d+\.\d+", version):
-        raise MissingPython(f"Python {version!r} is not X.Y; name one like 3.8 or 2.7")
+        raise MissingPython(f"Python {version!r} is not X.Y", "name one like 3.8 or 2.7")
     var = env_var(version)
     explicit = os.environ.get(var)
     if explicit:
@@ -90,7 +94,7 @@ def find_python(version: str) -> str:
         if problem is None:
             return explicit
         # An explicit setting that is wrong should not be papered over by a fallback.
-        raise MissingPython(f"{var}={explicit} {problem}; {how_to_get(version)}")
+        raise MissingPython(f"{var}={explicit} {problem}", how_to_get(version))
 
     looked: list[str] = [f"${var} (unset)"]
     on_path = shutil.which(f"python{version}")
@@ -109,8 +113,8 @@ def find_python(version: str) -> str:
         if problem is None:
             return candidate
         looked.append(f"{candidate} {problem}")
-    raise MissingPython(f"no CPython {version} found (looked in: {'; '.join(looked)}); "
-                        f"{how_to_get(version)}")
+    raise MissingPython(f"no CPython {version} found (looked in: {'; '.join(looked)})",
+                        how_to_get(version))
 
 
 def find_python27() -> str:

@@ -24,7 +24,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, cast
 
-ROOT = Path(__file__).resolve().parents[2]
+from .paths import ROOT
+
 READY_TIMEOUT = 20.0  # s from spawn to the "listening" line (agent start included)
 STOP_TIMEOUT = 5.0  # s from SIGTERM to exit; the server itself gives handlers 1 s
 HTTP_TIMEOUT = 5.0  # s for a plain GET (the page)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .cells import ROOT
+from .paths import DATA
 from .userstack import main as userstack
 
 if sys.version_info >= (3, 11):
@@ -23,7 +23,7 @@ if sys.version_info >= (3, 11):
 else:  # nox depends on tomli on older interpreters
     import tomli as tomllib
 
-LINES = ROOT / "tests" / "data" / "stacks" / "lines.toml"
+LINES = DATA / "stacks" / "lines.toml"
 
 
 def lines(path: Path = LINES) -> list[dict[str, Any]]:

@@ -21,7 +21,8 @@ import pytest
 from tests.harness import clients
 from tests.harness.cells import build_name
 from tests.harness.model import StackFacts
-from tests.harness.server import ROOT, Server
+from tests.harness.paths import ROOT
+from tests.harness.server import Server
 
 SIGNAL_BOUND = 2.0  # s: the server must exit this soon after SIGTERM/SIGINT
 RAW_KINDS = ("list", "generator", "raising", "object")

@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from tests.harness.cells import LAUNCHER, MAIN_STACKS, STACKS, resolve_stacks, sessions
-from tests.harness.server import ROOT, STOP_TIMEOUT, Server
+from tests.harness.paths import ROOT
+from tests.harness.server import STOP_TIMEOUT, Server
 
 ORPHAN_BOUND = 5.0  # s: lifeline grace (1.5 s) + gunicorn's graceful stop (1 s) + margin
 HARNESS_BOUND = 30.0  # s for the stand-in harness to report its server ready

@@ -15,7 +15,8 @@ import time
 
 import pytest
 
-from tests.harness.server import READY_TIMEOUT, ROOT
+from tests.harness.paths import ROOT
+from tests.harness.server import READY_TIMEOUT
 from tests.matrix.test_reliability import (
     HOLD_BOUND,
     PYTEST_START_BOUND,

@@ -30,7 +30,8 @@ import textwrap
 import pytest
 
 from tests.harness import clients
-from tests.harness.server import ROOT, Server
+from tests.harness.paths import ROOT
+from tests.harness.server import Server
 
 CHILD_TIMEOUT = 30.0  # s for the audit-hook proof child
 STRACE_PROBE_TIMEOUT = 10.0  # s for `strace true`

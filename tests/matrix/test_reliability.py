@@ -30,8 +30,9 @@ from tests.bench import load
 from tests.harness import clients, records
 from tests.harness.cells import Cell, node_id
 from tests.harness.criteria import ITERATOR_MESSAGE, VIEW_MESSAGE
+from tests.harness.paths import ROOT
 from tests.harness.records import SessionResults
-from tests.harness.server import HTTP_TIMEOUT, READY_TIMEOUT, ROOT, STOP_TIMEOUT, Server
+from tests.harness.server import HTTP_TIMEOUT, READY_TIMEOUT, STOP_TIMEOUT, Server
 
 LOAD_CLIENTS = int(os.environ.get("RELIABILITY_LOAD_CLIENTS", "200"))
 DISCONNECTS = int(os.environ.get("RELIABILITY_DISCONNECTS", "1000"))

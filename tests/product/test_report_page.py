@@ -15,16 +15,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from pathlib import Path
 
 import pytest
 
 from tests.harness.cells import Cell
+from tests.harness.missing import missing, skip_or_fail
+from tests.harness.paths import REPORT
 from tests.harness.report import REQUIRED_STACKS, main
 from tests.unit.test_report import write_handler_results, write_optional, write_results
 
-ROOT = Path(__file__).resolve().parents[2]
-REPORT = ROOT / os.environ.get("MATRIX_REPORT", "report")
 INSTALL = "apt-get update && apt-get install -y chromium"
 # Chromium as root, with nothing of its own reaching the network.
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -39,11 +38,9 @@ def chromium_path():
     # CHROMIUM: another Chromium-based binary (the GitHub job's Google Chrome).
     path = os.environ.get("CHROMIUM") or shutil.which("chromium")
     if not path:
-        reason = (f"Debian's chromium is not installed; install it with: {INSTALL} "
-                  "(or name a Chromium binary in CHROMIUM)")
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+        skip_or_fail(missing("Debian's chromium is not installed", "the report page test",
+                             f"install it with: {INSTALL} (or name a Chromium binary in "
+                             "CHROMIUM)"), pytest.skip, pytest.fail)
     return path
 
 

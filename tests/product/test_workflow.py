@@ -27,7 +27,6 @@ import re
 import shlex
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -39,10 +38,11 @@ from tests.harness.cells import (
     sessions,
     slug,
 )
+from tests.harness.missing import missing, skip_or_fail
+from tests.harness.paths import REPORT, ROOT
 
 yaml = pytest.importorskip("yaml", reason="PyYAML comes with `nox -s workflow`")
 
-ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / ".github" / "workflows" / "matrix.yml"
 CI_RUN = ROOT / ".ci" / "run"
 PER_SESSION_JOBS = {"today": "matrix", "seed": "seed"}  # workflow job -> sessions.py output
@@ -237,13 +237,11 @@ def table(report):
 
 
 def test_rehearsal_of_the_fan_out_gives_the_plain_nox_table(workflow, outputs, tmp_path):
-    baseline = ROOT / "report" / "observations.json"
+    baseline = REPORT / "observations.json"
     if not baseline.exists():
-        reason = (f"{baseline} is missing: the rehearsal compares with a plain `nox` run "
-                  "(which runs this session last)")
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+        skip_or_fail(missing(f"{baseline} is missing", "the rehearsal (it compares with a "
+                             "plain `nox` run)", "run `nox` first (`nox -t ci` runs this "
+                             "session after it)"), pytest.skip, pytest.fail)
     plain = json.loads(baseline.read_text())
     assert len(table(plain)) == 8 * len(sessions()), "a plain run's table has every cell"
     results, report = tmp_path / "results", tmp_path / "report"

@@ -1,7 +1,7 @@
 """The gevent-websocket builder: real downloads, real patches, real wheels.
 
 The seed stack needs a CPython 2.7: without one these tests skip, or fail
-when CI is set.
+under CI (tests/harness/missing.py).
 """
 
 from __future__ import annotations
@@ -21,18 +21,23 @@ import whatthepatch
 from packaging.requirements import Requirement
 
 from tests.harness import builds
-from tests.harness.builds import BuildError, build_wheel, fetch_sdist, stack_pin
-from tests.harness.pythons import HOW_TO_GET_ONE, MissingPython, find_python27
+from tests.harness.builds import (
+    PY27_BUILD_ENV,
+    BuildError,
+    build_wheel,
+    fetch_sdist,
+    stack_pin,
+)
+from tests.harness.missing import missing, skip_or_fail
+from tests.harness.paths import ROOT
+from tests.harness.pythons import MissingPython, find_python27
+
+# Every test here downloads or builds: the `builds` session runs them, not `unit`.
+pytestmark = pytest.mark.builds
 
 STACKS = ["today", "seed"]
 GEVENT = {"gevent", "greenlet", "zope.event", "zope.interface"}
 TIMEOUT = 300
-
-
-def _skip_or_fail(message: str):
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def _virtualenv(interpreter: str, dest: Path) -> Path:
@@ -62,15 +67,22 @@ def python27() -> str:
     try:
         return find_python27()
     except MissingPython as exc:
-        _skip_or_fail(str(exc))
+        skip_or_fail(missing(exc.what, "the seed stack's build", exc.how), pytest.skip,
+                     pytest.fail)
 
 
 @pytest.fixture(scope="session")
 def py27_build_env(python27, tmp_path_factory) -> str:
+    made = os.environ.get(PY27_BUILD_ENV)  # by `nox -s builds`; absent after a first `-R`
+    if made and Path(made).exists():
+        return made
     try:
         return str(_virtualenv(python27, tmp_path_factory.mktemp("py27") / "env"))
     except subprocess.CalledProcessError as exc:
-        _skip_or_fail(f"cannot make a 2.7 env with virtualenv: {exc.stderr.strip()[-500:]}")
+        reason = missing(f"no 2.7 env from virtualenv ({exc.stderr.strip()[-500:]})",
+                         "the seed stack's build", "install `virtualenv<20.22` (the builder "
+                         "group): later releases cannot make 2.7 envs")
+        skip_or_fail(reason, pytest.skip, pytest.fail)
 
 
 @pytest.fixture(params=STACKS)
@@ -237,28 +249,26 @@ def test_broken_patch_names_patch_target_and_hunk(private_cache, tmp_path):
     assert _wheels_in(private_cache) == []
 
 
-def test_cached_sdist_with_wrong_checksum(private_cache):
-    pin = stack_pin("today")
-    wrong = "0" * 64
+def _wrong_checksum_error(fixed: bool, cache: Path, wrong: str) -> str:
+    """The build's error for today's sdist against ``wrong``; no wheel is left behind."""
     with pytest.raises(BuildError) as err:
-        build_wheel("today", False, sha256=wrong, cache=private_cache)
+        build_wheel("today", fixed, sha256=wrong, cache=cache)
     message = str(err.value)
-    assert f"expected {wrong}" in message and f"actual {pin['sha256']}" in message
-    assert str(private_cache / "sdists" / f"gevent-websocket-{pin['version']}.tar.gz") in message
+    assert f"expected {wrong}" in message and f"actual {stack_pin('today')['sha256']}" in message
+    assert _wheels_in(cache) == []
+    return message
+
+
+def test_cached_sdist_with_wrong_checksum(private_cache):
+    message = _wrong_checksum_error(False, private_cache, "0" * 64)
+    version = stack_pin("today")["version"]
+    assert str(private_cache / "sdists" / f"gevent-websocket-{version}.tar.gz") in message
     assert "delete" in message
-    assert _wheels_in(private_cache) == []
 
 
 def test_downloaded_sdist_with_wrong_checksum_is_not_kept(tmp_path):
-    pin = stack_pin("today")
-    wrong = "f" * 64
-    with pytest.raises(BuildError) as err:
-        build_wheel("today", True, sha256=wrong, cache=tmp_path)
-    message = str(err.value)
-    assert f"expected {wrong}" in message and f"actual {pin['sha256']}" in message
-    assert "check the pin" in message
+    assert "check the pin" in _wrong_checksum_error(True, tmp_path, "f" * 64)
     assert [p for p in (tmp_path / "sdists").glob("*") if p.is_file()] == []
-    assert _wheels_in(tmp_path) == []
 
 
 def test_second_build_comes_from_cache_and_a_patch_change_rebuilds(
@@ -313,7 +323,7 @@ def test_seed_needs_python27(private_cache):
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "tests.harness.builds", *args],
-        cwd=builds.REPO,
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
@@ -334,21 +344,3 @@ def test_cli_reports_a_build_error_on_one_line():
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "2.7" in lines[0]
 
-
-def test_find_python27_rejects_a_wrong_explicit_python(monkeypatch):
-    monkeypatch.setenv("PYTHON27", sys.executable)
-    with pytest.raises(MissingPython, match="PYTHON27=") as err:
-        find_python27()
-    assert HOW_TO_GET_ONE in str(err.value)
-
-
-def test_find_python27_says_where_it_looked(monkeypatch, tmp_path):
-    monkeypatch.delenv("PYTHON27", raising=False)
-    monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setenv("PYENV_ROOT", str(tmp_path / "pyenv"))
-    with pytest.raises(MissingPython) as err:
-        find_python27()
-    message = str(err.value)
-    assert "\n" not in message
-    assert "no CPython 2.7 found" in message and str(tmp_path / "pyenv") in message
-    assert "pyenv install 2.7.18" in message and "PYTHON27=" in message

@@ -16,7 +16,7 @@ from tests.harness.cells import (
     seed_table,
 )
 from tests.harness.model import StackFacts, predict
-from tests.harness.server import ROOT
+from tests.harness.paths import ROOT
 
 SEED_DIR = ROOT.parent / "shared" / "seed"
 

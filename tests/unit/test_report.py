@@ -15,7 +15,6 @@ import subprocess
 import sys
 from dataclasses import replace
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -34,10 +33,10 @@ from tests.harness.cells import (
     slug,
 )
 from tests.harness.model import StackFacts, predict
+from tests.harness.paths import ROOT
 from tests.harness.records import SCHEMA
 from tests.harness.render import html, layout, markdown, terminal
 
-ROOT = Path(__file__).resolve().parents[2]
 VERSIONS = {"today": ("0.10.1", "14.1.0"), "seed": ("0.9.5", "2.66.0.49"),
             "deploy": ("0.10.1", "14.1.0")}
 RUN_TIMEOUT = 60  # s for one `python -m tests.harness.report` (bound)

@@ -1,4 +1,4 @@
-"""A user's stack (tests/harness/userstack/, pythons.py): the input side.
+"""A user's stack (tests/harness/userstack/): the input side.
 
 What is read from a requirements file, what the model predicts from it, how bad
 input is refused (one line, exit 2), and that a failed build leaves nothing behind.
@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from tests.harness import pythons
-from tests.harness.cells import ROOT, STACKS, Cell, seed_table
+from tests.harness.cells import STACKS, Cell, seed_table
+from tests.harness.paths import CACHE, DATA, ROOT
 from tests.harness.userstack._env import build
 from tests.harness.userstack._era import this_python
 from tests.harness.userstack._errors import StackError, installer_failure
@@ -23,7 +23,7 @@ from tests.harness.userstack._registry import Registry, wheel_pythons
 from tests.harness.userstack._request import GWS, Request, from_args, stack_name
 from tests.harness.userstack._resolve import Plan
 
-EXAMPLES = ROOT / "tests" / "data" / "stacks"
+EXAMPLES = DATA / "stacks"
 
 
 def _cli(*args, timeout=120):
@@ -74,8 +74,9 @@ def test_cli_bad_input_is_one_line_and_exit_2(args):
     assert len(lines) == 1 and lines[0].startswith("error: ") and ";" in lines[0]
 
 
+@pytest.mark.builds  # asks the registry
 def test_a_release_that_does_not_exist_is_named_with_one_that_does():
-    proc = _cli("Flask==9.9.9", "--work", str(ROOT / ".cache" / "stacks-test"))
+    proc = _cli("Flask==9.9.9", "--work", str(CACHE / "stacks-test"))
     assert proc.returncode == 2
     assert "flask==9.9.9 does not exist on the registry" in proc.stderr
     assert "pin a release it has" in proc.stderr
@@ -138,33 +139,7 @@ def test_installer_output_becomes_one_line_with_the_fix(output, says):
     assert says in line and "\n" not in line and ";" in line
 
 
-def test_find_python_any_version_says_where_it_looked(monkeypatch, tmp_path):
-    monkeypatch.delenv("PYTHON35", raising=False)
-    monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setenv("PYENV_ROOT", str(tmp_path / "pyenv"))
-    with pytest.raises(pythons.MissingPython) as err:
-        pythons.find_python("3.5")
-    message = str(err.value)
-    assert "no CPython 3.5 found" in message and "PYTHON35=" in message and "\n" not in message
-
-
-def test_find_python_does_not_take_3_10_for_3_1(monkeypatch, tmp_path):
-    fake = tmp_path / "pyenv" / "versions" / "3.10.13" / "bin"
-    fake.mkdir(parents=True)
-    (fake / "python3.1").symlink_to(sys.executable)
-    monkeypatch.delenv("PYTHON31", raising=False)
-    monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setenv("PYENV_ROOT", str(tmp_path / "pyenv"))
-    with pytest.raises(pythons.MissingPython, match="no CPython 3.1 found"):
-        pythons.find_python("3.1")
-
-
-def test_find_python_rejects_a_wrong_explicit_setting(monkeypatch):
-    monkeypatch.setenv("PYTHON27", sys.executable)
-    with pytest.raises(pythons.MissingPython, match="PYTHON27="):
-        pythons.find_python("2.7")
-
-
+@pytest.mark.builds  # asks the registry, resolves with uv
 def test_a_failed_build_leaves_no_environment(tmp_path):
     request = Request(name="broken", requirements={})
     registry = Registry()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..cells import COLUMN_AXES
 from ..inputs import Data
 from . import layout
 from .jinja import environment
@@ -20,7 +21,7 @@ def cell(row: Data | None) -> str:
 
 def seed_list_line(row: Data) -> str:
     """The seed's own notation: `fixed,rum,hello_goodbyer,streaming: verdict`."""
-    flags = ",".join(str(row[k]) for k in ("fixed", "rum", "hello_goodbyer", "streaming"))
+    flags = ",".join(str(row[k]) for k in ("fixed", *COLUMN_AXES))
     if row["status"] != "observed":
         return f"{flags}: ({row['status']})"
     diff = " **≠**" if row["differs_from_seed"] else ""

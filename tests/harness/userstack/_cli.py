@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..builds import PATCHES
-from ..cells import ROOT
+from ..paths import CACHE, RESULTS
 from ._env import build
 from ._errors import EXIT_BAD_INPUT, StackError
 from ._predict import prediction_grid, print_grid, run_predict
@@ -55,9 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "(default: this one, if the pins admit it)")
     parser.add_argument("--predict", action="store_true",
                         help="the model's grid and causes only: build and run nothing")
-    parser.add_argument("--work", type=Path, default=ROOT / ".cache" / "stacks",
+    parser.add_argument("--work", type=Path, default=CACHE / "stacks",
                         help="where environments are built (kept: a second run reuses them)")
-    parser.add_argument("--results", type=Path, default=ROOT / "results",
+    parser.add_argument("--results", type=Path, default=RESULTS,
                         help="where each arm's SessionResults go, beside every session's "
                         "(nox passes MATRIX_RESULTS)")
     parser.add_argument("--jobs", type=int, default=2, help="arms run at once")

@@ -12,8 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TextIO
 
-from ..cells import ARMS, ROOT
+from ..cells import ARMS
 from ..cells import slug as cells_slug
+from ..paths import ROOT
 from ._env import REPORTED, Env
 from ._predict import Arm, Observed
 from ._registry import Json
