@@ -21,7 +21,7 @@ import pytest
 
 from tests.harness.cells import Cell
 from tests.harness.report import REQUIRED_STACKS, main
-from tests.unit.test_report import write_handler_results, write_optional, write_results
+from tests.harness.report_sample import write_handler_results, write_optional, write_results
 
 ROOT = Path(__file__).resolve().parents[2]
 REPORT = ROOT / os.environ.get("MATRIX_REPORT", "report")

@@ -1,0 +1,141 @@
+"""One cell, run: its server, the page, both real clients at once, the positive controls,
+the criteria and the model's prediction, recorded before anything is asserted.
+
+The matrix's cells (tests/matrix/test_cells.py), a layer's (tests/matrix/test_layers.py)
+and every session built on them run their cells through ``run_cell``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Protocol
+
+from tests.harness import clients
+from tests.harness.cells import DEFAULT_HANDLER, NO_LAYER, Cell, seed_verdict
+from tests.harness.controls import positive_controls
+from tests.harness.criteria import Event, evaluate
+from tests.harness.model import Prediction, StackFacts, predict
+from tests.harness.records import CellRecord, Phases, agrees, comparable
+from tests.harness.server import Server, ServerError
+
+# s the tracked layer gets, once both clients are done, to finish every connection's
+# work (one wait per server, not per client): a layer that finishes at close() or on
+# exhaustion has done so before the server closed TCP, which the clients waited for.
+LAYER_BOUND = 1.0
+
+
+class CellSession(Protocol):
+    """What a cell needs of its pytest session (tests/conftest.py Session)."""
+
+    @property
+    def server_python(self) -> str: ...
+    @property
+    def logs(self) -> Path | None: ...
+    @property
+    def launcher(self) -> str: ...
+    @property
+    def server_handler(self) -> str | None: ...
+    @property
+    def layer(self) -> str | None: ...
+    @property
+    def releases(self) -> Mapping[str, str]: ...
+    @property
+    def pins(self) -> Mapping[str, str]: ...
+
+
+class CellResults(Protocol):
+    """Where a cell's record goes (tests/conftest.py Results)."""
+
+    def add(self, kind: str, record: Any) -> None: ...
+
+
+def wait_for_layer(server: Server, layer: str | None) -> list[Event]:
+    """Wait (bounded, once) until ``layer`` finished or skipped the page's request and each
+    client's; the server's events so far, the ones within the bound.
+
+    Requests are told apart as the criteria do, by the page's path and each client's
+    query, read from the events as they arrive: a client's ``request`` line may still be
+    on its way from the server when the client itself is done.
+    """
+    wanted = {"page", *(f"client={c}" for c in clients.CLIENTS)}
+    whose: dict[Any, str] = {}  # rid -> "page" or "client=<name>"
+    ended = set()
+
+    def done(event: Event) -> bool:
+        if event["event"] == "request":
+            key = "page" if event.get("path") == "/" else next(
+                (k for k in wanted if k != "page" and k in event.get("query", "")), None)
+            if key is not None and key not in whose.values():
+                whose[event["rid"]] = key
+        elif event["event"] in ("layer_finished", "layer_skipped") \
+                and event.get("layer") == layer:
+            ended.add(event.get("rid"))
+        return set(whose.values()) == wanted and set(whose) <= ended
+
+    if layer is not None:
+        try:
+            server.wait_for(done, LAYER_BOUND, f"{layer}'s end of the page's and each "
+                                               f"client's request")
+        except ServerError:  # not finished within the bound: the observation says so
+            pass
+    return list(server.events)
+
+
+def run_cell(session: CellSession, results: CellResults, cell: Cell) -> Prediction:
+    """Start the cell's server, run both clients, record, then assert against the model;
+    the model's prediction."""
+    started = time.monotonic()
+    server = Server(session.server_python, agent=cell.agent, rum=cell.rum,
+                    hello_goodbyer=cell.hello_goodbyer, log_dir=session.logs, name=cell.slug(),
+                    launcher=session.launcher, handler=session.server_handler,
+                    layer=cell.layer if cell.layer != NO_LAYER else None,
+                    # a layer session's app monkey-patches, as gevent's docs ask: the
+                    # layers keep per-request state greenlet-safe only then; off for
+                    # the seed's own cells, which keep their meaning
+                    monkey_patch=session.layer is not None)
+    with server:
+        status, page = server.get("/")
+        # Both clients at once, each on its own connection (criteria tell their
+        # events apart by the request id their query names): a cell waits for
+        # one client process start-up, not two (tests/bench: -0.1 s a cell).
+        with ThreadPoolExecutor(len(clients.CLIENTS)) as pool:
+            transcripts = list(pool.map(
+                lambda c: clients.run(c, f"{server.ws_url}{cell.route}?client={c}"),
+                clients.CLIENTS))
+        exchanged = time.monotonic()
+        within_bound = wait_for_layer(server, cell.tracked_layer)
+    events = server.events
+    ready = server.ready or {}
+    duration = time.monotonic() - started
+    controls = positive_controls(cell, server, page, session.releases, transcripts,
+                                 session.pins)
+    if session.layer is not None:
+        controls["app monkey-patched (a layer session)"] = ready.get("monkey_patched") is True
+    # The handler the server says it runs, not the one the session claims (a control).
+    facts = StackFacts.from_versions(
+        server.versions, (ready.get("handler") or {}).get("name", DEFAULT_HANDLER))
+    expected = predict(cell, facts)
+    observed = [evaluate(cell, t, events, within_bound) for t in transcripts]
+    results.add("cells", CellRecord(layer=cell.tracked_layer,
+        cell=cell, seed=seed_verdict(cell), verdict=observed[0].verdict, observed=observed,
+        expected=expected.as_dict(), facts=facts.__dict__, controls=controls,
+        versions=server.versions, page_status=status,
+        transcripts=[t.as_dict() for t in transcripts], server_events=events,
+        server_ready_after=server.ready_after or 0.0,
+        client_durations={t.client: round(t.duration, 3) for t in transcripts},
+        duration=round(duration, 3), launcher=server.launcher,
+        phases=Phases.split(server.ready_after or 0.0, exchanged - started, duration)))
+
+    failed = [name for name, ok in controls.items() if not ok]
+    assert not failed, server.explain(
+        f"{cell.label()}: positive controls failed: {failed}; versions={server.versions}, "
+        f"page excerpt={page[:300]!r}")
+    for obs in observed:
+        assert agrees(obs, expected.as_dict()), server.explain(
+            f"{cell.label()}, {obs.client} client: expected {expected.as_dict()}\n"
+            f"  observed {comparable(obs)}\n  evidence {json.dumps(obs.evidence)}")
+    return expected
