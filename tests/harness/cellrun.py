@@ -22,10 +22,11 @@ from tests.harness.model import Prediction, StackFacts, predict
 from tests.harness.records import CellRecord, Phases, agrees, comparable
 from tests.harness.server import Server, ServerError
 
-# s the tracked layer gets, once both clients are done, to finish every connection's
-# work (one wait per server, not per client): a layer that finishes at close() or on
-# exhaustion has done so before the server closed TCP, which the clients waited for.
-LAYER_BOUND = 1.0
+# s the server gets, once both clients are done, to report each request done (a safety
+# net: their connections are over, so the handler's work has returned or is returning).
+# Hitting it fails the cell; it decides no observation.
+REQUEST_DONE_BOUND = 10.0
+LAYER_ENDS = ("layer_finished", "layer_skipped")
 
 
 class CellSession(Protocol):
@@ -53,36 +54,53 @@ class CellResults(Protocol):
     def add(self, kind: str, record: Any) -> None: ...
 
 
-def wait_for_layer(server: Server, layer: str | None) -> list[Event]:
-    """Wait (bounded, once) until ``layer`` finished or skipped the page's request and each
-    client's; the server's events so far, the ones within the bound.
+def wait_for_requests_done(server: Server) -> list[Event]:
+    """Wait until the server reported the page's request and each client's done
+    (app/connections.py ``request_done``); the server's events so far, less any layer end
+    that came after its request's ``request_done``.
 
     Requests are told apart as the criteria do, by the page's path and each client's
     query, read from the events as they arrive: a client's ``request`` line may still be
-    on its way from the server when the client itself is done.
+    on its way from the server when the client itself is done.  A layer that has not
+    finished a request when the handler's work for it has returned did not finish it with
+    the request: what it does later (a garbage-collected fallback, the server's stop) is
+    not that request's end.
     """
     wanted = {"page", *(f"client={c}" for c in clients.CLIENTS)}
     whose: dict[Any, str] = {}  # rid -> "page" or "client=<name>"
-    ended = set()
+    done = set()
 
-    def done(event: Event) -> bool:
+    def all_done(event: Event) -> bool:
         if event["event"] == "request":
             key = "page" if event.get("path") == "/" else next(
                 (k for k in wanted if k != "page" and k in event.get("query", "")), None)
             if key is not None and key not in whose.values():
                 whose[event["rid"]] = key
-        elif event["event"] in ("layer_finished", "layer_skipped") \
-                and event.get("layer") == layer:
-            ended.add(event.get("rid"))
-        return set(whose.values()) == wanted and set(whose) <= ended
+        elif event["event"] == "request_done":
+            done.add(event.get("rid"))
+        return set(whose.values()) == wanted and set(whose) <= done
 
-    if layer is not None:
-        try:
-            server.wait_for(done, LAYER_BOUND, f"{layer}'s end of the page's and each "
-                                               f"client's request")
-        except ServerError:  # not finished within the bound: the observation says so
-            pass
-    return list(server.events)
+    try:
+        server.wait_for(all_done, REQUEST_DONE_BOUND,
+                        "request_done for the page's and each client's request")
+    except ServerError as exc:
+        seen = sorted(key for rid, key in whose.items() if rid in done)
+        raise ServerError(f"{exc}\n  requests seen done: {seen or 'none'} of "
+                          f"{sorted(wanted)} (the safety net, not an observation)") from None
+    return with_their_requests(server.events)
+
+
+def with_their_requests(events: list[Event]) -> list[Event]:
+    """``events`` less each layer end that came after its request's ``request_done``."""
+    over = set()
+    kept = []
+    for event in events:
+        if event["event"] in LAYER_ENDS and event.get("rid") in over:
+            continue
+        kept.append(event)
+        if event["event"] == "request_done":
+            over.add(event.get("rid"))
+    return kept
 
 
 def run_cell(session: CellSession, results: CellResults, cell: Cell) -> Prediction:
@@ -107,7 +125,7 @@ def run_cell(session: CellSession, results: CellResults, cell: Cell) -> Predicti
                 lambda c: clients.run(c, f"{server.ws_url}{cell.route}?client={c}"),
                 clients.CLIENTS))
         exchanged = time.monotonic()
-        within_bound = wait_for_layer(server, cell.tracked_layer)
+        with_requests = wait_for_requests_done(server)
     events = server.events
     ready = server.ready or {}
     duration = time.monotonic() - started
@@ -119,7 +137,7 @@ def run_cell(session: CellSession, results: CellResults, cell: Cell) -> Predicti
     facts = StackFacts.from_versions(
         server.versions, (ready.get("handler") or {}).get("name", DEFAULT_HANDLER))
     expected = predict(cell, facts)
-    observed = [evaluate(cell, t, events, within_bound) for t in transcripts]
+    observed = [evaluate(cell, t, events, with_requests) for t in transcripts]
     results.add("cells", CellRecord(layer=cell.tracked_layer,
         cell=cell, seed=seed_verdict(cell), verdict=observed[0].verdict, observed=observed,
         expected=expected.as_dict(), facts=facts.__dict__, controls=controls,
