@@ -8,6 +8,7 @@ and every session built on them run their cells through ``run_cell``.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -103,6 +104,28 @@ def with_their_requests(events: list[Event]) -> list[Event]:
     return kept
 
 
+def kept_open_notices(server: Server) -> dict[str, threading.Event]:
+    """{client: set once the server reported its websocket's request done with the
+    connection kept for another request}: after that the server reads an HTTP request
+    line, so it closes TCP only once the client does (app/connections.py)."""
+    notices = {c: threading.Event() for c in clients.CLIENTS}
+    whose: dict[Any, str] = {}  # rid -> client
+
+    def watcher(event: Event) -> None:
+        if event["event"] == "request":
+            client = next((c for c in clients.CLIENTS
+                           if f"client={c}" in event.get("query", "")), None)
+            if client is not None and client not in whose.values():
+                whose[event["rid"]] = client
+        elif (event["event"] == "request_done" and event.get("keep_alive") is True
+              and str(event.get("upgrade", "")).lower() == "websocket"
+              and event.get("rid") in whose):
+            notices[whose[event["rid"]]].set()
+
+    server.watch(watcher)
+    return notices
+
+
 def run_cell(session: CellSession, results: CellResults, cell: Cell) -> Prediction:
     """Start the cell's server, run both clients, record, then assert against the model;
     the model's prediction."""
@@ -120,9 +143,11 @@ def run_cell(session: CellSession, results: CellResults, cell: Cell) -> Predicti
         # Both clients at once, each on its own connection (criteria tell their
         # events apart by the request id their query names): a cell waits for
         # one client process start-up, not two (tests/bench: -0.1 s a cell).
+        kept_open = kept_open_notices(server)
         with ThreadPoolExecutor(len(clients.CLIENTS)) as pool:
             transcripts = list(pool.map(
-                lambda c: clients.run(c, f"{server.ws_url}{cell.route}?client={c}"),
+                lambda c: clients.run(c, f"{server.ws_url}{cell.route}?client={c}",
+                                      kept_open=kept_open[c]),
                 clients.CLIENTS))
         exchanged = time.monotonic()
         with_requests = wait_for_requests_done(server)
