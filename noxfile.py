@@ -276,7 +276,7 @@ def unit(session: nox.Session) -> None:
     session.run("pytest", "tests/unit/test_model.py", "tests/unit/test_builds.py",
                 "tests/unit/test_history.py", "tests/unit/test_deploy_compare.py",
                 "tests/unit/test_report.py", "tests/unit/test_records.py",
-                "tests/unit/test_userstack.py",
+                "tests/unit/test_userstack.py", "tests/unit/test_cellrun.py",
                 "--junitxml", str(results_file("unit", ".junit.xml")), *session.posargs)
 
 
