@@ -6,17 +6,17 @@ closed, tcp_closed, error) so that a harness and a person read the same
 transcript.
 
 The websocket ends as RFC 6455 7.1.1 asks of a client and as browsers do it:
-after the closing handshake the client waits, bounded by --close-timeout
-(default --timeout), for the server to close the TCP connection, and only
-then (or at the bound) closes its own socket.  ``tcp_closed`` says who closed
-it and how long after the handshake: a client that hangs up first would hide a
-server that never lets go.  With --notices, a harness that knows the server's
-side may end that wait: the line ``server_keeps_tcp_open`` on stdin (the server
-reported the websocket's request done and its connection kept for another
-request: it closes TCP only once the client does) and the client closes its
-socket then, saying so.  Exit status 0 only if the exchange completed: at least
-one message was received and answered, and the server then ended the
-connection.  Every wait is bounded (--timeout, --close-timeout).
+after the closing handshake the client waits, bounded by --timeout, for the
+server to close the TCP connection, and only then (or at the bound) closes its
+own socket.  ``tcp_closed`` says who closed it and how long after the
+handshake: a client that hangs up first would hide a server that never lets go.
+With --notices, a harness that knows the server's side may end that wait: the
+line ``server_keeps_tcp_open`` on stdin (the server reported the websocket's
+request done and its connection kept for another request: it closes TCP only
+once the client does) and the client closes its socket then, saying so.
+Exit status 0 only if the exchange completed: at least one message was
+received and answered, and the server then ended the connection.  Every wait
+is bounded by --timeout.
 """
 from __future__ import absolute_import, print_function
 
@@ -142,7 +142,7 @@ def await_server_close(sock, timeout, notices=None):
             "bound": timeout, "stray_bytes": stray}
 
 
-def run(url, timeout, notices=None, close_timeout=None):
+def run(url, timeout, notices=None):
     try:
         ws = websocket.create_connection(url, timeout=timeout)
     except Exception as exc:
@@ -156,7 +156,7 @@ def run(url, timeout, notices=None, close_timeout=None):
             answered += event == "sent"
         if ws.sock is not None:  # the handshake is done: the server is to close TCP first
             log("tcp_closed", handshake=True,
-                **await_server_close(ws.sock, close_timeout or timeout, notices))
+                **await_server_close(ws.sock, timeout, notices))
     except websocket.WebSocketTimeoutException:
         log("error", stage="receive", error="timeout: nothing from the server for %.1f s" % timeout)
         log("tcp_closed", handshake=False, by="client", after_handshake=None, bound=timeout,
@@ -180,13 +180,10 @@ def main(argv=None):
     parser.add_argument("url", help="e.g. ws://127.0.0.1:5000/view")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
                         help="seconds any single wait may take (default %(default)s)")
-    parser.add_argument("--close-timeout", type=float, default=None,
-                        help="seconds the wait for the server's close of TCP may take "
-                        "(default: --timeout)")
     parser.add_argument("--notices", action="store_true",
                         help="read the harness's notices on stdin (%s)" % KEPT_OPEN)
     args = parser.parse_args(argv)
-    return run(args.url, args.timeout, sys.stdin if args.notices else None, args.close_timeout)
+    return run(args.url, args.timeout, sys.stdin if args.notices else None)
 
 
 if __name__ == "__main__":

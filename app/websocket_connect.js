@@ -1,14 +1,13 @@
 #!/usr/bin/env node
-// The seed's node client:
-// `node websocket_connect.js [URL] [--timeout SECONDS] [--close-timeout SECONDS]`.
+// The seed's node client: `node websocket_connect.js [URL] [--timeout SECONDS]`.
 // Logs each message the server sends, answers it, and exits when the server
 // closes.  Same transcript format and exit status as `python -m app.client`:
 // one JSON object per line; 0 only if at least one message was received and
 // answered and the server then ended the connection.  Every wait is bounded.
 //
 // The end follows RFC 6455 7.1.1 as browsers do: after the closing handshake
-// the client waits, bounded by --close-timeout (ws's closeTimeout; default
-// --timeout), for the server to close TCP.  `tcp_closed` says who closed it and how long after the handshake.
+// the client waits, bounded by --timeout (ws's closeTimeout), for the server to
+// close TCP.  `tcp_closed` says who closed it and how long after the handshake.
 // ws half-closes (sends FIN) right after its close reply; the full close, and
 // so `by: server`, needs the server's FIN.
 'use strict';
@@ -19,13 +18,12 @@ const DEFAULT_URL = 'ws://localhost:5000/view';
 const DEFAULT_TIMEOUT = 5.0;
 
 function parseArgs(argv) {
-  const args = { url: DEFAULT_URL, timeout: DEFAULT_TIMEOUT, closeTimeout: null };
+  const args = { url: DEFAULT_URL, timeout: DEFAULT_TIMEOUT };
   for (let i = 0; i < argv.length; i++) {
-    if (argv[i] === '--timeout' || argv[i] === '--close-timeout') {
-      const key = argv[i] === '--timeout' ? 'timeout' : 'closeTimeout';
-      args[key] = Number(argv[++i]);
-      if (!(args[key] > 0)) {
-        console.error(`error: ${argv[i - 1]} needs a positive number of seconds`);
+    if (argv[i] === '--timeout') {
+      args.timeout = Number(argv[++i]);
+      if (!(args.timeout > 0)) {
+        console.error('error: --timeout needs a positive number of seconds');
         process.exit(2);
       }
     } else {
@@ -43,15 +41,14 @@ function log(event, fields) {
 }
 
 function main() {
-  const { url, timeout, closeTimeout: close } = parseArgs(process.argv.slice(2));
-  const closeTimeout = close || timeout;
+  const { url, timeout } = parseArgs(process.argv.slice(2));
   let answered = 0;
   let closed = false;
   let timer = null;
   let handshakeDone = null; // when our close reply went out (the socket's 'finish')
   let serverEnded = null; // when the server's FIN arrived (the socket's 'end')
 
-  const ws = new WebSocket(url, { handshakeTimeout: timeout * 1000, closeTimeout: closeTimeout * 1000 });
+  const ws = new WebSocket(url, { handshakeTimeout: timeout * 1000, closeTimeout: timeout * 1000 });
   const now = () => Number(process.hrtime.bigint()) / 1e9;
 
   ws.on('upgrade', (res) => {
@@ -63,7 +60,7 @@ function main() {
   });
 
   function logTcpClosed() {
-    const fields = { handshake: handshakeDone !== null, bound: closeTimeout, stray_bytes: 0 };
+    const fields = { handshake: handshakeDone !== null, bound: timeout, stray_bytes: 0 };
     if (serverEnded !== null) {
       Object.assign(fields, {
         by: 'server', how: 'fin',
@@ -72,7 +69,7 @@ function main() {
     } else {
       Object.assign(fields, {
         by: 'client', after_handshake: null,
-        error: `the server kept the TCP connection open ${closeTimeout.toFixed(1)} s (bound) after the closing handshake`,
+        error: `the server kept the TCP connection open ${timeout.toFixed(1)} s (bound) after the closing handshake`,
       });
     }
     log('tcp_closed', fields);

@@ -55,12 +55,9 @@ class Transcript:
 
 
 def command(client: str, url: str, timeout: float = CLIENT_TIMEOUT,
-            notices: bool = False, close_timeout: float | None = None) -> list[str]:
-    """``close_timeout``: the bound on the wait for the server's close of TCP after the
-    closing handshake (default ``timeout``)."""
-    close = ["--close-timeout", str(close_timeout)] if close_timeout is not None else []
+            notices: bool = False) -> list[str]:
     if client == "python":
-        return [sys.executable, "-m", "app.client", "--timeout", str(timeout), *close,
+        return [sys.executable, "-m", "app.client", "--timeout", str(timeout),
                 *(["--notices"] if notices else []), url]
     if client == "node":
         node = shutil.which("node")
@@ -70,17 +67,16 @@ def command(client: str, url: str, timeout: float = CLIENT_TIMEOUT,
         if not (ROOT / "app" / "node_modules" / "ws").is_dir():
             raise RuntimeError("the node client's 'ws' package is missing: run "
                                "`npm ci --prefix app` (nox sessions do this)")
-        return [node, str(NODE_SCRIPT), url, "--timeout", str(timeout), *close]
+        return [node, str(NODE_SCRIPT), url, "--timeout", str(timeout)]
     raise ValueError(f"unknown client {client!r}; expected one of {CLIENTS}")
 
 
 def run(client: str, url: str, timeout: float = CLIENT_TIMEOUT,
-        kept_open: threading.Event | None = None,
-        close_timeout: float | None = None) -> Transcript:
+        kept_open: threading.Event | None = None) -> Transcript:
     """``kept_open``: set once the server reported it keeps this client's connection open
     after the websocket's request (a notice for the clients of NOTICED)."""
     notices = kept_open is not None and client in NOTICED
-    argv = command(client, url, timeout, notices, close_timeout)
+    argv = command(client, url, timeout, notices)
     started = time.monotonic()
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.PIPE if notices else subprocess.DEVNULL)
