@@ -75,10 +75,11 @@ class CellResults(Protocol):
     def add(self, kind: str, record: Any) -> None: ...
 
 
-def wait_for_requests_done(server: Server) -> list[Event]:
+def wait_for_requests_done(server: Server) -> tuple[list[Event], str | None]:
     """Wait until the server reported the page's request and each client's done
     (app/connections.py ``request_done``); the server's events so far, less any layer end
-    that came after its request's ``request_done``.
+    that came after its request's ``request_done``, and what was missing if the safety
+    net (or the server's exit) ended the wait.
 
     Requests are told apart as the criteria do, by the page's path and each client's
     query, read from the events as they arrive: a client's ``request`` line may still be
@@ -104,11 +105,13 @@ def wait_for_requests_done(server: Server) -> list[Event]:
     try:
         server.wait_for(all_done, REQUEST_DONE_BOUND,
                         "request_done for the page's and each client's request")
-    except ServerError as exc:
+    except ServerError:
         seen = sorted(key for rid, key in whose.items() if rid in done)
-        raise ServerError(f"{exc}\n  requests seen done: {seen or 'none'} of "
-                          f"{sorted(wanted)} (the safety net, not an observation)") from None
-    return with_their_requests(server.events)
+        return with_their_requests(server.events), (
+            f"expected the server's request_done for {sorted(wanted)} within "
+            f"{REQUEST_DONE_BOUND:.0f} s (a safety net, not an observation); seen done: "
+            f"{seen or 'none'}")
+    return with_their_requests(server.events), None
 
 
 def with_their_requests(events: list[Event]) -> list[Event]:
@@ -170,7 +173,7 @@ def run_cell(session: CellSession, results: CellResults, cell: Cell) -> Predicti
                                       kept_open=kept_open[c]),
                 clients.CLIENTS))
         exchanged = time.monotonic()
-        with_requests = wait_for_requests_done(server)
+        with_requests, not_done = wait_for_requests_done(server)
     events = server.events
     ready = server.ready or {}
     duration = time.monotonic() - started
@@ -193,6 +196,7 @@ def run_cell(session: CellSession, results: CellResults, cell: Cell) -> Predicti
         duration=round(duration, 3), launcher=server.launcher,
         phases=Phases.split(server.ready_after or 0.0, exchanged - started, duration)))
 
+    assert not_done is None, server.explain(f"{cell.label()}: {not_done}")
     failed = [name for name, ok in controls.items() if not ok]
     assert not failed, server.explain(
         f"{cell.label()}: positive controls failed: {failed}; versions={server.versions}, "
