@@ -11,7 +11,9 @@ answered a malformed request and closed), ``eof`` (no further request came: the 
 closed or the read failed) or ``exception``.
 
 A harness proves a negative from these: a layer that had not finished a request when
-its ``request_done`` came did not finish it with the request.  The subclass goes on
+its ``request_done`` came did not finish it with the request, and a websocket's request
+done with ``keep_alive`` leaves the server reading the next HTTP request off that
+connection, so it closes TCP only once the peer does.  The subclass goes on
 outermost, around whatever handler class the server runs (gevent-websocket, gevent-ws,
 gevent's own for flask-sock, each possibly wrapped by app.__main__.logging_rejections)
 and it calls the handler's own methods unchanged: it only observes.  gevent 1.1.2
