@@ -274,7 +274,8 @@ def unit(session: nox.Session) -> None:
     session.run("pytest", "tests/unit/test_model.py", "tests/unit/test_history.py",
                 "tests/unit/test_deploy_compare.py", "tests/unit/test_report.py",
                 "tests/unit/test_records.py", "tests/unit/test_pythons.py",
-                "tests/unit/test_userstack.py", "-m", "not builds",
+                "tests/unit/test_userstack.py", "tests/unit/test_cellrun.py",
+                "-m", "not builds",
                 "--junitxml", str(results_file("unit", ".junit.xml")), *session.posargs)
 
 

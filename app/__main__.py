@@ -255,6 +255,7 @@ def main(argv=None):
     import gevent
     from gevent.pywsgi import WSGIServer
 
+    from .connections import observed
     from .middleware import IterableProbe
 
     handler = handlers.current()  # chosen by missing_dependencies()
@@ -262,9 +263,11 @@ def main(argv=None):
     application, flask_app = build_application(args.hello_goodbyer, args.layer,
                                                with_flask_app=True)
     layer_active = layers.evidence(args.layer, flask_app, application)
+    # Outermost: request_done and connection_done (app.connections) watch the handler
+    # as the server runs it, rejections logged or not.
     server = WSGIServer((args.host, args.port), application,
-                        handler_class=(logging_rejections(handler_class)
-                                       if handler.logs_rejections else handler_class),
+                        handler_class=observed(logging_rejections(handler_class)
+                                               if handler.logs_rejections else handler_class),
                         log=sys.stderr, error_log=sys.stderr)
     # The agent wraps the application WSGIServer is given (its gevent hook);
     # the probe must see what the handler sees, so it goes on afterwards.

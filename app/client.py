@@ -10,6 +10,10 @@ after the closing handshake the client waits, bounded by --timeout, for the
 server to close the TCP connection, and only then (or at the bound) closes its
 own socket.  ``tcp_closed`` says who closed it and how long after the
 handshake: a client that hangs up first would hide a server that never lets go.
+With --notices, a harness that knows the server's side may end that wait: the
+line ``server_keeps_tcp_open`` on stdin (the server reported the websocket's
+request done and its connection kept for another request: it closes TCP only
+once the client does) and the client closes its socket then, saying so.
 Exit status 0 only if the exchange completed: at least one message was
 received and answered, and the server then ended the connection.  Every wait
 is bounded by --timeout.
@@ -19,6 +23,7 @@ from __future__ import absolute_import, print_function
 import argparse
 import errno
 import json
+import select
 import socket
 import struct
 import sys
@@ -27,6 +32,7 @@ import time
 import websocket
 
 DEFAULT_TIMEOUT = 5.0
+KEPT_OPEN = "server_keeps_tcp_open"  # the harness's notice on stdin (--notices)
 NORMAL_CLOSE_CODES = (1000, 1001)
 _clock = getattr(time, "monotonic", time.time)  # CPython 2.7 has no monotonic clock
 
@@ -84,12 +90,13 @@ def converse(ws, answer=answer_for):
             ws.pong(frame.data)
 
 
-def await_server_close(sock, timeout):
+def await_server_close(sock, timeout, notices=None):
     """Read until the server closes TCP or ``timeout`` passes; the ``tcp_closed`` fields.
 
     Called right after the client's close frame went out: the closing
     handshake is complete from the client's side.  Bytes after the server's
     close frame are a protocol error (RFC 6455 5.5.1); they are counted.
+    ``notices``: a file whose line KEPT_OPEN ends the wait (the server kept TCP open).
     """
     started = _clock()
     deadline = started + timeout
@@ -99,6 +106,18 @@ def await_server_close(sock, timeout):
         remaining = deadline - _clock()
         if remaining <= 0:
             break
+        if notices is not None:
+            ready = select.select([sock, notices], [], [], remaining)[0]
+            if notices in ready:
+                line = notices.readline()
+                if not line:  # EOF: no notice can come any more
+                    notices = None
+                elif line.strip() == KEPT_OPEN:
+                    return {"by": "client", "after_handshake": None, "bound": timeout,
+                            "stray_bytes": stray, "notice": KEPT_OPEN,
+                            "error": "the server reported it kept the TCP connection open "
+                                     "for another request after the closing handshake"}
+                continue
         sock.settimeout(remaining)
         try:
             data = sock.recv(4096)
@@ -123,7 +142,7 @@ def await_server_close(sock, timeout):
             "bound": timeout, "stray_bytes": stray}
 
 
-def run(url, timeout):
+def run(url, timeout, notices=None):
     try:
         ws = websocket.create_connection(url, timeout=timeout)
     except Exception as exc:
@@ -136,7 +155,8 @@ def run(url, timeout):
             log(event, **fields)
             answered += event == "sent"
         if ws.sock is not None:  # the handshake is done: the server is to close TCP first
-            log("tcp_closed", handshake=True, **await_server_close(ws.sock, timeout))
+            log("tcp_closed", handshake=True,
+                **await_server_close(ws.sock, timeout, notices))
     except websocket.WebSocketTimeoutException:
         log("error", stage="receive", error="timeout: nothing from the server for %.1f s" % timeout)
         log("tcp_closed", handshake=False, by="client", after_handshake=None, bound=timeout,
@@ -160,8 +180,10 @@ def main(argv=None):
     parser.add_argument("url", help="e.g. ws://127.0.0.1:5000/view")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
                         help="seconds any single wait may take (default %(default)s)")
+    parser.add_argument("--notices", action="store_true",
+                        help="read the harness's notices on stdin (%s)" % KEPT_OPEN)
     args = parser.parse_args(argv)
-    return run(args.url, args.timeout)
+    return run(args.url, args.timeout, sys.stdin if args.notices else None)
 
 
 if __name__ == "__main__":

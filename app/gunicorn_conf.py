@@ -7,7 +7,8 @@ Nothing here changes how a request is served: the worker and its handler are
 gevent-websocket's own, the agent is newrelic-admin's.  What it adds is what
 the harness needs from any server (app/__main__.py does the same for
 ``python -m app``): JSON events on stdout, the readiness line once the worker
-serves, the close() probe outside the agent's wrappers, the stdin lifeline.
+serves, the close() probe outside the agent's wrappers, each request's and
+connection's end (app.connections), the stdin lifeline.
 
 A config file, not a module: gunicorn reads it before it puts the working
 directory on sys.path, so ``app`` is imported inside the hooks only.
@@ -58,6 +59,12 @@ def post_worker_init(worker):
         application = newrelic.agent.register_application(timeout=REGISTER_TIMEOUT)
         agent_active = bool(application.active)
     app_uri = getattr(worker.app, "app_uri", None) or ""
+    # gunicorn's GeventPyWSGIWorker.run() builds its server with
+    # handler_class=worker.wsgi_handler (GeventWebSocketWorker's WebSocketHandler):
+    # request_done and connection_done (app.connections) watch it from outside.
+    from app.connections import observed
+
+    worker.wsgi_handler = observed(worker.wsgi_handler)
     worker.server_class = _observed(worker.server_class, dict(
         launcher="gunicorn", agent=_agent_loaded(), agent_active=agent_active,
         rum=os.environ.get("NEW_RELIC_ENVIRONMENT") == "rum_on",

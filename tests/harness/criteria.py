@@ -81,9 +81,9 @@ def tcp_close(transcript: Transcript) -> tuple[bool, float | None, Event | None]
 
 
 def evaluate(cell: Cell, transcript: Transcript, events: Sequence[Event],
-             within_bound: Sequence[Event] | None = None) -> Observation:
-    """``within_bound``: the server's events up to the end of the layer's bound (the
-    rest came later, e.g. at the server's stop); default ``events``."""
+             with_requests: Sequence[Event] | None = None) -> Observation:
+    """``with_requests``: the server's events less each layer end that came after its
+    request's ``request_done`` (tests/harness/cellrun.py); default ``events``."""
     rid = request_id(events, transcript.client)
     mine = [e for e in events if rid is not None and e.get("rid") == rid]
     view, view_ev = _exchange(transcript, mine, VIEW_MESSAGE, "view_received")
@@ -102,7 +102,7 @@ def evaluate(cell: Cell, transcript: Transcript, events: Sequence[Event],
                          "client_returncode": transcript.returncode}
     ok = view and iterator is not False and middleware is not False
     finished, evidence["layer"] = layer_finished(
-        cell.tracked_layer, rid, events if within_bound is None else within_bound)
+        cell.tracked_layer, rid, events if with_requests is None else with_requests)
     closed_tcp, after, evidence["tcp_closed"] = tcp_close(transcript)
     return Observation(client=transcript.client, rid=rid, view=view, iterator=iterator,
                        middleware=middleware, verdict="+" if ok else "-",

@@ -140,11 +140,14 @@ class Observation:
     valid_close_frame: bool
     evidence: dict[str, Any] = field(default_factory=dict)
     # The cell's tracked layer (Cell.tracked_layer) finished its end-of-request work for
-    # this connection within LAYER_BOUND after both clients were done; None: no layer, or
-    # the layer had no work for it (``layer_skipped``).
+    # this connection before the server reported the request done (``request_done``,
+    # app/connections.py); None: no layer, or the layer had no work for it
+    # (``layer_skipped``).
     layer_finished: bool | None = None
-    # The server closed TCP within the client's bound after the closing handshake
-    # (RFC 6455 7.1.1); seconds it took (None: it did not).
+    # The server closed TCP after the closing handshake (RFC 6455 7.1.1): not when it
+    # reported the connection kept for another request (the client's notice,
+    # tests/harness/clients.py), nor within the client's bound; seconds it took
+    # (None: it did not).
     server_closed_tcp: bool | None = None
     tcp_close_after: float | None = None
 

@@ -343,8 +343,8 @@ def stack_versions(rows: list[Data]) -> str:
 
 # -- the layers (issue 19): per stack, each layer's cells on each build -------------------
 
-LAYER_LEGEND = ("F: the layer finished its request work within the bound after the websocket "
-                "closed; .: it never did; -: no layer (the control)")
+LAYER_LEGEND = ("F: the layer finished its request work before the server was done with the "
+                "request; .: it never did; -: no layer (the control)")
 
 
 def build_layers(sessions: Sessions, problems: list[str],

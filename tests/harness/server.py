@@ -73,6 +73,7 @@ class Server:
         self.name = name
         self.log_dir = Path(log_dir) if log_dir else None
         self.events: list[dict[str, Any]] = []
+        self._watchers: list[Callable[[dict[str, Any]], None]] = []
         self.raw_stdout: list[str] = []
         self._changed = threading.Condition()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -170,6 +171,8 @@ class Server:
                 except ValueError:
                     event = {"event": "unparsed_stdout", "line": text}
                 self.events.append(event)
+                for watcher in self._watchers:
+                    watcher(event)
                 self._changed.notify_all()
         with self._changed:
             self._changed.notify_all()
@@ -243,6 +246,14 @@ class Server:
     def versions(self) -> dict[str, str | None]:
         assert self.ready is not None, f"{self.name}: not ready (start() with wait)"
         return cast("dict[str, str | None]", self.ready["versions"])  # app/__main__.py versions()
+
+    def watch(self, watcher: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``watcher`` with every event so far and each one as it arrives (on the
+        reader's thread, holding its lock: it must not block)."""
+        with self._changed:
+            for event in self.events:
+                watcher(event)
+            self._watchers.append(watcher)
 
     def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float,
                  what: str) -> dict[str, Any]:

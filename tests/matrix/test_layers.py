@@ -4,7 +4,7 @@ the same four with it off (the control), on one stack and build.
 `nox -s "layer(<stack>, <layer>, fixed=...)"` runs them with --layer; `nox -s
 "handler(name=<handler>, agent=False)"` runs them once per layer on that handler (--handler,
 no layer-off control: its own cells are those).  Each cell is
-run as the matrix runs its own (tests/matrix/test_cells.py run_cell): its server, both
+run as the matrix runs its own (tests/harness/cellrun.py run_cell): its server, both
 clients, the positive controls (plus the layer's: set up, pinned, and finishing a
 plain request), and the observation against the expectation model, which now also
 predicts ``layer_finished`` and whether the server closes TCP first.
@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.harness.cellrun import run_cell
 from tests.harness.cells import LAYER_COLUMN_AXES, layer_cells
-from tests.matrix.test_cells import run_cell
 
 
 def pytest_generate_tests(metafunc):

@@ -15,16 +15,16 @@ import time
 
 import pytest
 
-from tests.harness.paths import ROOT
-from tests.harness.server import READY_TIMEOUT
-from tests.matrix.test_reliability import (
+from tests.harness.child_pytest import (
     HOLD_BOUND,
     PYTEST_START_BOUND,
     child_pytest,
     finish,
-    procs_in_session,
     wait_event,
 )
+from tests.harness.paths import ROOT
+from tests.harness.procs import procs_in_session
+from tests.harness.server import READY_TIMEOUT
 
 LIFELINE_BOUND = 2.0  # s from the harness's death to the last server process gone
 HOLDING_CHILD = """

@@ -18,8 +18,6 @@ import os
 import signal
 import socket
 import struct
-import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -29,8 +27,18 @@ import pytest
 from tests.bench import load
 from tests.harness import clients, records
 from tests.harness.cells import Cell, node_id
+from tests.harness.child_pytest import (
+    HOLD_BOUND,
+    INTERRUPT_BOUND,
+    PYTEST_START_BOUND,
+    child_pytest,
+    finish,
+    read_events,
+    wait_event,
+)
 from tests.harness.criteria import ITERATOR_MESSAGE, VIEW_MESSAGE
 from tests.harness.paths import ROOT
+from tests.harness.procs import children, procs_in_session
 from tests.harness.records import SessionResults
 from tests.harness.server import HTTP_TIMEOUT, READY_TIMEOUT, STOP_TIMEOUT, Server
 
@@ -44,8 +52,6 @@ SETTLE_TIMEOUT = 10.0  # s for fds and greenlets to return to their baseline
 # A whole cell: readiness, the page, both clients killed at their bound, and stop.
 CELL_BOUND = (READY_TIMEOUT + HTTP_TIMEOUT + len(clients.CLIENTS) * clients.PROCESS_TIMEOUT
               + 2 * STOP_TIMEOUT)
-PYTEST_START_BOUND = 60.0  # s for a child pytest to reach the moment we interrupt
-INTERRUPT_BOUND = 2 * STOP_TIMEOUT + 10.0  # s from SIGINT to the child pytest's exit
 
 
 def record(results, name, **figures):
@@ -213,88 +219,11 @@ def test_disconnect_mid_stream_returns_to_baseline(session, results):
                             f"{leaked} (baseline, after)\n{summary}")
 
 
-# Python leaves SIGINT alone when it starts with SIGINT ignored (as a background
-# job of a non-interactive shell does): install the KeyboardInterrupt handler
-# explicitly so that the child behaves as it would at a terminal.
-CHILD_PYTEST = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-                "import pytest; sys.exit(pytest.main(sys.argv[1:]))")
-
-
-def child_pytest(args, cwd=ROOT):
-    """A child pytest, in a session of its own (so that we can Ctrl-C its whole group)."""
-    argv = [sys.executable, "-c", CHILD_PYTEST, "-p", "no:cacheprovider", "-q", *args]
-    return subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
-
-
 def session_args(session, logs, results_path):
     return ["--stack", session.stack, "--agent" if session.agent else "--no-agent",
             "--fixed" if session.fixed else "--no-fixed",
             "--server-python", str(session.server_python), "--server-logs", str(logs),
             "--results", str(results_path)]
-
-
-def read_events(path):
-    events = []
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return events
-    for line in lines:
-        try:
-            events.append(json.loads(line))
-        except ValueError:
-            pass  # a line still being written
-    return events
-
-
-def wait_event(path, predicate, timeout, what, child):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for event in read_events(path):
-            if predicate(event):
-                return event
-        if child.poll() is not None:
-            break
-        time.sleep(0.02)
-    child_output = finish(child)
-    raise AssertionError(f"expected {what} in {path} within {timeout:.0f} s (bound); child "
-                         f"pytest status {child.returncode}:\n{child_output[-3000:]}")
-
-
-def finish(child, timeout=INTERRUPT_BOUND):
-    """The child's output; killed (its whole group) if it outlives `timeout`."""
-    try:
-        out, _ = child.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(child.pid, signal.SIGKILL)
-        out, _ = child.communicate(timeout=STOP_TIMEOUT)
-        out += f"\n[killed: still running {timeout:.0f} s (bound) after the fault]".encode()
-    return out.decode("utf-8", "replace")
-
-
-def _procs(field, value):
-    """Live (non-zombie) processes whose /proc stat `field` (after the name) is `value`."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z" and int(fields[field]) == value:
-            found.append(int(entry))
-    return found
-
-
-def procs_in_session(sid):
-    return _procs(3, sid)
-
-
-def children(pid):
-    return _procs(1, pid)
 
 
 KILL_ATTEMPTS = 3  # a kill that lands after the whole cell tested nothing: try again
@@ -342,7 +271,6 @@ def test_server_killed_mid_cell_fails_within_its_bound(session, tmp_path):
     assert not procs_in_session(view["pid"])
 
 
-HOLD_BOUND = 60.0  # s the serving child holds its websocket before giving up
 SERVING_CHILD = """
 import socket, sys, threading
 sys.path.insert(0, {root!r})

@@ -22,7 +22,7 @@ from tests.harness.cells import Cell
 from tests.harness.missing import missing, skip_or_fail
 from tests.harness.paths import REPORT
 from tests.harness.report import REQUIRED_STACKS, main
-from tests.unit.test_report import write_handler_results, write_optional, write_results
+from tests.harness.report_sample import write_handler_results, write_optional, write_results
 
 INSTALL = "apt-get update && apt-get install -y chromium"
 # Chromium as root, with nothing of its own reaching the network.

@@ -27,7 +27,7 @@ def session_name(name: str, agent: bool, fixed: bool) -> str:
 
 def pins_claimed(env_versions: dict[str, str | None]) -> list[str]:
     """pytest --pin options, the stack's own pins: the positive controls expect the server
-    to report each (tests/matrix/test_cells.py positive_controls)."""
+    to report each (tests/harness/controls.py)."""
     return [f"{REPORTED[n]}=={v}" for n, v in env_versions.items() if n in REPORTED and v]
 
 
