@@ -39,9 +39,11 @@ from pathlib import Path
 from ..builds import PATCHES
 from ..cells import ROOT
 from ._env import build
+from ._era import this_python
 from ._errors import EXIT_BAD_INPUT, StackError
 from ._predict import prediction_grid, print_grid, run_predict
-from ._request import GWS, MATTERS, from_args
+from ._registry import Registry
+from ._request import GWS, MATTERS, check_names, from_args
 from ._resolve import describe, make_plan
 from ._run import observed_grid, run_cells, session_name
 
@@ -69,6 +71,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise StackError(f"--python {args.python!r} is not a version X.Y; name one, e.g. "
                              "--python 3.8")
         if args.predict:
+            # The markers are read for the Python asked for, else this one: --predict
+            # chooses none (that needs the registry).
+            if request.conditional:
+                print(f"note: environment markers read for Python {args.python or this_python()}"
+                      f"{'' if args.python else ' (this one; name another with --python)'}")
+            request = request.for_python(args.python or this_python())
+            check_names(request, Registry(), everything=False)
+            for line in request.ignored:
+                print(f"ignored: {line}")
             return run_predict(request)
         plan = make_plan(request, args.python)
         describe(plan)
@@ -76,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  environment {env.path} ({'reused' if env.reused else 'built'} in "
               f"{time.monotonic() - started:.1f} s): "
               + " ".join(f"{k}=={v}" for k, v in sorted(env.versions.items())))
+        for line in env.hash_lines():
+            print(f"  {line}")
         if plan.python_version == "2.7":  # pip resolved in the environment: say what it chose
             for name in MATTERS:
                 if not request.exact(name) and env.installed.get(name):

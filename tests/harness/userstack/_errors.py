@@ -24,6 +24,16 @@ def installer_failure(output: str, what: str) -> str:
         return (f"{what}: {name} has no wheel for this Python and its sdist does not build "
                 f"here ({detail}); pin a release with a wheel for it, or choose another "
                 "--python")
+    mismatch = next((m for ln in lines if (m := re.search(r"Hash mismatch for `?([^`\s]+)`?",
+                                                           ln))), None)
+    if mismatch:  # uv: "Expected:" then the file's digests, "Computed:" then the download's
+        at = {ln: i for i, ln in enumerate(lines)}
+        expected = lines[at.get("Expected:", 0) + 1:at.get("Computed:", 0)]
+        computed = lines[at.get("Computed:", len(lines)) + 1:]
+        return (f"{what}: {mismatch[1]} downloaded with {', '.join(computed) or '?'}, none of "
+                f"the requirements file's hashes ({', '.join(expected) or '?'}); "
+                "regenerate the hashes (uv pip compile --generate-hashes) or check where "
+                "the requirements file came from")
     conflict = [ln for ln in lines if "unsatisfiable" in ln or "No solution found" in ln
                 or "ResolutionImpossible" in ln or "conflict" in ln.lower()]
     if conflict:
