@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 import nox
+import nox.virtualenv
 from nox.command import CommandFailed
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -286,6 +287,13 @@ def unit(session: nox.Session) -> None:
 # arm; their results go to RESULTS as stack(<name>, agent=…, fixed=…), a stack of its own.
 
 
+def nox_uv() -> dict[str, str]:
+    """UV=<the uv nox itself uses>, for the harness code that runs uv: nox finds it beside
+    itself (the `uv` package) or on PATH, and a session's PATH may have neither (nox
+    called by its path from a virtualenv that is not activated)."""
+    return {"UV": shutil.which(nox.virtualenv.UV) or nox.virtualenv.UV}
+
+
 @nox.session(python=None, default=False)
 def stack(session: nox.Session) -> None:
     """A user's stack: `nox -s stack -- -r FILE | NAME==VERSION ... [--python X.Y] [--predict]`."""
@@ -299,7 +307,7 @@ def stack(session: nox.Session) -> None:
     install_harness(session)
     install_node_client(session)
     session.run("python", "-m", "tests.harness.userstack", *session.posargs,
-                "--results", str(RESULTS), terminate_timeout=PYTEST_TERMINATE_TIMEOUT)
+                "--results", str(RESULTS), env=nox_uv(), terminate_timeout=PYTEST_TERMINATE_TIMEOUT)
 
 
 # Each line runs on its own Python (tests/data/stacks/lines.toml: 2.7, 3.8, 3.9, nox's).
@@ -309,7 +317,7 @@ def stacks(session: nox.Session) -> None:
     install_harness(session)
     install_node_client(session)
     session.run("python", "-m", "tests.harness.stacklines", "--results", str(RESULTS),
-                *session.posargs, terminate_timeout=PYTEST_TERMINATE_TIMEOUT)
+                *session.posargs, env=nox_uv(), terminate_timeout=PYTEST_TERMINATE_TIMEOUT)
 
 
 # -- history (issue 12): which upstream release changed a cell ------------------------
