@@ -242,6 +242,9 @@ class Request:
             if len(exact) > 1:
                 raise StackError(f"{where}: {req.name} is pinned twice, to "
                                  f"{' and '.join(sorted(exact))}; keep one pin")
+            if exact and not merged.contains(pin := exact.pop(), prereleases=True):
+                raise StackError(f"{where}: {req.name} is pinned to {pin}, which another "
+                                 f"line excludes ({merged}); keep one of them")
             extras = sorted(before.extras | req.extras)
             req = Requirement(f"{req.name}{'[' + ','.join(extras) + ']' if extras else ''}"
                               f"{merged}")
@@ -251,10 +254,11 @@ class Request:
 
 
 def _exact(req: Requirement) -> str | None:
-    specs = list(req.specifier)
-    if len(specs) == 1 and specs[0].operator in ("==", "===") and "*" not in specs[0].version:
-        return specs[0].version
-    return None
+    """The one release ``req`` admits (``==2.0.2``, or ``>=2,==2.0.2``), else None."""
+    pins = {s.version for s in req.specifier if s.operator in ("==", "===")
+            and "*" not in s.version}
+    version = pins.pop() if len(pins) == 1 else None
+    return version if version and req.specifier.contains(version, prereleases=True) else None
 
 
 def parse(lines: list[Line], name: str) -> Request:
