@@ -227,7 +227,8 @@ def _build_into(plan: Plan, tmp: Path) -> None:
         f"{n}=={v}: installed without the file's hash (pip's choice on Python 2.7, or the "
         "virtualenv's own seed)"
         for n, v in sorted(installed.items())
-        if plan.request.hashes.get(n) and n not in plan.hashes and n not in listed]
+        if any(plan.request.hashes.get(n, {}).values()) and n not in plan.hashes
+        and n not in listed]
     (tmp / "stack.json").write_text(json.dumps(
         {"python": plan.python_version, "interpreter": plan.python, "versions": versions,
          "installed": installed, "requirements": plan.requirements,

@@ -114,7 +114,7 @@ def resolve(plan: Plan, registry: Registry) -> None:
         # uv cannot resolve for CPython 2.7: pip does, in the environment itself
         # (_env.py), capped at the era by constraints on the packages that matter.
         plan.pins = {GWS: gws}
-        _hashes(plan)
+        plan_hashes(plan)
         plan.unverified += [
             f"{n}=={v}: on Python 2.7 pip resolves in the environment, and checks hashes only "
             "when every requirement, dependencies included, has one" for n, v in sorted(
@@ -150,10 +150,10 @@ def resolve(plan: Plan, registry: Registry) -> None:
                                 f"{plan.python_version} and the pins{_era_note(plan)}")
     plan.pins = pins
     plan.requirements = [f"{n}=={v}" for n, v in pins.items() if n != GWS]
-    _hashes(plan)
+    plan_hashes(plan)
 
 
-def _hashes(plan: Plan) -> None:
+def plan_hashes(plan: Plan) -> None:
     """plan.hashes: the file's digests for each pin installed at the file's release (uv
     checks them at install); plan.unverified: the others, and why."""
     files = plan.request.hashes
