@@ -169,6 +169,15 @@ def build(plan: Plan, work: Path) -> Env:
     return _load(final, False)
 
 
+def _requirements_file(path: Path, pins: list[str], hashes: Mapping[str, Sequence[str]]
+                       ) -> Path:
+    """``name==version --hash=...`` lines: the installer checks each file it installs (a
+    cached one too) against the pin's hashes."""
+    path.write_text("".join(" ".join([pin, *(f"--hash={h}" for h in hashes.get(
+        pin.partition("==")[0], ()))]) + "\n" for pin in pins))
+    return path
+
+
 def _build_into(plan: Plan, tmp: Path) -> None:
     venv = tmp / "env"
     python = venv / "bin" / "python"
@@ -185,10 +194,18 @@ def _build_into(plan: Plan, tmp: Path) -> None:
     # py3 wheel (and shares today's cache); 2.7 builds its own py2 wheel.
     vanilla, patched = _gws_wheels(plan, python if py2 else sys.executable)
     if py2:
+        pip: list[str | Path] = [python, "-m", "pip", "install", "--quiet",
+                                 "--disable-pip-version-check", "--no-warn-script-location"]
+        hashed = [f"{n}=={plan.pins[n]}" for n in plan.hashes if n != GWS]
+        if hashed:
+            # pip checks hashes only when every requirement has them: the pins that have
+            # go in first, alone; the install below finds them satisfied and keeps them.
+            _run([*pip, "--no-deps", "--require-hashes", "-r",
+                  _requirements_file(tmp / "hashed.txt", hashed, plan.hashes)],
+                 "installing the hash-pinned pins with pip")
         constraints = tmp / "constraints.txt"
         constraints.write_text("".join(c + "\n" for c in plan.constraints))
-        _run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-              "--no-warn-script-location", "-c", constraints, *plan.requirements, vanilla],
+        _run([*pip, "-c", constraints, *plan.requirements, vanilla],
              "installing the stack with pip")
         if patched:
             _run([python, "-m", "pip", "install", "--quiet", "--no-deps", "--target",
@@ -199,10 +216,8 @@ def _build_into(plan: Plan, tmp: Path) -> None:
         compile_env = builds.COMPILE if plan.python_version != "3.6" else {}
         # In a file, so that each pin carries the user's --hash options: uv checks the
         # files it installs against them (a cached one too).
-        requirements = tmp / "requirements.txt"
-        requirements.write_text("".join(
-            " ".join([r, *(f"--hash={h}" for h in plan.hashes.get(r.partition("==")[0], ()))])
-            + "\n" for r in plan.requirements))
+        requirements = _requirements_file(tmp / "requirements.txt", plan.requirements,
+                                          plan.hashes)
         _run(uv_pip("install", python, "--no-deps", *plan.uv_dates, "-r", requirements,
                     vanilla), "installing the stack", env=compile_env)
         if patched:

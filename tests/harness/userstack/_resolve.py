@@ -48,6 +48,7 @@ class Plan:
     why_python: str
     why_era: str = ""
     pins: dict[str, str] = field(default_factory=dict)  # canonical name -> version, resolved
+    # (on 2.7 the exact pins alone: pip resolves the rest in the environment)
     choices: list[str] = field(default_factory=list)  # what was filled in, and why
     gws_files: list[Json] = field(default_factory=list)
     requirements: list[str] = field(default_factory=list)  # what the environment installs
@@ -113,13 +114,11 @@ def resolve(plan: Plan, registry: Registry) -> None:
     if plan.python_version == "2.7":
         # uv cannot resolve for CPython 2.7: pip does, in the environment itself
         # (_env.py), capped at the era by constraints on the packages that matter.
-        plan.pins = {GWS: gws}
+        # plan.pins: the exact ones alone (pip chooses the rest); those with the file's
+        # hashes pip installs first, checking them (_env.py).
+        plan.pins = {GWS: gws, **{n: v for n, v in request.pinned().items()
+                                  if n not in request.layers()}}
         plan_hashes(plan)
-        plan.unverified += [
-            f"{n}=={v}: on Python 2.7 pip resolves in the environment, and checks hashes only "
-            "when every requirement, dependencies included, has one" for n, v in sorted(
-                request.pinned().items()) if n != GWS and n not in LAYERS
-            and not n.startswith(LAYER_PREFIXES) and request.hashes.get(n, {}).get(v)]
         plan.constraints = era_constraints(plan, registry)
         plan.requirements = reqs
         for need in added:
