@@ -346,6 +346,13 @@ def test_wheel_tags_say_which_pythons_a_binary_release_supports():
      "         Expected:\n           sha256:00\n\n         Computed:\n           sha256:ba0e\n",
      "blinker==1.9.0 downloaded with sha256:ba0e, none of the requirements file's hashes "
      "(sha256:00)"),
+    ("ERROR: THESE PACKAGES DO NOT MATCH THE HASHES FROM THE REQUIREMENTS FILE. If you have "
+     "updated the package versions, please update the hashes.\n    Flask==0.11.1 from "
+     "https://files.pythonhosted.org/packages/63/2b/x/Flask-0.11.1-py2.py3-none-any.whl#sha256="
+     "a4f9 (from -r one.txt (line 1)):\n        Expected sha256 0000\n             or sha256 "
+     "0001\n             Got        a4f9\n",
+     "Flask==0.11.1 downloaded with sha256:a4f9, none of the requirements file's hashes "
+     "(sha256:0000, sha256:0001)"),
     ("  x No solution found when resolving dependencies:\n  ╰─▶ Because flask==2.0.2 depends on "
      "werkzeug>=2.0 and you require werkzeug==1.0.1, we can conclude that your requirements "
      "are unsatisfiable.\n", "the pins conflict"),
