@@ -268,6 +268,13 @@ def reliability(session: nox.Session, agent: bool) -> None:
     tests_impl(session, "today", agent, True, ["tests/matrix/test_reliability.py"])
 
 
+def nox_uv() -> dict[str, str]:
+    """UV=<the uv nox itself uses>, for the harness code that runs uv: nox finds it beside
+    itself (the `uv` package) or on PATH, and a session's PATH may have neither (nox
+    called by its path from a virtualenv that is not activated)."""
+    return {"UV": shutil.which(nox.virtualenv.UV) or nox.virtualenv.UV}
+
+
 @nox.session(python=None, default=False, tags=CI, allow_parallel=True)
 def unit(session: nox.Session) -> None:
     """The harness's own tests: model, seed table, builds, bisection, comparison, renderers,
@@ -278,20 +285,14 @@ def unit(session: nox.Session) -> None:
                 "tests/unit/test_history.py", "tests/unit/test_deploy_compare.py",
                 "tests/unit/test_report.py", "tests/unit/test_records.py",
                 "tests/unit/test_userstack.py",
-                "--junitxml", str(results_file("unit", ".junit.xml")), *session.posargs)
+                "--junitxml", str(results_file("unit", ".junit.xml")), *session.posargs,
+                env=nox_uv())
 
 
 # -- your stack (issue 20): the cells for the versions a user runs -------------------
 # tests/harness/userstack/ reads the pins, fills in the rest, builds the server env
 # (atomically, under .cache/stacks/, reused by a second run) and runs the cells of each
 # arm; their results go to RESULTS as stack(<name>, agent=…, fixed=…), a stack of its own.
-
-
-def nox_uv() -> dict[str, str]:
-    """UV=<the uv nox itself uses>, for the harness code that runs uv: nox finds it beside
-    itself (the `uv` package) or on PATH, and a session's PATH may have neither (nox
-    called by its path from a virtualenv that is not activated)."""
-    return {"UV": shutil.which(nox.virtualenv.UV) or nox.virtualenv.UV}
 
 
 @nox.session(python=None, default=False)
