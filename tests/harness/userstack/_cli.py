@@ -3,10 +3,11 @@
     python -m tests.harness.userstack -r requirements.txt [--python X.Y] [--predict]
     python -m tests.harness.userstack Flask==1.1.4 gevent==20.9.0 [--python X.Y] [--predict]
 
-1. the pins that matter are taken from the file (the others are listed as ignored):
-   _request.py;
+1. the pins that matter are taken from the file as pip reads it (the others are listed
+   as ignored, with why): _request.py;
 2. each exact pin is checked against the registry (a release that does not exist is
-   an error), and the newest upload among them dates the stack's era: _registry.py,
+   an error, and so is a name it does not have that is close to one the stack depends
+   on), and the newest upload among them dates the stack's era: _registry.py,
    _era.py;
 3. a Python is chosen (``--python``, else this interpreter if the pins have it, else the
    newest one here that every pinned binary release has a wheel for) and found the way
@@ -18,13 +19,14 @@
    every choice is printed with its reason: _resolve.py;
 5. the environment is built in a temporary directory and renamed into place only once
    complete; the gevent-websocket release is the verified sdist, vanilla and, where
-   ``patches/gevent-websocket/<version>/`` exists, patched: _env.py;
+   ``patches/gevent-websocket/<version>/`` exists, patched; each pin installed at the
+   file's release is checked against the file's hashes, and the others are named: _env.py;
 6. the cells run (tests/matrix/test_cells.py, agent on/off x vanilla/patched) and the grid
    is printed beside the model's prediction, with the causes: _run.py, _predict.py.
 
-``--predict`` stops after step 1: the model's grid from the pins alone, no network
-(_predict.py).  Bad input is one line ``error: <cause>; <fix>`` and exit status 2
-(_errors.py).
+``--predict`` stops after step 1: the model's grid from the pins alone, asking the
+registry only about a name close to one the stack depends on (_predict.py).  Bad input
+is one line ``error: <cause>; <fix>`` and exit status 2 (_errors.py).
 """
 
 from __future__ import annotations
