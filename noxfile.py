@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 import nox
+import nox.virtualenv
 from nox.command import CommandFailed
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -265,6 +266,13 @@ def reliability(session: nox.Session, agent: bool) -> None:
     tests_impl(session, "today", agent, True, ["tests/matrix/test_reliability.py"])
 
 
+def nox_uv() -> dict[str, str]:
+    """UV=<the uv nox itself uses>, for the harness code that runs uv: nox finds it beside
+    itself (the `uv` package) or on PATH, and a session's PATH may have neither (nox
+    called by its path from a virtualenv that is not activated)."""
+    return {"UV": shutil.which(nox.virtualenv.UV) or nox.virtualenv.UV}
+
+
 # Offline and in seconds: the tests that download or build (marked `builds`) run in
 # the session below.
 @nox.session(python=None, default=False, tags=CI, allow_parallel=True)
@@ -289,7 +297,7 @@ def builds(session: nox.Session) -> None:
     py27 = py27_env(session, require_python27(session))
     session.run("pytest", "tests/unit", "-m", "builds",
                 "--junitxml", str(results_file("builds", ".junit.xml")), *session.posargs,
-                env={PY27_BUILD_ENV: str(py27)})
+                env={PY27_BUILD_ENV: str(py27), **nox_uv()})
 
 
 # -- your stack (issue 20): the cells for the versions a user runs -------------------
@@ -311,7 +319,7 @@ def stack(session: nox.Session) -> None:
     install_harness(session)
     install_node_client(session)
     session.run("python", "-m", "tests.harness.userstack", *session.posargs,
-                "--results", str(RESULTS), terminate_timeout=PYTEST_TERMINATE_TIMEOUT)
+                "--results", str(RESULTS), env=nox_uv(), terminate_timeout=PYTEST_TERMINATE_TIMEOUT)
 
 
 # Each line runs on its own Python (tests/data/stacks/lines.toml: 2.7, 3.8, 3.9, nox's).
@@ -321,7 +329,7 @@ def stacks(session: nox.Session) -> None:
     install_harness(session)
     install_node_client(session)
     session.run("python", "-m", "tests.harness.stacklines", "--results", str(RESULTS),
-                *session.posargs, terminate_timeout=PYTEST_TERMINATE_TIMEOUT)
+                *session.posargs, env=nox_uv(), terminate_timeout=PYTEST_TERMINATE_TIMEOUT)
 
 
 # -- history (issue 12): which upstream release changed a cell ------------------------

@@ -7,6 +7,7 @@ The stacks themselves are served by tests/harness/stacklines.py (the `stacks` se
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -20,8 +21,15 @@ from tests.harness.userstack._era import this_python
 from tests.harness.userstack._errors import StackError, installer_failure
 from tests.harness.userstack._predict import prediction_grid, run_predict
 from tests.harness.userstack._registry import Registry, wheel_pythons
-from tests.harness.userstack._request import GWS, Request, from_args, stack_name
-from tests.harness.userstack._resolve import Plan
+from tests.harness.userstack._request import (
+    GWS,
+    Request,
+    check_names,
+    from_args,
+    marker_environment,
+    stack_name,
+)
+from tests.harness.userstack._resolve import Plan, make_plan, plan_hashes, uv
 
 EXAMPLES = DATA / "stacks"
 
@@ -44,13 +52,13 @@ def test_reads_the_pins_that_matter_and_lists_the_others(tmp_path):
                                          "opentelemetry-api"}
     assert request.exact("Flask") == "2.0.2" and request.exact("gevent") is None
     assert request.layers() == ["sentry-sdk", "opentelemetry-api"]
-    assert any("requests==2.26.0" in i for i in request.ignored)
+    assert "requests==2.26.0" in request.others["requests"]  # left for check_names
     assert any("--index-url" in i for i in request.ignored)
 
 
 @pytest.mark.parametrize(("pins", "says"), [
     (["Flask==1.0", "flask==2.0"], "pinned twice"),
-    (["gevnt-websocket==0.10.1"], "close to 'gevent-websocket'"),
+    (["flask>=3", "Flask==2.0.2"], "pinned to 2.0.2, which another line excludes"),
     (["Flask=>>1"], "is not a requirement"),
     (["Flask==="], "is not a version"),
     (["flask @ https://example.invalid/flask.tar.gz"], "URL"),
@@ -72,6 +80,211 @@ def test_cli_bad_input_is_one_line_and_exit_2(args):
     assert proc.returncode == 2, proc.stdout + proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and ";" in lines[0]
+
+
+# -- requirements files as pip-compile and `uv pip compile` write them --------------------
+
+
+def test_a_uv_compiled_file_gives_every_pin_with_its_hashes():
+    """tests/data/stacks/today-sentry.txt: `uv pip compile --generate-hashes` output, with
+    backslash continuations and one- and multi-line `# via` comments."""
+    path = EXAMPLES / "today-sentry.txt"
+    text = path.read_text()
+    request = from_args([], str(path))
+    named = {line.split("==")[0] for line in text.splitlines() if line[:1].isalpha()}
+    assert set(request.requirements) | set(request.others) == named
+    assert request.ignored == [] and request.conditional == []
+    assert request.exact("gevent") == "26.9.0" and request.exact("sentry-sdk") == "2.75.0"
+    assert "sentry-sdk" in request.layers()
+    # the project's own digest of the handler's sdist is among the file's
+    assert f"sha256:{STACKS['today'][GWS]['sha256']}" in request.hashes[GWS]["0.10.1"]
+    assert len(request.hashes[GWS]["0.10.1"]) == text.split(f"{GWS}==0.10.1")[1].split(
+        "# via")[0].count("--hash=sha256:")
+    # a pin the cells do not decide keeps its hashes and where it was (its first line)
+    line = 1 + text.splitlines().index("blinker==1.9.0 \\")
+    assert request.others["blinker"] == f"blinker==1.9.0 (today-sentry.txt:{line})"
+    assert len(request.hashes["blinker"]["1.9.0"]) == 2
+
+
+@pytest.mark.parametrize(("python", "chosen"), [
+    ("3.7", {"click": "8.1.8", "itsdangerous": "2.1.2", "markupsafe": "2.1.5"}),
+    ("3.9", {"click": "8.1.8", "itsdangerous": "2.2.0", "markupsafe": "3.0.4"}),
+    ("3.12", {"click": "8.5.1", "itsdangerous": "2.2.0", "markupsafe": "3.0.4"}),
+])
+def test_markers_that_depend_on_the_python_are_read_for_the_chosen_one(python, chosen):
+    """tests/data/stacks/2021-universal.txt: `uv pip compile --universal` output."""
+    request = from_args([], str(EXAMPLES / "2021-universal.txt"))
+    # before the Python is known, only the pins that hold on every Python count
+    assert not set(chosen) & set(request.requirements)
+    assert request.exact("gevent") == "21.8.0" and request.exact("jinja2") == "3.1.6"
+    windows = [i for i in request.ignored if "win32" in i]
+    assert windows and all("marker is false for CPython on Linux" in i for i in windows)
+    assert not any("win32" in i for i in request.others.values())
+    done = request.for_python(python)
+    assert {n: done.exact(n) for n in chosen} == chosen
+    assert done.conditional == [] and done.python == python
+    assert all("marker" not in str(done.requirements[n]) for n in chosen)  # evaluated
+    false = [i for i in done.ignored if f"marker is false for Python {python}" in i]
+    assert any(i.startswith("click==") for i in false)
+
+
+def test_the_marker_environment_is_cpython_on_linux():
+    env = marker_environment("2.7")
+    assert env["sys_platform"] == "linux2" and env["python_full_version"] == "2.7.0"
+    assert marker_environment("3.11", "3.11.7")["python_full_version"] == "3.11.7"
+    request = from_args(["greenlet==0.4.17 ; platform_python_implementation == 'CPython'",
+                         "pywin32==305 ; sys_platform == 'win32'",
+                         "gevent==1.2.2 ; sys_platform == 'linux2'"], None)
+    assert request.exact("greenlet") == "0.4.17" and "pywin32" not in request.others
+    assert [ln.text for ln in request.conditional] == ["gevent==1.2.2 ; sys_platform == 'linux2'"]
+    assert request.for_python("2.7").exact("gevent") == "1.2.2"
+    assert request.for_python("3.8").exact("gevent") is None
+
+
+def test_extras_count_as_the_package_and_survive_a_second_pin():
+    request = from_args(["sentry-sdk[flask]==2.75.0", "flask[async]>=2", "Flask==2.0.2"], None)
+    assert request.exact("sentry-sdk") == "2.75.0" and request.layers() == ["sentry-sdk"]
+    assert request.requirements["sentry-sdk"].extras == {"flask"}
+    assert request.exact("flask") == "2.0.2" and request.requirements["flask"].extras == {"async"}
+
+
+def test_includes_are_relative_to_the_file_naming_them(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "base.txt").write_text("-c ../constraints.txt\ngevent\n")
+    (tmp_path / "constraints.txt").write_text(
+        "gevent==21.8.0\nsentry-sdk==1.5.0\nrequests==2.26.0\n-r more-constraints.txt\n")
+    (tmp_path / "more-constraints.txt").write_text("Flask==2.0.2\n")
+    (tmp_path / "requirements.txt").write_text("-rsub/base.txt\n--requirement=sub/other.txt\n")
+    (tmp_path / "sub" / "other.txt").write_text("newrelic==7.2.4.171\n")
+    request = from_args([], str(tmp_path / "requirements.txt"))
+    # a constraint binds what the server installs anyway: gevent, and Flask (a -r inside a
+    # -c file is constraints too, as in pip); not a layer the files do not require
+    assert request.pinned() == {"gevent": "21.8.0", "newrelic": "7.2.4.171",
+                                "flask": "2.0.2"}
+    assert request.others["sentry-sdk"] == "sentry-sdk==1.5.0 (constraints.txt:2, a constraint)"
+    assert "requests" in request.others
+
+
+@pytest.mark.parametrize(("files", "says"), [
+    ({"a.txt": "-r b.txt\n", "b.txt": "-c a.txt\n"},
+     "a.txt -> b.txt -> a.txt: the files include each other (a -r/-c cycle); remove one"),
+    ({"a.txt": "-r a.txt\n"}, "a.txt -> a.txt: the files include each other"),
+    ({"a.txt": "Flask==2.0.2\n-r sub/missing.txt\n"},
+     "sub/missing.txt (named by a.txt): no such file; fix the path (an include is relative"),
+])
+def test_a_bad_include_is_one_line_and_exit_2(tmp_path, files, says):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    proc = _cli("-r", str(tmp_path / "a.txt"), "--predict")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.count("\n") == 1 and says in proc.stderr, proc.stderr
+
+
+def test_options_and_editables_are_listed_with_the_reason_never_dropped(tmp_path):
+    lines = ["-i https://pypi.example.invalid/simple", "--extra-index-url=https://x.invalid",
+             "--find-links ./wheels", "--trusted-host x.invalid", "--no-binary :all:",
+             "--require-hashes", "-e ./our-service", "--editable git+https://x.invalid/r#egg=r",
+             "--frobnicate", "gevent==21.8.0 --config-settings=x=1"]
+    (tmp_path / "r.txt").write_text("\n".join(lines) + "\n")
+    request = from_args([], str(tmp_path / "r.txt"))
+    assert request.exact("gevent") == "21.8.0"
+    assert len(request.ignored) == len(lines)
+    reasons = dict(zip(lines, request.ignored, strict=True))
+    for line in lines[:4]:
+        assert "an index option" in reasons[line]
+    assert "an install option" in reasons["--no-binary :all:"]
+    assert "checked at install" in reasons["--require-hashes"]
+    assert all("editable install" in reasons[line] for line in lines[6:8])
+    assert "an option the stack's build does not use" in reasons["--frobnicate"]
+    assert reasons[lines[-1]].startswith("--config-settings=x=1 (r.txt:10): an install option")
+
+
+def _plan(request: Request, pins: dict[str, str], python: str = "3.11") -> Plan:
+    return Plan(request=request, python_version=python, python=sys.executable, era=None,
+                why_python="test", pins=pins)
+
+
+def test_each_pin_installed_carries_the_file_hash_or_says_why_not(tmp_path):
+    (tmp_path / "r.txt").write_text(
+        "flask==2.0.2 --hash=sha256:aa --hash=sha256:bb\ngevent==21.8.0\n"
+        f"{GWS}==0.10.1 --hash=sha256:cc\nzope.interface==5.4.0 --hash=sha256:dd\n"
+        "blinker==1.4 --hash=sha256:ee\n")
+    request = from_args([], str(tmp_path / "r.txt")).for_python("3.9")
+    plan = _plan(request, {GWS: "0.10.1", "flask": "2.0.2", "gevent": "21.8.0",
+                           "zope-interface": "5.4.0", "zope-event": "4.5.0", "greenlet": "1.1.2"})
+    plan_hashes(plan)
+    assert plan.hashes == {"flask": ("sha256:aa", "sha256:bb"), GWS: ("sha256:cc",),
+                           "zope-interface": ("sha256:dd",)}
+    why = {line.split(":")[0]: line for line in plan.unverified}
+    assert set(why) == {"gevent==21.8.0", "zope-event==4.5.0", "greenlet==1.1.2"}
+    assert "the file gives no hash for it" in why["gevent==21.8.0"]
+    assert "not in the file; filled in by the resolver" in why["zope-event==4.5.0"]
+    plan = _plan(request, {"zope-interface": "5.5.0"})
+    plan_hashes(plan)
+    assert plan.hashes == {} and "the file pins 5.4.0" in plan.unverified[0]
+    plan = _plan(from_args(["flask==2.0.2"], None), {"flask": "2.0.2"})
+    plan_hashes(plan)
+    assert plan.hashes == {} and plan.unverified == []  # no hashes: nothing claimed
+
+
+def test_uv_is_the_one_named_by_UV_as_nox_does(monkeypatch, tmp_path):
+    real = uv()
+    monkeypatch.setenv("PATH", str(tmp_path))  # no uv on PATH: nox called by its path
+    monkeypatch.setenv("UV", real)
+    assert uv() == real
+    monkeypatch.setenv("UV", str(tmp_path / "no-uv"))
+    with pytest.raises(StackError, match=r"uv is not found \(UV=.*no-uv' names no program\)"):
+        uv()
+
+
+# -- the registry's side: these ask it --------------------------------------------------
+
+
+@pytest.mark.builds
+@pytest.mark.parametrize(("pin", "says"), [
+    ("gevnet==26.9.0", "'gevnet' is not on the registry; did you mean gevent? fix the spelling"),
+    ("gevnt-websocket==0.10.1", "did you mean gevent-websocket?"),
+    ("sentry-skd==2.75.0", "did you mean sentry-sdk?"),
+])
+def test_a_misspelt_pin_is_an_error_naming_the_package(pin, says):
+    request = from_args(["Flask==3.1.3", pin], None)
+    with pytest.raises(StackError, match=re.escape(says)):
+        check_names(request, Registry())
+
+
+@pytest.mark.builds
+def test_a_name_off_the_registry_is_ignored_as_private_one_on_it_as_unpinned():
+    private = "mycorp-internal-auth-client-" + "q7" * 4  # no such project
+    request = from_args(["Flask==3.1.3", f"{private}==1.2.0", "requests==2.26.0"], None)
+    check_names(request, Registry())
+    assert request.others == {}
+    said = {line.split("==")[0]: line for line in request.ignored}
+    assert "not on the registry (a private package from another index?)" in said[private]
+    assert "not a package the cells pin" in said["requests"]
+
+
+@pytest.mark.builds
+def test_cli_misspelt_pin_is_one_line_exit_2_even_with_predict(tmp_path):
+    (tmp_path / "requirements.txt").write_text("Flask==3.1.3\ngevnet==26.9.0\n")
+    proc = _cli("-r", str(tmp_path / "requirements.txt"), "--predict")
+    assert proc.returncode == 2
+    assert proc.stderr == ("error: gevnet==26.9.0 (requirements.txt:2): 'gevnet' is not on the "
+                           "registry; did you mean gevent? fix the spelling\n")
+
+
+@pytest.mark.builds
+def test_the_python_is_chosen_then_the_markers_are_read_for_it(tmp_path):
+    """A pin whose marker depends on the Python is read once the Python is chosen from
+    the others: gevent 21.8.0 has wheels up to 3.10, so not this 3.11; 3.9 and 3.10 are
+    installed here, and the plan is resolved (no environment is built)."""
+    request = from_args(["gevent==21.8.0", "Flask==2.0.2",
+                         "markupsafe==2.1.5 ; python_version < '3.10'",
+                         "markupsafe==3.0.4 ; python_version >= '3.10'"], None)
+    plan = make_plan(request, None)
+    expect = "2.1.5" if plan.python_version in ("3.8", "3.9") else "3.0.4"
+    assert plan.python_version != this_python() and plan.pins["markupsafe"] == expect
+    assert plan.request.exact("markupsafe") == expect and plan.request.python == (
+        plan.python_version)
 
 
 @pytest.mark.builds  # asks the registry
@@ -130,6 +343,17 @@ def test_wheel_tags_say_which_pythons_a_binary_release_supports():
     ("error: Failed to build `markupsafe==1.0`\n  cause: The build backend returned an error\n"
      "ImportError: cannot import name 'Feature' from 'setuptools'\n",
      "markupsafe==1.0 has no wheel"),
+    ("error: Failed to download `blinker==1.9.0`\n  cause: Hash mismatch for `blinker==1.9.0`\n\n"
+     "         Expected:\n           sha256:00\n\n         Computed:\n           sha256:ba0e\n",
+     "blinker==1.9.0 downloaded with sha256:ba0e, none of the requirements file's hashes "
+     "(sha256:00)"),
+    ("ERROR: THESE PACKAGES DO NOT MATCH THE HASHES FROM THE REQUIREMENTS FILE. If you have "
+     "updated the package versions, please update the hashes.\n    Flask==0.11.1 from "
+     "https://files.pythonhosted.org/packages/63/2b/x/Flask-0.11.1-py2.py3-none-any.whl#sha256="
+     "a4f9 (from -r one.txt (line 1)):\n        Expected sha256 0000\n             or sha256 "
+     "0001\n             Got        a4f9\n",
+     "Flask==0.11.1 downloaded with sha256:a4f9, none of the requirements file's hashes "
+     "(sha256:0000, sha256:0001)"),
     ("  x No solution found when resolving dependencies:\n  ╰─▶ Because flask==2.0.2 depends on "
      "werkzeug>=2.0 and you require werkzeug==1.0.1, we can conclude that your requirements "
      "are unsatisfiable.\n", "the pins conflict"),

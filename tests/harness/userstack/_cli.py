@@ -3,10 +3,11 @@
     python -m tests.harness.userstack -r requirements.txt [--python X.Y] [--predict]
     python -m tests.harness.userstack Flask==1.1.4 gevent==20.9.0 [--python X.Y] [--predict]
 
-1. the pins that matter are taken from the file (the others are listed as ignored):
-   _request.py;
+1. the pins that matter are taken from the file as pip reads it (the others are listed
+   as ignored, with why): _request.py;
 2. each exact pin is checked against the registry (a release that does not exist is
-   an error), and the newest upload among them dates the stack's era: _registry.py,
+   an error, and so is a name it does not have that is close to one the stack depends
+   on), and the newest upload among them dates the stack's era: _registry.py,
    _era.py;
 3. a Python is chosen (``--python``, else this interpreter if the pins have it, else the
    newest one here that every pinned binary release has a wheel for) and found the way
@@ -18,13 +19,14 @@
    every choice is printed with its reason: _resolve.py;
 5. the environment is built in a temporary directory and renamed into place only once
    complete; the gevent-websocket release is the verified sdist, vanilla and, where
-   ``patches/gevent-websocket/<version>/`` exists, patched: _env.py;
+   ``patches/gevent-websocket/<version>/`` exists, patched; each pin installed at the
+   file's release is checked against the file's hashes, and the others are named: _env.py;
 6. the cells run (tests/matrix/test_cells.py, agent on/off x vanilla/patched) and the grid
    is printed beside the model's prediction, with the causes: _run.py, _predict.py.
 
-``--predict`` stops after step 1: the model's grid from the pins alone, no network
-(_predict.py).  Bad input is one line ``error: <cause>; <fix>`` and exit status 2
-(_errors.py).
+``--predict`` stops after step 1: the model's grid from the pins alone, asking the
+registry only about a name close to one the stack depends on (_predict.py).  Bad input
+is one line ``error: <cause>; <fix>`` and exit status 2 (_errors.py).
 """
 
 from __future__ import annotations
@@ -39,9 +41,11 @@ from pathlib import Path
 from ..builds import PATCHES
 from ..paths import CACHE, RESULTS
 from ._env import build
+from ._era import this_python
 from ._errors import EXIT_BAD_INPUT, StackError
 from ._predict import prediction_grid, print_grid, run_predict
-from ._request import GWS, MATTERS, from_args
+from ._registry import Registry
+from ._request import GWS, MATTERS, check_names, from_args
 from ._resolve import describe, make_plan
 from ._run import observed_grid, run_cells, session_name
 
@@ -69,6 +73,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise StackError(f"--python {args.python!r} is not a version X.Y; name one, e.g. "
                              "--python 3.8")
         if args.predict:
+            # The markers are read for the Python asked for, else this one: --predict
+            # chooses none (that needs the registry).
+            if request.conditional:
+                print(f"note: environment markers read for Python {args.python or this_python()}"
+                      f"{'' if args.python else ' (this one; name another with --python)'}")
+            request = request.for_python(args.python or this_python())
+            check_names(request, Registry(), everything=False)
+            for line in request.ignored:
+                print(f"ignored: {line}")
             return run_predict(request)
         plan = make_plan(request, args.python)
         describe(plan)
@@ -76,6 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  environment {env.path} ({'reused' if env.reused else 'built'} in "
               f"{time.monotonic() - started:.1f} s): "
               + " ".join(f"{k}=={v}" for k, v in sorted(env.versions.items())))
+        for line in env.hash_lines():
+            print(f"  {line}")
         if plan.python_version == "2.7":  # pip resolved in the environment: say what it chose
             for name in MATTERS:
                 if not request.exact(name) and env.installed.get(name):

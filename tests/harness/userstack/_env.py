@@ -31,7 +31,7 @@ from ._resolve import Plan, uv, uv_pip
 
 INSTALL_TIMEOUT = 900  # s: an sdist (gevent, greenlet) may compile
 VENV_TIMEOUT = 120
-REVISION = "1"  # bump when the layout of an environment changes
+REVISION = "2"  # bump when the layout of an environment changes
 # Valid on 2.7 and 3.x: every installed distribution, as name==version lines.
 FREEZE = (
     "import sys\n"
@@ -57,6 +57,17 @@ class Env:
     versions: dict[str, str | None]  # canonical name -> version, of what the server reports
     installed: dict[str, str]  # canonical name -> version, everything
     reused: bool
+    verified: list[str]  # name==version installed from files the file's hashes match
+    unverified: list[str]  # name==version: why its hash was not checked
+
+    def hash_lines(self) -> list[str]:
+        """What was checked against the file's hashes when the environment was built."""
+        if not (self.verified or self.unverified):
+            return []
+        return [f"hashes: {len(self.verified)} pins checked against the file's sha256 at "
+                f"install{' (when this environment was built)' * self.reused}"
+                + (": " + ", ".join(self.verified) if self.verified else ""),
+                *(f"hash not checked: {line}" for line in self.unverified)]
 
     def smoke(self) -> None:
         """The stack's server starts and serves its page, or a StackError naming why."""
@@ -101,6 +112,12 @@ def _gws_wheels(plan: Plan, build_python: str | Path) -> tuple[Path, Path | None
     if sha is None:
         raise StackError(f"{GWS}=={version} has {len(sdists)} sdists on the registry; pin a "
                      f"release with one (e.g. {GWS}=={LAST_GWS})")
+    theirs = plan.hashes.get(GWS)
+    if theirs and f"sha256:{sha}" not in theirs:
+        raise StackError(f"{GWS}=={version}: the sdist the cells build has sha256 {sha}, "
+                         f"which none of the file's hashes ({', '.join(theirs)}) is; regenerate "
+                         "them (uv pip compile --generate-hashes) or check where the file "
+                         "came from")
     try:
         sdist = builds.fetch_verified_sdist(GWS, version, sha,
                                             download=builds.registry_download(plan.gws_files))
@@ -116,7 +133,8 @@ def _gws_wheels(plan: Plan, build_python: str | Path) -> tuple[Path, Path | None
 
 def key_of(plan: Plan) -> str:
     text = "\0".join([REVISION, plan.python_version, os.path.realpath(plan.python),
-                      plan.gws, *sorted(plan.requirements), "--", *sorted(plan.constraints)])
+                      plan.gws, *sorted(plan.requirements), "--", *sorted(plan.constraints),
+                      "--", *(f"{n} {' '.join(h)}" for n, h in sorted(plan.hashes.items()))])
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -125,7 +143,8 @@ def _load(path: Path, reused: bool) -> Env:
     patched = path / "patched"
     return Env(path=path, python=path / "env" / "bin" / "python",
                patched=patched if patched.is_dir() else None, versions=data["versions"],
-               installed=data["installed"], reused=reused)
+               installed=data["installed"], reused=reused, verified=data["verified"],
+               unverified=data["unverified"])
 
 
 def build(plan: Plan, work: Path) -> Env:
@@ -150,6 +169,15 @@ def build(plan: Plan, work: Path) -> Env:
     return _load(final, False)
 
 
+def _requirements_file(path: Path, pins: list[str], hashes: Mapping[str, Sequence[str]]
+                       ) -> Path:
+    """``name==version --hash=...`` lines: the installer checks each file it installs (a
+    cached one too) against the pin's hashes."""
+    path.write_text("".join(" ".join([pin, *(f"--hash={h}" for h in hashes.get(
+        pin.partition("==")[0], ()))]) + "\n" for pin in pins))
+    return path
+
+
 def _build_into(plan: Plan, tmp: Path) -> None:
     venv = tmp / "env"
     python = venv / "bin" / "python"
@@ -166,10 +194,18 @@ def _build_into(plan: Plan, tmp: Path) -> None:
     # py3 wheel (and shares today's cache); 2.7 builds its own py2 wheel.
     vanilla, patched = _gws_wheels(plan, python if py2 else sys.executable)
     if py2:
+        pip: list[str | Path] = [python, "-m", "pip", "install", "--quiet",
+                                 "--disable-pip-version-check", "--no-warn-script-location"]
+        hashed = [f"{n}=={plan.pins[n]}" for n in plan.hashes if n != GWS]
+        if hashed:
+            # pip checks hashes only when every requirement has them: the pins that have
+            # go in first, alone; the install below finds them satisfied and keeps them.
+            _run([*pip, "--no-deps", "--require-hashes", "-r",
+                  _requirements_file(tmp / "hashed.txt", hashed, plan.hashes)],
+                 "installing the hash-pinned pins with pip")
         constraints = tmp / "constraints.txt"
         constraints.write_text("".join(c + "\n" for c in plan.constraints))
-        _run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-              "--no-warn-script-location", "-c", constraints, *plan.requirements, vanilla],
+        _run([*pip, "-c", constraints, *plan.requirements, vanilla],
              "installing the stack with pip")
         if patched:
             _run([python, "-m", "pip", "install", "--quiet", "--no-deps", "--target",
@@ -178,7 +214,11 @@ def _build_into(plan: Plan, tmp: Path) -> None:
         # The era's dates again: an sdist among the pins builds with the era's tools.
         # uv's bytecode compiler needs 3.7's py_compile; 3.6 compiles with its own.
         compile_env = builds.COMPILE if plan.python_version != "3.6" else {}
-        _run(uv_pip("install", python, "--no-deps", *plan.uv_dates, *plan.requirements,
+        # In a file, so that each pin carries the user's --hash options: uv checks the
+        # files it installs against them (a cached one too).
+        requirements = _requirements_file(tmp / "requirements.txt", plan.requirements,
+                                          plan.hashes)
+        _run(uv_pip("install", python, "--no-deps", *plan.uv_dates, "-r", requirements,
                     vanilla), "installing the stack", env=compile_env)
         if patched:
             _run(uv_pip("install", python, "--no-deps", "--target", tmp / "patched", patched),
@@ -194,7 +234,18 @@ def _build_into(plan: Plan, tmp: Path) -> None:
         name, _, version = line.partition("==")
         installed[re.sub(r"[-_.]+", "-", name).lower()] = version
     versions = {n: installed.get(n) for n in REPORTED}
+    # Reached only once every install succeeded: uv (3.x) checked each pin's hashes, and
+    # _gws_wheels gevent-websocket's sdist, or raised.
+    verified = [f"{n}=={installed.get(n, plan.pins.get(n))}" for n in sorted(plan.hashes)]
+    listed = {line.partition("==")[0] for line in plan.unverified}
+    unverified = plan.unverified + [
+        f"{n}=={v}: installed without the file's hash (pip's choice on Python 2.7, or the "
+        "virtualenv's own seed)"
+        for n, v in sorted(installed.items())
+        if any(plan.request.hashes.get(n, {}).values()) and n not in plan.hashes
+        and n not in listed]
     (tmp / "stack.json").write_text(json.dumps(
         {"python": plan.python_version, "interpreter": plan.python, "versions": versions,
          "installed": installed, "requirements": plan.requirements,
-         "constraints": plan.constraints, "patched": bool(patched)}, indent=1) + "\n")
+         "constraints": plan.constraints, "patched": bool(patched), "verified": verified,
+         "unverified": unverified}, indent=1) + "\n")

@@ -24,6 +24,13 @@ def installer_failure(output: str, what: str) -> str:
         return (f"{what}: {name} has no wheel for this Python and its sdist does not build "
                 f"here ({detail}); pin a release with a wheel for it, or choose another "
                 "--python")
+    mismatch = _hash_mismatch(lines)
+    if mismatch:
+        name, computed, expected = mismatch
+        return (f"{what}: {name} downloaded with {', '.join(computed) or '?'}, none of the "
+                f"requirements file's hashes ({', '.join(expected) or '?'}); regenerate the "
+                "hashes (uv pip compile --generate-hashes) or check where the requirements "
+                "file came from")
     conflict = [ln for ln in lines if "unsatisfiable" in ln or "No solution found" in ln
                 or "ResolutionImpossible" in ln or "conflict" in ln.lower()]
     if conflict:
@@ -34,3 +41,20 @@ def installer_failure(output: str, what: str) -> str:
     if missing:
         return f"{what}: {missing[0][:300]}; pin a release that exists for this Python"
     return f"{what} failed: {' | '.join(lines[-3:])[:500]}"
+
+
+def _hash_mismatch(lines: list[str]) -> tuple[str, list[str], list[str]] | None:
+    """(name==version, the download's digests, the file's) from an installer's output."""
+    at = {ln: i for i, ln in enumerate(lines)}
+    uv = next((m for ln in lines if (m := re.search(r"Hash mismatch for `?([^`\s]+)`?", ln))),
+              None)
+    if uv:  # "Expected:", the file's digests, "Computed:", the download's
+        return (uv[1], lines[at.get("Computed:", len(lines)) + 1:],
+                lines[at.get("Expected:", 0) + 1:at.get("Computed:", 0)])
+    if not any("DO NOT MATCH THE HASHES" in ln for ln in lines):
+        return None
+    # pip: "<name==version> from <url>:", "Expected sha256 <hex>", "or sha256 <hex>", "Got <hex>"
+    name = next((ln.split()[0] for ln in lines if re.match(r"^\S+==\S+ from ", ln)), "a file")
+    expected = [f"sha256:{ln.split()[-1]}" for ln in lines if re.match(r"^(Expected|or) ", ln)]
+    got = [f"sha256:{ln.split()[-1]}" for ln in lines if ln.startswith("Got ")]
+    return name, got, expected

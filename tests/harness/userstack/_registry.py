@@ -5,18 +5,24 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import urllib.error
+import urllib.request
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
-from ..builds import BuildError, registry_releases
+from ..builds import REGISTRY_JSON, BuildError, registry_releases
 from ._errors import StackError
 
 Json = dict[str, Any]  # a registry file entry, a results document
 # Every CPython X.Y a stack can name, oldest first.
 PYTHONS = ["2.7"] + [f"3.{n}" for n in range(6, 15)]
+LOOKUP_TIMEOUT = 30  # s per existence check: a HEAD request, no body
+LOOKUPS_AT_ONCE = 8  # a compiled file names dozens of packages
 
 
 class Registry:
@@ -24,6 +30,16 @@ class Registry:
 
     def __init__(self) -> None:
         self.releases: dict[str, dict[str, list[Json]]] = {}
+        self.known: dict[str, bool] = {}  # canonical name -> on the registry
+
+    def exist(self, names: Iterable[str]) -> dict[str, bool]:
+        """{name: whether the registry has the project}: a HEAD request each (a release
+        list can be megabytes), a few at a time, each asked once per run."""
+        keys = {canonicalize_name(n) for n in names}
+        wanted = [k for k in keys if k not in self.known and k not in self.releases]
+        with ThreadPoolExecutor(LOOKUPS_AT_ONCE) as pool:
+            self.known.update(zip(wanted, pool.map(_on_registry, wanted), strict=True))
+        return {k: k in self.releases or self.known[k] for k in keys}
 
     def files(self, name: str) -> dict[str, list[Json]]:
         key = canonicalize_name(name)
@@ -39,7 +55,7 @@ class Registry:
 
     def check(self, name: str, version: str) -> list[Json]:
         files = self.files(name)
-        match = [v for v in files if _same(v, version)]
+        match = [v for v in files if same_version(v, version)]
         if not match or not files[match[0]]:
             newest = _newest(files)
             raise StackError(f"{name}=={version} does not exist on the registry (its releases "
@@ -64,7 +80,24 @@ class Registry:
         return str(best) if best else None
 
 
-def _same(a: str, b: str) -> bool:
+def _on_registry(name: str) -> bool:
+    url = REGISTRY_JSON.format(project=name)
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"),
+                                    timeout=LOOKUP_TIMEOUT):
+            return True
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return False
+        raise StackError(f"{url}: the registry answered {exc.code}; retry, or check the "
+                         "network") from None
+    except OSError as exc:
+        raise StackError(f"cannot reach the registry ({url}: {exc!r}); check the network"
+                         ) from None
+
+
+def same_version(a: str, b: str) -> bool:
+    """Whether two version strings name the same release (1.0 and 1.0.0 do)."""
     try:
         return Version(a) == Version(b)
     except InvalidVersion:

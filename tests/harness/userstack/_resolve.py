@@ -5,7 +5,11 @@ choice with its reason."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import importlib
+import os
+import platform
 import re
 import shutil
 import subprocess
@@ -19,8 +23,17 @@ from packaging.utils import canonicalize_name
 from ..pythons import MissingPython, find_python
 from ._era import choose_python, era_of, this_python
 from ._errors import StackError, installer_failure
-from ._registry import Json, Registry
-from ._request import GWS, LAST_GWS, LAYER_PREFIXES, LAYERS, MATTERS, SERVER_NEEDS, Request
+from ._registry import Json, Registry, same_version
+from ._request import (
+    GWS,
+    LAST_GWS,
+    LAYER_PREFIXES,
+    LAYERS,
+    MATTERS,
+    SERVER_NEEDS,
+    Request,
+    check_names,
+)
 
 BUILD_TOOLS = ("setuptools", "wheel")
 SETUPTOOLS_FLOOR = "40.8.0"  # uv's PEP 517 fallback for a setup.py asks for >= this
@@ -35,11 +48,16 @@ class Plan:
     why_python: str
     why_era: str = ""
     pins: dict[str, str] = field(default_factory=dict)  # canonical name -> version, resolved
+    # (on 2.7 the exact pins alone: pip resolves the rest in the environment)
     choices: list[str] = field(default_factory=list)  # what was filled in, and why
     gws_files: list[Json] = field(default_factory=list)
     requirements: list[str] = field(default_factory=list)  # what the environment installs
     constraints: list[str] = field(default_factory=list)  # 2.7: pip's cap at the era
     uv_dates: list[str] = field(default_factory=list)  # 3.x: uv's cap at the era
+    # canonical name -> the file's digests for the release installed, which the installer
+    # checks; and "name==version: why not" for each installed pin it cannot check.
+    hashes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    unverified: list[str] = field(default_factory=list)
 
     @property
     def gws(self) -> str:
@@ -60,10 +78,18 @@ def resolver_input(request: Request) -> tuple[list[str], list[str]]:
 
 
 def uv() -> str:
-    found = shutil.which("uv")
+    """The uv nox uses: $UV (nox's own setting, which the stack session passes on), else
+    uv on PATH, else the binary of the `uv` package beside this Python (as nox looks)."""
+    named = os.environ.get("UV")
+    found = shutil.which(named or "uv")
+    if not found and not named:
+        with contextlib.suppress(ImportError, FileNotFoundError):
+            found = str(importlib.import_module("uv").find_uv_bin())
     if not found:
-        raise StackError("uv is not on PATH (it resolves and installs the stack); "
-                         "`python -m pip install uv`, or run through nox")
+        raise StackError(f"uv is not found (UV={named!r} names no program)" if named else
+                         "uv is not on PATH, nor installed beside this Python (it resolves "
+                         "and installs the stack); `python -m pip install uv`, or run through "
+                         "nox") from None
     return found
 
 
@@ -88,7 +114,11 @@ def resolve(plan: Plan, registry: Registry) -> None:
     if plan.python_version == "2.7":
         # uv cannot resolve for CPython 2.7: pip does, in the environment itself
         # (_env.py), capped at the era by constraints on the packages that matter.
-        plan.pins = {GWS: gws}
+        # plan.pins: the exact ones alone (pip chooses the rest); those with the file's
+        # hashes pip installs first, checking them (_env.py).
+        plan.pins = {GWS: gws, **{n: v for n, v in request.pinned().items()
+                                  if n not in request.layers()}}
+        plan_hashes(plan)
         plan.constraints = era_constraints(plan, registry)
         plan.requirements = reqs
         for need in added:
@@ -119,6 +149,34 @@ def resolve(plan: Plan, registry: Registry) -> None:
                                 f"{plan.python_version} and the pins{_era_note(plan)}")
     plan.pins = pins
     plan.requirements = [f"{n}=={v}" for n, v in pins.items() if n != GWS]
+    plan_hashes(plan)
+
+
+def plan_hashes(plan: Plan) -> None:
+    """plan.hashes: the file's digests for each pin installed at the file's release (uv
+    checks them at install); plan.unverified: the others, and why."""
+    files = plan.request.hashes
+    if not any(d for versions in files.values() for d in versions.values()):
+        return  # a file without hashes: nothing to check, nothing to claim
+    for name, version in sorted(plan.pins.items()):
+        digests = next((d for v, d in files.get(name, {}).items() if same_version(v, version)),
+                       None)
+        if digests:
+            plan.hashes[name] = digests
+        elif name == GWS:
+            plan.unverified.append(f"{name}=={version}: the file gives no hash for it (its "
+                                   "sdist is checked against the project's or the "
+                                   "registry's sha256 before it is built)")
+        elif digests is not None:
+            plan.unverified.append(f"{name}=={version}: the file gives no hash for it")
+        elif name in files:
+            plan.unverified.append(f"{name}=={version}: the file pins {', '.join(files[name])}"
+                                   ", a package the cells do not pin; the resolver chose "
+                                   f"this release for Python {plan.python_version}"
+                                   f"{_era_note(plan)}")
+        else:
+            plan.unverified.append(f"{name}=={version}: not in the file; filled in by the "
+                                   "resolver")
 
 
 def era_args(plan: Plan, registry: Registry) -> list[str]:
@@ -155,7 +213,10 @@ def era_constraints(plan: Plan, registry: Registry) -> list[str]:
 
 
 def make_plan(request: Request, asked_python: str | None) -> Plan:
+    """The Python is chosen from the pins that hold on every Python; the markers that
+    depend on the Python are then evaluated for it, and the era dates what they pin too."""
     registry = Registry()
+    check_names(request, registry)
     for name, version in request.pinned().items():
         registry.check(name, version)
     era, why_era = era_of(request, registry)
@@ -165,10 +226,24 @@ def make_plan(request: Request, asked_python: str | None) -> Plan:
             find_python(version)
     except MissingPython as exc:
         raise StackError(str(exc)) from None
+    if request.conditional:
+        request = request.for_python(version, full_version(python))
+        check_names(request, registry)
+        era, why_era = era_of(request, registry)
+    else:
+        request = request.for_python(version)
     plan = Plan(request=request, python_version=version, python=python, era=era,
                 why_python=why, why_era=why_era)
     resolve(plan, registry)
     return plan
+
+
+def full_version(python: str) -> str:
+    """X.Y.Z of an interpreter, for the markers that name python_full_version."""
+    if python == sys.executable:
+        return platform.python_version()
+    return subprocess.run([python, "-c", "import platform; print(platform.python_version())"],
+                          capture_output=True, text=True, timeout=60, check=True).stdout.strip()
 
 
 def describe(plan: Plan, out: TextIO | None = None) -> None:
