@@ -36,14 +36,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..builds import PATCHES
 from ..cells import ROOT
-from ._env import build
 from ._errors import EXIT_BAD_INPUT, StackError
-from ._predict import prediction_grid, print_grid, run_predict
-from ._request import GWS, MATTERS, from_args
-from ._resolve import describe, make_plan
-from ._run import observed_grid, run_cells, session_name
+from ._predict import run_predict
+from ._request import from_args
+from ._run import serve
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -70,36 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "--python 3.8")
         if args.predict:
             return run_predict(request)
-        plan = make_plan(request, args.python)
-        describe(plan)
-        env = build(plan, args.work)
-        print(f"  environment {env.path} ({'reused' if env.reused else 'built'} in "
-              f"{time.monotonic() - started:.1f} s): "
-              + " ".join(f"{k}=={v}" for k, v in sorted(env.versions.items())))
-        if plan.python_version == "2.7":  # pip resolved in the environment: say what it chose
-            for name in MATTERS:
-                if not request.exact(name) and env.installed.get(name):
-                    print(f"  chose {name}=={env.installed[name]}: pip's choice for Python 2.7 "
-                          "under the era's caps")
-        if not env.patched:
-            print(f"  no patch series for gevent-websocket {plan.gws} (patches/{GWS}/ has "
-                  f"{', '.join(sorted(p.name for p in PATCHES.iterdir()))}): vanilla only")
-        env.smoke()
+        served = serve(request, args.python, args.work, args.results, args.jobs, started)
     except StackError as exc:
         print("error: " + " ".join(str(exc).split()), file=sys.stderr)
         return EXIT_BAD_INPUT
-    results = args.results
-    versions = {GWS: plan.gws, "newrelic": env.versions.get("newrelic") or "0"}
-    rows = prediction_grid(request.name, versions)
-    rows = {arm: cells for arm, cells in rows.items() if not arm[1] or env.patched}
-    print_grid(f"model: {request.name} (gevent-websocket {plan.gws}, newrelic "
-               f"{versions['newrelic']})", rows, versions)
-    docs = run_cells(plan, env, results, args.jobs)
-    print_grid(f"observed: {request.name} on Python {plan.python_version} (beside the model: "
-               "! marks a disagreement)", rows, versions, observed=observed_grid(docs))
-    failed = [session_name(request.name, *arm) for arm, doc in docs.items()
-              if doc.get("pytest_exit") != 0]
-    cells = sum(len(d.get("cells", [])) for d in docs.values())
-    print(f"{cells} cells in {time.monotonic() - started:.1f} s; results in {results}"
-          + (f"; failed: {', '.join(failed)} (see *.pytest.log there)" if failed else ""))
-    return 1 if failed else 0
+    return 1 if served.failed else 0
