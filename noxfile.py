@@ -302,6 +302,27 @@ def stack(session: nox.Session) -> None:
                 "--results", str(RESULTS), terminate_timeout=PYTEST_TERMINATE_TIMEOUT)
 
 
+# The stack as pinned (exactly `nox -s stack`'s run of the file: the same environment and
+# results), then with the named pins moved, and every observation that changes.  Its
+# command exits 1 if one gets worse, 2 on bad input; nox fails the session on either.
+@nox.session(python=None, default=False)
+def upgrade(session: nox.Session) -> None:
+    """What moving pins changes: `nox -s upgrade -- -r FILE NAME[==VERSION] ... [--predict]`."""
+    args = ["--upgrade", *session.posargs]
+    if "--predict" in session.posargs:
+        # The model alone, in nox's own process, as `stack` does (the registry only for
+        # a NAME without a version: its newest release).
+        from tests.harness.userstack import main as userstack
+
+        if userstack(args):
+            session.error("an observation gets worse, or bad input (the lines above say)")
+        return
+    install_harness(session)
+    install_node_client(session)
+    session.run("python", "-m", "tests.harness.userstack", *args, "--results", str(RESULTS),
+                terminate_timeout=PYTEST_TERMINATE_TIMEOUT)
+
+
 # Each line runs on its own Python (tests/data/stacks/lines.toml: 2.7, 3.8, 3.9, nox's).
 @nox.session(python=None, default=False, tags=CI, allow_parallel=True)
 def stacks(session: nox.Session) -> None:

@@ -2,6 +2,7 @@
 
     python -m tests.harness.userstack -r requirements.txt [--python X.Y] [--predict]
     python -m tests.harness.userstack Flask==1.1.4 gevent==20.9.0 [--python X.Y] [--predict]
+    python -m tests.harness.userstack --upgrade -r requirements.txt NAME[==VERSION] ... [--predict]
 
 1. the pins that matter are taken from the file (the others are listed as ignored):
    _request.py;
@@ -24,7 +25,8 @@
 
 ``--predict`` stops after step 1: the model's grid from the pins alone, no network
 (_predict.py).  Bad input is one line ``error: <cause>; <fix>`` and exit status 2
-(_errors.py).
+(_errors.py).  ``--upgrade``: the file's stack, then the same with the named pins moved,
+and what changes between them; exit status 1 if an observation gets worse (_upgrade.py).
 """
 
 from __future__ import annotations
@@ -41,12 +43,18 @@ from ._errors import EXIT_BAD_INPUT, StackError
 from ._predict import run_predict
 from ._request import from_args
 from ._run import serve
+from ._upgrade import upgrade
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.harness.userstack",
                                      description=__doc__.split("\n")[0])
-    parser.add_argument("pins", nargs="*", metavar="NAME==VERSION")
+    parser.add_argument("pins", nargs="*", metavar="NAME==VERSION",
+                        help="the stack's pins; with --upgrade, the pins of the file to move "
+                        "(NAME: to its newest release)")
+    parser.add_argument("--upgrade", action="store_true",
+                        help="run the file's stack as pinned and with the named pins moved, "
+                        "and print what changes (exit 1: something gets worse)")
     parser.add_argument("-r", "--requirement", metavar="FILE")
     parser.add_argument("--python", metavar="X.Y", help="the Python the server runs on "
                         "(default: this one, if the pins admit it)")
@@ -61,10 +69,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.monotonic()
     try:
-        request = from_args(args.pins, args.requirement)
+        if args.upgrade and not args.requirement:
+            raise StackError("--upgrade moves the pins of a requirements file: pass -r FILE "
+                             "and the packages to move, NAME or NAME==VERSION")
+        request = from_args([] if args.upgrade else args.pins, args.requirement)
         if args.python and not re.fullmatch(r"\d+\.\d+", args.python):
             raise StackError(f"--python {args.python!r} is not a version X.Y; name one, e.g. "
                              "--python 3.8")
+        if args.upgrade:
+            return upgrade(request, Path(args.requirement), args.pins, predict=args.predict,
+                           python=args.python, work=args.work, results=args.results,
+                           jobs=args.jobs)
         if args.predict:
             return run_predict(request)
         served = serve(request, args.python, args.work, args.results, args.jobs, started)
