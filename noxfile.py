@@ -276,7 +276,7 @@ def unit(session: nox.Session) -> None:
     session.run("pytest", "tests/unit/test_model.py", "tests/unit/test_builds.py",
                 "tests/unit/test_history.py", "tests/unit/test_deploy_compare.py",
                 "tests/unit/test_report.py", "tests/unit/test_records.py",
-                "tests/unit/test_userstack.py",
+                "tests/unit/test_userstack.py", "tests/unit/test_upgrade.py", "-m", "not network",
                 "--junitxml", str(results_file("unit", ".junit.xml")), *session.posargs)
 
 
@@ -326,11 +326,15 @@ def upgrade(session: nox.Session) -> None:
 # Each line runs on its own Python (tests/data/stacks/lines.toml: 2.7, 3.8, 3.9, nox's).
 @nox.session(python=None, default=False, tags=CI, allow_parallel=True)
 def stacks(session: nox.Session) -> None:
-    """One user stack per Werkzeug major line (0.x-3.x), each agreeing with the model."""
+    """One user stack per Werkzeug major line (0.x-3.x) against the model; `upgrade` for real."""
     install_harness(session)
     install_node_client(session)
     session.run("python", "-m", "tests.harness.stacklines", "--results", str(RESULTS),
                 *session.posargs, terminate_timeout=PYTEST_TERMINATE_TIMEOUT)
+    # Marked `network`: they reuse the environments the lines above built (the 2016 one).
+    session.run("pytest", "tests/unit/test_upgrade.py", "-m", "network",
+                "--junitxml", str(results_file("stacks", ".junit.xml")),
+                terminate_timeout=PYTEST_TERMINATE_TIMEOUT)
 
 
 # -- history (issue 12): which upstream release changed a cell ------------------------
