@@ -283,7 +283,7 @@ def unit(session: nox.Session) -> None:
                 "tests/unit/test_deploy_compare.py", "tests/unit/test_report.py",
                 "tests/unit/test_records.py", "tests/unit/test_pythons.py",
                 "tests/unit/test_userstack.py", "tests/unit/test_cellrun.py",
-                "-m", "not builds",
+                "tests/unit/test_upgrade.py", "-m", "not builds and not stacks",
                 "--junitxml", str(results_file("unit", ".junit.xml")), *session.posargs)
 
 
@@ -322,10 +322,31 @@ def stack(session: nox.Session) -> None:
                 "--results", str(RESULTS), env=nox_uv(), terminate_timeout=PYTEST_TERMINATE_TIMEOUT)
 
 
+# The stack as pinned (exactly `nox -s stack`'s run of the file: the same environment and
+# results), then with the named pins moved, and every observation that changes.  Its
+# command exits 1 if one gets worse, 2 on bad input; nox fails the session on either.
+@nox.session(python=None, default=False)
+def upgrade(session: nox.Session) -> None:
+    """What moving pins changes: `nox -s upgrade -- -r FILE NAME[==VERSION] ... [--predict]`."""
+    args = ["--upgrade", *session.posargs]
+    if "--predict" in session.posargs:
+        # The model alone, in nox's own process, as `stack` does (the registry only for
+        # a NAME without a version: its newest release).
+        from tests.harness.userstack import main as userstack
+
+        if userstack(args):
+            session.error("an observation gets worse, or bad input (the lines above say)")
+        return
+    install_harness(session)
+    install_node_client(session)
+    session.run("python", "-m", "tests.harness.userstack", *args, "--results", str(RESULTS),
+                terminate_timeout=PYTEST_TERMINATE_TIMEOUT)
+
+
 # Each line runs on its own Python (tests/data/stacks/lines.toml: 2.7, 3.8, 3.9, nox's).
 @nox.session(python=None, default=False, tags=CI, allow_parallel=True)
 def stacks(session: nox.Session) -> None:
-    """One user stack per Werkzeug major line (0.x-3.x), each agreeing with the model."""
+    """One user stack per Werkzeug major line (0.x-3.x) against the model; `upgrade` for real."""
     install_harness(session)
     install_node_client(session)
     session.run("python", "-m", "tests.harness.stacklines", "--results", str(RESULTS),

@@ -2,6 +2,7 @@
 
     python -m tests.harness.userstack -r requirements.txt [--python X.Y] [--predict]
     python -m tests.harness.userstack Flask==1.1.4 gevent==20.9.0 [--python X.Y] [--predict]
+    python -m tests.harness.userstack --upgrade -r requirements.txt NAME[==VERSION] ... [--predict]
 
 1. the pins that matter are taken from the file as pip reads it (the others are listed
    as ignored, with why): _request.py;
@@ -27,6 +28,8 @@
 ``--predict`` stops after step 1: the model's grid from the pins alone, asking the
 registry only about a name close to one the stack depends on (_predict.py).  Bad input
 is one line ``error: <cause>; <fix>`` and exit status 2 (_errors.py).
+``--upgrade``: the file's stack, then the same with the named pins moved, and what
+changes between them; exit status 1 if an observation gets worse (_upgrade.py).
 """
 
 from __future__ import annotations
@@ -38,22 +41,25 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..builds import PATCHES
 from ..paths import CACHE, RESULTS
-from ._env import build
 from ._era import this_python
 from ._errors import EXIT_BAD_INPUT, StackError
-from ._predict import prediction_grid, print_grid, run_predict
+from ._predict import run_predict
 from ._registry import Registry
-from ._request import GWS, MATTERS, check_names, from_args
-from ._resolve import describe, make_plan
-from ._run import observed_grid, run_cells, session_name
+from ._request import check_names, from_args
+from ._run import serve
+from ._upgrade import upgrade
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.harness.userstack",
                                      description=__doc__.split("\n")[0])
-    parser.add_argument("pins", nargs="*", metavar="NAME==VERSION")
+    parser.add_argument("pins", nargs="*", metavar="NAME==VERSION",
+                        help="the stack's pins; with --upgrade, the pins of the file to move "
+                        "(NAME: to its newest release)")
+    parser.add_argument("--upgrade", action="store_true",
+                        help="run the file's stack as pinned and with the named pins moved, "
+                        "and print what changes (exit 1: something gets worse)")
     parser.add_argument("-r", "--requirement", metavar="FILE")
     parser.add_argument("--python", metavar="X.Y", help="the Python the server runs on "
                         "(default: this one, if the pins admit it)")
@@ -68,10 +74,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.monotonic()
     try:
-        request = from_args(args.pins, args.requirement)
+        if args.upgrade and not args.requirement:
+            raise StackError("--upgrade moves the pins of a requirements file: pass -r FILE "
+                             "and the packages to move, NAME or NAME==VERSION")
+        request = from_args([] if args.upgrade else args.pins, args.requirement)
         if args.python and not re.fullmatch(r"\d+\.\d+", args.python):
             raise StackError(f"--python {args.python!r} is not a version X.Y; name one, e.g. "
                              "--python 3.8")
+        if args.upgrade:
+            return upgrade(request, Path(args.requirement), args.pins, predict=args.predict,
+                           python=args.python, work=args.work, results=args.results,
+                           jobs=args.jobs)
         if args.predict:
             # The markers are read for the Python asked for, else this one: --predict
             # chooses none (that needs the registry).
@@ -83,38 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for line in request.ignored:
                 print(f"ignored: {line}")
             return run_predict(request)
-        plan = make_plan(request, args.python)
-        describe(plan)
-        env = build(plan, args.work)
-        print(f"  environment {env.path} ({'reused' if env.reused else 'built'} in "
-              f"{time.monotonic() - started:.1f} s): "
-              + " ".join(f"{k}=={v}" for k, v in sorted(env.versions.items())))
-        for line in env.hash_lines():
-            print(f"  {line}")
-        if plan.python_version == "2.7":  # pip resolved in the environment: say what it chose
-            for name in MATTERS:
-                if not request.exact(name) and env.installed.get(name):
-                    print(f"  chose {name}=={env.installed[name]}: pip's choice for Python 2.7 "
-                          "under the era's caps")
-        if not env.patched:
-            print(f"  no patch series for gevent-websocket {plan.gws} (patches/{GWS}/ has "
-                  f"{', '.join(sorted(p.name for p in PATCHES.iterdir()))}): vanilla only")
-        env.smoke()
+        served = serve(request, args.python, args.work, args.results, args.jobs, started)
     except StackError as exc:
         print("error: " + " ".join(str(exc).split()), file=sys.stderr)
         return EXIT_BAD_INPUT
-    results = args.results
-    versions = {GWS: plan.gws, "newrelic": env.versions.get("newrelic") or "0"}
-    rows = prediction_grid(request.name, versions)
-    rows = {arm: cells for arm, cells in rows.items() if not arm[1] or env.patched}
-    print_grid(f"model: {request.name} (gevent-websocket {plan.gws}, newrelic "
-               f"{versions['newrelic']})", rows, versions)
-    docs = run_cells(plan, env, results, args.jobs)
-    print_grid(f"observed: {request.name} on Python {plan.python_version} (beside the model: "
-               "! marks a disagreement)", rows, versions, observed=observed_grid(docs))
-    failed = [session_name(request.name, *arm) for arm, doc in docs.items()
-              if doc.get("pytest_exit") != 0]
-    cells = sum(len(d.get("cells", [])) for d in docs.values())
-    print(f"{cells} cells in {time.monotonic() - started:.1f} s; results in {results}"
-          + (f"; failed: {', '.join(failed)} (see *.pytest.log there)" if failed else ""))
-    return 1 if failed else 0
+    return 1 if served.failed else 0

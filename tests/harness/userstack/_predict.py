@@ -4,10 +4,11 @@ the observed grid printed beside it."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from typing import TextIO
 
 from ..builds import PATCHES
-from ..cells import ARMS, BOOLS, Cell
+from ..cells import ARMS, BOOLS, Cell, build_version
 from ..model import AGENT_SKIPS_WEBSOCKETS, Prediction, StackFacts, predict
 from ._request import GWS, LAST_GWS, Request
 
@@ -32,20 +33,24 @@ def model_versions(request: Request) -> tuple[dict[str, str], list[str]]:
         assumed.append(f"newrelic is not pinned exactly: assumed a release >= {nr} (since "
                        "2016), whose RUM leaves websockets alone; an older one makes the "
                        "agent-on rum-on cells of the vanilla arm fail")
-    return {GWS: gws, "newrelic": nr}, assumed
+    gevent = request.exact("gevent")  # read only by the layers' rules
+    return {GWS: gws, "newrelic": nr, **({"gevent": gevent} if gevent else {})}, assumed
+
+
+def stack_facts(versions: Mapping[str, str], fixed: bool) -> StackFacts:
+    """The model's facts of one build of a stack with these versions."""
+    return StackFacts.from_versions({**versions, GWS: build_version(versions[GWS], fixed)})
+
+
+def predict_cell(cell: Cell, versions: Mapping[str, str]) -> Prediction:
+    """The model's prediction for one cell of a stack with these versions."""
+    return predict(cell, stack_facts(versions, cell.fixed))
 
 
 def prediction_grid(name: str, versions: dict[str, str]) -> Grid:
     """{(agent, fixed): {(rum, hg, streaming): Prediction}} for the given versions."""
-    grid: Grid = {}
-    for agent, fixed in ARMS:
-        reported = dict(versions)
-        if fixed:
-            reported[GWS] = versions[GWS] + "+fixed"
-        facts = StackFacts.from_versions(reported)
-        grid[(agent, fixed)] = {col: predict(Cell(name, agent, fixed, *col), facts)
-                                for col in COLUMNS}
-    return grid
+    return {(agent, fixed): {col: predict_cell(Cell(name, agent, fixed, *col), versions)
+                             for col in COLUMNS} for agent, fixed in ARMS}
 
 
 def cause(versions: dict[str, str], fixed: bool, prediction: Prediction, streaming: bool
@@ -53,7 +58,7 @@ def cause(versions: dict[str, str], fixed: bool, prediction: Prediction, streami
     """Why the model predicts what it does for one cell, in a sentence (one per kind)."""
     if not (prediction.lazy_layers or streaming):
         return ""
-    gws = versions[GWS] + ("+fixed" if fixed else "")
+    gws = build_version(versions[GWS], fixed)
     lazy = ("its lazy layers (the streaming response's iterator, the HelloGoodbyer "
             "generator, the agent's RUM middleware below newrelic "
             f"{AGENT_SKIPS_WEBSOCKETS})")
@@ -106,14 +111,18 @@ def print_grid(title: str, rows: Grid, versions: dict[str, str], out: TextIO | N
           file=out)
 
 
+def has_patches(release: str) -> bool:
+    """Whether gevent-websocket ``release`` has a patched build (its patch series)."""
+    return (PATCHES / release).is_dir()
+
+
 def run_predict(request: Request, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     versions, assumed = model_versions(request)
     for line in assumed:
         print(f"note: {line}", file=out)
-    has_patches = (PATCHES / versions[GWS]).is_dir()
     rows = prediction_grid(request.name, versions)
-    if not has_patches:
+    if not has_patches(versions[GWS]):
         rows = {arm: cells for arm, cells in rows.items() if not arm[1]}
         print(f"note: no patch series for gevent-websocket {versions[GWS]} "
               f"(patches/{GWS}/ has {sorted(p.name for p in PATCHES.iterdir())}): vanilla only",

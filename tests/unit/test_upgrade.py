@@ -1,0 +1,160 @@
+"""What an upgrade changes (tests/harness/userstack/_upgrade.py, `nox -s upgrade`).
+
+The model's answer (--predict, offline, in under a second), the direction of a change
+(which a dependency bot's gate reads as the exit status), the proof a change cites, bad
+input; and, marked ``stacks`` (the registry, two server environments each), two real
+runs of the 2016 stack on CPython 2.7: one move that changes a cell, one that changes
+none.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.harness.cells import HISTORY, ROOT, Cell
+from tests.harness.userstack._upgrade import Change, proof_of
+
+EXAMPLES = ROOT / "tests" / "data" / "stacks"
+STACK_2016 = EXAMPLES / "2016-py27.txt"
+# The cell newrelic 2.68.0.50 flips on the 2016 stack: the agent's RUM middleware is a
+# lazy layer before it, and vanilla 0.9.5 never runs it.
+RUM_CELL = "agent ¬fixed rum ¬hello_goodbyer ¬streaming"
+
+
+def _upgrade(*args, timeout=60):
+    return subprocess.run([sys.executable, "-m", "tests.harness.userstack", "--upgrade", *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def _row(out, cell, column):
+    """The side-by-side row of one cell's column, or None."""
+    rows = [ln for ln in out.splitlines() if ln.strip().startswith(cell + " ")
+            and f" {column} " in ln]
+    assert len(rows) <= 1, rows
+    return rows[0] if rows else None
+
+
+def test_predict_newrelic_across_its_threshold_improves_the_rum_cell_exit_0(tmp_path):
+    started = time.monotonic()
+    proc = _upgrade("-r", str(STACK_2016), "newrelic==2.68.0.50", "--predict",
+                    "--work", str(tmp_path))
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    row = _row(proc.stdout, RUM_CELL, "verdict")
+    assert row and "- -> +" in row and "better" in row, proc.stdout
+    proven = HISTORY["newrelic"]["thresholds"]["agent_skips_websockets"]
+    assert f"proven by history(newrelic): {proven}" in row
+    assert _row(proc.stdout, "¬agent ¬fixed rum ¬hello_goodbyer ¬streaming", "verdict") is None
+    assert "0 worse" in proc.stdout and not any(tmp_path.iterdir())  # nothing built
+    assert elapsed < 1.0, f"{elapsed:.2f} s"
+
+
+def test_predict_newrelic_back_across_its_threshold_worsens_the_rum_cell_exit_1(tmp_path):
+    newer = tmp_path / "2016-newer-agent.txt"
+    newer.write_text(STACK_2016.read_text().replace("newrelic==2.66.0.49",
+                                                    "newrelic==2.68.0.50"))
+    proc = _upgrade("-r", str(newer), "newrelic==2.66.0.49", "--predict")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    row = _row(proc.stdout, RUM_CELL, "verdict")
+    assert row and "+ -> -" in row and "worse" in row, proc.stdout
+    # the agent starts a transaction for upgrades again, which vanilla never finishes
+    assert "n/a -> no" in _row(proc.stdout, RUM_CELL, "layer_finished")
+    assert proc.stdout.rstrip().endswith("exit 1: an observation gets worse")
+
+
+def test_predict_gevent_websocket_0_10_improves_13_cells(tmp_path):
+    proc = _upgrade("-r", str(STACK_2016), "gevent-websocket==0.10", "--predict")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    flipped = [ln for ln in proc.stdout.splitlines() if " verdict " in ln and "- -> +" in ln]
+    assert len(flipped) == 13 and all("proven by history(gevent-websocket): 0.10" in ln
+                                      for ln in flipped), proc.stdout
+
+
+@pytest.mark.parametrize(("column", "before", "after", "direction"), [
+    ("verdict", "+", "-", -1), ("verdict", "-", "+", 1), ("verdict", "+", "~", -1),
+    ("closed", True, False, -1), ("valid_close_frame", True, False, -1),
+    ("server_closed_tcp", True, False, -1), ("server_closed_tcp", False, True, 1),
+    ("layer_finished", True, False, -1), ("layer_finished", None, False, -1),
+    ("layer_finished", False, None, 1), ("layer_finished", True, None, 0),
+])
+def test_the_direction_of_a_change(column, before, after, direction):
+    cell = Cell("", True, False, True, False, False)
+    assert Change(cell, column, before, after).direction == direction
+
+
+def test_a_rule_without_a_bisection_is_unproven(monkeypatch):
+    change = Change(Cell("", True, False, True, False, False), "verdict", "-", "+")
+    before = {"gevent-websocket": "0.9.5", "newrelic": "2.66.0.49"}
+    after = {**before, "newrelic": "2.68.0.50"}
+    assert proof_of(change, before, after) == "proven by history(newrelic): 2.68.0.50"
+    monkeypatch.setitem(HISTORY, "newrelic", {})
+    assert proof_of(change, before, after) == (
+        "unproven (no bisection of newrelic between 2.66.0.49 and 2.68.0.50)")
+    # a change the model does not make is said to be one
+    assert proof_of(change, before, before) == "not predicted by the model"
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["-r", str(STACK_2016), "requestz==1.0"], "is not in"),
+    (["-r", str(STACK_2016), "gevnet==1.2.2"], "close to its pin gevent"),
+    (["-r", str(STACK_2016), "gevent>=1.2"], "is not a package to move"),
+    (["-r", str(STACK_2016), "gevent==1.2.*"], "is not a version"),
+    (["-r", str(STACK_2016)], "no package to move"),
+    (["newrelic==2.68.0.50"], "pass -r FILE"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, says):
+    proc = _upgrade(*args, "--predict")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], lines
+
+
+def test_moving_an_ignored_or_unmoved_pin_runs_nothing_and_exits_0():
+    proc = _upgrade("-r", str(EXAMPLES / "2018-py27.txt"), "requests==2.19.0",
+                    "gevent==1.2.2", "--predict")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "requests decides no cell" in proc.stdout
+    assert "gevent is pinned to 1.2.2 already" in proc.stdout
+    assert "nothing moves" in proc.stdout
+
+
+@pytest.mark.builds  # asks the registry
+def test_a_release_that_does_not_exist_is_named_with_its_neighbours():
+    proc = _upgrade("-r", str(STACK_2016), "newrelic==2.67")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "the nearest releases are 2.66.0.49 and 2.68.0.50" in proc.stderr
+
+
+@pytest.mark.builds  # asks the registry
+def test_a_name_alone_moves_to_the_newest_release():
+    proc = _upgrade("-r", str(STACK_2016), "gevent-websocket", "--predict")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # gevent-websocket's last release is from 2017 (pyproject's today stack pins it)
+    assert "gevent-websocket 0.9.5 -> 0.10.1" in proc.stdout
+
+
+# The real runs: each side is `nox -s stack`'s run of its pins (their envs are reused by a
+# second run); the results go to a temporary directory, not beside the sessions'.
+@pytest.mark.stacks
+def test_a_real_newrelic_move_shows_the_flipping_cell(tmp_path):
+    proc = _upgrade("-r", str(STACK_2016), "newrelic==2.68.0.50", "--python", "2.7",
+                    "--results", str(tmp_path), timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+    row = _row(proc.stdout, RUM_CELL, "verdict")
+    assert row and "- -> +" in row and "proven by history(newrelic): 2.68.0.50" in row, \
+        proc.stdout[-3000:]
+    assert len(list(tmp_path.glob("stack-2016-py27-newrelic-2-68-0-50-*.json"))) == 4
+
+
+@pytest.mark.stacks
+def test_a_real_patch_release_that_changes_nothing(tmp_path):
+    proc = _upgrade("-r", str(STACK_2016), "werkzeug==0.11.15", "--python", "2.7",
+                    "--results", str(tmp_path), timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+    assert "no cell or layer observation changes" in proc.stdout
+    # both sides ran every cell: "no change" is a comparison of 32 observed cells each
+    assert proc.stdout.count("32 cells in") == 2, proc.stdout[-3000:]
