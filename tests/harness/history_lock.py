@@ -214,11 +214,13 @@ def table(package: str, observed: Verdicts, committed: Verdicts) -> str:
     lines = [f"history of {package}, re-proven: all cells at the range's ends and at both "
              "neighbours of each flip (! differs from the committed data)", ""]
     width = max([len(r) for r in observed] + [len("release")])
+    # a column as wide as its widest verdict ("+", or a layer's "- held")
+    mark = max([len(v) for by_cell in observed.values() for v in by_cell.values()] + [1])
     for i, label in enumerate(labels):
-        lines.append(f"{'':{width}}  {'|  ' * i}{history.short(label)}")
-    lines.append(f"{'release':{width}}  " + "|  " * len(labels))
+        lines.append(f"{'':{width}}  {('|' + ' ' * (mark + 1)) * i}{history.short(label)}")
+    lines.append(f"{'release':{width}}  " + ("|" + " " * (mark + 1)) * len(labels))
     for release in sorted(observed, key=Version):
-        marks = [observed[release].get(c, " ") + (
+        marks = [f"{observed[release].get(c, ' '):{mark}}" + (
             "!" if committed.get(release, {}).get(c) != observed[release].get(c) else " ")
             for c in labels]
         lines.append(f"{release:{width}}  " + " ".join(marks))
