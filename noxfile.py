@@ -44,6 +44,7 @@ from tests.harness.envs import (  # noqa: E402
     conformance_server,
     gevent_websocket_wheel,
     history_base_env,
+    history_rule_env,
     install_groups,
     install_handler_server,
     install_harness,
@@ -369,7 +370,8 @@ def history(session: nox.Session, package: str) -> None:
     """Re-prove the committed history of `package` (-- --full: search again, --update: rewrite)."""
     install_harness(session)
     install_node_client(session)
-    python = history_base_env(session, package, HISTORY[package]["stack"])
+    python = (history_rule_env(session, package) if "axes" in HISTORY[package]
+              else history_base_env(session, package, HISTORY[package]["stack"]))
     session.run("python", "-m", "tests.harness.history_lock", "--package", package,
                 "--python", str(python), "--out", str(REPORT),
                 "--work", str(Path(session.virtualenv.location) / "history"),

@@ -91,8 +91,9 @@ def track_transactions(flask_app):
     The agent's web transaction ends in ``Transaction.__exit__`` (which records it
     for the harvest): its WSGI wrapper calls that from the close() of the iterable
     it returns, so the transaction ends only if the server calls close().  A request
-    the agent does not monitor (newrelic >= 6.0 starts no transaction for a
-    websocket upgrade) gets ``layer_skipped`` instead: it has no work to finish.
+    the agent does not monitor (newrelic >= 2.68.0.50 starts no transaction for a
+    websocket upgrade, proven by history(newrelic)) gets ``layer_skipped`` instead:
+    it has no work to finish.
     A transaction never ended is ended when it is garbage collected
     (``Transaction.__del__``): that event says so (``fallback``).
     """

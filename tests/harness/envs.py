@@ -18,12 +18,12 @@ from packaging.utils import canonicalize_name
 
 from tests.harness import records
 from tests.harness.builds import COMPILE
-from tests.harness.cells import HANDLERS, STACKS, TOOL, build_name, layer_pins, slug
+from tests.harness.cells import HANDLERS, HISTORY, STACKS, TOOL, build_name, layer_pins, slug
 from tests.harness.locks import exclusive
 from tests.harness.missing import missing, skip_or_fail, under_ci
 from tests.harness.paths import RESULTS, ROOT
 from tests.harness.py27 import pip27_install, py27_env, py27_wheelhouse
-from tests.harness.pythons import MissingPython, find_python27
+from tests.harness.pythons import MissingPython, find_python, find_python27
 from tests.harness.records import SessionResults
 
 PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
@@ -241,6 +241,23 @@ def install_wstest(session: nox.Session, where: Path) -> Path:
     house = py27_wheelhouse(session, python, "wstest", pins, "--no-deps")
     pip27_install(session, python, house, "--no-deps", *pins)
     return where / "bin" / "wstest"
+
+
+def history_rule_env(session: nox.Session, rule: str) -> Path:
+    """The server env of a rule on two packages ([tool.history.<rule>]): its Python, its
+    ``base`` pins; each axis's release goes first on PYTHONPATH (tests/harness/history.py)."""
+    entry = HISTORY[rule]
+    try:
+        python = find_python(str(entry["python"]))
+    except MissingPython as exc:
+        session.error(f"history({rule}): {exc}")
+    where = Path(session.virtualenv.location) / f"server-py{entry['python']}"
+    session.run_install("uv", "venv", "--quiet", "--allow-existing", "--python", python,
+                        str(where), env=COMPILE)
+    server = where / "bin" / "python"
+    session.run_install("uv", "pip", "install", "--quiet", "--python", str(server),
+                        *entry["base"], env=COMPILE)
+    return server
 
 
 def history_base_env(session: nox.Session, package: str, stack: str) -> Path:

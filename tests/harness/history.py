@@ -16,6 +16,7 @@ runs it (tests/harness/history_lock.py, which also commits and re-proves the res
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import itertools
 import os
@@ -33,8 +34,8 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from . import builds, records
-from .bisect import Flip, Search, Unusable
-from .cells import BOOLS, HISTORY, Cell, node_id
+from .bisect import SPREAD, Flip, Search, Unusable
+from .cells import BOOLS, HISTORY, LAYER_COLUMN_AXES, Cell, layer_cells, node_id
 from .paths import ROOT
 from .records import (
     HistoryPackage,
@@ -52,6 +53,12 @@ KNOWN = ("stack", "fixed")
 PARALLEL_PROBES = 2
 DIFF_LINES = 60  # per function: a diff is evidence for a ticket, not the whole file
 PYTHON_VERSION = "import platform, sys; sys.stdout.write(platform.python_version())"
+LAYERS_TEST = "tests/matrix/test_layers.py::test_layer_cell"
+HELD = " held"  # a layer cell's verdict, when the server kept the TCP connection open
+# A release of a rule's axis is installed with what its metadata required when it was
+# uploaded (uv's --exclude-newer): gevent's wheels need the greenlet ABI of their day.
+# Days after the upload, for the wheels a project uploads after its sdist.
+UPLOAD_GRACE = datetime.timedelta(days=2)
 # The registry's files per release (builds.registry_releases); [tool.history.<package>].
 Files = dict[str, list[dict[str, Any]]]
 Entry = dict[str, Any]
@@ -104,6 +111,10 @@ def release_range(package: str, entry: Entry, files: Files, python_version: str,
                             for r in requires):
             continue  # beyond what the stack's Python can install: outside the range
         releases.append(v)
+        if "python" in entry:  # a rule's axis: installed as uv resolves it (wheels too)
+            if not files[v]:
+                unusable[v] = "the registry has no files of it"
+            continue
         sdists = [f for f in files[v] if f["packagetype"] == "sdist"]
         if not sdists:
             unusable[v] = "the registry has no sdist of it" + (
@@ -113,6 +124,12 @@ def release_range(package: str, entry: Entry, files: Files, python_version: str,
     return releases, unusable
 
 
+def python_version_of(python: str | Path) -> str:
+    """The server interpreter's version, e.g. 2.7.18."""
+    return subprocess.run([str(python), "-c", PYTHON_VERSION], capture_output=True,
+                          text=True, timeout=60, check=True).stdout.strip()
+
+
 # -- the probe: the matrix's cells at one release ---------------------------------------
 
 
@@ -120,8 +137,12 @@ class Lab:
     """Builds, installs and runs the cells at a release of ``package`` on ``python``."""
 
     def __init__(self, package: str, entry: Entry, python: str | Path, work: str | Path,
-                 cache: Path | None, files: Files) -> None:
+                 cache: Path | None, files: Files, at: dict[str, str] | None = None,
+                 ) -> None:
         self.package, self.entry, self.python = package, entry, str(python)
+        # a rule's other axes, each at one release (tests/harness/history_axes.py)
+        self.at = dict(at or {})
+        self.other_files: dict[str, Files] = {}  # the registry's files of each of them
         self.work, self.cache, self.files = Path(work), cache, files
         self.stack = entry["stack"]
         self.agents = entry.get("agent", list(BOOLS))
@@ -135,12 +156,19 @@ class Lab:
 
     def cells(self) -> list[Cell]:
         # the vanilla build: the release under test is the only change
+        layer = self.entry.get("layer")
+        if layer:
+            return [c for c in layer_cells(self.stack, False, layer) if c.layer == layer]
         return [Cell(self.stack, a, False, r, h, s)
                 for a in self.agents for r in BOOLS for h in BOOLS for s in BOOLS]
 
     def install(self, release: str) -> list[Path]:
         """The directories to put first on the server's PYTHONPATH for ``release``."""
         if release in self.installed:
+            return self.installed[release]
+        if "python" in self.entry:
+            self.installed[release] = [self.install_resolved(self.package, release,
+                                                             self.files[release])]
             return self.installed[release]
         files = self.files[release]
         sdists = [f for f in files if f["packagetype"] == "sdist"]
@@ -181,6 +209,56 @@ class Lab:
         self.installed[release] = paths
         return paths
 
+    def install_resolved(self, package: str, release: str, files: list[dict[str, Any]],
+                         ) -> Path:
+        """``package==release`` and what it required at its upload, resolved by uv for the
+        server's Python at that date, every file verified against the registry's sha256
+        (--require-hashes), into a directory of its own (a rule's release, on Python 3)."""
+        uploaded = max(datetime.datetime.fromisoformat(f["upload_time_iso_8601"].replace(
+            "Z", "+00:00")) for f in files)
+        target = self.work / "installed" / f"{package}-{release}-py{self.python_tag()}"
+        pins = target.with_name(target.name + ".txt")
+        if not (target / ".complete").exists():
+            shutil.rmtree(target, ignore_errors=True)
+            uv = shutil.which("uv") or "uv"
+            date = (uploaded + UPLOAD_GRACE).strftime("%Y-%m-%dT%H:%M:%SZ")
+            started = time.monotonic()
+            for cmd in ([uv, "pip", "compile", "--quiet", "--generate-hashes", "--python",
+                         self.python, "--exclude-newer", date, "--no-header", "-o", str(pins),
+                         "-"],
+                        [uv, "pip", "install", "--quiet", "--require-hashes", "--python",
+                         self.python, "--target", str(target), "--compile-bytecode",
+                         "-r", str(pins)]):
+                try:
+                    proc = subprocess.run(cmd, input=f"{package}=={release}\n",
+                                          capture_output=True, text=True,
+                                          timeout=INSTALL_TIMEOUT, check=False)
+                except subprocess.TimeoutExpired:
+                    raise Unusable(f"{cmd[1:3]} timed out after {INSTALL_TIMEOUT} s") from None
+                if proc.returncode != 0:
+                    raise Unusable(f"uv {' '.join(cmd[1:3])} failed: "
+                                   + " | ".join(proc.stderr.strip().splitlines()[-5:]))
+            (target / ".complete").write_text(pins.read_text())
+            if package == self.package:
+                self.builds[release] = {"seconds": round(time.monotonic() - started, 2)}
+        if package != self.package:
+            return target
+        # the release's own hashes, as the resolution pinned them (the registry's sha256)
+        lines = (target / ".complete").read_text().splitlines()
+        start = next(i for i, ln in enumerate(lines)
+                     if ln.lower().startswith(f"{package.lower()}=="))
+        hashes = []
+        for ln in lines[start + 1:]:
+            if not ln.startswith(" "):
+                break
+            hashes += re.findall(r"--hash=sha256:([0-9a-f]{64})", ln)
+        self.builds.setdefault(release, {})["sha256"] = sorted(hashes)
+        self.builds[release]["requirements"] = [ln for ln in lines if ln and ln[0].isalnum()]
+        return target
+
+    def python_tag(self) -> str:
+        return "".join(str(self.entry["python"]).split("."))
+
     def probe(self, release: str, cells: list[Cell], known_to_serve: bool = False,
               ) -> dict[Cell, str]:
         paths = self.install(release)
@@ -201,16 +279,24 @@ class Lab:
 
     def run_cells(self, release: str, paths: Sequence[Path], agent: bool, cells: Sequence[Cell],
                   ) -> dict[Cell, str]:
-        out = self.work / "runs" / f"{release}-agent-{agent}-{next(self.run_ids)}"
+        suffix = "".join(f"-{p}-{r}" for p, r in sorted(self.at.items()))
+        out = self.work / "runs" / f"{release}{suffix}-agent-{agent}-{next(self.run_ids)}"
         shutil.rmtree(out, ignore_errors=True)
         results = out / "results.json"
+        layer = self.entry.get("layer")
+        nodes = [f"{LAYERS_TEST}[{c.slug(LAYER_COLUMN_AXES)}]" if layer else node_id(c)
+                 for c in cells]
+        others = [self.install_resolved(p, r, self.other_files[p][r])
+                  for p, r in sorted(self.at.items())]
         cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--no-header",
-               *(node_id(cell) for cell in cells),
+               *nodes, *(["--layer", layer] if layer else []),
                "--stack", self.stack, "--agent" if agent else "--no-agent", "--no-fixed",
                "--server-python", self.python, "--release", f"{self.package}=={release}",
+               *(f"--release={p}=={r}" for p, r in sorted(self.at.items())),
                "--results", str(results), "--server-logs", str(out / "logs")]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            [str(p) for p in paths] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+            [str(p) for p in [*paths, *others]]
+            + [p for p in [os.environ.get("PYTHONPATH")] if p]))
         started = time.monotonic()
         try:
             proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
@@ -243,7 +329,8 @@ class Lab:
                 raise Unusable(f"the clients disagree in cell {cell.label()}: {clients}; "
                                "nondeterministic at this release, so it decides nothing "
                                f"(evidence: {out / 'results.json'})")
-            verdicts[cell] = record.verdict
+            verdicts[cell] = record.verdict + (
+                HELD if layer and record.outcome().server_closed_tcp is False else "")
             # The cell's own assertion (tests/matrix/test_cells.py), every client: a verdict
             # that is not the model's is a problem (the thresholds decide verdicts); the
             # other criteria (close frame, ...) are noted, as the report's columns are.
@@ -251,8 +338,10 @@ class Lab:
             for obs in record.observed:
                 seen = comparable(obs)
                 if seen != expected:
-                    where = (self.model_disagreements if seen["verdict"] != expected["verdict"]
-                             else self.notes)
+                    # a layer's cells decide on TCP too: it is what the rule is about
+                    decides = ("verdict", "server_closed_tcp") if layer else ("verdict",)
+                    where = (self.model_disagreements
+                             if any(seen[k] != expected[k] for k in decides) else self.notes)
                     where.append(f"{self.package} {release}, cell {cell.label()}, "
                                  f"{obs.client} client: observed "
                                  f"{ {k: v for k, v in seen.items() if v != expected[k]} }, "
@@ -370,21 +459,27 @@ def cite(history: HistoryResults | None, name: str, what: str) -> str:
 
 
 def run(package: str, python: str | Path, work: str | Path, cache: Path | None,
-        out: str | Path) -> HistoryPackage:
+        out: str | Path, *, entry: Entry | None = None, at: dict[str, Files] | None = None,
+        key: str | None = None) -> HistoryPackage:
+    """One package's search.  For an axis of a rule (tests/harness/history_axes.py):
+    ``entry`` the rule's settings with the axis's, ``at`` the other axes' releases
+    ({package: {release: files}}, one release each), ``key`` its name in history.json."""
     started = time.monotonic()
     load = [round(v, 2) for v in os.getloadavg()]
-    entry = HISTORY[package]
+    entry = entry or HISTORY[package]
     files = builds.registry_releases(package)
-    python_version = subprocess.run([str(python), "-c", PYTHON_VERSION], capture_output=True,
-                                    text=True, timeout=60, check=True).stdout.strip()
+    python_version = python_version_of(python)
     releases, unusable = release_range(package, entry, files, python_version)
-    lab = Lab(package, entry, python, work, cache, files)
+    lab = Lab(package, entry, python, work, cache, files,
+              at={p: next(iter(r)) for p, r in (at or {}).items()})
+    lab.other_files = {p: r for p, r in (at or {}).items()}
     problems: list[str] = []
     flips: list[Flip[Cell]] = []
     # Two probes side by side where they are independent (2 cores; each probe runs
     # its agent settings side by side too).
     with ThreadPoolExecutor(PARALLEL_PROBES) as pool:
-        search = Search(releases, lab.probe, lab.cells(), pmap=pool.map)
+        search = Search(releases, lab.probe, lab.cells(), pmap=pool.map,
+                        spread=entry.get("spread", SPREAD))
         search.skipped.update(unusable)
         try:
             flips = search()
@@ -424,9 +519,10 @@ def run(package: str, python: str | Path, work: str | Path, cache: Path | None,
         "problems": problems, "status": "failed" if problems else "passed",
         "notes": lab.notes,
         "runs": lab.runs, "wall_time": round(time.monotonic() - started, 1), "load_before": load,
+        "at": lab.at,
     }
     record = records.from_dict(records.HistoryPackage, document)
-    write(out, package, record)
+    write(out, key or package, record)
     return record
 
 

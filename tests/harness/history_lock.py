@@ -21,16 +21,16 @@ from __future__ import annotations
 import argparse
 import difflib
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from packaging.version import Version
 
-from . import builds, history, records
+from . import builds, history, history_axes, records
 from .bisect import Flip, Unusable
 from .cells import HISTORY, HISTORY_DATA, Cell
 from .paths import REPORT, ROOT
@@ -73,7 +73,8 @@ def facts(package: HistoryPackage, verdicts: Verdicts,
           sha256: Mapping[str, str | None]) -> list[str]:
     """One line per fact: what the search ran on, the range, each flip, and each verdict
     and sdist sha256 at the releases of ``evidence``; cells by their short label."""
-    lines = [f"stack {package.stack}, CPython {package.python}, agent {package.agent}",
+    lines = [f"stack {package.stack}, CPython {package.python}, agent {package.agent}"
+             + "".join(f", at {p}=={r}" for p, r in package.at.items()),
              f"range {package.range.low} .. {package.range.high} (usable ends)"]
     lines += [f"in range: {r}" for r in package.range.releases]
     for flip in package.flips:
@@ -93,7 +94,7 @@ def facts(package: HistoryPackage, verdicts: Verdicts,
 def recorded(package: HistoryPackage) -> tuple[Verdicts, dict[str, str | None]]:
     """The verdicts and sdist sha256s the data holds for its releases."""
     verdicts = {p.release: dict(p.verdicts) for p in package.probed}
-    sha256 = {p.release: (p.build or {}).get("sdist_sha256") for p in package.probed}
+    sha256 = {p.release: release_sha256(p.build) for p in package.probed}
     return verdicts, sha256
 
 
@@ -120,20 +121,48 @@ def thresholds(package: HistoryPackage) -> list[str]:
 
 def reprove(package: str, python: str | Path, work: Path, cache: Path | None) -> list[str]:
     """Problems (a diff among them) if the committed history no longer holds."""
+    if "axes" in HISTORY[package]:
+        return reprove_rule(package, python, work, cache)
     try:
         data = read_data(package)
     except SchemaError as exc:
         return [str(exc)]
+    problems = thresholds(data)
+    return problems + reprove_search(data, HISTORY[package], python, work, cache)
+
+
+def reprove_rule(rule: str, python: str | Path, work: Path, cache: Path | None) -> list[str]:
+    """Each of a rule's searches re-proven at its ends and its flips' neighbours."""
+    try:
+        data = history_axes.read_data(rule)
+    except SchemaError as exc:
+        return [str(exc)]
+    problems = history_axes.thresholds(rule, data)
+    for found in data.searches:
+        (other, at), = found.at.items()
+        files = builds.registry_releases(other)
+        problems += reprove_search(found, history_axes.settings(rule, found.package), python,
+                                   work, cache, {other: {at: files[at]}}, rule)
+    print(history_axes.table(data))
+    return problems
+
+
+def reprove_search(data: HistoryPackage, entry: history.Entry, python: str | Path,
+                   work: Path, cache: Path | None,
+                   at: dict[str, history.Files] | None = None,
+                   rule: str | None = None) -> list[str]:
+    """Problems if one committed search (a package's, or a rule's axis at ``at``) no
+    longer holds: all cells again at its range's ends and its flips' neighbours."""
+    package = data.package
+    update = history_update(rule or package)
     problems = [f"{package}: the committed history did not pass ({data.problems}): run "
-                f"{history_update(package)}"] if data.status != "passed" else []
-    problems += thresholds(data)
-    entry = HISTORY[package]
+                f"{update}"] if data.status != "passed" else []
     files = builds.registry_releases(package)
-    python_version = subprocess.run([str(python), "-c", history.PYTHON_VERSION],
-                                    capture_output=True, text=True, timeout=60,
-                                    check=True).stdout.strip()
+    python_version = history.python_version_of(python)
     releases, _ = history.release_range(package, entry, files, python_version)
-    lab = history.Lab(package, entry, python, work, cache, files)
+    lab = history.Lab(package, entry, python, work, cache, files,
+                      at={p: next(iter(r)) for p, r in (at or {}).items()})
+    lab.other_files = dict(at or {})
     targets = evidence(data)
     observed: Verdicts = {}
     sha256: dict[str, str | None] = {}
@@ -146,7 +175,7 @@ def reprove(package: str, python: str | Path, work: Path, cache: Path | None) ->
             problems.append(f"{package} {release} could not be run again: {exc}")
             return
         observed[release] = {c.label(): v for c, v in got.items()}
-        sha256[release] = lab.builds[release]["sdist_sha256"]
+        sha256[release] = release_sha256(lab.builds[release])
 
     with ThreadPoolExecutor(history.PARALLEL_PROBES) as pool:
         list(pool.map(probe, [r for r in targets if r in files]))
@@ -163,11 +192,19 @@ def reprove(package: str, python: str | Path, work: Path, cache: Path | None) ->
     diff = difference(data, found, observed, sha256, "this run")
     if diff:
         problems.append(f"{package}: the history differs from the committed data "
-                        f"(if this is upstream's change, rewrite it: "
-                        f"{history_update(package)}):\n{diff}")
+                        f"(if this is upstream's change, rewrite it: {update}):\n{diff}")
     problems += lab.model_disagreements
-    print(table(package, observed, recorded(data)[0]))
+    where = "".join(f" at {p}=={r}" for p, r in lab.at.items())
+    print(table(package + where, observed, recorded(data)[0]))
     return problems
+
+
+def release_sha256(build: dict[str, Any] | None) -> str | None:
+    """What the registry's sha256 says of a release: its sdist's, or (a rule's axis,
+    installed as uv resolved it) the files its resolution admitted."""
+    build = build or {}
+    found = build.get("sdist_sha256") or build.get("sha256")
+    return " ".join(found) if isinstance(found, list) else found
 
 
 def table(package: str, observed: Verdicts, committed: Verdicts) -> str:
@@ -178,11 +215,13 @@ def table(package: str, observed: Verdicts, committed: Verdicts) -> str:
     lines = [f"history of {package}, re-proven: all cells at the range's ends and at both "
              "neighbours of each flip (! differs from the committed data)", ""]
     width = max([len(r) for r in observed] + [len("release")])
+    # a column as wide as its widest verdict ("+", or a layer's "- held")
+    mark = max([len(v) for by_cell in observed.values() for v in by_cell.values()] + [1])
     for i, label in enumerate(labels):
-        lines.append(f"{'':{width}}  {'|  ' * i}{history.short(label)}")
-    lines.append(f"{'release':{width}}  " + "|  " * len(labels))
+        lines.append(f"{'':{width}}  {('|' + ' ' * (mark + 1)) * i}{history.short(label)}")
+    lines.append(f"{'release':{width}}  " + ("|" + " " * (mark + 1)) * len(labels))
     for release in sorted(observed, key=Version):
-        marks = [observed[release].get(c, " ") + (
+        marks = [f"{observed[release].get(c, ' '):{mark}}" + (
             "!" if committed.get(release, {}).get(c) != observed[release].get(c) else " ")
             for c in labels]
         lines.append(f"{release:{width}}  " + " ".join(marks))
@@ -216,6 +255,22 @@ def search(package: str, python: str | Path, work: Path, cache: Path | None, out
     return problems
 
 
+def search_rule(rule: str, python: str | Path, work: Path, cache: Path | None, out: Path,
+                update: bool) -> list[str]:
+    """A rule's four searches; written as its data (``update``, if all passed)."""
+    found = history_axes.search(rule, python, work, cache, out)
+    print((out / "history.md").read_text())
+    print(history_axes.table(found))
+    problems = [p for s in found.searches for p in s.problems]
+    if update and not problems:
+        path = history_axes.data_path(rule)
+        records.write(path, found)
+        print(f"wrote {path.relative_to(ROOT)}: commit it")
+    elif update:
+        problems.append(f"{rule}: the data is not rewritten: a search did not pass")
+    return problems
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.harness.history_lock",
                                      description=__doc__.split("\n")[0])
@@ -235,7 +290,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     try:
-        if args.full or args.update:
+        if (args.full or args.update) and "axes" in HISTORY[args.package]:
+            problems = search_rule(args.package, args.python, args.work, args.cache,
+                                   args.out, args.update)
+        elif args.full or args.update:
             problems = search(args.package, args.python, args.work, args.cache, args.out,
                               args.update)
         else:

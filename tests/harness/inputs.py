@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from . import records, timing
-from .cells import DEFAULT_HANDLER, Cell
+from .cells import DEFAULT_HANDLER, HISTORY, Cell
 from .records import (
     CONFORMANCE_RERUN,
     ConformanceResults,
     HistoryFlip,
     HistoryPackage,
     HistoryResults,
+    HistoryRule,
     NonOkCase,
     SchemaError,
     SessionResults,
@@ -53,6 +54,12 @@ def read_history(data_dir: str | Path, problems: list[str]) -> HistoryResults | 
     None if there is none; a file that cannot be read is a problem, and left out."""
     found = HistoryResults()
     for path in sorted(Path(data_dir).glob("*.json")):
+        if "axes" in HISTORY.get(path.stem, {}):  # a rule on two packages
+            rule = _read(path, problems, lambda p: records.read(
+                p, HistoryRule, records.history_update(p.stem)))
+            if rule is not None:
+                found.rules[path.stem] = rule
+            continue
         package = _read(path, problems, lambda p: records.read(
             p, HistoryPackage, records.history_update(p.stem)))
         if package is None:
@@ -62,7 +69,7 @@ def read_history(data_dir: str | Path, problems: list[str]) -> HistoryResults | 
                             f"{path.stem!r}: rerun {records.history_update(path.stem)}")
             continue
         found.packages[package.package] = package
-    return found if found.packages else None
+    return found if found.packages or found.rules else None
 
 
 def optional(results_dir: str | Path, report_dir: str | Path, problems: list[str],
@@ -150,7 +157,11 @@ def history_data(doc: HistoryResults | None) -> Data | None:
     if doc is None:
         return None
     packages = []
-    for name, pkg in doc.packages.items():
+    # a rule's four searches, each named by its axis and the other axis's release
+    searches = [(f"{rule}: {pkg.package} at "
+                 + ", ".join(f"{p}=={r}" for p, r in pkg.at.items()), pkg)
+                for rule, found in doc.rules.items() for pkg in found.searches]
+    for name, pkg in [*doc.packages.items(), *searches]:
         skipped = {s.release: s.reason for s in pkg.skipped}
         packages.append({
             "package": name, "stack": pkg.stack,

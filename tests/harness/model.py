@@ -27,8 +27,10 @@ def threshold(name: str) -> Version:
     finds by bisection is not this release.
     """
     for entry in HISTORY.values():
-        if name in entry.get("thresholds", {}):
-            return Version(entry["thresholds"][name])
+        # a rule on two packages keeps each axis's thresholds under [...axes.<package>]
+        for owner in (entry, *entry.get("axes", {}).values()):
+            if name in owner.get("thresholds", {}):
+                return Version(owner["thresholds"][name])
     raise KeyError(f"no threshold {name!r} in pyproject.toml [tool.history.*.thresholds]")
 
 
@@ -38,11 +40,15 @@ def threshold(name: str) -> Version:
 AGENT_SKIPS_WEBSOCKETS = threshold("agent_skips_websockets")
 # gevent-websocket's first release that list()s the application's result.
 HANDLER_ITERATES = threshold("handler_iterates")
-# gevent's first release whose pywsgi leaves the body of an upgrade request unwrapped
-# (gevent issue 1308): wsgi.input is the handler's raw socket file, not terminated.
-# Before it (the seed's 1.1.2) the input is gevent's Input without a Content-Length,
-# which reads b"" (patches/gevent-websocket/*/0009 say both; the layer cells show it).
-GEVENT_UPGRADE_INPUT_IS_SOCKET = Version("1.3")
+# Reading the request body of a websocket upgrade blocks on the websocket's own frames
+# only where both of these hold ([tool.history.sentry-hold], bisected on both axes):
+# gevent's first release whose pywsgi hands an upgrade request its raw socket file as
+# wsgi.input with wsgi.input_terminated = False (before it: gevent's Input, which reads
+# b"" without a Content-Length; patches/gevent-websocket/*/0009 replace either), and
+# Werkzeug's first release whose get_input_stream trusts the *presence* of
+# wsgi.input_terminated (before it: its truth, so False gave an empty stream).
+GEVENT_UPGRADE_INPUT_IS_SOCKET = threshold("upgrade_input_is_socket")
+WERKZEUG_READS_UNTERMINATED_INPUT = threshold("reads_unterminated_input")
 
 
 # The seed's views that return a Response(..., direct_passthrough=True) (app/web.py):
@@ -95,6 +101,9 @@ class StackFacts:
     # the application's wsgi.input after the upgrade is the websocket's socket: gevent
     # leaves it unwrapped and the handler does not replace it
     upgrade_input_is_socket: bool = False
+    # the application's request stream is that wsgi.input itself: Werkzeug trusts the
+    # presence of wsgi.input_terminated, not its value (so reading it blocks)
+    stream_is_raw_input: bool = False
     agent_monitors_websockets: bool = False  # the agent starts a transaction for one
     # the Response Flask returns is called as Werkzeug's (ClosingIterator: its close() runs);
     # flask-sock returns one whose __call__ gives the server a bare [] instead
@@ -123,6 +132,7 @@ class StackFacts:
         fixed = gws.local == PATCHED_LABEL
         terminates = fixed and patch_series_terminates_input(gws.base_version)
         gevent = versions.get("gevent")
+        werkzeug = versions.get("Werkzeug")
         # Compare releases as Versions ("0.10" == "0.10.0"), not as .release tuples:
         # (0, 10) < (0, 10, 0) made 0.10 a non-iterating release (history found it).
         return cls(handler_iterates=fixed or Version(gws.base_version) >= HANDLER_ITERATES,
@@ -130,6 +140,8 @@ class StackFacts:
                    handler_terminates_input=terminates,
                    upgrade_input_is_socket=bool(gevent) and not terminates and Version(
                        str(gevent)) >= GEVENT_UPGRADE_INPUT_IS_SOCKET,
+                   stream_is_raw_input=bool(werkzeug) and Version(
+                       str(werkzeug)) >= WERKZEUG_READS_UNTERMINATED_INPUT,
                    agent_monitors_websockets=lazy_rum,
                    handler_label=f"{DEFAULT_HANDLER} {gws}")
 
@@ -248,7 +260,8 @@ def predict(cell: Cell, facts: StackFacts) -> Prediction:
         closes_tcp = False
         tcp_cause = (f"{facts.handler_label} sends no close frame: there is no closing "
                      "handshake after which the server closes TCP (RFC 6455 7.1.1)")
-    if props.get("reads_input") and view and facts.upgrade_input_is_socket:
+    if (props.get("reads_input") and view and facts.upgrade_input_is_socket
+            and facts.stream_is_raw_input):
         # the layer reads the request body when the application returns: on every route
         # the websocket's own frames (the client's close), until the client gives up; on
         # the streaming route that is before the iterator's exchange, which is lost
@@ -258,8 +271,10 @@ def predict(cell: Cell, facts: StackFacts) -> Prediction:
         tcp_cause = (f"{cell.layer} reads the request body when the application returns, and "
                      f"{facts.handler_label} on gevent >= {GEVENT_UPGRADE_INPUT_IS_SOCKET} "
                      "passes the websocket's socket as wsgi.input (wsgi.input_terminated "
-                     "False): the read takes the client's frames (its close too), so no "
-                     "close frame is sent and the connection is held")
+                     f"False), which Werkzeug >= {WERKZEUG_READS_UNTERMINATED_INPUT} reads "
+                     "as the body because the flag is present: the read takes the "
+                     "client's frames (its close too), so no close frame is sent and the "
+                     "connection is held")
     ok = view and iterator is not False and middleware is not False
     finished, layer_cause, by_handler = predict_layer(cell, facts, view)
     # an unfinished layer is the handler's named defect where gevent-websocket's patched

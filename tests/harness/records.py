@@ -388,6 +388,8 @@ class HistoryPackage:
     wall_time: float
     load_before: list[float]
     schema: int = SCHEMA  # a committed package file (tests/data/history/) stands alone
+    # an axis of a rule on two packages: the other's release it was searched at
+    at: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -397,12 +399,26 @@ class HistoryResults:
 
     packages: dict[str, HistoryPackage] = field(default_factory=dict)
     schema: int = SCHEMA
+    # rules on two packages (tests/data/history/<rule>.json), read beside the packages
+    rules: dict[str, HistoryRule] = field(default_factory=dict)
 
     def proven(self, name: str, package: str, release: str) -> bool:
         """Whether this history proves threshold ``name`` = ``release`` of ``package``."""
         found = self.packages.get(package)
         return bool(found and found.status == "passed"
                     and found.thresholds.get(name) == release)
+
+
+@dataclass
+class HistoryRule:
+    """A rule on two packages (tests/harness/history_axes.py): each axis searched at both
+    ends of the other's range; tests/data/history/<rule>.json."""
+
+    rule: str
+    searches: list[HistoryPackage]
+    status: str
+    wall_time: float
+    schema: int = SCHEMA
 
 
 def history_rerun(package: str = "<package>") -> str:

@@ -113,3 +113,26 @@ def test_a_handler_without_a_close_frame_is_predicted_so():
 def test_a_handler_without_its_model_properties_is_one_clear_error():
     with pytest.raises(KeyError, match=r"\[tool.handlers.nope.model\]"):
         StackFacts.from_versions({}, "nope")
+
+
+# The Sentry hold is a rule on two packages ([tool.history.sentry-hold]): the body read
+# blocks only where gevent hands an upgrade its socket AND Werkzeug reads it as the body.
+# The runs behind it: the layer cells of history(sentry-hold) at each end of each axis.
+@pytest.mark.parametrize(("gevent", "werkzeug", "held"), [
+    ("26.9.0", "3.1.9", True),  # today's stack
+    ("20.12.0", "2.3.0", True),
+    ("20.9.0", "2.3.0", False),  # gevent's Input: an upgrade's body reads b""
+    ("20.12.0", "2.2.3", False),  # Werkzeug's empty stream: the flag is False
+    ("1.1.2", "0.11.11", False),  # the seed's stack
+    ("21.12.0", "1.0.1", False),  # CPython 2.7's last Werkzeug, on a gevent that hands the socket
+])
+def test_sentry_holds_the_connection_only_where_both_axes_say_so(gevent, werkzeug, held):
+    facts = StackFacts.from_versions({"gevent-websocket": "0.10.1", "newrelic": None,
+                                      "gevent": gevent, "Werkzeug": werkzeug})
+    cell = Cell("today", False, False, False, False, True, layer="sentry")
+    expected = predict(cell, facts)
+    assert expected.server_closed_tcp is (not held), expected.tcp_cause
+    assert (expected.verdict == "-") is held
+    patched = StackFacts.from_versions({"gevent-websocket": "0.10.1+fixed", "newrelic": None,
+                                        "gevent": gevent, "Werkzeug": werkzeug})
+    assert predict(cell, patched).server_closed_tcp is True  # patch 0009: terminated input

@@ -15,7 +15,8 @@ import time
 
 import pytest
 
-from tests.harness.cells import HISTORY, ROOT, Cell
+from tests.harness.cells import HISTORY, Cell
+from tests.harness.paths import ROOT
 from tests.harness.userstack._upgrade import Change, proof_of
 
 EXAMPLES = ROOT / "tests" / "data" / "stacks"
