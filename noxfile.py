@@ -76,9 +76,8 @@ CHECK_ARMS = [nox.param(stack, agent, fixed, id=f"{stack}, agent={agent}, fixed=
 PYTEST_TERMINATE_TIMEOUT = 10.0  # s pytest gets to stop its servers after nox's SIGTERM
 # pytest-xdist workers of a main-job session (MATRIX_WORKERS sets it for every one).
 # With two sessions at a time on 2 cores, the 8 cells of a session gain nothing from
-# two workers of their own, which cost two more interpreters (nox -s bench: warm
-# 46 s with, 41 s without, loaded machine); the sessions with the protocol checks,
-# the longest, do gain: only they get 2.
+# two workers of their own, which cost two more interpreters (`nox -s bench` measures
+# both); the sessions with the protocol checks, the longest, do gain: only they get 2.
 PROTOCOL_WORKERS = 2
 
 
@@ -171,7 +170,7 @@ def seed(session: nox.Session, agent: bool, fixed: bool) -> None:
     main_job(session, "seed", agent, fixed)
 
 
-# -- deploy: the same cells the way users deploy (issue 15) -------------------
+# -- deploy: the same cells the way users deploy -------------------
 # gunicorn with gevent-websocket's GeventWebSocketWorker, the agent started by
 # `newrelic-admin run-program`, on today's pins plus [tool.stacks.deploy]'s own;
 # the same verified wheel as the matrix, installed unchanged.  Opt-in: `nox -t ci`.
@@ -186,7 +185,7 @@ def deploy(session: nox.Session, agent: bool, fixed: bool) -> None:
                ["tests/matrix/test_cells.py", "tests/matrix/test_deploy.py"])
 
 
-# -- handlers (issue 21): the migration question ------------------------------------
+# -- handlers: the migration question ------------------------------------
 # Today's stack served by another websocket handler ([tool.handlers], app/handlers.py),
 # gevent-websocket not installed: the 8 cells with every positive control and, without
 # the agent, the protocol checks (each handler's known defects: tests/harness/defects.py).
@@ -203,13 +202,13 @@ def handler(session: nox.Session, name: str, agent: bool) -> None:
     paths = ["tests/matrix/test_cells.py", *([] if agent else ["tests/matrix/test_protocol.py"])]
     tests_impl(session, "today", agent, False, paths,
                xdist=0 if agent else PROTOCOL_WORKERS, handler=name)
-    if agent:  # a layer's cells have no agent (issue 19)
+    if agent:  # a layer's cells have no agent
         return
     # Every layer's pins in this one env (they agree: install_layers checks), each run
     # setting up only its own layer.
     server_python = install_layers(session, handler_layers())
-    # Two workers: flask-sock holds TCP open, so each cell waits out the client's 3 s
-    # bound (nox -R, loaded machine: its six runs took 97 s with one worker, 61 s with two).
+    # Two workers: where a layer reads the upgraded socket as its body, flask-sock's
+    # cells wait out the client's TCP bound (tests/harness/cellrun.py says why).
     failed = []
     for layer_name in handler_layers():  # every layer runs, whichever failed before it
         try:
@@ -223,7 +222,7 @@ def handler(session: nox.Session, name: str, agent: bool) -> None:
                       f"{slug(handler_layer_name(name, failed[0]))}.json and beside it)")
 
 
-# -- layers (issue 19): today's request layers, each set up as its docs say -------------
+# -- layers: today's request layers, each set up as its docs say -------------
 # One session per [tool.layers.<name>] x stack where it has pins x build: its 4 cells
 # (tests/matrix/test_layers.py; the stack's first layer's sessions add the 4 layer-off
 # controls, one per stack and build), then, on the patched build, the no-network proofs
@@ -259,7 +258,7 @@ def checks(session: nox.Session, stack: str, agent: bool, fixed: bool) -> None:
 
 # Alone (no parallel session beside it), as when sessions ran one at a time: its
 # figures (fds, greenlets, threads back to their baseline) must not carry another
-# session's load.  ~30 s each.
+# session's load.
 @nox.session(python=None, default=False, tags=CI)
 @nox.parametrize("agent", BOOLS)
 def reliability(session: nox.Session, agent: bool) -> None:
@@ -301,7 +300,7 @@ def builds(session: nox.Session) -> None:
                 env={PY27_BUILD_ENV: str(py27), **nox_uv()})
 
 
-# -- your stack (issue 20): the cells for the versions a user runs -------------------
+# -- your stack: the cells for the versions a user runs -------------------
 # tests/harness/userstack/ reads the pins, fills in the rest, builds the server env
 # (atomically, under .cache/stacks/, reused by a second run) and runs the cells of each
 # arm; their results go to RESULTS as stack(<name>, agent=…, fixed=…), a stack of its own.
@@ -354,7 +353,7 @@ def stacks(session: nox.Session) -> None:
                 *session.posargs, env=nox_uv(), terminate_timeout=PYTEST_TERMINATE_TIMEOUT)
 
 
-# -- history (issue 12): which upstream release changed a cell ------------------------
+# -- history: which upstream release changed a cell ------------------------
 # One session per [tool.history.<package>] of pyproject.toml, on the stack's 2.7 server
 # without <package> (history_base_env).  What it proved is committed as
 # tests/data/history/<package>.json, which the report cites; by default (and in
@@ -378,12 +377,11 @@ def history(session: nox.Session, package: str) -> None:
                 *session.posargs, terminate_timeout=PYTEST_TERMINATE_TIMEOUT)
 
 
-# -- conformance (issue 14): Autobahn|Testsuite on every gevent-websocket build and handler
+# -- conformance: Autobahn|Testsuite on every gevent-websocket build and handler
 # Writes results/conformance.json and Autobahn's HTML under report/conformance/<target>/;
 # fails if a patched build (0.10.1+fixed, 0.9.5+fixed) has a case (outside compression)
-# that is not OK, or vanilla one that maps to no named defect.  2.5-3 minutes on 2 cores
-# shared with other work (load 5-8), caches warm; the first run also builds wstest's
-# wheels (~1.5 min).
+# that is not OK, or vanilla one that maps to no named defect.  The first run also
+# builds wstest's wheels.
 
 
 @nox.session(python=None, default=False, tags=CI)
@@ -392,9 +390,9 @@ def conformance(session: nox.Session) -> None:
     require_python27(session)  # wstest and the seed stack run on it
     install_harness(session)
     wstest = install_wstest(session, Path(session.virtualenv.location) / "wstest")
-    # Every target, the handlers' too (issue 21): their deviations (DEVIATIONS in
+    # Every target, the handlers' too: their deviations (DEVIATIONS in
     # tests/harness/conformance.py: 9.*; flask-sock's 6.4.* and compression cases) keep
-    # them within ~90 s.
+    # their runs short.
     targets = [f"{target}={conformance_server(session, target, *axes)}"
                for target, axes in CONFORMANCE_TARGETS.items()]
     # The harness's own checks first: index.json parsing, the rule, the stall watchdog.
@@ -460,11 +458,11 @@ def wheel(session: nox.Session) -> None:
                 "--python", str(python), "--dest", str(dist))
 
 
-# ~5 minutes on 2 cores (the last 2: `nox -s stack` cold and warm); writes report/bench.json
-# and report/bench.md.  Its nox runs use their own envdir, results and report under the
+# Writes report/bench.json and report/bench.md (the last step: `nox -s stack` cold and warm).  Its nox runs use their own envdir, results and report under the
 # session's directory.
-# `nox -s bench -- --only handlers`: the handlers against patched gevent-websocket alone
-# (~2 min), into the existing report/bench.json.
+# `nox -s bench -- --only handlers`: the handlers against patched gevent-websocket alone,
+# into the existing report/bench.json; `-- --only main-job --vs REV`: plain `nox`, `nox -R`
+# (and with --ci `nox -t ci`) at REV and at HEAD, paired, into report/bench-main-job.*.
 @nox.session(python=None, default=False)
 def bench(session: nox.Session) -> None:
     """What the matrix costs: wall time (cold uv vs pip, warm), per cell, echo throughput."""

@@ -55,7 +55,7 @@ def pytest_addoption(parser):
     group.addoption("--handler", default=DEFAULT_HANDLER,
                     choices=[DEFAULT_HANDLER, *HANDLERS],
                     help="the websocket handler the servers run (app/handlers.py); another "
-                         "than gevent-websocket is a handler session's (issue 21)")
+                         "than gevent-websocket is a handler session's")
     group.addoption("--pin", action="append", default=[], metavar="NAME==VERSION",
                     help="a user stack's own pin (tests/harness/userstack.py): the stack is "
                          "not in pyproject.toml, the positive controls expect these")

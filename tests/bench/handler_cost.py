@@ -1,5 +1,5 @@
 """``python -m tests.bench.handler_cost``: what each handler costs against patched
-gevent-websocket, measured in one run (issue 21).
+gevent-websocket, measured in one run.
 
     python -m tests.bench.handler_cost --python PY --patched-path DIR \\
         --handler gevent-ws=PY --handler flask-sock=PY --out report/bench.json
@@ -206,7 +206,7 @@ def measure(python: str, patched_path: str, handlers: dict[str, str], rounds: in
 
 def render(doc: dict[str, Any]) -> str:
     """The markdown section of report/bench.md: one line per figure."""
-    lines = [f"## Handlers against {doc['reference']} gevent-websocket (issue 21)", "",
+    lines = [f"## Handlers against {doc['reference']} gevent-websocket", "",
              f"Echo round trips/s (32-byte text), {doc['rounds']} rounds; ratio = the "
              "handler's over patched's in the same round (median).", "",
              "| server | route | clients | median /s | ratio vs patched |",

@@ -2,7 +2,7 @@
 
 Starts the real server N times per configuration (agent off, agent on) with
 the interpreter given (default: this one, e.g. a nox session's) and reports
-median, p90 and max of spawn -> {"event": "listening"}.  Targets (issue 2):
+median, p90 and max of spawn -> {"event": "listening"}.  Targets:
 median <= 0.5 s without the agent, <= 1 s with it.
 """
 

@@ -1,4 +1,4 @@
-"""``nox -s bench`` runs this: every benchmark of issue 8, then report/bench.{json,md}.
+"""``nox -s bench`` runs this: every benchmark, then report/bench.{json,md}.
 
 1. throughput (tests/bench/throughput.py), ~25 s;
 2. where a server's start goes (tests/bench/profile_start.py), agent off and on;

@@ -1,6 +1,6 @@
 """``python -m tests.bench.stack_time``: what ``nox -s stack`` costs for one user stack.
 
-Issue 20's target: at most 3 minutes cold and 1 minute warm on this machine.
+The target: at most 3 minutes cold and 1 minute warm on this machine.
 
 1. cold: the stack's server environment deleted first (``--work`` of its own, emptied),
    and the bench's own nox envdir too, so the session's harness env is installed again;
@@ -26,7 +26,7 @@ from tests.harness.paths import CACHE, DATA, ROOT
 
 STACK = DATA / "stacks" / "today.txt"  # today's era, nox's own Python
 TIMEOUT = 600.0  # s for one nox run (bound): twice the cold target and more
-TARGETS = {"cold": 180.0, "warm": 60.0}  # s (issue 20)
+TARGETS = {"cold": 180.0, "warm": 60.0}  # s
 
 
 def measure(nox: list[str], work: Path, stack: Path = STACK) -> dict[str, object]:

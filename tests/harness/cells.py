@@ -54,13 +54,13 @@ def resolve_stacks(declared: dict[str, dict[str, Any]]) -> dict[str, dict[str, A
 TOOL = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]
 STACKS = resolve_stacks(TOOL["stacks"])
 HISTORY = TOOL.get("history", {})  # [tool.history.<package>]: tests/harness/history.py
-# The handlers a user can migrate to (issue 21): {name: pins, python27, model, ...}.
+# The handlers a user can migrate to: {name: pins, python27, model, ...}.
 HANDLERS: dict[str, dict[str, Any]] = TOOL.get("handlers", {})
 DEFAULT_HANDLER = "gevent-websocket"  # Cell.handler's default, the reference rows
 # What history proved, one committed file per package (records.HistoryPackage): the
 # report cites it, `nox -s "history(<package>)"` re-proves it (a lock file).
 HISTORY_DATA = DATA / "history"
-# Request layers (issue 19): [tool.layers.<name>], pins per stack and properties.
+# Request layers: [tool.layers.<name>], pins per stack and properties.
 LAYERS: dict[str, dict[str, Any]] = TOOL.get("layers", {})
 NO_LAYER = "none"  # Cell.layer of a cell without one (the layer-off control)
 # The layer that is the cells' agent axis (no session of its own).
@@ -313,7 +313,7 @@ def handler_layers() -> list[str]:
 def control_layer(stack: str) -> str | None:
     """The layer whose sessions on ``stack`` also run the layer-off control: the first
     with pins there.  The control's cells are the same whichever layer's session runs
-    them, so one per (stack, build) proves the difference (issue 19's cost bound)."""
+    them, so one per (stack, build) proves the difference (the cost bound)."""
     return next((n for n in SESSION_LAYERS if layer_pins(n, stack)[0] is not None), None)
 
 

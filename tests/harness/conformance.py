@@ -68,7 +68,7 @@ TargetData = dict[str, Any]
 
 
 class Target(NamedTuple):
-    """One server Autobahn runs against: a stack's gevent-websocket build, or (issue 21)
+    """One server Autobahn runs against: a stack's gevent-websocket build, or
     today's stack on another handler of [tool.handlers] (``fixed`` then False: no
     gevent-websocket is installed)."""
 

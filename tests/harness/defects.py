@@ -38,7 +38,7 @@ BAD_CLOSE_NO_CODE = ("a malformed client close is detected, but close(1002) drop
 
 INPUT_IS_SOCKET = ("after the upgrade wsgi.input is the raw socket (wsgi.input_terminated False): "
                    "request.get_data() blocks on it and eats the websocket's frames")
-# A request layer (issue 19) that never finishes its end-of-request work on vanilla
+# A request layer that never finishes its end-of-request work on vanilla
 # gevent-websocket: the layer cells' expected failure (tests/matrix/test_layers.py).
 LAYER_NOT_CLOSED = ("the handler never calls close() on the application's iterable (PEP 3333): "
                     "a layer that ends its request work in close() (elastic-apm's "
@@ -48,7 +48,7 @@ LAYER_NOT_ITERATED = ("the handler never iterates the application's result: a la
 SERVER_CLOSES_UNREAD = ("after its close frame the server closes TCP at once, without reading "
                         "the client's close (RFC 6455 5.5.1, 7.1.1)")
 
-# -- other handlers (issue 21): each check they fail, by test name --------------------
+# -- other handlers: each check they fail, by test name --------------------
 # {handler: {check: defect}}; a check is a test's name (``test_x[param]``) or its
 # function (``test_x``, every parameter).  A handler's check not listed must pass; one
 # listed is a strict expected failure (tests/matrix/test_protocol.py).

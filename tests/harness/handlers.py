@@ -1,4 +1,4 @@
-"""The which-handler table (issue 21): gevent-websocket vanilla and patched beside the
+"""The which-handler table: gevent-websocket vanilla and patched beside the
 handlers a user can migrate to, each figure with the file or page that shows it.
 
 A row's figures come from what the runs recorded: the cells and protocol checks of its

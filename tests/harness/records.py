@@ -310,7 +310,7 @@ class ConformanceTarget:
     non_ok: list[NonOkCase]
     report_dir: str
     duration: float
-    # Another websocket handler than gevent-websocket (issue 21): its name and version,
+    # Another websocket handler than gevent-websocket: its name and version,
     # and the cases its run leaves out, each with the reason (conformance.DEVIATIONS).
     handler: str | None = None
     handler_version: str | None = None

@@ -341,7 +341,7 @@ def stack_versions(rows: list[Data]) -> str:
     return ", ".join(f"{name} {' / '.join(sorted(v))}" for name, v in sorted(seen.items()))
 
 
-# -- the layers (issue 19): per stack, each layer's cells on each build -------------------
+# -- the layers: per stack, each layer's cells on each build -------------------
 
 LAYER_LEGEND = ("F: the layer finished its request work before the server was done with the "
                 "request; .: it never did; -: no layer (the control)")

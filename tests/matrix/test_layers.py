@@ -1,4 +1,4 @@
-"""A request layer's cells (issue 19): hello_goodbyer x streaming with the layer on, and
+"""A request layer's cells: hello_goodbyer x streaming with the layer on, and
 the same four with it off (the control), on one stack and build.
 
 `nox -s "layer(<stack>, <layer>, fixed=...)"` runs them with --layer; `nox -s
@@ -35,7 +35,7 @@ def pytest_generate_tests(metafunc):
 @pytest.mark.cell
 def test_layer_cell(session, results, layer_cell):
     expected = run_cell(session, results, layer_cell)  # the observation agrees with the model
-    # The target (issue 19): every layer finishes.  Where the model names the handler's
+    # The target: every layer finishes.  Where the model names the handler's
     # defect as the reason it does not, the cell is that defect's expected failure; it is
     # strict, since a vanilla build that starts finishing disagrees with the model above.
     if expected.layer_defect:

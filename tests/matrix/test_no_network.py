@@ -1,4 +1,4 @@
-"""No network: the agent opens nothing outside loopback, on both stacks (issue 7).
+"""No network: the agent opens nothing outside loopback, on both stacks.
 
 Two proofs, neither of which sends a packet anywhere but 127.0.0.1:
 
@@ -292,7 +292,7 @@ def test_audit_hook_records_and_classifies_outbound_attempts(session, tmp_path):
 
 def test_agent_server_makes_no_outbound_syscalls(session, tmp_path):
     """Under strace -f: the agent (RUM and HelloGoodbyer on), or a layer session's request
-    layer (issue 19, HelloGoodbyer on), reaches nothing off loopback."""
+    layer (HelloGoodbyer on), reaches nothing off loopback."""
     if not session.agent and not session.layer:
         pytest.skip("neither the agent nor a layer is in this session's server environment")
     strace = strace_or_skip()

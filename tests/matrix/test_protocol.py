@@ -75,7 +75,7 @@ class InvariantBroken(Exception):
 @pytest.fixture(scope="module")
 def build(session):
     """'patched' or 'vanilla': the session's claim, else what the server's env has installed;
-    in a handler session (issue 21), the handler's name."""
+    in a handler session, the handler's name."""
     if session.stack != "today":
         pytest.skip("the protocol checks cover today's stack (gevent-websocket 0.10.1)")
     if session.handler != DEFAULT_HANDLER:

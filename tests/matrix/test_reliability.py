@@ -1,4 +1,4 @@
-"""Reliability: load, faults and interrupts (issue 7).
+"""Reliability: load, faults and interrupts.
 
 A matrix that hangs, leaks processes or reports a flaky ``-`` is worse than
 none: every ``-`` must be the system's, never the harness's.  These tests put

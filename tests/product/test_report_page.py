@@ -168,7 +168,7 @@ def test_a_cause_lights_the_cells_it_explains(page, report):
 
 
 def test_layers_section_beside_the_model_with_its_marks(page, report):
-    """Issue 19: each layer's observed grid beside the model's, per stack; the marks of a
+    """Each layer's observed grid beside the model's, per stack; the marks of a
     layer that never finished and of a server that kept TCP in the legend; a layer
     cell's drill-down shows the layer events the server emitted."""
     layers = report.get("layers") or {}
@@ -235,7 +235,7 @@ def test_every_optional_section_renders_in_the_browser(browser, tmp_path):
 
 
 def test_the_which_handler_table_links_every_figure_to_its_evidence(browser, tmp_path):
-    """Issue 21: one row per handler, each observed figure a link to a file or an anchor
+    """One row per handler, each observed figure a link to a file or an anchor
     that exists (sample results of the handler sessions, Autobahn and the bench)."""
     results, out = tmp_path / "results", tmp_path / "report"
     write_results(results, stacks=("today",))

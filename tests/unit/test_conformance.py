@@ -130,7 +130,7 @@ def test_a_named_defect_does_not_excuse_the_patched_target():
 
 
 def test_seed_patched_is_held_to_ok_too():
-    """The 0.9.5 series carries the 0.10.1 fixes (issue 21): a named defect excuses nothing."""
+    """The 0.9.5 series carries the 0.10.1 fixes: a named defect excuses nothing."""
     seed = target(stack="seed", **{"6_4_3": result("NON-STRICT")})
     found = problems({"seed-patched": seed}, NAMED)
     assert len(found) == 1 and "seed-patched: case 6.4.3" in found[0]
@@ -220,7 +220,7 @@ def test_wstest_exiting_non_zero_is_an_error(tmp_path):
         conformance.run_fuzzingclient(str(fake_wstest(tmp_path, body)), spec, name="x")
 
 
-# -- other handlers (issue 21) -------------------------------------------------------
+# -- other handlers -------------------------------------------------------
 
 
 def test_a_handlers_non_ok_cases_are_reported_not_failed_on():

@@ -89,7 +89,7 @@ def test_handler_iterates_from_the_registrys_spelling_of_the_release(gws, iterat
     assert facts.handler_iterates is iterates
 
 
-# -- other handlers (issue 21): the model from [tool.handlers.<name>.model] ----------------
+# -- other handlers: the model from [tool.handlers.<name>.model] ----------------
 
 
 def test_a_handler_that_drops_the_views_result_fails_exactly_the_streaming_cells():

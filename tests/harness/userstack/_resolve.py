@@ -253,8 +253,9 @@ def describe(plan: Plan, out: TextIO | None = None) -> None:
     for line in r.ignored:
         print(f"  ignored: {line}", file=out)
     for layer in r.layers():
-        print(f"  layer {r.requirements[layer]}: read, not yet served (its cells come with "
-              "the layers of issue 19)", file=out)
+        print(f"  layer {r.requirements[layer]}: not run: the cells below run without it and "
+              "say nothing about it (`nox -l` lists the layer sessions of today's and the 2016 "
+              "stack)", file=out)
     print(f"  python {plan.python_version} ({plan.python}): {plan.why_python}", file=out)
     print(f"  era: releases uploaded before {plan.era.date() if plan.era else 'today'} "
           f"({plan.why_era})", file=out)
