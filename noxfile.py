@@ -458,8 +458,9 @@ def wheel(session: nox.Session) -> None:
                 "--python", str(python), "--dest", str(dist))
 
 
-# Writes report/bench.json and report/bench.md (the last step: `nox -s stack` cold and warm).  Its nox runs use their own envdir, results and report under the
-# session's directory.
+# Writes report/bench.json and report/bench.md (the last step: `nox -s stack` cold and
+# warm).  Its nox runs use their own envdir, results and report under the session's
+# directory.
 # `nox -s bench -- --only handlers`: the handlers against patched gevent-websocket alone,
 # into the existing report/bench.json; `-- --only main-job --vs REV`: plain `nox`, `nox -R`
 # (and with --ci `nox -t ci`) at REV and at HEAD, paired, into report/bench-main-job.*.
