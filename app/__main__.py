@@ -114,9 +114,12 @@ def module_files():
 
 def emit_listening(host, port, layer=None, **fields):
     """The readiness line, the same whichever way the server was started."""
-    emit("listening", host=host, port=port, url="http://%s:%d" % (host, port),
-         agent_loaded="newrelic" in sys.modules, versions=versions(layer), layer=layer,
-         module_files=module_files(), **fields)
+    # One dict, not keywords then **fields: a formatter splitting the call would put a
+    # comma after **fields, which Python 2.7 cannot parse.
+    fields.update(host=host, port=port, url="http://%s:%d" % (host, port),
+                  agent_loaded="newrelic" in sys.modules, versions=versions(layer),
+                  layer=layer, module_files=module_files())
+    emit("listening", **fields)
 
 
 def build_application(hello_goodbyer, layer=None, with_flask_app=False):
