@@ -71,8 +71,11 @@ nox.options.parallel = 2
 # `nox -t ci` is the test command: every session tagged "ci", in the same order.
 CI = ["ci"]
 
-CHECK_ARMS = [nox.param(stack, agent, fixed, id=f"{stack}, agent={agent}, fixed={fixed}")
-              for stack in MAIN_STACKS for agent, fixed in ARMS]
+CHECK_ARMS = [
+    nox.param(stack, agent, fixed, id=f"{stack}, agent={agent}, fixed={fixed}")
+    for stack in MAIN_STACKS
+    for agent, fixed in ARMS
+]
 PYTEST_TERMINATE_TIMEOUT = 10.0  # s pytest gets to stop its servers after nox's SIGTERM
 # pytest-xdist workers of a main-job session (MATRIX_WORKERS sets it for every one).
 # With two sessions at a time on 2 cores, the 8 cells of a session gain nothing from
@@ -88,9 +91,17 @@ def workers(default: int) -> list[str]:
     return ["-n", str(count)] if count > 0 else []
 
 
-def tests_impl(session: nox.Session, stack: str, agent: bool, fixed: bool, paths: list[str],
-               *, xdist: int | None = None, handler: str | None = None,
-               layer: str | None = None) -> None:
+def tests_impl(
+    session: nox.Session,
+    stack: str,
+    agent: bool,
+    fixed: bool,
+    paths: list[str],
+    *,
+    xdist: int | None = None,
+    handler: str | None = None,
+    layer: str | None = None,
+) -> None:
     """pytest on ``paths`` against this arm's server; results under RESULTS/<session name>.
 
     ``xdist``: the main job's default number of workers (MATRIX_WORKERS overrides it);
@@ -102,28 +113,61 @@ def tests_impl(session: nox.Session, stack: str, agent: bool, fixed: bool, paths
         require_python27(session, results_file(name))
     install_harness(session)
     install_node_client(session)
-    server_python = (install_handler_server(session, handler, agent) if handler
-                     else install_server(session, stack, agent, fixed))
+    server_python = (
+        install_handler_server(session, handler, agent)
+        if handler
+        else install_server(session, stack, agent, fixed)
+    )
     if layer:
         install_layer(session, stack, layer, server_python)
-    run_pytest(session, stack, agent, fixed, paths, server_python, session.name,
-               xdist=xdist, handler=handler, layer=layer)
+    run_pytest(
+        session,
+        stack,
+        agent,
+        fixed,
+        paths,
+        server_python,
+        session.name,
+        xdist=xdist,
+        handler=handler,
+        layer=layer,
+    )
 
 
-def run_pytest(session: nox.Session, stack: str, agent: bool, fixed: bool, paths: list[str],
-               server_python: Path, name: str, *, xdist: int | None = None,
-               handler: str | None = None, layer: str | None = None) -> None:
+def run_pytest(
+    session: nox.Session,
+    stack: str,
+    agent: bool,
+    fixed: bool,
+    paths: list[str],
+    server_python: Path,
+    name: str,
+    *,
+    xdist: int | None = None,
+    handler: str | None = None,
+    layer: str | None = None,
+) -> None:
     """One pytest run against servers of ``server_python``, recorded as ``name``."""
     session.run(
-        "pytest", *paths, *(workers(xdist) if xdist is not None else []),
+        "pytest",
+        *paths,
+        *(workers(xdist) if xdist is not None else []),
         *(["--handler", handler] if handler else []),
         *(["--layer", layer] if layer else []),
-        "--stack", stack, "--agent" if agent else "--no-agent",
-        "--fixed" if fixed else "--no-fixed", "--server-python", str(server_python),
-        "--session-name", name,
-        "--results", str(results_file(name)),
-        "--junitxml", str(results_file(name, ".junit.xml")),
-        "--server-logs", str(results_file(name, ".logs")),
+        "--stack",
+        stack,
+        "--agent" if agent else "--no-agent",
+        "--fixed" if fixed else "--no-fixed",
+        "--server-python",
+        str(server_python),
+        "--session-name",
+        name,
+        "--results",
+        str(results_file(name)),
+        "--junitxml",
+        str(results_file(name, ".junit.xml")),
+        "--server-logs",
+        str(results_file(name, ".logs")),
         *session.posargs,
         # On Ctrl-C nox gives pytest 0.3 s, then SIGTERM (tests/conftest.py: servers
         # signalled, teardown runs), then only 0.2 s before SIGKILL: too short.
@@ -181,8 +225,13 @@ def seed(session: nox.Session, agent: bool, fixed: bool) -> None:
 def deploy(session: nox.Session, agent: bool, fixed: bool) -> None:
     """Today's stack under gunicorn's gevent-websocket worker, agent by newrelic-admin."""
     # the cells; gunicorn's stop and lifeline (master and worker)
-    tests_impl(session, "deploy", agent, fixed,
-               ["tests/matrix/test_cells.py", "tests/matrix/test_deploy.py"])
+    tests_impl(
+        session,
+        "deploy",
+        agent,
+        fixed,
+        ["tests/matrix/test_cells.py", "tests/matrix/test_deploy.py"],
+    )
 
 
 # -- handlers: the migration question ------------------------------------
@@ -190,8 +239,9 @@ def deploy(session: nox.Session, agent: bool, fixed: bool) -> None:
 # gevent-websocket not installed: the 8 cells with every positive control and, without
 # the agent, the protocol checks (each handler's known defects: tests/harness/defects.py).
 # The reference rows, vanilla and patched gevent-websocket, are the matrix sessions'.
-HANDLER_ARMS = [nox.param(name, agent, id=f"name={name}, agent={agent}")
-                for name in HANDLERS for agent in BOOLS]
+HANDLER_ARMS = [
+    nox.param(name, agent, id=f"name={name}, agent={agent}") for name in HANDLERS for agent in BOOLS
+]
 
 
 @nox.session(python=None, default=False, tags=CI, allow_parallel=True)
@@ -200,8 +250,9 @@ def handler(session: nox.Session, name: str, agent: bool) -> None:
     """Today's stack on another websocket handler (gevent-ws, flask-sock): cells, protocol;
     without the agent, then each of today's layers' cells on it (one pytest run each)."""
     paths = ["tests/matrix/test_cells.py", *([] if agent else ["tests/matrix/test_protocol.py"])]
-    tests_impl(session, "today", agent, False, paths,
-               xdist=0 if agent else PROTOCOL_WORKERS, handler=name)
+    tests_impl(
+        session, "today", agent, False, paths, xdist=0 if agent else PROTOCOL_WORKERS, handler=name
+    )
     if agent:  # a layer's cells have no agent
         return
     # Every layer's pins in this one env (they agree: install_layers checks), each run
@@ -212,14 +263,25 @@ def handler(session: nox.Session, name: str, agent: bool) -> None:
     failed = []
     for layer_name in handler_layers():  # every layer runs, whichever failed before it
         try:
-            run_pytest(session, "today", False, False, ["tests/matrix/test_layers.py"],
-                       server_python, handler_layer_name(name, layer_name), handler=name,
-                       layer=layer_name, xdist=PROTOCOL_WORKERS)
+            run_pytest(
+                session,
+                "today",
+                False,
+                False,
+                ["tests/matrix/test_layers.py"],
+                server_python,
+                handler_layer_name(name, layer_name),
+                handler=name,
+                layer=layer_name,
+                xdist=PROTOCOL_WORKERS,
+            )
         except CommandFailed:
             failed.append(layer_name)
     if failed:
-        session.error(f"layer cells failed on {name}: {', '.join(failed)} (results/"
-                      f"{slug(handler_layer_name(name, failed[0]))}.json and beside it)")
+        session.error(
+            f"layer cells failed on {name}: {', '.join(failed)} (results/"
+            f"{slug(handler_layer_name(name, failed[0]))}.json and beside it)"
+        )
 
 
 # -- layers: today's request layers, each set up as its docs say -------------
@@ -230,8 +292,10 @@ def handler(session: nox.Session, name: str, agent: bool) -> None:
 # The stack is a parameter (not one session for both) because each stack is its own server
 # env: `nox -s "layer(seed, sentry, fixed=False)"` reads as the cell labels do.  A layer
 # without pins for a stack has no session there; the report names it with the reason.
-LAYER_ARMS = [nox.param(stack, name, fixed, id=f"{stack}, {name}, fixed={fixed}")
-              for stack, name, fixed in layer_arms()]
+LAYER_ARMS = [
+    nox.param(stack, name, fixed, id=f"{stack}, {name}, fixed={fixed}")
+    for stack, name, fixed in layer_arms()
+]
 
 
 @nox.session(python=None, default=False, tags=CI, allow_parallel=True)
@@ -239,10 +303,18 @@ LAYER_ARMS = [nox.param(stack, name, fixed, id=f"{stack}, {name}, fixed={fixed}"
 def layer(session: nox.Session, stack: str, name: str, fixed: bool) -> None:
     """A request layer's cells on one stack and build (the layer-off control in the
     stack's first layer's sessions), and, once per layer, its no-network proofs."""
-    tests_impl(session, stack, False, fixed,
-               ["tests/matrix/test_layers.py",
-                # the layer's code is the same on both builds: its patched arm proves it
-                *(["tests/matrix/test_no_network.py"] if fixed else [])], layer=name)
+    tests_impl(
+        session,
+        stack,
+        False,
+        fixed,
+        [
+            "tests/matrix/test_layers.py",
+            # the layer's code is the same on both builds: its patched arm proves it
+            *(["tests/matrix/test_no_network.py"] if fixed else []),
+        ],
+        layer=name,
+    )
 
 
 @nox.session(python=None, default=False, tags=CI, allow_parallel=True)
@@ -251,9 +323,17 @@ def checks(session: nox.Session, stack: str, agent: bool, fixed: bool) -> None:
     """Per arm, beside the cells: test_app, test_lifeline, the no-network proofs."""
     # the app on this arm's server, the harness's death stops the server (SIGKILL),
     # the no-network proofs (the agent's arms)
-    tests_impl(session, stack, agent, fixed,
-               ["tests/matrix/test_app.py", "tests/matrix/test_lifeline.py",
-                *(["tests/matrix/test_no_network.py"] if agent else [])])
+    tests_impl(
+        session,
+        stack,
+        agent,
+        fixed,
+        [
+            "tests/matrix/test_app.py",
+            "tests/matrix/test_lifeline.py",
+            *(["tests/matrix/test_no_network.py"] if agent else []),
+        ],
+    )
 
 
 # Alone (no parallel session beside it), as when sessions ran one at a time: its
@@ -279,12 +359,23 @@ def nox_uv() -> dict[str, str]:
 def unit(session: nox.Session) -> None:
     """The harness's own tests, offline: model, bisection, renderers, records, stack input."""
     install_groups(session, "harness", "report")
-    session.run("pytest", "tests/unit/test_model.py", "tests/unit/test_history.py",
-                "tests/unit/test_deploy_compare.py", "tests/unit/test_report.py",
-                "tests/unit/test_records.py", "tests/unit/test_pythons.py",
-                "tests/unit/test_userstack.py", "tests/unit/test_cellrun.py",
-                "tests/unit/test_upgrade.py", "-m", "not builds and not stacks",
-                "--junitxml", str(results_file("unit", ".junit.xml")), *session.posargs)
+    session.run(
+        "pytest",
+        "tests/unit/test_model.py",
+        "tests/unit/test_history.py",
+        "tests/unit/test_deploy_compare.py",
+        "tests/unit/test_report.py",
+        "tests/unit/test_records.py",
+        "tests/unit/test_pythons.py",
+        "tests/unit/test_userstack.py",
+        "tests/unit/test_cellrun.py",
+        "tests/unit/test_upgrade.py",
+        "-m",
+        "not builds and not stacks",
+        "--junitxml",
+        str(results_file("unit", ".junit.xml")),
+        *session.posargs,
+    )
 
 
 # The unit tests marked `builds`: they download sdists and registry metadata, and build
@@ -295,9 +386,16 @@ def builds(session: nox.Session) -> None:
     """The builder for real (sdists verified, patched, built into wheels) and the registry."""
     install_groups(session, "harness", "builder", "report")  # report: collecting tests/unit
     py27 = py27_env(session, require_python27(session))
-    session.run("pytest", "tests/unit", "-m", "builds",
-                "--junitxml", str(results_file("builds", ".junit.xml")), *session.posargs,
-                env={PY27_BUILD_ENV: str(py27), **nox_uv()})
+    session.run(
+        "pytest",
+        "tests/unit",
+        "-m",
+        "builds",
+        "--junitxml",
+        str(results_file("builds", ".junit.xml")),
+        *session.posargs,
+        env={PY27_BUILD_ENV: str(py27), **nox_uv()},
+    )
 
 
 # -- your stack: the cells for the versions a user runs -------------------
@@ -318,8 +416,16 @@ def stack(session: nox.Session) -> None:
         return
     install_harness(session)
     install_node_client(session)
-    session.run("python", "-m", "tests.harness.userstack", *session.posargs,
-                "--results", str(RESULTS), env=nox_uv(), terminate_timeout=PYTEST_TERMINATE_TIMEOUT)
+    session.run(
+        "python",
+        "-m",
+        "tests.harness.userstack",
+        *session.posargs,
+        "--results",
+        str(RESULTS),
+        env=nox_uv(),
+        terminate_timeout=PYTEST_TERMINATE_TIMEOUT,
+    )
 
 
 # The stack as pinned (exactly `nox -s stack`'s run of the file: the same environment and
@@ -339,8 +445,15 @@ def upgrade(session: nox.Session) -> None:
         return
     install_harness(session)
     install_node_client(session)
-    session.run("python", "-m", "tests.harness.userstack", *args, "--results", str(RESULTS),
-                terminate_timeout=PYTEST_TERMINATE_TIMEOUT)
+    session.run(
+        "python",
+        "-m",
+        "tests.harness.userstack",
+        *args,
+        "--results",
+        str(RESULTS),
+        terminate_timeout=PYTEST_TERMINATE_TIMEOUT,
+    )
 
 
 # Each line runs on its own Python (tests/data/stacks/lines.toml: 2.7, 3.8, 3.9, nox's).
@@ -349,8 +462,16 @@ def stacks(session: nox.Session) -> None:
     """One user stack per Werkzeug major line (0.x-3.x) against the model; `upgrade` for real."""
     install_harness(session)
     install_node_client(session)
-    session.run("python", "-m", "tests.harness.stacklines", "--results", str(RESULTS),
-                *session.posargs, env=nox_uv(), terminate_timeout=PYTEST_TERMINATE_TIMEOUT)
+    session.run(
+        "python",
+        "-m",
+        "tests.harness.stacklines",
+        "--results",
+        str(RESULTS),
+        *session.posargs,
+        env=nox_uv(),
+        terminate_timeout=PYTEST_TERMINATE_TIMEOUT,
+    )
 
 
 # -- history: which upstream release changed a cell ------------------------
@@ -369,12 +490,26 @@ def history(session: nox.Session, package: str) -> None:
     """Re-prove the committed history of `package` (-- --full: search again, --update: rewrite)."""
     install_harness(session)
     install_node_client(session)
-    python = (history_rule_env(session, package) if "axes" in HISTORY[package]
-              else history_base_env(session, package, HISTORY[package]["stack"]))
-    session.run("python", "-m", "tests.harness.history_lock", "--package", package,
-                "--python", str(python), "--out", str(REPORT),
-                "--work", str(Path(session.virtualenv.location) / "history"),
-                *session.posargs, terminate_timeout=PYTEST_TERMINATE_TIMEOUT)
+    python = (
+        history_rule_env(session, package)
+        if "axes" in HISTORY[package]
+        else history_base_env(session, package, HISTORY[package]["stack"])
+    )
+    session.run(
+        "python",
+        "-m",
+        "tests.harness.history_lock",
+        "--package",
+        package,
+        "--python",
+        str(python),
+        "--out",
+        str(REPORT),
+        "--work",
+        str(Path(session.virtualenv.location) / "history"),
+        *session.posargs,
+        terminate_timeout=PYTEST_TERMINATE_TIMEOUT,
+    )
 
 
 # -- conformance: Autobahn|Testsuite on every gevent-websocket build and handler
@@ -393,24 +528,44 @@ def conformance(session: nox.Session) -> None:
     # Every target, the handlers' too: their deviations (DEVIATIONS in
     # tests/harness/conformance.py: 9.*; flask-sock's 6.4.* and compression cases) keep
     # their runs short.
-    targets = [f"{target}={conformance_server(session, target, *axes)}"
-               for target, axes in CONFORMANCE_TARGETS.items()]
+    targets = [
+        f"{target}={conformance_server(session, target, *axes)}"
+        for target, axes in CONFORMANCE_TARGETS.items()
+    ]
     # The harness's own checks first: index.json parsing, the rule, the stall watchdog.
     session.run("pytest", "tests/unit/test_conformance.py", "-q")
-    session.run("python", "-m", "tests.harness.conformance", "--wstest", str(wstest),
-                *(a for target in targets for a in ("--target", target)),
-                "--results", str(RESULTS / "conformance.json"),
-                "--report", str(REPORT / "conformance"),
-                "--logs", str(RESULTS / "conformance.logs"), *session.posargs,
-                terminate_timeout=PYTEST_TERMINATE_TIMEOUT)
+    session.run(
+        "python",
+        "-m",
+        "tests.harness.conformance",
+        "--wstest",
+        str(wstest),
+        *(a for target in targets for a in ("--target", target)),
+        "--results",
+        str(RESULTS / "conformance.json"),
+        "--report",
+        str(REPORT / "conformance"),
+        "--logs",
+        str(RESULTS / "conformance.logs"),
+        *session.posargs,
+        terminate_timeout=PYTEST_TERMINATE_TIMEOUT,
+    )
 
 
 @nox.session(python=None, tags=CI)
 def report(session: nox.Session) -> None:
     """Merge every session's results into the observations grid and report/."""
     install_groups(session, "report")
-    session.run("python", "-m", "tests.harness.report", "--results", str(RESULTS),
-                "--out", str(REPORT), *session.posargs)
+    session.run(
+        "python",
+        "-m",
+        "tests.harness.report",
+        "--results",
+        str(RESULTS),
+        "--out",
+        str(REPORT),
+        *session.posargs,
+    )
 
 
 # tests/product/test_report_page.py loads the page `nox -s report` wrote in headless
@@ -421,8 +576,12 @@ def report(session: nox.Session) -> None:
 def page(session: nox.Session) -> None:
     """The report as readers see it: report/index.html in headless Chromium."""
     install_groups(session, "harness", "report", "page")
-    session.run("pytest", "tests/product/test_report_page.py",
-                *session.posargs, env={"MATRIX_REPORT": str(REPORT)})
+    session.run(
+        "pytest",
+        "tests/product/test_report_page.py",
+        *session.posargs,
+        env={"MATRIX_REPORT": str(REPORT)},
+    )
 
 
 @nox.session(python=None, default=False, tags=CI)
@@ -451,11 +610,31 @@ def wheel(session: nox.Session) -> None:
     """Write the patched gevent-websocket wheels to dist/ for users."""
     install_harness(session)
     dist = ROOT / "dist"
-    session.run("python", "-m", "tests.harness.builds", "--stack", "today", "--build", "patched",
-                "--dest", str(dist))
+    session.run(
+        "python",
+        "-m",
+        "tests.harness.builds",
+        "--stack",
+        "today",
+        "--build",
+        "patched",
+        "--dest",
+        str(dist),
+    )
     python = py27_env(session, require_python27(session))  # 0.9.5+fixed is built on 2.7
-    session.run("python", "-m", "tests.harness.builds", "--stack", "seed", "--build", "patched",
-                "--python", str(python), "--dest", str(dist))
+    session.run(
+        "python",
+        "-m",
+        "tests.harness.builds",
+        "--stack",
+        "seed",
+        "--build",
+        "patched",
+        "--python",
+        str(python),
+        "--dest",
+        str(dist),
+    )
 
 
 # Writes report/bench.json and report/bench.md (the last step: `nox -s stack` cold and
@@ -481,10 +660,26 @@ def bench(session: nox.Session) -> None:
         shutil.rmtree(patched, ignore_errors=True)
         session.install("--no-deps", "--target", str(patched), wheel)
     # Each handler's server env (its pins, no gevent-websocket), as conformance builds it.
-    handlers = [f"--handler={name}="
-                f"{conformance_server(session, f'today-{name}', 'today', False, name)}"
-                for name in HANDLERS]
-    session.run("python", "-m", "tests.bench.run", "--python", str(python),
-                "--patched-path", str(patched), "--work", str(work), *handlers,
-                "--nox", f"{shlex.quote(sys.executable)} -m nox", "--out", str(REPORT),
-                "--load-before", load, *session.posargs)
+    handlers = [
+        f"--handler={name}={conformance_server(session, f'today-{name}', 'today', False, name)}"
+        for name in HANDLERS
+    ]
+    session.run(
+        "python",
+        "-m",
+        "tests.bench.run",
+        "--python",
+        str(python),
+        "--patched-path",
+        str(patched),
+        "--work",
+        str(work),
+        *handlers,
+        "--nox",
+        f"{shlex.quote(sys.executable)} -m nox",
+        "--out",
+        str(REPORT),
+        "--load-before",
+        load,
+        *session.posargs,
+    )

@@ -51,13 +51,21 @@ def outputs(listed, pythons):
         if name in jobs:
             arm = entry.get("call_spec") or {}
             checks = checks_name(STACK_OF[name], arm.get("agent"), arm.get("fixed"))
-            jobs[name].append({"name": entry["session"], "slug": slug(entry["session"]),
-                               "checks": checks, "checks_slug": slug(checks)})
+            jobs[name].append(
+                {
+                    "name": entry["session"],
+                    "slug": slug(entry["session"]),
+                    "checks": checks,
+                    "checks_slug": slug(checks),
+                }
+            )
         elif name not in OWN_JOB:
             unknown.append(entry["session"])
     if unknown:
-        raise SystemExit(f"default sessions without a job in .github/workflows/matrix.yml: "
-                         f"{unknown}; add a job for them (and to PER_SESSION or OWN_JOB here)")
+        raise SystemExit(
+            f"default sessions without a job in .github/workflows/matrix.yml: "
+            f"{unknown}; add a job for them (and to PER_SESSION or OWN_JOB here)"
+        )
     empty = [name for name, entries in jobs.items() if not entries]
     if empty:
         raise SystemExit(f"nox lists no {empty} sessions; is this the project's noxfile?")
@@ -65,10 +73,17 @@ def outputs(listed, pythons):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python .github/sessions.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--python", nargs="+", required=True,
-                        help="the Python versions of today's stack (the second axis)")
+    parser = argparse.ArgumentParser(
+        prog="python .github/sessions.py",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--python",
+        nargs="+",
+        required=True,
+        help="the Python versions of today's stack (the second axis)",
+    )
     args = parser.parse_args(argv)
     for key, value in outputs(json.load(sys.stdin), args.python).items():
         print(f"{key}={json.dumps(value, separators=(',', ':'))}")

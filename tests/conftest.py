@@ -34,31 +34,56 @@ from tests.harness.records import CellRecord, ProtocolRecord, SessionResults
 
 def pytest_addoption(parser):
     group = parser.getgroup("matrix")
-    group.addoption("--stack", default="today",
-                    help=f"one of {sorted(STACKS)}, or a user stack's name with its --pin's")
+    group.addoption(
+        "--stack",
+        default="today",
+        help=f"one of {sorted(STACKS)}, or a user stack's name with its --pin's",
+    )
     group.addoption("--agent", action="store_true", default=None)
     group.addoption("--no-agent", dest="agent", action="store_false")
     group.addoption("--fixed", action="store_true", default=None)
     group.addoption("--no-fixed", dest="fixed", action="store_false")
-    group.addoption("--layer", choices=SESSION_LAYERS, default=None,
-                    help="a request layer of [tool.layers]: its cells "
-                         "(tests/matrix/test_layers.py)")
-    group.addoption("--server-python", default=None,
-                    help="interpreter that runs `python -m app` (default: this one)")
+    group.addoption(
+        "--layer",
+        choices=SESSION_LAYERS,
+        default=None,
+        help="a request layer of [tool.layers]: its cells (tests/matrix/test_layers.py)",
+    )
+    group.addoption(
+        "--server-python",
+        default=None,
+        help="interpreter that runs `python -m app` (default: this one)",
+    )
     group.addoption("--results", default=None, help="write this session's results JSON here")
-    group.addoption("--session-name", default=None,
-                    help="the nox session named in the results (default: the arm's matrix/seed)")
+    group.addoption(
+        "--session-name",
+        default=None,
+        help="the nox session named in the results (default: the arm's matrix/seed)",
+    )
     group.addoption("--server-logs", default=None, help="keep server logs in this directory")
-    group.addoption("--release", action="append", default=[], metavar="NAME==VERSION",
-                    help="a release under test instead of the stack's pin (history sessions): "
-                         "the positive controls expect the server to report it")
-    group.addoption("--handler", default=DEFAULT_HANDLER,
-                    choices=[DEFAULT_HANDLER, *HANDLERS],
-                    help="the websocket handler the servers run (app/handlers.py); another "
-                         "than gevent-websocket is a handler session's")
-    group.addoption("--pin", action="append", default=[], metavar="NAME==VERSION",
-                    help="a user stack's own pin (tests/harness/userstack.py): the stack is "
-                         "not in pyproject.toml, the positive controls expect these")
+    group.addoption(
+        "--release",
+        action="append",
+        default=[],
+        metavar="NAME==VERSION",
+        help="a release under test instead of the stack's pin (history sessions): "
+        "the positive controls expect the server to report it",
+    )
+    group.addoption(
+        "--handler",
+        default=DEFAULT_HANDLER,
+        choices=[DEFAULT_HANDLER, *HANDLERS],
+        help="the websocket handler the servers run (app/handlers.py); another "
+        "than gevent-websocket is a handler session's",
+    )
+    group.addoption(
+        "--pin",
+        action="append",
+        default=[],
+        metavar="NAME==VERSION",
+        help="a user stack's own pin (tests/harness/userstack.py): the stack is "
+        "not in pyproject.toml, the positive controls expect these",
+    )
 
 
 @dataclass
@@ -84,8 +109,9 @@ class Session:
 
     def cell(self, **columns):
         """The cell of this session's stack and arm at ``columns`` (rum, ...)."""
-        return Cell(stack=self.stack, agent=self.agent, fixed=self.fixed,
-                    handler=self.handler, **columns)
+        return Cell(
+            stack=self.stack, agent=self.agent, fixed=self.fixed, handler=self.handler, **columns
+        )
 
     @property
     def server_handler(self):
@@ -110,16 +136,27 @@ def session(pytestconfig, tmp_path_factory):
     releases, pins = _pins("release", opt("release")), _pins("pin", opt("pin"))
     stack = opt("stack")
     if stack not in STACKS and not pins:
-        raise pytest.UsageError(f"--stack {stack!r}: not in pyproject.toml [tool.stacks] "
-                                f"({', '.join(sorted(STACKS))}); name one, or give a user "
-                                "stack's pins with --pin NAME==VERSION")
+        raise pytest.UsageError(
+            f"--stack {stack!r}: not in pyproject.toml [tool.stacks] "
+            f"({', '.join(sorted(STACKS))}); name one, or give a user "
+            "stack's pins with --pin NAME==VERSION"
+        )
     if stack in STACKS and pins:
-        raise pytest.UsageError(f"--pin with --stack {stack!r}: that stack's pins are in "
-                                "pyproject.toml; give a user stack another name")
-    return Session(stack=stack, agent=opt("agent"), fixed=opt("fixed"),
-                   server_python=opt("server_python") or sys.executable,
-                   logs=Path(logs) if logs else tmp_path_factory.mktemp("server-logs"),
-                   releases=releases, pins=pins, handler=opt("handler"), layer=opt("layer"))
+        raise pytest.UsageError(
+            f"--pin with --stack {stack!r}: that stack's pins are in "
+            "pyproject.toml; give a user stack another name"
+        )
+    return Session(
+        stack=stack,
+        agent=opt("agent"),
+        fixed=opt("fixed"),
+        server_python=opt("server_python") or sys.executable,
+        logs=Path(logs) if logs else tmp_path_factory.mktemp("server-logs"),
+        releases=releases,
+        pins=pins,
+        handler=opt("handler"),
+        layer=opt("layer"),
+    )
 
 
 def _pins(option, specs):
@@ -128,8 +165,9 @@ def _pins(option, specs):
     for spec in specs:
         name, sep, version = spec.partition("==")
         if not (sep and name and version):
-            raise pytest.UsageError(f"--{option} {spec!r}: expected NAME==VERSION, "
-                                    f"e.g. --{option} newrelic==2.68.0.50")
+            raise pytest.UsageError(
+                f"--{option} {spec!r}: expected NAME==VERSION, e.g. --{option} newrelic==2.68.0.50"
+            )
         out[name] = version
     return out
 
@@ -153,8 +191,9 @@ class Results:
         self.records[kind].append(record)
 
     def as_json(self):
-        return json.dumps({kind: [records.to_dict(r) for r in found]
-                           for kind, found in self.records.items()})
+        return json.dumps(
+            {kind: [records.to_dict(r) for r in found] for kind, found in self.records.items()}
+        )
 
     def merge(self, text):
         for kind, found in json.loads(text).items():
@@ -162,8 +201,10 @@ class Results:
 
     def sorted(self):
         """The records in an order that does not depend on which worker ran what."""
-        return {"cells": sorted(self.records["cells"], key=lambda r: r.cell),
-                "protocol": sorted(self.records["protocol"], key=lambda r: r.nodeid)}
+        return {
+            "cells": sorted(self.records["cells"], key=lambda r: r.cell),
+            "protocol": sorted(self.records["protocol"], key=lambda r: r.nodeid),
+        }
 
 
 RESULTS = Results()
@@ -192,8 +233,9 @@ def pytest_runtest_makereport(item, call):
     """
     report = yield
     marker = item.get_closest_marker("protocol")
-    if marker is not None and (report.when == "call"
-                               or (report.when == "setup" and not report.passed)):
+    if marker is not None and (
+        report.when == "call" or (report.when == "setup" and not report.passed)
+    ):
         props = dict(item.user_properties)
         evidence = props.get("evidence")
         if evidence is None and report.longrepr is not None:
@@ -204,17 +246,20 @@ def pytest_runtest_makereport(item, call):
         handler = item.config.getoption("handler")
         if handler != DEFAULT_HANDLER:  # a handler session: the handler is the build
             props.setdefault("build", handler)
-        RESULTS.add("protocol", ProtocolRecord(
-            check=item.name.removeprefix("test_"),
-            nodeid=item.nodeid,
-            stack=item.config.getoption("stack"),
-            build=props.get("build") or (None if fixed is None else build_name(fixed)),
-            outcome=_protocol_outcome(report),
-            # a handler session's defect is data (defects.HANDLER_DEFECTS), not a marker
-            defect=props["defect"] if "defect" in props else marker.kwargs.get("defect"),
-            evidence=evidence,
-            duration=round(report.duration, 3),
-        ))
+        RESULTS.add(
+            "protocol",
+            ProtocolRecord(
+                check=item.name.removeprefix("test_"),
+                nodeid=item.nodeid,
+                stack=item.config.getoption("stack"),
+                build=props.get("build") or (None if fixed is None else build_name(fixed)),
+                outcome=_protocol_outcome(report),
+                # a handler session's defect is data (defects.HANDLER_DEFECTS), not a marker
+                defect=props["defect"] if "defect" in props else marker.kwargs.get("defect"),
+                evidence=evidence,
+                duration=round(report.duration, 3),
+            ),
+        )
     return report
 
 
@@ -235,8 +280,10 @@ def pytest_configure(config):
         Server.signal_all(signal.SIGTERM)  # now: teardown may not get the time to
         raise KeyboardInterrupt(f"signal {signum}")
 
-    if (threading.current_thread() is threading.main_thread()
-            and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL):
+    if (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    ):
         signal.signal(signal.SIGTERM, interrupt)
 
 
@@ -264,13 +311,19 @@ def pytest_sessionfinish(session, exitstatus):
     # A user stack (tests/harness/userstack.py) always names its session: its stack has
     # no session kind of its own, so the default is built only when it is needed.
     name = opt("session_name") or default_name(stack, agent, fixed, layer, opt("handler"))
-    records.write(path, SessionResults(
-        session=name,
-        stack=stack, agent=agent, fixed=fixed, layer=layer,
-        status="passed" if exitstatus == 0 else "failed",
-        pytest_exitstatus=int(exitstatus),
-        duration=round(time.time() - RESULTS.started, 3),
-        python=sys.version.split()[0],
-        ci=under_ci(),
-        **RESULTS.sorted(),
-    ))
+    records.write(
+        path,
+        SessionResults(
+            session=name,
+            stack=stack,
+            agent=agent,
+            fixed=fixed,
+            layer=layer,
+            status="passed" if exitstatus == 0 else "failed",
+            pytest_exitstatus=int(exitstatus),
+            duration=round(time.time() - RESULTS.started, 3),
+            python=sys.version.split()[0],
+            ci=under_ci(),
+            **RESULTS.sorted(),
+        ),
+    )

@@ -1,4 +1,5 @@
 """The request id, read where a layer's own data can carry it."""
+
 from __future__ import absolute_import
 
 RID_KEY = "app.rid"

@@ -42,9 +42,15 @@ def run_matrix(nox, results, log, timeout=RUN_TIMEOUT):
     env = dict(os.environ, MATRIX_RESULTS=str(results))
     started = time.monotonic()
     with open(log, "w") as out:
-        proc = subprocess.Popen([nox, "-R", "-s", "matrix", "seed"], cwd=ROOT, env=env,
-                                stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            [nox, "-R", "-s", "matrix", "seed"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         try:
             status = proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -70,8 +76,10 @@ def environments():
         digest = hashlib.sha256()
         for path in sorted(package.rglob("*.py")):
             digest.update(path.name.encode() + path.read_bytes())
-        prints[str(package.relative_to(ROOT / ".nox")).split("/")[0] + (
-            "/py27" if "/py27/" in str(package) else "")] = digest.hexdigest()[:12]
+        prints[
+            str(package.relative_to(ROOT / ".nox")).split("/")[0]
+            + ("/py27" if "/py27/" in str(package) else "")
+        ] = digest.hexdigest()[:12]
     return prints
 
 
@@ -84,8 +92,9 @@ def cells_of(results):
         for record in doc.cells:
             cells[record.cell] = {
                 "verdict": record.verdict,
-                "clients": {o.client: {c: getattr(o, c) for c in CLIENT_COLUMNS}
-                            for o in record.observed},
+                "clients": {
+                    o.client: {c: getattr(o, c) for c in CLIENT_COLUMNS} for o in record.observed
+                },
             }
     return cells, sessions
 
@@ -120,8 +129,10 @@ def compare(runs):
         seen = [run["cells"].get(key) for run in runs]
         if any(s is None for s in seen):
             flipped.add(key)
-            differences.append(f"cell {key.label()}: missing in runs "
-                               f"{[i + 1 for i, s in enumerate(seen) if s is None]}")
+            differences.append(
+                f"cell {key.label()}: missing in runs "
+                f"{[i + 1 for i, s in enumerate(seen) if s is None]}"
+            )
             continue
         verdicts = [s["verdict"] for s in seen]
         if len(set(verdicts)) > 1:
@@ -132,8 +143,9 @@ def compare(runs):
                 values = [s["clients"].get(client, {}).get(column) for s in seen]
                 if len(set(map(str, values))) > 1:
                     flipped.add(key)
-                    differences.append(f"cell {key.label()}, {client} client: "
-                                       f"{column} per run {values}")
+                    differences.append(
+                        f"cell {key.label()}, {client} client: {column} per run {values}"
+                    )
     all_tests = sorted({t for run in runs for t in run["tests"]})
     for test in all_tests:
         outcomes = [run["tests"].get(test, "missing") for run in runs]
@@ -143,16 +155,21 @@ def compare(runs):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m tests.bench.determinism",
-                                     description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.bench.determinism", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--runs", type=int, default=RUNS)
     parser.add_argument("--nox", default=shutil.which("nox") or "nox")
-    parser.add_argument("--out", default=str(ROOT / "results" / "determinism"),
-                        help="a results directory per run goes in here "
-                             "(default results/determinism, ignored by git)")
+    parser.add_argument(
+        "--out",
+        default=str(ROOT / "results" / "determinism"),
+        help="a results directory per run goes in here "
+        "(default results/determinism, ignored by git)",
+    )
     parser.add_argument("--run-timeout", type=float, default=RUN_TIMEOUT)
-    parser.add_argument("--compare-only", action="store_true",
-                        help="compare the run-* directories already in --out")
+    parser.add_argument(
+        "--compare-only", action="store_true", help="compare the run-* directories already in --out"
+    )
     args = parser.parse_args(argv)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -164,29 +181,48 @@ def main(argv=None):
             if results.exists():
                 shutil.rmtree(results)
             status, took = run_matrix(args.nox, results, out / f"run-{k}.log", args.run_timeout)
-            print(f"run {k}/{args.runs}: nox exit {status} in {took:.0f} s "
-                  f"(log {out / f'run-{k}.log'})", flush=True)
+            print(
+                f"run {k}/{args.runs}: nox exit {status} in {took:.0f} s "
+                f"(log {out / f'run-{k}.log'})",
+                flush=True,
+            )
         if not args.compare_only:
             now = environments()
             changed = sorted(e for e in set(builds) | set(now) if builds.get(e) != now.get(e))
             if changed:  # someone reinstalled an environment: differences may be theirs
-                print(f"run {k}: gevent-websocket changed in {changed} since the previous run",
-                      flush=True)
+                print(
+                    f"run {k}: gevent-websocket changed in {changed} since the previous run",
+                    flush=True,
+                )
             builds = now
         cells, sessions = cells_of(results)
         runs.append({"cells": cells, "sessions": sessions, "tests": tests_of(results)})
         failed = sorted(s for s, st in sessions.items() if st != "passed")
-        print(f"run {k}: {len(cells)} cells, {len(sessions)} sessions"
-              + (f", not passed: {failed}" if failed else ""), flush=True)
+        print(
+            f"run {k}: {len(cells)} cells, {len(sessions)} sessions"
+            + (f", not passed: {failed}" if failed else ""),
+            flush=True,
+        )
     differences, flipped = compare(runs)
     n_cells = len({k for run in runs for k in run["cells"]})
-    print(f"\n{len(runs)} runs, {n_cells} cells: {len(flipped)} cell(s) differ between runs, "
-          f"{sum(1 for d in differences if d.startswith('test '))} test(s) differ")
+    print(
+        f"\n{len(runs)} runs, {n_cells} cells: {len(flipped)} cell(s) differ between runs, "
+        f"{sum(1 for d in differences if d.startswith('test '))} test(s) differ"
+    )
     for line in differences:
         print("  " + line)
-    (out / "determinism.json").write_text(json.dumps(
-        {"runs": len(runs), "cells": n_cells, "flipped_cells": len(flipped),
-         "differences": differences}, indent=1) + "\n")
+    (out / "determinism.json").write_text(
+        json.dumps(
+            {
+                "runs": len(runs),
+                "cells": n_cells,
+                "flipped_cells": len(flipped),
+                "differences": differences,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     return 1 if differences else 0
 
 

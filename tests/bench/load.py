@@ -52,8 +52,14 @@ def one_client(url, index, barrier, timeout):
 
     from app.client import converse
 
-    record = {"index": index, "received": [], "sent": [], "close": None, "error": None,
-              "exchange_s": None}
+    record = {
+        "index": index,
+        "received": [],
+        "sent": [],
+        "close": None,
+        "error": None,
+        "exchange_s": None,
+    }
     ws = None
     try:
         barrier.wait(BARRIER_TIMEOUT)
@@ -80,8 +86,9 @@ def run_clients(ws_url, clients, timeout=CLIENT_TIMEOUT):
     def work(i):
         records[i] = one_client(ws_url, i, barrier, timeout)
 
-    threads = [threading.Thread(target=work, args=(i,), daemon=True, name=name(i))
-               for i in range(clients)]
+    threads = [
+        threading.Thread(target=work, args=(i,), daemon=True, name=name(i)) for i in range(clients)
+    ]
     started = time.perf_counter()
     for thread in threads:
         thread.start()
@@ -91,9 +98,14 @@ def run_clients(ws_url, clients, timeout=CLIENT_TIMEOUT):
     wall = time.perf_counter() - started
     for i, record in enumerate(records):
         if record is None:
-            records[i] = {"index": i, "received": [], "sent": [], "close": None,
-                          "exchange_s": None,
-                          "error": f"client thread still running after {RUN_TIMEOUT:.0f} s (bound)"}
+            records[i] = {
+                "index": i,
+                "received": [],
+                "sent": [],
+                "close": None,
+                "exchange_s": None,
+                "error": f"client thread still running after {RUN_TIMEOUT:.0f} s (bound)",
+            }
     return records, wall
 
 
@@ -121,8 +133,9 @@ def check(records, events, expect_closed=True):
     for event in events:
         if "rid" in event:
             by_rid.setdefault(event["rid"], []).append(event)
-    answers_seen = Counter(e.get("data") for e in events
-                           if e["event"] in ("view_received", "iterator_received"))
+    answers_seen = Counter(
+        e.get("data") for e in events if e["event"] in ("view_received", "iterator_received")
+    )
 
     def note(kind, index, what):
         problems[kind].append(f"{name(index)}: {what}")
@@ -150,15 +163,21 @@ def check(records, events, expect_closed=True):
             continue
         mine = by_rid.get(rids[0], [])
         count = Counter(e["event"] for e in mine)
-        for message, event in ((VIEW_MESSAGE, "view_received"),
-                               (ITERATOR_MESSAGE, "iterator_received")):
+        for message, event in (
+            (VIEW_MESSAGE, "view_received"),
+            (ITERATOR_MESSAGE, "iterator_received"),
+        ):
             want = answer(i, message)
             logged = [e.get("data") for e in mine if e["event"] == event]
             if want not in logged:
                 note("lost", i, f"server never logged the answer {want!r} ({event})")
             if len(logged) > 1 or answers_seen[want] > 1:
-                note("duplicated", i, f"server logged {event} {len(logged)} times "
-                                      f"(answer seen {answers_seen[want]} times in all)")
+                note(
+                    "duplicated",
+                    i,
+                    f"server logged {event} {len(logged)} times "
+                    f"(answer seen {answers_seen[want]} times in all)",
+                )
             if count[event + "_missing"]:
                 note("lost", i, f"server logged {event}_missing")
         # PEP 3333 close(), exactly once (the patched handler).  Not response_closed:
@@ -166,8 +185,11 @@ def check(records, events, expect_closed=True):
         # Response's call_on_close callbacks never run on /streaming.
         if expect_closed and count["iterable_closed"] != 1:
             kind = "lost" if count["iterable_closed"] < 1 else "duplicated"
-            note(kind, i, f"server logged iterable_closed {count['iterable_closed']} times, "
-                          "expected 1")
+            note(
+                kind,
+                i,
+                f"server logged iterable_closed {count['iterable_closed']} times, expected 1",
+            )
     return problems
 
 
@@ -198,13 +220,21 @@ def quantile(values, q):
 
 def measure(python, agent, clients, log_dir=None, hello_goodbyer=False, require_fixed=True):
     """One server, `clients` concurrent exchanges on /streaming: the figures and the problems."""
-    with Server(python, agent=agent, rum=agent, hello_goodbyer=hello_goodbyer,
-                log_dir=log_dir, name=f"load-agent-{'on' if agent else 'off'}") as server:
+    with Server(
+        python,
+        agent=agent,
+        rum=agent,
+        hello_goodbyer=hello_goodbyer,
+        log_dir=log_dir,
+        name=f"load-agent-{'on' if agent else 'off'}",
+    ) as server:
         build = server.versions.get("gevent-websocket") or ""
         fixed = build.endswith("+fixed")
         if require_fixed and not fixed:
-            raise SystemExit(f"error: the server runs gevent-websocket {build}, not a patched "
-                             "(+fixed) build: use a fixed=True nox environment's interpreter")
+            raise SystemExit(
+                f"error: the server runs gevent-websocket {build}, not a patched "
+                "(+fixed) build: use a fixed=True nox environment's interpreter"
+            )
         before = server.stats()
         overflows = listen_overflows()
         records, wall = run_clients(server.ws_url + "/streaming", clients)
@@ -214,46 +244,63 @@ def measure(python, agent, clients, log_dir=None, hello_goodbyer=False, require_
         after = server.stats()
         problems = check(records, events, expect_closed=fixed)
         if not complete:
-            problems["lost"].append(f"the server logged fewer than {clients} connection ends "
-                                    f"within {EVENTS_TIMEOUT:.0f} s (bound)")
+            problems["lost"].append(
+                f"the server logged fewer than {clients} connection ends "
+                f"within {EVENTS_TIMEOUT:.0f} s (bound)"
+            )
     times = [r["exchange_s"] for r in records if r["exchange_s"] is not None]
     return {
-        "clients": clients, "agent": agent, "route": "/streaming",
-        "versions": server.versions, "completed": len(times), "wall_s": round(wall, 3),
+        "clients": clients,
+        "agent": agent,
+        "route": "/streaming",
+        "versions": server.versions,
+        "completed": len(times),
+        "wall_s": round(wall, 3),
         "p50_ms": round(1000 * quantile(times, 0.50), 1) if times else None,
         "p99_ms": round(1000 * quantile(times, 0.99), 1) if times else None,
         "max_ms": round(1000 * max(times), 1) if times else None,
-        "server_before": before, "server_after": after, "host_listen_overflows": overflows,
+        "server_before": before,
+        "server_after": after,
+        "host_listen_overflows": overflows,
         "peak_rss_mib": round(after["peak_rss_kib"] / 1024, 1) if after["peak_rss_kib"] else None,
-        "lost": len(problems["lost"]), "duplicated": len(problems["duplicated"]),
-        "errors": len(problems["errors"]), "problems": problems,
+        "lost": len(problems["lost"]),
+        "duplicated": len(problems["duplicated"]),
+        "errors": len(problems["errors"]),
+        "problems": problems,
     }
 
 
 def summary(result):
-    return (f"agent {'on ' if result['agent'] else 'off'}  clients {result['clients']}  "
-            f"completed {result['completed']}  lost {result['lost']}  "
-            f"duplicated {result['duplicated']}  errors {result['errors']}  "
-            f"p50 {result['p50_ms']} ms  p99 {result['p99_ms']} ms  max {result['max_ms']} ms  "
-            f"wall {result['wall_s']} s  server peak RSS {result['peak_rss_mib']} MiB  "
-            f"listen overflows {result['host_listen_overflows']}")
+    return (
+        f"agent {'on ' if result['agent'] else 'off'}  clients {result['clients']}  "
+        f"completed {result['completed']}  lost {result['lost']}  "
+        f"duplicated {result['duplicated']}  errors {result['errors']}  "
+        f"p50 {result['p50_ms']} ms  p99 {result['p99_ms']} ms  max {result['max_ms']} ms  "
+        f"wall {result['wall_s']} s  server peak RSS {result['peak_rss_mib']} MiB  "
+        f"listen overflows {result['host_listen_overflows']}"
+    )
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m tests.bench.load",
-                                     description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.bench.load", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--clients", type=int, default=CLIENTS)
     parser.add_argument("--agent", choices=("on", "off", "both"), default="both")
-    parser.add_argument("--server-python", default=sys.executable,
-                        help="interpreter that runs `python -m app` (default: this one)")
+    parser.add_argument(
+        "--server-python",
+        default=sys.executable,
+        help="interpreter that runs `python -m app` (default: this one)",
+    )
     parser.add_argument("--hello-goodbyer", action="store_true")
     parser.add_argument("--json", help="also write the full results here")
     args = parser.parse_args(argv)
     arms = {"on": [True], "off": [False], "both": [False, True]}[args.agent]
     results = []
     for agent in arms:
-        result = measure(args.server_python, agent, args.clients,
-                         hello_goodbyer=args.hello_goodbyer)
+        result = measure(
+            args.server_python, agent, args.clients, hello_goodbyer=args.hello_goodbyer
+        )
         results.append(result)
         print(summary(result), flush=True)
         for kind in ("lost", "duplicated", "errors"):

@@ -50,15 +50,24 @@ CACHES = {"UV_CACHE_DIR": "uv", "PIP_CACHE_DIR": "pip", "npm_config_cache": "npm
 def clone(dest, rev="HEAD"):
     """A fresh clone of ``rev`` at ``dest``: (its short hash, whether the checkout is dirty)."""
     shutil.rmtree(dest, ignore_errors=True)
-    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", rev],
-                          capture_output=True, text=True, check=True).stdout.strip()
-    subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(ROOT), str(dest)],
-                   check=True, timeout=120)
-    subprocess.run(["git", "-C", str(dest), "checkout", "--quiet", "--detach", head],
-                   check=True, timeout=60)
-    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain",
-                            "--untracked-files=no"],
-                           capture_output=True, text=True, check=True).stdout.strip()
+    head = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", rev],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    subprocess.run(
+        ["git", "clone", "--quiet", "--no-hardlinks", str(ROOT), str(dest)], check=True, timeout=120
+    )
+    subprocess.run(
+        ["git", "-C", str(dest), "checkout", "--quiet", "--detach", head], check=True, timeout=60
+    )
+    dirty = subprocess.run(
+        ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     return head, bool(dirty)
 
 
@@ -67,15 +76,23 @@ def one_run(nox, clone_dir, label, args, env, log_dir, timeout):
     report = log_dir / f"{label}.nox-report.json"
     report.unlink(missing_ok=True)
     with open(log_dir / f"{label}.log", "w") as log:
-        wall, rc, _ = run_nox(nox, ["--report", str(report), *args], env=env,
-                              timeout=timeout, log=log, cwd=clone_dir)
+        wall, rc, _ = run_nox(
+            nox, ["--report", str(report), *args], env=env, timeout=timeout, log=log, cwd=clone_dir
+        )
     sessions = {}
     if report.exists():
         for entry in json.loads(report.read_text()).get("sessions", []):
             sessions[entry.get("signatures", [entry.get("name")])[0]] = {
-                "status": entry.get("result"), "duration": round(entry.get("duration") or 0, 1)}
-    return {"command": "nox " + shlex.join(args), "wall": round(wall, 1), "returncode": rc,
-            "sessions": sessions, "log": str(log_dir / f"{label}.log")}
+                "status": entry.get("result"),
+                "duration": round(entry.get("duration") or 0, 1),
+            }
+    return {
+        "command": "nox " + shlex.join(args),
+        "wall": round(wall, 1),
+        "returncode": rc,
+        "sessions": sessions,
+        "log": str(log_dir / f"{label}.log"),
+    }
 
 
 def pytest_walls(results_dir):
@@ -108,8 +125,13 @@ def paired(nox, work, rev, ci=False, empty=False, timeout=TIMEOUT, ci_timeout=CI
     logs.mkdir(parents=True, exist_ok=True)
     env = nox_env()
     sides = {"before": rev, "after": "HEAD"}
-    out = {"load_before": list(os.getloadavg()), "targets": TARGETS, "empty_caches": empty,
-           "before": {}, "after": {}}
+    out = {
+        "load_before": list(os.getloadavg()),
+        "targets": TARGETS,
+        "empty_caches": empty,
+        "before": {},
+        "after": {},
+    }
     for side, commit in sides.items():
         out[side]["commit"], out[side]["dirty"] = clone(work / side / "clone", commit)
     for kind in PAIRED:
@@ -124,14 +146,27 @@ def paired(nox, work, rev, ci=False, empty=False, timeout=TIMEOUT, ci_timeout=CI
             if kind != "warm" and empty:
                 run_env = empty_caches(run_env, work / side / f"caches-{kind}")
             elif kind == "warm" and empty:  # the caches its cold run filled
-                run_env = dict(run_env, **{key: str(work / side / "caches-cold" / name)
-                                           for key, name in CACHES.items()})
+                run_env = dict(
+                    run_env,
+                    **{
+                        key: str(work / side / "caches-cold" / name) for key, name in CACHES.items()
+                    },
+                )
             args = {"cold": [], "warm": ["-R"], "ci": ["-t", "ci"]}[kind]
-            out[side][kind] = one_run(nox, clone_dir, f"{side}-{kind}", args, run_env, logs,
-                                      ci_timeout if kind == "ci" else timeout)
-            print(f"bench: {side} ({out[side]['commit']}) {kind}: "
-                  f"{out[side][kind]['wall']:.1f} s, exit {out[side][kind]['returncode']}",
-                  flush=True)
+            out[side][kind] = one_run(
+                nox,
+                clone_dir,
+                f"{side}-{kind}",
+                args,
+                run_env,
+                logs,
+                ci_timeout if kind == "ci" else timeout,
+            )
+            print(
+                f"bench: {side} ({out[side]['commit']}) {kind}: "
+                f"{out[side][kind]['wall']:.1f} s, exit {out[side][kind]['returncode']}",
+                flush=True,
+            )
     out["load_after"] = list(os.getloadavg())
     return out
 
@@ -150,18 +185,22 @@ def measure(nox, work, ci=False, timeout=TIMEOUT, ci_timeout=CI_TIMEOUT, empty=F
     out["cells_results"] = str(main / "results")
     env = cold_env  # the warm runs keep what the cold one cached
     out["warm"] = one_run(nox, main, "main-warm", ["-R"], env, logs, timeout)
-    out["no_xdist"] = one_run(nox, main, "main-no-xdist", ["-R"],
-                              dict(env, MATRIX_WORKERS="0"), logs, timeout)
-    out["xdist_all"] = one_run(nox, main, "main-xdist-all", ["-R"],
-                               dict(env, MATRIX_WORKERS="2"), logs, timeout)
-    out["serial"] = one_run(nox, main, "main-serial", ["-R", "-j", "1"],
-                            dict(env, MATRIX_WORKERS="0"), logs, timeout)
+    out["no_xdist"] = one_run(
+        nox, main, "main-no-xdist", ["-R"], dict(env, MATRIX_WORKERS="0"), logs, timeout
+    )
+    out["xdist_all"] = one_run(
+        nox, main, "main-xdist-all", ["-R"], dict(env, MATRIX_WORKERS="2"), logs, timeout
+    )
+    out["serial"] = one_run(
+        nox, main, "main-serial", ["-R", "-j", "1"], dict(env, MATRIX_WORKERS="0"), logs, timeout
+    )
     if ci:
         ci_clone = work / "clone-ci"
         clone(ci_clone)
         ci_env = empty_caches(env, work / "caches-ci") if empty else env
-        out["ci"] = one_run(nox, ci_clone, "ci-cold", ["-t", "ci"], dict(ci_env, CI="true"),
-                            logs, ci_timeout)
+        out["ci"] = one_run(
+            nox, ci_clone, "ci-cold", ["-t", "ci"], dict(ci_env, CI="true"), logs, ci_timeout
+        )
     out["load_after"] = list(os.getloadavg())
     return out
 
@@ -186,10 +225,17 @@ def main(argv=None):
 
 
 def add_options(parser):
-    parser.add_argument("--vs", metavar="REV", default=None,
-                        help="pair every run with the same run at REV (before -> after)")
-    parser.add_argument("--empty-caches", action="store_true",
-                        help="cold runs start with empty uv, pip and npm caches")
+    parser.add_argument(
+        "--vs",
+        metavar="REV",
+        default=None,
+        help="pair every run with the same run at REV (before -> after)",
+    )
+    parser.add_argument(
+        "--empty-caches",
+        action="store_true",
+        help="cold runs start with empty uv, pip and npm caches",
+    )
 
 
 def run(nox, work, args):

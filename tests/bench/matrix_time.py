@@ -47,8 +47,10 @@ from tests.harness.paths import ROOT
 NOX_TIMEOUT = 300.0  # s any one nox run may take before it is killed (bound)
 RUNNING = re.compile(r"^nox > Running session (?P<name>.+)$")
 SUMMARY = re.compile(r"^nox > Ran \d+ sessions?")
-RESULT = re.compile(r"^nox > Session (?P<name>.+?) (?P<status>was successful|failed|"
-                    r"was skipped)")
+RESULT = re.compile(
+    r"^nox > Session (?P<name>.+?) (?P<status>was successful|failed|"
+    r"was skipped)"
+)
 WARM_SESSIONS = ("matrix", "seed", "report")
 
 
@@ -61,9 +63,15 @@ def run_nox(nox, args, env=None, timeout=NOX_TIMEOUT, log=None, cwd=ROOT):
     argv = [*nox, "-f", str(Path(cwd) / "noxfile.py"), *args]
     lines = []
     started = time.monotonic()
-    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     timer = threading.Timer(timeout, os.killpg, (proc.pid, signal.SIGKILL))  # the bound
     timer.start()
     try:
@@ -114,7 +122,7 @@ def spans(lines, wall):
     for t, line in lines + [(wall, "nox > (end)")]:
         if not line.startswith("nox > "):
             continue
-        text = line[len("nox > "):]
+        text = line[len("nox > ") :]
         if running is not None:
             took = t - running[0]
             commands = current["commands"]
@@ -128,8 +136,12 @@ def spans(lines, wall):
                 current["wall"] = round(t - current.pop("_start"), 3)
             current = None
             if m:
-                current = sessions[m["name"]] = {"_start": t, "status": None, "pytest": 0.0,
-                                                 "commands": {}}
+                current = sessions[m["name"]] = {
+                    "_start": t,
+                    "status": None,
+                    "pytest": 0.0,
+                    "commands": {},
+                }
             continue
         if current is None:
             continue
@@ -138,8 +150,11 @@ def spans(lines, wall):
             running = (t, what)
         r = RESULT.match(line)
         if r:
-            current["status"] = {"was successful": "success", "failed": "failed",
-                                 "was skipped": "skipped"}[r["status"]]
+            current["status"] = {
+                "was successful": "success",
+                "failed": "failed",
+                "was skipped": "skipped",
+            }[r["status"]]
     return sessions
 
 
@@ -156,17 +171,28 @@ def phase(nox, label, args, env, log_dir, timeout):
     with open(log_dir / f"{label}.log", "w") as log:
         wall, rc, lines = run_nox(nox, args, env=env, timeout=timeout, log=log)
     per_session = spans(lines, wall)
-    return {"command": "nox " + shlex.join(args), "wall": round(wall, 3), "returncode": rc,
-            "sessions": per_session,
-            "commands": totals(per_session),
-            "failed": sorted(n for n, s in per_session.items() if s["status"] == "failed"),
-            "log": str(log_dir / f"{label}.log")}
+    return {
+        "command": "nox " + shlex.join(args),
+        "wall": round(wall, 3),
+        "returncode": rc,
+        "sessions": per_session,
+        "commands": totals(per_session),
+        "failed": sorted(n for n, s in per_session.items() if s["status"] == "failed"),
+        "log": str(log_dir / f"{label}.log"),
+    }
 
 
 def default_sessions(nox, env):
     """The sessions a plain ``nox`` runs (``nox -l --json`` lists only those)."""
-    proc = subprocess.run([*nox, "-f", str(ROOT / "noxfile.py"), "-l", "--json"], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=60, check=True)
+    proc = subprocess.run(
+        [*nox, "-f", str(ROOT / "noxfile.py"), "-l", "--json"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     return [entry["session"] for entry in json.loads(proc.stdout)]
 
 
@@ -180,8 +206,9 @@ def outer_session_removed(environ):
     venv = env.pop("VIRTUAL_ENV", None)
     if venv:
         bin_dir = os.path.join(venv, "bin")
-        env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
-                                      if p != bin_dir)
+        env["PATH"] = os.pathsep.join(
+            p for p in env.get("PATH", "").split(os.pathsep) if p != bin_dir
+        )
     for key in ("NOX_CURRENT_SESSION", "CONDA_PREFIX"):
         env.pop(key, None)
     return env
@@ -192,21 +219,50 @@ def measure(nox, envdir, results, report, log_dir, timeout=NOX_TIMEOUT, warm=Tru
     log_dir.mkdir(parents=True, exist_ok=True)
     env = outer_session_removed(os.environ)
     env.update(MATRIX_RESULTS=str(results), MATRIX_REPORT=str(report))
-    out = {"envdir": str(envdir), "results": str(results),
-           "default_sessions": default_sessions(nox, env)}
+    out = {
+        "envdir": str(envdir),
+        "results": str(results),
+        "default_sessions": default_sessions(nox, env),
+    }
     for backend in ("uv", "virtualenv"):  # deleting last run's envs is not part of a cold run
         shutil.rmtree(envdir / backend, ignore_errors=True)
-    out["cold_uv"] = phase(nox, "cold-uv", ["-j", "1", "--install-only", "-N", "--envdir",
-                                            str(envdir / "uv")], env, log_dir, timeout)
-    out["cold_virtualenv"] = phase(nox, "cold-virtualenv", [
-        "-j", "1", "--install-only", "-N", "-db", "virtualenv", "--envdir",
-        str(envdir / "virtualenv")], env, log_dir, timeout)
+    out["cold_uv"] = phase(
+        nox,
+        "cold-uv",
+        ["-j", "1", "--install-only", "-N", "--envdir", str(envdir / "uv")],
+        env,
+        log_dir,
+        timeout,
+    )
+    out["cold_virtualenv"] = phase(
+        nox,
+        "cold-virtualenv",
+        [
+            "-j",
+            "1",
+            "--install-only",
+            "-N",
+            "-db",
+            "virtualenv",
+            "--envdir",
+            str(envdir / "virtualenv"),
+        ],
+        env,
+        log_dir,
+        timeout,
+    )
     if warm:
         for stale in (results, report):  # only this run's cells count
             shutil.rmtree(stale, ignore_errors=True)
         warm_env = dict(env, PYTEST_ADDOPTS="-m cell")
-        w = out["warm"] = phase(nox, "warm", ["-j", "1", "-R", "--envdir", str(envdir / "uv"),
-                                              "-s", *WARM_SESSIONS], warm_env, log_dir, timeout)
+        w = out["warm"] = phase(
+            nox,
+            "warm",
+            ["-j", "1", "-R", "--envdir", str(envdir / "uv"), "-s", *WARM_SESSIONS],
+            warm_env,
+            log_dir,
+            timeout,
+        )
         w["pytest_addopts"] = warm_env["PYTEST_ADDOPTS"]
         w["pytest_sum"] = round(sum(s["pytest"] for s in w["sessions"].values()), 3)
         w["overhead"] = round(w["wall"] - w["pytest_sum"], 3)
@@ -224,11 +280,17 @@ def main(argv=None):
     parser.add_argument("--timeout", type=float, default=NOX_TIMEOUT)
     parser.add_argument("--no-warm", dest="warm", action="store_false")
     args = parser.parse_args(argv)
-    figures = measure(shlex.split(args.nox), args.envdir, args.results, args.report,
-                      args.logs, args.timeout, args.warm)
+    figures = measure(
+        shlex.split(args.nox),
+        args.envdir,
+        args.results,
+        args.report,
+        args.logs,
+        args.timeout,
+        args.warm,
+    )
     Path(args.out).write_text(json.dumps(figures, indent=1) + "\n")
-    print(json.dumps({k: v.get("wall") if isinstance(v, dict) else v
-                      for k, v in figures.items()}))
+    print(json.dumps({k: v.get("wall") if isinstance(v, dict) else v for k, v in figures.items()}))
     return 0
 
 

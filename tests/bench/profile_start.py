@@ -88,22 +88,31 @@ def main(argv=None):
     try:
         from app.__main__ import main as serve
 
-        status = serve(["--port", "0", "--host", "127.0.0.1"] +
-                       (["--agent", "--rum"] if args.agent else []))
+        status = serve(
+            ["--port", "0", "--host", "127.0.0.1"] + (["--agent", "--rum"] if args.agent else [])
+        )
     finally:
         profiler.stop()
         listening = sys.stdout.ready_at
         sys.stdout = stdout
     Path(args.out).write_text(profiler.output_text(unicode=False, color=False))
     totals = by_owner(profiler.last_session.root_frame(), {})
-    print(json.dumps({
-        "agent": args.agent, "status": status,
-        "to_listening": round(listening - started, 3) if listening else None,
-        "profiled": round(profiler.last_session.duration, 3),
-        "by_owner": {k: round(v, 3) for k, v in sorted(totals.items(), key=lambda kv: -kv[1])
-                     if v >= 0.002 or k == "ours"},
-        "profile": str(args.out),
-    }))
+    print(
+        json.dumps(
+            {
+                "agent": args.agent,
+                "status": status,
+                "to_listening": round(listening - started, 3) if listening else None,
+                "profiled": round(profiler.last_session.duration, 3),
+                "by_owner": {
+                    k: round(v, 3)
+                    for k, v in sorted(totals.items(), key=lambda kv: -kv[1])
+                    if v >= 0.002 or k == "ours"
+                },
+                "profile": str(args.out),
+            }
+        )
+    )
     return 0
 
 

@@ -36,9 +36,12 @@ def main(argv=None):
         times = sorted(measure(args.python, agent, args.runs))
         median = statistics.median(times)
         report[label] = {
-            "runs": len(times), "median": round(median, 3),
-            "p90": round(times[int(0.9 * (len(times) - 1))], 3), "max": round(times[-1], 3),
-            "target": TARGETS[label], "pass": median <= TARGETS[label],
+            "runs": len(times),
+            "median": round(median, 3),
+            "p90": round(times[int(0.9 * (len(times) - 1))], 3),
+            "max": round(times[-1], 3),
+            "target": TARGETS[label],
+            "pass": median <= TARGETS[label],
         }
     print(json.dumps(report, indent=1))
     return 0 if all(r["pass"] for r in report.values()) else 1

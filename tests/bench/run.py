@@ -46,9 +46,14 @@ def profile(python, out_dir):
     found = {}
     for label, flags in (("agent off", []), ("agent on", ["--agent"])):
         out = out_dir / f"bench-profile-{label.replace(' ', '-')}.txt"
-        proc = subprocess.run([python, "-m", "tests.bench.profile_start", *flags, "--out",
-                               str(out)], cwd=ROOT, capture_output=True, text=True,
-                              timeout=PROFILE_TIMEOUT, check=False)
+        proc = subprocess.run(
+            [python, "-m", "tests.bench.profile_start", *flags, "--out", str(out)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=PROFILE_TIMEOUT,
+            check=False,
+        )
         lines = proc.stdout.strip().splitlines()
         if proc.returncode != 0 or not lines:
             found[label] = {"error": (proc.stderr or proc.stdout)[-1000:]}
@@ -59,8 +64,11 @@ def profile(python, out_dir):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m tests.bench.run")
-    parser.add_argument("--python", required=True, help="today's server interpreter "
-                        "(vanilla gevent-websocket, the agent, pyinstrument)")
+    parser.add_argument(
+        "--python",
+        required=True,
+        help="today's server interpreter (vanilla gevent-websocket, the agent, pyinstrument)",
+    )
     parser.add_argument("--patched-path", required=True)
     parser.add_argument("--work", required=True, help="scratch: envdir, results, logs")
     parser.add_argument("--nox", required=True, help="how to run nox (split like a shell)")
@@ -69,34 +77,61 @@ def main(argv=None):
     parser.add_argument("--seconds", type=float, default=0.5)
     parser.add_argument("--quick", action="store_true", help="no nox runs")
     parser.add_argument("--ci", action="store_true", help="also time `nox -t ci` (minutes)")
-    parser.add_argument("--only", choices=["stack", "handlers", "main-job"], default=None,
-                        help="one step alone: stack (`nox -s stack`, cold and warm), "
-                        "handlers (into the existing bench.json), main-job (step 4)")
+    parser.add_argument(
+        "--only",
+        choices=["stack", "handlers", "main-job"],
+        default=None,
+        help="one step alone: stack (`nox -s stack`, cold and warm), "
+        "handlers (into the existing bench.json), main-job (step 4)",
+    )
     main_job.add_options(parser)
-    parser.add_argument("--handler", dest="handlers", action="append", default=[],
-                        type=handler_cost.handler_option,
-                        help="NAME=PYTHON: a handler's server env (step 6)")
-    parser.add_argument("--load-before", default=None,
-                        help="1/5/15-minute load before the session began (comma-separated)")
+    parser.add_argument(
+        "--handler",
+        dest="handlers",
+        action="append",
+        default=[],
+        type=handler_cost.handler_option,
+        help="NAME=PYTHON: a handler's server env (step 6)",
+    )
+    parser.add_argument(
+        "--load-before",
+        default=None,
+        help="1/5/15-minute load before the session began (comma-separated)",
+    )
     args = parser.parse_args(argv)
     work, out = Path(args.work), Path(args.out)
     work.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     if args.only == "handlers":
-        found = handler_cost.measure(args.python, args.patched_path, dict(args.handlers),
-                                     args.rounds, args.seconds, 100000, handler_cost.MANY,
-                                     handler_cost.CELL_ROUNDS, work / "handlers-logs")
+        found = handler_cost.measure(
+            args.python,
+            args.patched_path,
+            dict(args.handlers),
+            args.rounds,
+            args.seconds,
+            100000,
+            handler_cost.MANY,
+            handler_cost.CELL_ROUNDS,
+            work / "handlers-logs",
+        )
         handler_cost.write(out / "bench.json", found)
         print(handler_cost.render(found))
-        print(f"written: {out / 'bench.json'} (\"handlers\"), {out / 'bench.md'}")
+        print(f'written: {out / "bench.json"} ("handlers"), {out / "bench.md"}')
         return 0
     started = time.monotonic()
     doc = {
         "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform()},
-        "load": {"session_start": [float(v) for v in args.load_before.split(",")]
-                 if args.load_before else None, "before": list(os.getloadavg())},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "load": {
+            "session_start": [float(v) for v in args.load_before.split(",")]
+            if args.load_before
+            else None,
+            "before": list(os.getloadavg()),
+        },
         "targets": report.TARGETS,
         "notes": [],
     }
@@ -111,26 +146,50 @@ def main(argv=None):
         return result
 
     if args.only is None:
-        doc["throughput"] = timed("throughput", throughput.measure, args.python,
-                                  args.patched_path, args.rounds, args.seconds, 100000,
-                                  work / "throughput-logs")
+        doc["throughput"] = timed(
+            "throughput",
+            throughput.measure,
+            args.python,
+            args.patched_path,
+            args.rounds,
+            args.seconds,
+            100000,
+            work / "throughput-logs",
+        )
         doc["profile"] = timed("profile", profile, args.python, out)
     if not args.quick and args.only is None:
-        doc["matrix"] = timed("matrix", matrix_time.measure, shlex.split(args.nox),
-                              work / "envs", work / "results", work / "report", work / "logs")
+        doc["matrix"] = timed(
+            "matrix",
+            matrix_time.measure,
+            shlex.split(args.nox),
+            work / "envs",
+            work / "results",
+            work / "report",
+            work / "logs",
+        )
         doc["cells"] = report.cell_stats(work / "results")
     if not args.quick and args.only in (None, "main-job"):
-        doc["main_job"] = timed("main job", main_job.run, shlex.split(args.nox),
-                                work / "main-job", args)
+        doc["main_job"] = timed(
+            "main job", main_job.run, shlex.split(args.nox), work / "main-job", args
+        )
         if "cells_results" in doc["main_job"]:
             doc["main_job"]["cells"] = report.cell_stats(doc["main_job"]["cells_results"])
     if not args.quick and args.only in (None, "stack"):
         doc["stack"] = timed("stack", stack_time.measure, shlex.split(args.nox), work / "stack")
     if args.handlers and args.only is None:
-        doc["handlers"] = timed("handlers", handler_cost.measure, args.python,
-                                args.patched_path, dict(args.handlers), args.rounds,
-                                args.seconds, 100000, handler_cost.MANY,
-                                handler_cost.CELL_ROUNDS, work / "handlers-logs")
+        doc["handlers"] = timed(
+            "handlers",
+            handler_cost.measure,
+            args.python,
+            args.patched_path,
+            dict(args.handlers),
+            args.rounds,
+            args.seconds,
+            100000,
+            handler_cost.MANY,
+            handler_cost.CELL_ROUNDS,
+            work / "handlers-logs",
+        )
     doc["steps"] = step
     doc["wall"] = round(time.monotonic() - started, 1)
     doc["load"]["after"] = list(os.getloadavg())

@@ -36,10 +36,24 @@ def measure(nox: list[str], work: Path, stack: Path = STACK) -> dict[str, object
     found: dict[str, object] = {"stack": str(stack.relative_to(ROOT)), "targets": TARGETS}
     for run, reuse in (("cold", []), ("warm", ["-R"])):
         with (work / f"{run}.log").open("w") as log:
-            wall, rc, _ = run_nox(nox, ["--envdir", str(work / "nox"), *reuse, "-s", "stack",
-                                        "--", "-r", str(stack), "--work", str(work / "stack")],
-                                  env={**os.environ, "MATRIX_RESULTS": str(work / run)},
-                                  timeout=TIMEOUT, log=log)
+            wall, rc, _ = run_nox(
+                nox,
+                [
+                    "--envdir",
+                    str(work / "nox"),
+                    *reuse,
+                    "-s",
+                    "stack",
+                    "--",
+                    "-r",
+                    str(stack),
+                    "--work",
+                    str(work / "stack"),
+                ],
+                env={**os.environ, "MATRIX_RESULTS": str(work / run)},
+                timeout=TIMEOUT,
+                log=log,
+            )
         found[run] = round(wall, 1)
         found[f"{run}_exit"] = rc
         found[f"{run}_log"] = str(work / f"{run}.log")
@@ -47,10 +61,14 @@ def measure(nox: list[str], work: Path, stack: Path = STACK) -> dict[str, object
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.bench.stack_time",
-                                     description=__doc__.split("\n")[0])
-    parser.add_argument("--nox", default=f"{shlex.quote(sys.executable)} -m nox",
-                        help="how to run nox (split like a shell)")
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.bench.stack_time", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--nox",
+        default=f"{shlex.quote(sys.executable)} -m nox",
+        help="how to run nox (split like a shell)",
+    )
     parser.add_argument("--work", type=Path, default=CACHE / "bench-stack")
     parser.add_argument("--stack", type=Path, default=STACK, help="a requirements file")
     args = parser.parse_args(argv)

@@ -54,10 +54,16 @@ CONFIGS = {  # name: (route, patched, agent)
     "raw patched agent-off": ("/raw/echo", True, False),
 }
 RATIOS = {  # name: (numerator, denominator, target or None)
-    "patched/vanilla, agent off": ("flask patched agent-off", "flask vanilla agent-off",
-                                   TARGET_PATCHED_OVER_VANILLA),
-    "patched/vanilla, agent on": ("flask patched agent-on", "flask vanilla agent-on",
-                                  TARGET_PATCHED_OVER_VANILLA),
+    "patched/vanilla, agent off": (
+        "flask patched agent-off",
+        "flask vanilla agent-off",
+        TARGET_PATCHED_OVER_VANILLA,
+    ),
+    "patched/vanilla, agent on": (
+        "flask patched agent-on",
+        "flask vanilla agent-on",
+        TARGET_PATCHED_OVER_VANILLA,
+    ),
     "agent on/off, vanilla": ("flask vanilla agent-on", "flask vanilla agent-off", None),
     "agent on/off, patched": ("flask patched agent-on", "flask patched agent-off", None),
     "flask/raw, vanilla": ("flask vanilla agent-off", "raw vanilla agent-off", None),
@@ -113,17 +119,23 @@ def start_servers(python, patched_path, log_dir):
             if key not in wanted:
                 build = build_name(patched)
                 server = wanted[key] = Server(
-                    python, agent=agent, rum=agent, log_dir=log_dir,
-                    name=f"throughput-{build}-agent-{'on' if agent else 'off'}")
+                    python,
+                    agent=agent,
+                    rum=agent,
+                    log_dir=log_dir,
+                    name=f"throughput-{build}-agent-{'on' if agent else 'off'}",
+                )
                 with pythonpath(patched_path if patched else None):
                     server.start()
                 reported = server.versions["gevent-websocket"] or ""
-                if is_patched(reported) != patched or server.ready.get(
-                        "agent_active") != agent:
-                    raise AssertionError(server.explain(
-                        f"expected patched={patched}, agent={agent}; the server reports "
-                        f"gevent-websocket {reported!r}, agent_active "
-                        f"{server.ready.get('agent_active')!r}"))
+                if is_patched(reported) != patched or server.ready.get("agent_active") != agent:
+                    raise AssertionError(
+                        server.explain(
+                            f"expected patched={patched}, agent={agent}; the server reports "
+                            f"gevent-websocket {reported!r}, agent_active "
+                            f"{server.ready.get('agent_active')!r}"
+                        )
+                    )
             servers[name] = wanted[key]
     except BaseException:
         for server in wanted.values():
@@ -134,8 +146,12 @@ def start_servers(python, patched_path, log_dir):
 
 def summary(values):
     values = sorted(values)
-    return {"median": round(statistics.median(values), 4), "min": round(values[0], 4),
-            "max": round(values[-1], 4), "n": len(values)}
+    return {
+        "median": round(statistics.median(values), 4),
+        "min": round(values[0], 4),
+        "max": round(values[-1], 4),
+        "n": len(values),
+    }
 
 
 def measure(python, patched_path, rounds, seconds, max_trips, log_dir=None):
@@ -147,8 +163,9 @@ def measure(python, patched_path, rounds, seconds, max_trips, log_dir=None):
             order = random.Random(r).sample(names, len(names))
             for name in order:
                 route = CONFIGS[name][0]
-                trips, elapsed = round_trips(servers[name].ws_url + route + "?client=bench",
-                                             seconds, max_trips)
+                trips, elapsed = round_trips(
+                    servers[name].ws_url + route + "?client=bench", seconds, max_trips
+                )
                 rates[name].append(trips / elapsed)
         versions = {name: servers[name].versions for name in CONFIGS}
     finally:
@@ -157,34 +174,49 @@ def measure(python, patched_path, rounds, seconds, max_trips, log_dir=None):
     ratios = {}
     for label, (num, den, target) in RATIOS.items():
         per_round = [a / b for a, b in zip(rates[num], rates[den], strict=True)]
-        ratios[label] = {**summary(per_round), "target": target,
-                         "pass": None if target is None else
-                         statistics.median(per_round) >= target}
+        ratios[label] = {
+            **summary(per_round),
+            "target": target,
+            "pass": None if target is None else statistics.median(per_round) >= target,
+        }
     return {
-        "payload_bytes": len(PAYLOAD), "rounds": rounds, "seconds_per_measurement": seconds,
+        "payload_bytes": len(PAYLOAD),
+        "rounds": rounds,
+        "seconds_per_measurement": seconds,
         "max_trips": max_trips,
         "rates": {name: {**summary(v), "unit": "round trips/s"} for name, v in rates.items()},
         "ratios": ratios,
-        "versions": {name: {k: versions[name].get(k) for k in
-                            ("python", "gevent", "gevent-websocket", "Flask", "newrelic")}
-                     for name in CONFIGS},
+        "versions": {
+            name: {
+                k: versions[name].get(k)
+                for k in ("python", "gevent", "gevent-websocket", "Flask", "newrelic")
+            }
+            for name in CONFIGS
+        },
     }
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m tests.bench.throughput")
-    parser.add_argument("--python", default=sys.executable, help="server interpreter "
-                        "(vanilla gevent-websocket and newrelic installed)")
-    parser.add_argument("--patched-path", required=True,
-                        help="directory holding the patched gevent-websocket (pip --target)")
+    parser.add_argument(
+        "--python",
+        default=sys.executable,
+        help="server interpreter (vanilla gevent-websocket and newrelic installed)",
+    )
+    parser.add_argument(
+        "--patched-path",
+        required=True,
+        help="directory holding the patched gevent-websocket (pip --target)",
+    )
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--seconds", type=float, default=0.5)
     parser.add_argument("--max-trips", type=int, default=100000)
     parser.add_argument("--logs", default=None, help="keep server logs here")
     parser.add_argument("--out", default=None, help="write the figures here (JSON)")
     args = parser.parse_args(argv)
-    figures = measure(args.python, args.patched_path, args.rounds, args.seconds,
-                      args.max_trips, args.logs)
+    figures = measure(
+        args.python, args.patched_path, args.rounds, args.seconds, args.max_trips, args.logs
+    )
     text = json.dumps(figures, indent=1)
     if args.out:
         with open(args.out, "w") as f:

@@ -88,16 +88,22 @@ class Search(Generic[C]):
         """The usable releases within the ends whose watched cells are known, in order."""
         assert self.low is not None and self.high is not None  # ends() found them
         lo, hi = self.releases.index(self.low), self.releases.index(self.high)
-        return [r for r in self.releases[lo:hi + 1] if r in self.results
-                and all(c in self.results[r] for c in self.watched)]
+        return [
+            r
+            for r in self.releases[lo : hi + 1]
+            if r in self.results and all(c in self.results[r] for c in self.watched)
+        ]
 
     def disagreeing_pairs(self) -> list[tuple[str, str]]:
         known = self.probed()
-        return [(a, b) for a, b in zip(known, known[1:], strict=False)
-                if self.signature(a) != self.signature(b)]
+        return [
+            (a, b)
+            for a, b in zip(known, known[1:], strict=False)
+            if self.signature(a) != self.signature(b)
+        ]
 
     def between(self, a: str, b: str) -> list[str]:
-        return self.releases[self.releases.index(a) + 1:self.releases.index(b)]
+        return self.releases[self.releases.index(a) + 1 : self.releases.index(b)]
 
     def bisect(self) -> None:
         while True:
@@ -123,36 +129,54 @@ class Search(Generic[C]):
 
     def ends(self) -> None:
         """The first and the last usable release, walked to from both ends at once."""
+
         def walk(order: Sequence[str], purpose: str) -> str | None:
             return next((r for r in order if self.run(r, self.cells, purpose) is not None), None)
 
-        self.low, self.high = self.pmap(lambda args: walk(*args), [
-            (self.releases, "range start"), (self.releases[::-1], "range end")])
+        self.low, self.high = self.pmap(
+            lambda args: walk(*args),
+            [(self.releases, "range start"), (self.releases[::-1], "range end")],
+        )
         index = self.releases.index
         if self.low is None or self.high is None or index(self.low) >= index(self.high):
             usable = [r for r in self.releases if r in self.results and r not in self.skipped]
-            raise Unusable(f"fewer than two usable releases in the range ({usable}); "
-                           f"skipped: {self.skipped}")
+            raise Unusable(
+                f"fewer than two usable releases in the range ({usable}); skipped: {self.skipped}"
+            )
 
     def flips(self) -> list[Flip[C]]:
-        return [Flip(a, b, self.between(a, b),
-                     {c: (self.results[a][c], self.results[b][c]) for c in self.watched
-                      if self.results[a][c] != self.results[b][c]})
-                for a, b in self.disagreeing_pairs()]
+        return [
+            Flip(
+                a,
+                b,
+                self.between(a, b),
+                {
+                    c: (self.results[a][c], self.results[b][c])
+                    for c in self.watched
+                    if self.results[a][c] != self.results[b][c]
+                },
+            )
+            for a, b in self.disagreeing_pairs()
+        ]
 
     def __call__(self) -> list[Flip[C]]:
         self.ends()
         assert self.low is not None and self.high is not None  # or ends() raised
-        self.watched = [c for c in self.cells if self.results[self.low][c]
-                        != self.results[self.high][c]]
+        self.watched = [
+            c for c in self.cells if self.results[self.low][c] != self.results[self.high][c]
+        ]
         self.bisect()
         self.check_spread()
         self.bisect()  # a second flip the spread revealed
         flips = self.flips()
         neighbours = list(dict.fromkeys(r for f in flips for r in (f.before, f.after)))
-        for release, ran in zip(neighbours, self.pmap(
-                lambda r: self.run(r, self.cells, "proof"), neighbours), strict=True):
+        for release, ran in zip(
+            neighbours,
+            self.pmap(lambda r: self.run(r, self.cells, "proof"), neighbours),
+            strict=True,
+        ):
             if ran is None:
-                self.unproven.append(f"{release} ran its watched cells, but not all cells: "
-                                     f"{self.skipped[release]}")
+                self.unproven.append(
+                    f"{release} ran its watched cells, but not all cells: {self.skipped[release]}"
+                )
         return flips

@@ -77,8 +77,9 @@ def stack_pin(stack: str) -> dict[str, str]:
     return {"version": pin["version"], "sha256": pin["sha256"], "python": STACKS[stack]["python"]}
 
 
-def _run(cmd: list[str], what: str, timeout: int,
-         **kwargs: Any) -> subprocess.CompletedProcess[str]:
+def _run(
+    cmd: list[str], what: str, timeout: int, **kwargs: Any
+) -> subprocess.CompletedProcess[str]:
     try:
         proc = subprocess.run(
             cmd, capture_output=True, text=True, timeout=timeout, check=False, **kwargs
@@ -117,9 +118,14 @@ def fetch_sdist(stack: str, *, sha256: str | None = None, cache: Path | None = N
     return fetch_verified_sdist(PROJECT, pin["version"], sha256 or pin["sha256"], cache=cache)
 
 
-def fetch_verified_sdist(project: str, version: str, expected: str, *,
-                         cache: Path | None = None,
-                         download: Download | None = None) -> Path:
+def fetch_verified_sdist(
+    project: str,
+    version: str,
+    expected: str,
+    *,
+    cache: Path | None = None,
+    download: Download | None = None,
+) -> Path:
     """``<cache>/sdists/<project>-<version>.tar.gz``, downloaded once, verified on every call.
 
     ``download(project, version, dest_dir)`` fetches the file (default: pip
@@ -140,8 +146,10 @@ def fetch_verified_sdist(project: str, version: str, expected: str, *,
         (download or _pip_download)(project, version, Path(tmp))
         got = list(Path(tmp).iterdir())
         if len(got) != 1 or not got[0].name.endswith(".tar.gz"):
-            raise BuildError(f"downloading {project} {version} gave {[p.name for p in got]}, "
-                             "expected one .tar.gz")
+            raise BuildError(
+                f"downloading {project} {version} gave {[p.name for p in got]}, "
+                "expected one .tar.gz"
+            )
         actual = _sha256(got[0])
         if actual != expected:
             raise BuildError(
@@ -184,8 +192,7 @@ def _pip_download(project: str, version: str, dest: Path) -> None:
     )
 
 
-def registry_releases(project: str,
-                      index: str = REGISTRY_JSON) -> dict[str, list[dict[str, Any]]]:
+def registry_releases(project: str, index: str = REGISTRY_JSON) -> dict[str, list[dict[str, Any]]]:
     """``{version: [file, ...]}`` from the registry's own JSON metadata (PEP 691 fields:
     filename, url, digests.sha256, packagetype, requires_python, yanked)."""
     url = index.format(project=project)
@@ -210,11 +217,14 @@ def registry_download(files: list[dict[str, Any]]) -> Download:
     """
 
     def download(project: str, version: str, dest: Path) -> None:
-        sdists = [f for f in files if f["packagetype"] == "sdist"
-                  and f["filename"].endswith(".tar.gz")]
+        sdists = [
+            f for f in files if f["packagetype"] == "sdist" and f["filename"].endswith(".tar.gz")
+        ]
         if len(sdists) != 1:
-            raise BuildError(f"the registry has {len(sdists)} .tar.gz sdists of {project} "
-                             f"{version} ({[f['filename'] for f in files] or 'no files'})")
+            raise BuildError(
+                f"the registry has {len(sdists)} .tar.gz sdists of {project} "
+                f"{version} ({[f['filename'] for f in files] or 'no files'})"
+            )
         try:
             with urllib.request.urlopen(sdists[0]["url"], timeout=DOWNLOAD_TIMEOUT) as r:
                 (dest / sdists[0]["filename"]).write_bytes(r.read())
@@ -424,13 +434,22 @@ def build_wheel(
         )
 
     patches = series(patches_dir or PATCHES / pin["version"]) if fixed else []
-    return build_release_wheel(PROJECT, pin["version"], sdist, sdist_sha, python, mm,
-                               patches=patches, cache=cache)
+    return build_release_wheel(
+        PROJECT, pin["version"], sdist, sdist_sha, python, mm, patches=patches, cache=cache
+    )
 
 
-def build_release_wheel(project: str, version: str, sdist: Path, sdist_sha: str, python: str,
-                        mm: str | None = None, *, patches: Sequence[Path] = (),
-                        cache: Path | None = None) -> Path:
+def build_release_wheel(
+    project: str,
+    version: str,
+    sdist: Path,
+    sdist_sha: str,
+    python: str,
+    mm: str | None = None,
+    *,
+    patches: Sequence[Path] = (),
+    cache: Path | None = None,
+) -> Path:
     """Path of the cached wheel of ``project`` ``version`` built by ``python``, built if needed.
 
     ``sdist`` has been verified against ``sdist_sha``.  The cache key holds the

@@ -94,8 +94,11 @@ def wait_for_requests_done(server: Server) -> tuple[list[Event], str | None]:
 
     def all_done(event: Event) -> bool:
         if event["event"] == "request":
-            key = "page" if event.get("path") == "/" else next(
-                (k for k in wanted if k != "page" and k in event.get("query", "")), None)
+            key = (
+                "page"
+                if event.get("path") == "/"
+                else next((k for k in wanted if k != "page" and k in event.get("query", "")), None)
+            )
             if key is not None and key not in whose.values():
                 whose[event["rid"]] = key
         elif event["event"] == "request_done":
@@ -103,14 +106,16 @@ def wait_for_requests_done(server: Server) -> tuple[list[Event], str | None]:
         return set(whose.values()) == wanted and set(whose) <= done
 
     try:
-        server.wait_for(all_done, REQUEST_DONE_BOUND,
-                        "request_done for the page's and each client's request")
+        server.wait_for(
+            all_done, REQUEST_DONE_BOUND, "request_done for the page's and each client's request"
+        )
     except ServerError:
         seen = sorted(key for rid, key in whose.items() if rid in done)
         return with_their_requests(server.events), (
             f"expected the server's request_done for {sorted(wanted)} within "
             f"{REQUEST_DONE_BOUND:.0f} s (a safety net, not an observation); seen done: "
-            f"{seen or 'none'}")
+            f"{seen or 'none'}"
+        )
     return with_their_requests(server.events), None
 
 
@@ -136,13 +141,17 @@ def kept_open_notices(server: Server) -> dict[str, threading.Event]:
 
     def watcher(event: Event) -> None:
         if event["event"] == "request":
-            client = next((c for c in clients.CLIENTS
-                           if f"client={c}" in event.get("query", "")), None)
+            client = next(
+                (c for c in clients.CLIENTS if f"client={c}" in event.get("query", "")), None
+            )
             if client is not None and client not in whose.values():
                 whose[event["rid"]] = client
-        elif (event["event"] == "request_done" and event.get("keep_alive") is True
-              and str(event.get("upgrade", "")).lower() == "websocket"
-              and event.get("rid") in whose):
+        elif (
+            event["event"] == "request_done"
+            and event.get("keep_alive") is True
+            and str(event.get("upgrade", "")).lower() == "websocket"
+            and event.get("rid") in whose
+        ):
             notices[whose[event["rid"]]].set()
 
     server.watch(watcher)
@@ -153,14 +162,21 @@ def run_cell(session: CellSession, results: CellResults, cell: Cell) -> Predicti
     """Start the cell's server, run both clients, record, then assert against the model;
     the model's prediction."""
     started = time.monotonic()
-    server = Server(session.server_python, agent=cell.agent, rum=cell.rum,
-                    hello_goodbyer=cell.hello_goodbyer, log_dir=session.logs, name=cell.slug(),
-                    launcher=session.launcher, handler=session.server_handler,
-                    layer=cell.layer if cell.layer != NO_LAYER else None,
-                    # a layer session's app monkey-patches, as gevent's docs ask: the
-                    # layers keep per-request state greenlet-safe only then; off for
-                    # the seed's own cells, which keep their meaning
-                    monkey_patch=session.layer is not None)
+    server = Server(
+        session.server_python,
+        agent=cell.agent,
+        rum=cell.rum,
+        hello_goodbyer=cell.hello_goodbyer,
+        log_dir=session.logs,
+        name=cell.slug(),
+        launcher=session.launcher,
+        handler=session.server_handler,
+        layer=cell.layer if cell.layer != NO_LAYER else None,
+        # a layer session's app monkey-patches, as gevent's docs ask: the
+        # layers keep per-request state greenlet-safe only then; off for
+        # the seed's own cells, which keep their meaning
+        monkey_patch=session.layer is not None,
+    )
     with server:
         status, page = server.get("/")
         # Both clients at once, each on its own connection (criteria tell their
@@ -168,41 +184,60 @@ def run_cell(session: CellSession, results: CellResults, cell: Cell) -> Predicti
         # one client process start-up, not two (tests/bench: -0.1 s a cell).
         kept_open = kept_open_notices(server)
         with ThreadPoolExecutor(len(clients.CLIENTS)) as pool:
-            transcripts = list(pool.map(
-                lambda c: clients.run(c, f"{server.ws_url}{cell.route}?client={c}",
-                                      kept_open=kept_open[c]),
-                clients.CLIENTS))
+            transcripts = list(
+                pool.map(
+                    lambda c: clients.run(
+                        c, f"{server.ws_url}{cell.route}?client={c}", kept_open=kept_open[c]
+                    ),
+                    clients.CLIENTS,
+                )
+            )
         exchanged = time.monotonic()
         with_requests, not_done = wait_for_requests_done(server)
     events = server.events
     ready = server.ready or {}
     duration = time.monotonic() - started
-    controls = positive_controls(cell, server, page, session.releases, transcripts,
-                                 session.pins)
+    controls = positive_controls(cell, server, page, session.releases, transcripts, session.pins)
     if session.layer is not None:
         controls["app monkey-patched (a layer session)"] = ready.get("monkey_patched") is True
     # The handler the server says it runs, not the one the session claims (a control).
     facts = StackFacts.from_versions(
-        server.versions, (ready.get("handler") or {}).get("name", DEFAULT_HANDLER))
+        server.versions, (ready.get("handler") or {}).get("name", DEFAULT_HANDLER)
+    )
     expected = predict(cell, facts)
     observed = [evaluate(cell, t, events, with_requests) for t in transcripts]
-    results.add("cells", CellRecord(layer=cell.tracked_layer,
-        cell=cell, seed=seed_verdict(cell), verdict=observed[0].verdict, observed=observed,
-        expected=expected.as_dict(), facts=facts.__dict__, controls=controls,
-        versions=server.versions, page_status=status,
-        transcripts=[t.as_dict() for t in transcripts], server_events=events,
-        server_ready_after=server.ready_after or 0.0,
-        client_durations={t.client: round(t.duration, 3) for t in transcripts},
-        duration=round(duration, 3), launcher=server.launcher,
-        phases=Phases.split(server.ready_after or 0.0, exchanged - started, duration)))
+    results.add(
+        "cells",
+        CellRecord(
+            layer=cell.tracked_layer,
+            cell=cell,
+            seed=seed_verdict(cell),
+            verdict=observed[0].verdict,
+            observed=observed,
+            expected=expected.as_dict(),
+            facts=facts.__dict__,
+            controls=controls,
+            versions=server.versions,
+            page_status=status,
+            transcripts=[t.as_dict() for t in transcripts],
+            server_events=events,
+            server_ready_after=server.ready_after or 0.0,
+            client_durations={t.client: round(t.duration, 3) for t in transcripts},
+            duration=round(duration, 3),
+            launcher=server.launcher,
+            phases=Phases.split(server.ready_after or 0.0, exchanged - started, duration),
+        ),
+    )
 
     assert not_done is None, server.explain(f"{cell.label()}: {not_done}")
     failed = [name for name, ok in controls.items() if not ok]
     assert not failed, server.explain(
         f"{cell.label()}: positive controls failed: {failed}; versions={server.versions}, "
-        f"page excerpt={page[:300]!r}")
+        f"page excerpt={page[:300]!r}"
+    )
     for obs in observed:
         assert agrees(obs, expected.as_dict()), server.explain(
             f"{cell.label()}, {obs.client} client: expected {expected.as_dict()}\n"
-            f"  observed {comparable(obs)}\n  evidence {json.dumps(obs.evidence)}")
+            f"  observed {comparable(obs)}\n  evidence {json.dumps(obs.evidence)}"
+        )
     return expected

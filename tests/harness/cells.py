@@ -17,7 +17,6 @@ else:  # nox depends on tomli on older interpreters
     import tomli as tomllib
 
 
-
 def resolve_stacks(declared: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """[tool.stacks] with each `base = "<stack>"` resolved: the one place that does it.
 
@@ -35,14 +34,19 @@ def resolve_stacks(declared: dict[str, dict[str, Any]]) -> dict[str, dict[str, A
             resolved[name] = dict(own)
             return resolved[name]
         if base not in declared or base in seen or base == name:
-            raise ValueError(f"[tool.stacks.{name}] base = {base!r}: expected one of the other "
-                             f"stacks {sorted(set(declared) - {name})}, without a cycle; fix "
-                             "pyproject.toml")
+            raise ValueError(
+                f"[tool.stacks.{name}] base = {base!r}: expected one of the other "
+                f"stacks {sorted(set(declared) - {name})}, without a cycle; fix "
+                "pyproject.toml"
+            )
         stack = dict(resolve(base, (*seen, name)))
         for key, value in own.items():
             inherited = stack.get(key)
-            stack[key] = ([*inherited, *value] if isinstance(value, list)
-                          and isinstance(inherited, list) else value)
+            stack[key] = (
+                [*inherited, *value]
+                if isinstance(value, list) and isinstance(inherited, list)
+                else value
+            )
         resolved[name] = stack
         return stack
 
@@ -166,8 +170,11 @@ class Cell:
         """The same cell on another stack (deploy read against today)."""
         return replace(self, stack=stack)
 
-    def _shown(self, axes: Collection[str] | None, omit: Collection[str],
-               ) -> Iterator[tuple[str, Any]]:
+    def _shown(
+        self,
+        axes: Collection[str] | None,
+        omit: Collection[str],
+    ) -> Iterator[tuple[str, Any]]:
         """(field, value) of the axes a label or slug writes: not omitted, not at a default."""
         for f in fields(self):
             value = getattr(self, f.name)
@@ -182,8 +189,9 @@ class Cell:
         (history: the stack and ``fixed``); ``Cell.parse(label, **those)`` reads it back."""
         words = [] if "stack" in omit else [self.stack]
         for name, value in self._shown(None, omit):
-            words.append((name if value else NOT + name) if isinstance(value, bool)
-                         else f"{name}:{value}")
+            words.append(
+                (name if value else NOT + name) if isinstance(value, bool) else f"{name}:{value}"
+            )
         return " ".join(words)
 
     def slug(self, axes: Collection[str] | None = None) -> str:
@@ -210,14 +218,14 @@ class Cell:
                 else:
                     tokens.append(part)
             for token in tokens:
-                axis = next((n for n in names if n != "stack" and token.startswith(n + "_")),
-                            None)
+                axis = next((n for n in names if n != "stack" and token.startswith(n + "_")), None)
                 if axis is None:
                     values["stack"] = token
                     continue
-                value = token[len(axis) + 1:]
-                values[axis] = {"on": True, "off": False}.get(value, value) if _is_bool(
-                    names[axis]) else value
+                value = token[len(axis) + 1 :]
+                values[axis] = (
+                    {"on": True, "off": False}.get(value, value) if _is_bool(names[axis]) else value
+                )
         else:
             for token in text.split():
                 name, colon, value = token.partition(":")
@@ -230,10 +238,12 @@ class Cell:
         try:
             return cls(**values)
         except TypeError as exc:
-            raise ValueError(f"{text!r} is not a cell ({exc}); expected a label like "
-                             f"{cls('today', True, False, True, False, True).label()!r} or "
-                             "a slug like "
-                             f"{cls('today', True, False, True, False, True).slug()!r}") from None
+            raise ValueError(
+                f"{text!r} is not a cell ({exc}); expected a label like "
+                f"{cls('today', True, False, True, False, True).label()!r} or "
+                "a slug like "
+                f"{cls('today', True, False, True, False, True).slug()!r}"
+            ) from None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -291,8 +301,13 @@ def layer_pins(name: str, stack: str) -> tuple[list[str] | None, str | None]:
 
 def layer_arms() -> list[tuple[str, str, bool]]:
     """(stack, layer, fixed) of every layer session, in the order nox runs them."""
-    return [(stack, name, fixed) for stack in MAIN_STACKS for name in SESSION_LAYERS
-            if layer_pins(name, stack)[0] is not None for fixed in BOOLS]
+    return [
+        (stack, name, fixed)
+        for stack in MAIN_STACKS
+        for name in SESSION_LAYERS
+        if layer_pins(name, stack)[0] is not None
+        for fixed in BOOLS
+    ]
 
 
 def layer_session_name(stack: str, layer: str, fixed: bool | None) -> str:
@@ -317,15 +332,16 @@ def control_layer(stack: str) -> str | None:
     return next((n for n in SESSION_LAYERS if layer_pins(n, stack)[0] is not None), None)
 
 
-def layer_cells(stack: str, fixed: bool, layer: str,
-                handler: str = DEFAULT_HANDLER) -> list[Cell]:
+def layer_cells(stack: str, fixed: bool, layer: str, handler: str = DEFAULT_HANDLER) -> list[Cell]:
     """A layer session's cells: hello_goodbyer x streaming with the layer on, then, in
     the stack's control_layer() session only, the same four with it off.  On another
     handler the layer-off four are already among its session's own cells (rum off)."""
     control = layer == control_layer(stack) and handler == DEFAULT_HANDLER
-    return [Cell(stack, False, fixed, False, h, s, handler=handler, layer=on)
-            for on in ((layer, NO_LAYER) if control else (layer,))
-            for h, s in itertools.product(BOOLS, repeat=2)]
+    return [
+        Cell(stack, False, fixed, False, h, s, handler=handler, layer=on)
+        for on in ((layer, NO_LAYER) if control else (layer,))
+        for h, s in itertools.product(BOOLS, repeat=2)
+    ]
 
 
 def sessions() -> list[tuple[str, bool, bool]]:

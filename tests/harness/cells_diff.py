@@ -18,8 +18,16 @@ from typing import Any
 from tests.harness.cells import Cell
 
 # The observables a cell's record holds per client (records.Observation).
-OBSERVABLES = ("verdict", "view", "iterator", "middleware", "iterable_closed",
-               "valid_close_frame", "layer_finished", "server_closed_tcp")
+OBSERVABLES = (
+    "verdict",
+    "view",
+    "iterator",
+    "middleware",
+    "iterable_closed",
+    "valid_close_frame",
+    "layer_finished",
+    "server_closed_tcp",
+)
 
 Key = tuple[str, str]
 
@@ -35,13 +43,15 @@ def cells_of(path: Path) -> dict[Key, dict[str, Any]]:
         for record in doc.get("cells") or ():
             slug = Cell(**record["cell"]).slug()
             found[(file.stem, slug)] = {
-                o["client"]: {k: o.get(k) for k in OBSERVABLES} for o in record["observed"]}
+                o["client"]: {k: o.get(k) for k in OBSERVABLES} for o in record["observed"]
+            }
     return found
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.harness.cells_diff",
-                                     description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.harness.cells_diff", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("before", type=Path)
     parser.add_argument("after", type=Path)
     args = parser.parse_args(argv)
@@ -49,8 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     common = sorted(before.keys() & after.keys())
     differ = [key for key in common if before[key] != after[key]]
     for session, slug in differ:
-        print(f"{session} {slug}:\n  before {before[(session, slug)]}\n"
-              f"  after  {after[(session, slug)]}")
+        print(
+            f"{session} {slug}:\n  before {before[(session, slug)]}\n"
+            f"  after  {after[(session, slug)]}"
+        )
     only = sorted(before.keys() ^ after.keys())
     for session, slug in only:
         print(f"{session} {slug}: only {'before' if (session, slug) in before else 'after'}")

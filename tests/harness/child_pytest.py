@@ -25,15 +25,23 @@ HOLD_BOUND = 60.0  # s a serving child holds its websocket before giving up
 # Python leaves SIGINT alone when it starts with SIGINT ignored (as a background
 # job of a non-interactive shell does): install the KeyboardInterrupt handler
 # explicitly so that the child behaves as it would at a terminal.
-CHILD_PYTEST = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-                "import pytest; sys.exit(pytest.main(sys.argv[1:]))")
+CHILD_PYTEST = (
+    "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "import pytest; sys.exit(pytest.main(sys.argv[1:]))"
+)
 
 
 def child_pytest(args: list[str], cwd: Path = ROOT) -> subprocess.Popen[bytes]:
     """A child pytest, in a session of its own (so that we can Ctrl-C its whole group)."""
     argv = [sys.executable, "-c", CHILD_PYTEST, "-p", "no:cacheprovider", "-q", *args]
-    return subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+    return subprocess.Popen(
+        argv,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def read_events(path: Path) -> list[dict[str, Any]]:
@@ -50,8 +58,13 @@ def read_events(path: Path) -> list[dict[str, Any]]:
     return events
 
 
-def wait_event(path: Path, predicate: Callable[[dict[str, Any]], bool], timeout: float,
-               what: str, child: subprocess.Popen[bytes]) -> dict[str, Any]:
+def wait_event(
+    path: Path,
+    predicate: Callable[[dict[str, Any]], bool],
+    timeout: float,
+    what: str,
+    child: subprocess.Popen[bytes],
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for event in read_events(path):
@@ -61,8 +74,10 @@ def wait_event(path: Path, predicate: Callable[[dict[str, Any]], bool], timeout:
             break
         time.sleep(0.02)
     child_output = finish(child)
-    raise AssertionError(f"expected {what} in {path} within {timeout:.0f} s (bound); child "
-                         f"pytest status {child.returncode}:\n{child_output[-3000:]}")
+    raise AssertionError(
+        f"expected {what} in {path} within {timeout:.0f} s (bound); child "
+        f"pytest status {child.returncode}:\n{child_output[-3000:]}"
+    )
 
 
 def finish(child: subprocess.Popen[bytes], timeout: float = INTERRUPT_BOUND) -> str:

@@ -54,32 +54,50 @@ class Transcript:
         return asdict(self)
 
 
-def command(client: str, url: str, timeout: float = CLIENT_TIMEOUT,
-            notices: bool = False) -> list[str]:
+def command(
+    client: str, url: str, timeout: float = CLIENT_TIMEOUT, notices: bool = False
+) -> list[str]:
     if client == "python":
-        return [sys.executable, "-m", "app.client", "--timeout", str(timeout),
-                *(["--notices"] if notices else []), url]
+        return [
+            sys.executable,
+            "-m",
+            "app.client",
+            "--timeout",
+            str(timeout),
+            *(["--notices"] if notices else []),
+            url,
+        ]
     if client == "node":
         node = shutil.which("node")
         if node is None:
-            raise RuntimeError("node is not on PATH: install Node.js >= 18 to run the seed's "
-                               "client (Debian: apt-get install nodejs npm)")
+            raise RuntimeError(
+                "node is not on PATH: install Node.js >= 18 to run the seed's "
+                "client (Debian: apt-get install nodejs npm)"
+            )
         if not (ROOT / "app" / "node_modules" / "ws").is_dir():
-            raise RuntimeError("the node client's 'ws' package is missing: run "
-                               "`npm ci --prefix app` (nox sessions do this)")
+            raise RuntimeError(
+                "the node client's 'ws' package is missing: run "
+                "`npm ci --prefix app` (nox sessions do this)"
+            )
         return [node, str(NODE_SCRIPT), url, "--timeout", str(timeout)]
     raise ValueError(f"unknown client {client!r}; expected one of {CLIENTS}")
 
 
-def run(client: str, url: str, timeout: float = CLIENT_TIMEOUT,
-        kept_open: threading.Event | None = None) -> Transcript:
+def run(
+    client: str, url: str, timeout: float = CLIENT_TIMEOUT, kept_open: threading.Event | None = None
+) -> Transcript:
     """``kept_open``: set once the server reported it keeps this client's connection open
     after the websocket's request (a notice for the clients of NOTICED)."""
     notices = kept_open is not None and client in NOTICED
     argv = command(client, url, timeout, notices)
     started = time.monotonic()
-    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.PIPE if notices else subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        argv,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.PIPE if notices else subprocess.DEVNULL,
+    )
     # communicate() would close stdin at once: the notice goes through a pipe of its own.
     pipe, proc.stdin = proc.stdin, None
     if notices and pipe is not None and kept_open is not None:
@@ -89,11 +107,22 @@ def run(client: str, url: str, timeout: float = CLIENT_TIMEOUT,
     except subprocess.TimeoutExpired:
         proc.kill()
         out, _ = proc.communicate()
-        return Transcript(client, url, None, _parse(out or b""),
-                          f"killed after {PROCESS_TIMEOUT:.0f} s (bound)",
-                          time.monotonic() - started)
-    return Transcript(client, url, proc.returncode, _parse(out),
-                      err.decode("utf-8", "replace"), time.monotonic() - started)
+        return Transcript(
+            client,
+            url,
+            None,
+            _parse(out or b""),
+            f"killed after {PROCESS_TIMEOUT:.0f} s (bound)",
+            time.monotonic() - started,
+        )
+    return Transcript(
+        client,
+        url,
+        proc.returncode,
+        _parse(out),
+        err.decode("utf-8", "replace"),
+        time.monotonic() - started,
+    )
 
 
 def _tell(proc: subprocess.Popen[bytes], pipe: IO[bytes], kept_open: threading.Event) -> None:

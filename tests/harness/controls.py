@@ -34,12 +34,18 @@ def imported_from_env(server: Server, module: str) -> bool:
     """
     ready = server.ready or {}
     handler = ready.get("handler") or {}
-    path = (handler.get("module_file") if handler.get("module") == module
-            else (ready.get("module_files") or {}).get(module))
-    roots = [Path(server.python).parent.parent,  # <env>/bin/python
-             *(Path(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p)]
-    return path is not None and any(Path(path).resolve().is_relative_to(root.resolve())
-                                    for root in roots)
+    path = (
+        handler.get("module_file")
+        if handler.get("module") == module
+        else (ready.get("module_files") or {}).get(module)
+    )
+    roots = [
+        Path(server.python).parent.parent,  # <env>/bin/python
+        *(Path(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p),
+    ]
+    return path is not None and any(
+        Path(path).resolve().is_relative_to(root.resolve()) for root in roots
+    )
 
 
 def served_by(server: Server) -> bool:
@@ -58,9 +64,12 @@ def handler_named(cell: Cell, server: Server) -> bool:
     described = (server.ready or {}).get("handler") or {}
     pins = HANDLERS[cell.handler]
     accepted = [e for e in server.events if e["event"] == "websocket_accepted"]
-    return (described.get("name") == cell.handler and described.get("version") == pins["version"]
-            and bool(accepted)
-            and all(e.get("websocket_class") == pins["websocket_class"] for e in accepted))
+    return (
+        described.get("name") == cell.handler
+        and described.get("version") == pins["version"]
+        and bool(accepted)
+        and all(e.get("websocket_class") == pins["websocket_class"] for e in accepted)
+    )
 
 
 def handler_controls(cell: Cell, server: Server) -> dict[str, bool]:
@@ -76,10 +85,14 @@ def handler_controls(cell: Cell, server: Server) -> dict[str, bool]:
     }
 
 
-def positive_controls(cell: Cell, server: Server, page: str,
-                      releases: Mapping[str, str] | None = None,
-                      transcripts: Iterable[Transcript] = (),
-                      pins: Mapping[str, str] | None = None) -> dict[str, bool]:
+def positive_controls(
+    cell: Cell,
+    server: Server,
+    page: str,
+    releases: Mapping[str, str] | None = None,
+    transcripts: Iterable[Transcript] = (),
+    pins: Mapping[str, str] | None = None,
+) -> dict[str, bool]:
     """What this server really runs, checked against what the cell claims.
 
     ``releases`` ({name: version}, pytest --release) are the releases a history
@@ -93,29 +106,51 @@ def positive_controls(cell: Cell, server: Server, page: str,
     ready = server.ready or {}
     releases = releases or {}
     gws = versions.get("gevent-websocket") or ""
-    release = (releases.get("gevent-websocket") or (pins or {}).get("gevent-websocket")
-               or STACKS[cell.stack]["gevent-websocket"]["version"])
+    release = (
+        releases.get("gevent-websocket")
+        or (pins or {}).get("gevent-websocket")
+        or STACKS[cell.stack]["gevent-websocket"]["version"]
+    )
     want_gws = build_version(release, cell.fixed)
-    releases_reported = {f"{name} release": versions.get(name) == version
-                         for name, version in releases.items() if name != "gevent-websocket"}
-    pins_reported = {f"{name} pin": versions.get(name) == version
-                     for name, version in (pins or {}).items() if name != "gevent-websocket"}
+    releases_reported = {
+        f"{name} release": versions.get(name) == version
+        for name, version in releases.items()
+        if name != "gevent-websocket"
+    }
+    pins_reported = {
+        f"{name} pin": versions.get(name) == version
+        for name, version in (pins or {}).items()
+        if name != "gevent-websocket"
+    }
     return {
         **releases_reported,
         **pins_reported,
         "hello_goodbyer": ("Goodbye from the page!" in page) == cell.hello_goodbyer,
         "rum_script": ("NREUM" in page) == (cell.agent and cell.rum),
-        **({"gevent-websocket build": gws == want_gws,
-            "gevent-websocket imported from the server's env": imported_from_env(
-                server, "geventwebsocket")} if cell.handler == DEFAULT_HANDLER
-           else handler_controls(cell, server)),
+        **(
+            {
+                "gevent-websocket build": gws == want_gws,
+                "gevent-websocket imported from the server's env": imported_from_env(
+                    server, "geventwebsocket"
+                ),
+            }
+            if cell.handler == DEFAULT_HANDLER
+            else handler_controls(cell, server)
+        ),
         f"served by the {server.launcher} process": served_by(server),
         "agent loaded": ready.get("agent_loaded") == cell.agent,
         "agent active": ready.get("agent_active") == cell.agent,
-        "websocket handshake": not [e for t in transcripts for e in t.events
-                                    if e["event"] == "error" and e.get("stage") == "connect"],
-        "no outbound connection": not [e for e in server.events if e["event"] == "outbound"
-                                       and e.get("kind") != "udp_route_lookup"],
+        "websocket handshake": not [
+            e
+            for t in transcripts
+            for e in t.events
+            if e["event"] == "error" and e.get("stage") == "connect"
+        ],
+        "no outbound connection": not [
+            e
+            for e in server.events
+            if e["event"] == "outbound" and e.get("kind") != "udp_route_lookup"
+        ],
         **layer_controls(cell, server),
     }
 
@@ -129,13 +164,23 @@ def layer_controls(cell: Cell, server: Server) -> dict[str, bool]:
     active = ready.get("layer_active") or {}
     pins, _ = layer_pins(cell.layer, cell.stack)
     version = str(active.get("version"))
-    pinned = (any(pin.endswith(f"=={version}") for pin in pins or ())
-              or version in (server.versions.get("Werkzeug"),) and not pins)
-    page = next((e["rid"] for e in server.events if e["event"] == "request"
-                 and e.get("path") == "/"), None)
-    return {f"layer {cell.layer} set up": ready.get("layer") == cell.layer
-            and active.get("hook_installed") is True,
-            f"layer {cell.layer} pinned ({version})": pinned,
-            f"layer {cell.layer} finished the page's request": any(
-                e["event"] == "layer_finished" and e.get("layer") == cell.layer
-                and page is not None and e.get("rid") == page for e in server.events)}
+    pinned = (
+        any(pin.endswith(f"=={version}") for pin in pins or ())
+        or version in (server.versions.get("Werkzeug"),)
+        and not pins
+    )
+    page = next(
+        (e["rid"] for e in server.events if e["event"] == "request" and e.get("path") == "/"), None
+    )
+    return {
+        f"layer {cell.layer} set up": ready.get("layer") == cell.layer
+        and active.get("hook_installed") is True,
+        f"layer {cell.layer} pinned ({version})": pinned,
+        f"layer {cell.layer} finished the page's request": any(
+            e["event"] == "layer_finished"
+            and e.get("layer") == cell.layer
+            and page is not None
+            and e.get("rid") == page
+            for e in server.events
+        ),
+    }

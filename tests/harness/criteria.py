@@ -37,8 +37,9 @@ def request_id(events: Sequence[Event], client: str) -> int | None:
     return None
 
 
-def _exchange(transcript: Transcript, server_events: Sequence[Event], message: str,
-              event_name: str) -> tuple[bool, dict[str, Any]]:
+def _exchange(
+    transcript: Transcript, server_events: Sequence[Event], message: str, event_name: str
+) -> tuple[bool, dict[str, Any]]:
     """The client got `message`, and the server recorded the client's answer to it."""
     received = message in transcript.received
     answer = None
@@ -47,24 +48,38 @@ def _exchange(transcript: Transcript, server_events: Sequence[Event], message: s
         answer = transcript.sent[index] if index < len(transcript.sent) else None
     logged = [e for e in server_events if e["event"] == event_name]
     ok = received and answer is not None and any(e.get("data") == answer for e in logged)
-    return ok, {"client_received": received, "client_answer": answer,
-                "server_logged": [e.get("data") for e in logged]}
+    return ok, {
+        "client_received": received,
+        "client_answer": answer,
+        "server_logged": [e.get("data") for e in logged],
+    }
 
 
-def layer_finished(layer: str | None, rid: int | None, events: Sequence[Event],
-                   ) -> tuple[bool | None, dict[str, Any]]:
+def layer_finished(
+    layer: str | None,
+    rid: int | None,
+    events: Sequence[Event],
+) -> tuple[bool | None, dict[str, Any]]:
     """Did ``layer`` finish its work for request ``rid`` in ``events``?  None: no layer,
     or the layer had none for that request (``layer_skipped``).  An end that is the
     layer's own fallback (``fallback``: the agent's garbage-collected transaction)
     does not count: its timing is the collector's, not the request's."""
     if layer is None:
         return None, {}
-    mine = [e for e in events if e.get("layer") == layer and rid is not None
-            and e.get("rid") == rid and e["event"] in ("layer_finished", "layer_skipped")]
+    mine = [
+        e
+        for e in events
+        if e.get("layer") == layer
+        and rid is not None
+        and e.get("rid") == rid
+        and e["event"] in ("layer_finished", "layer_skipped")
+    ]
     if any(e["event"] == "layer_skipped" for e in mine):
         return None, {"layer": layer, "events": mine}
-    return (any(e["event"] == "layer_finished" and not e.get("fallback") for e in mine),
-            {"layer": layer, "events": mine})
+    return (
+        any(e["event"] == "layer_finished" and not e.get("fallback") for e in mine),
+        {"layer": layer, "events": mine},
+    )
 
 
 def tcp_close(transcript: Transcript) -> tuple[bool, float | None, Event | None]:
@@ -74,14 +89,23 @@ def tcp_close(transcript: Transcript) -> tuple[bool, float | None, Event | None]
     # node's `ws` reports a connection that ended without a close frame as a close (1006)
     # and so a "handshake": there was none to close TCP after
     abnormal = bool(close and close.get("code") == ABNORMAL_CLOSURE)
-    by_server = bool(event and event.get("by") == "server" and event.get("handshake", True)
-                     and not abnormal and event.get("after_handshake") is not None)
+    by_server = bool(
+        event
+        and event.get("by") == "server"
+        and event.get("handshake", True)
+        and not abnormal
+        and event.get("after_handshake") is not None
+    )
     after = event.get("after_handshake") if event is not None and by_server else None
     return by_server, after, event
 
 
-def evaluate(cell: Cell, transcript: Transcript, events: Sequence[Event],
-             with_requests: Sequence[Event] | None = None) -> Observation:
+def evaluate(
+    cell: Cell,
+    transcript: Transcript,
+    events: Sequence[Event],
+    with_requests: Sequence[Event] | None = None,
+) -> Observation:
     """``with_requests``: the server's events less each layer end that came after its
     request's ``request_done`` (tests/harness/cellrun.py); default ``events``."""
     rid = request_id(events, transcript.client)
@@ -90,24 +114,38 @@ def evaluate(cell: Cell, transcript: Transcript, events: Sequence[Event],
     iterator = middleware = None
     evidence: dict[str, Any] = {"view": view_ev}
     if cell.streaming:
-        iterator, evidence["iterator"] = _exchange(transcript, mine, ITERATOR_MESSAGE,
-                                                   "iterator_received")
+        iterator, evidence["iterator"] = _exchange(
+            transcript, mine, ITERATOR_MESSAGE, "iterator_received"
+        )
     if cell.hello_goodbyer:
         said = [e["message"] for e in mine if e["event"] == "hellos_to_goodbyes"]
         middleware = bool(said)
         evidence["middleware"] = {"server_logged": said}
     closes = [e["count"] for e in mine if e["event"] == "iterable_closed"]
     close = transcript.close
-    evidence["close"] = {"iterable_close_calls": len(closes), "client_close": close,
-                         "client_returncode": transcript.returncode}
+    evidence["close"] = {
+        "iterable_close_calls": len(closes),
+        "client_close": close,
+        "client_returncode": transcript.returncode,
+    }
     ok = view and iterator is not False and middleware is not False
     finished, evidence["layer"] = layer_finished(
-        cell.tracked_layer, rid, events if with_requests is None else with_requests)
+        cell.tracked_layer, rid, events if with_requests is None else with_requests
+    )
     closed_tcp, after, evidence["tcp_closed"] = tcp_close(transcript)
-    return Observation(client=transcript.client, rid=rid, view=view, iterator=iterator,
-                       middleware=middleware, verdict="+" if ok else "-",
-                       iterable_closed=len(closes) == 1,
-                       valid_close_frame=bool(close and close.get("valid")
-                                              and close.get("code") != ABNORMAL_CLOSURE),
-                       evidence=evidence, layer_finished=finished,
-                       server_closed_tcp=closed_tcp, tcp_close_after=after)
+    return Observation(
+        client=transcript.client,
+        rid=rid,
+        view=view,
+        iterator=iterator,
+        middleware=middleware,
+        verdict="+" if ok else "-",
+        iterable_closed=len(closes) == 1,
+        valid_close_frame=bool(
+            close and close.get("valid") and close.get("code") != ABNORMAL_CLOSURE
+        ),
+        evidence=evidence,
+        layer_finished=finished,
+        server_closed_tcp=closed_tcp,
+        tcp_close_after=after,
+    )

@@ -31,8 +31,10 @@ def rows(docs: Iterable[SessionResults]) -> dict[Cell, CellRecord]:
     return {record.cell.on(REFERENCE): record for doc in docs for record in doc.cells}
 
 
-def differences(matrix_docs: Sequence[SessionResults], deploy_docs: Sequence[SessionResults],
-                ) -> list[dict[str, Any]]:
+def differences(
+    matrix_docs: Sequence[SessionResults],
+    deploy_docs: Sequence[SessionResults],
+) -> list[dict[str, Any]]:
     """[{"cell": Cell, "matrix": Outcome or None, "deploy": Outcome or None, "columns": [...]}].
 
     Only cells of the arms the deploy docs cover are compared: a deploy run of
@@ -73,8 +75,9 @@ def phases(record: CellRecord | None) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.harness.deploy_compare",
-                                     description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.harness.deploy_compare", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--results", default="results")
     args = parser.parse_args(argv)
     try:
@@ -86,8 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"no deploy results in {args.results}: run `nox -t ci` or a deploy session")
         return 0
     by_cell, deployed = rows(matrix), rows(deploy)
-    print("cell | verdict m/d | closed m/d | valid_close_frame m/d"
-          " | seconds m/d (start, exchange, stop)")
+    print(
+        "cell | verdict m/d | closed m/d | valid_close_frame m/d"
+        " | seconds m/d (start, exchange, stop)"
+    )
     for cell in sorted(deployed):
         d, m = deployed[cell], by_cell.get(cell)
         left = m.outcome() if m else None
@@ -96,19 +101,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         def pair(column: str, left: Outcome | None = left, right: Outcome = right) -> str:
             return f"{getattr(left, column, '?')!s:5}/{getattr(right, column)!s:5}"
 
-        print(cell.label(omit=("stack",)).ljust(46), "|", pair("verdict"), "|",
-              pair("closed"), "|", pair("valid_close_frame"), "|", f"{phases(m)} / {phases(d)}")
-    for label, timed in (("matrix", [by_cell[c] for c in deployed if c in by_cell]),
-                         ("deploy", list(deployed.values()))):
-        print(f"{label}: median seconds a cell over {len(timed)} cells: " + ", ".join(
-            f"{phase} {median(getattr(r.phases, phase) for r in timed):.2f}"
-            for phase in PHASES) if timed else f"{label}: no cells")
+        print(
+            cell.label(omit=("stack",)).ljust(46),
+            "|",
+            pair("verdict"),
+            "|",
+            pair("closed"),
+            "|",
+            pair("valid_close_frame"),
+            "|",
+            f"{phases(m)} / {phases(d)}",
+        )
+    for label, timed in (
+        ("matrix", [by_cell[c] for c in deployed if c in by_cell]),
+        ("deploy", list(deployed.values())),
+    ):
+        print(
+            f"{label}: median seconds a cell over {len(timed)} cells: "
+            + ", ".join(
+                f"{phase} {median(getattr(r.phases, phase) for r in timed):.2f}" for phase in PHASES
+            )
+            if timed
+            else f"{label}: no cells"
+        )
     found = differences(matrix, deploy)
-    print(f"{len(deployed)} deploy cells, {len(found)} differ from the matrix rows of the "
-          "same arms" + (":" if found else "."))
+    print(
+        f"{len(deployed)} deploy cells, {len(found)} differ from the matrix rows of the "
+        "same arms" + (":" if found else ".")
+    )
     for entry in found:
-        print("  ", entry["cell"].label(omit=("stack",)), entry["columns"],
-              "matrix", entry["matrix"], "deploy", entry["deploy"])
+        print(
+            "  ",
+            entry["cell"].label(omit=("stack",)),
+            entry["columns"],
+            "matrix",
+            entry["matrix"],
+            "deploy",
+            entry["deploy"],
+        )
     return 1 if found else 0
 
 

@@ -56,8 +56,9 @@ def needs_python27(stack: str) -> bool:
     return str(STACKS[stack]["python"]) == "2.7"
 
 
-def install_groups(session: nox.Session, *groups: str,
-                   env: dict[str, str | None] | None = None) -> None:
+def install_groups(
+    session: nox.Session, *groups: str, env: dict[str, str | None] | None = None
+) -> None:
     """The pinned [dependency-groups] of pyproject.toml, into the session's venv."""
     session.install(*nox.project.dependency_groups(PYPROJECT, *groups), env=env)
 
@@ -85,13 +86,22 @@ def install_node_client(session: nox.Session) -> None:
     with exclusive(session, "node_modules"):
         if current():  # a parallel session made it
             return
-        if session.run_install("npm", "ci", "--prefix", "app", "--no-audit", "--no-fund",
-                               "--loglevel=error", external=True):
+        if session.run_install(
+            "npm",
+            "ci",
+            "--prefix",
+            "app",
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+            external=True,
+        ):
             NODE_STAMP.write_text(digest)
 
 
-def gevent_websocket_wheel(session: nox.Session, stack: str, fixed: bool,
-                           python: Path | None = None) -> str | None:
+def gevent_websocket_wheel(
+    session: nox.Session, stack: str, fixed: bool, python: Path | None = None
+) -> str | None:
     """Build (or take from cache) the verified wheel; None when installs are skipped."""
     build = build_name(fixed)
     args = ["python", "-m", "tests.harness.builds", "--stack", stack, "--build", build]
@@ -128,8 +138,10 @@ def handler_requirements(handler: str) -> list[str]:
     """[tool.handlers.<handler>]'s wheels as hash-checked requirement lines: the handler
     first, then what it brings, each ``name==version --hash=sha256:...``."""
     pins = HANDLERS[handler]
-    return [f"{p['name']}=={p['version']} --hash=sha256:{p['sha256']}"
-            for p in ({"name": handler, **pins}, *pins.get("requires", []))]
+    return [
+        f"{p['name']}=={p['version']} --hash=sha256:{p['sha256']}"
+        for p in ({"name": handler, **pins}, *pins.get("requires", []))
+    ]
 
 
 def install_handler_server(session: nox.Session, handler: str, agent: bool) -> Path:
@@ -146,8 +158,9 @@ def install_handler_server(session: nox.Session, handler: str, agent: bool) -> P
     return Path(session.virtualenv.location) / "bin" / "python"
 
 
-def install_py27_server(session: nox.Session, python: Path, stack: str, fixed: bool,
-                        requirements: list[str]) -> Path:
+def install_py27_server(
+    session: nox.Session, python: Path, stack: str, fixed: bool, requirements: list[str]
+) -> Path:
     """The server into the 2.7 env ``python``, from the stack's wheelhouse."""
     wheel = gevent_websocket_wheel(session, stack, fixed, python=python)
     if wheel:
@@ -182,16 +195,20 @@ def install_layers(session: nox.Session, layers: list[str]) -> Path:
     server's: a name pinned twice at two versions ends the session, naming both.
     """
     pins: dict[str, tuple[str, str]] = {}  # name: (version, whose pin)
-    owners = [("the server", server_requirements("today", False)),
-              *((f"[tool.layers.{n}]", layer_pins(n, "today")[0] or []) for n in layers)]
+    owners = [
+        ("the server", server_requirements("today", False)),
+        *((f"[tool.layers.{n}]", layer_pins(n, "today")[0] or []) for n in layers),
+    ]
     for owner, requirements in owners:
         for line in requirements:
             req = Requirement(line)
             name, version = canonicalize_name(req.name), str(req.specifier)
             if name in pins and pins[name][0] != version:
-                session.error(f"{req.name}{version} of {owner} conflicts with {req.name}"
-                              f"{pins[name][0]} of {pins[name][1]}: these layers cannot share "
-                              "one env; run them in separate sessions")
+                session.error(
+                    f"{req.name}{version} of {owner} conflicts with {req.name}"
+                    f"{pins[name][0]} of {pins[name][1]}: these layers cannot share "
+                    "one env; run them in separate sessions"
+                )
             pins.setdefault(name, (version, owner))
     wanted = [p for n in layers for p in layer_pins(n, "today")[0] or []]
     if wanted:
@@ -199,8 +216,9 @@ def install_layers(session: nox.Session, layers: list[str]) -> Path:
     return Path(session.virtualenv.location) / "bin" / "python"
 
 
-def conformance_server(session: nox.Session, target: str, stack: str, fixed: bool,
-                       handler: str | None = None) -> Path:
+def conformance_server(
+    session: nox.Session, target: str, stack: str, fixed: bool, handler: str | None = None
+) -> Path:
     """The server env of one conformance target, beside the session's; its interpreter.
 
     ``handler``: one of [tool.handlers], installed as install_handler_server() does,
@@ -211,21 +229,29 @@ def conformance_server(session: nox.Session, target: str, stack: str, fixed: boo
         python = py27_env(session, require_python27(session), where)
         return install_py27_server(session, python, stack, fixed, requirements)
     python = where / "bin" / "python"
-    session.run_install("uv", "venv", "--quiet", "--allow-existing", "--python",
-                        sys.executable, str(where), external=True)
+    session.run_install(
+        "uv",
+        "venv",
+        "--quiet",
+        "--allow-existing",
+        "--python",
+        sys.executable,
+        str(where),
+        external=True,
+    )
     install = ["uv", "pip", "install", "--quiet", "--python", str(python)]
     if handler:
         lines = where / f"{handler}-requirements.txt"
         lines.write_text("\n".join(handler_requirements(handler)) + "\n")
         session.run_install(*install, *requirements, env=COMPILE, external=True)
-        session.run_install(*install, "--require-hashes", "--no-deps", "-r", str(lines),
-                            env=COMPILE, external=True)
+        session.run_install(
+            *install, "--require-hashes", "--no-deps", "-r", str(lines), env=COMPILE, external=True
+        )
         return python
     wheel = gevent_websocket_wheel(session, stack, fixed)
     if wheel:
         session.run_install(*install, *requirements, env=COMPILE, external=True)
-        session.run_install(*install, "--no-deps", "--reinstall", wheel, env=COMPILE,
-                            external=True)
+        session.run_install(*install, "--no-deps", "--reinstall", wheel, env=COMPILE, external=True)
     return python
 
 
@@ -252,11 +278,13 @@ def history_rule_env(session: nox.Session, rule: str) -> Path:
     except MissingPython as exc:
         session.error(f"history({rule}): {exc}")
     where = Path(session.virtualenv.location) / f"server-py{entry['python']}"
-    session.run_install("uv", "venv", "--quiet", "--allow-existing", "--python", python,
-                        str(where), env=COMPILE)
+    session.run_install(
+        "uv", "venv", "--quiet", "--allow-existing", "--python", python, str(where), env=COMPILE
+    )
     server = where / "bin" / "python"
-    session.run_install("uv", "pip", "install", "--quiet", "--python", str(server),
-                        *entry["base"], env=COMPILE)
+    session.run_install(
+        "uv", "pip", "install", "--quiet", "--python", str(server), *entry["base"], env=COMPILE
+    )
     return server
 
 
@@ -264,12 +292,17 @@ def history_base_env(session: nox.Session, package: str, stack: str) -> Path:
     """The stack's 2.7 server without ``package``: each release of it is put first on the
     server's PYTHONPATH by the search (tests/harness/history.py), in a directory of its own."""
     if not needs_python27(stack):
-        session.error(f"history({package}): stack {stack!r} runs on Python "
-                      f"{STACKS[stack]['python']}; only 2.7 stacks are supported so far")
+        session.error(
+            f"history({package}): stack {stack!r} runs on Python "
+            f"{STACKS[stack]['python']}; only 2.7 stacks are supported so far"
+        )
     python = py27_env(session, require_python27(session))
     house = py27_wheelhouse(session, python, stack, server_requirements(stack, True))
-    others = [r for r in server_requirements(stack, True)
-              if canonicalize_name(Requirement(r).name) != canonicalize_name(package)]
+    others = [
+        r
+        for r in server_requirements(stack, True)
+        if canonicalize_name(Requirement(r).name) != canonicalize_name(package)
+    ]
     if canonicalize_name(package) != "gevent-websocket":
         wheel = gevent_websocket_wheel(session, stack, False, python=python)
         others += [wheel] if wheel else []

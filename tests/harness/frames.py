@@ -24,8 +24,7 @@ MAX_HEAD = 64 * 1024
 
 OP_CONTINUATION, OP_TEXT, OP_BINARY = 0x0, 0x1, 0x2
 OP_CLOSE, OP_PING, OP_PONG = 0x8, 0x9, 0xA
-OPCODES = {0x0: "continuation", 0x1: "text", 0x2: "binary", 0x8: "close", 0x9: "ping",
-           0xA: "pong"}
+OPCODES = {0x0: "continuation", 0x1: "text", 0x2: "binary", 0x8: "close", 0x9: "ping", 0xA: "pong"}
 # RFC 6455 7.4.1/7.4.2: codes an endpoint must never put in a close frame.
 NOT_SENDABLE = {1004, 1005, 1006, 1015}
 
@@ -35,11 +34,16 @@ def accept_for(key: str) -> str:
     return base64.b64encode(hashlib.sha1(key.encode("latin-1") + GUID).digest()).decode("ascii")
 
 
-def upgrade_request(path: str, *, key: str | None = SAMPLE_KEY, version: str | None = "13",
-                    http: str = "HTTP/1.1", host: str = "127.0.0.1") -> bytes:
+def upgrade_request(
+    path: str,
+    *,
+    key: str | None = SAMPLE_KEY,
+    version: str | None = "13",
+    http: str = "HTTP/1.1",
+    host: str = "127.0.0.1",
+) -> bytes:
     """A websocket upgrade request; ``None`` leaves a header out.  Latin-1 on the wire."""
-    lines = [f"GET {path} {http}", f"Host: {host}", "Upgrade: websocket",
-             "Connection: Upgrade"]
+    lines = [f"GET {path} {http}", f"Host: {host}", "Upgrade: websocket", "Connection: Upgrade"]
     if version is not None:
         lines.append(f"Sec-WebSocket-Version: {version}")
     if key is not None:
@@ -47,8 +51,14 @@ def upgrade_request(path: str, *, key: str | None = SAMPLE_KEY, version: str | N
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-def build_frame(opcode: int, payload: bytes = b"", *, mask: bool = True, fin: bool = True,
-                mask_key: bytes | None = None) -> bytes:
+def build_frame(
+    opcode: int,
+    payload: bytes = b"",
+    *,
+    mask: bool = True,
+    fin: bool = True,
+    mask_key: bytes | None = None,
+) -> bytes:
     """One frame as a client sends it (masked) or, with ``mask=False``, as it must not."""
     payload = bytes(payload)
     head = bytearray([(0x80 if fin else 0) | opcode])
@@ -130,8 +140,10 @@ class Frame:
         if self.opcode == OP_CLOSE:
             return f"close frame: {self.close()}"
         data = self.payload if len(self.payload) <= 60 else self.payload[:60] + b"..."
-        return (f"{self.kind} frame{'' if self.fin else ' (not final)'}"
-                f"{' masked' if self.masked else ''} {data!r}")
+        return (
+            f"{self.kind} frame{'' if self.fin else ' (not final)'}"
+            f"{' masked' if self.masked else ''} {data!r}"
+        )
 
 
 @dataclass
@@ -156,8 +168,10 @@ class Response:
             return f"no response ({self.ended})"
         body = f"body {self.body[:80]!r}"
         if self.content_length is not None and not self.complete:
-            body = (f"{len(self.body)} of {self.content_length} body bytes, then "
-                    f"{self.ended or 'nothing'}")
+            body = (
+                f"{len(self.body)} of {self.content_length} body bytes, then "
+                f"{self.ended or 'nothing'}"
+            )
         return f"{self.status_line!r}, {body}"
 
 
@@ -195,8 +209,11 @@ class Connection:
         except TimeoutError:
             raise
         except OSError as exc:
-            self.ended = "reset" if isinstance(exc, ConnectionResetError) else (
-                f"{type(exc).__name__}: {exc}")
+            self.ended = (
+                "reset"
+                if isinstance(exc, ConnectionResetError)
+                else (f"{type(exc).__name__}: {exc}")
+            )
             return False
         if not data:
             self.ended = "EOF"

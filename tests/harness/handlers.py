@@ -43,8 +43,10 @@ NOT_RUN = "not run"
 
 def rows_of() -> list[tuple[str, bool, str]]:
     """(handler, fixed, Autobahn target) per row: the reference rows first."""
-    return [*((DEFAULT_HANDLER, fixed, f"today-{build_name(fixed)}") for fixed in BOOLS),
-            *((name, False, f"today-{name}") for name in HANDLERS)]
+    return [
+        *((DEFAULT_HANDLER, fixed, f"today-{build_name(fixed)}") for fixed in BOOLS),
+        *((name, False, f"today-{name}") for name in HANDLERS),
+    ]
 
 
 def _label(handler: str, fixed: bool) -> str:
@@ -53,8 +55,9 @@ def _label(handler: str, fixed: bool) -> str:
         return f"gevent-websocket {build_version(release, fixed)} ({build_name(fixed)})"
     pins = HANDLERS[handler]
     brings = [p for p in pins.get("requires", []) if p["name"] == "simple-websocket"]
-    return " + ".join([f"{handler} {pins['version']}",
-                       *(f"{p['name']} {p['version']}" for p in brings)])
+    return " + ".join(
+        [f"{handler} {pins['version']}", *(f"{p['name']} {p['version']}" for p in brings)]
+    )
 
 
 def _sessions(handler: str, fixed: bool) -> list[str]:
@@ -80,11 +83,21 @@ def _cells(docs: list[SessionResults], handler: str) -> Data:
     records = [r for doc in docs for r in doc.cells if r.cell.handler == handler]
     passed = sum(all(o.verdict == "+" for o in r.observed) for r in records)
     closed = sum(all(o.iterable_closed for o in r.observed) for r in records)
-    agree = sum(all(o.verdict == r.expected["verdict"]
-                    and o.iterable_closed == r.expected["iterable_closed"]
-                    for o in r.observed) for r in records)
-    return {"cells": len(records), "passed": passed, "closed": closed,
-            "matches_model": agree == len(records), "layers": _layers(records)}
+    agree = sum(
+        all(
+            o.verdict == r.expected["verdict"]
+            and o.iterable_closed == r.expected["iterable_closed"]
+            for o in r.observed
+        )
+        for r in records
+    )
+    return {
+        "cells": len(records),
+        "passed": passed,
+        "closed": closed,
+        "matches_model": agree == len(records),
+        "layers": _layers(records),
+    }
 
 
 def _layers(records: list[CellRecord]) -> Data | None:
@@ -100,39 +113,56 @@ def _protocol(docs: list[SessionResults]) -> Data | None:
     checks = [p for doc in docs for p in doc.protocol]
     if not checks:
         return None
-    return {"passed": sum(p.outcome == "passed" for p in checks), "checks": len(checks),
-            "defects": sorted({p.defect for p in checks
-                               if p.outcome == "xfailed" and p.defect})}
+    return {
+        "passed": sum(p.outcome == "passed" for p in checks),
+        "checks": len(checks),
+        "defects": sorted({p.defect for p in checks if p.outcome == "xfailed" and p.defect}),
+    }
 
 
 def _autobahn(conformance: Data | None, target: str) -> Data | None:
-    found = next((t for t in (conformance or {}).get("targets", []) if t["target"] == target),
-                 None)
+    found = next((t for t in (conformance or {}).get("targets", []) if t["target"] == target), None)
     if found is None:
         return None
     outside = [c for c in found["non_ok"] if c["case"].split(".", 1)[0] not in COMPRESSION]
-    return {"target": target, "non_ok": len(outside), "cases": found["cases"],
-            "excluded": found.get("excluded") or {}, "link": found.get("link"),
-            "unnamed": [c["case"] for c in outside if not c.get("defect")]}
+    return {
+        "target": target,
+        "non_ok": len(outside),
+        "cases": found["cases"],
+        "excluded": found.get("excluded") or {},
+        "link": found.get("link"),
+        "unnamed": [c["case"] for c in outside if not c.get("defect")],
+    }
 
 
 def _throughput(bench: Data | None, handler: str, fixed: bool) -> Data | None:
     """The bench's echo ratios of this handler against patched gevent-websocket."""
     if handler == DEFAULT_HANDLER and fixed:
         return {"ratio": 1.0, "reference": True, "rows": []}
-    rows = [r for r in ((bench or {}).get("handlers") or {}).get("echo", [])
-            if r.get("handler") == (handler if handler != DEFAULT_HANDLER else
-                                    build_name(fixed))]
+    rows = [
+        r
+        for r in ((bench or {}).get("handlers") or {}).get("echo", [])
+        if r.get("handler") == (handler if handler != DEFAULT_HANDLER else build_name(fixed))
+    ]
     if not rows:
         return None
     ratios = sorted(r["ratio_median"] for r in rows)
-    return {"ratio": round(statistics.median(ratios), 3), "min": ratios[0], "max": ratios[-1],
-            "reference": False, "rows": rows}
+    return {
+        "ratio": round(statistics.median(ratios), 3),
+        "min": ratios[0],
+        "max": ratios[-1],
+        "reference": False,
+        "rows": rows,
+    }
 
 
-def which_handler(sessions: Mapping[str, SessionResults], conformance: Data | None,
-                  bench: Data | None, results_dir: str | Path, report_dir: str | Path,
-                  ) -> Data:
+def which_handler(
+    sessions: Mapping[str, SessionResults],
+    conformance: Data | None,
+    bench: Data | None,
+    results_dir: str | Path,
+    report_dir: str | Path,
+) -> Data:
     """The table's rows, each figure beside its evidence link."""
     results, report = Path(results_dir), Path(report_dir)
     rows = []
@@ -141,22 +171,41 @@ def which_handler(sessions: Mapping[str, SessionResults], conformance: Data | No
         docs = [sessions[n] for n in names if n in sessions and sessions[n].status != "skipped"]
         layer_docs = [sessions[n] for n in _layer_sessions(handler, fixed) if n in sessions]
         facts = HANDLERS.get(handler, REFERENCE)
-        files = [{"session": n, "link": _link(results / f"{slug(n)}.json", report)}
-                 for n in names if n in sessions]
-        rows.append({
-            "handler": handler, "fixed": fixed, "label": _label(handler, fixed),
-            "id": f"handler-{slug(target)}", "sessions": files,
-            "status": "observed" if docs else NOT_RUN,
-            **_cells(docs, handler),
-            **({"layers": _layers([r for d in layer_docs for r in d.cells]),
-                "layers_link": _link(results / f"{slug(layer_docs[0].session)}.json", report)}
-               if layer_docs else {}),
-            "protocol": _protocol([d for d in docs if d.agent is False]),
-            "autobahn": _autobahn(conformance, target),
-            "throughput": _throughput(bench, handler, fixed),
-            "python27": facts.get("python27"),
-            "python27_evidence": facts.get("python27-evidence"),
-            "latest": facts.get("latest"), "released": facts.get("released"),
-        })
-    return {"rows": rows, "layers_absent": LAYERS_ABSENT,
-            "bench_link": "bench.md" if bench else None}
+        files = [
+            {"session": n, "link": _link(results / f"{slug(n)}.json", report)}
+            for n in names
+            if n in sessions
+        ]
+        rows.append(
+            {
+                "handler": handler,
+                "fixed": fixed,
+                "label": _label(handler, fixed),
+                "id": f"handler-{slug(target)}",
+                "sessions": files,
+                "status": "observed" if docs else NOT_RUN,
+                **_cells(docs, handler),
+                **(
+                    {
+                        "layers": _layers([r for d in layer_docs for r in d.cells]),
+                        "layers_link": _link(
+                            results / f"{slug(layer_docs[0].session)}.json", report
+                        ),
+                    }
+                    if layer_docs
+                    else {}
+                ),
+                "protocol": _protocol([d for d in docs if d.agent is False]),
+                "autobahn": _autobahn(conformance, target),
+                "throughput": _throughput(bench, handler, fixed),
+                "python27": facts.get("python27"),
+                "python27_evidence": facts.get("python27-evidence"),
+                "latest": facts.get("latest"),
+                "released": facts.get("released"),
+            }
+        )
+    return {
+        "rows": rows,
+        "layers_absent": LAYERS_ABSENT,
+        "bench_link": "bench.md" if bench else None,
+    }

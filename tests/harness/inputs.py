@@ -55,32 +55,51 @@ def read_history(data_dir: str | Path, problems: list[str]) -> HistoryResults | 
     found = HistoryResults()
     for path in sorted(Path(data_dir).glob("*.json")):
         if "axes" in HISTORY.get(path.stem, {}):  # a rule on two packages
-            rule = _read(path, problems, lambda p: records.read(
-                p, HistoryRule, records.history_update(p.stem)))
+            rule = _read(
+                path,
+                problems,
+                lambda p: records.read(p, HistoryRule, records.history_update(p.stem)),
+            )
             if rule is not None:
                 found.rules[path.stem] = rule
             continue
-        package = _read(path, problems, lambda p: records.read(
-            p, HistoryPackage, records.history_update(p.stem)))
+        package = _read(
+            path,
+            problems,
+            lambda p: records.read(p, HistoryPackage, records.history_update(p.stem)),
+        )
         if package is None:
             continue
         if package.package != path.stem:
-            problems.append(f"{path}: holds the history of {package.package!r}, not of "
-                            f"{path.stem!r}: rerun {records.history_update(path.stem)}")
+            problems.append(
+                f"{path}: holds the history of {package.package!r}, not of "
+                f"{path.stem!r}: rerun {records.history_update(path.stem)}"
+            )
             continue
         found.packages[package.package] = package
     return found if found.packages or found.rules else None
 
 
-def optional(results_dir: str | Path, report_dir: str | Path, problems: list[str],
-             history: HistoryResults | None) -> dict[str, Data | None]:
+def optional(
+    results_dir: str | Path,
+    report_dir: str | Path,
+    problems: list[str],
+    history: HistoryResults | None,
+) -> dict[str, Data | None]:
     results, report = Path(results_dir), Path(report_dir)
     return {
-        "conformance": conformance(_read(results / CONFORMANCE, problems, lambda path: records.read(
-            path, ConformanceResults, CONFORMANCE_RERUN)), report),
+        "conformance": conformance(
+            _read(
+                results / CONFORMANCE,
+                problems,
+                lambda path: records.read(path, ConformanceResults, CONFORMANCE_RERUN),
+            ),
+            report,
+        ),
         "history": history_data(history),
-        "bench": bench(_read(report / BENCH, problems,
-                             lambda path: records.load_json(path, "`nox -s bench`"))),
+        "bench": bench(
+            _read(report / BENCH, problems, lambda path: records.load_json(path, "`nox -s bench`"))
+        ),
     }
 
 
@@ -100,17 +119,31 @@ def conformance(doc: ConformanceResults | None, report_dir: Path) -> Data | None
         link = None
         if target.report_dir:  # relative to the page, which lives in report/
             path = Path(target.report_dir)
-            link = str(path.relative_to(report_dir.name)) if path.parts[:1] == (
-                report_dir.name,) else str(path)
+            link = (
+                str(path.relative_to(report_dir.name))
+                if path.parts[:1] == (report_dir.name,)
+                else str(path)
+            )
             link = link.rstrip("/") + "/index.html"
-        targets.append({"target": name, "stack": target.stack, "fixed": target.fixed,
-                        "build": (f"{target.handler} {target.handler_version}" if target.handler
-                                  else target.gevent_websocket),
-                        "handler": target.handler, "excluded": target.excluded,
-                        "deviations": _deviations(target.excluded),
-                        "counts": counts,
-                        "cases": sum(counts["behavior"].values()),
-                        **_non_ok(target.non_ok), "link": link})
+        targets.append(
+            {
+                "target": name,
+                "stack": target.stack,
+                "fixed": target.fixed,
+                "build": (
+                    f"{target.handler} {target.handler_version}"
+                    if target.handler
+                    else target.gevent_websocket
+                ),
+                "handler": target.handler,
+                "excluded": target.excluded,
+                "deviations": _deviations(target.excluded),
+                "counts": counts,
+                "cases": sum(counts["behavior"].values()),
+                **_non_ok(target.non_ok),
+                "link": link,
+            }
+        )
     return {"targets": targets, "duration": doc.duration, "outcomes": list(OUTCOMES)}
 
 
@@ -120,8 +153,10 @@ def _deviations(excluded: dict[str, str]) -> list[Data]:
     for case, reason in excluded.items():
         by_reason.setdefault(reason, []).append(case)
     groups = sorted(by_reason.items(), key=lambda kv: min(map(_case_key, kv[1])))
-    return [{"reason": reason, "cases": cases, "count": len(cases),
-             "shown": _case_ranges(cases)} for reason, cases in groups]
+    return [
+        {"reason": reason, "cases": cases, "count": len(cases), "shown": _case_ranges(cases)}
+        for reason, cases in groups
+    ]
 
 
 def _case_key(case: str) -> tuple[int, ...]:
@@ -129,7 +164,7 @@ def _case_key(case: str) -> tuple[int, ...]:
 
 
 def _case_ranges(cases: list[str]) -> str:
-    """"9.1.1 … 9.8.6 (54)" for a long list, the cases themselves for a short one."""
+    """ "9.1.1 … 9.8.6 (54)" for a long list, the cases themselves for a short one."""
     ordered = sorted(cases, key=_case_key)
     if len(ordered) <= 6:
         return ", ".join(ordered)
@@ -158,24 +193,36 @@ def history_data(doc: HistoryResults | None) -> Data | None:
         return None
     packages = []
     # a rule's four searches, each named by its axis and the other axis's release
-    searches = [(f"{rule}: {pkg.package} at "
-                 + ", ".join(f"{p}=={r}" for p, r in pkg.at.items()), pkg)
-                for rule, found in doc.rules.items() for pkg in found.searches]
+    searches = [
+        (f"{rule}: {pkg.package} at " + ", ".join(f"{p}=={r}" for p, r in pkg.at.items()), pkg)
+        for rule, found in doc.rules.items()
+        for pkg in found.searches
+    ]
     for name, pkg in [*doc.packages.items(), *searches]:
         skipped = {s.release: s.reason for s in pkg.skipped}
-        packages.append({
-            "package": name, "stack": pkg.stack,
-            "range": [v for v in (pkg.range.first, pkg.range.last) if v],
-            "in_range": len(pkg.range.releases),
-            "wall_time": pkg.wall_time, "status": pkg.status, "thresholds": pkg.thresholds,
-            "probed": [{"version": p.release,
+        packages.append(
+            {
+                "package": name,
+                "stack": pkg.stack,
+                "range": [v for v in (pkg.range.first, pkg.range.last) if v],
+                "in_range": len(pkg.range.releases),
+                "wall_time": pkg.wall_time,
+                "status": pkg.status,
+                "thresholds": pkg.thresholds,
+                "probed": [
+                    {
+                        "version": p.release,
                         "status": "skipped" if p.release in skipped else "ok",
                         "reason": skipped.get(p.release),
                         "passed": sum(v == "+" for v in p.verdicts.values()),
-                        "cells": len(p.verdicts)} for p in pkg.probed],
-            "flips": [_flip(f) for f in pkg.flips],
-            "skipped": [{"version": s.release, "reason": s.reason} for s in pkg.skipped],
-        })
+                        "cells": len(p.verdicts),
+                    }
+                    for p in pkg.probed
+                ],
+                "flips": [_flip(f) for f in pkg.flips],
+                "skipped": [{"version": s.release, "reason": s.reason} for s in pkg.skipped],
+            }
+        )
     return {"packages": packages}
 
 
@@ -183,8 +230,15 @@ def _flip(flip: HistoryFlip) -> Data:
     cells = []
     for label, (before, after) in flip.changed.items():
         cell = Cell.parse(label)
-        cells.append({"key": label, "label": cell.label(), "before": before, "after": after,
-                      "id": cell.slug()})
+        cells.append(
+            {
+                "key": label,
+                "label": cell.label(),
+                "before": before,
+                "after": after,
+                "id": cell.slug(),
+            }
+        )
     return {"before": flip.before, "after": flip.after, "cells": cells, "diff": flip.diff}
 
 
@@ -193,30 +247,56 @@ def bench(doc: Data | None) -> Data | None:
     if doc is None:
         return None
     throughput = doc.get("throughput") or {}
-    ratios = [{"name": name, "median": r.get("median"), "min": r.get("min"),
-               "max": r.get("max"), "n": r.get("n"), "target": r.get("target")}
-              for name, r in (throughput.get("ratios") or {}).items()
-              if r.get("median") is not None]
-    figures = [dict(zip(("figure", "value", "target", "verdict", "note"), row, strict=True))
-               for row in doc.get("figures") or []]
-    return {"started": doc.get("started"), "machine": doc.get("machine") or {},
-            "load": doc.get("load") or {}, "figures": figures, "ratios": ratios,
-            "cells": split_rows(doc.get("cells") or {}),
-            # tests/bench/handler_cost.py's figures: the which-handler table's throughput
-            "handlers": doc.get("handlers")}
+    ratios = [
+        {
+            "name": name,
+            "median": r.get("median"),
+            "min": r.get("min"),
+            "max": r.get("max"),
+            "n": r.get("n"),
+            "target": r.get("target"),
+        }
+        for name, r in (throughput.get("ratios") or {}).items()
+        if r.get("median") is not None
+    ]
+    figures = [
+        dict(zip(("figure", "value", "target", "verdict", "note"), row, strict=True))
+        for row in doc.get("figures") or []
+    ]
+    return {
+        "started": doc.get("started"),
+        "machine": doc.get("machine") or {},
+        "load": doc.get("load") or {},
+        "figures": figures,
+        "ratios": ratios,
+        "cells": split_rows(doc.get("cells") or {}),
+        # tests/bench/handler_cost.py's figures: the which-handler table's throughput
+        "handlers": doc.get("handlers"),
+    }
 
 
 def split_rows(stats: Mapping[str, Data]) -> list[Data]:
     """The chart's rows from timing.phase_stats(): per group, each phase's median."""
-    return [{"group": group, "n": d["duration"]["n"],
-             **{phase: d[phase]["median"] for phase in timing.PHASES},
-             "p90": {phase: d[phase]["p90"] for phase in timing.PHASES}}
-            for group, d in stats.items() if all(d.get(k) for k in ("duration", *timing.PHASES))]
+    return [
+        {
+            "group": group,
+            "n": d["duration"]["n"],
+            **{phase: d[phase]["median"] for phase in timing.PHASES},
+            "p90": {phase: d[phase]["p90"] for phase in timing.PHASES},
+        }
+        for group, d in stats.items()
+        if all(d.get(k) for k in ("duration", *timing.PHASES))
+    ]
 
 
 def cell_timing(sessions: Mapping[str, SessionResults]) -> list[Data]:
     """Per stack and agent setting, the median cell split into start / exchange / stop
     (records.Phases: every cell's own split)."""
-    return split_rows(timing.phase_stats(
-        record for doc in sessions.values() for record in doc.cells
-        if record.cell.handler == DEFAULT_HANDLER))  # the handlers' cost: the bench
+    return split_rows(
+        timing.phase_stats(
+            record
+            for doc in sessions.values()
+            for record in doc.cells
+            if record.cell.handler == DEFAULT_HANDLER
+        )
+    )  # the handlers' cost: the bench

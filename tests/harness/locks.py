@@ -31,8 +31,10 @@ def exclusive(session: nox.Session, name: str, timeout: float = LOCK_TIMEOUT) ->
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    session.error(f"{path} still locked after {timeout:.0f} s (bound): another "
-                                  "nox session is stuck building it; stop it, or delete .cache/")
+                    session.error(
+                        f"{path} still locked after {timeout:.0f} s (bound): another "
+                        "nox session is stuck building it; stop it, or delete .cache/"
+                    )
                 time.sleep(POLL)
         try:
             yield

@@ -17,8 +17,9 @@ def missing(what: str, needs: str, how: str) -> str:
     return f"{what}: {needs} needs it; {how}"
 
 
-def skip_or_fail(reason: str, skip: Callable[[str], NoReturn],
-                 fail: Callable[[str], NoReturn]) -> NoReturn:
+def skip_or_fail(
+    reason: str, skip: Callable[[str], NoReturn], fail: Callable[[str], NoReturn]
+) -> NoReturn:
     """``fail(reason)`` under CI, else ``skip(reason)``: pytest's, or a nox session's."""
     __tracebackhide__ = True  # pytest reports the caller's line, not this one
     (fail if under_ci() else skip)(reason)

@@ -23,13 +23,15 @@ WHEELHOUSES = CACHE / "wheelhouse"
 def py27_env(session: nox.Session, python27: str, where: Path | None = None) -> Path:
     """A virtualenv of ``python27`` beside the session's own (or at ``where``); its python."""
     env = where or Path(session.virtualenv.location) / "py27"
-    session.run_install("python", "-m", "virtualenv", "--quiet", "--no-download",
-                        "-p", python27, str(env))
+    session.run_install(
+        "python", "-m", "virtualenv", "--quiet", "--no-download", "-p", python27, str(env)
+    )
     return env / "bin" / "python"
 
 
-def py27_wheelhouse(session: nox.Session, python: Path, name: str, pins: list[str],
-                    *pip_args: str) -> Path:
+def py27_wheelhouse(
+    session: nox.Session, python: Path, name: str, pins: list[str], *pip_args: str
+) -> Path:
     """Every wheel of ``pins`` (``pip_args``: more options of `pip wheel`), fetched once
     into .cache/; keyed by the pins, so a changed pin makes a new wheelhouse."""
     key = hashlib.sha256("\n".join(["py2.7", *pins]).encode()).hexdigest()[:16]
@@ -40,9 +42,19 @@ def py27_wheelhouse(session: nox.Session, python: Path, name: str, pins: list[st
         if not house.is_dir():
             partial = house.with_name(f"{house.name}.partial-{os.getpid()}")
             try:
-                session.run_install(str(python), "-m", "pip", "wheel", "--quiet",
-                                    "--disable-pip-version-check", "--wheel-dir", str(partial),
-                                    *pip_args, *pins, external=True)
+                session.run_install(
+                    str(python),
+                    "-m",
+                    "pip",
+                    "wheel",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "--wheel-dir",
+                    str(partial),
+                    *pip_args,
+                    *pins,
+                    external=True,
+                )
                 if partial.is_dir():  # not under `nox --no-install`, which skips the fetch
                     partial.rename(house)
             finally:
@@ -52,6 +64,17 @@ def py27_wheelhouse(session: nox.Session, python: Path, name: str, pins: list[st
 
 def pip27_install(session: nox.Session, python: Path, house: Path, *args: str) -> None:
     """pip install into a 2.7 env from ``house`` only (see py27_wheelhouse)."""
-    session.run_install(str(python), "-m", "pip", "install", "--quiet",
-                        "--disable-pip-version-check", "--no-warn-script-location",
-                        "--no-index", "--find-links", str(house), *args, external=True)
+    session.run_install(
+        str(python),
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-warn-script-location",
+        "--no-index",
+        "--find-links",
+        str(house),
+        *args,
+        external=True,
+    )

@@ -36,8 +36,10 @@ def env_var(version: str) -> str:
 
 
 def how_to_get(version: str) -> str:
-    return (f"install one with `pyenv install {_LATEST_PATCH.get(version, version)}` or set "
-            f"{env_var(version)}=/path/to/python{version}")
+    return (
+        f"install one with `pyenv install {_LATEST_PATCH.get(version, version)}` or set "
+        f"{env_var(version)}=/path/to/python{version}"
+    )
 
 
 HOW_TO_GET_ONE = how_to_get("2.7")
@@ -104,8 +106,11 @@ def find_python(version: str) -> str:
     root = _pyenv_root()
     looked.append(f"{root}/versions/{version}*/bin/python{version}")
     # versions/3.1* would also match 3.10: keep only X.Y or X.Y.<patch> directories.
-    found = [p for p in root.glob(f"versions/{version}*/bin/python{version}")
-             if re.fullmatch(re.escape(version) + r"(\.\d+.*)?", p.parent.parent.name)]
+    found = [
+        p
+        for p in root.glob(f"versions/{version}*/bin/python{version}")
+        if re.fullmatch(re.escape(version) + r"(\.\d+.*)?", p.parent.parent.name)
+    ]
     candidates += [str(p) for p in sorted(found, key=_version_key, reverse=True)]
 
     for candidate in candidates:
@@ -113,8 +118,9 @@ def find_python(version: str) -> str:
         if problem is None:
             return candidate
         looked.append(f"{candidate} {problem}")
-    raise MissingPython(f"no CPython {version} found (looked in: {'; '.join(looked)})",
-                        how_to_get(version))
+    raise MissingPython(
+        f"no CPython {version} found (looked in: {'; '.join(looked)})", how_to_get(version)
+    )
 
 
 def find_python27() -> str:
@@ -124,6 +130,9 @@ def find_python27() -> str:
 
 def installed_versions() -> list[str]:
     """Every X.Y pyenv holds here, newest first (the candidates a stack may choose from)."""
-    names = {m.group(1) for p in (_pyenv_root() / "versions").glob("*")
-             if (m := re.fullmatch(r"(\d+\.\d+)\.\d+", p.name))}
+    names = {
+        m.group(1)
+        for p in (_pyenv_root() / "versions").glob("*")
+        if (m := re.fullmatch(r"(\d+\.\d+)\.\d+", p.name))
+    }
     return sorted(names, key=lambda v: tuple(map(int, v.split("."))), reverse=True)

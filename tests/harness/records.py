@@ -74,10 +74,12 @@ def _convert(kind: Any, value: Any) -> Any:
 def from_dict(cls: type[Record], data: dict[str, Any]) -> Record:
     """A record from its JSON form; keys it does not know are ignored."""
     hints = typing.get_type_hints(cls)
-    known = {f.name: _convert(hints[f.name], data[f.name]) for f in fields(cls)
-             if f.name in data}
-    missing = [f.name for f in fields(cls) if f.name not in known
-               and f.default is MISSING and f.default_factory is MISSING]
+    known = {f.name: _convert(hints[f.name], data[f.name]) for f in fields(cls) if f.name in data}
+    missing = [
+        f.name
+        for f in fields(cls)
+        if f.name not in known and f.default is MISSING and f.default_factory is MISSING
+    ]
     if missing:
         raise ValueError(f"{cls.__name__} without {missing}")
     return cls(**known)
@@ -104,8 +106,10 @@ def load_json(path: str | Path, rewrite: Rewrite) -> dict[str, Any]:
         raise SchemaError(f"{path}: not JSON ({exc}): rerun {_rewrite(rewrite, None)}") from None
     found = data.get("schema", 1) if isinstance(data, dict) else None
     if found != SCHEMA:
-        raise SchemaError(f"{path}: schema {found}, this report reads schema {SCHEMA}: "
-                          f"rerun {_rewrite(rewrite, data)}")
+        raise SchemaError(
+            f"{path}: schema {found}, this report reads schema {SCHEMA}: "
+            f"rerun {_rewrite(rewrite, data)}"
+        )
     return typing.cast("dict[str, Any]", data)  # a dict: only a dict has a schema
 
 
@@ -119,8 +123,10 @@ def read(path: str | Path, cls: type[Record], rewrite: Rewrite) -> Record:
     try:
         return from_dict(cls, data)
     except (ValueError, TypeError, AttributeError, KeyError) as exc:
-        raise SchemaError(f"{path}: not a {cls.__name__} of schema {SCHEMA} ({exc}): "
-                          f"rerun {_rewrite(rewrite, data)}") from None
+        raise SchemaError(
+            f"{path}: not a {cls.__name__} of schema {SCHEMA} ({exc}): "
+            f"rerun {_rewrite(rewrite, data)}"
+        ) from None
 
 
 # -- a cell ----------------------------------------------------------------------------
@@ -153,8 +159,16 @@ class Observation:
 
 
 # What a cell asserts against the expectation model (tests/harness/model.py Prediction).
-COMPARED = ("view", "iterator", "middleware", "verdict", "iterable_closed", "valid_close_frame",
-            "layer_finished", "server_closed_tcp")
+COMPARED = (
+    "view",
+    "iterator",
+    "middleware",
+    "verdict",
+    "iterable_closed",
+    "valid_close_frame",
+    "layer_finished",
+    "server_closed_tcp",
+)
 
 
 # Criteria the model may leave open (None): server_closed_tcp of a handler whose close
@@ -165,8 +179,7 @@ OPEN_WHEN_NONE = ("server_closed_tcp",)
 def agrees(observation: Observation | dict[str, Any], expected: dict[str, Any]) -> bool:
     """The observation is what the model predicts, criterion by criterion."""
     seen, want = comparable(observation), comparable(expected)
-    return all(seen[k] == want[k] or (k in OPEN_WHEN_NONE and want[k] is None)
-               for k in COMPARED)
+    return all(seen[k] == want[k] or (k in OPEN_WHEN_NONE and want[k] is None) for k in COMPARED)
 
 
 def comparable(observation: Observation | dict[str, Any]) -> dict[str, Any]:
@@ -190,9 +203,11 @@ class Phases:
     @classmethod
     def split(cls, ready_after: float, exchanged_after: float, duration: float) -> Phases:
         """From seconds since the cell started: ready, exchange over, cell over."""
-        return cls(start=round(ready_after, 3),
-                   exchange=round(exchanged_after - ready_after, 3),
-                   stop=round(duration - exchanged_after, 3))
+        return cls(
+            start=round(ready_after, 3),
+            exchange=round(exchanged_after - ready_after, 3),
+            stop=round(duration - exchanged_after, 3),
+        )
 
 
 @dataclass
@@ -233,11 +248,13 @@ class CellRecord:
     layer: str | None = None  # Cell.tracked_layer: whose layer_finished this is
 
     def outcome(self) -> Outcome:
-        return Outcome(verdict=self.verdict,
-                       closed=all(o.iterable_closed for o in self.observed),
-                       valid_close_frame=all(o.valid_close_frame for o in self.observed),
-                       layer_finished=_all(o.layer_finished for o in self.observed),
-                       server_closed_tcp=_all(o.server_closed_tcp for o in self.observed))
+        return Outcome(
+            verdict=self.verdict,
+            closed=all(o.iterable_closed for o in self.observed),
+            valid_close_frame=all(o.valid_close_frame for o in self.observed),
+            layer_finished=_all(o.layer_finished for o in self.observed),
+            server_closed_tcp=_all(o.server_closed_tcp for o in self.observed),
+        )
 
 
 def _all(values: Iterable[bool | None]) -> bool | None:
@@ -405,8 +422,7 @@ class HistoryResults:
     def proven(self, name: str, package: str, release: str) -> bool:
         """Whether this history proves threshold ``name`` = ``release`` of ``package``."""
         found = self.packages.get(package)
-        return bool(found and found.status == "passed"
-                    and found.thresholds.get(name) == release)
+        return bool(found and found.status == "passed" and found.thresholds.get(name) == release)
 
 
 @dataclass

@@ -53,9 +53,11 @@ from .records import (
 from .render import html, markdown, terminal
 
 # The seed's own order of its 32 cells: (agent, (fixed, rum, hello_goodbyer, streaming)).
-SEED_ORDER = [(agent, flags) for agent, text in ((True, SEED_WITH_AGENT),
-                                                 (False, SEED_WITHOUT_AGENT))
-              for flags, _ in parse_seed_list(text)]
+SEED_ORDER = [
+    (agent, flags)
+    for agent, text in ((True, SEED_WITH_AGENT), (False, SEED_WITHOUT_AGENT))
+    for flags, _ in parse_seed_list(text)
+]
 # The stacks a plain `nox` runs: a missing session of these is a failure.  Any
 # other stack (deploy) is shown when its sessions left results, as "not run" if not.
 REQUIRED_STACKS = MAIN_STACKS
@@ -78,8 +80,10 @@ def load(results_dir: str | Path) -> tuple[dict[str, SessionResults], list[str]]
                 path = results / (slug(name) + ".json")
                 expected.add(path.name)
                 if not path.exists():
-                    problems.append(f"{name}: no results file ({path}); the session did not "
-                                    "run or crashed before pytest finished")
+                    problems.append(
+                        f"{name}: no results file ({path}); the session did not "
+                        "run or crashed before pytest finished"
+                    )
                     continue
                 try:
                     sessions[name] = records.read(path, SessionResults, session_rerun(name))
@@ -96,8 +100,11 @@ def load(results_dir: str | Path) -> tuple[dict[str, SessionResults], list[str]]
             continue
         # another stack's, a handler session's (today's stack on gevent-ws, ...) or a
         # layer session's
-        if (doc.stack not in (None, *REQUIRED_STACKS) or doc.layer
-                or doc.session.startswith("handler(")):
+        if (
+            doc.stack not in (None, *REQUIRED_STACKS)
+            or doc.layer
+            or doc.session.startswith("handler(")
+        ):
             sessions[doc.session] = doc
     return sessions, problems
 
@@ -115,16 +122,27 @@ def cause(record: CellRecord, history: HistoryResults | None) -> str:
     gws, nr = versions.get("gevent-websocket"), versions.get("newrelic")
     if record.verdict == "+" and record.seed == "-":
         iterates = f"gevent-websocket {gws} iterates the application's result"
-        parts = [(iterates if cell.fixed else cite(history, "handler_iterates", iterates))
-                 if facts["handler_iterates"] else f"gevent-websocket {gws}"]
+        parts = [
+            (iterates if cell.fixed else cite(history, "handler_iterates", iterates))
+            if facts["handler_iterates"]
+            else f"gevent-websocket {gws}"
+        ]
         if cell.agent and cell.rum and not facts["agent_rum_lazy_on_websockets"]:
-            parts.append(cite(history, "agent_skips_websockets", f"newrelic {nr} leaves "
-                              "websocket upgrade requests alone (no lazy RUM middleware on "
-                              "them)"))
+            parts.append(
+                cite(
+                    history,
+                    "agent_skips_websockets",
+                    f"newrelic {nr} leaves "
+                    "websocket upgrade requests alone (no lazy RUM middleware on "
+                    "them)",
+                )
+            )
         return " and ".join(parts) + ", so the lazy layers run."
     if record.verdict == "-" and record.seed == "+":
-        return (f"lazy layers {record.expected['lazy_layers']} are never run by "
-                f"gevent-websocket {gws}, which does not iterate the application's result.")
+        return (
+            f"lazy layers {record.expected['lazy_layers']} are never run by "
+            f"gevent-websocket {gws}, which does not iterate the application's result."
+        )
     return ""
 
 
@@ -143,31 +161,52 @@ def evidence(record: CellRecord) -> Data:
     clients = []
     for obs in record.observed:
         transcript = transcripts.get(obs.client, {})
-        clients.append({
-            "client": obs.client, "verdict": obs.verdict, "rid": obs.rid,
-            "criteria": {k: getattr(obs, k) for k in ("view", "iterator", "middleware",
-                                                      "iterable_closed", "valid_close_frame",
-                                                      "layer_finished", "server_closed_tcp")},
-            "tcp_close_after": obs.tcp_close_after,
-            "transcript": transcript.get("events") or [],
-            "url": transcript.get("url"), "returncode": transcript.get("returncode"),
-            "stderr": transcript.get("stderr") or "", "duration": transcript.get("duration"),
-            "server_events": [tidy(e) for e in events
-                              if obs.rid is not None and e.get("rid") == obs.rid],
-            "checks": obs.evidence or {},
-        })
+        clients.append(
+            {
+                "client": obs.client,
+                "verdict": obs.verdict,
+                "rid": obs.rid,
+                "criteria": {
+                    k: getattr(obs, k)
+                    for k in (
+                        "view",
+                        "iterator",
+                        "middleware",
+                        "iterable_closed",
+                        "valid_close_frame",
+                        "layer_finished",
+                        "server_closed_tcp",
+                    )
+                },
+                "tcp_close_after": obs.tcp_close_after,
+                "transcript": transcript.get("events") or [],
+                "url": transcript.get("url"),
+                "returncode": transcript.get("returncode"),
+                "stderr": transcript.get("stderr") or "",
+                "duration": transcript.get("duration"),
+                "server_events": [
+                    tidy(e) for e in events if obs.rid is not None and e.get("rid") == obs.rid
+                ],
+                "checks": obs.evidence or {},
+            }
+        )
     client_rids = {c["rid"] for c in clients}
     return {
         "clients": clients,
         # the server's own lines and the page's GET: everything not on a client's connection
-        "server_events": [tidy(e) for e in events if e.get("rid") not in client_rids
-                          or e.get("rid") is None],
-        "controls": record.controls or {}, "versions": record.versions or {},
-        "facts": record.facts or {}, "expected": record.expected,
+        "server_events": [
+            tidy(e) for e in events if e.get("rid") not in client_rids or e.get("rid") is None
+        ],
+        "controls": record.controls or {},
+        "versions": record.versions or {},
+        "facts": record.facts or {},
+        "expected": record.expected,
         "page_status": record.page_status,
-        "durations": {"cell": record.duration,
-                      "server_ready_after": _round(record.server_ready_after),
-                      "clients": record.client_durations or {}},
+        "durations": {
+            "cell": record.duration,
+            "server_ready_after": _round(record.server_ready_after),
+            "clients": record.client_durations or {},
+        },
         "phases": asdict(record.phases),
     }
 
@@ -176,43 +215,61 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
-def observed_row(row: Data, record: CellRecord, problems: list[str],
-                 history: HistoryResults | None) -> None:
+def observed_row(
+    row: Data, record: CellRecord, problems: list[str], history: HistoryResults | None
+) -> None:
     cell = record.cell
     expected = record.expected
     tcp = expected.get("server_closed_tcp", True)  # None: the model leaves it open
-    agree = all(o.verdict == expected["verdict"]
-                and o.iterable_closed == expected["iterable_closed"]
-                and o.layer_finished == expected.get("layer_finished")
-                and (tcp is None or o.server_closed_tcp in (None, tcp))
-                for o in record.observed)
+    agree = all(
+        o.verdict == expected["verdict"]
+        and o.iterable_closed == expected["iterable_closed"]
+        and o.layer_finished == expected.get("layer_finished")
+        and (tcp is None or o.server_closed_tcp in (None, tcp))
+        for o in record.observed
+    )
     if not agree:
-        problems.append(f"{cell.label()}: observed "
-                        f"{ {o.client: (o.verdict, o.layer_finished) for o in record.observed} }"
-                        f" (verdict, layer_finished) but the model expects "
-                        f"{(expected['verdict'], expected.get('layer_finished'))}")
+        problems.append(
+            f"{cell.label()}: observed "
+            f"{ {o.client: (o.verdict, o.layer_finished) for o in record.observed} }"
+            f" (verdict, layer_finished) but the model expects "
+            f"{(expected['verdict'], expected.get('layer_finished'))}"
+        )
     failed = sorted(k for k, ok in (record.controls or {}).items() if not ok)
     if failed:
-        problems.append(f"{cell.label()}: positive controls failed: {failed}; the "
-                        "server is not what the cell claims")
-    row.update(status="observed", **asdict(record.outcome()), seed=record.seed,
-               controls_failed=failed,
-               expected=record.expected["verdict"], matches_model=agree,
-               clients=sorted(o.client for o in record.observed), versions=record.versions,
-               differs_from_seed=record.verdict != record.seed,
-               cause=cause(record, history), conclusion=conclusion_predicts(cell),
-               lazy_layers=list(record.expected.get("lazy_layers") or []),
-               tracked_layer=record.layer, layer_cause=expected.get("layer_cause") or "",
-               tcp_cause=expected.get("tcp_cause") or "",
-               layer_defect=expected.get("layer_defect") or "",
-               expected_layer_finished=expected.get("layer_finished"),
-               duration=record.duration, evidence=evidence(record))
+        problems.append(
+            f"{cell.label()}: positive controls failed: {failed}; the "
+            "server is not what the cell claims"
+        )
+    row.update(
+        status="observed",
+        **asdict(record.outcome()),
+        seed=record.seed,
+        controls_failed=failed,
+        expected=record.expected["verdict"],
+        matches_model=agree,
+        clients=sorted(o.client for o in record.observed),
+        versions=record.versions,
+        differs_from_seed=record.verdict != record.seed,
+        cause=cause(record, history),
+        conclusion=conclusion_predicts(cell),
+        lazy_layers=list(record.expected.get("lazy_layers") or []),
+        tracked_layer=record.layer,
+        layer_cause=expected.get("layer_cause") or "",
+        tcp_cause=expected.get("tcp_cause") or "",
+        layer_defect=expected.get("layer_defect") or "",
+        expected_layer_finished=expected.get("layer_finished"),
+        duration=record.duration,
+        evidence=evidence(record),
+    )
 
 
 def seed_cells(stack: str) -> list[Cell]:
     """The 32 cells of a stack, in the seed's own order."""
-    return [Cell(stack, agent, fixed, rum, hello_goodbyer, streaming)
-            for agent, (fixed, rum, hello_goodbyer, streaming) in SEED_ORDER]
+    return [
+        Cell(stack, agent, fixed, rum, hello_goodbyer, streaming)
+        for agent, (fixed, rum, hello_goodbyer, streaming) in SEED_ORDER
+    ]
 
 
 def cell_row(cell: Cell) -> Data:
@@ -220,13 +277,24 @@ def cell_row(cell: Cell) -> Data:
     return {**cell.as_dict(), "id": cell.slug(), "label": cell.label()}
 
 
-def stack_rows(stack: str, cells: Mapping[Cell, CellRecord], sessions: Sessions,
-               problems: list[str], history: HistoryResults | None) -> list[Data]:
+def stack_rows(
+    stack: str,
+    cells: Mapping[Cell, CellRecord],
+    sessions: Sessions,
+    problems: list[str],
+    history: HistoryResults | None,
+) -> list[Data]:
     rows = []
     for cell in seed_cells(stack):
         name = _session_of(stack, cell.agent, cell.fixed, sessions)
-        row = {**cell_row(cell), "seed": seed_verdict(cell), "session": name, "cause": "",
-               "cause_letter": None, "reference": None}
+        row = {
+            **cell_row(cell),
+            "seed": seed_verdict(cell),
+            "session": name,
+            "cause": "",
+            "cause_letter": None,
+            "reference": None,
+        }
         record = cells.get(cell)
         if record is not None:
             observed_row(row, record, problems, history)
@@ -248,8 +316,14 @@ def _session_of(stack: str, agent: bool, fixed: bool, sessions: Sessions) -> str
     if stack in SESSION_KIND:
         name = session_name(stack, agent, fixed)
         return name if name in sessions else None
-    return next((n for n, d in sessions.items() if d.stack == stack
-                 and d.agent == agent and d.fixed == fixed), None)
+    return next(
+        (
+            n
+            for n, d in sessions.items()
+            if d.stack == stack and d.agent == agent and d.fixed == fixed
+        ),
+        None,
+    )
 
 
 def group_causes(stack: str, rows: list[Data]) -> list[Data]:
@@ -260,8 +334,7 @@ def group_causes(stack: str, rows: list[Data]) -> list[Data]:
             causes.setdefault(row["cause"], []).append(row["id"])
     out = []
     for letter, (text, ids) in zip(string.ascii_uppercase, causes.items(), strict=False):
-        out.append({"id": f"{stack}-cause-{letter}", "letter": letter, "text": text,
-                    "cells": ids})
+        out.append({"id": f"{stack}-cause-{letter}", "letter": letter, "text": text, "cells": ids})
         for row in rows:
             if row["id"] in ids:
                 row["cause_letter"] = letter
@@ -288,8 +361,11 @@ def stacks_shown(sessions: Sessions) -> list[str]:
     return [*REQUIRED_STACKS, *others]
 
 
-def build(sessions: Sessions, problems: list[str], history: HistoryResults | None = None,
-          ) -> Data:
+def build(
+    sessions: Sessions,
+    problems: list[str],
+    history: HistoryResults | None = None,
+) -> Data:
     cells: dict[Cell, CellRecord] = {}
     for doc in sessions.values():
         if doc.status == "skipped":
@@ -298,8 +374,10 @@ def build(sessions: Sessions, problems: list[str], history: HistoryResults | Non
             if not doc.layer:  # a layer session's cells have their own section
                 cells[record.cell] = record
         if doc.status != "passed":
-            problems.append(f"{doc.session}: pytest status {doc.status} "
-                            f"(exit {doc.pytest_exitstatus}); see its junit/log files")
+            problems.append(
+                f"{doc.session}: pytest status {doc.status} "
+                f"(exit {doc.pytest_exitstatus}); see its junit/log files"
+            )
     stacks: dict[str, Data] = {}
     for stack in stacks_shown(sessions):
         rows = stack_rows(stack, cells, sessions, problems, history)
@@ -310,25 +388,34 @@ def build(sessions: Sessions, problems: list[str], history: HistoryResults | Non
         conclusion: Data | None = None
         if observed_rows:
             wrong = [r for r in observed_rows if r["verdict"] != r["conclusion"]]
-            conclusion = {"confirmed": not wrong and len(observed_rows) == len(rows),
-                          "cells": len(observed_rows), "contradicting": len(wrong)}
-        stacks[stack] = {"rows": rows, "conclusion": conclusion, "status": "ran",
-                         "required": stack in REQUIRED_STACKS,
-                         "reference": REFERENCE.get(stack, "seed"),
-                         "reproduced": sum(1 for r in observed_rows if not r["differs_from_seed"]),
-                         "observed": len(observed_rows),
-                         "disagreeing": sum(1 for r in observed_rows if not r["matches_model"]),
-                         "missing": sum(1 for r in rows if r["status"] == "missing"),
-                         "versions": stack_versions(rows),
-                         "causes": group_causes(stack, rows)}
+            conclusion = {
+                "confirmed": not wrong and len(observed_rows) == len(rows),
+                "cells": len(observed_rows),
+                "contradicting": len(wrong),
+            }
+        stacks[stack] = {
+            "rows": rows,
+            "conclusion": conclusion,
+            "status": "ran",
+            "required": stack in REQUIRED_STACKS,
+            "reference": REFERENCE.get(stack, "seed"),
+            "reproduced": sum(1 for r in observed_rows if not r["differs_from_seed"]),
+            "observed": len(observed_rows),
+            "disagreeing": sum(1 for r in observed_rows if not r["matches_model"]),
+            "missing": sum(1 for r in rows if r["status"] == "missing"),
+            "versions": stack_versions(rows),
+            "causes": group_causes(stack, rows),
+        }
     for data in stacks.values():
         ref = data.get("reference")
         if ref and ref != "seed" and ref in stacks:
             compare_with(data["rows"], stacks[ref]["rows"])
-            data["differs_from_reference"] = sum(1 for r in data["rows"]
-                                                 if r["reference_differs"])
-    return {"stacks": stacks, "problems": problems,
-            "sessions": {n: d.status for n, d in sessions.items()}}
+            data["differs_from_reference"] = sum(1 for r in data["rows"] if r["reference_differs"])
+    return {
+        "stacks": stacks,
+        "problems": problems,
+        "sessions": {n: d.status for n, d in sessions.items()},
+    }
 
 
 def stack_versions(rows: list[Data]) -> str:
@@ -343,12 +430,15 @@ def stack_versions(rows: list[Data]) -> str:
 
 # -- the layers: per stack, each layer's cells on each build -------------------
 
-LAYER_LEGEND = ("F: the layer finished its request work before the server was done with the "
-                "request; .: it never did; -: no layer (the control)")
+LAYER_LEGEND = (
+    "F: the layer finished its request work before the server was done with the "
+    "request; .: it never did; -: no layer (the control)"
+)
 
 
-def build_layers(sessions: Sessions, problems: list[str],
-                 history: HistoryResults | None = None) -> Data:
+def build_layers(
+    sessions: Sessions, problems: list[str], history: HistoryResults | None = None
+) -> Data:
     """Per stack: each layer's 8 cells per build, the model's beside them, and the layers
     that cannot run on that stack with the reason ([tool.layers.<name>].<stack>-reason)."""
     stacks: dict[str, Data] = {}
@@ -367,8 +457,13 @@ def build_layers(sessions: Sessions, problems: list[str],
                 found = {r.cell: r for r in (doc.cells if doc else [])}
                 rows = []
                 for cell in layer_cells(stack, fixed, name):
-                    row = {**cell_row(cell), "session": session, "cause": "",
-                           "cause_letter": None, "reference": None}
+                    row = {
+                        **cell_row(cell),
+                        "session": session,
+                        "cause": "",
+                        "cause_letter": None,
+                        "reference": None,
+                    }
                     if cell in found:
                         observed_row(row, found[cell], problems, history)
                         row["differs_from_seed"] = False  # no seed cell has a layer
@@ -377,10 +472,19 @@ def build_layers(sessions: Sessions, problems: list[str],
                         row["reason"] = doc.reason if doc else None
                     rows.append(row)
                 if doc and doc.status not in ("passed", "skipped"):
-                    problems.append(f"{session}: pytest status {doc.status} "
-                                    f"(exit {doc.pytest_exitstatus}); see its junit/log files")
-                builds.append({"build": build_name(fixed), "fixed": fixed, "session": session,
-                               "status": doc.status if doc else "not run", "rows": rows})
+                    problems.append(
+                        f"{session}: pytest status {doc.status} "
+                        f"(exit {doc.pytest_exitstatus}); see its junit/log files"
+                    )
+                builds.append(
+                    {
+                        "build": build_name(fixed),
+                        "fixed": fixed,
+                        "session": session,
+                        "status": doc.status if doc else "not run",
+                        "rows": rows,
+                    }
+                )
             layers.append({"layer": name, "pins": pins, "builds": builds})
         stacks[stack] = {"layers": layers, "cannot_run": cannot}
     return {"stacks": stacks, "legend": LAYER_LEGEND}
@@ -391,9 +495,11 @@ def build_layers(sessions: Sessions, problems: list[str],
 BUILDS = tuple(build_name(fixed) for fixed in (False, True))
 # Worst first: the outcome shown when sessions of one build disagree.
 OUTCOME_RANK = ("failed", "xpassed", "skipped", "xfailed", "passed")
-PROTOCOL_LEGEND = ("defect = the expected failure on vanilla happened (the named defect was "
-                   "observed); pass = the check passed; XPASSED = a named defect was not seen; "
-                   "not run = no session of that build recorded the check")
+PROTOCOL_LEGEND = (
+    "defect = the expected failure on vanilla happened (the named defect was "
+    "observed); pass = the check passed; XPASSED = a named defect was not seen; "
+    "not run = no session of that build recorded the check"
+)
 
 
 def build_protocol(sessions: Sessions, problems: list[str]) -> Data:
@@ -406,11 +512,14 @@ def build_protocol(sessions: Sessions, problems: list[str]) -> Data:
                 continue
             stack = record.stack or doc.stack
             if stack is None:  # a null stack in the file: no table to put the check in
-                problems.append(f"{name}: protocol check {record.check} names no stack; "
-                                f"rerun {session_rerun(name)}")
+                problems.append(
+                    f"{name}: protocol check {record.check} names no stack; "
+                    f"rerun {session_rerun(name)}"
+                )
                 continue
             found.setdefault((stack, record.check), {}).setdefault(record.build, []).append(
-                (name, record))
+                (name, record)
+            )
     stacks: dict[str, list[Data]] = {}
     for (stack, check), builds in found.items():
         defect = next((r.defect for rs in builds.values() for _, r in rs if r.defect), None)
@@ -420,15 +529,24 @@ def build_protocol(sessions: Sessions, problems: list[str]) -> Data:
             if not got:
                 row[build] = {"outcome": "not run", "evidence": "", "sessions": []}
                 continue
-            _, worst = min(got, key=lambda nr: OUTCOME_RANK.index(nr[1].outcome)
-                           if nr[1].outcome in OUTCOME_RANK else -1)
-            row[build] = {"outcome": worst.outcome, "evidence": worst.evidence or "",
-                          "sessions": sorted({n for n, _ in got})}
+            _, worst = min(
+                got,
+                key=lambda nr: (
+                    OUTCOME_RANK.index(nr[1].outcome) if nr[1].outcome in OUTCOME_RANK else -1
+                ),
+            )
+            row[build] = {
+                "outcome": worst.outcome,
+                "evidence": worst.evidence or "",
+                "sessions": sorted({n for n, _ in got}),
+            }
             if worst.outcome in ("failed", "xpassed") or worst.outcome not in OUTCOME_RANK:
-                problems.append(f"protocol check {check} ({stack} stack, {build}): "
-                                f"{worst.outcome}"
-                                + (f" (defect: {defect})" if worst.outcome == "xpassed"
-                                   else "") + f" — {worst.evidence or 'no evidence'}")
+                problems.append(
+                    f"protocol check {check} ({stack} stack, {build}): "
+                    f"{worst.outcome}"
+                    + (f" (defect: {defect})" if worst.outcome == "xpassed" else "")
+                    + f" — {worst.evidence or 'no evidence'}"
+                )
         stacks.setdefault(stack, []).append(row)
     summary: dict[str, Data] = {}
     for stack, rows in stacks.items():
@@ -442,8 +560,9 @@ def build_protocol(sessions: Sessions, problems: list[str]) -> Data:
     return {"stacks": summary, "legend": PROTOCOL_LEGEND, "builds": list(BUILDS)}
 
 
-def collect(results_dir: str | Path, report_dir: str | Path,
-            history_dir: str | Path = HISTORY_DATA) -> Data:
+def collect(
+    results_dir: str | Path, report_dir: str | Path, history_dir: str | Path = HISTORY_DATA
+) -> Data:
     """The report's data, built once: every renderer reads only this.  ``history_dir``:
     what history proved (tests/data/history/, committed)."""
     sessions, problems = load(results_dir)
@@ -453,8 +572,9 @@ def collect(results_dir: str | Path, report_dir: str | Path,
     report["layers"] = build_layers(sessions, report["problems"], history)
     report["timing"] = inputs.cell_timing(sessions)
     report.update(inputs.optional(results_dir, report_dir, report["problems"], history))
-    report["handlers"] = which_handler(sessions, report["conformance"], report["bench"],
-                                       results_dir, report_dir)
+    report["handlers"] = which_handler(
+        sessions, report["conformance"], report["bench"], results_dir, report_dir
+    )
     return report
 
 
@@ -462,8 +582,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.harness.report")
     parser.add_argument("--results", default="results")
     parser.add_argument("--out", default="report")
-    parser.add_argument("--history", default=HISTORY_DATA, type=Path,
-                        help="what history proved, a file per package (default: %(default)s)")
+    parser.add_argument(
+        "--history",
+        default=HISTORY_DATA,
+        type=Path,
+        help="what history proved, a file per package (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     out = Path(args.out)
     report = collect(args.results, out, args.history)

@@ -34,9 +34,19 @@ LAUNCHERS = ("app", "gunicorn")
 GUNICORN_WORKER = "geventwebsocket.gunicorn.workers.GeventWebSocketWorker"
 # A cell's environment must not decide it: flags (or, for gunicorn, the
 # variables set here) do.
-CELL_ENVIRON = ("APP_AGENT", "APP_RUM", "APP_HELLO_GOODBYER", "APP_LAYER", "APP_MONKEY_PATCH",
-                "APP_PORT", "APP_HOST", "APP_HANDLER", "NEW_RELIC_CONFIG_FILE",
-                "NEW_RELIC_ENVIRONMENT", "NEW_RELIC_DEVELOPER_MODE")
+CELL_ENVIRON = (
+    "APP_AGENT",
+    "APP_RUM",
+    "APP_HELLO_GOODBYER",
+    "APP_LAYER",
+    "APP_MONKEY_PATCH",
+    "APP_PORT",
+    "APP_HOST",
+    "APP_HANDLER",
+    "NEW_RELIC_CONFIG_FILE",
+    "NEW_RELIC_ENVIRONMENT",
+    "NEW_RELIC_DEVELOPER_MODE",
+)
 
 
 class ServerError(AssertionError):
@@ -48,24 +58,39 @@ class Server:
 
     running: set[Server] = set()  # started and not yet stopped, for signal_all()
 
-    def __init__(self, python: str | None = None, *, agent: bool = False,
-                 rum: bool = False, hello_goodbyer: bool = False, port: int = 0,
-                 log_dir: str | Path | None = None, name: str = "server",
-                 launcher: str = "app", handler: str | None = None,
-                 layer: str | None = None, monkey_patch: bool = False) -> None:
+    def __init__(
+        self,
+        python: str | None = None,
+        *,
+        agent: bool = False,
+        rum: bool = False,
+        hello_goodbyer: bool = False,
+        port: int = 0,
+        log_dir: str | Path | None = None,
+        name: str = "server",
+        launcher: str = "app",
+        handler: str | None = None,
+        layer: str | None = None,
+        monkey_patch: bool = False,
+    ) -> None:
         self.python = python or sys.executable
         if launcher not in LAUNCHERS:
             raise ValueError(f"launcher={launcher!r}: expected one of {LAUNCHERS}")
         if layer and launcher != "app":
-            raise ValueError(f"layer={layer!r} needs launcher='app' (`python -m app --layer`); "
-                             f"the {launcher} launcher serves no layer")
+            raise ValueError(
+                f"layer={layer!r} needs launcher='app' (`python -m app --layer`); "
+                f"the {launcher} launcher serves no layer"
+            )
         self.launcher = launcher
         if handler is not None and launcher != "app":
-            raise ValueError(f"handler={handler!r}: only `python -m app` takes a handler "
-                             f"(launcher='app'), not launcher={launcher!r}")
+            raise ValueError(
+                f"handler={handler!r}: only `python -m app` takes a handler "
+                f"(launcher='app'), not launcher={launcher!r}"
+            )
         self.handler = handler  # None: the app's default (gevent-websocket)
         self.argv, self.environ = (self._gunicorn if launcher == "gunicorn" else self._app)(
-            port, agent, rum, hello_goodbyer)
+            port, agent, rum, hello_goodbyer
+        )
         if layer:  # a request layer of app.layers, set up as its docs say
             self.argv += ["--layer", layer]
         if monkey_patch:  # gevent.monkey.patch_all() first (the layer sessions)
@@ -81,29 +106,59 @@ class Server:
         self.started_at: float | None = None
         self.ready_after: float | None = None
 
-    def _app(self, port: int, agent: bool, rum: bool, hello_goodbyer: bool,
-             ) -> tuple[list[str], dict[str, str]]:
-        return [self.python, "-m", "app", "--host", "127.0.0.1", "--port", str(port),
-                "--agent" if agent else "--no-agent", "--rum" if rum else "--no-rum",
-                "--hello-goodbyer" if hello_goodbyer else "--no-hello-goodbyer",
-                "--watch-stdin", *(["--handler", self.handler] if self.handler else [])], {}
+    def _app(
+        self,
+        port: int,
+        agent: bool,
+        rum: bool,
+        hello_goodbyer: bool,
+    ) -> tuple[list[str], dict[str, str]]:
+        return [
+            self.python,
+            "-m",
+            "app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--agent" if agent else "--no-agent",
+            "--rum" if rum else "--no-rum",
+            "--hello-goodbyer" if hello_goodbyer else "--no-hello-goodbyer",
+            "--watch-stdin",
+            *(["--handler", self.handler] if self.handler else []),
+        ], {}
 
-    def _gunicorn(self, port: int, agent: bool, rum: bool, hello_goodbyer: bool,
-                  ) -> tuple[list[str], dict[str, str]]:
+    def _gunicorn(
+        self,
+        port: int,
+        agent: bool,
+        rum: bool,
+        hello_goodbyer: bool,
+    ) -> tuple[list[str], dict[str, str]]:
         """gunicorn as users deploy it; the agent, if any, by newrelic-admin and its config.
 
         The scripts are the server environment's own (beside its interpreter).
         """
         scripts = Path(self.python).parent
-        argv = [str(scripts / "gunicorn"), "-c", "app/gunicorn_conf.py", "-k", GUNICORN_WORKER,
-                "-w", "1", "-b", f"127.0.0.1:{port}",
-                "app.wsgi:" + ("hello_goodbyer" if hello_goodbyer else "application")]
-        environ = {"APP_WATCH_STDIN": "1",
-                   "NEW_RELIC_ENVIRONMENT": "rum_on" if rum else "rum_off"}
+        argv = [
+            str(scripts / "gunicorn"),
+            "-c",
+            "app/gunicorn_conf.py",
+            "-k",
+            GUNICORN_WORKER,
+            "-w",
+            "1",
+            "-b",
+            f"127.0.0.1:{port}",
+            "app.wsgi:" + ("hello_goodbyer" if hello_goodbyer else "application"),
+        ]
+        environ = {"APP_WATCH_STDIN": "1", "NEW_RELIC_ENVIRONMENT": "rum_on" if rum else "rum_off"}
         if agent:
             argv = [str(scripts / "newrelic-admin"), "run-program", *argv]
-            environ.update(NEW_RELIC_CONFIG_FILE=str(ROOT / "app" / "newrelic.ini"),
-                           NEW_RELIC_DEVELOPER_MODE="true")
+            environ.update(
+                NEW_RELIC_CONFIG_FILE=str(ROOT / "app" / "newrelic.ini"),
+                NEW_RELIC_DEVELOPER_MODE="true",
+            )
         return argv, environ
 
     # -- lifecycle -------------------------------------------------------
@@ -117,8 +172,10 @@ class Server:
             raise
         return self
 
-    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None,
-                 ) -> None:
+    def __exit__(
+        self,
+        *exc: type[BaseException] | BaseException | TracebackType | None,
+    ) -> None:
         self.stop()
 
     def start(self, wait: bool = True) -> Server:
@@ -135,15 +192,24 @@ class Server:
         # and a Ctrl-C aimed at pytest does not reach it first.  stdin is a pipe
         # we never write to: when this process dies, even by SIGKILL, the server
         # reads EOF and stops itself (app/lifeline.py).
-        self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=env, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=self._stderr,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.argv,
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            start_new_session=True,
+        )
         Server.running.add(self)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         if wait:
-            self.ready = self.wait_for(lambda e: e["event"] == "listening", READY_TIMEOUT,
-                                       "the readiness line {'event': 'listening'}")
+            self.ready = self.wait_for(
+                lambda e: e["event"] == "listening",
+                READY_TIMEOUT,
+                "the readiness line {'event': 'listening'}",
+            )
             self.ready_after = time.monotonic() - self.started_at
         return self
 
@@ -200,8 +266,9 @@ class Server:
                 try:
                     self.proc.wait(STOP_TIMEOUT)
                 except subprocess.TimeoutExpired:
-                    raise ServerError(self.explain(f"still running {STOP_TIMEOUT:.1f} s (bound) "
-                                                   "after SIGKILL")) from None
+                    raise ServerError(
+                        self.explain(f"still running {STOP_TIMEOUT:.1f} s (bound) after SIGKILL")
+                    ) from None
         Server.running.discard(self)
         reader = getattr(self, "_reader", None)  # absent if interrupted right after spawn
         if reader is not None:
@@ -240,7 +307,7 @@ class Server:
 
     @property
     def ws_url(self) -> str:
-        return "ws" + self.url[len("http"):]
+        return "ws" + self.url[len("http") :]
 
     @property
     def versions(self) -> dict[str, str | None]:
@@ -255,8 +322,9 @@ class Server:
                 watcher(event)
             self._watchers.append(watcher)
 
-    def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float,
-                 what: str) -> dict[str, Any]:
+    def wait_for(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float, what: str
+    ) -> dict[str, Any]:
         assert self.proc is not None, f"{self.name}: wait_for before start()"
         deadline = time.monotonic() + timeout
         with self._changed:
@@ -268,11 +336,16 @@ class Server:
                 seen = len(self.events)
                 remaining = deadline - time.monotonic()
                 if self.proc.poll() is not None and not self._reader.is_alive():
-                    raise ServerError(self.explain(f"expected {what}, but the server exited "
-                                                   f"with status {self.proc.returncode}"))
+                    raise ServerError(
+                        self.explain(
+                            f"expected {what}, but the server exited "
+                            f"with status {self.proc.returncode}"
+                        )
+                    )
                 if remaining <= 0:
-                    raise ServerError(self.explain(f"expected {what} within {timeout:.1f} s "
-                                                   "(bound), not seen"))
+                    raise ServerError(
+                        self.explain(f"expected {what} within {timeout:.1f} s (bound), not seen")
+                    )
                 self._changed.wait(min(remaining, 0.5))
 
     def get(self, path: str = "/", timeout: float = HTTP_TIMEOUT) -> tuple[int, str]:
@@ -283,8 +356,9 @@ class Server:
             with urllib.request.urlopen(self.url + path, timeout=timeout) as response:
                 return response.status, response.read().decode("utf-8", "replace")
         except OSError as exc:  # URLError, timeout, reset: say what the server was doing
-            raise ServerError(self.explain(f"GET {path}: no answer within {timeout:.1f} s "
-                                           f"(bound): {exc!r}")) from None
+            raise ServerError(
+                self.explain(f"GET {path}: no answer within {timeout:.1f} s (bound): {exc!r}")
+            ) from None
 
     def stats(self, timeout: float = STATS_TIMEOUT) -> dict[str, Any]:
         """The server's own figures (GET /_stats, app/stats.py): fds, greenlets, RSS."""
@@ -307,6 +381,8 @@ class Server:
         stderr = "\n".join("    " + line for line in self.stderr_text(2000).splitlines()[-20:])
         if self.proc is not None and self.proc.poll() is not None and "exited" not in message:
             message += f" [the server process has exited, status {self.proc.returncode}]"
-        return (f"{self.name}: {message}\n  command: {' '.join(self.argv)}\n"
-                f"  last server events:\n{tail or '    (none)'}\n"
-                f"  server stderr (tail, {self.stderr_path}):\n{stderr or '    (empty)'}")
+        return (
+            f"{self.name}: {message}\n  command: {' '.join(self.argv)}\n"
+            f"  last server events:\n{tail or '    (none)'}\n"
+            f"  server stderr (tail, {self.stderr_path}):\n{stderr or '    (empty)'}"
+        )

@@ -32,26 +32,40 @@ def lines(path: Path = LINES) -> list[dict[str, Any]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.harness.stacklines",
-                                     description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.harness.stacklines", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--lines", type=Path, default=LINES)
     parser.add_argument("--work", type=Path, default=None, help="passed to userstack")
-    parser.add_argument("--results", type=Path, default=None,
-                        help="passed to userstack (each stack's sessions are named after it)")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help="passed to userstack (each stack's sessions are named after it)",
+    )
     args = parser.parse_args(argv)
     outcome = {}
     for line in lines(args.lines):
         file = args.lines.parent / line["file"]
-        argv = ["-r", str(file), *(["--python", line["python"]] if "python" in line else []),
-                *(["--work", str(args.work)] if args.work else []),
-                *(["--results", str(args.results)] if args.results else [])]
+        argv = [
+            "-r",
+            str(file),
+            *(["--python", line["python"]] if "python" in line else []),
+            *(["--work", str(args.work)] if args.work else []),
+            *(["--results", str(args.results)] if args.results else []),
+        ]
         print(f"== Werkzeug {line['werkzeug']}: {' '.join(argv)}", flush=True)
         started = time.monotonic()
         status = userstack(argv)
         outcome[line["werkzeug"]] = (status, time.monotonic() - started)
         sys.stdout.flush()
-    print("stacks: " + ", ".join(f"Werkzeug {w} {'ok' if s == 0 else f'exit {s}'} "
-                                 f"({t:.0f} s)" for w, (s, t) in outcome.items()))
+    print(
+        "stacks: "
+        + ", ".join(
+            f"Werkzeug {w} {'ok' if s == 0 else f'exit {s}'} ({t:.0f} s)"
+            for w, (s, t) in outcome.items()
+        )
+    )
     return max((s for s, _ in outcome.values()), default=0)
 
 

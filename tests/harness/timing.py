@@ -26,8 +26,12 @@ def p90(values: Sequence[float]) -> float:
 def dist(values: Sequence[float]) -> dict[str, float] | None:
     if not values:
         return None
-    return {"n": len(values), "median": round(statistics.median(values), 3),
-            "p90": round(p90(values), 3), "max": round(max(values), 3)}
+    return {
+        "n": len(values),
+        "median": round(statistics.median(values), 3),
+        "p90": round(p90(values), 3),
+        "max": round(max(values), 3),
+    }
 
 
 def group(cell: Cell) -> str:
@@ -39,8 +43,9 @@ def _order(name: str) -> tuple[int, str]:
     return (GROUP_ORDER.index(stack) if stack in GROUP_ORDER else len(GROUP_ORDER), name)
 
 
-def phase_stats(cell_records: Iterable[CellRecord],
-                ) -> dict[str, dict[str, dict[str, float] | None]]:
+def phase_stats(
+    cell_records: Iterable[CellRecord],
+) -> dict[str, dict[str, dict[str, float] | None]]:
     """{group: {"duration" and each phase: dist}} in display order, over CellRecords."""
     groups: dict[str, dict[str, list[float]]] = {}
     for record in cell_records:
@@ -48,5 +53,7 @@ def phase_stats(cell_records: Iterable[CellRecord],
         g["duration"].append(record.duration)
         for phase in PHASES:
             g[phase].append(getattr(record.phases, phase))
-    return {name: {what: dist(v) for what, v in groups[name].items()}
-            for name in sorted(groups, key=_order)}
+    return {
+        name: {what: dist(v) for what, v in groups[name].items()}
+        for name in sorted(groups, key=_order)
+    }

@@ -20,11 +20,15 @@ COLUMNS = [{axis: getattr(c, axis) for axis in COLUMN_AXES} for c in cells("toda
 
 
 @pytest.mark.cell
-@pytest.mark.parametrize("column", COLUMNS,
-                         ids=[session_cell.slug(COLUMN_AXES) for session_cell in
-                              cells("today", False, False)])
+@pytest.mark.parametrize(
+    "column",
+    COLUMNS,
+    ids=[session_cell.slug(COLUMN_AXES) for session_cell in cells("today", False, False)],
+)
 def test_cell(session, results, column):
     if session.agent is None or session.fixed is None:
-        pytest.skip("cells need the session's claim: run through nox, or pass "
-                    "--agent/--no-agent and --fixed/--no-fixed")
+        pytest.skip(
+            "cells need the session's claim: run through nox, or pass "
+            "--agent/--no-agent and --fixed/--no-fixed"
+        )
     run_cell(session, results, session.cell(**column))

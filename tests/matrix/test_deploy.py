@@ -51,15 +51,21 @@ def wait_gone(pids, bound):
 
 
 def test_stop_ends_master_and_worker(session, launcher):
-    server = Server(session.server_python, agent=bool(session.agent), log_dir=session.logs,
-                    name="gunicorn-stop", launcher=launcher)
+    server = Server(
+        session.server_python,
+        agent=bool(session.agent),
+        log_dir=session.logs,
+        name="gunicorn-stop",
+        launcher=launcher,
+    )
     with server:
         master, worker = server.proc.pid, server.ready["pid"]
         assert worker != master and alive(worker), server.explain("no separate worker")
         sent = time.monotonic()
     took = time.monotonic() - sent
     assert server.proc.returncode == 0, server.explain(
-        f"master exit status {server.proc.returncode}, expected 0 after SIGTERM")
+        f"master exit status {server.proc.returncode}, expected 0 after SIGTERM"
+    )
     assert took < STOP_TIMEOUT, server.explain(f"stop took {took:.1f} s (bound {STOP_TIMEOUT})")
     assert wait_gone([worker], STOP_TIMEOUT) == [], server.explain(f"worker {worker} outlived")
     assert server.events[-1]["event"] == "stopped", server.explain("last event is not 'stopped'")
@@ -78,19 +84,31 @@ threading.Event().wait({bound})  # until SIGKILLed: no teardown ever runs
 
 
 def test_a_killed_harness_leaves_no_gunicorn_process(session, launcher, tmp_path):
-    code = textwrap.dedent(HARNESS.format(root=str(ROOT), python=str(session.server_python),
-                                          agent=bool(session.agent), logs=str(tmp_path),
-                                          bound=HARNESS_BOUND))
+    code = textwrap.dedent(
+        HARNESS.format(
+            root=str(ROOT),
+            python=str(session.server_python),
+            agent=bool(session.agent),
+            logs=str(tmp_path),
+            bound=HARNESS_BOUND,
+        )
+    )
     with open(tmp_path / "harness.stderr.log", "wb") as err:
-        harness = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                                   stderr=err, stdin=subprocess.DEVNULL,
-                                   start_new_session=True)
+        harness = subprocess.Popen(
+            [sys.executable, "-c", code],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     try:
         ready, _, _ = select.select([harness.stdout], [], [], HARNESS_BOUND)
         line = harness.stdout.readline() if ready else b""
-        assert line, (f"the stand-in harness reported no ready server within "
-                      f"{HARNESS_BOUND:.0f} s (bound): "
-                      f"{(tmp_path / 'harness.stderr.log').read_text()[-2000:]}")
+        assert line, (
+            f"the stand-in harness reported no ready server within "
+            f"{HARNESS_BOUND:.0f} s (bound): "
+            f"{(tmp_path / 'harness.stderr.log').read_text()[-2000:]}"
+        )
         pids = json.loads(line)
         os.kill(harness.pid, signal.SIGKILL)
         harness.wait(STOP_TIMEOUT)
@@ -104,9 +122,11 @@ def test_a_killed_harness_leaves_no_gunicorn_process(session, launcher, tmp_path
             os.killpg(harness.pid, signal.SIGKILL)
             harness.wait(STOP_TIMEOUT)
     stderr = (tmp_path / "gunicorn-orphan.stderr.log").read_text(errors="replace")[-2000:]
-    assert not left, (f"{left} of master {pids['master']} / worker {pids['worker']} still "
-                      f"running {ORPHAN_BOUND:.0f} s (bound) after the harness died; "
-                      f"server stderr:\n{stderr}")
+    assert not left, (
+        f"{left} of master {pids['master']} / worker {pids['worker']} still "
+        f"running {ORPHAN_BOUND:.0f} s (bound) after the harness died; "
+        f"server stderr:\n{stderr}"
+    )
     # The lifeline's SIGTERM, handled by gunicorn's master: the graceful way.
     assert "Handling signal: term" in stderr, f"no graceful stop in the master:\n{stderr}"
     assert took < ORPHAN_BOUND, took
@@ -115,7 +135,7 @@ def test_a_killed_harness_leaves_no_gunicorn_process(session, launcher, tmp_path
 def test_deploy_stack_is_today_plus_its_own_pins():
     today, deploy = STACKS["today"], STACKS["deploy"]
     own = [r for r in deploy["server"] if r not in today["server"]]
-    assert deploy["server"][:len(today["server"])] == today["server"]
+    assert deploy["server"][: len(today["server"])] == today["server"]
     assert [r.split("==")[0] for r in own] == ["gunicorn", "packaging"]
     assert deploy["agent"] == today["agent"]
     assert deploy["gevent-websocket"] == today["gevent-websocket"]  # the same verified wheel
@@ -125,7 +145,10 @@ def test_deploy_stack_is_today_plus_its_own_pins():
 
 @pytest.mark.parametrize("base", ["nowhere", "b"])
 def test_a_bad_base_names_the_stack_and_the_fix(base):
-    declared = {"a": {"python": "3", "server": ["x==1"]}, "b": {"base": "c", "server": []},
-                "c": {"base": base, "server": []}}
+    declared = {
+        "a": {"python": "3", "server": ["x==1"]},
+        "b": {"base": "c", "server": []},
+        "c": {"base": base, "server": []},
+    }
     with pytest.raises(ValueError, match=r"\[tool.stacks.c\] base = .*fix pyproject.toml"):
         resolve_stacks(declared)

@@ -24,9 +24,19 @@ def pytest_generate_tests(metafunc):
     opt = metafunc.config.getoption
     layer, stack, fixed = opt("layer"), opt("stack"), opt("fixed")
     if layer is None or fixed is None:
-        metafunc.parametrize("layer_cell", [pytest.param(None, marks=pytest.mark.skip(
-            reason="layer cells need --layer NAME and --fixed/--no-fixed (run through nox: "
-                   "nox -s \"layer(today, sentry, fixed=True)\")"))], ids=["no-layer"])
+        metafunc.parametrize(
+            "layer_cell",
+            [
+                pytest.param(
+                    None,
+                    marks=pytest.mark.skip(
+                        reason="layer cells need --layer NAME and --fixed/--no-fixed "
+                        '(run through nox: nox -s "layer(today, sentry, fixed=True)")'
+                    ),
+                )
+            ],
+            ids=["no-layer"],
+        )
         return
     found = layer_cells(stack, fixed, layer, opt("handler"))
     metafunc.parametrize("layer_cell", found, ids=[c.slug(LAYER_COLUMN_AXES) for c in found])

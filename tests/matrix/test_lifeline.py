@@ -54,17 +54,29 @@ def test_sigkilled_pytest_leaves_no_server(session, results, tmp_path, target):
     lifeline = target != "control-without-lifeline"
     logs = tmp_path / "logs"
     child_test = tmp_path / "test_child.py"
-    child_test.write_text(HOLDING_CHILD.format(root=str(ROOT), logs=str(logs),
-                                               python=str(session.server_python),
-                                               agent=bool(session.agent), hold=HOLD_BOUND,
-                                               lifeline=lifeline))
+    child_test.write_text(
+        HOLDING_CHILD.format(
+            root=str(ROOT),
+            logs=str(logs),
+            python=str(session.server_python),
+            agent=bool(session.agent),
+            hold=HOLD_BOUND,
+            lifeline=lifeline,
+        )
+    )
     child = child_pytest(["-s", str(child_test)])
     events = logs / "serving.events.log"
     # The view has sent its message: the websocket is open, the server busy with it.
-    wait_event(events, lambda e: e["event"] == "request",
-               PYTEST_START_BOUND + READY_TIMEOUT, "the view's request", child)
-    server = wait_event(events, lambda e: e["event"] == "listening", 1.0,
-                        "the readiness line", child)["pid"]
+    wait_event(
+        events,
+        lambda e: e["event"] == "request",
+        PYTEST_START_BOUND + READY_TIMEOUT,
+        "the view's request",
+        child,
+    )
+    server = wait_event(
+        events, lambda e: e["event"] == "listening", 1.0, "the readiness line", child
+    )["pid"]
     assert procs_in_session(server), f"the server (pid {server}) is not running before the kill"
     if target == "pytest-group":  # nox's own way to end a session's commands, minus SIGTERM
         os.killpg(child.pid, signal.SIGKILL)
@@ -79,16 +91,25 @@ def test_sigkilled_pytest_leaves_no_server(session, results, tmp_path, target):
     if left:  # the bound is what the test shows; then clean up what the kill left
         os.killpg(server, signal.SIGKILL)
     results.records.setdefault("lifeline", []).append(
-        {"target": target, "stack": session.stack, "agent": session.agent,
-         "fixed": session.fixed, "stopped_after": None if left else round(took, 3),
-         "left": left})
+        {
+            "target": target,
+            "stack": session.stack,
+            "agent": session.agent,
+            "fixed": session.fixed,
+            "stopped_after": None if left else round(took, 3),
+            "left": left,
+        }
+    )
     assert child.returncode == -signal.SIGKILL, f"child pytest status {child.returncode}:\n{out}"
     if not lifeline:
-        assert left, (f"without --watch-stdin the server (session {server}) should outlive its "
-                      f"SIGKILLed pytest, but it stopped within {took:.2f} s: then something "
-                      "else than the lifeline stops servers, and this test shows nothing")
+        assert left, (
+            f"without --watch-stdin the server (session {server}) should outlive its "
+            f"SIGKILLed pytest, but it stopped within {took:.2f} s: then something "
+            "else than the lifeline stops servers, and this test shows nothing"
+        )
         return
     assert not left, (
         f"server session {server} (processes {left}) still running {LIFELINE_BOUND:.1f} s "
         f"(bound) after its pytest was SIGKILLed; server stderr: "
-        f"{(logs / 'serving.stderr.log').read_text(errors='replace')[-2000:]}")
+        f"{(logs / 'serving.stderr.log').read_text(errors='replace')[-2000:]}"
+    )

@@ -135,8 +135,12 @@ PROOF = textwrap.dedent("""
 
 
 def has_audit_hooks(python):
-    proc = subprocess.run([python, "-c", "import sys; print(hasattr(sys, 'addaudithook'))"],
-                          capture_output=True, text=True, timeout=CHILD_TIMEOUT)
+    proc = subprocess.run(
+        [python, "-c", "import sys; print(hasattr(sys, 'addaudithook'))"],
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TIMEOUT,
+    )
     return proc.stdout.strip() == "True"
 
 
@@ -144,8 +148,12 @@ def strace_or_skip():
     strace = shutil.which("strace")
     if strace is None:
         pytest.skip("strace is not installed (Debian: apt-get install strace)")
-    probe = subprocess.run([strace, "-f", "-qq", "-e", "trace=connect", "-o", "/dev/null",
-                            "true"], capture_output=True, text=True, timeout=STRACE_PROBE_TIMEOUT)
+    probe = subprocess.run(
+        [strace, "-f", "-qq", "-e", "trace=connect", "-o", "/dev/null", "true"],
+        capture_output=True,
+        text=True,
+        timeout=STRACE_PROBE_TIMEOUT,
+    )
     if probe.returncode != 0:
         pytest.skip(f"strace cannot trace here (ptrace not permitted?): {probe.stderr.strip()}")
     return strace
@@ -157,16 +165,19 @@ TRACED = "connect,sendto,sendmsg,sendmmsg,write,writev"
 def traced(strace, python, log, tmp_path):
     """A server interpreter that runs under strace -f, writing `log`."""
     wrapper = tmp_path / "traced-python"
-    wrapper.write_text(f'#!/bin/sh\nexec {strace} -f -qq -yy -s 0 -e trace={TRACED} '
-                       f'-o {log} {python} "$@"\n')
+    wrapper.write_text(
+        f'#!/bin/sh\nexec {strace} -f -qq -yy -s 0 -e trace={TRACED} -o {log} {python} "$@"\n'
+    )
     wrapper.chmod(0o755)
     return str(wrapper)
 
 
 # `PID call(FD<decoration>, ...`: -yy decorates a socket with its protocol and,
 # once connected, its local->remote addresses.
-SYSCALL = re.compile(r"^(?P<pid>\d+)\s+(?P<call>connect|sendto|sendmsg|sendmmsg|write|writev)"
-                     r"\((?P<fd>\d+)<(?P<deco>.*?)>(?=[,)])(?P<rest>.*)$")
+SYSCALL = re.compile(
+    r"^(?P<pid>\d+)\s+(?P<call>connect|sendto|sendmsg|sendmmsg|write|writev)"
+    r"\((?P<fd>\d+)<(?P<deco>.*?)>(?=[,)])(?P<rest>.*)$"
+)
 SOCKADDR = re.compile(r'inet_addr\("(?P<v4>[^"]+)"\)|inet_pton\(AF_INET6,\s*"(?P<v6>[^"]+)"')
 PORT = re.compile(r"sin6?_port=htons\((\d+)\)")
 
@@ -220,25 +231,31 @@ def network_violations(trace):
 
 def test_network_violations_parser():
     """The parser itself, on lines in strace's own format."""
-    trace = "\n".join([
-        '7 connect(3<UDP:[49134]>, {sa_family=AF_INET, sin_port=htons(1), '
-        'sin_addr=inet_addr("1.1.1.1")}, 16) = 0',
-        '7 connect(6<UNIX-STREAM:[4]>, {sa_family=AF_UNIX, sun_path="/var/run/nscd/socket"}, '
-        '110) = -1 ENOENT',
-        '7 sendto(6<TCP:[127.0.0.1:39517->127.0.0.1:44846]>, ""..., 124, 0, NULL, 0) = 124',
-        '8 connect(5<TCP:[9]>, {sa_family=AF_INET, sin_port=htons(443), '
-        'sin_addr=inet_addr("192.0.2.1")}, 16 <unfinished ...>',
-        '8 connect(5<UDP:[9]>, {sa_family=AF_INET, sin_port=htons(53), '
-        'sin_addr=inet_addr("192.0.2.53")}, 16) = 0',
-        '8 sendmmsg(5<UDP:[10.0.0.2:4000->192.0.2.53:53]>, [...], 2, MSG_NOSIGNAL) = 2',
-        '8 connect(5<TCPv6:[9]>, {sa_family=AF_INET6, sin6_port=htons(80), '
-        'inet_pton(AF_INET6, "::1", &sin6_addr), sin6_scope_id=0}, 28) = 0',
-        '8 write(7<TCPv6:[[2001:db8::2]:5->[2001:db8::1]:80]>, ""..., 10) = 10',
-        '8 write(1<pipe:[5]>, ""..., 10) = 10',
-    ])
+    trace = "\n".join(
+        [
+            "7 connect(3<UDP:[49134]>, {sa_family=AF_INET, sin_port=htons(1), "
+            'sin_addr=inet_addr("1.1.1.1")}, 16) = 0',
+            '7 connect(6<UNIX-STREAM:[4]>, {sa_family=AF_UNIX, sun_path="/var/run/nscd/socket"}, '
+            "110) = -1 ENOENT",
+            '7 sendto(6<TCP:[127.0.0.1:39517->127.0.0.1:44846]>, ""..., 124, 0, NULL, 0) = 124',
+            "8 connect(5<TCP:[9]>, {sa_family=AF_INET, sin_port=htons(443), "
+            'sin_addr=inet_addr("192.0.2.1")}, 16 <unfinished ...>',
+            "8 connect(5<UDP:[9]>, {sa_family=AF_INET, sin_port=htons(53), "
+            'sin_addr=inet_addr("192.0.2.53")}, 16) = 0',
+            "8 sendmmsg(5<UDP:[10.0.0.2:4000->192.0.2.53:53]>, [...], 2, MSG_NOSIGNAL) = 2",
+            "8 connect(5<TCPv6:[9]>, {sa_family=AF_INET6, sin6_port=htons(80), "
+            'inet_pton(AF_INET6, "::1", &sin6_addr), sin6_scope_id=0}, 28) = 0',
+            '8 write(7<TCPv6:[[2001:db8::2]:5->[2001:db8::1]:80]>, ""..., 10) = 10',
+            '8 write(1<pipe:[5]>, ""..., 10) = 10',
+        ]
+    )
     violations, lookups = network_violations(trace)
     assert [v.split("(")[0] for v in violations] == [
-        "8 connect", "8 connect", "8 sendmmsg", "8 write"], violations
+        "8 connect",
+        "8 connect",
+        "8 sendmmsg",
+        "8 write",
+    ], violations
     assert len(lookups) == 1 and "1.1.1.1" in lookups[0], lookups
 
 
@@ -246,18 +263,30 @@ def run_proof(python, tmp_path, strace=None):
     argv = [python, "-c", PROOF]
     log = tmp_path / "proof.strace"
     if strace:
-        argv = [strace, "-f", "-qq", "-yy", "-s", "0", "-e", f"trace={TRACED}", "-o", str(log),
-                *argv]
-    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True,
-                          timeout=CHILD_TIMEOUT)
+        argv = [
+            strace,
+            "-f",
+            "-qq",
+            "-yy",
+            "-s",
+            "0",
+            "-e",
+            f"trace={TRACED}",
+            "-o",
+            str(log),
+            *argv,
+        ]
+    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=CHILD_TIMEOUT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return [json.loads(line) for line in proc.stdout.splitlines()], log
 
 
 def test_audit_hook_records_and_classifies_outbound_attempts(session, tmp_path):
     if not has_audit_hooks(session.server_python):
-        pytest.skip("no audit hooks on this interpreter (CPython 2.7): "
-                    "test_agent_server_makes_no_outbound_syscalls is the proof here")
+        pytest.skip(
+            "no audit hooks on this interpreter (CPython 2.7): "
+            "test_agent_server_makes_no_outbound_syscalls is the proof here"
+        )
     strace = shutil.which("strace")
     lines, log = run_proof(session.server_python, tmp_path, strace)
     seen, label = {}, None
@@ -299,28 +328,41 @@ def test_agent_server_makes_no_outbound_syscalls(session, tmp_path):
     log = tmp_path / "server.strace"
     python = traced(strace, session.server_python, log, tmp_path)
     agent = bool(session.agent)
-    with Server(python, agent=agent, rum=agent, hello_goodbyer=True, log_dir=session.logs,
-                name="no-network", layer=session.layer) as server:
+    with Server(
+        python,
+        agent=agent,
+        rum=agent,
+        hello_goodbyer=True,
+        log_dir=session.logs,
+        name="no-network",
+        layer=session.layer,
+    ) as server:
         page = server.get("/")[1]
-        transcripts = [clients.run(c, f"{server.ws_url}{route}?client={c}")
-                       for c in clients.CLIENTS for route in ("/streaming", "/view")]
+        transcripts = [
+            clients.run(c, f"{server.ws_url}{route}?client={c}")
+            for c in clients.CLIENTS
+            for route in ("/streaming", "/view")
+        ]
     if agent:
         assert server.ready.get("agent_active"), server.explain("the agent is not active")
         assert "NREUM" in page, "RUM is not on: the proof would not exercise it"
     if session.layer:
         active = server.ready.get("layer_active") or {}
         assert server.ready.get("layer") == session.layer and active.get("hook_installed"), (
-            server.explain(f"the layer {session.layer} is not set up: {active}"))
+            server.explain(f"the layer {session.layer} is not set up: {active}")
+        )
     # Each client reached the server (whether the view then ran is the cells' business:
     # on the 2016 vanilla stack the lazy RUM layer never runs it).
     assert all(any(e["event"] == "open" for e in t.events) for t in transcripts), [
-        t.as_dict() for t in transcripts]
+        t.as_dict() for t in transcripts
+    ]
     trace = log.read_text()
     assert "connect(" in trace or "sendto(" in trace, f"nothing traced in {log}"
     violations, lookups = network_violations(trace)
     outbound = [e for e in server.events if e["event"] == "outbound"]
     assert not violations, server.explain(
-        f"system calls reaching beyond loopback ({log}):\n  " + "\n  ".join(violations))
+        f"system calls reaching beyond loopback ({log}):\n  " + "\n  ".join(violations)
+    )
     if has_audit_hooks(session.server_python):
         # Cross-check: the audit hook saw every UDP connect strace saw, and no more.
         hooked = [e for e in outbound if e["kind"] == "udp_route_lookup"]

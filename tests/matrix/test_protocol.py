@@ -82,9 +82,10 @@ def build(session):
         return session.handler
     if session.fixed is not None:
         return build_name(session.fixed)
-    code = ("from importlib.metadata import version; print(version('gevent-websocket'))")
-    out = subprocess.run([session.server_python, "-c", code], capture_output=True, text=True,
-                         timeout=60, check=True).stdout.strip()
+    code = "from importlib.metadata import version; print(version('gevent-websocket'))"
+    out = subprocess.run(
+        [session.server_python, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    ).stdout.strip()
     return build_name(is_patched(out))
 
 
@@ -106,26 +107,32 @@ def _expected_defect(request, build):
     marker = request.node.get_closest_marker("protocol")
     defect = marker.kwargs.get("defect") if marker else None
     if defect and build == build_name(False):
-        request.applymarker(pytest.mark.xfail(reason=defect, strict=True,
-                                              raises=AssertionError))
+        request.applymarker(pytest.mark.xfail(reason=defect, strict=True, raises=AssertionError))
 
 
 @pytest.fixture
 def server(request, session, build):
     name = "protocol-" + re.sub(r"[^\w.-]+", "-", request.node.name).strip("-")
-    with Server(session.server_python, log_dir=session.logs, name=name,
-                handler=session.server_handler) as running:
+    with Server(
+        session.server_python, log_dir=session.logs, name=name, handler=session.server_handler
+    ) as running:
         if build not in BUILDS:
             runs = (running.ready.get("handler") or {}).get("name")
             if runs != build:
-                raise InvariantBroken(running.explain(
-                    f"the session claims the handler {build}, the server runs {runs}"))
+                raise InvariantBroken(
+                    running.explain(
+                        f"the session claims the handler {build}, the server runs {runs}"
+                    )
+                )
             yield running
             return
         gws = running.versions.get("gevent-websocket") or ""
         if build_name(is_patched(gws)) != build:
-            raise InvariantBroken(running.explain(
-                f"the session claims the {build} build, the server runs gevent-websocket {gws}"))
+            raise InvariantBroken(
+                running.explain(
+                    f"the session claims the {build} build, the server runs gevent-websocket {gws}"
+                )
+            )
         yield running
 
 
@@ -155,10 +162,14 @@ class Check:
         evidence = "; ".join(self.broken + self.problems or self.seen)
         self.node.user_properties.append(("evidence", evidence[:600]))
         if self.broken:
-            raise InvariantBroken(self.server.explain(
-                "\n  ".join(["invariant broken (expected/seen):", *self.broken, *self.problems])))
+            raise InvariantBroken(
+                self.server.explain(
+                    "\n  ".join(["invariant broken (expected/seen):", *self.broken, *self.problems])
+                )
+            )
         assert not self.problems, self.server.explain(
-            "\n  ".join(["expected/seen:", *self.problems]))
+            "\n  ".join(["expected/seen:", *self.problems])
+        )
 
 
 @pytest.fixture
@@ -172,8 +183,11 @@ def check(request, server):
 def request_id(server, query):
     """The rid app.middleware.IterableProbe gave the request with this query string."""
     try:
-        event = server.wait_for(lambda e: e["event"] == "request" and e.get("query") == query,
-                                EVENT_TIMEOUT, f"a 'request' event with query {query!r}")
+        event = server.wait_for(
+            lambda e: e["event"] == "request" and e.get("query") == query,
+            EVENT_TIMEOUT,
+            f"a 'request' event with query {query!r}",
+        )
     except ServerError:
         return None
     return event["rid"]
@@ -185,9 +199,12 @@ def answer_event(server, rid):
         return None
     try:
         return server.wait_for(
-            lambda e: e.get("rid") == rid and e["event"] in ("view_received",
-                                                             "view_received_missing"),
-            EVENT_TIMEOUT + 10.0, f"the view's answer event for rid {rid}")
+            lambda e: (
+                e.get("rid") == rid and e["event"] in ("view_received", "view_received_missing")
+            ),
+            EVENT_TIMEOUT + 10.0,
+            f"the view's answer event for rid {rid}",
+        )
     except ServerError:
         return None
 
@@ -207,48 +224,71 @@ def keeps_serving(check, server, label):
     answer = f"still serving after {label}"
     conn, response, first = open_websocket(server, "/view", query)
     with conn:
-        if not check.invariant("then a normal exchange: handshake", response.code == 101,
-                               "101 Switching Protocols", str(response)):
+        if not check.invariant(
+            "then a normal exchange: handshake",
+            response.code == 101,
+            "101 Switching Protocols",
+            str(response),
+        ):
             return
-        check.invariant("then a normal exchange: the view's message",
-                        first is not None and first.payload == VIEW_MESSAGE.encode(),
-                        repr(VIEW_MESSAGE), str(first) if first else conn.ended)
+        check.invariant(
+            "then a normal exchange: the view's message",
+            first is not None and first.payload == VIEW_MESSAGE.encode(),
+            repr(VIEW_MESSAGE),
+            str(first) if first else conn.ended,
+        )
         conn.send(build_frame(OP_TEXT, answer.encode()))
         event = answer_event(server, request_id(server, query))
-        check.invariant("then a normal exchange: the server got the answer",
-                        event is not None and event["event"] == "view_received"
-                        and event.get("data") == answer, f"view_received {answer!r}",
-                        json.dumps(event) if event else "no event")
+        check.invariant(
+            "then a normal exchange: the server got the answer",
+            event is not None and event["event"] == "view_received" and event.get("data") == answer,
+            f"view_received {answer!r}",
+            json.dumps(event) if event else "no event",
+        )
         closing = conn.read_frame()
-        check.invariant("then a normal exchange: a valid close frame",
-                        closing is not None and closing.opcode == OP_CLOSE
-                        and closing.close().valid, "a valid close frame",
-                        str(closing) if closing else conn.ended)
+        check.invariant(
+            "then a normal exchange: a valid close frame",
+            closing is not None and closing.opcode == OP_CLOSE and closing.close().valid,
+            "a valid close frame",
+            str(closing) if closing else conn.ended,
+        )
 
 
 def logged_rejection(check, server, query):
     """Invariant: one 'rejected' event per refused upgrade (app.__main__.logging_rejections)."""
     try:
-        server.wait_for(lambda e: e["event"] == "rejected" and e.get("query") == query,
-                        EVENT_TIMEOUT, f"a 'rejected' event with query {query!r}")
+        server.wait_for(
+            lambda e: e["event"] == "rejected" and e.get("query") == query,
+            EVENT_TIMEOUT,
+            f"a 'rejected' event with query {query!r}",
+        )
     except ServerError:
         pass
     seen = [e for e in server.events if e["event"] == "rejected" and e.get("query") == query]
-    check.invariant("the server logged the rejection", len(seen) == 1, "one 'rejected' event",
-                    json.dumps(seen))
+    check.invariant(
+        "the server logged the rejection", len(seen) == 1, "one 'rejected' event", json.dumps(seen)
+    )
     return seen[0] if seen else None
 
 
 def expect_close_code(check, conn, code):
     """The server's next frame is a valid close frame with ``code``; then it ends the TCP."""
     frame = conn.read_frame()
-    if not check.expect("close frame", frame is not None and frame.opcode == OP_CLOSE,
-                        "a close frame", str(frame) if frame else f"no frame ({conn.ended})"):
+    if not check.expect(
+        "close frame",
+        frame is not None and frame.opcode == OP_CLOSE,
+        "a close frame",
+        str(frame) if frame else f"no frame ({conn.ended})",
+    ):
         return None
     close = frame.close()
     check.expect("close code", close.code == code and close.valid, f"code {code}", str(close))
-    check.expect("connection ends", conn.read_to_end() in ("EOF", "reset"),
-                 "the server closes the TCP connection", conn.ended)
+    check.expect(
+        "connection ends",
+        conn.read_to_end() in ("EOF", "reset"),
+        "the server closes the TCP connection",
+        conn.ended,
+    )
     return close
 
 
@@ -257,9 +297,12 @@ def exchange_then_close_frame(check, server, path, query):
     conn, response, first = open_websocket(server, path, query)
     with conn:
         check.invariant("handshake", response.code == 101, "101", str(response))
-        check.invariant("the view's message", first is not None
-                        and first.payload == VIEW_MESSAGE.encode(), repr(VIEW_MESSAGE),
-                        str(first) if first else conn.ended)
+        check.invariant(
+            "the view's message",
+            first is not None and first.payload == VIEW_MESSAGE.encode(),
+            repr(VIEW_MESSAGE),
+            str(first) if first else conn.ended,
+        )
         conn.send(build_frame(OP_TEXT, b"hi"))
         frame = conn.read_frame()
         if frame is not None and frame.opcode == OP_CLOSE:
@@ -276,19 +319,36 @@ def test_handshake_and_exchange(check, server):
     conn, response, first = open_websocket(server, "/view", "raw=control")
     with conn:
         check.equal("status", 101, response.code)
-        check.equal("Sec-WebSocket-Accept", frames.accept_for(frames.SAMPLE_KEY),
-                    response.headers.get("sec-websocket-accept"))
-        check.expect("first frame", first is not None and first.opcode == OP_TEXT and first.fin
-                     and not first.masked and first.payload == VIEW_MESSAGE.encode(),
-                     f"an unmasked final text frame {VIEW_MESSAGE!r}", str(first))
+        check.equal(
+            "Sec-WebSocket-Accept",
+            frames.accept_for(frames.SAMPLE_KEY),
+            response.headers.get("sec-websocket-accept"),
+        )
+        check.expect(
+            "first frame",
+            first is not None
+            and first.opcode == OP_TEXT
+            and first.fin
+            and not first.masked
+            and first.payload == VIEW_MESSAGE.encode(),
+            f"an unmasked final text frame {VIEW_MESSAGE!r}",
+            str(first),
+        )
         conn.send(build_frame(OP_TEXT, b"answer"))
         closing = conn.read_frame()
-        check.expect("server's close", closing is not None and closing.opcode == OP_CLOSE
-                     and closing.close().valid, "a valid close frame",
-                     str(closing) if closing else conn.ended)
+        check.expect(
+            "server's close",
+            closing is not None and closing.opcode == OP_CLOSE and closing.close().valid,
+            "a valid close frame",
+            str(closing) if closing else conn.ended,
+        )
     event = answer_event(server, request_id(server, "raw=control"))
-    check.expect("server got", event is not None and event.get("data") == "answer",
-                 "view_received 'answer'", json.dumps(event))
+    check.expect(
+        "server got",
+        event is not None and event.get("data") == "answer",
+        "view_received 'answer'",
+        json.dumps(event),
+    )
     check.verify()
 
 
@@ -300,13 +360,20 @@ def test_ping_is_answered_with_pong(check, server):
         check.equal("status", 101, response.code)
         conn.send(build_frame(OP_PING, b"are you there"))
         pong = conn.read_frame()
-        check.expect("pong", pong is not None and pong.opcode == OP_PONG
-                     and pong.payload == b"are you there", "pong b'are you there'",
-                     str(pong) if pong else conn.ended)
+        check.expect(
+            "pong",
+            pong is not None and pong.opcode == OP_PONG and pong.payload == b"are you there",
+            "pong b'are you there'",
+            str(pong) if pong else conn.ended,
+        )
         conn.send(build_frame(OP_TEXT, b"answer"))
     event = answer_event(server, request_id(server, "raw=ping"))
-    check.expect("server got", event is not None and event.get("data") == "answer",
-                 "view_received 'answer'", json.dumps(event))
+    check.expect(
+        "server got",
+        event is not None and event.get("data") == "answer",
+        "view_received 'answer'",
+        json.dumps(event),
+    )
     check.verify()
 
 
@@ -318,9 +385,12 @@ def test_server_close_sends_code_and_reason(check, server):
     """ws.close(1000, u"bye") sends b"\\x03\\xe8bye" (RFC 6455 5.5.1)."""
     frame, ended = exchange_then_close_frame(check, server, "/raw/close", "raw=close")
     close = frame.close() if frame is not None and frame.opcode == OP_CLOSE else None
-    check.expect("close frame", close is not None and close.valid and close.code == 1000
-                 and close.reason == "bye", "close code 1000 reason 'bye'",
-                 str(frame) if frame else ended)
+    check.expect(
+        "close frame",
+        close is not None and close.valid and close.code == 1000 and close.reason == "bye",
+        "close code 1000 reason 'bye'",
+        str(frame) if frame else ended,
+    )
     check.verify()
 
 
@@ -329,31 +399,43 @@ def test_server_close_long_reason_is_cut_on_a_character(check, server):
     """A 200-byte reason is cut to fit 125 bytes, between characters (RFC 6455 5.5, 5.5.1)."""
     frame, ended = exchange_then_close_frame(check, server, "/raw/close-long", "raw=close-long")
     close = frame.close() if frame is not None and frame.opcode == OP_CLOSE else None
-    if check.expect("close frame", close is not None, "a close frame",
-                    str(frame) if frame else ended):
-        check.expect("payload", close.length <= 125, "at most 125 bytes",
-                     f"{close.length} bytes")
+    if check.expect(
+        "close frame", close is not None, "a close frame", str(frame) if frame else ended
+    ):
+        check.expect("payload", close.length <= 125, "at most 125 bytes", f"{close.length} bytes")
         check.expect("code", close.code == 1000 and close.valid, "code 1000", str(close))
-        check.expect("reason", close.reason is not None and close.reason != ""
-                     and LONG_REASON.startswith(close.reason),
-                     "a non-empty prefix of the reason, cut between characters",
-                     repr(frame.payload[2:20]) + "...")
+        check.expect(
+            "reason",
+            close.reason is not None
+            and close.reason != ""
+            and LONG_REASON.startswith(close.reason),
+            "a non-empty prefix of the reason, cut between characters",
+            repr(frame.payload[2:20]) + "...",
+        )
     check.verify()
 
 
-@pytest.mark.parametrize("client", [
-    pytest.param("python", marks=protocol(defect=PYTHON_INVALID)),
-    pytest.param("node", marks=protocol(defect=NODE_INVALID)),
-])
+@pytest.mark.parametrize(
+    "client",
+    [
+        pytest.param("python", marks=protocol(defect=PYTHON_INVALID)),
+        pytest.param("node", marks=protocol(defect=NODE_INVALID)),
+    ],
+)
 def test_client_sees_server_close_code_and_reason(check, server, client):
     """The real clients end cleanly on the server's close(1000, u"bye")."""
     transcript = clients.run(client, f"{server.ws_url}/raw/close?client={client}")
     close = transcript.close or {}
     check.equal("received", [VIEW_MESSAGE], transcript.received)
-    check.expect(f"{client} close", close.get("code") == 1000 and close.get("reason") == "bye"
-                 and close.get("valid") is True and "error" not in close,
-                 "code 1000, reason 'bye', valid, no error",
-                 json.dumps(close or transcript.events[-1:] or transcript.stderr[-300:]))
+    check.expect(
+        f"{client} close",
+        close.get("code") == 1000
+        and close.get("reason") == "bye"
+        and close.get("valid") is True
+        and "error" not in close,
+        "code 1000, reason 'bye', valid, no error",
+        json.dumps(close or transcript.events[-1:] or transcript.stderr[-300:]),
+    )
     check.equal("exit status", 0, transcript.returncode)
     check.verify()
 
@@ -367,22 +449,35 @@ def test_server_close_waits_for_the_clients_close(check, server):
         check.invariant("handshake", response.code == 101, "101", str(response))
         conn.send(build_frame(OP_TEXT, b"hi"))
         frame = conn.read_frame()
-        if check.expect("server's close", frame is not None and frame.opcode == OP_CLOSE,
-                        "a close frame", str(frame) if frame else conn.ended):
-            check.expect("before the client's close", conn.stays_open(CLOSE_HOLD),
-                         f"the TCP connection stays open for the {CLOSE_HOLD} s the client "
-                         "holds its close", f"ended ({conn.ended})")
+        if check.expect(
+            "server's close",
+            frame is not None and frame.opcode == OP_CLOSE,
+            "a close frame",
+            str(frame) if frame else conn.ended,
+        ):
+            check.expect(
+                "before the client's close",
+                conn.stays_open(CLOSE_HOLD),
+                f"the TCP connection stays open for the {CLOSE_HOLD} s the client holds its close",
+                f"ended ({conn.ended})",
+            )
             conn.send(build_frame(OP_CLOSE, frame.payload[:2]))
-            check.expect("after the client's close", conn.read_to_end() == "EOF",
-                         "the server reads it and closes TCP with a FIN (EOF, not reset)",
-                         conn.ended)
+            check.expect(
+                "after the client's close",
+                conn.read_to_end() == "EOF",
+                "the server reads it and closes TCP with a FIN (EOF, not reset)",
+                conn.ended,
+            )
     check.verify()
 
 
-@pytest.mark.parametrize(("code", "reason"), [
-    pytest.param(1001, b"going away", id="1001-with-reason", marks=protocol(defect=ECHO_REPR)),
-    pytest.param(4000, b"", id="4000-no-reason", marks=protocol(defect=ECHO_EMPTY)),
-])
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [
+        pytest.param(1001, b"going away", id="1001-with-reason", marks=protocol(defect=ECHO_REPR)),
+        pytest.param(4000, b"", id="4000-no-reason", marks=protocol(defect=ECHO_EMPTY)),
+    ],
+)
 def test_client_close_is_echoed_with_its_code(check, server, code, reason):
     """The server answers a client's close with the same code (RFC 6455 5.5.1)."""
     conn, response, first = open_websocket(server, "/view", f"echo={code}")
@@ -395,10 +490,13 @@ def test_client_close_is_echoed_with_its_code(check, server, code, reason):
     check.verify()
 
 
-@pytest.mark.parametrize("payload", [
-    pytest.param(close_payload(1005), id="code-1005", marks=protocol(defect=BAD_CLOSE_NO_CODE)),
-    pytest.param(b"\x03", id="one-byte", marks=protocol(defect=BAD_CLOSE_NO_CODE)),
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param(close_payload(1005), id="code-1005", marks=protocol(defect=BAD_CLOSE_NO_CODE)),
+        pytest.param(b"\x03", id="one-byte", marks=protocol(defect=BAD_CLOSE_NO_CODE)),
+    ],
+)
 def test_malformed_client_close_fails_with_1002(check, server, payload, request):
     """A close with a code that must not be sent, or a 1-byte body, is a protocol error."""
     query = "bad-close=" + request.node.callspec.id
@@ -420,27 +518,43 @@ def test_reading_the_request_body_keeps_the_websocket(check, server):
     rid = request_id(server, query)
     with conn:
         check.invariant("handshake", response.code == 101, "101", str(response))
-        if check.expect("the view's message", first is not None
-                        and first.payload == VIEW_MESSAGE.encode(), repr(VIEW_MESSAGE),
-                        str(first) if first else conn.ended):
+        if check.expect(
+            "the view's message",
+            first is not None and first.payload == VIEW_MESSAGE.encode(),
+            repr(VIEW_MESSAGE),
+            str(first) if first else conn.ended,
+        ):
             conn.send(build_frame(OP_TEXT, b"answer"))
             event = answer_event(server, rid)
-            check.expect("server got", event is not None and event.get("data") == "answer",
-                         "view_received 'answer'", json.dumps(event))
+            check.expect(
+                "server got",
+                event is not None and event.get("data") == "answer",
+                "view_received 'answer'",
+                json.dumps(event),
+            )
             closing = conn.read_frame()
-            check.expect("server's close", closing is not None and closing.opcode == OP_CLOSE
-                         and closing.close().valid, "a valid close frame",
-                         str(closing) if closing else conn.ended)
+            check.expect(
+                "server's close",
+                closing is not None and closing.opcode == OP_CLOSE and closing.close().valid,
+                "a valid close frame",
+                str(closing) if closing else conn.ended,
+            )
         else:  # the client speaks: does the body read take the frame?
             conn.send(build_frame(OP_TEXT, b"answer"))
     last = "after" if first is not None else "before"
     try:  # the client is gone: a read that blocked on the socket has returned by now
-        server.wait_for(lambda e: e["event"] == "input_read" and e.get("rid") == rid
-                        and e.get("when") == last, EVENT_TIMEOUT, f"the {last!r} body read")
+        server.wait_for(
+            lambda e: e["event"] == "input_read" and e.get("rid") == rid and e.get("when") == last,
+            EVENT_TIMEOUT,
+            f"the {last!r} body read",
+        )
     except ServerError:
         pass
-    reads = [(e.get("when"), e.get("length")) for e in server.events
-             if e["event"] == "input_read" and e.get("rid") == rid]
+    reads = [
+        (e.get("when"), e.get("length"))
+        for e in server.events
+        if e["event"] == "input_read" and e.get("rid") == rid
+    ]
     expected = [("before", 0), ("after", 0)] if first is not None else [("before", 0)]
     check.equal("request body reads (when, bytes)", expected, reads)
     keeps_serving(check, server, "read-input")
@@ -460,24 +574,36 @@ def test_unmasked_frame_fails_the_connection_with_1002(check, server):
         conn.send(build_frame(OP_TEXT, b"unmasked answer", mask=False))
         expect_close_code(check, conn, 1002)
     event = answer_event(server, request_id(server, "unmasked=1"))
-    check.expect("application", event is not None and event["event"] == "view_received_missing",
-                 "no message for the view", json.dumps(event))
+    check.expect(
+        "application",
+        event is not None and event["event"] == "view_received_missing",
+        "no message for the view",
+        json.dumps(event),
+    )
     keeps_serving(check, server, "unmasked")
     check.verify()
 
 
-@pytest.mark.parametrize("message", [
-    pytest.param([(OP_TEXT, True, b"\xff\xfe")], id="invalid-bytes"),
-    pytest.param([(OP_TEXT, True, b"caf\xc3")], id="truncated-at-the-end"),
-    pytest.param([(OP_TEXT, True, b"\xed\xa0\x80")], id="surrogate"),
-    pytest.param([(OP_TEXT, False, b"caf\xc3"), (OP_CONTINUATION, True, b"A")],
-                 id="split-across-frames"),
-])
+@pytest.mark.parametrize(
+    "message",
+    [
+        pytest.param([(OP_TEXT, True, b"\xff\xfe")], id="invalid-bytes"),
+        pytest.param([(OP_TEXT, True, b"caf\xc3")], id="truncated-at-the-end"),
+        pytest.param([(OP_TEXT, True, b"\xed\xa0\x80")], id="surrogate"),
+        pytest.param(
+            [(OP_TEXT, False, b"caf\xc3"), (OP_CONTINUATION, True, b"A")], id="split-across-frames"
+        ),
+    ],
+)
 @protocol(defect=UTF8_NO_CODE)
 def test_invalid_utf8_text_fails_the_connection_with_1007(check, server, message, request):
     """RFC 6455 8.1: text that is not valid UTF-8 fails the connection, 7.4.1: with 1007."""
-    fails_with_1007(check, server, "utf8=" + request.node.callspec.id,
-                    [build_frame(opcode, data, fin=fin) for opcode, fin, data in message])
+    fails_with_1007(
+        check,
+        server,
+        "utf8=" + request.node.callspec.id,
+        [build_frame(opcode, data, fin=fin) for opcode, fin, data in message],
+    )
 
 
 def fails_with_1007(check, server, query, parts):
@@ -490,19 +616,34 @@ def fails_with_1007(check, server, query, parts):
             conn.send(part)
         expect_close_code(check, conn, 1007)
     event = answer_event(server, request_id(server, query))
-    check.expect("application", event is not None and event["event"] == "view_received_missing",
-                 "no message for the view", json.dumps(event))
+    check.expect(
+        "application",
+        event is not None and event["event"] == "view_received_missing",
+        "no message for the view",
+        json.dumps(event),
+    )
     keeps_serving(check, server, query)
     check.verify()
 
 
-@pytest.mark.parametrize("parts", [
-    pytest.param([build_frame(OP_TEXT, b"caf\xc3\xa9 \xf4\x90\x80\x80 edited!")[:2 + 4 + 8]],
-                 id="inside-a-frame", marks=protocol(defect=UTF8_NOT_FAIL_FAST)),
-    pytest.param([build_frame(OP_TEXT, b"caf\xc3\xa9", fin=False),
-                  build_frame(OP_CONTINUATION, b" \xf4\x90\x80\x80", fin=False)],
-                 id="in-a-fragment", marks=protocol(defect=UTF8_NO_CODE)),
-])
+@pytest.mark.parametrize(
+    "parts",
+    [
+        pytest.param(
+            [build_frame(OP_TEXT, b"caf\xc3\xa9 \xf4\x90\x80\x80 edited!")[: 2 + 4 + 8]],
+            id="inside-a-frame",
+            marks=protocol(defect=UTF8_NOT_FAIL_FAST),
+        ),
+        pytest.param(
+            [
+                build_frame(OP_TEXT, b"caf\xc3\xa9", fin=False),
+                build_frame(OP_CONTINUATION, b" \xf4\x90\x80\x80", fin=False),
+            ],
+            id="in-a-fragment",
+            marks=protocol(defect=UTF8_NO_CODE),
+        ),
+    ],
+)
 def test_invalid_utf8_fails_the_connection_where_it_arrives(check, server, parts, request):
     """RFC 6455 8.1 (Autobahn 6.4.x): the connection fails at the part of a text message
     that holds invalid UTF-8 (here 0x110000, out of range), not once the message is complete:
@@ -520,30 +661,52 @@ def refused_handshake(check, server, query, request_bytes, code, version_header=
         conn.send(request_bytes)
         response = conn.read_response()
     phrase = http.HTTPStatus(code).phrase
-    check.expect("status line", response.code == code and response.reason == phrase,
-                 f"'{code} {phrase}'", repr(response.status_line) if response.status_line
-                 else f"no response ({response.ended})")
-    check.expect("body", response.complete and response.body.strip() != b"",
-                 "a non-empty body of exactly Content-Length bytes", str(response))
+    check.expect(
+        "status line",
+        response.code == code and response.reason == phrase,
+        f"'{code} {phrase}'",
+        repr(response.status_line) if response.status_line else f"no response ({response.ended})",
+    )
+    check.expect(
+        "body",
+        response.complete and response.body.strip() != b"",
+        "a non-empty body of exactly Content-Length bytes",
+        str(response),
+    )
     if version_header:
-        check.expect("Sec-WebSocket-Version", "13" in response.headers.get(
-            "sec-websocket-version", ""), "the supported versions (13)",
-            repr(response.headers.get("sec-websocket-version")))
+        check.expect(
+            "Sec-WebSocket-Version",
+            "13" in response.headers.get("sec-websocket-version", ""),
+            "the supported versions (13)",
+            repr(response.headers.get("sec-websocket-version")),
+        )
     if response.code != 101:  # an upgrade the server accepted was not refused: nothing to log
         logged_rejection(check, server, query)
     keeps_serving(check, server, query)
     check.verify()
 
 
-@pytest.mark.parametrize("key", [
-    pytest.param("dGhlIHNhbXBsZSBub25jZQ", id="bad-base64-padding",
-                 marks=protocol(defect=KEY_500)),
-    pytest.param("dGhlIHNhbXBsZSBub25jZQ=\u00e9", id="not-ascii", marks=protocol(defect=KEY_500)),
-    pytest.param("dGhlIHNhbXBs!!ZSBub25jZQ==", id="not-base64-alphabet",
-                 marks=protocol(defect=KEY_ALPHABET)),
-    pytest.param("eHh4eHh4eHh4eHh4eHh4", id="15-bytes",
-                 marks=protocol(defect=STR_BODY.format(status="400"))),
-])
+@pytest.mark.parametrize(
+    "key",
+    [
+        pytest.param(
+            "dGhlIHNhbXBsZSBub25jZQ", id="bad-base64-padding", marks=protocol(defect=KEY_500)
+        ),
+        pytest.param(
+            "dGhlIHNhbXBsZSBub25jZQ=\u00e9", id="not-ascii", marks=protocol(defect=KEY_500)
+        ),
+        pytest.param(
+            "dGhlIHNhbXBs!!ZSBub25jZQ==",
+            id="not-base64-alphabet",
+            marks=protocol(defect=KEY_ALPHABET),
+        ),
+        pytest.param(
+            "eHh4eHh4eHh4eHh4eHh4",
+            id="15-bytes",
+            marks=protocol(defect=STR_BODY.format(status="400")),
+        ),
+    ],
+)
 def test_malformed_key_is_400(check, server, key, request):
     """RFC 6455 4.2.1: the key must be 16 bytes, base64-encoded; otherwise 400, never 500."""
     query = "key=" + request.node.callspec.id
@@ -554,21 +717,38 @@ def test_malformed_key_is_400(check, server, key, request):
 def test_http_1_0_upgrade_is_400_bad_request(check, server):
     """RFC 6455 4.1/4.2.1: an upgrade needs HTTP/1.1 or later; the answer is 400 Bad Request."""
     query = "http=1.0"
-    refused_handshake(check, server, query,
-                      upgrade_request(f"/view?{query}", http="HTTP/1.0"), 400)
+    refused_handshake(check, server, query, upgrade_request(f"/view?{query}", http="HTTP/1.0"), 400)
 
 
-@pytest.mark.parametrize(("headers", "code"), [
-    pytest.param({"version": None}, 426, id="no-version",
-                 marks=protocol(defect=STR_BODY.format(status="426"))),
-    pytest.param({"version": "12"}, 400, id="unsupported-version",
-                 marks=protocol(defect=STR_BODY.format(status="400"))),
-    pytest.param({"key": None}, 400, id="no-key",
-                 marks=protocol(defect=STR_BODY.format(status="400"))),
-])
+@pytest.mark.parametrize(
+    ("headers", "code"),
+    [
+        pytest.param(
+            {"version": None},
+            426,
+            id="no-version",
+            marks=protocol(defect=STR_BODY.format(status="426")),
+        ),
+        pytest.param(
+            {"version": "12"},
+            400,
+            id="unsupported-version",
+            marks=protocol(defect=STR_BODY.format(status="400")),
+        ),
+        pytest.param(
+            {"key": None}, 400, id="no-key", marks=protocol(defect=STR_BODY.format(status="400"))
+        ),
+    ],
+)
 def test_refused_upgrade_sends_its_body(check, server, headers, code, request):
     """RFC 6455 4.2.2/4.4: 400/426 with Sec-WebSocket-Version where it applies, and a body
     whose length is the Content-Length (RFC 9112 6.3)."""
     query = "refused=" + request.node.callspec.id
-    refused_handshake(check, server, query, upgrade_request(f"/view?{query}", **headers), code,
-                      version_header="version" in headers)
+    refused_handshake(
+        check,
+        server,
+        query,
+        upgrade_request(f"/view?{query}", **headers),
+        code,
+        version_header="version" in headers,
+    )

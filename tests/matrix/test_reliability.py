@@ -50,8 +50,9 @@ DROP_TIMEOUT = 10.0  # s any single wait of a disconnecting client may take
 DISCONNECT_EVENTS_TIMEOUT = 60.0  # s for the server to log every dropped connection
 SETTLE_TIMEOUT = 10.0  # s for fds and greenlets to return to their baseline
 # A whole cell: readiness, the page, both clients killed at their bound, and stop.
-CELL_BOUND = (READY_TIMEOUT + HTTP_TIMEOUT + len(clients.CLIENTS) * clients.PROCESS_TIMEOUT
-              + 2 * STOP_TIMEOUT)
+CELL_BOUND = (
+    READY_TIMEOUT + HTTP_TIMEOUT + len(clients.CLIENTS) * clients.PROCESS_TIMEOUT + 2 * STOP_TIMEOUT
+)
 
 
 def record(results, name, **figures):
@@ -67,10 +68,19 @@ def patched(server):
 
 def test_load_concurrent_clients_lose_and_duplicate_nothing(session, results):
     """LOAD_CLIENTS real websocket clients at once on /streaming, checked on both sides."""
-    result = load.measure(session.server_python, bool(session.agent), LOAD_CLIENTS,
-                          log_dir=session.logs, require_fixed=False)
-    record(results, "load", **{k: v for k, v in result.items() if k != "problems"},
-           problems={k: v[:20] for k, v in result["problems"].items()})
+    result = load.measure(
+        session.server_python,
+        bool(session.agent),
+        LOAD_CLIENTS,
+        log_dir=session.logs,
+        require_fixed=False,
+    )
+    record(
+        results,
+        "load",
+        **{k: v for k, v in result.items() if k != "problems"},
+        problems={k: v[:20] for k, v in result["problems"].items()},
+    )
     bad = {k: v[:10] for k, v in result["problems"].items() if v}
     assert not bad, f"{load.summary(result)}\n{json.dumps(bad, indent=1)}"
     assert result["completed"] == LOAD_CLIENTS, load.summary(result)
@@ -88,8 +98,9 @@ def exchange_then_drop(ws_url, index, how):
     """
     import websocket
 
-    ws = websocket.create_connection(f"{ws_url}/streaming?client=drop-{index}",
-                                     timeout=DROP_TIMEOUT)
+    ws = websocket.create_connection(
+        f"{ws_url}/streaming?client=drop-{index}", timeout=DROP_TIMEOUT
+    )
     try:
         assert ws.recv() == VIEW_MESSAGE
         ws.send(f"drop-{index} re: view")
@@ -113,8 +124,9 @@ def hold_open(server, count):
 
     held = []
     for i in range(count):
-        ws = websocket.create_connection(f"{server.ws_url}/view?client=hold-{i}",
-                                         timeout=DROP_TIMEOUT)
+        ws = websocket.create_connection(
+            f"{server.ws_url}/view?client=hold-{i}", timeout=DROP_TIMEOUT
+        )
         held.append(ws)
         assert ws.recv() == VIEW_MESSAGE
     return held
@@ -140,19 +152,22 @@ def steady_stats(server, keys=("fds", "greenlets"), repeats=3):
     readings = []
     while True:
         now = server.stats()
-        readings = [*readings[-(repeats - 1):], now]
+        readings = [*readings[-(repeats - 1) :], now]
         if len(readings) == repeats and len({tuple(r[k] for k in keys) for r in readings}) == 1:
             return now
         if time.monotonic() >= deadline:
-            raise AssertionError(f"/_stats {keys} did not hold still for {repeats} polls within "
-                                 f"{SETTLE_TIMEOUT:.0f} s (bound): last readings {readings}")
+            raise AssertionError(
+                f"/_stats {keys} did not hold still for {repeats} polls within "
+                f"{SETTLE_TIMEOUT:.0f} s (bound): last readings {readings}"
+            )
         time.sleep(0.1)
 
 
 def test_disconnect_mid_stream_returns_to_baseline(session, results):
     """DISCONNECTS clients vanish inside response_iter: logged, closed, nothing leaked."""
-    with Server(session.server_python, agent=bool(session.agent), log_dir=session.logs,
-                name="disconnects") as server:
+    with Server(
+        session.server_python, agent=bool(session.agent), log_dir=session.logs, name="disconnects"
+    ) as server:
         for i in range(WARM_UP):
             exchange_then_drop(server.ws_url, f"warm-{i}", ("complete", "fin", "rst")[i % 3])
         baseline = steady_stats(server)
@@ -169,7 +184,8 @@ def test_disconnect_mid_stream_returns_to_baseline(session, results):
         settled = wait_settled(server, baseline)
         assert (settled["fds"], settled["greenlets"]) == (baseline["fds"], baseline["greenlets"]), (
             f"{HELD} held connections, dropped: not back to the baseline within "
-            f"{SETTLE_TIMEOUT:.0f} s (bound): baseline {baseline}, now {settled}")
+            f"{SETTLE_TIMEOUT:.0f} s (bound): baseline {baseline}, now {settled}"
+        )
         started = time.monotonic()
         for i in range(DISCONNECTS):
             exchange_then_drop(server.ws_url, i, "rst" if i % 2 else "fin")
@@ -178,13 +194,21 @@ def test_disconnect_mid_stream_returns_to_baseline(session, results):
         fixed = patched(server)
 
         def rids():
-            return {e["rid"] for e in list(server.events)
-                    if e["event"] == "request" and e.get("query") in queries}
+            return {
+                e["rid"]
+                for e in list(server.events)
+                if e["event"] == "request" and e.get("query") in queries
+            }
 
         def logged(event, **match):
             mine = rids()
-            return [e for e in list(server.events) if e["event"] == event
-                    and e.get("rid") in mine and all(e.get(k) == v for k, v in match.items())]
+            return [
+                e
+                for e in list(server.events)
+                if e["event"] == event
+                and e.get("rid") in mine
+                and all(e.get(k) == v for k, v in match.items())
+            ]
 
         deadline = time.monotonic() + DISCONNECT_EVENTS_TIMEOUT
         while time.monotonic() < deadline:
@@ -197,15 +221,23 @@ def test_disconnect_mid_stream_returns_to_baseline(session, results):
         closed = logged("iterable_closed")
         answered = logged("iterator_received")
         figures = {
-            "disconnects": DISCONNECTS, "agent": bool(session.agent), "patched": fixed,
-            "drop_seconds": round(dropping, 2), "requests": len(rids()),
-            "client_gone_events": len(gone), "iterable_closed_events": len(closed),
-            "baseline": baseline, "holding": holding, "after": after,
+            "disconnects": DISCONNECTS,
+            "agent": bool(session.agent),
+            "patched": fixed,
+            "drop_seconds": round(dropping, 2),
+            "requests": len(rids()),
+            "client_gone_events": len(gone),
+            "iterable_closed_events": len(closed),
+            "baseline": baseline,
+            "holding": holding,
+            "after": after,
         }
         record(results, "disconnects", **figures)
-        summary = server.explain(f"after {DISCONNECTS} mid-stream disconnects and up to "
-                                 f"{DISCONNECT_EVENTS_TIMEOUT:.0f} s (bound) for their events: "
-                                 f"{json.dumps(figures)}")
+        summary = server.explain(
+            f"after {DISCONNECTS} mid-stream disconnects and up to "
+            f"{DISCONNECT_EVENTS_TIMEOUT:.0f} s (bound) for their events: "
+            f"{json.dumps(figures)}"
+        )
         assert len(rids()) == DISCONNECTS, summary
         assert not answered, summary
         # Each disconnect is logged by the server: receive() saw the client go.
@@ -213,17 +245,28 @@ def test_disconnect_mid_stream_returns_to_baseline(session, results):
         # The patched handler still closes the iterable, once per connection.
         assert len(closed) == (DISCONNECTS if fixed else 0), summary
         assert len({e["rid"] for e in closed}) == len(closed), summary
-        leaked = {k: (baseline[k], after[k]) for k in ("fds", "greenlets")
-                  if after[k] != baseline[k]}
-        assert not leaked, (f"not back to the baseline within {SETTLE_TIMEOUT:.0f} s (bound): "
-                            f"{leaked} (baseline, after)\n{summary}")
+        leaked = {
+            k: (baseline[k], after[k]) for k in ("fds", "greenlets") if after[k] != baseline[k]
+        }
+        assert not leaked, (
+            f"not back to the baseline within {SETTLE_TIMEOUT:.0f} s (bound): "
+            f"{leaked} (baseline, after)\n{summary}"
+        )
 
 
 def session_args(session, logs, results_path):
-    return ["--stack", session.stack, "--agent" if session.agent else "--no-agent",
-            "--fixed" if session.fixed else "--no-fixed",
-            "--server-python", str(session.server_python), "--server-logs", str(logs),
-            "--results", str(results_path)]
+    return [
+        "--stack",
+        session.stack,
+        "--agent" if session.agent else "--no-agent",
+        "--fixed" if session.fixed else "--no-fixed",
+        "--server-python",
+        str(session.server_python),
+        "--server-logs",
+        str(logs),
+        "--results",
+        str(results_path),
+    ]
 
 
 KILL_ATTEMPTS = 3  # a kill that lands after the whole cell tested nothing: try again
@@ -238,8 +281,13 @@ def test_server_killed_mid_cell_fails_within_its_bound(session, tmp_path):
         logs = tmp_path / f"logs-{attempt}"
         child = child_pytest([node_id(cell), *session_args(session, logs, tmp_path / "r.json")])
         events = logs / f"{cell.slug()}.events.log"
-        view = wait_event(events, lambda e: e["event"] == "view_received",
-                          PYTEST_START_BOUND + READY_TIMEOUT, "the view's exchange", child)
+        view = wait_event(
+            events,
+            lambda e: e["event"] == "view_received",
+            PYTEST_START_BOUND + READY_TIMEOUT,
+            "the view's exchange",
+            child,
+        )
         try:
             os.killpg(view["pid"], signal.SIGKILL)
         except ProcessLookupError:  # the whole cell was over before the kill landed
@@ -253,21 +301,27 @@ def test_server_killed_mid_cell_fails_within_its_bound(session, tmp_path):
         # exchange done was over before the kill, which then tested nothing.  A kill
         # that landed mid-cell cannot leave every client's exchange complete.
         if child.returncode == 0 and all(
-                o.verdict == "+" for o in records.read(
-                    tmp_path / "r.json", SessionResults, "this test").cells[0].observed):
+            o.verdict == "+"
+            for o in records.read(tmp_path / "r.json", SessionResults, "this test")
+            .cells[0]
+            .observed
+        ):
             continue
         break
     else:
-        pytest.fail(f"{KILL_ATTEMPTS} attempts: the cell finished every time before the "
-                    f"SIGKILL after its view's exchange landed; nothing was tested")
+        pytest.fail(
+            f"{KILL_ATTEMPTS} attempts: the cell finished every time before the "
+            f"SIGKILL after its view's exchange landed; nothing was tested"
+        )
     assert child.returncode == 1, f"child pytest status {child.returncode}:\n{out[-3000:]}"
     assert took <= CELL_BOUND, f"the cell took {took:.1f} s > {CELL_BOUND:.0f} s (bound)"
     # The failure quotes the server's last events and says the server died.
     assert "last server events" in out and '"view_received"' in out, out[-3000:]
     assert "has exited, status -9" in out, out[-3000:]
     (cell_record,) = records.read(tmp_path / "r.json", SessionResults, "this test").cells
-    assert cell_record.verdict == "-" or any(
-        o.verdict == "-" for o in cell_record.observed), cell_record.observed
+    assert cell_record.verdict == "-" or any(o.verdict == "-" for o in cell_record.observed), (
+        cell_record.observed
+    )
     assert not procs_in_session(view["pid"])
 
 
@@ -307,7 +361,8 @@ def test_interrupted_pytest_leaves_no_server(session, tmp_path, phase):
         slow.write_text(SLOW_PYTHON.format(python=session.server_python))
         slow.chmod(0o755)
         child_test = tmp_path / "test_child.py"
-        child_test.write_text(textwrap.dedent(f"""
+        child_test.write_text(
+            textwrap.dedent(f"""
             import sys
             sys.path.insert(0, {str(ROOT)!r})
             from tests.harness.server import Server
@@ -315,7 +370,8 @@ def test_interrupted_pytest_leaves_no_server(session, tmp_path, phase):
             def test_interrupted_while_starting():
                 with Server({str(slow)!r}, log_dir={str(logs)!r}, name="slow"):
                     pass
-        """))
+        """)
+        )
         child = child_pytest(["-s", str(child_test)], cwd=tmp_path)
         # The server runs in a session of its own: find it as the child's child.
         deadline = time.monotonic() + PYTEST_START_BOUND
@@ -328,8 +384,9 @@ def test_interrupted_pytest_leaves_no_server(session, tmp_path, phase):
                 except OSError:
                     pass
             time.sleep(0.02)
-        assert sid is not None, (f"no server process within {PYTEST_START_BOUND:.0f} s "
-                                 f"(bound):\n{finish(child)[-3000:]}")
+        assert sid is not None, (
+            f"no server process within {PYTEST_START_BOUND:.0f} s (bound):\n{finish(child)[-3000:]}"
+        )
         os.kill(child.pid, signal.SIGINT)  # pytest only, as `kill -INT`
     else:
         if session.agent is None or session.fixed is None:
@@ -338,14 +395,25 @@ def test_interrupted_pytest_leaves_no_server(session, tmp_path, phase):
         # running cell could land after it (seen once in CI): the child holds a
         # websocket open on the view instead, until the interrupt (bounded).
         child_test = tmp_path / "test_child.py"
-        child_test.write_text(SERVING_CHILD.format(root=str(ROOT), logs=str(logs),
-                                                   python=str(session.server_python),
-                                                   agent=bool(session.agent), hold=HOLD_BOUND))
+        child_test.write_text(
+            SERVING_CHILD.format(
+                root=str(ROOT),
+                logs=str(logs),
+                python=str(session.server_python),
+                agent=bool(session.agent),
+                hold=HOLD_BOUND,
+            )
+        )
         # -p tests.conftest: its SIGTERM handler is what the signals below exercise.
         child = child_pytest(["-p", "tests.conftest", "-s", str(child_test)])
         events = logs / "serving.events.log"
-        listening = wait_event(events, lambda e: e["event"] == "listening",
-                               PYTEST_START_BOUND + READY_TIMEOUT, "the readiness line", child)
+        listening = wait_event(
+            events,
+            lambda e: e["event"] == "listening",
+            PYTEST_START_BOUND + READY_TIMEOUT,
+            "the readiness line",
+            child,
+        )
         sid = listening["pid"]
         if phase == "serving":
             # A terminal's Ctrl-C: the whole foreground group (pytest and its clients).
@@ -367,13 +435,16 @@ def test_interrupted_pytest_leaves_no_server(session, tmp_path, phase):
             time.sleep(0.05)
         assert not procs_in_session(sid), (
             f"server session {sid} still running {STOP_TIMEOUT:.0f} s (bound) after pytest "
-            f"was killed:\n{out[-3000:]}")
+            f"was killed:\n{out[-3000:]}"
+        )
         return
     assert "KeyboardInterrupt" in out, out[-3000:]
     assert not procs_in_session(sid), (
         f"{phase}: processes {procs_in_session(sid)} of server session {sid} outlived "
-        f"the interrupted pytest:\n{out[-3000:]}")
+        f"the interrupted pytest:\n{out[-3000:]}"
+    )
     if phase != "starting":
         stopped = [e["event"] for e in read_events(events)]
-        assert "stopping" in stopped, (f"the server was not stopped by the harness's "
-                                       f"teardown (no 'stopping' event): {stopped}")
+        assert "stopping" in stopped, (
+            f"the server was not stopped by the harness's teardown (no 'stopping' event): {stopped}"
+        )

@@ -26,8 +26,15 @@ from tests.harness.report_sample import write_handler_results, write_optional, w
 
 INSTALL = "apt-get update && apt-get install -y chromium"
 # Chromium as root, with nothing of its own reaching the network.
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 TIMEOUT_MS = 20_000  # any one browser action (bound)
 VERDICT_CLASS = {"+": "v-pass", "-": "v-fail"}
 DESKTOP = {"width": 1440, "height": 1000}
@@ -38,9 +45,15 @@ def chromium_path():
     # CHROMIUM: another Chromium-based binary (the GitHub job's Google Chrome).
     path = os.environ.get("CHROMIUM") or shutil.which("chromium")
     if not path:
-        skip_or_fail(missing("Debian's chromium is not installed", "the report page test",
-                             f"install it with: {INSTALL} (or name a Chromium binary in "
-                             "CHROMIUM)"), pytest.skip, pytest.fail)
+        skip_or_fail(
+            missing(
+                "Debian's chromium is not installed",
+                "the report page test",
+                f"install it with: {INSTALL} (or name a Chromium binary in CHROMIUM)",
+            ),
+            pytest.skip,
+            pytest.fail,
+        )
     return path
 
 
@@ -51,8 +64,13 @@ def browser(tmp_path_factory):
 
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=path,
-            headless=True, args=CHROMIUM_ARGS, viewport=DESKTOP, timeout=TIMEOUT_MS)
+            str(tmp_path_factory.mktemp("chromium-profile")),
+            executable_path=path,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport=DESKTOP,
+            timeout=TIMEOUT_MS,
+        )
         context.set_default_timeout(TIMEOUT_MS)
         try:
             yield context
@@ -66,8 +84,14 @@ class Page:
     def __init__(self, context, path):
         self.errors, self.requests = [], []
         self.page = context.new_page()
-        self.page.on("console", lambda m: self.errors.append(f"console.{m.type}: {m.text}")
-                     if m.type in ("error", "assert") else None)
+        self.page.on(
+            "console",
+            lambda m: (
+                self.errors.append(f"console.{m.type}: {m.text}")
+                if m.type in ("error", "assert")
+                else None
+            ),
+        )
         self.page.on("pageerror", lambda e: self.errors.append(f"uncaught: {e}"))
         self.page.on("request", lambda r: self.requests.append(r.url))
         self.page.goto(path.as_uri(), wait_until="load")
@@ -85,8 +109,10 @@ class Page:
 def report():
     page, data = REPORT / "index.html", REPORT / "observations.json"
     if not page.is_file() or not data.is_file():
-        pytest.fail(f"{page} or {data} is missing: run `nox -s report` first "
-                    "(`nox -t ci` runs it before this session)")
+        pytest.fail(
+            f"{page} or {data} is missing: run `nox -s report` first "
+            "(`nox -t ci` runs it before this session)"
+        )
     return json.loads(data.read_text())
 
 
@@ -105,12 +131,15 @@ def expected_class(row):
 
 def test_grid_cells_carry_their_verdicts(page, report):
     cells = page.page.eval_on_selector_all(
-        "#grids table.grid.obs td.cell", "els => els.map(e => ({id: e.dataset.cell, "
-        "stack: e.closest('table').dataset.stack, cls: [...e.classList]}))")
+        "#grids table.grid.obs td.cell",
+        "els => els.map(e => ({id: e.dataset.cell, "
+        "stack: e.closest('table').dataset.stack, cls: [...e.classList]}))",
+    )
     required = [c for c in cells if c["stack"] in REQUIRED_STACKS]
     assert len(required) == 32 * len(REQUIRED_STACKS) == 64, (
         f"expected 32 grid cells per stack {REQUIRED_STACKS}, found "
-        f"{ {s: sum(c['stack'] == s for c in cells) for s in REQUIRED_STACKS} }")
+        f"{ {s: sum(c['stack'] == s for c in cells) for s in REQUIRED_STACKS} }"
+    )
     by_id = {c["id"]: c for c in cells}
     for stack in REQUIRED_STACKS:
         for row in report["stacks"][stack]["rows"]:
@@ -118,12 +147,15 @@ def test_grid_cells_carry_their_verdicts(page, report):
             assert cell is not None, f"{row['id']}: in observations.json, not in the grid"
             assert expected_class(row) in cell["cls"], (
                 f"{row['id']}: status {row['status']}, verdict {row.get('verdict')}; "
-                f"classes {cell['cls']}")
+                f"classes {cell['cls']}"
+            )
             assert ("m-seed" in cell["cls"]) == bool(row.get("differs_from_seed")), (
                 f"{row['id']}: differs_from_seed={row.get('differs_from_seed')}, classes "
-                f"{cell['cls']}")
-            assert ("m-model" in cell["cls"]) == (row["status"] == "observed"
-                                                  and not row["matches_model"]), row["id"]
+                f"{cell['cls']}"
+            )
+            assert ("m-model" in cell["cls"]) == (
+                row["status"] == "observed" and not row["matches_model"]
+            ), row["id"]
     reference = page.page.locator("table.grid.ref td.refcell").count()
     assert reference >= 64, f"the seed's published grid beside each stack: {reference} cells"
     # the grids of both stacks, each beside the seed's published one
@@ -132,8 +164,9 @@ def test_grid_cells_carry_their_verdicts(page, report):
 
 
 def test_drilldown_opens_and_shows_both_transcripts(page, report):
-    rows = [r for s in REQUIRED_STACKS for r in report["stacks"][s]["rows"]
-            if r["status"] == "observed"]
+    rows = [
+        r for s in REQUIRED_STACKS for r in report["stacks"][s]["rows"] if r["status"] == "observed"
+    ]
     assert rows, "no observed cell to open"
     row = next((r for r in rows if r["differs_from_seed"]), rows[0])
     panel = page.page.locator(f"#ev-{row['id']}")
@@ -147,8 +180,13 @@ def test_drilldown_opens_and_shows_both_transcripts(page, report):
         assert "Hello from view!" in text, f"{row['id']} transcript {i}: {text!r}"
     assert panel.locator("ol.events li").count() > 0, "no server event in the drill-down"
     body = panel.inner_text()
-    for shown in ("Positive controls", "Versions", "Durations", "lazy layers it names",
-                  row["versions"]["gevent-websocket"]):
+    for shown in (
+        "Positive controls",
+        "Versions",
+        "Durations",
+        "lazy layers it names",
+        row["versions"]["gevent-websocket"],
+    ):
         assert shown in body, f"{row['id']}: the drill-down does not show {shown!r}"
     page.page.screenshot(path=str(REPORT / "screenshot-drilldown.png"))
     page.page.keyboard.press("Escape")
@@ -172,15 +210,20 @@ def test_layers_section_beside_the_model_with_its_marks(page, report):
     layer that never finished and of a server that kept TCP in the legend; a layer
     cell's drill-down shows the layer events the server emitted."""
     layers = report.get("layers") or {}
-    ran = [(stack, one) for stack, s in layers.get("stacks", {}).items() for one in s["layers"]
-           if any(r["status"] == "observed" for b in one["builds"] for r in b["rows"])]
+    ran = [
+        (stack, one)
+        for stack, s in layers.get("stacks", {}).items()
+        for one in s["layers"]
+        if any(r["status"] == "observed" for b in one["builds"] for r in b["rows"])
+    ]
     if not ran:
         pytest.skip("no layer session in this run's results (`nox -s layer`)")
     assert page.page.locator("#layers").is_visible(), "the layers section is not shown"
     for stack, layer in ran:
         for which in ("obs", "ref"):
-            grid = page.page.locator(f"table.grid.layers.{which}[data-stack='{stack}']"
-                                     f"[data-layer='{layer['layer']}']")
+            grid = page.page.locator(
+                f"table.grid.layers.{which}[data-stack='{stack}'][data-layer='{layer['layer']}']"
+            )
             assert grid.count() == 1, f"{stack} {layer['layer']}: no {which} grid"
             observed = sum(bool(r) for b in layer["builds"] for r in b["rows"])
             assert grid.locator("tbody td").count() == observed, (stack, layer["layer"])
@@ -188,14 +231,19 @@ def test_layers_section_beside_the_model_with_its_marks(page, report):
     for mark in ("◔", "⧖"):
         assert mark in legend, f"the legend has no {mark}"
     stack, layer = ran[0]
-    row = next(r for b in layer["builds"] for r in b["rows"]
-               if r["status"] == "observed" and r["layer"] != "none")
+    row = next(
+        r
+        for b in layer["builds"]
+        for r in b["rows"]
+        if r["status"] == "observed" and r["layer"] != "none"
+    )
     page.page.click(f"#layers td.cell[data-cell='{row['id']}'] a")
     panel = page.page.locator(f"#ev-{row['id']}")
     panel.wait_for(state="visible")
     events = " ".join(panel.locator("ol.events").all_inner_texts())
-    assert "layer_finished" in events or "layer_skipped" in events or (
-        row["layer_finished"] is False), f"{row['id']}: no layer event in the drill-down"
+    assert (
+        "layer_finished" in events or "layer_skipped" in events or (row["layer_finished"] is False)
+    ), f"{row['id']}: no layer event in the drill-down"
     assert f"layer {row['tracked_layer']} finished" in panel.inner_text()
     page.page.locator("#layers").screenshot(path=str(REPORT / "screenshot-layers.png"))
     page.page.keyboard.press("Escape")
@@ -216,8 +264,11 @@ def test_fits_a_phone_in_dark_mode(page):
 def test_every_optional_section_renders_in_the_browser(browser, tmp_path):
     """Sample inputs of the other sessions (deploy, Autobahn, history, bench) on one page."""
     results, out = tmp_path / "results", tmp_path / "report"
-    write_results(results, stacks=("today", "seed", "deploy"),
-                  flip=Cell("deploy", False, False, False, False, False))
+    write_results(
+        results,
+        stacks=("today", "seed", "deploy"),
+        flip=Cell("deploy", False, False, False, False, False),
+    )
     write_optional(results, out)
     assert main(["--results", str(results), "--out", str(out)]) == 1  # the flipped cell
     opened = Page(browser, out / "index.html")
@@ -249,17 +300,23 @@ def test_the_which_handler_table_links_every_figure_to_its_evidence(browser, tmp
         rows = table.locator("tbody tr")
         labels = [rows.nth(i).locator("td").first.inner_text() for i in range(rows.count())]
         assert len(labels) == 4, labels
-        for want, label in zip(("(vanilla)", "(patched)", "gevent-ws", "flask-sock"), labels,
-                               strict=True):
+        for want, label in zip(
+            ("(vanilla)", "(patched)", "gevent-ws", "flask-sock"), labels, strict=True
+        ):
             assert want in label, f"row {label!r}: expected {want}"
-        linked = {"cells passed", "close() called", "Autobahn non-OK outside compression",
-                  "protocol checks passed"}
+        linked = {
+            "cells passed",
+            "close() called",
+            "Autobahn non-OK outside compression",
+            "protocol checks passed",
+        }
         for i in range(rows.count()):
             row = rows.nth(i)
             for column in linked:
                 cell = row.locator(f'td[data-column="{column}"]')
                 assert cell.locator("a").count() == 1, (
-                    f"{labels[i]}: {column} ({cell.inner_text()!r}) links to no evidence")
+                    f"{labels[i]}: {column} ({cell.inner_text()!r}) links to no evidence"
+                )
             throughput = row.locator('td[data-column="throughput ratio vs patched"]')
             if "reference" not in throughput.inner_text():
                 assert throughput.locator("a").count() == 1, f"{labels[i]}: throughput"

@@ -77,8 +77,14 @@ def command(run, env):
 
 def nox_list(*select):
     """The sessions `nox -l --json` selects: a plain `nox`'s, or those of ``select``."""
-    proc = subprocess.run([tool("nox"), "-l", "--json", *select], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120, check=True)
+    proc = subprocess.run(
+        [tool("nox"), "-l", "--json", *select],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     return [entry["session"] for entry in json.loads(proc.stdout)]
 
 
@@ -89,9 +95,15 @@ def outputs(workflow, tmp_path_factory):
     out = tmp_path_factory.mktemp("github") / "output"
     out.touch()
     script = step(workflow["jobs"]["sessions"], "list")["run"]
-    subprocess.run(["bash", "-eo", "pipefail", "-c", script], cwd=ROOT, check=True,
-                   env={**os.environ, "GITHUB_OUTPUT": str(out)}, timeout=120,
-                   capture_output=True, text=True)
+    subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", script],
+        cwd=ROOT,
+        check=True,
+        env={**os.environ, "GITHUB_OUTPUT": str(out)},
+        timeout=120,
+        capture_output=True,
+        text=True,
+    )
     values = dict(line.split("=", 1) for line in out.read_text().splitlines() if line)
     return {key: json.loads(value) for key, value in values.items()}
 
@@ -101,20 +113,39 @@ def outputs(workflow, tmp_path_factory):
 
 def test_actionlint_finds_nothing():
     proc = subprocess.run(
-        [tool("actionlint"), "-no-color", "-shellcheck", tool("shellcheck"), "-pyflakes", "",
-         str(WORKFLOW.relative_to(ROOT))],
-        cwd=ROOT, capture_output=True, text=True, timeout=120)
+        [
+            tool("actionlint"),
+            "-no-color",
+            "-shellcheck",
+            tool("shellcheck"),
+            "-pyflakes",
+            "",
+            str(WORKFLOW.relative_to(ROOT)),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_zizmor_finds_nothing_high():
-    proc = subprocess.run([tool("zizmor"), "--offline", "--format", "json", str(WORKFLOW)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [tool("zizmor"), "--offline", "--format", "json", str(WORKFLOW)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     # 0: no findings; 10-14: findings, by highest severity; anything else: zizmor failed
     assert proc.returncode == 0 or 10 <= proc.returncode <= 14, proc.stderr
     findings = json.loads(proc.stdout)
-    high = [f"{f['ident']}: {f['desc']} ({f['locations'][0]['symbolic']['annotation']})"
-            for f in findings if f["determinations"]["severity"].lower() == "high"]
+    high = [
+        f"{f['ident']}: {f['desc']} ({f['locations'][0]['symbolic']['annotation']})"
+        for f in findings
+        if f["determinations"]["severity"].lower() == "high"
+    ]
     assert not high, "\n".join(high)
 
 
@@ -122,7 +153,8 @@ def test_actions_are_pinned_to_commits_with_their_version():
     for number, line in enumerate(WORKFLOW.read_text().splitlines(), 1):
         if re.match(r"\s*(-\s+)?uses:", line):
             assert re.search(r"uses: [\w.-]+/[\w./-]+@[0-9a-f]{40} # v\d+\.\d+\.\d+$", line), (
-                f"matrix.yml:{number}: pin to a full commit SHA with `# vX.Y.Z`: {line.strip()}")
+                f"matrix.yml:{number}: pin to a full commit SHA with `# vX.Y.Z`: {line.strip()}"
+            )
 
 
 def test_nox_and_uv_pins_match_ci_run():
@@ -139,13 +171,18 @@ def test_nox_and_uv_pins_match_ci_run():
 
 def test_ci_run_and_the_readme_name_one_test_command():
     """.ci/run runs exactly the README's test command, `nox -t ci`, and nothing after it."""
-    commands = [line.strip() for line in CI_RUN.read_text().splitlines()
-                if line.strip() and not line.lstrip().startswith("#")]
+    commands = [
+        line.strip()
+        for line in CI_RUN.read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
     assert commands[-1] == TEST_COMMAND and [c for c in commands if c.startswith("nox")] == [
-        TEST_COMMAND], f".ci/run must end with `{TEST_COMMAND}`: {commands[-3:]}"
+        TEST_COMMAND
+    ], f".ci/run must end with `{TEST_COMMAND}`: {commands[-3:]}"
     readme = (ROOT / "README.md").read_text()
     assert f"\n    {TEST_COMMAND}\n" in readme and "test command" in readme, (
-        f"README.md must show `{TEST_COMMAND}` as the test command")
+        f"README.md must show `{TEST_COMMAND}` as the test command"
+    )
 
 
 # -- the jobs against nox ------------------------------------------------------------
@@ -160,33 +197,43 @@ def test_jobs_run_exactly_the_sessions_nox_lists(workflow, outputs):
             by_name.update(re.findall(r"\bnox -s ([\w-]+)", s.get("run", "")))
     main = sorted(by_name & set(listed))
     assert sorted([e["name"] for e in entries] + main) == sorted(listed), (
-        "the sessions the workflow runs differ from `nox -l --json` (the main job)")
+        "the sessions the workflow runs differ from `nox -l --json` (the main job)"
+    )
     assert sorted(e["checks"] for e in entries) == sorted(
-        s for s in ci if s.startswith("checks(")), "each arm's job runs its checks(...) session"
+        s for s in ci if s.startswith("checks(")
+    ), "each arm's job runs its checks(...) session"
     ci_names = {s.partition("(")[0] for s in ci}  # `nox -s reliability` runs each parameter
     assert by_name <= ci_names, (
-        f"the workflow runs sessions `nox -t ci` does not: {sorted(by_name - ci_names)}")
+        f"the workflow runs sessions `nox -t ci` does not: {sorted(by_name - ci_names)}"
+    )
     assert ci_names - by_name == {"matrix", "seed", "checks"}, (
         f"sessions of `nox -t ci` without a job in {WORKFLOW.name}: "
-        f"{sorted(ci_names - by_name - {'checks'})}; add a job that runs `nox -s <name>`")
+        f"{sorted(ci_names - by_name - {'checks'})}; add a job that runs `nox -s <name>`"
+    )
 
 
 def test_a_default_session_without_a_job_stops_the_workflow():
     spec = importlib.util.spec_from_file_location("sessions", ROOT / ".github" / "sessions.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    listed = [{"session": "matrix(agent=False, fixed=False)", "name": "matrix"},
-              {"session": "seed(agent=False, fixed=False)", "name": "seed"}]
+    listed = [
+        {"session": "matrix(agent=False, fixed=False)", "name": "matrix"},
+        {"session": "seed(agent=False, fixed=False)", "name": "seed"},
+    ]
     assert module.outputs(listed, ["3.11"])["python"] == ["3.11"]
     with pytest.raises(SystemExit, match="without a job"):
         module.outputs([*listed, {"session": "lint", "name": "lint"}], ["3.11"])
 
 
 def test_job_lists_are_the_sessions_the_report_reads(outputs):
-    expected = sorted((session_name(*s), slug(session_name(*s)), checks_name(*s))
-                      for s in sessions())
-    got = sorted((e["name"], e["slug"], e["checks"])
-                 for key in PER_SESSION_JOBS.values() for e in outputs[key])
+    expected = sorted(
+        (session_name(*s), slug(session_name(*s)), checks_name(*s)) for s in sessions()
+    )
+    got = sorted(
+        (e["name"], e["slug"], e["checks"])
+        for key in PER_SESSION_JOBS.values()
+        for e in outputs[key]
+    )
     assert got == expected
 
 
@@ -202,8 +249,9 @@ def test_each_session_job_runs_its_session_and_uploads_its_files(workflow, outpu
         assert checks["env"]["CHECKS"] == "${{ matrix.session.checks }}"
         assert command(checks["run"], {"CHECKS": "C"}) == ["nox", "-s", "C"]
         assert checks["if"] == "${{ !cancelled() }}", "an arm's checks run after failed cells"
-        upload = [s for s in job["steps"] if s.get("uses", "").startswith(
-            "actions/upload-artifact@")]
+        upload = [
+            s for s in job["steps"] if s.get("uses", "").startswith("actions/upload-artifact@")
+        ]
         assert len(upload) == 1
         paths = upload[0]["with"]["path"].splitlines()
         assert "results/${{ matrix.session.slug }}.json" in paths
@@ -229,19 +277,36 @@ def test_gate_needs_every_job_and_runs_always(workflow):
 def table(report):
     """{cell: what the report says of it}, without timings or paths; the stacks the
     per-session jobs run (a deploy grid comes from a job of its own, not rehearsed)."""
-    keys = ("status", "verdict", "seed", "expected", "matches_model", "closed",
-            "valid_close_frame", "differs_from_seed")
-    return {r["label"]: {k: r.get(k) for k in keys}
-            for stack, data in report["stacks"].items() if stack in MAIN_STACKS
-            for r in data["rows"]}
+    keys = (
+        "status",
+        "verdict",
+        "seed",
+        "expected",
+        "matches_model",
+        "closed",
+        "valid_close_frame",
+        "differs_from_seed",
+    )
+    return {
+        r["label"]: {k: r.get(k) for k in keys}
+        for stack, data in report["stacks"].items()
+        if stack in MAIN_STACKS
+        for r in data["rows"]
+    }
 
 
 def test_rehearsal_of_the_fan_out_gives_the_plain_nox_table(workflow, outputs, tmp_path):
     baseline = REPORT / "observations.json"
     if not baseline.exists():
-        skip_or_fail(missing(f"{baseline} is missing", "the rehearsal (it compares with a "
-                             "plain `nox` run)", "run `nox` first (`nox -t ci` runs this "
-                             "session after it)"), pytest.skip, pytest.fail)
+        skip_or_fail(
+            missing(
+                f"{baseline} is missing",
+                "the rehearsal (it compares with a plain `nox` run)",
+                "run `nox` first (`nox -t ci` runs this session after it)",
+            ),
+            pytest.skip,
+            pytest.fail,
+        )
     plain = json.loads(baseline.read_text())
     assert len(table(plain)) == 8 * len(sessions()), "a plain run's table has every cell"
     results, report = tmp_path / "results", tmp_path / "report"
@@ -254,17 +319,30 @@ def test_rehearsal_of_the_fan_out_gives_the_plain_nox_table(workflow, outputs, t
             argv[1:1] = ["-R"]  # reuse the plain run's environments, skip installs
             log = tmp_path / f"{entry['slug']}.log"
             with log.open("w") as out:
-                proc = subprocess.run(argv, cwd=ROOT, env=env, stdout=out,
-                                      stderr=subprocess.STDOUT, timeout=SESSION_TIMEOUT)
+                proc = subprocess.run(
+                    argv,
+                    cwd=ROOT,
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    timeout=SESSION_TIMEOUT,
+                )
             ran.append((entry["name"], proc.returncode))
             for suffix in (".json", ".junit.xml"):
                 assert (results / f"{entry['slug']}{suffix}").exists(), (
                     f"{' '.join(argv)} wrote no {entry['slug']}{suffix}; "
-                    f"log: {log.read_text()[-3000:]}")
+                    f"log: {log.read_text()[-3000:]}"
+                )
     argv = command(step(workflow["jobs"]["report"], "report")["run"], {})
     argv[1:1] = ["-R"]
-    proc = subprocess.run([*argv, "--", "--out", str(report)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=SESSION_TIMEOUT)
+    proc = subprocess.run(
+        [*argv, "--", "--out", str(report)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=SESSION_TIMEOUT,
+    )
     rehearsed = json.loads((report / "observations.json").read_text())
     kinds = {SESSION_KIND[stack] for stack in MAIN_STACKS}
 
@@ -274,5 +352,6 @@ def test_rehearsal_of_the_fan_out_gives_the_plain_nox_table(workflow, outputs, t
     assert rehearsable(rehearsed) == rehearsable(plain), ran
     assert table(rehearsed) == table(plain), (
         f"the fan-out's table differs from the plain `nox` one (sessions: {ran}); "
-        f"report:\n{proc.stdout[-3000:]}")
+        f"report:\n{proc.stdout[-3000:]}"
+    )
     assert (report / "observations.md").read_text().count("\n1. ") == len(table(plain))

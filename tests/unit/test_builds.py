@@ -67,8 +67,7 @@ def python27() -> str:
     try:
         return find_python27()
     except MissingPython as exc:
-        skip_or_fail(missing(exc.what, "the seed stack's build", exc.how), pytest.skip,
-                     pytest.fail)
+        skip_or_fail(missing(exc.what, "the seed stack's build", exc.how), pytest.skip, pytest.fail)
 
 
 @pytest.fixture(scope="session")
@@ -79,9 +78,11 @@ def py27_build_env(python27, tmp_path_factory) -> str:
     try:
         return str(_virtualenv(python27, tmp_path_factory.mktemp("py27") / "env"))
     except subprocess.CalledProcessError as exc:
-        reason = missing(f"no 2.7 env from virtualenv ({exc.stderr.strip()[-500:]})",
-                         "the seed stack's build", "install `virtualenv<20.22` (the builder "
-                         "group): later releases cannot make 2.7 envs")
+        reason = missing(
+            f"no 2.7 env from virtualenv ({exc.stderr.strip()[-500:]})",
+            "the seed stack's build",
+            "install `virtualenv<20.22` (the builder group): later releases cannot make 2.7 envs",
+        )
         skip_or_fail(reason, pytest.skip, pytest.fail)
 
 
@@ -343,4 +344,3 @@ def test_cli_reports_a_build_error_on_one_line():
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "2.7" in lines[0]
-

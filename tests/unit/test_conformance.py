@@ -20,11 +20,15 @@ from tests.harness.conformance import ConformanceError, load_index, problems, su
 
 DESCRIPTIONS = {
     "1.1.1": "Send text message with payload 0.",
-    "6.4.3": ("Same as Case 6.4.1, but we send message not in 3 frames, but in 3 chops of the "
-              "same message frame.\n<br><br>MESSAGE PARTS:<br>\nPART1 = cebae1bdb9cf83cebcceb5"),
+    "6.4.3": (
+        "Same as Case 6.4.1, but we send message not in 3 frames, but in 3 chops of the "
+        "same message frame.\n<br><br>MESSAGE PARTS:<br>\nPART1 = cebae1bdb9cf83cebcceb5"
+    ),
     "7.3.4": "Send a close frame with close code and close reason",
-    "12.1.1": ("Send 1000 compressed messages each of payload size 16, auto-fragment to 0 "
-               "octets. Use default permessage-deflate offer."),
+    "12.1.1": (
+        "Send 1000 compressed messages each of payload size 16, auto-fragment to 0 "
+        "octets. Use default permessage-deflate offer."
+    ),
 }
 NAMED = {"6.4.3": "the frame is read whole", "7.3.4": "the echo sends a repr"}
 
@@ -40,17 +44,29 @@ def write_report(directory, agent, cases):
     for case, res in cases.items():
         reportfile = f"{agent.replace('-', '_')}_case_{case.replace('.', '_')}.json"
         index[case] = {**res, "duration": 3, "remoteCloseCode": None, "reportfile": reportfile}
-        (directory / reportfile).write_text(json.dumps({
-            "agent": agent, "id": case, "description": DESCRIPTIONS.get(case, f"case {case}"),
-            **res}))
+        (directory / reportfile).write_text(
+            json.dumps(
+                {
+                    "agent": agent,
+                    "id": case,
+                    "description": DESCRIPTIONS.get(case, f"case {case}"),
+                    **res,
+                }
+            )
+        )
     (directory / "index.json").write_text(json.dumps({agent: index}))
     return directory
 
 
 def target(stack="today", fixed=True, **cases):
     """A target as problems() takes it: every group run, the given cases overriding."""
-    base = {"1.1.1": result(), "6.4.3": result(), "7.3.4": result(),
-            "12.1.1": result("UNIMPLEMENTED"), "13.1.1": result("UNIMPLEMENTED")}
+    base = {
+        "1.1.1": result(),
+        "6.4.3": result(),
+        "7.3.4": result(),
+        "12.1.1": result("UNIMPLEMENTED"),
+        "13.1.1": result("UNIMPLEMENTED"),
+    }
     base.update({case.replace("_", "."): res for case, res in cases.items()})
     return {"stack": stack, "fixed": fixed, "cases": base}
 
@@ -59,29 +75,53 @@ def target(stack="today", fixed=True, **cases):
 
 
 def test_index_is_read_into_counts_and_the_non_ok_list(tmp_path):
-    cases = {"1.1.1": result(), "6.4.3": result("NON-STRICT"), "7.3.4": result("OK", "UNCLEAN"),
-             "12.1.1": result("UNIMPLEMENTED"), "2.1": result("INFORMATIONAL", "INFORMATIONAL")}
+    cases = {
+        "1.1.1": result(),
+        "6.4.3": result("NON-STRICT"),
+        "7.3.4": result("OK", "UNCLEAN"),
+        "12.1.1": result("UNIMPLEMENTED"),
+        "2.1": result("INFORMATIONAL", "INFORMATIONAL"),
+    }
     report = write_report(tmp_path / "today-vanilla", "today-vanilla", cases)
     loaded = load_index(report, "today-vanilla")
     assert {c: (r["behavior"], r["behaviorClose"]) for c, r in loaded.items()} == {
-        c: (r["behavior"], r["behaviorClose"]) for c, r in cases.items()}
+        c: (r["behavior"], r["behaviorClose"]) for c, r in cases.items()
+    }
     summary = summarize(report, loaded, NAMED)
     assert summary["counts"] == {
-        "behavior": {"OK": 2, "NON-STRICT": 1, "INFORMATIONAL": 1, "UNIMPLEMENTED": 1,
-                     "FAILED": 0},
-        "behaviorClose": {"OK": 3, "NON-STRICT": 0, "INFORMATIONAL": 1, "UNIMPLEMENTED": 0,
-                          "FAILED": 0, "UNCLEAN": 1},
+        "behavior": {"OK": 2, "NON-STRICT": 1, "INFORMATIONAL": 1, "UNIMPLEMENTED": 1, "FAILED": 0},
+        "behaviorClose": {
+            "OK": 3,
+            "NON-STRICT": 0,
+            "INFORMATIONAL": 1,
+            "UNIMPLEMENTED": 0,
+            "FAILED": 0,
+            "UNCLEAN": 1,
+        },
     }
     assert summary["non_ok"] == [
-        {"case": "6.4.3", "behavior": "NON-STRICT", "behaviorClose": "OK",
-         "description": "Same as Case 6.4.1, but we send message not in 3 frames, but in 3 "
-                        "chops of the same message frame.",
-         "defect": "the frame is read whole"},
-        {"case": "7.3.4", "behavior": "OK", "behaviorClose": "UNCLEAN",
-         "description": "Send a close frame with close code and close reason",
-         "defect": "the echo sends a repr"},
-        {"case": "12.1.1", "behavior": "UNIMPLEMENTED", "behaviorClose": "OK",
-         "description": DESCRIPTIONS["12.1.1"], "defect": None},
+        {
+            "case": "6.4.3",
+            "behavior": "NON-STRICT",
+            "behaviorClose": "OK",
+            "description": "Same as Case 6.4.1, but we send message not in 3 frames, but in 3 "
+            "chops of the same message frame.",
+            "defect": "the frame is read whole",
+        },
+        {
+            "case": "7.3.4",
+            "behavior": "OK",
+            "behaviorClose": "UNCLEAN",
+            "description": "Send a close frame with close code and close reason",
+            "defect": "the echo sends a repr",
+        },
+        {
+            "case": "12.1.1",
+            "behavior": "UNIMPLEMENTED",
+            "behaviorClose": "OK",
+            "description": DESCRIPTIONS["12.1.1"],
+            "defect": None,
+        },
     ]
 
 
@@ -94,8 +134,11 @@ def test_case_ids_sort_as_numbers(tmp_path):
 
 def test_index_without_the_agent_names_the_agents_it_has(tmp_path):
     report = write_report(tmp_path / "a", "seed-vanilla", {"1.1.1": result()})
-    with pytest.raises(ConformanceError, match=r"no results for agent 'today-vanilla'.*"
-                                               r"seed-vanilla"):
+    with pytest.raises(
+        ConformanceError,
+        match=r"no results for agent 'today-vanilla'.*"
+        r"seed-vanilla",
+    ):
         load_index(report, "today-vanilla")
 
 
@@ -111,14 +154,19 @@ def test_missing_or_broken_index_is_an_error_naming_the_file(tmp_path):
 
 
 def test_clean_patched_target_and_vanilla_with_named_defects_pass():
-    targets = {"today-patched": target(),
-               "today-vanilla": target(fixed=False, **{"6_4_3": result("NON-STRICT"),
-                                                    "7_3_4": result("OK", "UNCLEAN")})}
+    targets = {
+        "today-patched": target(),
+        "today-vanilla": target(
+            fixed=False, **{"6_4_3": result("NON-STRICT"), "7_3_4": result("OK", "UNCLEAN")}
+        ),
+    }
     assert problems(targets, NAMED) == []
 
 
-@pytest.mark.parametrize("res", [result("NON-STRICT"), result("FAILED"),
-                                 result("OK", "UNCLEAN"), result("UNIMPLEMENTED")])
+@pytest.mark.parametrize(
+    "res",
+    [result("NON-STRICT"), result("FAILED"), result("OK", "UNCLEAN"), result("UNIMPLEMENTED")],
+)
 def test_a_non_ok_case_on_the_patched_target_fails_the_rule(res):
     found = problems({"today-patched": target(**{"6_4_3": res})}, NAMED)
     assert len(found) == 1 and "today-patched: case 6.4.3" in found[0]
@@ -137,8 +185,7 @@ def test_seed_patched_is_held_to_ok_too():
 
 
 def test_vanilla_non_ok_case_without_a_named_defect_fails_the_rule():
-    found = problems({"today-vanilla": target(fixed=False, **{"1_1_1": result("FAILED")})},
-                     NAMED)
+    found = problems({"today-vanilla": target(fixed=False, **{"1_1_1": result("FAILED")})}, NAMED)
     assert len(found) == 1 and "case 1.1.1" in found[0] and "no named defect" in found[0]
 
 
@@ -149,7 +196,8 @@ def test_compression_must_run_and_be_unimplemented():
     failed = target(**{"12_1_1": result("FAILED")})
     assert problems({"today-patched": failed}, NAMED) == [
         "today-patched: case 12.1.1 (permessage-deflate): expected UNIMPLEMENTED with a clean "
-        "close, seen behaviour FAILED, close OK"]
+        "close, seen behaviour FAILED, close OK"
+    ]
 
 
 def test_every_arm_runs_the_same_cases():
@@ -202,14 +250,17 @@ def test_a_hung_case_fails_naming_the_case_and_is_killed(tmp_path):
 
 
 def test_a_run_over_its_bound_fails_even_with_progress(tmp_path):
-    body = ("import time\nfor i in range(100):\n"
-            "    print('Running test case ID 1.1.%d for agent x' % i, flush=True)\n"
-            "    time.sleep(0.2)\n")
+    body = (
+        "import time\nfor i in range(100):\n"
+        "    print('Running test case ID 1.1.%d for agent x' % i, flush=True)\n"
+        "    time.sleep(0.2)\n"
+    )
     spec = tmp_path / "spec.json"
     spec.write_text("{}")
     with pytest.raises(ConformanceError, match=r"hung: the target ran over 2 s"):
-        conformance.run_fuzzingclient(str(fake_wstest(tmp_path, body)), spec, name="x",
-                                      stall=5.0, bound=2.0)
+        conformance.run_fuzzingclient(
+            str(fake_wstest(tmp_path, body)), spec, name="x", stall=5.0, bound=2.0
+        )
 
 
 def test_wstest_exiting_non_zero_is_an_error(tmp_path):
@@ -234,7 +285,8 @@ def test_an_excluded_case_counts_as_run_and_nothing_else_may_be_missing():
     assert problems({"today-patched": target(), "today-flask-sock": short}, NAMED) == []
     del short["cases"]["7.3.4"]
     assert problems({"today-patched": target(), "today-flask-sock": short}, NAMED) == [
-        "today-flask-sock: 1 case(s) not run that other targets ran: 7.3.4"]
+        "today-flask-sock: 1 case(s) not run that other targets ran: 7.3.4"
+    ]
 
 
 def test_every_handler_target_and_deviation_names_a_known_target():
@@ -244,8 +296,10 @@ def test_every_handler_target_and_deviation_names_a_known_target():
     assert set(conformance.DEVIATIONS) <= set(conformance.TARGETS)
     for deviation in conformance.DEVIATIONS.values():
         # a case, or a section's pattern ("9.*", as wstest's exclude-cases reads it)
-        assert all(re.fullmatch(r"\d+(\.\d+)*(\.\*)?", case) and reason
-                   for case, reason in deviation.get("exclude", {}).items())
+        assert all(
+            re.fullmatch(r"\d+(\.\d+)*(\.\*)?", case) and reason
+            for case, reason in deviation.get("exclude", {}).items()
+        )
 
 
 def test_a_hung_case_is_raised_as_casehung_naming_it(tmp_path):

@@ -11,21 +11,51 @@ def doc(stack, agent, fixed, change=None):
     """The SessionResults of one session, every cell "+", closed when fixed."""
     found = []
     for cell in cells(stack, agent, fixed):
-        observed = [{"client": c, "rid": 1, "view": True, "iterator": None, "middleware": None,
-                     "verdict": "+", "iterable_closed": fixed, "valid_close_frame": True}
-                    for c in ("python", "node")]
-        record = {"cell": cell.as_dict(), "seed": "+", "verdict": "+", "observed": observed,
-                  "expected": {}, "facts": {}, "controls": {}, "versions": {},
-                  "page_status": 200, "transcripts": [], "server_events": [],
-                  "server_ready_after": 0.2, "client_durations": {}, "duration": 0.6,
-                  "launcher": "gunicorn" if stack == "deploy" else "app",
-                  "phases": {"start": 0.2, "exchange": 0.3, "stop": 0.1}}
+        observed = [
+            {
+                "client": c,
+                "rid": 1,
+                "view": True,
+                "iterator": None,
+                "middleware": None,
+                "verdict": "+",
+                "iterable_closed": fixed,
+                "valid_close_frame": True,
+            }
+            for c in ("python", "node")
+        ]
+        record = {
+            "cell": cell.as_dict(),
+            "seed": "+",
+            "verdict": "+",
+            "observed": observed,
+            "expected": {},
+            "facts": {},
+            "controls": {},
+            "versions": {},
+            "page_status": 200,
+            "transcripts": [],
+            "server_events": [],
+            "server_ready_after": 0.2,
+            "client_durations": {},
+            "duration": 0.6,
+            "launcher": "gunicorn" if stack == "deploy" else "app",
+            "phases": {"start": 0.2, "exchange": 0.3, "stop": 0.1},
+        }
         if change:
             change(cell, record)
         found.append(record)
-    return records.from_dict(SessionResults, {
-        "session": session_name(stack, agent, fixed), "stack": stack, "agent": agent,
-        "fixed": fixed, "status": "passed", "cells": found})
+    return records.from_dict(
+        SessionResults,
+        {
+            "session": session_name(stack, agent, fixed),
+            "stack": stack,
+            "agent": agent,
+            "fixed": fixed,
+            "status": "passed",
+            "cells": found,
+        },
+    )
 
 
 def test_the_same_rows_make_no_difference():
@@ -45,11 +75,15 @@ def test_each_column_that_differs_is_named():
     matrix = [doc("today", True, False)]
     deploy = [doc("deploy", True, False, streaming_differs)]
     found = deploy_compare.differences(matrix, deploy)
-    by_cell = {(e["cell"].rum, e["cell"].hello_goodbyer, e["cell"].streaming): e["columns"]
-               for e in found}
-    assert by_cell == {(True, False, True): ["verdict"], (True, True, True): ["verdict"],
-                       (False, True, False): ["valid_close_frame"],
-                       (False, True, True): ["valid_close_frame"]}
+    by_cell = {
+        (e["cell"].rum, e["cell"].hello_goodbyer, e["cell"].streaming): e["columns"] for e in found
+    }
+    assert by_cell == {
+        (True, False, True): ["verdict"],
+        (True, True, True): ["verdict"],
+        (False, True, False): ["valid_close_frame"],
+        (False, True, True): ["valid_close_frame"],
+    }
     assert all(e["matrix"].verdict == "+" for e in found)
 
 

@@ -61,8 +61,10 @@ def test_an_unbuildable_release_is_skipped_and_its_neighbours_bisected():
     flips = search()
     assert search.low == "1.1"
     assert [(f.before, f.after, f.skipped_between) for f in flips] == [("1.21", "1.23", ["1.22"])]
-    assert search.skipped == {"1.0": "planted: 1.0 does not build",
-                              "1.22": "planted: 1.22 does not build"}
+    assert search.skipped == {
+        "1.0": "planted: 1.0 does not build",
+        "1.22": "planted: 1.22 does not build",
+    }
 
 
 def test_a_second_flip_is_found_by_the_spread_probes():
@@ -70,10 +72,18 @@ def test_a_second_flip_is_found_by_the_spread_probes():
     # on it once; bisection alone finds one flip, the spread probes reveal the others.
     probe, _ = planted([("1.3", "rum"), ("1.15", "rum"), ("1.25", "rum")])
     search = Search(RELEASES, probe, CELLS)
-    assert flips_of(search) == [("1.2", "1.3", ["rum"]), ("1.14", "1.15", ["rum"]),
-                                ("1.24", "1.25", ["rum"])]
-    assert {p for _, p, _ in search.log} == {"range start", "range end", "bisect", "spread",
-                                             "proof"}
+    assert flips_of(search) == [
+        ("1.2", "1.3", ["rum"]),
+        ("1.14", "1.15", ["rum"]),
+        ("1.24", "1.25", ["rum"]),
+    ]
+    assert {p for _, p, _ in search.log} == {
+        "range start",
+        "range end",
+        "bisect",
+        "spread",
+        "proof",
+    }
 
 
 def test_no_difference_between_the_ends_is_no_flip():
@@ -88,11 +98,14 @@ def test_too_few_usable_releases_is_an_error_that_names_them():
         Search(RELEASES, probe, CELLS)()
 
 
-@pytest.mark.parametrize("thresholds, problem", [
-    ({"agent_skips_websockets": "2.68.0.50"}, None),
-    ({"agent_skips_websockets": "2.70.0.51"}, "threshold agent_skips_websockets = 2.70.0.51"),
-    ({}, "found 1 flip"),
-])
+@pytest.mark.parametrize(
+    "thresholds, problem",
+    [
+        ({"agent_skips_websockets": "2.68.0.50"}, None),
+        ({"agent_skips_websockets": "2.70.0.51"}, "threshold agent_skips_websockets = 2.70.0.51"),
+        ({}, "found 1 flip"),
+    ],
+)
 def test_a_found_flip_must_equal_the_models_threshold(thresholds, problem):
     probe = None
     search = Search(["2.66.0.49", "2.68.0.50"], probe, CELLS)
@@ -119,18 +132,51 @@ def committed_sample(changed_at="0.10"):
     def verdicts(r):
         return {cell: "+" if r in ("0.10", "0.10.1") else "-", other: "+"}
 
-    return from_dict(HistoryPackage, {
-        "package": "gevent-websocket", "stack": "seed", "python": "2.7.18", "agent": [False],
-        "range": {"first": "0.3.0", "last": "0.10.1", "low": "0.3.0", "high": "0.10.1",
-                  "releases": releases},
-        "watched": [cell], "spread": 3,
-        "probed": [{"release": r, "purposes": ["x"], "verdicts": verdicts(r),
-                    "build": {"sdist_sha256": f"sha-{r}"}} for r in releases],
-        "skipped": [], "flips": [{"before": "0.9.5", "after": changed_at, "skipped_between": [],
-                                  "changed": {cell: ["-", "+"]},
-                                  "proof": {}, "diff": ""}],
-        "thresholds": {"handler_iterates": "0.10"}, "problems": [], "status": "passed",
-        "notes": [], "runs": [], "wall_time": 1.0, "load_before": [0.0]}), cell
+    return from_dict(
+        HistoryPackage,
+        {
+            "package": "gevent-websocket",
+            "stack": "seed",
+            "python": "2.7.18",
+            "agent": [False],
+            "range": {
+                "first": "0.3.0",
+                "last": "0.10.1",
+                "low": "0.3.0",
+                "high": "0.10.1",
+                "releases": releases,
+            },
+            "watched": [cell],
+            "spread": 3,
+            "probed": [
+                {
+                    "release": r,
+                    "purposes": ["x"],
+                    "verdicts": verdicts(r),
+                    "build": {"sdist_sha256": f"sha-{r}"},
+                }
+                for r in releases
+            ],
+            "skipped": [],
+            "flips": [
+                {
+                    "before": "0.9.5",
+                    "after": changed_at,
+                    "skipped_between": [],
+                    "changed": {cell: ["-", "+"]},
+                    "proof": {},
+                    "diff": "",
+                }
+            ],
+            "thresholds": {"handler_iterates": "0.10"},
+            "problems": [],
+            "status": "passed",
+            "notes": [],
+            "runs": [],
+            "wall_time": 1.0,
+            "load_before": [0.0],
+        },
+    ), cell
 
 
 def test_a_reproof_runs_the_ends_and_each_flips_neighbours():
@@ -187,4 +233,5 @@ def test_the_committed_history_proves_every_threshold_of_the_model():
         assert thresholds(data) == [], thresholds(data)
         assert data.thresholds == entry["thresholds"], (
             f"{package}: pyproject.toml's thresholds changed since the data was written: run "
-            f'nox -s "history({package})" -- --update')
+            f'nox -s "history({package})" -- --update'
+        )

@@ -59,13 +59,16 @@ def test_model_on_todays_stack_predicts_every_cell_passes(agent, fixed):
     assert facts.handler_closes == fixed
 
 
-@pytest.mark.parametrize("newrelic, lazy", [
-    ("2.66.0.49", True),     # last release that wraps websocket requests in lazy RUM
-    ("2.68.0.50", False),    # _is_websocket: upgrades are skipped (nox -s "history(newrelic)")
-    ("2.82.0.62", False),    # RUM made eager: unobservable on websockets, not in the model
-    ("14.1.0", False),
-    (None, False),
-])
+@pytest.mark.parametrize(
+    "newrelic, lazy",
+    [
+        ("2.66.0.49", True),  # last release that wraps websocket requests in lazy RUM
+        ("2.68.0.50", False),  # _is_websocket: upgrades are skipped (nox -s "history(newrelic)")
+        ("2.82.0.62", False),  # RUM made eager: unobservable on websockets, not in the model
+        ("14.1.0", False),
+        (None, False),
+    ],
+)
 def test_agent_facts_follow_the_release_history(newrelic, lazy):
     facts = StackFacts.from_versions({"gevent-websocket": "0.9.5", "newrelic": newrelic})
     assert facts.agent_rum_lazy_on_websockets is lazy
@@ -79,9 +82,16 @@ def test_the_model_can_predict_a_failure_on_todays_handler_only_if_it_stops_iter
     assert predict(cell, StackFacts(False, False, False)).verdict == "+"
 
 
-@pytest.mark.parametrize("gws, iterates", [
-    ("0.9.5", False), ("0.10", True), ("0.10.0", True), ("0.10.1", True), ("0.9.5+fixed", True),
-])
+@pytest.mark.parametrize(
+    "gws, iterates",
+    [
+        ("0.9.5", False),
+        ("0.10", True),
+        ("0.10.0", True),
+        ("0.10.1", True),
+        ("0.9.5+fixed", True),
+    ],
+)
 def test_handler_iterates_from_the_registrys_spelling_of_the_release(gws, iterates):
     # The registry calls it "0.10": as a .release tuple (0, 10) < (0, 10, 0), which made
     # the model predict a non-iterating 0.10 (found by `nox -s "history(gevent-websocket)"`).
@@ -106,8 +116,10 @@ def test_a_handler_without_a_close_frame_is_predicted_so():
     from tests.harness.cells import cells
 
     facts = StackFacts.from_versions({}, "gevent-ws")
-    assert all(predict(c, facts).verdict == "+" and not predict(c, facts).valid_close_frame
-               for c in cells("today", False, False))
+    assert all(
+        predict(c, facts).verdict == "+" and not predict(c, facts).valid_close_frame
+        for c in cells("today", False, False)
+    )
 
 
 def test_a_handler_without_its_model_properties_is_one_clear_error():
@@ -118,21 +130,35 @@ def test_a_handler_without_its_model_properties_is_one_clear_error():
 # The Sentry hold is a rule on two packages ([tool.history.sentry-hold]): the body read
 # blocks only where gevent hands an upgrade its socket AND Werkzeug reads it as the body.
 # The runs behind it: the layer cells of history(sentry-hold) at each end of each axis.
-@pytest.mark.parametrize(("gevent", "werkzeug", "held"), [
-    ("26.9.0", "3.1.9", True),  # today's stack
-    ("20.12.0", "2.3.0", True),
-    ("20.9.0", "2.3.0", False),  # gevent's Input: an upgrade's body reads b""
-    ("20.12.0", "2.2.3", False),  # Werkzeug's empty stream: the flag is False
-    ("1.1.2", "0.11.11", False),  # the seed's stack
-    ("21.12.0", "1.0.1", False),  # CPython 2.7's last Werkzeug, on a gevent that hands the socket
-])
+@pytest.mark.parametrize(
+    ("gevent", "werkzeug", "held"),
+    [
+        ("26.9.0", "3.1.9", True),  # today's stack
+        ("20.12.0", "2.3.0", True),
+        ("20.9.0", "2.3.0", False),  # gevent's Input: an upgrade's body reads b""
+        ("20.12.0", "2.2.3", False),  # Werkzeug's empty stream: the flag is False
+        ("1.1.2", "0.11.11", False),  # the seed's stack
+        (
+            "21.12.0",
+            "1.0.1",
+            False,
+        ),  # CPython 2.7's last Werkzeug, on a gevent that hands the socket
+    ],
+)
 def test_sentry_holds_the_connection_only_where_both_axes_say_so(gevent, werkzeug, held):
-    facts = StackFacts.from_versions({"gevent-websocket": "0.10.1", "newrelic": None,
-                                      "gevent": gevent, "Werkzeug": werkzeug})
+    facts = StackFacts.from_versions(
+        {"gevent-websocket": "0.10.1", "newrelic": None, "gevent": gevent, "Werkzeug": werkzeug}
+    )
     cell = Cell("today", False, False, False, False, True, layer="sentry")
     expected = predict(cell, facts)
     assert expected.server_closed_tcp is (not held), expected.tcp_cause
     assert (expected.verdict == "-") is held
-    patched = StackFacts.from_versions({"gevent-websocket": "0.10.1+fixed", "newrelic": None,
-                                        "gevent": gevent, "Werkzeug": werkzeug})
+    patched = StackFacts.from_versions(
+        {
+            "gevent-websocket": "0.10.1+fixed",
+            "newrelic": None,
+            "gevent": gevent,
+            "Werkzeug": werkzeug,
+        }
+    )
     assert predict(cell, patched).server_closed_tcp is True  # patch 0009: terminated input

@@ -10,8 +10,7 @@ from tests.harness.pythons import HOW_TO_GET_ONE, MissingPython, find_python, ho
 
 
 @pytest.mark.parametrize(("version", "pyenv"), [("2.7", "2.7.18"), ("3.5", "3.5")])
-def test_find_python_says_where_it_looked_and_how_to_get_one(monkeypatch, tmp_path, version,
-                                                             pyenv):
+def test_find_python_says_where_it_looked_and_how_to_get_one(monkeypatch, tmp_path, version, pyenv):
     var = "PYTHON" + version.replace(".", "")
     monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))

@@ -52,8 +52,11 @@ class Cells(HTMLParser):
         if tag == "table" and "grid" in (attrs.get("class") or ""):
             self.stack = attrs.get("data-stack")
             self.layers = "layers" in (attrs.get("class") or "").split()
-        if tag == "td" and not self.layers and {"cell", "refcell"} & set(
-                (attrs.get("class") or "").split()):
+        if (
+            tag == "td"
+            and not self.layers
+            and {"cell", "refcell"} & set((attrs.get("class") or "").split())
+        ):
             self.found.append((self.stack, attrs["class"].split(), attrs.get("data-cell")))
 
 
@@ -113,8 +116,19 @@ def test_a_disagreement_or_a_missing_session_fails_and_is_marked(tmp_path):
     doc["cells"][0]["controls"]["rum_script"] = False  # agrees with the model, yet not real
     path.write_text(json.dumps(doc))
     out = tmp_path / "report"
-    assert report_module.main(["--results", str(tmp_path / "results"), "--out", str(out),
-                               "--history", str(tmp_path / HISTORY_SAMPLE)]) == 1
+    assert (
+        report_module.main(
+            [
+                "--results",
+                str(tmp_path / "results"),
+                "--out",
+                str(out),
+                "--history",
+                str(tmp_path / HISTORY_SAMPLE),
+            ]
+        )
+        == 1
+    )
     report = json.loads((out / "observations.json").read_text())
     problems = "\n".join(report["problems"])
     assert "matrix(agent=True, fixed=False): no results file" in problems
@@ -125,7 +139,8 @@ def test_a_disagreement_or_a_missing_session_fails_and_is_marked(tmp_path):
     assert sum(r["status"] == "missing" for r in rows.values()) == 8
     assert "positive controls failed: ['rum_script']" in problems
     assert [r["id"] for r in rows.values() if "controls" in layout.marks(r)] == [
-        Cell("today", False, True, False, False, False).slug()]
+        Cell("today", False, True, False, False, False).slug()
+    ]
     page = page_cells((out / "index.html").read_text())
     classes = {c[2]: c[1] for c in page.found if "cell" in c[1]}
     assert "m-model" in classes[broken.slug()]
@@ -138,8 +153,11 @@ def test_a_disagreement_or_a_missing_session_fails_and_is_marked(tmp_path):
 
 def test_optional_inputs_render_when_present_and_tolerate_extra_keys(tmp_path):
     results, out = tmp_path / "results", tmp_path / "report"
-    write_results(results, stacks=("today", "seed", "deploy"),
-                  flip=Cell("deploy", False, False, False, False, False))
+    write_results(
+        results,
+        stacks=("today", "seed", "deploy"),
+        flip=Cell("deploy", False, False, False, False, False),
+    )
     write_optional(results, out)
     report = collect(results, out)
     deploy = report["stacks"]["deploy"]
@@ -147,27 +165,41 @@ def test_optional_inputs_render_when_present_and_tolerate_extra_keys(tmp_path):
     assert not deploy["required"]
     assert [t["link"] for t in report["conformance"]["targets"]] == [
         f"conformance/{name}/index.html"
-        for name in ("today-patched", "today-vanilla", *(f"today-{h}" for h in HANDLERS))]
+        for name in ("today-patched", "today-vanilla", *(f"today-{h}" for h in HANDLERS))
+    ]
     gws, newrelic = report["history"]["packages"]  # a file per package, by name
     assert [c["id"] for c in newrelic["flips"][0]["cells"]] == [FLIPPED.slug()]
     assert gws["range"] == ["0.9.5", "0.10.1"] and gws["in_range"] == 3
     assert [p["version"] for p in gws["probed"]] == ["0.9.5", "0.10", "0.10.1"]
-    assert gws["flips"][0]["cells"] == [{
-        "key": "seed ¬agent ¬fixed ¬rum ¬hello_goodbyer streaming", "before": "-",
-        "after": "+", "id": "seed-agent_off-fixed_off-rum_off-hello_goodbyer_off-streaming_on",
-        "label": "seed ¬agent ¬fixed ¬rum ¬hello_goodbyer streaming"}]
+    assert gws["flips"][0]["cells"] == [
+        {
+            "key": "seed ¬agent ¬fixed ¬rum ¬hello_goodbyer streaming",
+            "before": "-",
+            "after": "+",
+            "id": "seed-agent_off-fixed_off-rum_off-hello_goodbyer_off-streaming_on",
+            "label": "seed ¬agent ¬fixed ¬rum ¬hello_goodbyer streaming",
+        }
+    ]
     assert [p["status"] for p in newrelic["probed"]] == ["ok", "ok", "skipped"]
     # a cause names a release only where the committed history proves the model's
     # threshold: newrelic's sample does (2.68.0.50), gevent-websocket's (0.10.0) does not
     causes = " ".join(c["text"] for c in report["stacks"]["today"]["causes"])
-    assert ('no lazy RUM middleware on them) since newrelic 2.68.0.50 (proven by '
-            '`nox -s "history(newrelic)"`)') in causes
-    assert ("(the release that changed it is not yet proven by "
-            '`nox -s "history(gevent-websocket)"`)') in causes
+    assert (
+        "no lazy RUM middleware on them) since newrelic 2.68.0.50 (proven by "
+        '`nox -s "history(newrelic)"`)'
+    ) in causes
+    assert (
+        '(the release that changed it is not yet proven by `nox -s "history(gevent-websocket)"`)'
+    ) in causes
     assert report["bench"]["ratios"][0]["target"] == 0.97
     assert [g["group"] for g in report["timing"]] == [
-        "today agent off", "today agent on", "seed agent off", "seed agent on",
-        "deploy agent off", "deploy agent on"]
+        "today agent off",
+        "today agent on",
+        "seed agent off",
+        "seed agent on",
+        "deploy agent off",
+        "deploy agent on",
+    ]
 
     text = html.render(report)
     page = page_cells(text)
@@ -206,7 +238,8 @@ def test_a_committed_history_file_that_cannot_be_read_is_a_named_problem(tmp_pat
     report = collect(tmp_path / "results", tmp_path / "report")
     assert report["problems"] == [
         f"{history / 'newrelic.json'}: schema 1, this report reads schema {SCHEMA}: rerun "
-        '`nox -s "history(newrelic)" -- --update`']
+        '`nox -s "history(newrelic)" -- --update`'
+    ]
     assert report["history"] is None
 
 
@@ -219,36 +252,67 @@ def test_an_unreadable_optional_input_is_a_named_problem(tmp_path):
     assert "rerun `nox -s conformance`" in report["problems"][0]
 
 
-@pytest.mark.parametrize(("env", "coloured"), [
-    ({}, False),  # piped
-    ({"FORCE_COLOR": "1"}, True),
-    ({"FORCE_COLOR": "1", "NO_COLOR": "1"}, False),
-])
+@pytest.mark.parametrize(
+    ("env", "coloured"),
+    [
+        ({}, False),  # piped
+        ({"FORCE_COLOR": "1"}, True),
+        ({"FORCE_COLOR": "1", "NO_COLOR": "1"}, False),
+    ],
+)
 def test_the_terminal_grid_is_coloured_only_where_it_can_be(tmp_path, env, coloured):
     write_results(tmp_path / "results")
     base = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "NO_COLOR")}
     proc = subprocess.run(
-        [sys.executable, "-m", "tests.harness.report", "--results", str(tmp_path / "results"),
-         "--out", str(tmp_path / "report"), "--history", str(tmp_path / HISTORY_SAMPLE)],
-        cwd=ROOT, env={**base, **env},
-        capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False)
+        [
+            sys.executable,
+            "-m",
+            "tests.harness.report",
+            "--results",
+            str(tmp_path / "results"),
+            "--out",
+            str(tmp_path / "report"),
+            "--history",
+            str(tmp_path / HISTORY_SAMPLE),
+        ],
+        cwd=ROOT,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert ("\x1b[" in proc.stdout) == coloured, proc.stdout[:500]
     plain = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout)
     assert "agent off · fixed off" in plain and "today stack" in plain
-    grid = plain[:plain.index("+ pass, - fail")]
+    grid = plain[: plain.index("+ pass, - fail")]
     assert max(len(line) for line in grid.splitlines()) <= 80, grid
 
 
 def test_a_stack_read_against_another_differs_in_any_compared_column():
     """deploy vs today: a close() or close-frame difference is a finding, not only a verdict."""
-    def row(**changed):
-        return {"agent": True, "fixed": False, "rum": True, "hello_goodbyer": False,
-                "streaming": True, "status": "observed", "verdict": "+", "closed": False,
-                "valid_close_frame": True, **changed}
 
-    rows = [row(), row(rum=False, closed=True), row(streaming=False, valid_close_frame=False),
-            row(hello_goodbyer=True, status="missing")]
+    def row(**changed):
+        return {
+            "agent": True,
+            "fixed": False,
+            "rum": True,
+            "hello_goodbyer": False,
+            "streaming": True,
+            "status": "observed",
+            "verdict": "+",
+            "closed": False,
+            "valid_close_frame": True,
+            **changed,
+        }
+
+    rows = [
+        row(),
+        row(rum=False, closed=True),
+        row(streaming=False, valid_close_frame=False),
+        row(hello_goodbyer=True, status="missing"),
+    ]
     today = [row(), row(rum=False), row(streaming=False), row(hello_goodbyer=True)]
     report_module.compare_with(rows, today)
     assert [r["reference_differs"] for r in rows] == [[], ["closed"], ["valid_close_frame"], []]
@@ -263,4 +327,5 @@ def test_a_results_file_of_another_schema_is_one_line_naming_the_file_and_its_se
     report = collect(tmp_path / "results", tmp_path / "report")
     assert report["problems"] == [
         f"{path}: schema 1, this report reads schema {SCHEMA}: rerun "
-        '`nox -s "matrix(agent=False, fixed=True)"`']
+        '`nox -s "matrix(agent=False, fixed=True)"`'
+    ]

@@ -27,22 +27,30 @@ RUM_CELL = "agent ¬fixed rum ¬hello_goodbyer ¬streaming"
 
 
 def _upgrade(*args, timeout=60):
-    return subprocess.run([sys.executable, "-m", "tests.harness.userstack", "--upgrade", *args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "tests.harness.userstack", "--upgrade", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def _row(out, cell, column):
     """The side-by-side row of one cell's column, or None."""
-    rows = [ln for ln in out.splitlines() if ln.strip().startswith(cell + " ")
-            and f" {column} " in ln]
+    rows = [
+        ln for ln in out.splitlines() if ln.strip().startswith(cell + " ") and f" {column} " in ln
+    ]
     assert len(rows) <= 1, rows
     return rows[0] if rows else None
 
 
 def test_predict_newrelic_across_its_threshold_improves_the_rum_cell_exit_0(tmp_path):
     started = time.monotonic()
-    proc = _upgrade("-r", str(STACK_2016), "newrelic==2.68.0.50", "--predict",
-                    "--work", str(tmp_path))
+    proc = _upgrade(
+        "-r", str(STACK_2016), "newrelic==2.68.0.50", "--predict", "--work", str(tmp_path)
+    )
     elapsed = time.monotonic() - started
     assert proc.returncode == 0, proc.stdout + proc.stderr
     row = _row(proc.stdout, RUM_CELL, "verdict")
@@ -56,8 +64,7 @@ def test_predict_newrelic_across_its_threshold_improves_the_rum_cell_exit_0(tmp_
 
 def test_predict_newrelic_back_across_its_threshold_worsens_the_rum_cell_exit_1(tmp_path):
     newer = tmp_path / "2016-newer-agent.txt"
-    newer.write_text(STACK_2016.read_text().replace("newrelic==2.66.0.49",
-                                                    "newrelic==2.68.0.50"))
+    newer.write_text(STACK_2016.read_text().replace("newrelic==2.66.0.49", "newrelic==2.68.0.50"))
     proc = _upgrade("-r", str(newer), "newrelic==2.66.0.49", "--predict")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     row = _row(proc.stdout, RUM_CELL, "verdict")
@@ -71,17 +78,27 @@ def test_predict_gevent_websocket_0_10_improves_13_cells(tmp_path):
     proc = _upgrade("-r", str(STACK_2016), "gevent-websocket==0.10", "--predict")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     flipped = [ln for ln in proc.stdout.splitlines() if " verdict " in ln and "- -> +" in ln]
-    assert len(flipped) == 13 and all("proven by history(gevent-websocket): 0.10" in ln
-                                      for ln in flipped), proc.stdout
+    assert len(flipped) == 13 and all(
+        "proven by history(gevent-websocket): 0.10" in ln for ln in flipped
+    ), proc.stdout
 
 
-@pytest.mark.parametrize(("column", "before", "after", "direction"), [
-    ("verdict", "+", "-", -1), ("verdict", "-", "+", 1), ("verdict", "+", "~", -1),
-    ("closed", True, False, -1), ("valid_close_frame", True, False, -1),
-    ("server_closed_tcp", True, False, -1), ("server_closed_tcp", False, True, 1),
-    ("layer_finished", True, False, -1), ("layer_finished", None, False, -1),
-    ("layer_finished", False, None, 1), ("layer_finished", True, None, 0),
-])
+@pytest.mark.parametrize(
+    ("column", "before", "after", "direction"),
+    [
+        ("verdict", "+", "-", -1),
+        ("verdict", "-", "+", 1),
+        ("verdict", "+", "~", -1),
+        ("closed", True, False, -1),
+        ("valid_close_frame", True, False, -1),
+        ("server_closed_tcp", True, False, -1),
+        ("server_closed_tcp", False, True, 1),
+        ("layer_finished", True, False, -1),
+        ("layer_finished", None, False, -1),
+        ("layer_finished", False, None, 1),
+        ("layer_finished", True, None, 0),
+    ],
+)
 def test_the_direction_of_a_change(column, before, after, direction):
     cell = Cell("", True, False, True, False, False)
     assert Change(cell, column, before, after).direction == direction
@@ -94,19 +111,23 @@ def test_a_rule_without_a_bisection_is_unproven(monkeypatch):
     assert proof_of(change, before, after) == "proven by history(newrelic): 2.68.0.50"
     monkeypatch.setitem(HISTORY, "newrelic", {})
     assert proof_of(change, before, after) == (
-        "unproven (no bisection of newrelic between 2.66.0.49 and 2.68.0.50)")
+        "unproven (no bisection of newrelic between 2.66.0.49 and 2.68.0.50)"
+    )
     # a change the model does not make is said to be one
     assert proof_of(change, before, before) == "not predicted by the model"
 
 
-@pytest.mark.parametrize(("args", "says"), [
-    (["-r", str(STACK_2016), "requestz==1.0"], "is not in"),
-    (["-r", str(STACK_2016), "gevnet==1.2.2"], "close to its pin gevent"),
-    (["-r", str(STACK_2016), "gevent>=1.2"], "is not a package to move"),
-    (["-r", str(STACK_2016), "gevent==1.2.*"], "is not a version"),
-    (["-r", str(STACK_2016)], "no package to move"),
-    (["newrelic==2.68.0.50"], "pass -r FILE"),
-])
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["-r", str(STACK_2016), "requestz==1.0"], "is not in"),
+        (["-r", str(STACK_2016), "gevnet==1.2.2"], "close to its pin gevent"),
+        (["-r", str(STACK_2016), "gevent>=1.2"], "is not a package to move"),
+        (["-r", str(STACK_2016), "gevent==1.2.*"], "is not a version"),
+        (["-r", str(STACK_2016)], "no package to move"),
+        (["newrelic==2.68.0.50"], "pass -r FILE"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(args, says):
     proc = _upgrade(*args, "--predict")
     assert proc.returncode == 2, proc.stdout + proc.stderr
@@ -115,8 +136,9 @@ def test_bad_input_is_one_line_and_exit_2(args, says):
 
 
 def test_moving_an_ignored_or_unmoved_pin_runs_nothing_and_exits_0():
-    proc = _upgrade("-r", str(EXAMPLES / "2018-py27.txt"), "requests==2.19.0",
-                    "gevent==1.2.2", "--predict")
+    proc = _upgrade(
+        "-r", str(EXAMPLES / "2018-py27.txt"), "requests==2.19.0", "gevent==1.2.2", "--predict"
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "requests decides no cell" in proc.stdout
     assert "gevent is pinned to 1.2.2 already" in proc.stdout
@@ -142,19 +164,36 @@ def test_a_name_alone_moves_to_the_newest_release():
 # second run); the results go to a temporary directory, not beside the sessions'.
 @pytest.mark.stacks
 def test_a_real_newrelic_move_shows_the_flipping_cell(tmp_path):
-    proc = _upgrade("-r", str(STACK_2016), "newrelic==2.68.0.50", "--python", "2.7",
-                    "--results", str(tmp_path), timeout=1800)
+    proc = _upgrade(
+        "-r",
+        str(STACK_2016),
+        "newrelic==2.68.0.50",
+        "--python",
+        "2.7",
+        "--results",
+        str(tmp_path),
+        timeout=1800,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
     row = _row(proc.stdout, RUM_CELL, "verdict")
-    assert row and "- -> +" in row and "proven by history(newrelic): 2.68.0.50" in row, \
-        proc.stdout[-3000:]
+    assert row and "- -> +" in row and "proven by history(newrelic): 2.68.0.50" in row, proc.stdout[
+        -3000:
+    ]
     assert len(list(tmp_path.glob("stack-2016-py27-newrelic-2-68-0-50-*.json"))) == 4
 
 
 @pytest.mark.stacks
 def test_a_real_patch_release_that_changes_nothing(tmp_path):
-    proc = _upgrade("-r", str(STACK_2016), "werkzeug==0.11.15", "--python", "2.7",
-                    "--results", str(tmp_path), timeout=1800)
+    proc = _upgrade(
+        "-r",
+        str(STACK_2016),
+        "werkzeug==0.11.15",
+        "--python",
+        "2.7",
+        "--results",
+        str(tmp_path),
+        timeout=1800,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
     assert "no cell or layer observation changes" in proc.stdout
     # both sides ran every cell: "no change" is a comparison of 32 observed cells each

@@ -35,46 +35,65 @@ EXAMPLES = DATA / "stacks"
 
 
 def _cli(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "tests.harness.userstack", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "tests.harness.userstack", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def test_reads_the_pins_that_matter_and_lists_the_others(tmp_path):
     base = tmp_path / "base.txt"
     base.write_text("greenlet==1.1.2\n")
     req = tmp_path / "requirements.txt"
-    req.write_text("# a comment\n-r base.txt\n--index-url https://example.invalid/simple\n"
-                   "Flask==2.0.2 \\\n    --hash=sha256:00\nrequests==2.26.0  # HTTP\n"
-                   "gevent>=21\nsentry-sdk==1.5.0\nopentelemetry-api==1.8.0\n")
+    req.write_text(
+        "# a comment\n-r base.txt\n--index-url https://example.invalid/simple\n"
+        "Flask==2.0.2 \\\n    --hash=sha256:00\nrequests==2.26.0  # HTTP\n"
+        "gevent>=21\nsentry-sdk==1.5.0\nopentelemetry-api==1.8.0\n"
+    )
     request = from_args([], str(req))
     assert request.name == "requirements"
-    assert set(request.requirements) == {"greenlet", "flask", "gevent", "sentry-sdk",
-                                         "opentelemetry-api"}
+    assert set(request.requirements) == {
+        "greenlet",
+        "flask",
+        "gevent",
+        "sentry-sdk",
+        "opentelemetry-api",
+    }
     assert request.exact("Flask") == "2.0.2" and request.exact("gevent") is None
     assert request.layers() == ["sentry-sdk", "opentelemetry-api"]
     assert "requests==2.26.0" in request.others["requests"]  # left for check_names
     assert any("--index-url" in i for i in request.ignored)
 
 
-@pytest.mark.parametrize(("pins", "says"), [
-    (["Flask==1.0", "flask==2.0"], "pinned twice"),
-    (["flask>=3", "Flask==2.0.2"], "pinned to 2.0.2, which another line excludes"),
-    (["Flask=>>1"], "is not a requirement"),
-    (["Flask==="], "is not a version"),
-    (["flask @ https://example.invalid/flask.tar.gz"], "URL"),
-    ([], "no pins"),
-])
+@pytest.mark.parametrize(
+    ("pins", "says"),
+    [
+        (["Flask==1.0", "flask==2.0"], "pinned twice"),
+        (["flask>=3", "Flask==2.0.2"], "pinned to 2.0.2, which another line excludes"),
+        (["Flask=>>1"], "is not a requirement"),
+        (["Flask==="], "is not a version"),
+        (["flask @ https://example.invalid/flask.tar.gz"], "URL"),
+        ([], "no pins"),
+    ],
+)
 def test_bad_pins_are_refused_with_the_fix(pins, says):
     with pytest.raises(StackError, match=says):
         from_args(pins, None)
 
 
-@pytest.mark.parametrize("args", [
-    ["-r", "/nonexistent/requirements.txt"],
-    ["Flask==1.0", "flask==2.0"],
-    ["Flask==1.1.4", "--python", "three"],
-    ["-r", str(EXAMPLES / "today.txt"), "Flask==1.1.4"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-r", "/nonexistent/requirements.txt"],
+        ["Flask==1.0", "flask==2.0"],
+        ["Flask==1.1.4", "--python", "three"],
+        ["-r", str(EXAMPLES / "today.txt"), "Flask==1.1.4"],
+    ],
+)
 def test_cli_bad_input_is_one_line_and_exit_2(args):
     proc = _cli(*args)
     assert proc.returncode == 2, proc.stdout + proc.stderr
@@ -98,19 +117,23 @@ def test_a_uv_compiled_file_gives_every_pin_with_its_hashes():
     assert "sentry-sdk" in request.layers()
     # the project's own digest of the handler's sdist is among the file's
     assert f"sha256:{STACKS['today'][GWS]['sha256']}" in request.hashes[GWS]["0.10.1"]
-    assert len(request.hashes[GWS]["0.10.1"]) == text.split(f"{GWS}==0.10.1")[1].split(
-        "# via")[0].count("--hash=sha256:")
+    assert len(request.hashes[GWS]["0.10.1"]) == text.split(f"{GWS}==0.10.1")[1].split("# via")[
+        0
+    ].count("--hash=sha256:")
     # a pin the cells do not decide keeps its hashes and where it was (its first line)
     line = 1 + text.splitlines().index("blinker==1.9.0 \\")
     assert request.others["blinker"] == f"blinker==1.9.0 (today-sentry.txt:{line})"
     assert len(request.hashes["blinker"]["1.9.0"]) == 2
 
 
-@pytest.mark.parametrize(("python", "chosen"), [
-    ("3.7", {"click": "8.1.8", "itsdangerous": "2.1.2", "markupsafe": "2.1.5"}),
-    ("3.9", {"click": "8.1.8", "itsdangerous": "2.2.0", "markupsafe": "3.0.4"}),
-    ("3.12", {"click": "8.5.1", "itsdangerous": "2.2.0", "markupsafe": "3.0.4"}),
-])
+@pytest.mark.parametrize(
+    ("python", "chosen"),
+    [
+        ("3.7", {"click": "8.1.8", "itsdangerous": "2.1.2", "markupsafe": "2.1.5"}),
+        ("3.9", {"click": "8.1.8", "itsdangerous": "2.2.0", "markupsafe": "3.0.4"}),
+        ("3.12", {"click": "8.5.1", "itsdangerous": "2.2.0", "markupsafe": "3.0.4"}),
+    ],
+)
 def test_markers_that_depend_on_the_python_are_read_for_the_chosen_one(python, chosen):
     """tests/data/stacks/2021-universal.txt: `uv pip compile --universal` output."""
     request = from_args([], str(EXAMPLES / "2021-universal.txt"))
@@ -132,9 +155,14 @@ def test_the_marker_environment_is_cpython_on_linux():
     env = marker_environment("2.7")
     assert env["sys_platform"] == "linux2" and env["python_full_version"] == "2.7.0"
     assert marker_environment("3.11", "3.11.7")["python_full_version"] == "3.11.7"
-    request = from_args(["greenlet==0.4.17 ; platform_python_implementation == 'CPython'",
-                         "pywin32==305 ; sys_platform == 'win32'",
-                         "gevent==1.2.2 ; sys_platform == 'linux2'"], None)
+    request = from_args(
+        [
+            "greenlet==0.4.17 ; platform_python_implementation == 'CPython'",
+            "pywin32==305 ; sys_platform == 'win32'",
+            "gevent==1.2.2 ; sys_platform == 'linux2'",
+        ],
+        None,
+    )
     assert request.exact("greenlet") == "0.4.17" and "pywin32" not in request.others
     assert [ln.text for ln in request.conditional] == ["gevent==1.2.2 ; sys_platform == 'linux2'"]
     assert request.for_python("2.7").exact("gevent") == "1.2.2"
@@ -152,26 +180,33 @@ def test_includes_are_relative_to_the_file_naming_them(tmp_path):
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "base.txt").write_text("-c ../constraints.txt\ngevent\n")
     (tmp_path / "constraints.txt").write_text(
-        "gevent==21.8.0\nsentry-sdk==1.5.0\nrequests==2.26.0\n-r more-constraints.txt\n")
+        "gevent==21.8.0\nsentry-sdk==1.5.0\nrequests==2.26.0\n-r more-constraints.txt\n"
+    )
     (tmp_path / "more-constraints.txt").write_text("Flask==2.0.2\n")
     (tmp_path / "requirements.txt").write_text("-rsub/base.txt\n--requirement=sub/other.txt\n")
     (tmp_path / "sub" / "other.txt").write_text("newrelic==7.2.4.171\n")
     request = from_args([], str(tmp_path / "requirements.txt"))
     # a constraint binds what the server installs anyway: gevent, and Flask (a -r inside a
     # -c file is constraints too, as in pip); not a layer the files do not require
-    assert request.pinned() == {"gevent": "21.8.0", "newrelic": "7.2.4.171",
-                                "flask": "2.0.2"}
+    assert request.pinned() == {"gevent": "21.8.0", "newrelic": "7.2.4.171", "flask": "2.0.2"}
     assert request.others["sentry-sdk"] == "sentry-sdk==1.5.0 (constraints.txt:2, a constraint)"
     assert "requests" in request.others
 
 
-@pytest.mark.parametrize(("files", "says"), [
-    ({"a.txt": "-r b.txt\n", "b.txt": "-c a.txt\n"},
-     "a.txt -> b.txt -> a.txt: the files include each other (a -r/-c cycle); remove one"),
-    ({"a.txt": "-r a.txt\n"}, "a.txt -> a.txt: the files include each other"),
-    ({"a.txt": "Flask==2.0.2\n-r sub/missing.txt\n"},
-     "sub/missing.txt (named by a.txt): no such file; fix the path (an include is relative"),
-])
+@pytest.mark.parametrize(
+    ("files", "says"),
+    [
+        (
+            {"a.txt": "-r b.txt\n", "b.txt": "-c a.txt\n"},
+            "a.txt -> b.txt -> a.txt: the files include each other (a -r/-c cycle); remove one",
+        ),
+        ({"a.txt": "-r a.txt\n"}, "a.txt -> a.txt: the files include each other"),
+        (
+            {"a.txt": "Flask==2.0.2\n-r sub/missing.txt\n"},
+            "sub/missing.txt (named by a.txt): no such file; fix the path (an include is relative",
+        ),
+    ],
+)
 def test_a_bad_include_is_one_line_and_exit_2(tmp_path, files, says):
     for name, text in files.items():
         (tmp_path / name).write_text(text)
@@ -181,10 +216,18 @@ def test_a_bad_include_is_one_line_and_exit_2(tmp_path, files, says):
 
 
 def test_options_and_editables_are_listed_with_the_reason_never_dropped(tmp_path):
-    lines = ["-i https://pypi.example.invalid/simple", "--extra-index-url=https://x.invalid",
-             "--find-links ./wheels", "--trusted-host x.invalid", "--no-binary :all:",
-             "--require-hashes", "-e ./our-service", "--editable git+https://x.invalid/r#egg=r",
-             "--frobnicate", "gevent==21.8.0 --config-settings=x=1"]
+    lines = [
+        "-i https://pypi.example.invalid/simple",
+        "--extra-index-url=https://x.invalid",
+        "--find-links ./wheels",
+        "--trusted-host x.invalid",
+        "--no-binary :all:",
+        "--require-hashes",
+        "-e ./our-service",
+        "--editable git+https://x.invalid/r#egg=r",
+        "--frobnicate",
+        "gevent==21.8.0 --config-settings=x=1",
+    ]
     (tmp_path / "r.txt").write_text("\n".join(lines) + "\n")
     request = from_args([], str(tmp_path / "r.txt"))
     assert request.exact("gevent") == "21.8.0"
@@ -200,21 +243,40 @@ def test_options_and_editables_are_listed_with_the_reason_never_dropped(tmp_path
 
 
 def _plan(request: Request, pins: dict[str, str], python: str = "3.11") -> Plan:
-    return Plan(request=request, python_version=python, python=sys.executable, era=None,
-                why_python="test", pins=pins)
+    return Plan(
+        request=request,
+        python_version=python,
+        python=sys.executable,
+        era=None,
+        why_python="test",
+        pins=pins,
+    )
 
 
 def test_each_pin_installed_carries_the_file_hash_or_says_why_not(tmp_path):
     (tmp_path / "r.txt").write_text(
         "flask==2.0.2 --hash=sha256:aa --hash=sha256:bb\ngevent==21.8.0\n"
         f"{GWS}==0.10.1 --hash=sha256:cc\nzope.interface==5.4.0 --hash=sha256:dd\n"
-        "blinker==1.4 --hash=sha256:ee\n")
+        "blinker==1.4 --hash=sha256:ee\n"
+    )
     request = from_args([], str(tmp_path / "r.txt")).for_python("3.9")
-    plan = _plan(request, {GWS: "0.10.1", "flask": "2.0.2", "gevent": "21.8.0",
-                           "zope-interface": "5.4.0", "zope-event": "4.5.0", "greenlet": "1.1.2"})
+    plan = _plan(
+        request,
+        {
+            GWS: "0.10.1",
+            "flask": "2.0.2",
+            "gevent": "21.8.0",
+            "zope-interface": "5.4.0",
+            "zope-event": "4.5.0",
+            "greenlet": "1.1.2",
+        },
+    )
     plan_hashes(plan)
-    assert plan.hashes == {"flask": ("sha256:aa", "sha256:bb"), GWS: ("sha256:cc",),
-                           "zope-interface": ("sha256:dd",)}
+    assert plan.hashes == {
+        "flask": ("sha256:aa", "sha256:bb"),
+        GWS: ("sha256:cc",),
+        "zope-interface": ("sha256:dd",),
+    }
     why = {line.split(":")[0]: line for line in plan.unverified}
     assert set(why) == {"gevent==21.8.0", "zope-event==4.5.0", "greenlet==1.1.2"}
     assert "the file gives no hash for it" in why["gevent==21.8.0"]
@@ -241,11 +303,17 @@ def test_uv_is_the_one_named_by_UV_as_nox_does(monkeypatch, tmp_path):
 
 
 @pytest.mark.builds
-@pytest.mark.parametrize(("pin", "says"), [
-    ("gevnet==26.9.0", "'gevnet' is not on the registry; did you mean gevent? fix the spelling"),
-    ("gevnt-websocket==0.10.1", "did you mean gevent-websocket?"),
-    ("sentry-skd==2.75.0", "did you mean sentry-sdk?"),
-])
+@pytest.mark.parametrize(
+    ("pin", "says"),
+    [
+        (
+            "gevnet==26.9.0",
+            "'gevnet' is not on the registry; did you mean gevent? fix the spelling",
+        ),
+        ("gevnt-websocket==0.10.1", "did you mean gevent-websocket?"),
+        ("sentry-skd==2.75.0", "did you mean sentry-sdk?"),
+    ],
+)
 def test_a_misspelt_pin_is_an_error_naming_the_package(pin, says):
     request = from_args(["Flask==3.1.3", pin], None)
     with pytest.raises(StackError, match=re.escape(says)):
@@ -268,8 +336,10 @@ def test_cli_misspelt_pin_is_one_line_exit_2_even_with_predict(tmp_path):
     (tmp_path / "requirements.txt").write_text("Flask==3.1.3\ngevnet==26.9.0\n")
     proc = _cli("-r", str(tmp_path / "requirements.txt"), "--predict")
     assert proc.returncode == 2
-    assert proc.stderr == ("error: gevnet==26.9.0 (requirements.txt:2): 'gevnet' is not on the "
-                           "registry; did you mean gevent? fix the spelling\n")
+    assert proc.stderr == (
+        "error: gevnet==26.9.0 (requirements.txt:2): 'gevnet' is not on the "
+        "registry; did you mean gevent? fix the spelling\n"
+    )
 
 
 @pytest.mark.builds
@@ -277,14 +347,21 @@ def test_the_python_is_chosen_then_the_markers_are_read_for_it(tmp_path):
     """A pin whose marker depends on the Python is read once the Python is chosen from
     the others: gevent 21.8.0 has wheels up to 3.10, so not this 3.11; 3.9 and 3.10 are
     installed here, and the plan is resolved (no environment is built)."""
-    request = from_args(["gevent==21.8.0", "Flask==2.0.2",
-                         "markupsafe==2.1.5 ; python_version < '3.10'",
-                         "markupsafe==3.0.4 ; python_version >= '3.10'"], None)
+    request = from_args(
+        [
+            "gevent==21.8.0",
+            "Flask==2.0.2",
+            "markupsafe==2.1.5 ; python_version < '3.10'",
+            "markupsafe==3.0.4 ; python_version >= '3.10'",
+        ],
+        None,
+    )
     plan = make_plan(request, None)
     expect = "2.1.5" if plan.python_version in ("3.8", "3.9") else "3.0.4"
     assert plan.python_version != this_python() and plan.pins["markupsafe"] == expect
     assert plan.request.exact("markupsafe") == expect and plan.request.python == (
-        plan.python_version)
+        plan.python_version
+    )
 
 
 @pytest.mark.builds  # asks the registry
@@ -315,8 +392,10 @@ def test_predict_names_its_assumptions_and_prints_every_arm(capsys):
 def test_predict_on_a_release_without_patches_is_vanilla_only(capsys):
     run_predict(from_args(["gevent-websocket==0.9.4"], None))
     out = capsys.readouterr().out
-    assert "no patch series for gevent-websocket 0.9.4" in out and "patched" not in out.split(
-        "vanilla only")[1]
+    assert (
+        "no patch series for gevent-websocket 0.9.4" in out
+        and "patched" not in out.split("vanilla only")[1]
+    )
 
 
 def test_predict_cli_builds_nothing_and_answers_in_under_a_second(tmp_path):
@@ -329,35 +408,57 @@ def test_predict_cli_builds_nothing_and_answers_in_under_a_second(tmp_path):
 
 
 def test_wheel_tags_say_which_pythons_a_binary_release_supports():
-    files = [{"filename": f} for f in (
-        "gevent-1.2.2-cp27-cp27mu-manylinux1_x86_64.whl",
-        "gevent-1.2.2-cp36-cp36m-manylinux1_x86_64.whl",
-        "gevent-1.2.2-cp36-cp36m-win32.whl", "gevent-1.2.2.tar.gz")]
+    files = [
+        {"filename": f}
+        for f in (
+            "gevent-1.2.2-cp27-cp27mu-manylinux1_x86_64.whl",
+            "gevent-1.2.2-cp36-cp36m-manylinux1_x86_64.whl",
+            "gevent-1.2.2-cp36-cp36m-win32.whl",
+            "gevent-1.2.2.tar.gz",
+        )
+    ]
     assert wheel_pythons(files) == {"2.7", "3.6"}
     assert wheel_pythons([{"filename": "Flask-2.0.2-py3-none-any.whl"}]) is None
     abi3 = wheel_pythons([{"filename": "x-1-cp38-abi3-manylinux2014_x86_64.whl"}])
     assert "3.8" in abi3 and "3.13" in abi3 and "3.7" not in abi3
 
 
-@pytest.mark.parametrize(("output", "says"), [
-    ("error: Failed to build `markupsafe==1.0`\n  cause: The build backend returned an error\n"
-     "ImportError: cannot import name 'Feature' from 'setuptools'\n",
-     "markupsafe==1.0 has no wheel"),
-    ("error: Failed to download `blinker==1.9.0`\n  cause: Hash mismatch for `blinker==1.9.0`\n\n"
-     "         Expected:\n           sha256:00\n\n         Computed:\n           sha256:ba0e\n",
-     "blinker==1.9.0 downloaded with sha256:ba0e, none of the requirements file's hashes "
-     "(sha256:00)"),
-    ("ERROR: THESE PACKAGES DO NOT MATCH THE HASHES FROM THE REQUIREMENTS FILE. If you have "
-     "updated the package versions, please update the hashes.\n    Flask==0.11.1 from "
-     "https://files.pythonhosted.org/packages/63/2b/x/Flask-0.11.1-py2.py3-none-any.whl#sha256="
-     "a4f9 (from -r one.txt (line 1)):\n        Expected sha256 0000\n             or sha256 "
-     "0001\n             Got        a4f9\n",
-     "Flask==0.11.1 downloaded with sha256:a4f9, none of the requirements file's hashes "
-     "(sha256:0000, sha256:0001)"),
-    ("  x No solution found when resolving dependencies:\n  ╰─▶ Because flask==2.0.2 depends on "
-     "werkzeug>=2.0 and you require werkzeug==1.0.1, we can conclude that your requirements "
-     "are unsatisfiable.\n", "the pins conflict"),
-])
+@pytest.mark.parametrize(
+    ("output", "says"),
+    [
+        (
+            "error: Failed to build `markupsafe==1.0`\n"
+            "  cause: The build backend returned an error\n"
+            "ImportError: cannot import name 'Feature' from 'setuptools'\n",
+            "markupsafe==1.0 has no wheel",
+        ),
+        (
+            "error: Failed to download `blinker==1.9.0`\n"
+            "  cause: Hash mismatch for `blinker==1.9.0`\n\n"
+            "         Expected:\n           sha256:00\n\n"
+            "         Computed:\n           sha256:ba0e\n",
+            "blinker==1.9.0 downloaded with sha256:ba0e, none of the requirements file's hashes "
+            "(sha256:00)",
+        ),
+        (
+            "ERROR: THESE PACKAGES DO NOT MATCH THE HASHES FROM THE REQUIREMENTS FILE. "
+            "If you have updated the package versions, please update the hashes.\n"
+            "    Flask==0.11.1 from https://files.pythonhosted.org/packages/63/2b/x/"
+            "Flask-0.11.1-py2.py3-none-any.whl#sha256="
+            "a4f9 (from -r one.txt (line 1)):\n        Expected sha256 0000\n"
+            "             or sha256 0001\n             Got        a4f9\n",
+            "Flask==0.11.1 downloaded with sha256:a4f9, none of the requirements file's hashes "
+            "(sha256:0000, sha256:0001)",
+        ),
+        (
+            "  x No solution found when resolving dependencies:\n"
+            "  ╰─▶ Because flask==2.0.2 depends on "
+            "werkzeug>=2.0 and you require werkzeug==1.0.1, we can conclude that your requirements "
+            "are unsatisfiable.\n",
+            "the pins conflict",
+        ),
+    ],
+)
 def test_installer_output_becomes_one_line_with_the_fix(output, says):
     line = installer_failure(output, "resolving")
     assert says in line and "\n" not in line and ";" in line
@@ -367,11 +468,16 @@ def test_installer_output_becomes_one_line_with_the_fix(output, says):
 def test_a_failed_build_leaves_no_environment(tmp_path):
     request = Request(name="broken", requirements={})
     registry = Registry()
-    plan = Plan(request=request, python_version=this_python(),
-                python=sys.executable, era=None, why_python="test",
-                pins={GWS: STACKS["today"][GWS]["version"]},
-                gws_files=registry.check(GWS, STACKS["today"][GWS]["version"]),
-                requirements=["flask==0.0.0"])
+    plan = Plan(
+        request=request,
+        python_version=this_python(),
+        python=sys.executable,
+        era=None,
+        why_python="test",
+        pins={GWS: STACKS["today"][GWS]["version"]},
+        gws_files=registry.check(GWS, STACKS["today"][GWS]["version"]),
+        requirements=["flask==0.0.0"],
+    )
     with pytest.raises(StackError) as err:
         build(plan, tmp_path)
     assert "\n" not in str(err.value)
@@ -396,19 +502,43 @@ def test_a_user_stack_is_named_after_its_file_and_never_as_a_declared_stack(tmp_
 def _claim(*options):
     """pytest on the matrix's cells with ``options``: refused before any server starts."""
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "tests/matrix/test_cells.py", "-x", "-q",
-         "-p", "no:cacheprovider", "--no-agent", "--no-fixed", *options],
-        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "tests/matrix/test_cells.py",
+            "-x",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--no-agent",
+            "--no-fixed",
+            *options,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
-@pytest.mark.parametrize(("options", "says"), [
-    (["--stack", "mine"], "--stack 'mine': not in pyproject.toml [tool.stacks] (deploy, seed, "
-                          "today); name one, or give a user stack's pins with --pin NAME==VERSION"),
-    (["--stack", "seed", "--pin", "Flask==1.0.4"],
-     "--pin with --stack 'seed': that stack's pins are in pyproject.toml; give a user stack "
-     "another name"),
-    (["--stack", "mine", "--pin", "Flask"], "--pin 'Flask': expected NAME==VERSION"),
-])
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        (
+            ["--stack", "mine"],
+            "--stack 'mine': not in pyproject.toml [tool.stacks] (deploy, seed, "
+            "today); name one, or give a user stack's pins with --pin NAME==VERSION",
+        ),
+        (
+            ["--stack", "seed", "--pin", "Flask==1.0.4"],
+            "--pin with --stack 'seed': that stack's pins are in pyproject.toml; give a user stack "
+            "another name",
+        ),
+        (["--stack", "mine", "--pin", "Flask"], "--pin 'Flask': expected NAME==VERSION"),
+    ],
+)
 def test_a_user_stack_claim_without_pins_or_on_a_declared_stack_is_refused(options, says):
     proc = _claim(*options)
     assert proc.returncode != 0, proc.stdout[-2000:]

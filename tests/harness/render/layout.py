@@ -22,16 +22,30 @@ STATUS_CLASS = {"missing": "v-missing", "skipped": "v-skipped", "not run": "v-no
 Mark = tuple[str, str, str, str]
 MARKS: tuple[Mark, ...] = (
     ("seed", "*", "≠", "differs from the seed's published verdict"),
-    ("reference", "~", "≈",
-     "differs from today's stack (same arm: verdict, closed or close frame)"),
+    (
+        "reference",
+        "~",
+        "≈",
+        "differs from today's stack (same arm: verdict, closed or close frame)",
+    ),
     ("model", "!", "!", "disagrees with the expectation model"),
     ("open", "o", "○", "the server never called close() on the iterable (PEP 3333)"),
     ("frame", "x", "✗", "the websocket did not end with a valid close frame"),
     ("controls", "c", "⚠", "a positive control failed: the server is not what the cell claims"),
-    ("unfinished", "u", "◔", "the exchange passed, but the layer (agent or request layer) never "
-     "finished its request work"),
-    ("tcp", "t", "⧖", "the server did not close TCP within the client's bound after the closing "
-     "handshake (RFC 6455 7.1.1)"),
+    (
+        "unfinished",
+        "u",
+        "◔",
+        "the exchange passed, but the layer (agent or request layer) never "
+        "finished its request work",
+    ),
+    (
+        "tcp",
+        "t",
+        "⧖",
+        "the server did not close TCP within the client's bound after the closing "
+        "handshake (RFC 6455 7.1.1)",
+    ),
 )
 # The layers section's grid: rows the layer on / off, columns hello_goodbyer x streaming.
 LAYER_COLUMNS = list(itertools.product(BOOLS, BOOLS))
@@ -73,8 +87,15 @@ def column_headers() -> list[tuple[str, list[tuple[str, int]]]]:
 def grid(rows: Iterable[Data]) -> list[Data]:
     """[{agent, fixed, label, cells: [row or None] x 8}] in ROWS order."""
     by_cell = {cell_of(r).on(""): r for r in rows}
-    return [{"agent": a, "fixed": f, "label": row_label(a, f),
-             "cells": [by_cell.get(Cell("", a, f, *c)) for c in COLUMNS]} for a, f in ROWS]
+    return [
+        {
+            "agent": a,
+            "fixed": f,
+            "label": row_label(a, f),
+            "cells": [by_cell.get(Cell("", a, f, *c)) for c in COLUMNS],
+        }
+        for a, f in ROWS
+    ]
 
 
 def reference_grid(report: Data, stack: str) -> tuple[str, list[Data]]:
@@ -84,8 +105,9 @@ def reference_grid(report: Data, stack: str) -> tuple[str, list[Data]]:
         rows = [{**r, "verdict": r.get("verdict")} for r in report["stacks"][ref]["rows"]]
         return f"{ref} stack (this run)", grid(rows)
     cells = [Cell("seed", a, f, *c) for a, f in ROWS for c in COLUMNS]
-    rows = [{**cell.as_dict(), "status": "observed", "verdict": seed_verdict(cell)}
-            for cell in cells]
+    rows = [
+        {**cell.as_dict(), "status": "observed", "verdict": seed_verdict(cell)} for cell in cells
+    ]
     return "seed (published, 2016)", grid(rows)
 
 
@@ -120,12 +142,18 @@ def layer_grid(build: Data) -> list[Data]:
     rows = build["rows"]
     out = []
     for on_layer in (True, False) if any(r["layer"] == "none" for r in rows) else (True,):
-        found = {(r["hello_goodbyer"], r["streaming"]): r for r in rows
-                 if (r["layer"] != "none") == on_layer}
+        found = {
+            (r["hello_goodbyer"], r["streaming"]): r
+            for r in rows
+            if (r["layer"] != "none") == on_layer
+        }
         name = next((r["layer"] for r in rows if r["layer"] != "none"), "?")
-        out.append({"label": f"{name} {build['build']}" if on_layer else
-                    f"no layer {build['build']}",
-                    "cells": [found.get(c) for c in LAYER_COLUMNS]})
+        out.append(
+            {
+                "label": f"{name} {build['build']}" if on_layer else f"no layer {build['build']}",
+                "cells": [found.get(c) for c in LAYER_COLUMNS],
+            }
+        )
     return out
 
 

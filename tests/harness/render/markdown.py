@@ -26,14 +26,22 @@ def seed_list_line(row: Data) -> str:
         return f"{flags}: ({row['status']})"
     diff = " **≠**" if row["differs_from_seed"] else ""
     cause = f" (cause {row['cause_letter']})" if row.get("cause_letter") else ""
-    return (f"{flags}: {row['verdict']} (seed: {row['seed']}){diff}{cause}; closed: "
-            f"{'yes' if row['closed'] else 'no'}; close frame: "
-            f"{'valid' if row['valid_close_frame'] else 'invalid'}")
+    return (
+        f"{flags}: {row['verdict']} (seed: {row['seed']}){diff}{cause}; closed: "
+        f"{'yes' if row['closed'] else 'no'}; close frame: "
+        f"{'valid' if row['valid_close_frame'] else 'invalid'}"
+    )
 
 
 def render(report: Data) -> str:
     grids = [layout.reference_grid(report, "today")]
-    grids += [(f"{stack} stack", layout.grid(data["rows"]))
-              for stack, data in report["stacks"].items() if data.get("rows")]
-    return environment().get_template("observations.md.j2").render(
-        report=report, grids=grids, cell=cell, seed_list_line=seed_list_line, emoji=EMOJI)
+    grids += [
+        (f"{stack} stack", layout.grid(data["rows"]))
+        for stack, data in report["stacks"].items()
+        if data.get("rows")
+    ]
+    return (
+        environment()
+        .get_template("observations.md.j2")
+        .render(report=report, grids=grids, cell=cell, seed_list_line=seed_list_line, emoji=EMOJI)
+    )

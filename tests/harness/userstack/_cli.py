@@ -52,45 +52,79 @@ from ._upgrade import upgrade
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.harness.userstack",
-                                     description=__doc__.split("\n")[0])
-    parser.add_argument("pins", nargs="*", metavar="NAME==VERSION",
-                        help="the stack's pins; with --upgrade, the pins of the file to move "
-                        "(NAME: to its newest release)")
-    parser.add_argument("--upgrade", action="store_true",
-                        help="run the file's stack as pinned and with the named pins moved, "
-                        "and print what changes (exit 1: something gets worse)")
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.harness.userstack", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "pins",
+        nargs="*",
+        metavar="NAME==VERSION",
+        help="the stack's pins; with --upgrade, the pins of the file to move "
+        "(NAME: to its newest release)",
+    )
+    parser.add_argument(
+        "--upgrade",
+        action="store_true",
+        help="run the file's stack as pinned and with the named pins moved, "
+        "and print what changes (exit 1: something gets worse)",
+    )
     parser.add_argument("-r", "--requirement", metavar="FILE")
-    parser.add_argument("--python", metavar="X.Y", help="the Python the server runs on "
-                        "(default: this one, if the pins admit it)")
-    parser.add_argument("--predict", action="store_true",
-                        help="the model's grid and causes only: build and run nothing")
-    parser.add_argument("--work", type=Path, default=CACHE / "stacks",
-                        help="where environments are built (kept: a second run reuses them)")
-    parser.add_argument("--results", type=Path, default=RESULTS,
-                        help="where each arm's SessionResults go, beside every session's "
-                        "(nox passes MATRIX_RESULTS)")
+    parser.add_argument(
+        "--python",
+        metavar="X.Y",
+        help="the Python the server runs on (default: this one, if the pins admit it)",
+    )
+    parser.add_argument(
+        "--predict",
+        action="store_true",
+        help="the model's grid and causes only: build and run nothing",
+    )
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=CACHE / "stacks",
+        help="where environments are built (kept: a second run reuses them)",
+    )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=RESULTS,
+        help="where each arm's SessionResults go, beside every session's "
+        "(nox passes MATRIX_RESULTS)",
+    )
     parser.add_argument("--jobs", type=int, default=2, help="arms run at once")
     args = parser.parse_args(argv)
     started = time.monotonic()
     try:
         if args.upgrade and not args.requirement:
-            raise StackError("--upgrade moves the pins of a requirements file: pass -r FILE "
-                             "and the packages to move, NAME or NAME==VERSION")
+            raise StackError(
+                "--upgrade moves the pins of a requirements file: pass -r FILE "
+                "and the packages to move, NAME or NAME==VERSION"
+            )
         request = from_args([] if args.upgrade else args.pins, args.requirement)
         if args.python and not re.fullmatch(r"\d+\.\d+", args.python):
-            raise StackError(f"--python {args.python!r} is not a version X.Y; name one, e.g. "
-                             "--python 3.8")
+            raise StackError(
+                f"--python {args.python!r} is not a version X.Y; name one, e.g. --python 3.8"
+            )
         if args.upgrade:
-            return upgrade(request, Path(args.requirement), args.pins, predict=args.predict,
-                           python=args.python, work=args.work, results=args.results,
-                           jobs=args.jobs)
+            return upgrade(
+                request,
+                Path(args.requirement),
+                args.pins,
+                predict=args.predict,
+                python=args.python,
+                work=args.work,
+                results=args.results,
+                jobs=args.jobs,
+            )
         if args.predict:
             # The markers are read for the Python asked for, else this one: --predict
             # chooses none (that needs the registry).
             if request.conditional:
-                print(f"note: environment markers read for Python {args.python or this_python()}"
-                      f"{'' if args.python else ' (this one; name another with --python)'}")
+                print(
+                    f"note: environment markers read for Python {args.python or this_python()}"
+                    f"{'' if args.python else ' (this one; name another with --python)'}"
+                )
             request = request.for_python(args.python or this_python())
             check_names(request, Registry(), everything=False)
             for line in request.ignored:

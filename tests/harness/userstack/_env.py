@@ -45,8 +45,14 @@ FREEZE = (
 )
 # What the server reports (app/__main__.py versions()): canonical name -> its own
 # spelling there, which a cell's --pin must match.
-REPORTED = {"gevent": "gevent", "greenlet": "greenlet", "flask": "Flask",
-            "werkzeug": "Werkzeug", "newrelic": "newrelic", GWS: GWS}
+REPORTED = {
+    "gevent": "gevent",
+    "greenlet": "greenlet",
+    "flask": "Flask",
+    "werkzeug": "Werkzeug",
+    "newrelic": "newrelic",
+    GWS: GWS,
+}
 
 
 @dataclass
@@ -64,10 +70,12 @@ class Env:
         """What was checked against the file's hashes when the environment was built."""
         if not (self.verified or self.unverified):
             return []
-        return [f"hashes: {len(self.verified)} pins checked against the file's sha256 at "
-                f"install{' (when this environment was built)' * self.reused}"
-                + (": " + ", ".join(self.verified) if self.verified else ""),
-                *(f"hash not checked: {line}" for line in self.unverified)]
+        return [
+            f"hashes: {len(self.verified)} pins checked against the file's sha256 at "
+            f"install{' (when this environment was built)' * self.reused}"
+            + (": " + ", ".join(self.verified) if self.verified else ""),
+            *(f"hash not checked: {line}" for line in self.unverified),
+        ]
 
     def smoke(self) -> None:
         """The stack's server starts and serves its page, or a StackError naming why."""
@@ -76,27 +84,51 @@ class Env:
                 status, _ = server.get("/")
         except ServerError as exc:
             lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-            last = next((ln for ln in reversed(lines) if re.match(r"^\w+(\.\w+)*(Error|"
-                                                                  r"Exception|Exit)\b", ln)),
-                        lines[0] if lines else "?")
-            raise StackError(f"the server of this stack does not start ({last[:300]}; logs in "
-                         f"{self.path / 'smoke'}); change the pin it names, or report it "
-                         "if the app itself needs to adapt to this release") from None
+            last = next(
+                (
+                    ln
+                    for ln in reversed(lines)
+                    if re.match(
+                        r"^\w+(\.\w+)*(Error|"
+                        r"Exception|Exit)\b",
+                        ln,
+                    )
+                ),
+                lines[0] if lines else "?",
+            )
+            raise StackError(
+                f"the server of this stack does not start ({last[:300]}; logs in "
+                f"{self.path / 'smoke'}); change the pin it names, or report it "
+                "if the app itself needs to adapt to this release"
+            ) from None
         if status != 200:
-            raise StackError(f"the server of this stack answers GET / with {status}; "
-                         f"see {self.path / 'smoke'}")
+            raise StackError(
+                f"the server of this stack answers GET / with {status}; see {self.path / 'smoke'}"
+            )
 
 
-def _run(cmd: Sequence[str | Path], what: str, timeout: float = INSTALL_TIMEOUT,
-         env: Mapping[str, str | None] | None = None) -> str:
+def _run(
+    cmd: Sequence[str | Path],
+    what: str,
+    timeout: float = INSTALL_TIMEOUT,
+    env: Mapping[str, str | None] | None = None,
+) -> str:
     # None unsets a variable, as in nox's env=, which COMPILE is also written for
     environ = {k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None}
     try:
-        proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True,
-                              timeout=timeout, check=False, env=environ)
+        proc = subprocess.run(
+            [str(c) for c in cmd],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            env=environ,
+        )
     except subprocess.TimeoutExpired:
-        raise StackError(f"{what} took more than {timeout} s (bound); retry, or pick releases "
-                     "with wheels for this Python") from None
+        raise StackError(
+            f"{what} took more than {timeout} s (bound); retry, or pick releases "
+            "with wheels for this Python"
+        ) from None
     if proc.returncode != 0:
         raise StackError(installer_failure(proc.stdout + proc.stderr, what))
     return proc.stdout
@@ -110,41 +142,66 @@ def _gws_wheels(plan: Plan, build_python: str | Path) -> tuple[Path, Path | None
     # The project's own pin where there is one; else the registry's digest, over HTTPS.
     sha = pinned.get(version) or (sdists[0]["digests"]["sha256"] if len(sdists) == 1 else None)
     if sha is None:
-        raise StackError(f"{GWS}=={version} has {len(sdists)} sdists on the registry; pin a "
-                     f"release with one (e.g. {GWS}=={LAST_GWS})")
+        raise StackError(
+            f"{GWS}=={version} has {len(sdists)} sdists on the registry; pin a "
+            f"release with one (e.g. {GWS}=={LAST_GWS})"
+        )
     theirs = plan.hashes.get(GWS)
     if theirs and f"sha256:{sha}" not in theirs:
-        raise StackError(f"{GWS}=={version}: the sdist the cells build has sha256 {sha}, "
-                         f"which none of the file's hashes ({', '.join(theirs)}) is; regenerate "
-                         "them (uv pip compile --generate-hashes) or check where the file "
-                         "came from")
+        raise StackError(
+            f"{GWS}=={version}: the sdist the cells build has sha256 {sha}, "
+            f"which none of the file's hashes ({', '.join(theirs)}) is; regenerate "
+            "them (uv pip compile --generate-hashes) or check where the file "
+            "came from"
+        )
     try:
-        sdist = builds.fetch_verified_sdist(GWS, version, sha,
-                                            download=builds.registry_download(plan.gws_files))
+        sdist = builds.fetch_verified_sdist(
+            GWS, version, sha, download=builds.registry_download(plan.gws_files)
+        )
         vanilla = builds.build_release_wheel(GWS, version, sdist, sha, str(build_python))
         series = builds.PATCHES / version
-        patched = (builds.build_release_wheel(GWS, version, sdist, sha, str(build_python),
-                                              patches=builds.series(series))
-                   if series.is_dir() else None)
+        patched = (
+            builds.build_release_wheel(
+                GWS, version, sdist, sha, str(build_python), patches=builds.series(series)
+            )
+            if series.is_dir()
+            else None
+        )
     except builds.BuildError as exc:
         raise StackError(f"{GWS} {version}: {' '.join(str(exc).split())[:400]}") from None
     return vanilla, patched
 
 
 def key_of(plan: Plan) -> str:
-    text = "\0".join([REVISION, plan.python_version, os.path.realpath(plan.python),
-                      plan.gws, *sorted(plan.requirements), "--", *sorted(plan.constraints),
-                      "--", *(f"{n} {' '.join(h)}" for n, h in sorted(plan.hashes.items()))])
+    text = "\0".join(
+        [
+            REVISION,
+            plan.python_version,
+            os.path.realpath(plan.python),
+            plan.gws,
+            *sorted(plan.requirements),
+            "--",
+            *sorted(plan.constraints),
+            "--",
+            *(f"{n} {' '.join(h)}" for n, h in sorted(plan.hashes.items())),
+        ]
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def _load(path: Path, reused: bool) -> Env:
     data = json.loads((path / "stack.json").read_text())
     patched = path / "patched"
-    return Env(path=path, python=path / "env" / "bin" / "python",
-               patched=patched if patched.is_dir() else None, versions=data["versions"],
-               installed=data["installed"], reused=reused, verified=data["verified"],
-               unverified=data["unverified"])
+    return Env(
+        path=path,
+        python=path / "env" / "bin" / "python",
+        patched=patched if patched.is_dir() else None,
+        versions=data["versions"],
+        installed=data["installed"],
+        reused=reused,
+        verified=data["verified"],
+        unverified=data["unverified"],
+    )
 
 
 def build(plan: Plan, work: Path) -> Env:
@@ -169,12 +226,15 @@ def build(plan: Plan, work: Path) -> Env:
     return _load(final, False)
 
 
-def _requirements_file(path: Path, pins: list[str], hashes: Mapping[str, Sequence[str]]
-                       ) -> Path:
+def _requirements_file(path: Path, pins: list[str], hashes: Mapping[str, Sequence[str]]) -> Path:
     """``name==version --hash=...`` lines: the installer checks each file it installs (a
     cached one too) against the pin's hashes."""
-    path.write_text("".join(" ".join([pin, *(f"--hash={h}" for h in hashes.get(
-        pin.partition("==")[0], ()))]) + "\n" for pin in pins))
+    path.write_text(
+        "".join(
+            " ".join([pin, *(f"--hash={h}" for h in hashes.get(pin.partition("==")[0], ()))]) + "\n"
+            for pin in pins
+        )
+    )
     return path
 
 
@@ -183,52 +243,102 @@ def _build_into(plan: Plan, tmp: Path) -> None:
     python = venv / "bin" / "python"
     py2 = plan.python_version == "2.7"
     if py2:  # uv cannot make 2.7 environments; virtualenv<20.22 (the builder group) can
-        _run([sys.executable, "-m", "virtualenv", "--quiet", "--no-download", "-p",
-              plan.python, venv], "creating the 2.7 virtualenv", VENV_TIMEOUT)
+        _run(
+            [
+                sys.executable,
+                "-m",
+                "virtualenv",
+                "--quiet",
+                "--no-download",
+                "-p",
+                plan.python,
+                venv,
+            ],
+            "creating the 2.7 virtualenv",
+            VENV_TIMEOUT,
+        )
     else:
         # < 3.8 has no importlib.metadata: app/__main__.py reads versions with pkg_resources.
         seed = ["--seed"] if tuple(map(int, plan.python_version.split("."))) < (3, 8) else []
-        _run([uv(), "venv", "--quiet", *seed, "--python", plan.python, venv],
-             f"creating the Python {plan.python_version} virtualenv", VENV_TIMEOUT)
+        _run(
+            [uv(), "venv", "--quiet", *seed, "--python", plan.python, venv],
+            f"creating the Python {plan.python_version} virtualenv",
+            VENV_TIMEOUT,
+        )
     # gevent-websocket is pure Python: on 3.x the harness's interpreter builds the same
     # py3 wheel (and shares today's cache); 2.7 builds its own py2 wheel.
     vanilla, patched = _gws_wheels(plan, python if py2 else sys.executable)
     if py2:
-        pip: list[str | Path] = [python, "-m", "pip", "install", "--quiet",
-                                 "--disable-pip-version-check", "--no-warn-script-location"]
+        pip: list[str | Path] = [
+            python,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-warn-script-location",
+        ]
         hashed = [f"{n}=={plan.pins[n]}" for n in plan.hashes if n != GWS]
         if hashed:
             # pip checks hashes only when every requirement has them: the pins that have
             # go in first, alone; the install below finds them satisfied and keeps them.
-            _run([*pip, "--no-deps", "--require-hashes", "-r",
-                  _requirements_file(tmp / "hashed.txt", hashed, plan.hashes)],
-                 "installing the hash-pinned pins with pip")
+            _run(
+                [
+                    *pip,
+                    "--no-deps",
+                    "--require-hashes",
+                    "-r",
+                    _requirements_file(tmp / "hashed.txt", hashed, plan.hashes),
+                ],
+                "installing the hash-pinned pins with pip",
+            )
         constraints = tmp / "constraints.txt"
         constraints.write_text("".join(c + "\n" for c in plan.constraints))
-        _run([*pip, "-c", constraints, *plan.requirements, vanilla],
-             "installing the stack with pip")
+        _run(
+            [*pip, "-c", constraints, *plan.requirements, vanilla], "installing the stack with pip"
+        )
         if patched:
-            _run([python, "-m", "pip", "install", "--quiet", "--no-deps", "--target",
-                  tmp / "patched", patched], "installing the patched build")
+            _run(
+                [
+                    python,
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--no-deps",
+                    "--target",
+                    tmp / "patched",
+                    patched,
+                ],
+                "installing the patched build",
+            )
     else:
         # The era's dates again: an sdist among the pins builds with the era's tools.
         # uv's bytecode compiler needs 3.7's py_compile; 3.6 compiles with its own.
         compile_env = builds.COMPILE if plan.python_version != "3.6" else {}
         # In a file, so that each pin carries the user's --hash options: uv checks the
         # files it installs against them (a cached one too).
-        requirements = _requirements_file(tmp / "requirements.txt", plan.requirements,
-                                          plan.hashes)
-        _run(uv_pip("install", python, "--no-deps", *plan.uv_dates, "-r", requirements,
-                    vanilla), "installing the stack", env=compile_env)
+        requirements = _requirements_file(tmp / "requirements.txt", plan.requirements, plan.hashes)
+        _run(
+            uv_pip("install", python, "--no-deps", *plan.uv_dates, "-r", requirements, vanilla),
+            "installing the stack",
+            env=compile_env,
+        )
         if patched:
-            _run(uv_pip("install", python, "--no-deps", "--target", tmp / "patched", patched),
-                 "installing the patched build", env=compile_env)
+            _run(
+                uv_pip("install", python, "--no-deps", "--target", tmp / "patched", patched),
+                "installing the patched build",
+                env=compile_env,
+            )
         if not compile_env:
             # As pip does: a file that does not compile (py2-only test code in a sdist)
             # stays uncompiled; the exit status says only that one did not.
-            subprocess.run([str(python), "-m", "compileall", "-q", str(venv / "lib"),
-                            str(tmp / "patched")], capture_output=True, timeout=INSTALL_TIMEOUT,
-                           check=False)
+            subprocess.run(
+                [str(python), "-m", "compileall", "-q", str(venv / "lib"), str(tmp / "patched")],
+                capture_output=True,
+                timeout=INSTALL_TIMEOUT,
+                check=False,
+            )
     installed = {}
     for line in _run([python, "-c", FREEZE], "listing the environment", VENV_TIMEOUT).split():
         name, _, version = line.partition("==")
@@ -242,10 +352,22 @@ def _build_into(plan: Plan, tmp: Path) -> None:
         f"{n}=={v}: installed without the file's hash (pip's choice on Python 2.7, or the "
         "virtualenv's own seed)"
         for n, v in sorted(installed.items())
-        if any(plan.request.hashes.get(n, {}).values()) and n not in plan.hashes
-        and n not in listed]
-    (tmp / "stack.json").write_text(json.dumps(
-        {"python": plan.python_version, "interpreter": plan.python, "versions": versions,
-         "installed": installed, "requirements": plan.requirements,
-         "constraints": plan.constraints, "patched": bool(patched), "verified": verified,
-         "unverified": unverified}, indent=1) + "\n")
+        if any(plan.request.hashes.get(n, {}).values()) and n not in plan.hashes and n not in listed
+    ]
+    (tmp / "stack.json").write_text(
+        json.dumps(
+            {
+                "python": plan.python_version,
+                "interpreter": plan.python,
+                "versions": versions,
+                "installed": installed,
+                "requirements": plan.requirements,
+                "constraints": plan.constraints,
+                "patched": bool(patched),
+                "verified": verified,
+                "unverified": unverified,
+            },
+            indent=1,
+        )
+        + "\n"
+    )

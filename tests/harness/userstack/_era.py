@@ -16,8 +16,7 @@ def this_python() -> str:
     return f"{sys.version_info[0]}.{sys.version_info[1]}"
 
 
-def supported(request: Request, registry: Registry, era: dt.datetime | None
-              ) -> dict[str, set[str]]:
+def supported(request: Request, registry: Registry, era: dt.datetime | None) -> dict[str, set[str]]:
     """Per package, the X.Y it supports by its wheels and Requires-Python: the exact pins,
     and for a server need the file leaves out, its newest release of the era (a 2018
     gevent has no wheel for 3.11, so a 2018 stack does not run there)."""
@@ -42,8 +41,9 @@ def supported(request: Request, registry: Registry, era: dt.datetime | None
     return out
 
 
-def choose_python(request: Request, registry: Registry, asked: str | None,
-                  era: dt.datetime | None) -> tuple[str, str]:
+def choose_python(
+    request: Request, registry: Registry, asked: str | None, era: dt.datetime | None
+) -> tuple[str, str]:
     """(X.Y, why) of the Python the stack runs on."""
     support = supported(request, registry, era)
     common = set(PYTHONS).intersection(*support.values()) if support else set(PYTHONS)
@@ -51,31 +51,42 @@ def choose_python(request: Request, registry: Registry, asked: str | None,
     if asked:
         unsupported = sorted(n for n, s in support.items() if asked not in s)
         if unsupported:
-            print(f"warning: Python {asked} was asked for, but "
-                  + ", ".join(f"{n} (has {_span(support[n])})"
-                              for n in unsupported)
-                  + ": an sdist may have to build", file=sys.stderr)
+            print(
+                f"warning: Python {asked} was asked for, but "
+                + ", ".join(f"{n} (has {_span(support[n])})" for n in unsupported)
+                + ": an sdist may have to build",
+                file=sys.stderr,
+            )
         return asked, "asked for with --python"
     if not common:
-        raise StackError("no Python fits every pin: " + "; ".join(
-            f"{n}: {_span(support[n])}" for n in limiting)
-            + "; change a pin or name a Python with --python X.Y")
+        raise StackError(
+            "no Python fits every pin: "
+            + "; ".join(f"{n}: {_span(support[n])}" for n in limiting)
+            + "; change a pin or name a Python with --python X.Y"
+        )
     if this_python() in common:
         return this_python(), "the interpreter this runs on, which every pin admits"
     here = [v for v in installed_versions() if v in common]
     if not here:
-        raise StackError(f"the pins need Python {_span(common)} "
-                         f"({', '.join(limiting) or 'Requires-Python'}), none of which is "
-                         "installed here; install one with `pyenv install X.Y` or pass "
-                         "--python X.Y")
-    return here[0], (f"the newest Python here that {', '.join(limiting)} support "
-                     f"({_span(common)}; this interpreter, {this_python()}, is not among them)")
+        raise StackError(
+            f"the pins need Python {_span(common)} "
+            f"({', '.join(limiting) or 'Requires-Python'}), none of which is "
+            "installed here; install one with `pyenv install X.Y` or pass "
+            "--python X.Y"
+        )
+    return here[0], (
+        f"the newest Python here that {', '.join(limiting)} support "
+        f"({_span(common)}; this interpreter, {this_python()}, is not among them)"
+    )
 
 
 def _span(pythons: set[str]) -> str:
     ordered = sorted(pythons, key=python_key)
-    return "no Python" if not ordered else (
-        ordered[0] if len(ordered) == 1 else f"{ordered[0]}-{ordered[-1]}")
+    return (
+        "no Python"
+        if not ordered
+        else (ordered[0] if len(ordered) == 1 else f"{ordered[0]}-{ordered[-1]}")
+    )
 
 
 def era_of(request: Request, registry: Registry) -> tuple[dt.datetime | None, str]:

@@ -30,9 +30,11 @@ def model_versions(request: Request) -> tuple[dict[str, str], list[str]]:
     nr = request.exact("newrelic")
     if nr is None:
         nr = str(AGENT_SKIPS_WEBSOCKETS)
-        assumed.append(f"newrelic is not pinned exactly: assumed a release >= {nr} (since "
-                       "2016), whose RUM leaves websockets alone; an older one makes the "
-                       "agent-on rum-on cells of the vanilla arm fail")
+        assumed.append(
+            f"newrelic is not pinned exactly: assumed a release >= {nr} (since "
+            "2016), whose RUM leaves websockets alone; an older one makes the "
+            "agent-on rum-on cells of the vanilla arm fail"
+        )
     gevent = request.exact("gevent")  # read only by the layers' rules
     return {GWS: gws, "newrelic": nr, **({"gevent": gevent} if gevent else {})}, assumed
 
@@ -49,27 +51,39 @@ def predict_cell(cell: Cell, versions: Mapping[str, str]) -> Prediction:
 
 def prediction_grid(name: str, versions: dict[str, str]) -> Grid:
     """{(agent, fixed): {(rum, hg, streaming): Prediction}} for the given versions."""
-    return {(agent, fixed): {col: predict_cell(Cell(name, agent, fixed, *col), versions)
-                             for col in COLUMNS} for agent, fixed in ARMS}
+    return {
+        (agent, fixed): {
+            col: predict_cell(Cell(name, agent, fixed, *col), versions) for col in COLUMNS
+        }
+        for agent, fixed in ARMS
+    }
 
 
-def cause(versions: dict[str, str], fixed: bool, prediction: Prediction, streaming: bool
-          ) -> str:
+def cause(versions: dict[str, str], fixed: bool, prediction: Prediction, streaming: bool) -> str:
     """Why the model predicts what it does for one cell, in a sentence (one per kind)."""
     if not (prediction.lazy_layers or streaming):
         return ""
     gws = build_version(versions[GWS], fixed)
-    lazy = ("its lazy layers (the streaming response's iterator, the HelloGoodbyer "
-            "generator, the agent's RUM middleware below newrelic "
-            f"{AGENT_SKIPS_WEBSOCKETS})")
+    lazy = (
+        "its lazy layers (the streaming response's iterator, the HelloGoodbyer "
+        "generator, the agent's RUM middleware below newrelic "
+        f"{AGENT_SKIPS_WEBSOCKETS})"
+    )
     if prediction.verdict == "-":
-        return (f"gevent-websocket {gws} does not iterate the application's result (before "
-                f"0.10 it calls the application and drops what it returns), so {lazy} never run")
+        return (
+            f"gevent-websocket {gws} does not iterate the application's result (before "
+            f"0.10 it calls the application and drops what it returns), so {lazy} never run"
+        )
     return f"gevent-websocket {gws} iterates the application's result, so {lazy} run"
 
 
-def print_grid(title: str, rows: Grid, versions: dict[str, str], out: TextIO | None = None,
-               observed: Observed | None = None) -> None:
+def print_grid(
+    title: str,
+    rows: Grid,
+    versions: dict[str, str],
+    out: TextIO | None = None,
+    observed: Observed | None = None,
+) -> None:
     """The grid as the report draws it: rows agent x fixed, columns rum x hg x streaming.
 
     ``observed``: {(agent, fixed): {col: (verdict, closed)}}; a cell whose verdict is not
@@ -79,8 +93,9 @@ def print_grid(title: str, rows: Grid, versions: dict[str, str], out: TextIO | N
     head = ("rum", "hello_goodbyer", "streaming")
     print(title, file=out)
     for i, label in enumerate(head):
-        print(f"{label:>24}  " + " ".join(f"{'on' if c[i] else 'off':<5}" for c in COLUMNS),
-              file=out)
+        print(
+            f"{label:>24}  " + " ".join(f"{'on' if c[i] else 'off':<5}" for c in COLUMNS), file=out
+        )
     causes: dict[str, str] = {}
     for arm in (a for a in ARMS if a in rows):
         agent, fixed = arm
@@ -99,16 +114,22 @@ def print_grid(title: str, rows: Grid, versions: dict[str, str], out: TextIO | N
                     mark = "?"
                 else:
                     verdict, closed = seen
-                    mark = verdict + ("!" if verdict != p.verdict else "") + (
-                        "" if closed else "o") + letter
+                    mark = (
+                        verdict
+                        + ("!" if verdict != p.verdict else "")
+                        + ("" if closed else "o")
+                        + letter
+                    )
             cells.append(f"{mark:<5}")
         label = f"agent {'on' if agent else 'off'} · {'patched' if fixed else 'vanilla'}"
         print(f"{label:>24}  " + " ".join(cells), file=out)
     for text, letter in causes.items():
         print(f"  {letter}: {text}", file=out)
-    print("  o: the server never called close() on the application's iterable (PEP 3333)"
-          + ("; !: observed verdict differs from the model's" if observed is not None else ""),
-          file=out)
+    print(
+        "  o: the server never called close() on the application's iterable (PEP 3333)"
+        + ("; !: observed verdict differs from the model's" if observed is not None else ""),
+        file=out,
+    )
 
 
 def has_patches(release: str) -> bool:
@@ -124,11 +145,18 @@ def run_predict(request: Request, out: TextIO | None = None) -> int:
     rows = prediction_grid(request.name, versions)
     if not has_patches(versions[GWS]):
         rows = {arm: cells for arm, cells in rows.items() if not arm[1]}
-        print(f"note: no patch series for gevent-websocket {versions[GWS]} "
-              f"(patches/{GWS}/ has {sorted(p.name for p in PATCHES.iterdir())}): vanilla only",
-              file=out)
-    print_grid(f"model: {request.name} (gevent-websocket {versions[GWS]}, newrelic "
-               f"{versions['newrelic']})", _full(rows), versions, out)
+        print(
+            f"note: no patch series for gevent-websocket {versions[GWS]} "
+            f"(patches/{GWS}/ has {sorted(p.name for p in PATCHES.iterdir())}): vanilla only",
+            file=out,
+        )
+    print_grid(
+        f"model: {request.name} (gevent-websocket {versions[GWS]}, newrelic "
+        f"{versions['newrelic']})",
+        _full(rows),
+        versions,
+        out,
+    )
     return 0
 
 

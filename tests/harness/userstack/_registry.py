@@ -49,8 +49,9 @@ class Registry:
             except BuildError as exc:
                 raise StackError(f"{exc}; check the network or the name {name!r}") from None
             except Exception as exc:  # noqa: BLE001  404: no such project
-                raise StackError(f"{name}: not on the registry ({exc!r}); check the spelling"
-                                 ) from None
+                raise StackError(
+                    f"{name}: not on the registry ({exc!r}); check the spelling"
+                ) from None
         return self.releases[key]
 
     def check(self, name: str, version: str) -> list[Json]:
@@ -58,8 +59,10 @@ class Registry:
         match = [v for v in files if same_version(v, version)]
         if not match or not files[match[0]]:
             newest = _newest(files)
-            raise StackError(f"{name}=={version} does not exist on the registry (its releases "
-                             f"run to {newest}); pin a release it has, e.g. {name}=={newest}")
+            raise StackError(
+                f"{name}=={version} does not exist on the registry (its releases "
+                f"run to {newest}); pin a release it has, e.g. {name}=={newest}"
+            )
         return files[match[0]]
 
     def uploaded(self, name: str, version: str) -> dt.datetime:
@@ -73,8 +76,13 @@ class Registry:
                 v = Version(version)
             except InvalidVersion:
                 continue
-            usable = [f for f in files if not f.get("yanked") and _time(f) < before
-                      and (python is None or admits(f.get("requires_python"), python))]
+            usable = [
+                f
+                for f in files
+                if not f.get("yanked")
+                and _time(f) < before
+                and (python is None or admits(f.get("requires_python"), python))
+            ]
             if usable and not v.is_prerelease and (best is None or v > best):
                 best = v
         return str(best) if best else None
@@ -83,17 +91,18 @@ class Registry:
 def _on_registry(name: str) -> bool:
     url = REGISTRY_JSON.format(project=name)
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"),
-                                    timeout=LOOKUP_TIMEOUT):
+        with urllib.request.urlopen(
+            urllib.request.Request(url, method="HEAD"), timeout=LOOKUP_TIMEOUT
+        ):
             return True
     except urllib.error.HTTPError as exc:
         if exc.code == 404:
             return False
-        raise StackError(f"{url}: the registry answered {exc.code}; retry, or check the "
-                         "network") from None
+        raise StackError(
+            f"{url}: the registry answered {exc.code}; retry, or check the network"
+        ) from None
     except OSError as exc:
-        raise StackError(f"cannot reach the registry ({url}: {exc!r}); check the network"
-                         ) from None
+        raise StackError(f"cannot reach the registry ({url}: {exc!r}); check the network") from None
 
 
 def same_version(a: str, b: str) -> bool:
@@ -124,8 +133,9 @@ def admits(requires_python: str | None, python: str) -> bool:
     if not requires_python:
         return True
     try:
-        return SpecifierSet(requires_python).contains(python + ".0", prereleases=True) or \
-            SpecifierSet(requires_python).contains(python, prereleases=True)
+        return SpecifierSet(requires_python).contains(
+            python + ".0", prereleases=True
+        ) or SpecifierSet(requires_python).contains(python, prereleases=True)
     except Exception:  # noqa: BLE001  unparseable metadata of old releases
         return True
 
@@ -144,8 +154,9 @@ def wheel_pythons(files: list[Json]) -> set[str] | None:
             continue
         for tag in tags:
             m = re.fullmatch(r"cp(\d)(\d+)", tag.interpreter)
-            if not (m and tag.abi != "none" and "linux" in tag.platform
-                    and "x86_64" in tag.platform):
+            if not (
+                m and tag.abi != "none" and "linux" in tag.platform and "x86_64" in tag.platform
+            ):
                 continue
             if tag.abi == "abi3":
                 abi3.append(f"{m[1]}.{m[2]}")

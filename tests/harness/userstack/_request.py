@@ -24,8 +24,18 @@ from ._registry import PYTHONS, Registry
 GWS = PROJECT  # the handler under test, by its registry name
 # The pins that decide a cell: the server, the handler, the agent, Flask's own line,
 # and the APM layers (read now, served once their cells come).
-MATTERS = ("gevent", "greenlet", GWS, "flask", "werkzeug", "jinja2", "markupsafe",
-           "itsdangerous", "click", "newrelic")
+MATTERS = (
+    "gevent",
+    "greenlet",
+    GWS,
+    "flask",
+    "werkzeug",
+    "jinja2",
+    "markupsafe",
+    "itsdangerous",
+    "click",
+    "newrelic",
+)
 LAYERS = ("elastic-apm", "sentry-sdk", "ddtrace")
 LAYER_PREFIXES = ("opentelemetry-",)
 # What `python -m app` imports; filled in when the file leaves it out.
@@ -43,18 +53,38 @@ COMMENT = re.compile(r"(^|\s+)#.*$")
 # Options of a requirements file that say where or how to install, not what: the cells
 # install the public registry's releases, as uv and pip choose their files.
 WHY_IGNORED = {
-    **dict.fromkeys(("-i", "--index-url", "--extra-index-url", "--no-index", "-f",
-                     "--find-links", "--trusted-host"),
-                    "an index option: the stack's releases come from the public registry"),
-    **dict.fromkeys(("--no-binary", "--only-binary", "--prefer-binary", "--pre",
-                     "--use-feature", "--config-settings", "--global-option",
-                     "--install-option"),
-                    "an install option: the environment takes the files uv and pip choose"),
+    **dict.fromkeys(
+        (
+            "-i",
+            "--index-url",
+            "--extra-index-url",
+            "--no-index",
+            "-f",
+            "--find-links",
+            "--trusted-host",
+        ),
+        "an index option: the stack's releases come from the public registry",
+    ),
+    **dict.fromkeys(
+        (
+            "--no-binary",
+            "--only-binary",
+            "--prefer-binary",
+            "--pre",
+            "--use-feature",
+            "--config-settings",
+            "--global-option",
+            "--install-option",
+        ),
+        "an install option: the environment takes the files uv and pip choose",
+    ),
     "--require-hashes": "the hashes the file has are checked at install (the hashes line "
-                        "says which pins were)",
+    "says which pins were)",
 }
-EDITABLE = ("an editable install (a local project or a VCS checkout), not a release on the "
-            "registry: the cells cannot build it; pin the release it is based on if it matters")
+EDITABLE = (
+    "an editable install (a local project or a VCS checkout), not a release on the "
+    "registry: the cells cannot build it; pin the release it is based on if it matters"
+)
 # A name that is not on the registry and at least this close (difflib's ratio) to one
 # the stack depends on is a misspelling: gevnet is 0.83 from gevent.
 NEAR = 0.75
@@ -74,12 +104,20 @@ def marker_environment(python: str, full: str | None = None) -> dict[str, str]:
     """What an environment marker sees on the server: CPython ``python`` (X.Y) on Linux
     x86_64; ``full`` the interpreter's X.Y.Z where it is known, else X.Y.0."""
     full = full or f"{python}.0"
-    return {"implementation_name": "cpython", "implementation_version": full,
-            "os_name": "posix", "platform_machine": "x86_64",
-            "platform_python_implementation": "CPython", "platform_release": "",
-            "platform_system": "Linux", "platform_version": "", "python_full_version": full,
-            "python_version": python, "sys_platform": "linux2" if python == "2.7" else "linux",
-            "extra": ""}
+    return {
+        "implementation_name": "cpython",
+        "implementation_version": full,
+        "os_name": "posix",
+        "platform_machine": "x86_64",
+        "platform_python_implementation": "CPython",
+        "platform_release": "",
+        "platform_system": "Linux",
+        "platform_version": "",
+        "python_full_version": full,
+        "python_version": python,
+        "sys_platform": "linux2" if python == "2.7" else "linux",
+        "extra": "",
+    }
 
 
 def _logical_lines(text: str) -> Iterator[tuple[int, str]]:
@@ -93,8 +131,9 @@ def _logical_lines(text: str) -> Iterator[tuple[int, str]]:
             first = first if parts else number
             parts.append(raw[:-1])
             continue
-        line, start = ("".join(parts) + (" " + raw if comment else raw), first) if parts \
-            else (raw, number)
+        line, start = (
+            ("".join(parts) + (" " + raw if comment else raw), first) if parts else (raw, number)
+        )
         parts = []
         line = COMMENT.sub("", line).strip()
         if line:
@@ -109,29 +148,36 @@ def _option(line: str) -> tuple[str, str]:
     return (m[1], m[2].strip()) if m else (line, "")
 
 
-def read_requirements(path: Path, constraint: bool = False,
-                      chain: tuple[Path, ...] = ()) -> list[Line]:
+def read_requirements(
+    path: Path, constraint: bool = False, chain: tuple[Path, ...] = ()
+) -> list[Line]:
     """The lines of a pip requirements file, ``-r`` and ``-c`` files (relative to the file
     naming them) read in place; a ``-r`` inside a ``-c`` file is constraints too, as in pip."""
     path = Path(path)
     if path.resolve() in chain:
         names = " -> ".join(p.name for p in (*chain, path))
-        raise StackError(f"{names}: the files include each other (a -r/-c cycle); remove "
-                         "one of those includes")
+        raise StackError(
+            f"{names}: the files include each other (a -r/-c cycle); remove one of those includes"
+        )
     if not path.is_file():
         by = f" (named by {chain[-1].name})" if chain else ""
-        raise StackError(f"{path}{by}: no such file; fix the path (an include is relative to "
-                         "the file that names it)" if chain else
-                         f"{path}: no such file; pass the path of a requirements file (-r FILE)")
+        raise StackError(
+            f"{path}{by}: no such file; fix the path (an include is relative to "
+            "the file that names it)"
+            if chain
+            else f"{path}: no such file; pass the path of a requirements file (-r FILE)"
+        )
     out = []
     for number, line in _logical_lines(path.read_text(encoding="utf-8", errors="replace")):
         where = f"{path.name}:{number}"
         if line.startswith("-"):
             option, value = _option(line)
             if option in ("-r", "--requirement", "-c", "--constraint") and value:
-                out += read_requirements(path.parent / value,
-                                         constraint or option in ("-c", "--constraint"),
-                                         (*chain, path.resolve()))
+                out += read_requirements(
+                    path.parent / value,
+                    constraint or option in ("-c", "--constraint"),
+                    (*chain, path.resolve()),
+                )
             else:
                 out.append(Line(where, line, constraint=constraint))
             continue
@@ -139,8 +185,14 @@ def read_requirements(path: Path, constraint: bool = False,
         tokens = line.split()
         cut = next((i for i, t in enumerate(tokens) if t.startswith("-")), len(tokens))
         options = " ".join(tokens[cut:])
-        out.append(Line(where, " ".join(tokens[:cut]), tuple(
-            re.findall(r"--[\w-]+(?:[=\s]+[^\s-][^\s]*)?", options)), constraint))
+        out.append(
+            Line(
+                where,
+                " ".join(tokens[:cut]),
+                tuple(re.findall(r"--[\w-]+(?:[=\s]+[^\s-][^\s]*)?", options)),
+                constraint,
+            )
+        )
     return out
 
 
@@ -173,9 +225,15 @@ class Request:
     def for_python(self, python: str, full: str | None = None) -> Request:
         """This request with the markers that depend on the Python evaluated for
         ``python`` (X.Y; ``full`` its X.Y.Z)."""
-        done = replace(self, requirements=dict(self.requirements), ignored=list(self.ignored),
-                       hashes={n: dict(v) for n, v in self.hashes.items()},
-                       others=dict(self.others), conditional=[], python=python)
+        done = replace(
+            self,
+            requirements=dict(self.requirements),
+            ignored=list(self.ignored),
+            hashes={n: dict(v) for n, v in self.hashes.items()},
+            others=dict(self.others),
+            conditional=[],
+            python=python,
+        )
         for line in sorted(self.conditional, key=lambda ln: ln.constraint):
             done.add(line, marker_environment(python, full))
         return done
@@ -186,15 +244,19 @@ class Request:
         where, text = line.where, line.text
         if text.startswith("-"):
             option = _option(text)[0]
-            why = EDITABLE if option in ("-e", "--editable") else WHY_IGNORED.get(
-                option, "an option the stack's build does not use")
+            why = (
+                EDITABLE
+                if option in ("-e", "--editable")
+                else WHY_IGNORED.get(option, "an option the stack's build does not use")
+            )
             self.ignored.append(f"{text} ({where}): {why}")
             return
         try:
             req = Requirement(text)
         except InvalidRequirement as exc:
-            raise StackError(f"{where}: {text!r} is not a requirement ({exc}); write NAME==VERSION"
-                             ) from None
+            raise StackError(
+                f"{where}: {text!r} is not a requirement ({exc}); write NAME==VERSION"
+            ) from None
         if req.marker is not None:
             if environment is None:
                 held = {req.marker.evaluate(marker_environment(p)) for p in PYTHONS}
@@ -203,8 +265,10 @@ class Request:
                     return
                 holds, on = held.pop(), "CPython on Linux, where the cells run"
             else:
-                holds, on = req.marker.evaluate(environment), (
-                    f"Python {environment['python_version']}, the stack's")
+                holds, on = (
+                    req.marker.evaluate(environment),
+                    (f"Python {environment['python_version']}, the stack's"),
+                )
             if not holds:
                 self.ignored.append(f"{text} ({where}): its marker is false for {on}")
                 return
@@ -213,41 +277,51 @@ class Request:
         if version is not None:
             self.hashes.setdefault(key, {})[version] = tuple(
                 o.split("=", 1)[1].strip() if "=" in o else o.split()[1]
-                for o in line.options if o.startswith("--hash"))
+                for o in line.options
+                if o.startswith("--hash")
+            )
         rest = [o for o in line.options if not o.startswith("--hash")]
         if rest:
-            self.ignored.append(f"{' '.join(rest)} ({where}): "
-                                + WHY_IGNORED.get(_option(rest[0])[0],
-                                                  "an option the stack's build does not use"))
-        if not matters(key) or (line.constraint and key not in self.requirements
-                                and key not in MATTERS):
+            self.ignored.append(
+                f"{' '.join(rest)} ({where}): "
+                + WHY_IGNORED.get(_option(rest[0])[0], "an option the stack's build does not use")
+            )
+        if not matters(key) or (
+            line.constraint and key not in self.requirements and key not in MATTERS
+        ):
             # A constraint binds only a package that is installed anyway: those of MATTERS
             # always are, a layer only when the file requires it.
             self.others.setdefault(key, f"{text} ({where}{', a constraint' * line.constraint})")
             return
         if req.url:
-            raise StackError(f"{where}: {text!r} installs from a URL; pin a release from the "
-                             "registry instead (NAME==VERSION)")
+            raise StackError(
+                f"{where}: {text!r} installs from a URL; pin a release from the "
+                "registry instead (NAME==VERSION)"
+            )
         for spec in req.specifier:
             if spec.operator in ("==", "===") and "*" not in spec.version:
                 try:
                     Version(spec.version)
                 except InvalidVersion:
-                    raise StackError(f"{where}: {spec.version!r} is not a version; write "
-                                     f"{req.name}==X.Y.Z") from None
+                    raise StackError(
+                        f"{where}: {spec.version!r} is not a version; write {req.name}==X.Y.Z"
+                    ) from None
         if key in self.requirements:
             before = self.requirements[key]
             merged = SpecifierSet(f"{before.specifier},{req.specifier}".strip(","))
             exact = {s.version for s in merged if s.operator == "=="}
             if len(exact) > 1:
-                raise StackError(f"{where}: {req.name} is pinned twice, to "
-                                 f"{' and '.join(sorted(exact))}; keep one pin")
+                raise StackError(
+                    f"{where}: {req.name} is pinned twice, to "
+                    f"{' and '.join(sorted(exact))}; keep one pin"
+                )
             if exact and not merged.contains(pin := exact.pop(), prereleases=True):
-                raise StackError(f"{where}: {req.name} is pinned to {pin}, which another "
-                                 f"line excludes ({merged}); keep one of them")
+                raise StackError(
+                    f"{where}: {req.name} is pinned to {pin}, which another "
+                    f"line excludes ({merged}); keep one of them"
+                )
             extras = sorted(before.extras | req.extras)
-            req = Requirement(f"{req.name}{'[' + ','.join(extras) + ']' if extras else ''}"
-                              f"{merged}")
+            req = Requirement(f"{req.name}{'[' + ','.join(extras) + ']' if extras else ''}{merged}")
         elif req.marker is not None:
             req.marker = None  # evaluated above: the resolver gets the requirement alone
         self.requirements[key] = req
@@ -255,8 +329,9 @@ class Request:
 
 def _exact(req: Requirement) -> str | None:
     """The one release ``req`` admits (``==2.0.2``, or ``>=2,==2.0.2``), else None."""
-    pins = {s.version for s in req.specifier if s.operator in ("==", "===")
-            and "*" not in s.version}
+    pins = {
+        s.version for s in req.specifier if s.operator in ("==", "===") and "*" not in s.version
+    }
     version = pins.pop() if len(pins) == 1 else None
     return version if version and req.specifier.contains(version, prereleases=True) else None
 
@@ -281,34 +356,46 @@ def check_names(request: Request, registry: Registry, everything: bool = True) -
     for name, text in request.others.items():
         close = near[name][0] if near[name] else None
         if found.get(name) is False and close:
-            raise StackError(f"{text}: {name!r} is not on the registry; did you mean {close}? "
-                             "fix the spelling")
+            raise StackError(
+                f"{text}: {name!r} is not on the registry; did you mean {close}? fix the spelling"
+            )
         if found.get(name) is False:
-            why = ("not on the registry (a private package from another index?); the cells "
-                   "install only the public registry's releases")
+            why = (
+                "not on the registry (a private package from another index?); the cells "
+                "install only the public registry's releases"
+            )
         else:
-            why = "not a package the cells pin (the resolver fills in what the server needs)" + (
-                f" (though close to {close}: check the spelling)" if close else "") + (
-                "" if name in found else " (not looked up: --predict)")
+            why = (
+                "not a package the cells pin (the resolver fills in what the server needs)"
+                + (f" (though close to {close}: check the spelling)" if close else "")
+                + ("" if name in found else " (not looked up: --predict)")
+            )
         request.ignored.append(f"{text}: {why}")
     request.others.clear()
 
 
 def from_args(pins: list[str], file: str | None) -> Request:
     if file and pins:
-        raise StackError("give either -r FILE or NAME==VERSION pins, not both; "
-                         "put the pins in the file")
+        raise StackError(
+            "give either -r FILE or NAME==VERSION pins, not both; put the pins in the file"
+        )
     if file:
         return parse(read_requirements(Path(file)), stack_name(Path(file).stem))
     if not pins:
-        raise StackError("no pins: pass -r FILE or NAME==VERSION ... "
-                         "(e.g. Flask==1.1.4 gevent==20.9.0 gevent-websocket==0.10.1)")
+        raise StackError(
+            "no pins: pass -r FILE or NAME==VERSION ... "
+            "(e.g. Flask==1.1.4 gevent==20.9.0 gevent-websocket==0.10.1)"
+        )
     request = parse([Line(f"argument {i}", p) for i, p in enumerate(pins, 1)], "pins")
     # Named by its pins, so that two stacks given on the command line keep their results apart.
-    named = "_".join(f"{n}-{request.exact(n)}" for n in sorted(request.requirements)
-                     if request.exact(n))
-    request.name = stack_name(named if 0 < len(named) <= 80 else "pins-" + hashlib.sha256(
-        " ".join(pins).encode()).hexdigest()[:10])
+    named = "_".join(
+        f"{n}-{request.exact(n)}" for n in sorted(request.requirements) if request.exact(n)
+    )
+    request.name = stack_name(
+        named
+        if 0 < len(named) <= 80
+        else "pins-" + hashlib.sha256(" ".join(pins).encode()).hexdigest()[:10]
+    )
     return request
 
 

@@ -66,15 +66,17 @@ class Plan:
 
 def resolver_input(request: Request) -> tuple[list[str], list[str]]:
     """(requirements for the resolver, notes on what was added)."""
-    reqs = [str(r) for n, r in request.requirements.items()
-            if n != GWS and n not in LAYERS and not n.startswith(LAYER_PREFIXES)]
+    reqs = [
+        str(r)
+        for n, r in request.requirements.items()
+        if n != GWS and n not in LAYERS and not n.startswith(LAYER_PREFIXES)
+    ]
     added = []
     for need in SERVER_NEEDS:
         if need not in request.requirements:
             reqs.append(need)
             added.append(need)
     return reqs, added
-
 
 
 def uv() -> str:
@@ -86,10 +88,13 @@ def uv() -> str:
         with contextlib.suppress(ImportError, FileNotFoundError):
             found = str(importlib.import_module("uv").find_uv_bin())
     if not found:
-        raise StackError(f"uv is not found (UV={named!r} names no program)" if named else
-                         "uv is not on PATH, nor installed beside this Python (it resolves "
-                         "and installs the stack); `python -m pip install uv`, or run through "
-                         "nox") from None
+        raise StackError(
+            f"uv is not found (UV={named!r} names no program)"
+            if named
+            else "uv is not on PATH, nor installed beside this Python (it resolves "
+            "and installs the stack); `python -m pip install uv`, or run through "
+            "nox"
+        ) from None
     return found
 
 
@@ -105,36 +110,58 @@ def resolve(plan: Plan, registry: Registry) -> None:
     gws = request.exact(GWS)
     if gws is None:
         if GWS in request.requirements:
-            raise StackError(f"{request.requirements[GWS]}: the handler under test must be "
-                             f"pinned exactly; write {GWS}==X.Y (e.g. {LAST_GWS})")
+            raise StackError(
+                f"{request.requirements[GWS]}: the handler under test must be "
+                f"pinned exactly; write {GWS}==X.Y (e.g. {LAST_GWS})"
+            )
         gws = LAST_GWS
-        plan.choices.append(f"{GWS}=={gws}: not in the file; its last release (2017), "
-                            "the one users run")
+        plan.choices.append(
+            f"{GWS}=={gws}: not in the file; its last release (2017), the one users run"
+        )
     plan.gws_files = registry.check(GWS, gws)
     if plan.python_version == "2.7":
         # uv cannot resolve for CPython 2.7: pip does, in the environment itself
         # (_env.py), capped at the era by constraints on the packages that matter.
         # plan.pins: the exact ones alone (pip chooses the rest); those with the file's
         # hashes pip installs first, checking them (_env.py).
-        plan.pins = {GWS: gws, **{n: v for n, v in request.pinned().items()
-                                  if n not in request.layers()}}
+        plan.pins = {
+            GWS: gws,
+            **{n: v for n, v in request.pinned().items() if n not in request.layers()},
+        }
         plan_hashes(plan)
         plan.constraints = era_constraints(plan, registry)
         plan.requirements = reqs
         for need in added:
-            plan.choices.append(f"{need}: not in the file; pip chooses the newest release "
-                                f"that admits Python 2.7{_era_note(plan)}")
+            plan.choices.append(
+                f"{need}: not in the file; pip chooses the newest release "
+                f"that admits Python 2.7{_era_note(plan)}"
+            )
         return
     plan.uv_dates = era_args(plan, registry)
     # --python: the interpreter itself builds any sdist the resolver must read (else uv
     # builds it with its own, e.g. MarkupSafe 1.0's setup.py under 3.11 for a 3.7 stack).
-    cmd = uv_pip("compile", plan.python, "-", "--no-header", "--annotation-style", "line",
-                 "--python-version", plan.python_version, "--no-config", *plan.uv_dates)
-    proc = subprocess.run(cmd, input="\n".join(reqs) + "\n", capture_output=True, text=True,
-                          timeout=300, check=False)
+    cmd = uv_pip(
+        "compile",
+        plan.python,
+        "-",
+        "--no-header",
+        "--annotation-style",
+        "line",
+        "--python-version",
+        plan.python_version,
+        "--no-config",
+        *plan.uv_dates,
+    )
+    proc = subprocess.run(
+        cmd, input="\n".join(reqs) + "\n", capture_output=True, text=True, timeout=300, check=False
+    )
     if proc.returncode != 0:
-        raise StackError(installer_failure(proc.stderr, f"resolving the stack for Python "
-                                           f"{plan.python_version}{_era_note(plan)}"))
+        raise StackError(
+            installer_failure(
+                proc.stderr,
+                f"resolving the stack for Python {plan.python_version}{_era_note(plan)}",
+            )
+        )
     pins = {GWS: gws}
     for line in proc.stdout.splitlines():
         m = re.match(r"^([A-Za-z0-9._-]+)==(\S+)\s*(?:#\s*(.*))?$", line.strip())
@@ -143,10 +170,17 @@ def resolve(plan: Plan, registry: Registry) -> None:
         name, version, via = canonicalize_name(m[1]), m[2], (m[3] or "").strip()
         pins[name] = version
         if request.exact(name) is None:
-            reason = ("not in the file, needed by the app" if name in added else
-                      f"{via}" if via else "a dependency")
-            plan.choices.append(f"{name}=={version}: {reason}; the newest that fits Python "
-                                f"{plan.python_version} and the pins{_era_note(plan)}")
+            reason = (
+                "not in the file, needed by the app"
+                if name in added
+                else f"{via}"
+                if via
+                else "a dependency"
+            )
+            plan.choices.append(
+                f"{name}=={version}: {reason}; the newest that fits Python "
+                f"{plan.python_version} and the pins{_era_note(plan)}"
+            )
     plan.pins = pins
     plan.requirements = [f"{n}=={v}" for n, v in pins.items() if n != GWS]
     plan_hashes(plan)
@@ -159,24 +193,28 @@ def plan_hashes(plan: Plan) -> None:
     if not any(d for versions in files.values() for d in versions.values()):
         return  # a file without hashes: nothing to check, nothing to claim
     for name, version in sorted(plan.pins.items()):
-        digests = next((d for v, d in files.get(name, {}).items() if same_version(v, version)),
-                       None)
+        digests = next(
+            (d for v, d in files.get(name, {}).items() if same_version(v, version)), None
+        )
         if digests:
             plan.hashes[name] = digests
         elif name == GWS:
-            plan.unverified.append(f"{name}=={version}: the file gives no hash for it (its "
-                                   "sdist is checked against the project's or the "
-                                   "registry's sha256 before it is built)")
+            plan.unverified.append(
+                f"{name}=={version}: the file gives no hash for it (its "
+                "sdist is checked against the project's or the "
+                "registry's sha256 before it is built)"
+            )
         elif digests is not None:
             plan.unverified.append(f"{name}=={version}: the file gives no hash for it")
         elif name in files:
-            plan.unverified.append(f"{name}=={version}: the file pins {', '.join(files[name])}"
-                                   ", a package the cells do not pin; the resolver chose "
-                                   f"this release for Python {plan.python_version}"
-                                   f"{_era_note(plan)}")
+            plan.unverified.append(
+                f"{name}=={version}: the file pins {', '.join(files[name])}"
+                ", a package the cells do not pin; the resolver chose "
+                f"this release for Python {plan.python_version}"
+                f"{_era_note(plan)}"
+            )
         else:
-            plan.unverified.append(f"{name}=={version}: not in the file; filled in by the "
-                                   "resolver")
+            plan.unverified.append(f"{name}=={version}: not in the file; filled in by the resolver")
 
 
 def era_args(plan: Plan, registry: Registry) -> list[str]:
@@ -190,8 +228,11 @@ def era_args(plan: Plan, registry: Registry) -> list[str]:
         return []
     floor = registry.uploaded("setuptools", SETUPTOOLS_FLOOR) + dt.timedelta(days=1)
     tools = max(plan.era, floor).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return ["--exclude-newer", plan.era.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            *(a for tool in BUILD_TOOLS for a in ("--exclude-newer-package", f"{tool}={tools}"))]
+    return [
+        "--exclude-newer",
+        plan.era.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        *(a for tool in BUILD_TOOLS for a in ("--exclude-newer-package", f"{tool}={tools}")),
+    ]
 
 
 def _era_note(plan: Plan) -> str:
@@ -222,8 +263,11 @@ def make_plan(request: Request, asked_python: str | None) -> Plan:
     era, why_era = era_of(request, registry)
     version, why = choose_python(request, registry, asked_python, era)
     try:
-        python = sys.executable if version == this_python() and not asked_python else \
-            find_python(version)
+        python = (
+            sys.executable
+            if version == this_python() and not asked_python
+            else find_python(version)
+        )
     except MissingPython as exc:
         raise StackError(str(exc)) from None
     if request.conditional:
@@ -232,8 +276,14 @@ def make_plan(request: Request, asked_python: str | None) -> Plan:
         era, why_era = era_of(request, registry)
     else:
         request = request.for_python(version)
-    plan = Plan(request=request, python_version=version, python=python, era=era,
-                why_python=why, why_era=why_era)
+    plan = Plan(
+        request=request,
+        python_version=version,
+        python=python,
+        era=era,
+        why_python=why,
+        why_era=why_era,
+    )
     resolve(plan, registry)
     return plan
 
@@ -242,8 +292,13 @@ def full_version(python: str) -> str:
     """X.Y.Z of an interpreter, for the markers that name python_full_version."""
     if python == sys.executable:
         return platform.python_version()
-    return subprocess.run([python, "-c", "import platform; print(platform.python_version())"],
-                          capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+    return subprocess.run(
+        [python, "-c", "import platform; print(platform.python_version())"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.strip()
 
 
 def describe(plan: Plan, out: TextIO | None = None) -> None:
@@ -253,12 +308,18 @@ def describe(plan: Plan, out: TextIO | None = None) -> None:
     for line in r.ignored:
         print(f"  ignored: {line}", file=out)
     for layer in r.layers():
-        print(f"  layer {r.requirements[layer]}: not run: the cells below run without it and "
-              "say nothing about it (`nox -l` lists the layer sessions of today's and the 2016 "
-              "stack)", file=out)
+        print(
+            f"  layer {r.requirements[layer]}: not run: the cells below run without it and "
+            "say nothing about it (`nox -l` lists the layer sessions of today's and the 2016 "
+            "stack)",
+            file=out,
+        )
     print(f"  python {plan.python_version} ({plan.python}): {plan.why_python}", file=out)
-    print(f"  era: releases uploaded before {plan.era.date() if plan.era else 'today'} "
-          f"({plan.why_era})", file=out)
+    print(
+        f"  era: releases uploaded before {plan.era.date() if plan.era else 'today'} "
+        f"({plan.why_era})",
+        file=out,
+    )
     for line in plan.choices:
         print(f"  chose {line}", file=out)
     for line in plan.constraints:

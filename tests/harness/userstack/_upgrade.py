@@ -91,14 +91,17 @@ def _in_file(name: str, file: Path) -> bool:
     return False
 
 
-def moves_of(request: Request, file: Path, texts: Sequence[str], registry: Registry | None,
-             out: TextIO) -> list[Move]:
+def moves_of(
+    request: Request, file: Path, texts: Sequence[str], registry: Registry | None, out: TextIO
+) -> list[Move]:
     """The moves named on the command line, checked: each names a pin of the file and a
     release the registry has (the newest if none is named).  ``registry`` None: releases
     named are taken as written (--predict reads the registry only for "the newest")."""
     if not texts:
-        raise StackError("no package to move: name one or more after the file, "
-                         "NAME (its newest release) or NAME==VERSION")
+        raise StackError(
+            "no package to move: name one or more after the file, "
+            "NAME (its newest release) or NAME==VERSION"
+        )
     moves = []
     for text in texts:
         try:
@@ -106,43 +109,56 @@ def moves_of(request: Request, file: Path, texts: Sequence[str], registry: Regis
         except InvalidRequirement:
             req = None
         specs = list(req.specifier) if req else []
-        if req is None or req.url or req.marker or len(specs) > 1 or (
-                specs and specs[0].operator != "=="):
-            raise StackError(f"{text!r} is not a package to move; write NAME (its newest "
-                             "release) or NAME==VERSION")
+        if (
+            req is None
+            or req.url
+            or req.marker
+            or len(specs) > 1
+            or (specs and specs[0].operator != "==")
+        ):
+            raise StackError(
+                f"{text!r} is not a package to move; write NAME (its newest "
+                "release) or NAME==VERSION"
+            )
         name = canonicalize_name(req.name)
         if name not in request.requirements:
             if _in_file(name, file):
-                print(f"note: {req.name} decides no cell (the stack lists it as ignored): "
-                      "moving it changes nothing the cells observe", file=out)
+                print(
+                    f"note: {req.name} decides no cell (the stack lists it as ignored): "
+                    "moving it changes nothing the cells observe",
+                    file=out,
+                )
                 continue
             near = difflib.get_close_matches(name, list(request.requirements), n=1)
             if near:
-                raise StackError(f"{req.name} is not in {file}, but close to its pin "
-                                 f"{near[0]}; fix the spelling")
+                raise StackError(
+                    f"{req.name} is not in {file}, but close to its pin {near[0]}; fix the spelling"
+                )
             pins = ", ".join(sorted(request.requirements))
-            raise StackError(f"{req.name} is not in {file}; add it there (NAME==VERSION) to "
-                             f"compare a move of it, or move one of its pins ({pins})")
+            raise StackError(
+                f"{req.name} is not in {file}; add it there (NAME==VERSION) to "
+                f"compare a move of it, or move one of its pins ({pins})"
+            )
         after = specs[0].version if specs else None
         if after is not None:
             try:
                 Version(after)
             except InvalidVersion:
-                raise StackError(f"{after!r} is not a version; write {req.name}==X.Y.Z"
-                                 ) from None
+                raise StackError(f"{after!r} is not a version; write {req.name}==X.Y.Z") from None
         if registry is not None or after is None:
             releases = _releases((registry or Registry()).files(name))
             if not releases:
-                raise StackError(f"{req.name} has no release on the registry; move a pin "
-                                 "that has")
+                raise StackError(f"{req.name} has no release on the registry; move a pin that has")
             if after is None:
                 after = str(releases[-1])
             elif Version(after) not in releases:
                 below = [str(v) for v in releases if v < Version(after)][-1:]
                 above = [str(v) for v in releases if v > Version(after)][:1]
-                raise StackError(f"{req.name}=={after} does not exist on the registry; the "
-                                 f"nearest releases are {' and '.join(below + above)}: name "
-                                 "one of them")
+                raise StackError(
+                    f"{req.name}=={after} does not exist on the registry; the "
+                    f"nearest releases are {' and '.join(below + above)}: name "
+                    "one of them"
+                )
         before = request.exact(name)
         if before is not None and Version(before) == Version(after):
             print(f"note: {req.name} is pinned to {before} already: nothing moves", file=out)
@@ -163,9 +179,13 @@ def moved(request: Request, moves: Sequence[Move]) -> Request:
 
 
 def predicted_outcome(p: Prediction) -> Outcome:
-    return Outcome(verdict=p.verdict, closed=p.iterable_closed,
-                   valid_close_frame=p.valid_close_frame, layer_finished=p.layer_finished,
-                   server_closed_tcp=p.server_closed_tcp)
+    return Outcome(
+        verdict=p.verdict,
+        closed=p.iterable_closed,
+        valid_close_frame=p.valid_close_frame,
+        layer_finished=p.layer_finished,
+        server_closed_tcp=p.server_closed_tcp,
+    )
 
 
 def predicted(versions: Mapping[str, str]) -> Outcomes:
@@ -186,9 +206,12 @@ def observed(docs: Mapping[Any, Json]) -> Outcomes:
 
 
 def changes(before: Outcomes, after: Outcomes) -> list[Change]:
-    return [Change(cell, column, b, a) for cell in sorted(before.keys() & after.keys())
-            for column in OUTCOME_COLUMNS
-            if (b := getattr(before[cell], column)) != (a := getattr(after[cell], column))]
+    return [
+        Change(cell, column, b, a)
+        for cell in sorted(before.keys() & after.keys())
+        for column in OUTCOME_COLUMNS
+        if (b := getattr(before[cell], column)) != (a := getattr(after[cell], column))
+    ]
 
 
 def _value(cell: Cell, column: str, versions: Mapping[str, str]) -> Any:
@@ -210,8 +233,11 @@ def cause_of(change: Change, versions: Mapping[str, str], old: Mapping[str, str]
         return p.tcp_cause
 
     now = sentence(versions)
-    return now or (f"before the move: {then}; after it, none of this applies"
-                   if (then := sentence(old)) else "")
+    return now or (
+        f"before the move: {then}; after it, none of this applies"
+        if (then := sentence(old))
+        else ""
+    )
 
 
 def proof_of(change: Change, before: Mapping[str, str], after: Mapping[str, str]) -> str:
@@ -222,16 +248,22 @@ def proof_of(change: Change, before: Mapping[str, str], after: Mapping[str, str]
     if _value(cell, column, before) == _value(cell, column, after):
         return "not predicted by the model"
     movers = sorted(n for n in after if before.get(n) != after[n] and n in before)
-    alone = [n for n in movers if _value(cell, column, {**before, n: after[n]})
-             != _value(cell, column, before)] or movers
+    alone = [
+        n
+        for n in movers
+        if _value(cell, column, {**before, n: after[n]}) != _value(cell, column, before)
+    ] or movers
     said = []
     for name in alone:
         low, high = sorted((Version(before[name]), Version(after[name])))
         history: dict[str, Any] = next(
-            (h for p, h in HISTORY.items() if canonicalize_name(p) == name), {})
+            (h for p, h in HISTORY.items() if canonicalize_name(p) == name), {}
+        )
         crossed = [v for v in history.get("thresholds", {}).values() if low < Version(v) <= high]
-        said.append("; ".join(f"proven by history({name}): {v}" for v in crossed)
-                    or f"unproven (no bisection of {name} between {low} and {high})")
+        said.append(
+            "; ".join(f"proven by history({name}): {v}" for v in crossed)
+            or f"unproven (no bisection of {name} between {low} and {high})"
+        )
     return "; ".join(said)
 
 
@@ -239,9 +271,14 @@ def _shown(value: Any) -> str:
     return {True: "yes", False: "no", None: "n/a"}.get(value, str(value))
 
 
-def print_changes(title: str, found: list[Change], before: Mapping[str, str],
-                  after: Mapping[str, str], out: TextIO,
-                  model: tuple[Outcomes, Outcomes] | None = None) -> None:
+def print_changes(
+    title: str,
+    found: list[Change],
+    before: Mapping[str, str],
+    after: Mapping[str, str],
+    out: TextIO,
+    model: tuple[Outcomes, Outcomes] | None = None,
+) -> None:
     """The changes side by side, a letter per cause sentence; ``model``: (before, after)
     predicted, to mark with ! an observed change the model does not predict."""
     print(title, file=out)
@@ -249,8 +286,11 @@ def print_changes(title: str, found: list[Change], before: Mapping[str, str],
         print("  no cell or layer observation changes", file=out)
         return
     width = max(len(c.cell.label(omit=("stack",))) for c in found)
-    print(f"  {'cell':<{width}}  {'observation':<17} {'before':>6}    {'after':<6} "
-          f"{'change':<7} cause, proof", file=out)
+    print(
+        f"  {'cell':<{width}}  {'observation':<17} {'before':>6}    {'after':<6} "
+        f"{'change':<7} cause, proof",
+        file=out,
+    )
     letters: dict[str, str] = {}
     marked = False
     for c in found:
@@ -260,28 +300,43 @@ def print_changes(title: str, found: list[Change], before: Mapping[str, str],
         if model and getattr(model[1].get(c.cell), c.column, None) != c.after:
             mark, marked = " !", True
         word = {-1: "worse", 1: "better", 0: "changed"}[c.direction]
-        print(f"  {c.cell.label(omit=('stack',)):<{width}}  {SHOWN.get(c.column, c.column):<17} "
-              f"{_shown(c.before):>6} -> {_shown(c.after):<6} {word:<7} {letter}{mark}  "
-              f"{proof_of(c, before, after)}", file=out)
+        print(
+            f"  {c.cell.label(omit=('stack',)):<{width}}  {SHOWN.get(c.column, c.column):<17} "
+            f"{_shown(c.before):>6} -> {_shown(c.after):<6} {word:<7} {letter}{mark}  "
+            f"{proof_of(c, before, after)}",
+            file=out,
+        )
     for text, letter in letters.items():
         print(f"  {letter}: {text}", file=out)
     if marked:
-        print("  !: the model predicts otherwise after the move (the cells' own results say "
-              "where)", file=out)
+        print(
+            "  !: the model predicts otherwise after the move (the cells' own results say where)",
+            file=out,
+        )
 
 
-def _also_moved(before: Mapping[str, str], after: Mapping[str, str],
-                moves: Sequence[Move]) -> str:
+def _also_moved(before: Mapping[str, str], after: Mapping[str, str], moves: Sequence[Move]) -> str:
     """What else the resolver or the era changed between the two environments."""
     named = {m.name for m in moves}
-    return ", ".join(f"{n} {before.get(n) or '(none)'} -> {after.get(n) or '(none)'}"
-                     for n in sorted(before.keys() | after.keys())
-                     if n not in named and before.get(n) != after.get(n))
+    return ", ".join(
+        f"{n} {before.get(n) or '(none)'} -> {after.get(n) or '(none)'}"
+        for n in sorted(before.keys() | after.keys())
+        if n not in named and before.get(n) != after.get(n)
+    )
 
 
-def upgrade(request: Request, file: Path, texts: Sequence[str], *, predict: bool,
-            python: str | None, work: Path, results: Path, jobs: int,
-            out: TextIO | None = None) -> int:
+def upgrade(
+    request: Request,
+    file: Path,
+    texts: Sequence[str],
+    *,
+    predict: bool,
+    python: str | None,
+    work: Path,
+    results: Path,
+    jobs: int,
+    out: TextIO | None = None,
+) -> int:
     """The exit status (module docstring); StackError for bad input."""
     out = out or sys.stdout
     started = time.monotonic()
@@ -307,8 +362,10 @@ def upgrade(request: Request, file: Path, texts: Sequence[str], *, predict: bool
         try:
             after_run = serve(after_request, python, work, results, jobs)
         except StackError as exc:
-            print(f"error: the moved stack ({what}) cannot be served: "
-                  + " ".join(str(exc).split()), file=out)
+            print(
+                f"error: the moved stack ({what}) cannot be served: " + " ".join(str(exc).split()),
+                file=out,
+            )
             return EXIT_WORSE
         before_v, after_v = before_run.versions, after_run.versions
         sides = observed(before_run.docs), observed(after_run.docs)
@@ -317,13 +374,15 @@ def upgrade(request: Request, file: Path, texts: Sequence[str], *, predict: bool
         title = f"upgrade {request.name}: {what} (observed)"
         for run, word in ((before_run, "before"), (after_run, "after")):
             if run.failed:
-                print(f"note: {word} the move, cells disagree with the model or a control "
-                      f"failed ({', '.join(run.failed)}): their observations are compared "
-                      "as recorded", file=out)
+                print(
+                    f"note: {word} the move, cells disagree with the model or a control "
+                    f"failed ({', '.join(run.failed)}): their observations are compared "
+                    "as recorded",
+                    file=out,
+                )
         also = _also_moved(before_run.installed, after_run.installed, moves)
         if also:
-            print(f"note: with the move the server environment also changes: {also}",
-                  file=out)
+            print(f"note: with the move the server environment also changes: {also}", file=out)
     found = changes(*sides)
     print_changes(title, found, before_v, after_v, out, model)
     unobserved = []
@@ -332,20 +391,35 @@ def upgrade(request: Request, file: Path, texts: Sequence[str], *, predict: bool
             if not predict and cell.arm in ran:  # its arm ran: the cell went unrecorded
                 unobserved.append(f"{cell.label(omit=('stack',))} ({word})")
             else:
-                print(f"  only {'before' if word == 'after' else 'after'}: "
-                      f"{cell.label(omit=('stack',))} (that build is not there "
-                      f"{word} the move)", file=out)
+                print(
+                    f"  only {'before' if word == 'after' else 'after'}: "
+                    f"{cell.label(omit=('stack',))} (that build is not there "
+                    f"{word} the move)",
+                    file=out,
+                )
     worse = [c for c in found if c.direction < 0]
     cells = len({c.cell for c in found})
-    print(f"{len(found)} observations change in {cells} cells: {len(worse)} worse, "
-          f"{sum(c.direction > 0 for c in found)} better ({time.monotonic() - started:.1f} s)",
-          file=out)
+    print(
+        f"{len(found)} observations change in {cells} cells: {len(worse)} worse, "
+        f"{sum(c.direction > 0 for c in found)} better ({time.monotonic() - started:.1f} s)",
+        file=out,
+    )
     if unobserved:
-        print(f"error: no observation of {', '.join(unobserved)}: see the arm's *.pytest.log "
-              f"in {results}", file=out)
+        print(
+            f"error: no observation of {', '.join(unobserved)}: see the arm's *.pytest.log "
+            f"in {results}",
+            file=out,
+        )
     status = EXIT_WORSE if worse or unobserved else 0
-    print(f"exit {status}: " + ("an observation gets worse" if worse else
-                                "a cell went unobserved" if unobserved else
-                                "nothing gets worse"), file=out)
+    print(
+        f"exit {status}: "
+        + (
+            "an observation gets worse"
+            if worse
+            else "a cell went unobserved"
+            if unobserved
+            else "nothing gets worse"
+        ),
+        file=out,
+    )
     return status
-
