@@ -192,11 +192,13 @@ def main_job(session: nox.Session, stack: str, agent: bool, fixed: bool) -> None
 # First in `nox -t ci`: seconds, no server, and beside the first matrix session.
 @nox.session(python=None, default=False, tags=CI, allow_parallel=True)
 def lint(session: nox.Session) -> None:
-    """ruff on the harness, noxfile and app/ (Python 2.7 settings), mypy on the harness."""
+    """ruff check and format on the harness, noxfile and app/ (2.7 settings), mypy strict."""
     # mypy checks the noxfile against the nox that runs it, not a second pin of nox.
     install_groups(session, "lint", "test", "report")
     session.install(f"nox=={importlib.metadata.version('nox')}")
     session.run("ruff", "check", "noxfile.py", "tests", "app", ".github")
+    # The tree is in ruff format's style (.git-blame-ignore-revs names the commit).
+    session.run("ruff", "format", "--check", "--diff", "noxfile.py", "tests", "app", ".github")
     session.run("mypy", *session.posargs)
 
 
