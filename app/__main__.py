@@ -6,7 +6,6 @@ stderr.  Every option has an environment equivalent (APP_HOST, APP_PORT,
 APP_AGENT, APP_RUM, APP_HELLO_GOODBYER, APP_HANDLER, APP_LAYER, APP_MONKEY_PATCH) so a
 harness can configure a cell without building argument lists.
 """
-
 from __future__ import absolute_import, print_function
 
 import argparse
@@ -38,10 +37,8 @@ def _env_flag(name):
 def _env_choice(name, choices):
     value = os.environ.get(name, "").strip()
     if value and value not in choices:
-        raise SystemExit(
-            "error: %s=%r is not one of %s; unset it or pick one"
-            % (name, value, ", ".join(choices))
-        )
+        raise SystemExit("error: %s=%r is not one of %s; unset it or pick one"
+                         % (name, value, ", ".join(choices)))
     return value or None
 
 
@@ -54,46 +51,26 @@ def _add_flag(parser, name, env, help):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m app", description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--host",
-        default=os.environ.get("APP_HOST", "127.0.0.1"),
-        help="address to bind [APP_HOST, default 127.0.0.1]",
-    )
-    parser.add_argument(
-        "--port",
-        type=int,
-        default=int(os.environ.get("APP_PORT", "5000")),
-        help="port to bind, 0 for an ephemeral one [APP_PORT, default 5000]",
-    )
+    parser.add_argument("--host", default=os.environ.get("APP_HOST", "127.0.0.1"),
+                        help="address to bind [APP_HOST, default 127.0.0.1]")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("APP_PORT", "5000")),
+                        help="port to bind, 0 for an ephemeral one [APP_PORT, default 5000]")
     _add_flag(parser, "agent", "APP_AGENT", "start the New Relic agent (developer mode)")
     _add_flag(parser, "rum", "APP_RUM", "agent's browser monitoring (RUM) on")
     _add_flag(parser, "hello-goodbyer", "APP_HELLO_GOODBYER", "wrap the app in HelloGoodbyer")
-    parser.add_argument(
-        "--handler",
-        default=os.environ.get("APP_HANDLER", handlers.DEFAULT),
-        choices=sorted(handlers.ADAPTERS),
-        help="the websocket handler (app/handlers.py) [APP_HANDLER, default %s]" % handlers.DEFAULT,
-    )
-    parser.add_argument(
-        "--layer",
-        choices=layers.names(),
-        default=_env_choice("APP_LAYER", layers.names()),
-        help="set up one of today's request layers as its docs say, its "
-        "transport an in-process capture (app.layers) [APP_LAYER]",
-    )
-    _add_flag(
-        parser,
-        "monkey-patch",
-        "APP_MONKEY_PATCH",
-        "gevent.monkey.patch_all() first, as gevent's docs ask (the layer sessions: "
-        "elastic-apm and sentry-sdk keep per-request state greenlet-safe only then)",
-    )
-    _add_flag(
-        parser,
-        "watch-stdin",
-        "APP_WATCH_STDIN",
-        "stop when stdin reaches EOF (the harness that started the server is gone)",
-    )
+    parser.add_argument("--handler", default=os.environ.get("APP_HANDLER", handlers.DEFAULT),
+                        choices=sorted(handlers.ADAPTERS),
+                        help="the websocket handler (app/handlers.py) [APP_HANDLER, default %s]"
+                        % handlers.DEFAULT)
+    parser.add_argument("--layer", choices=layers.names(),
+                        default=_env_choice("APP_LAYER", layers.names()),
+                        help="set up one of today's request layers as its docs say, its "
+                        "transport an in-process capture (app.layers) [APP_LAYER]")
+    _add_flag(parser, "monkey-patch", "APP_MONKEY_PATCH",
+              "gevent.monkey.patch_all() first, as gevent's docs ask (the layer sessions: "
+              "elastic-apm and sentry-sdk keep per-request state greenlet-safe only then)")
+    _add_flag(parser, "watch-stdin", "APP_WATCH_STDIN",
+              "stop when stdin reaches EOF (the harness that started the server is gone)")
     return parser.parse_args(argv)
 
 
@@ -131,25 +108,17 @@ def versions_of(names):
 
 def module_files():
     """Where this process imported gevent-websocket and the agent from: the build it runs."""
-    return dict(
-        (name, getattr(sys.modules.get(name), "__file__", None))
-        for name in ("geventwebsocket", "newrelic")
-    )
+    return dict((name, getattr(sys.modules.get(name), "__file__", None))
+                for name in ("geventwebsocket", "newrelic"))
 
 
 def emit_listening(host, port, layer=None, **fields):
     """The readiness line, the same whichever way the server was started."""
     # One dict, not keywords then **fields: a formatter splitting the call would put a
     # comma after **fields, which Python 2.7 cannot parse.
-    fields.update(
-        host=host,
-        port=port,
-        url="http://%s:%d" % (host, port),
-        agent_loaded="newrelic" in sys.modules,
-        versions=versions(layer),
-        layer=layer,
-        module_files=module_files(),
-    )
+    fields.update(host=host, port=port, url="http://%s:%d" % (host, port),
+                  agent_loaded="newrelic" in sys.modules, versions=versions(layer),
+                  layer=layer, module_files=module_files())
     emit("listening", **fields)
 
 
@@ -198,11 +167,8 @@ def logging_rejections(handler_class):
             try:
                 result = super(RejectionLoggingHandler, self).upgrade_websocket()
             except Exception as exc:
-                self._emit_rejected(
-                    "500 Internal Server Error",
-                    None,
-                    "%s.%s: %s" % (type(exc).__module__, type(exc).__name__, exc),
-                )
+                self._emit_rejected("500 Internal Server Error", None, "%s.%s: %s" % (
+                    type(exc).__module__, type(exc).__name__, exc))
                 raise
             status = _text(self.status or "")
             if status and not status.startswith("101"):
@@ -211,17 +177,10 @@ def logging_rejections(handler_class):
 
         def _emit_rejected(self, status, body, error):
             get = self.environ.get
-            emit(
-                "rejected",
-                status=status,
-                body="".join(_text(c) for c in body or []),
-                body_types=sorted(set(type(c).__name__ for c in body or [])),
-                error=error,
-                method=_text(get("REQUEST_METHOD")),
-                path=_text(get("PATH_INFO")),
-                query=_text(get("QUERY_STRING", "")),
-                http_version=_text(self.request_version),
-            )
+            emit("rejected", status=status, body=u"".join(_text(c) for c in body or []),
+                 body_types=sorted(set(type(c).__name__ for c in body or [])), error=error,
+                 method=_text(get("REQUEST_METHOD")), path=_text(get("PATH_INFO")),
+                 query=_text(get("QUERY_STRING", "")), http_version=_text(self.request_version))
 
     return RejectionLoggingHandler
 
@@ -249,34 +208,27 @@ def _monkey_patched():
     """gevent patched thread-locals (what elastic-apm and sentry-sdk look at)."""
     from gevent import monkey
 
-    return bool(
-        monkey.is_object_patched("_threading", "local")
-        or monkey.is_object_patched("threading", "local")
-    )
+    return bool(monkey.is_object_patched("_threading", "local")
+                or monkey.is_object_patched("threading", "local"))
 
 
 def missing_dependencies(args):
     """One line naming what is missing and the fix, or None."""
     handler = handlers.use(args.handler)
-    required = (
-        REQUIRED
-        + ((handler.module, handler.distributions[0]),)
-        + ((("newrelic", "newrelic"),) if args.agent else ())
-    )
+    required = REQUIRED + ((handler.module, handler.distributions[0]),) + (
+        (("newrelic", "newrelic"),) if args.agent else ())
     if args.layer:
-        required += tuple(
-            (name, layers.distribution(args.layer)) for name in layers.required_modules(args.layer)
-        )
+        required += tuple((name, layers.distribution(args.layer))
+                          for name in layers.required_modules(args.layer))
     missing = sorted(set(dist for module, dist in required if not _find(module)))
     if not missing:
         return None
     options = (["--stack", "seed"] if sys.version_info[0] == 2 else []) + sys.argv[1:]
     command = "nox -s serve" + (" -- " + " ".join(options) if options else "")
-    return (
-        "error: python -m app needs %s, not installed for %s (%s); run `%s` instead: it "
-        "installs them and starts the server (README: Run the app by hand)"
-        % (", ".join(missing), sys.executable, ".".join(map(str, sys.version_info[:3])), command)
-    )
+    return ("error: python -m app needs %s, not installed for %s (%s); run `%s` instead: it "
+            "installs them and starts the server (README: Run the app by hand)"
+            % (", ".join(missing), sys.executable, ".".join(map(str, sys.version_info[:3])),
+               command))
 
 
 def main(argv=None):
@@ -311,19 +263,15 @@ def main(argv=None):
 
     handler = handlers.current()  # chosen by missing_dependencies()
     handler_class = handler.handler_class()
-    application, flask_app = build_application(args.hello_goodbyer, args.layer, with_flask_app=True)
+    application, flask_app = build_application(args.hello_goodbyer, args.layer,
+                                               with_flask_app=True)
     layer_active = layers.evidence(args.layer, flask_app, application)
     # Outermost: request_done and connection_done (app.connections) watch the handler
     # as the server runs it, rejections logged or not.
-    server = WSGIServer(
-        (args.host, args.port),
-        application,
-        handler_class=observed(
-            logging_rejections(handler_class) if handler.logs_rejections else handler_class
-        ),
-        log=sys.stderr,
-        error_log=sys.stderr,
-    )
+    server = WSGIServer((args.host, args.port), application,
+                        handler_class=observed(logging_rejections(handler_class)
+                                               if handler.logs_rejections else handler_class),
+                        log=sys.stderr, error_log=sys.stderr)
     # The agent wraps the application WSGIServer is given (its gevent hook);
     # the probe must see what the handler sees, so it goes on afterwards.
     server.application = IterableProbe(server.application)
@@ -331,11 +279,8 @@ def main(argv=None):
         server.start()
     except socket.error as exc:
         if exc.errno == errno.EADDRINUSE:
-            print(
-                "error: %s:%d is already in use; choose another --port (0 picks a free one) "
-                "or stop the process holding it" % (args.host, args.port),
-                file=sys.stderr,
-            )
+            print("error: %s:%d is already in use; choose another --port (0 picks a free one) "
+                  "or stop the process holding it" % (args.host, args.port), file=sys.stderr)
             return EXIT_USAGE
         raise
 
@@ -358,19 +303,11 @@ def main(argv=None):
         watch_stdin()
 
     host, port = server.address[:2]
-    emit_listening(
-        host,
-        port,
-        launcher="app",
-        agent=args.agent,
-        agent_active=agent_active,
-        rum=args.rum,
-        hello_goodbyer=args.hello_goodbyer,
-        layer=args.layer,
-        layer_active=layer_active,
-        monkey_patched=_monkey_patched(),
-        handler=handlers.describe(handler, handler_class, versions_of(handler.distributions)),
-    )
+    emit_listening(host, port, launcher="app", agent=args.agent, agent_active=agent_active,
+                   rum=args.rum, hello_goodbyer=args.hello_goodbyer, layer=args.layer,
+                   layer_active=layer_active, monkey_patched=_monkey_patched(),
+                   handler=handlers.describe(handler, handler_class,
+                                             versions_of(handler.distributions)))
     server.serve_forever()
     try:
         emit("stopped")

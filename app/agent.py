@@ -3,7 +3,6 @@
 Must run before Flask is imported: the agent instruments Flask through import
 hooks, so a Flask imported first would be served uninstrumented.
 """
-
 from __future__ import absolute_import
 
 import os
@@ -41,7 +40,7 @@ def _is_loopback(address):
     if not isinstance(host, str):  # None: the local host
         return True
     if host.startswith("::ffff:"):  # IPv4-mapped IPv6
-        host = host[len("::ffff:") :]
+        host = host[len("::ffff:"):]
     if host.startswith("127."):  # 127.0.0.0/8, numeric only: "127.0.0.1.example" is a name
         return all(part.isdigit() for part in host.split("."))
     return host in _LOCAL_NAMES
@@ -70,18 +69,11 @@ def _watch_outbound():
                 emit("outbound", call=name, kind=kind, address=repr(address))
         elif name in ("socket.sendto", "socket.sendmsg"):
             sock, address = args[0], args[1]
-            if (
-                address is not None
-                and sock.family in (socket.AF_INET, socket.AF_INET6)
-                and not _is_loopback(address)
-            ):
+            if (address is not None and sock.family in (socket.AF_INET, socket.AF_INET6)
+                    and not _is_loopback(address)):
                 emit("outbound", call=name, kind="datagram_send", address=repr(address))
-        elif name in (
-            "socket.getaddrinfo",
-            "socket.gethostbyname",
-            "socket.gethostbyaddr",
-            "socket.getnameinfo",
-        ):
+        elif name in ("socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyaddr",
+                      "socket.getnameinfo"):
             if not _is_loopback(args[0]):
                 emit("outbound", call=name, kind="dns_lookup", address=repr(args[0]))
 
@@ -122,14 +114,9 @@ def track_transactions(flask_app):
                     # Transaction.__del__ ends a transaction nobody ended: the
                     # collector's timing, not the request's (``fallback``).
                     dead = bool(getattr(self, "_dead", False))
-                    finished(
-                        LAYER,
-                        _tracked.pop(id(self)),
-                        "transaction ended by garbage collection"
-                        if dead
-                        else "transaction recorded",
-                        fallback=dead,
-                    )
+                    finished(LAYER, _tracked.pop(id(self)),
+                             "transaction ended by garbage collection" if dead
+                             else "transaction recorded", fallback=dead)
 
         Transaction.__exit__ = __exit__
         _exit_wrapped.append(original)
@@ -146,13 +133,9 @@ def track_transactions(flask_app):
             # An earlier request's, ended: when the agent's complete_root() raises
             # (newrelic 14 under gevent: asyncio.all_tasks() with no loop), its trace
             # cache keeps that root as the thread's current transaction.
-            emit(
-                "layer_skipped",
-                layer=LAYER,
-                rid=rid,
-                why="no transaction for this request (current_transaction() is an "
-                "earlier request's, already stopped)",
-            )
+            emit("layer_skipped", layer=LAYER, rid=rid,
+                 why="no transaction for this request (current_transaction() is an "
+                 "earlier request's, already stopped)")
         else:
             _tracked[id(transaction)] = rid
 

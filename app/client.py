@@ -18,7 +18,6 @@ Exit status 0 only if the exchange completed: at least one message was
 received and answered, and the server then ended the connection.  Every wait
 is bounded by --timeout.
 """
-
 from __future__ import absolute_import, print_function
 
 import argparse
@@ -114,15 +113,10 @@ def await_server_close(sock, timeout, notices=None):
                 if not line:  # EOF: no notice can come any more
                     notices = None
                 elif line.strip() == KEPT_OPEN:
-                    return {
-                        "by": "client",
-                        "after_handshake": None,
-                        "bound": timeout,
-                        "stray_bytes": stray,
-                        "notice": KEPT_OPEN,
-                        "error": "the server reported it kept the TCP connection open "
-                        "for another request after the closing handshake",
-                    }
+                    return {"by": "client", "after_handshake": None, "bound": timeout,
+                            "stray_bytes": stray, "notice": KEPT_OPEN,
+                            "error": "the server reported it kept the TCP connection open "
+                                     "for another request after the closing handshake"}
                 continue
         sock.settimeout(remaining)
         try:
@@ -133,34 +127,19 @@ def await_server_close(sock, timeout, notices=None):
             if exc.errno in (errno.ECONNRESET, errno.EPIPE):
                 how = "reset"
             else:
-                return {
-                    "by": "client",
-                    "after_handshake": None,
-                    "bound": timeout,
-                    "stray_bytes": stray,
-                    "error": "%s: %s" % (type(exc).__name__, exc),
-                }
+                return {"by": "client", "after_handshake": None, "bound": timeout,
+                        "stray_bytes": stray, "error": "%s: %s" % (type(exc).__name__, exc)}
         else:
             if data:
                 stray += len(data)
             else:
                 how = "fin"
     if how is None:
-        return {
-            "by": "client",
-            "after_handshake": None,
-            "bound": timeout,
-            "stray_bytes": stray,
-            "error": "the server kept the TCP connection open %.1f s (bound) after the "
-            "closing handshake" % timeout,
-        }
-    return {
-        "by": "server",
-        "how": how,
-        "after_handshake": round(_clock() - started, 6),
-        "bound": timeout,
-        "stray_bytes": stray,
-    }
+        return {"by": "client", "after_handshake": None, "bound": timeout, "stray_bytes": stray,
+                "error": "the server kept the TCP connection open %.1f s (bound) after the "
+                         "closing handshake" % timeout}
+    return {"by": "server", "how": how, "after_handshake": round(_clock() - started, 6),
+            "bound": timeout, "stray_bytes": stray}
 
 
 def run(url, timeout, notices=None):
@@ -176,30 +155,17 @@ def run(url, timeout, notices=None):
             log(event, **fields)
             answered += event == "sent"
         if ws.sock is not None:  # the handshake is done: the server is to close TCP first
-            log("tcp_closed", handshake=True, **await_server_close(ws.sock, timeout, notices))
+            log("tcp_closed", handshake=True,
+                **await_server_close(ws.sock, timeout, notices))
     except websocket.WebSocketTimeoutException:
         log("error", stage="receive", error="timeout: nothing from the server for %.1f s" % timeout)
-        log(
-            "tcp_closed",
-            handshake=False,
-            by="client",
-            after_handshake=None,
-            bound=timeout,
-            stray_bytes=0,
-            error="the client gave up waiting for the server",
-        )
+        log("tcp_closed", handshake=False, by="client", after_handshake=None, bound=timeout,
+            stray_bytes=0, error="the client gave up waiting for the server")
         return 1
     except websocket.WebSocketConnectionClosedException:
         log("closed", by="server", code=None, reason=None, valid=False, error="no close frame")
-        log(
-            "tcp_closed",
-            handshake=False,
-            by="server",
-            how="fin",
-            after_handshake=None,
-            bound=timeout,
-            stray_bytes=0,
-        )
+        log("tcp_closed", handshake=False, by="server", how="fin", after_handshake=None,
+            bound=timeout, stray_bytes=0)
     except Exception as exc:
         log("error", stage="receive", error="%s: %s" % (type(exc).__name__, exc))
         return 1
@@ -209,21 +175,13 @@ def run(url, timeout, notices=None):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m app.client", description=__doc__.split("\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m app.client",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("url", help="e.g. ws://127.0.0.1:5000/view")
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=DEFAULT_TIMEOUT,
-        help="seconds any single wait may take (default %(default)s)",
-    )
-    parser.add_argument(
-        "--notices",
-        action="store_true",
-        help="read the harness's notices on stdin (%s)" % KEPT_OPEN,
-    )
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                        help="seconds any single wait may take (default %(default)s)")
+    parser.add_argument("--notices", action="store_true",
+                        help="read the harness's notices on stdin (%s)" % KEPT_OPEN)
     args = parser.parse_args(argv)
     return run(args.url, args.timeout, sys.stdin if args.notices else None)
 

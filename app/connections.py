@@ -19,7 +19,6 @@ gevent's own for flask-sock, each possibly wrapped by app.__main__.logging_rejec
 and it calls the handler's own methods unchanged: it only observes.  gevent 1.1.2
 (CPython 2.7) and today's gevent share both methods' contracts.
 """
-
 from __future__ import absolute_import
 
 from .events import emit
@@ -77,13 +76,9 @@ def observed(handler_class):
                 if read:
                     rid = environ.get("app.rid")
                     self._observed_rids.append(rid)
-                    _emit(
-                        "request_done",
-                        rid=rid,
-                        keep_alive=result is True,
-                        upgrade=_text(environ.get("HTTP_UPGRADE", "")),
-                        status=_text(getattr(self, "status", None)),
-                    )
+                    _emit("request_done", rid=rid, keep_alive=result is True,
+                          upgrade=_text(environ.get("HTTP_UPGRADE", "")),
+                          status=_text(getattr(self, "status", None)))
                 self._observed_end = _ended(result, read) or self._observed_end
             return result
 

@@ -4,7 +4,6 @@ The harness reads these lines as evidence, so every observation the seed made
 by reading the terminal (``print`` in the views, the middleware's message) is
 an event here instead.
 """
-
 from __future__ import absolute_import
 
 import json

@@ -13,7 +13,6 @@ connection's end (app.connections), the stdin lifeline.
 A config file, not a module: gunicorn reads it before it puts the working
 directory on sys.path, so ``app`` is imported inside the hooks only.
 """
-
 from __future__ import absolute_import
 
 import os
@@ -66,17 +65,10 @@ def post_worker_init(worker):
     from app.connections import observed
 
     worker.wsgi_handler = observed(worker.wsgi_handler)
-    worker.server_class = _observed(
-        worker.server_class,
-        dict(
-            launcher="gunicorn",
-            agent=_agent_loaded(),
-            agent_active=agent_active,
-            rum=os.environ.get("NEW_RELIC_ENVIRONMENT") == "rum_on",
-            hello_goodbyer=app_uri.endswith(":hello_goodbyer"),
-            app=app_uri,
-        ),
-    )
+    worker.server_class = _observed(worker.server_class, dict(
+        launcher="gunicorn", agent=_agent_loaded(), agent_active=agent_active,
+        rum=os.environ.get("NEW_RELIC_ENVIRONMENT") == "rum_on",
+        hello_goodbyer=app_uri.endswith(":hello_goodbyer"), app=app_uri))
 
 
 def _observed(server_class, readiness):

@@ -17,7 +17,6 @@ use: ``send(message)``, ``receive()`` (None once the client has closed),
 Every adapter emits ``websocket_accepted`` (rid, websocket_class) when a view
 or raw app gets its websocket: the class that really handled the upgrade.
 """
-
 from __future__ import absolute_import
 
 from .events import emit
@@ -30,12 +29,8 @@ def _qualified(cls):
 
 
 def _accepted(ws, environ):
-    emit(
-        "websocket_accepted",
-        rid=environ.get("app.rid"),
-        path=environ.get("PATH_INFO"),
-        websocket_class=_qualified(type(getattr(ws, "native", ws))),
-    )
+    emit("websocket_accepted", rid=environ.get("app.rid"), path=environ.get("PATH_INFO"),
+         websocket_class=_qualified(type(getattr(ws, "native", ws))))
     return ws
 
 
@@ -74,7 +69,6 @@ class _EnvironKeyHandler(object):
 
     def raw(self, app):
         """The raw WSGI app ``app(environ, start_response, ws)`` as a WSGI app."""
-
         def raw_app(environ, start_response):
             return app(environ, start_response, self.websocket(environ))
 
@@ -190,7 +184,8 @@ class FlaskSock(object):
 
         def endpoint(ws):
             # flask-sock drops what the view returns (its streaming body included).
-            view(_accepted(_SimpleWebsocket(ws), request.environ), request.environ.get("app.rid"))
+            view(_accepted(_SimpleWebsocket(ws), request.environ),
+                 request.environ.get("app.rid"))
 
         endpoint.__name__ = view.__name__
         sock.route(rule)(endpoint)
@@ -202,7 +197,6 @@ class FlaskSock(object):
         app, so what the raw app starts, writes or returns is dropped as flask-sock
         drops a view's return value.
         """
-
         def raw_app(environ, start_response):
             from simple_websocket import ConnectionClosed, Server
 
@@ -211,7 +205,7 @@ class FlaskSock(object):
             native = Server.accept(environ, **self.options())
             ws = _accepted(_SimpleWebsocket(native), environ)
             try:
-                app(environ, lambda status, headers, exc_info=None: lambda data: None, ws)
+                app(environ, lambda status, headers, exc_info=None: (lambda data: None), ws)
             except ConnectionClosed:
                 pass
             try:
@@ -229,10 +223,8 @@ _current = [ADAPTERS[DEFAULT]]
 
 def use(name):
     if name not in ADAPTERS:
-        raise SystemExit(
-            "error: handler %r (--handler or APP_HANDLER) is unknown; choose one "
-            "of %s" % (name, ", ".join(sorted(ADAPTERS)))
-        )
+        raise SystemExit("error: handler %r (--handler or APP_HANDLER) is unknown; choose one "
+                         "of %s" % (name, ", ".join(sorted(ADAPTERS))))
     _current[0] = ADAPTERS[name]
     return _current[0]
 
@@ -249,12 +241,7 @@ def describe(adapter, handler_class, versions):
     import sys
 
     module = sys.modules.get(adapter.module)
-    return {
-        "name": adapter.name,
-        "distribution": adapter.distributions[0],
-        "version": versions[adapter.distributions[0]],
-        "versions": versions,
-        "module": adapter.module,
-        "module_file": getattr(module, "__file__", None),
-        "server_handler_class": _qualified(handler_class),
-    }
+    return {"name": adapter.name, "distribution": adapter.distributions[0],
+            "version": versions[adapter.distributions[0]], "versions": versions,
+            "module": adapter.module, "module_file": getattr(module, "__file__", None),
+            "server_handler_class": _qualified(handler_class)}

@@ -9,7 +9,6 @@ harness asks (``python -m app``'s handler, gunicorn's master alike).
 Opt-in (``--watch-stdin`` / ``APP_WATCH_STDIN=1``): a server started by hand
 with stdin at /dev/null would otherwise stop at once.
 """
-
 from __future__ import absolute_import
 
 import os

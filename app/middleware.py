@@ -4,7 +4,6 @@ HelloGoodbyer is deliberately lazy (a generator, as in the seed): the wrapped
 application is not even called until the server iterates the result.  That is
 the whole point of the experiment, so it must stay a generator.
 """
-
 from __future__ import absolute_import
 
 import itertools
@@ -22,12 +21,8 @@ class HelloGoodbyer(object):
         return self._respond(environ, start_response)
 
     def _respond(self, environ, start_response):
-        emit(
-            "hellos_to_goodbyes",
-            message="changing hellos to goodbyes",
-            rid=environ.get("app.rid"),
-            path=environ.get("PATH_INFO"),
-        )
+        emit("hellos_to_goodbyes", message="changing hellos to goodbyes",
+             rid=environ.get("app.rid"), path=environ.get("PATH_INFO"))
 
         def start_without_length(status, headers, exc_info=None):
             # The body changes length, so the inner Content-Length would lie.
@@ -62,14 +57,9 @@ class IterableProbe(object):
         rid = environ["app.rid"] = next(self._ids)
         # The query string names the client, so a harness can tell which
         # events belong to which connection.
-        emit(
-            "request",
-            rid=rid,
-            method=environ.get("REQUEST_METHOD"),
-            path=environ.get("PATH_INFO"),
-            query=environ.get("QUERY_STRING", ""),
-            upgrade=environ.get("HTTP_UPGRADE", ""),
-        )
+        emit("request", rid=rid, method=environ.get("REQUEST_METHOD"),
+             path=environ.get("PATH_INFO"), query=environ.get("QUERY_STRING", ""),
+             upgrade=environ.get("HTTP_UPGRADE", ""))
         return _ProbedIterable(self.app(environ, start_response), environ)
 
 

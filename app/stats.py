@@ -5,7 +5,6 @@ open file descriptors and live greenlets must return to their baseline, and
 the peak RSS is reported beside the load figures.  Linux only (``/proc``);
 elsewhere the missing figures are ``None``.
 """
-
 from __future__ import absolute_import
 
 import gc
@@ -88,12 +87,7 @@ def stats_app(environ, start_response):
     figures = snapshot()
     emit("stats", rid=environ.get("app.rid"), **figures)
     body = json.dumps(figures, sort_keys=True).encode("ascii")
-    start_response(
-        "200 OK",
-        [
-            ("Content-Type", "application/json"),
-            ("Content-Length", str(len(body))),
-            ("Cache-Control", "no-store"),
-        ],
-    )
+    start_response("200 OK", [("Content-Type", "application/json"),
+                              ("Content-Length", str(len(body))),
+                              ("Cache-Control", "no-store")])
     return [body]

@@ -2,7 +2,6 @@
 
 Import only after the agent has started (see app.agent).
 """
-
 from __future__ import absolute_import
 
 import sys
@@ -25,7 +24,7 @@ NOT_A_WEBSOCKET = "This route speaks websocket only: connect with a websocket cl
 # ws.close(1000, reason) after the exchange.  The long reason is 200 bytes of
 # UTF-8, more than a close frame holds (RFC 6455 5.5: payload <= 125 bytes).
 CLOSE_CODE = 1000
-CLOSE_REASONS = {"close": "bye", "close-long": "\u00e9" * 100}
+CLOSE_REASONS = {"close": u"bye", "close-long": u"\u00e9" * 100}
 
 
 def _websocket_rule_options():
@@ -45,18 +44,10 @@ def _websocket_rule_options():
         probe = Map([Rule("/", endpoint="ws", websocket=True)])
     except TypeError:
         return {}
-    upgrade = {
-        "REQUEST_METHOD": "GET",
-        "SCRIPT_NAME": "",
-        "PATH_INFO": "/",
-        "QUERY_STRING": "",
-        "SERVER_NAME": "localhost",
-        "SERVER_PORT": "80",
-        "HTTP_HOST": "localhost",
-        "wsgi.url_scheme": "http",
-        "HTTP_CONNECTION": "Upgrade",
-        "HTTP_UPGRADE": "websocket",
-    }
+    upgrade = {"REQUEST_METHOD": "GET", "SCRIPT_NAME": "", "PATH_INFO": "/",
+               "QUERY_STRING": "", "SERVER_NAME": "localhost", "SERVER_PORT": "80",
+               "HTTP_HOST": "localhost", "wsgi.url_scheme": "http",
+               "HTTP_CONNECTION": "Upgrade", "HTTP_UPGRADE": "websocket"}
     try:
         probe.bind_to_environ(upgrade).match()
     except HTTPException:  # WebsocketMismatch: an upgrade is an ordinary request here
@@ -73,13 +64,8 @@ def exchange(ws, message, event, rid):
     if answer is None:
         # client_gone: the client dropped the connection (receive() saw it
         # close) rather than staying silent for ANSWER_TIMEOUT.
-        emit(
-            event + "_missing",
-            rid=rid,
-            sent=message,
-            timeout=ANSWER_TIMEOUT,
-            client_gone=bool(getattr(ws, "closed", False)),
-        )
+        emit(event + "_missing", rid=rid, sent=message, timeout=ANSWER_TIMEOUT,
+             client_gone=bool(getattr(ws, "closed", False)))
     else:
         if isinstance(answer, bytes):
             answer = answer.decode("utf-8", "replace")
@@ -181,7 +167,6 @@ def _outcome(call):
 
 def _start_response_contract(write, start_response):
     """PEP 3333's write() and exc_info rules, as seen from the application."""
-
     def with_exc_info():
         try:
             raise KeyError("application error")
@@ -190,7 +175,7 @@ def _start_response_contract(write, start_response):
 
     return {
         "write_bytes": _outcome(lambda: write(b"written")),
-        "write_text": _outcome(lambda: write("text")),
+        "write_text": _outcome(lambda: write(u"text")),
         "exc_info": _outcome(with_exc_info),  # headers are sent: must re-raise KeyError
         "second_call": _outcome(lambda: start_response("200 OK", [])),
     }

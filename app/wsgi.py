@@ -9,7 +9,6 @@ NEW_RELIC_CONFIG_FILE=app/newrelic.ini (NEW_RELIC_ENVIRONMENT=rum_on or
 rum_off): the agent is then imported before this module imports Flask, as
 app.agent requires.  app/gunicorn_conf.py adds what the harness observes.
 """
-
 from __future__ import absolute_import
 
 from .__main__ import build_application

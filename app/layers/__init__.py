@@ -16,7 +16,6 @@ A layer module has three hooks, all optional:
 and ``evidence(flask_app, application)``: what proves, at readiness, that the
 layer is really in this server (its version, its hook installed).
 """
-
 from __future__ import absolute_import
 
 import importlib
@@ -27,16 +26,10 @@ from ..events import emit
 #          import names the layer needs)
 LAYERS = {
     "elastic-apm": ("elastic", "elastic-apm", ("elasticapm", "blinker")),
-    "opentelemetry": (
-        "otel_flask",
-        "opentelemetry-instrumentation-flask",
-        ("opentelemetry.sdk", "opentelemetry.instrumentation.flask"),
-    ),
-    "opentelemetry-wsgi": (
-        "otel_wsgi",
-        "opentelemetry-instrumentation-wsgi",
-        ("opentelemetry.sdk", "opentelemetry.instrumentation.wsgi"),
-    ),
+    "opentelemetry": ("otel_flask", "opentelemetry-instrumentation-flask",
+                      ("opentelemetry.sdk", "opentelemetry.instrumentation.flask")),
+    "opentelemetry-wsgi": ("otel_wsgi", "opentelemetry-instrumentation-wsgi",
+                           ("opentelemetry.sdk", "opentelemetry.instrumentation.wsgi")),
     "sentry": ("sentry", "sentry-sdk", ("sentry_sdk", "blinker")),
     "werkzeug-debugger": ("debugger", "Werkzeug", ("werkzeug.debug",)),
     "ddtrace": ("datadog", "ddtrace", ("ddtrace",)),

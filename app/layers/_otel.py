@@ -6,7 +6,6 @@ which exports as each span ends: the event then marks the moment span.end()
 ran, which is the layer's end-of-request work (the batch processor would only
 delay the same export by up to its schedule).
 """
-
 from __future__ import absolute_import
 
 from opentelemetry import trace
@@ -26,9 +25,8 @@ class CapturingExporter(SpanExporter):
     def export(self, spans):
         for span in spans:
             if span.kind == trace.SpanKind.SERVER:
-                finished(
-                    self.layer, span.attributes.get(ATTRIBUTE), "span exported", name=span.name
-                )
+                finished(self.layer, span.attributes.get(ATTRIBUTE), "span exported",
+                         name=span.name)
         return SpanExportResult.SUCCESS
 
     def shutdown(self):

@@ -1,5 +1,4 @@
 """The request id, read where a layer's own data can carry it."""
-
 from __future__ import absolute_import
 
 RID_KEY = "app.rid"

@@ -11,7 +11,6 @@ ddtrace would send (telemetry, remote configuration, agent discovery) has
 nowhere to go, not even loopback TCP.  The integration finishes the request
 span when the server exhausts or closes the iterable (_TracedIterable).
 """
-
 from __future__ import absolute_import
 
 import os
@@ -62,13 +61,8 @@ def _capture():
             for span in trace:
                 if span.parent_id is None or span.name == "flask.request":
                     rid = span.get_tag(TAG)
-                    finished(
-                        NAME,
-                        int(rid) if rid is not None else None,
-                        "trace finished",
-                        name=span.name,
-                        resource=span.resource,
-                    )
+                    finished(NAME, int(rid) if rid is not None else None, "trace finished",
+                             name=span.name, resource=span.resource)
                     break
             return None
 
@@ -89,8 +83,6 @@ def evidence(flask_app, application):
     import ddtrace
     import flask
 
-    return {
-        "version": ddtrace.__version__,
-        "hook": "ddtrace.patch(flask=True): Flask.wsgi_app wrapped",
-        "hook_installed": bool(getattr(flask, "_datadog_patch", False)),
-    }
+    return {"version": ddtrace.__version__,
+            "hook": "ddtrace.patch(flask=True): Flask.wsgi_app wrapped",
+            "hook_installed": bool(getattr(flask, "_datadog_patch", False))}

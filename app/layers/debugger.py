@@ -7,7 +7,6 @@ server first iterates, and closes the application's iterable after the last
 chunk.  That close is its end-of-request work; a witness between the debugger
 and the application records it (it changes nothing it passes on).
 """
-
 from __future__ import absolute_import
 
 import werkzeug
@@ -49,11 +48,9 @@ def wrap(application):
 
 
 def evidence(flask_app, application):
-    return {
-        "version": getattr(werkzeug, "__version__", None) or _version(),
-        "hook": "DebuggedApplication(app, evalex=True)",
-        "hook_installed": isinstance(application, DebuggedApplication),
-    }
+    return {"version": getattr(werkzeug, "__version__", None) or _version(),
+            "hook": "DebuggedApplication(app, evalex=True)",
+            "hook_installed": isinstance(application, DebuggedApplication)}
 
 
 def _version():

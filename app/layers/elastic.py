@@ -6,7 +6,6 @@ CapturingTransport instead of an APM server.  The integration ends the
 request's transaction in ``response.call_on_close(client.end_transaction)``,
 so the transaction reaches the transport only if the server calls close().
 """
-
 from __future__ import absolute_import
 
 import elasticapm
@@ -40,13 +39,8 @@ class CapturingTransport(Transport):
         if event_type == "transaction":
             labels = (data.get("context") or {}).get("tags") or {}
             rid = labels.get(LABEL)
-            finished(
-                NAME,
-                int(rid) if rid is not None else None,
-                "transaction sent",
-                name=data.get("name"),
-                result=data.get("result"),
-            )
+            finished(NAME, int(rid) if rid is not None else None, "transaction sent",
+                     name=data.get("name"), result=data.get("result"))
 
     def start_thread(self, pid=None):
         pass
@@ -67,13 +61,10 @@ def evidence(flask_app, application):
     from flask import signals
 
     apm = flask_app.extensions["app.layers.elastic"]
-    receivers = [
-        getattr(r, "__func__", r) for r in signals.request_finished.receivers_for(flask_app)
-    ]
+    receivers = [getattr(r, "__func__", r) for r in
+                 signals.request_finished.receivers_for(flask_app)]
     hook = getattr(ElasticAPM.request_finished, "__func__", ElasticAPM.request_finished)
-    return {
-        "version": elasticapm.VERSION,
-        "transport": type(apm.client._transport).__name__,
-        "hook": "flask.signals.request_finished -> ElasticAPM.request_finished",
-        "hook_installed": hook in receivers,
-    }
+    return {"version": elasticapm.VERSION,
+            "transport": type(apm.client._transport).__name__,
+            "hook": "flask.signals.request_finished -> ElasticAPM.request_finished",
+            "hook_installed": hook in receivers}

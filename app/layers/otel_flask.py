@@ -5,7 +5,6 @@ before_request hook and ends it in teardown_request, which Flask runs when
 its wsgi_app returns (before the server iterates the response), so the span
 should end whatever the handler does with the iterable.
 """
-
 from __future__ import absolute_import
 
 from opentelemetry.instrumentation.flask import FlaskInstrumentor
@@ -22,9 +21,8 @@ def instrument(flask_app):
 
 
 def evidence(flask_app, application):
-    return {
-        "version": version("opentelemetry-instrumentation-flask"),
-        "sdk": version("opentelemetry-sdk"),
-        "hook": "FlaskInstrumentor().instrument_app(app)",
-        "hook_installed": bool(getattr(flask_app, "_is_instrumented_by_opentelemetry", False)),
-    }
+    return {"version": version("opentelemetry-instrumentation-flask"),
+            "sdk": version("opentelemetry-sdk"),
+            "hook": "FlaskInstrumentor().instrument_app(app)",
+            "hook_installed": bool(getattr(flask_app, "_is_instrumented_by_opentelemetry",
+                                           False))}

@@ -8,7 +8,6 @@ it would be an ``outbound`` DNS lookup that the no-network checks catch.
 The integration (SentryWsgiMiddleware) ends the transaction when the
 application returns, before the server touches the iterable.
 """
-
 from __future__ import absolute_import
 
 import sentry_sdk
@@ -35,12 +34,8 @@ class CapturingTransport(Transport):
 
     def _transaction(self, event):
         rid = (event.get("tags") or {}).get(TAG)
-        finished(
-            NAME,
-            int(rid) if rid is not None else None,
-            "transaction sent",
-            name=event.get("transaction"),
-        )
+        finished(NAME, int(rid) if rid is not None else None, "transaction sent",
+                 name=event.get("transaction"))
 
     def flush(self, timeout, callback=None):
         pass
@@ -50,12 +45,8 @@ class CapturingTransport(Transport):
 
 
 def start():
-    sentry_sdk.init(
-        dsn=DSN,
-        integrations=[FlaskIntegration()],
-        traces_sample_rate=1.0,
-        transport=CapturingTransport,
-    )
+    sentry_sdk.init(dsn=DSN, integrations=[FlaskIntegration()], traces_sample_rate=1.0,
+                    transport=CapturingTransport)
 
 
 def instrument(flask_app):
@@ -70,9 +61,7 @@ def evidence(flask_app, application):
     if client is None and hasattr(sentry_sdk, "get_client"):
         client = sentry_sdk.get_client()
     call = getattr(Flask.__call__, "__func__", Flask.__call__)
-    return {
-        "version": sentry_sdk.VERSION,
-        "transport": type(getattr(client, "transport", None)).__name__,
-        "hook": "Flask.__call__ patched by FlaskIntegration",
-        "hook_installed": "sentry" in (getattr(call, "__module__", "") or ""),
-    }
+    return {"version": sentry_sdk.VERSION,
+            "transport": type(getattr(client, "transport", None)).__name__,
+            "hook": "Flask.__call__ patched by FlaskIntegration",
+            "hook_installed": "sentry" in (getattr(call, "__module__", "") or "")}
