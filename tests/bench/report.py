@@ -355,7 +355,8 @@ def render(doc: dict[str, Any]) -> str:
             "",
         ]
     lines += render_main_job(doc)
-    lines += ["| figure | value | target | verdict | note |", "|---|---|---|---|---|"]
+    if figures(doc):  # none when only the main job ran (--only main-job)
+        lines += ["| figure | value | target | verdict | note |", "|---|---|---|---|---|"]
     for row in figures(doc):
         lines.append("| " + " | ".join(str(c) for c in row) + " |")
     misses = [
@@ -370,7 +371,8 @@ def render(doc: dict[str, Any]) -> str:
             else "."
         ),
     ]
-    lines += ["", "## What is measured", ""] + _method(doc)
+    method = _method(doc)
+    lines += ["", "## What is measured", "", *method] if method else []
     prof = doc.get("profile")
     if prof:
         lines += [
@@ -389,7 +391,9 @@ def render(doc: dict[str, Any]) -> str:
             + ", ".join(f"`{Path(p['profile']).name}`" for p in prof.values() if p.get("profile"))
             + ".",
         ]
-    lines += ["", "## Where the misses come from", ""] + (_why(doc) or ["No target missed."])
+    why = _why(doc)  # the per-step figures' misses; the main job's are in its table
+    if why or not misses:
+        lines += ["", "## Where the misses come from", ""] + (why or ["No target missed."])
     m = doc.get("matrix") or {}
     if m.get("cold_uv") and m.get("cold_virtualenv"):
         cu, cv = m["cold_uv"]["commands"], m["cold_virtualenv"]["commands"]
