@@ -47,6 +47,7 @@ function main() {
   let timer = null;
   let handshakeDone = null; // when our close reply went out (the socket's 'finish')
   let serverEnded = null; // when the server's FIN arrived (the socket's 'end')
+  let serverReset = null; // when the server reset the connection (ECONNRESET, no FIN)
 
   const ws = new WebSocket(url, { handshakeTimeout: timeout * 1000, closeTimeout: timeout * 1000 });
   const now = () => Number(process.hrtime.bigint()) / 1e9;
@@ -57,6 +58,9 @@ function main() {
       clearTimeout(timer); // the exchange is over: ws's closeTimeout bounds the rest
     });
     res.socket.on('end', () => { serverEnded = now(); });
+    // A server that closes with unread data in its buffer sends RST, not FIN: it closed
+    // the connection all the same, and no bound was waited out.
+    res.socket.on('error', (err) => { if (err.code === 'ECONNRESET') serverReset = now(); });
   });
 
   function logTcpClosed() {
@@ -65,6 +69,11 @@ function main() {
       Object.assign(fields, {
         by: 'server', how: 'fin',
         after_handshake: handshakeDone !== null ? Math.round((serverEnded - handshakeDone) * 1e6) / 1e6 : null,
+      });
+    } else if (serverReset !== null) {
+      Object.assign(fields, {
+        by: 'server', how: 'reset',
+        after_handshake: handshakeDone !== null ? Math.round((serverReset - handshakeDone) * 1e6) / 1e6 : null,
       });
     } else {
       Object.assign(fields, {
