@@ -16,18 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from tests.harness.cells import Cell
+from tests.harness.records import COMPARED
 
-# The observables a cell's record holds per client (records.Observation).
-OBSERVABLES = (
-    "verdict",
-    "view",
-    "iterator",
-    "middleware",
-    "iterable_closed",
-    "valid_close_frame",
-    "layer_finished",
-    "server_closed_tcp",
-)
+# The observables a cell's record holds per client: what it asserts against the model.
+OBSERVABLES = COMPARED
 
 Key = tuple[str, str]
 

@@ -162,12 +162,13 @@ class Lab:
         work: str | Path,
         cache: Path | None,
         files: Files,
-        at: dict[str, str] | None = None,
+        at: dict[str, Files] | None = None,
     ) -> None:
         self.package, self.entry, self.python = package, entry, str(python)
-        # a rule's other axes, each at one release (tests/harness/history_axes.py)
-        self.at = dict(at or {})
-        self.other_files: dict[str, Files] = {}  # the registry's files of each of them
+        # a rule's other axes, each at one release (tests/harness/history_axes.py), and
+        # the registry's files of that release: {package: {release: files}}
+        self.other_files: dict[str, Files] = dict(at or {})
+        self.at = {p: next(iter(r)) for p, r in self.other_files.items()}
         self.work, self.cache, self.files = Path(work), cache, files
         self.stack = entry["stack"]
         self.agents = entry.get("agent", list(BOOLS))
@@ -658,16 +659,7 @@ def run(
     files = builds.registry_releases(package)
     python_version = python_version_of(python)
     releases, unusable = release_range(package, entry, files, python_version)
-    lab = Lab(
-        package,
-        entry,
-        python,
-        work,
-        cache,
-        files,
-        at={p: next(iter(r)) for p, r in (at or {}).items()},
-    )
-    lab.other_files = {p: r for p, r in (at or {}).items()}
+    lab = Lab(package, entry, python, work, cache, files, at=at)
     problems: list[str] = []
     flips: list[Flip[Cell]] = []
     # Two probes side by side where they are independent (2 cores; each probe runs

@@ -192,16 +192,7 @@ def reprove_search(
     files = builds.registry_releases(package)
     python_version = history.python_version_of(python)
     releases, _ = history.release_range(package, entry, files, python_version)
-    lab = history.Lab(
-        package,
-        entry,
-        python,
-        work,
-        cache,
-        files,
-        at={p: next(iter(r)) for p, r in (at or {}).items()},
-    )
-    lab.other_files = dict(at or {})
+    lab = history.Lab(package, entry, python, work, cache, files, at=at)
     targets = evidence(data)
     observed: Verdicts = {}
     sha256: dict[str, str | None] = {}

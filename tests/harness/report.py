@@ -42,6 +42,7 @@ from .handlers import which_handler
 from .history import cite
 from .inputs import Data
 from .records import (
+    COMPARED,
     OUTCOME_COLUMNS,
     CellRecord,
     HistoryResults,
@@ -166,18 +167,7 @@ def evidence(record: CellRecord) -> Data:
                 "client": obs.client,
                 "verdict": obs.verdict,
                 "rid": obs.rid,
-                "criteria": {
-                    k: getattr(obs, k)
-                    for k in (
-                        "view",
-                        "iterator",
-                        "middleware",
-                        "iterable_closed",
-                        "valid_close_frame",
-                        "layer_finished",
-                        "server_closed_tcp",
-                    )
-                },
+                "criteria": {k: getattr(obs, k) for k in COMPARED if k != "verdict"},
                 "tcp_close_after": obs.tcp_close_after,
                 "transcript": transcript.get("events") or [],
                 "url": transcript.get("url"),
