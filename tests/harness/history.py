@@ -24,6 +24,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -179,6 +180,10 @@ class Lab:
         self.run_ids = itertools.count()  # probes run side by side: each its own directory
         self.model_disagreements: list[str] = []
         self.notes: list[str] = []  # criteria beside the verdict that differ from the model
+        # Probes run side by side and share the other axes' installs: one writer per target
+        # (two once removed each other's half-written tree).
+        self.install_locks: dict[Path, threading.Lock] = {}
+        self.install_locks_guard = threading.Lock()
 
     def cells(self) -> list[Cell]:
         # the vanilla build: the release under test is the only change
@@ -285,6 +290,14 @@ class Lab:
             for f in files
         )
         target = self.work / "installed" / f"{package}-{release}-py{self.python_tag()}"
+        with self.install_locks_guard:
+            lock = self.install_locks.setdefault(target, threading.Lock())
+        with lock:
+            return self._install_resolved(package, release, uploaded, target)
+
+    def _install_resolved(
+        self, package: str, release: str, uploaded: datetime.datetime, target: Path
+    ) -> Path:
         pins = target.with_name(target.name + ".txt")
         if not (target / ".complete").exists():
             shutil.rmtree(target, ignore_errors=True)
