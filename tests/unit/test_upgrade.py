@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -47,11 +46,9 @@ def _row(out, cell, column):
 
 
 def test_predict_newrelic_across_its_threshold_improves_the_rum_cell_exit_0(tmp_path):
-    started = time.monotonic()
     proc = _upgrade(
         "-r", str(STACK_2016), "newrelic==2.68.0.50", "--predict", "--work", str(tmp_path)
     )
-    elapsed = time.monotonic() - started
     assert proc.returncode == 0, proc.stdout + proc.stderr
     row = _row(proc.stdout, RUM_CELL, "verdict")
     assert row and "- -> +" in row and "better" in row, proc.stdout
@@ -59,7 +56,6 @@ def test_predict_newrelic_across_its_threshold_improves_the_rum_cell_exit_0(tmp_
     assert f"proven by history(newrelic): {proven}" in row
     assert _row(proc.stdout, "¬agent ¬fixed rum ¬hello_goodbyer ¬streaming", "verdict") is None
     assert "0 worse" in proc.stdout and not any(tmp_path.iterdir())  # nothing built
-    assert elapsed < 1.0, f"{elapsed:.2f} s"
 
 
 def test_predict_newrelic_back_across_its_threshold_worsens_the_rum_cell_exit_1(tmp_path):

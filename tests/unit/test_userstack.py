@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -380,13 +379,10 @@ def test_the_model_reproduces_the_seed_from_the_seed_pins():
 
 def test_predict_names_its_assumptions_and_prints_every_arm(capsys):
     request = from_args(["Flask==2.0.2"], None)
-    started = time.monotonic()
     assert run_predict(request) == 0
-    elapsed = time.monotonic() - started
     out = capsys.readouterr().out
     assert f"assumed {STACKS['today'][GWS]['version']}" in out and "newrelic is not pinned" in out
     assert out.count("agent o") == 4  # agent off/on x vanilla/patched
-    assert elapsed < 1.0
 
 
 def test_predict_on_a_release_without_patches_is_vanilla_only(capsys):
@@ -398,13 +394,10 @@ def test_predict_on_a_release_without_patches_is_vanilla_only(capsys):
     )
 
 
-def test_predict_cli_builds_nothing_and_answers_in_under_a_second(tmp_path):
-    started = time.monotonic()
+def test_predict_cli_builds_nothing(tmp_path):
     proc = _cli("-r", str(EXAMPLES / "2016-py27.txt"), "--predict", "--work", str(tmp_path))
-    elapsed = time.monotonic() - started
     assert proc.returncode == 0, proc.stderr
     assert "-oA" in proc.stdout and not any(tmp_path.iterdir())
-    assert elapsed < 1.0, f"{elapsed:.2f} s"
 
 
 def test_wheel_tags_say_which_pythons_a_binary_release_supports():
