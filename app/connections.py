@@ -1,6 +1,6 @@
 """What the server did with each request and each connection, as events.
 
-``request_done`` (rid, keep_alive, upgrade, status): the handler's work for one request
+``request_done`` (rid, query, keep_alive, upgrade, status): the handler's work for one request
 has returned (gevent.pywsgi's ``handle_one_request``: the application called, its
 result iterated and closed, whatever the websocket handler did with the upgrade).
 ``keep_alive`` says whether the server then reads another request from the same
@@ -76,7 +76,10 @@ def observed(handler_class):
                 if read:
                     rid = environ.get("app.rid")
                     self._observed_rids.append(rid)
-                    _emit("request_done", rid=rid, keep_alive=result is True,
+                    # the query too: an upgrade the handler refuses never reaches the
+                    # application, so it has no rid to be told apart by
+                    _emit("request_done", rid=rid, query=_text(environ.get("QUERY_STRING", "")),
+                          keep_alive=result is True,
                           upgrade=_text(environ.get("HTTP_UPGRADE", "")),
                           status=_text(getattr(self, "status", None)))
                 self._observed_end = _ended(result, read) or self._observed_end

@@ -55,7 +55,7 @@ UTF8_NO_CODE = (
 )
 UTF8_NOT_FAIL_FAST = (
     "invalid UTF-8 inside a text frame is found only once the whole frame has "
-    "arrived: a client that stops after the invalid octets keeps the connection"
+    "arrived: the invalid octets get no close frame, the server waits for the rest"
 )
 BAD_CLOSE_NO_CODE = (
     "a malformed client close is detected, but close(1002) drops the code: the "
@@ -115,8 +115,8 @@ GWS_NO_KEY_SILENT = (
     "waits for a response, and no 'rejected' event is logged"
 )
 GWS_UTF8_WHOLE_MESSAGE = (
-    "gevent-ws decodes UTF-8 only once the whole message has arrived: a "
-    "client that stops after the invalid octets keeps the connection"
+    "gevent-ws decodes UTF-8 only once the whole message has arrived: the "
+    "invalid octets get no close frame, the server waits for the rest"
 )
 # flask-sock 0.7.0 + simple-websocket 1.1.0 (wsproto 1.3.2) on gevent's WSGIHandler
 FS_KEEPS_TCP = (

@@ -193,6 +193,10 @@ class Connection:
     def close(self) -> None:
         self.sock.close()
 
+    def end_writes(self) -> None:
+        """Half-close: the server reads EOF after what was sent, and can still answer."""
+        self.sock.shutdown(socket.SHUT_WR)
+
     def send(self, data: bytes) -> bool:
         try:
             self.sock.sendall(data)
