@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from ..cells import layer_install
@@ -73,14 +74,18 @@ def resolver_input(request: Request, layers: Collection[str]) -> tuple[list[str]
     """(requirements for the resolver, notes on what was added): the stack's, and of the
     layer packages only those of ``layers``, each with what its docs install beside it."""
     out = left_out(request, layers)
-    reqs = [str(r) for n, r in request.requirements.items() if n != GWS and n not in out]
-    reqs += [extra for n in layers for extra in layer_install(n)]
-    added = []
-    for need in SERVER_NEEDS:
-        if need not in request.requirements:
-            reqs.append(need)
-            added.append(need)
-    return reqs, added
+    reqs = {n: r for n, r in request.requirements.items() if n != GWS and n not in out}
+    for layer in layers:
+        # its own pin with the extras its docs name (one line each: pip 20 on 2.7
+        # refuses a name given twice), then what they install beside it
+        own, *beside = (Requirement(r) for r in layer_install(layer))
+        name = request.served_layers()[layer]
+        pin = reqs[name] = Requirement(str(reqs[name]))
+        pin.extras |= own.extras
+        for req in beside:
+            reqs.setdefault(canonicalize_name(req.name), req)
+    added = [need for need in SERVER_NEEDS if need not in request.requirements]
+    return [*map(str, reqs.values()), *added], added
 
 
 def left_out(request: Request, layers: Collection[str]) -> set[str]:
@@ -139,10 +144,11 @@ def uv_pip(command: str, python: str | Path, *args: str | Path) -> list[str]:
     return [uv(), "pip", command, "--quiet", "--python", str(python), *map(str, args)]
 
 
-def resolve(plan: Plan, registry: Registry) -> None:
-    """Fill plan.pins with the whole server environment, and plan.choices with why."""
+def resolve(plan: Plan, registry: Registry, with_layers: bool = True) -> None:
+    """Fill plan.pins with the whole server environment, and plan.choices with why;
+    ``with_layers=False``: without the layer packages of the pins."""
     request = plan.request
-    layers = layers_for_python(plan, registry)
+    layers = layers_for_python(plan, registry) if with_layers else []
     reqs, added = resolver_input(request, layers)
     gws = request.exact(GWS)
     if gws is None:
@@ -310,9 +316,10 @@ def era_constraints(plan: Plan, registry: Registry) -> list[str]:
     return out
 
 
-def make_plan(request: Request, asked_python: str | None) -> Plan:
+def make_plan(request: Request, asked_python: str | None, with_layers: bool = True) -> Plan:
     """The Python is chosen from the pins that hold on every Python; the markers that
-    depend on the Python are then evaluated for it, and the era dates what they pin too."""
+    depend on the Python are then evaluated for it, and the era dates what they pin too.
+    ``with_layers=False``: the server environment without the layer packages."""
     registry = Registry()
     check_names(request, registry)
     for name, version in request.pinned().items():
@@ -341,7 +348,7 @@ def make_plan(request: Request, asked_python: str | None) -> Plan:
         why_python=why,
         why_era=why_era,
     )
-    resolve(plan, registry)
+    resolve(plan, registry, with_layers)
     return plan
 
 

@@ -22,6 +22,7 @@ from ..cells import slug as cells_slug
 from ..cells_pytest import CELLS_PATH, LAYERS_PATH, CellsRun, child_command
 from ..paths import ROOT
 from ._env import REPORTED, Env, build
+from ._errors import StackError
 from ._predict import (
     Arm,
     LayerArm,
@@ -242,7 +243,17 @@ def serve(
     started = time.monotonic() if started is None else started
     plan = make_plan(request, python)
     describe(plan)
-    env = build(plan, work)
+    try:
+        env = build(plan, work)
+    except StackError as exc:
+        if not plan.layers:
+            raise
+        # The stack is served without its layers, each of which gets the reason.
+        why = f"installing it with the stack failed ({' '.join(str(exc).split())[:300]})"
+        cannot_run = {**plan.cannot_run, **dict.fromkeys(plan.layers, why)}
+        plan = make_plan(request, python, with_layers=False)
+        plan.cannot_run.update(cannot_run)
+        env = build(plan, work)
     print(
         f"  environment {env.path} ({'reused' if env.reused else 'built'} in "
         f"{time.monotonic() - started:.1f} s): "
