@@ -39,6 +39,7 @@ from tests.harness.cells import (  # noqa: E402
     layer_arms,
     slug,
 )
+from tests.harness.cells_pytest import CellsRun  # noqa: E402
 from tests.harness.conformance import TARGETS as CONFORMANCE_TARGETS  # noqa: E402
 from tests.harness.envs import (  # noqa: E402
     conformance_server,
@@ -148,26 +149,23 @@ def run_pytest(
     layer: str | None = None,
 ) -> None:
     """One pytest run against servers of ``server_python``, recorded as ``name``."""
+    run = CellsRun(
+        paths=paths,
+        stack=stack,
+        agent=agent,
+        fixed=fixed,
+        server_python=server_python,
+        results=results_file(name),
+        logs=results_file(name, ".logs"),
+        name=name,
+        junit=results_file(name, ".junit.xml"),
+        handler=handler,
+        layer=layer,
+        workers=workers(xdist) if xdist is not None else [],
+    )
     session.run(
         "pytest",
-        *paths,
-        *(workers(xdist) if xdist is not None else []),
-        *(["--handler", handler] if handler else []),
-        *(["--layer", layer] if layer else []),
-        "--stack",
-        stack,
-        "--agent" if agent else "--no-agent",
-        "--fixed" if fixed else "--no-fixed",
-        "--server-python",
-        str(server_python),
-        "--session-name",
-        name,
-        "--results",
-        str(results_file(name)),
-        "--junitxml",
-        str(results_file(name, ".junit.xml")),
-        "--server-logs",
-        str(results_file(name, ".logs")),
+        *run.args(),
         *session.posargs,
         # On Ctrl-C nox gives pytest 0.3 s, then SIGTERM (tests/conftest.py: servers
         # signalled, teardown runs), then only 0.2 s before SIGKILL: too short.

@@ -8,8 +8,8 @@
    fresh clone (cold), `nox -R` (warm), and both concurrency levers off, ~3 min;
    with ``-- --ci`` also `nox -t ci` on a fresh clone (what .ci/run runs, minutes).
 
-5. a user stack (tests/bench/stack_time.py): `nox -s stack` cold (its env deleted first)
-   and warm, ~2 min.
+5. a user stack with one layer (tests/bench/stack_time.py): `nox -s stack` cold (its env
+   and uv's cache deleted first) and warm, minutes.
 
 6. each handler of [tool.handlers] against patched gevent-websocket (tests/bench/
    handler_cost.py): echo throughput and the per-cell phases, as ratios, ~2 min.

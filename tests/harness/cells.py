@@ -9,6 +9,9 @@ from collections.abc import Collection, Iterator
 from dataclasses import MISSING, Field, asdict, astuple, dataclass, fields, replace
 from typing import Any
 
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
 from .paths import DATA, ROOT
 
 if sys.version_info >= (3, 11):
@@ -297,6 +300,19 @@ def layer_pins(name: str, stack: str) -> tuple[list[str] | None, str | None]:
     if stack in found:
         return list(found[stack]), None
     return None, found.get(f"{stack}-reason") or f"[tool.layers.{name}] has no {stack} pins"
+
+
+def layer_install(name: str) -> list[str]:
+    """How the layer's docs install it ([tool.layers.<name>].install), its distribution first."""
+    return list(LAYERS[name].get("install", []))
+
+
+# A user's pin of one of these distributions sets up that layer (`nox -s stack`).
+LAYER_BY_DISTRIBUTION: dict[str, str] = {
+    canonicalize_name(Requirement(install[0]).name): name
+    for name in SESSION_LAYERS
+    if (install := layer_install(name))
+}
 
 
 def layer_arms() -> list[tuple[str, str, bool]]:

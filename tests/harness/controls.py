@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from packaging.requirements import Requirement
+
 from tests.harness.cells import (
     DEFAULT_HANDLER,
     HANDLERS,
@@ -19,6 +21,7 @@ from tests.harness.cells import (
     STACKS,
     Cell,
     build_version,
+    layer_install,
     layer_pins,
 )
 from tests.harness.clients import Transcript
@@ -151,24 +154,31 @@ def positive_controls(
             for e in server.events
             if e["event"] == "outbound" and e.get("kind") != "udp_route_lookup"
         ],
-        **layer_controls(cell, server),
+        **layer_controls(cell, server, pins or {}),
     }
 
 
-def layer_controls(cell: Cell, server: Server) -> dict[str, bool]:
-    """The layer the cell claims is the one set up in this server, pinned, its hook
+def layer_controls(
+    cell: Cell, server: Server, user_pins: Mapping[str, str] | None = None
+) -> dict[str, bool]:
+    """The layer the cell claims is the one set up in this server, pinned (in
+    [tool.layers.<name>], or a user stack's own pin of its distribution), its hook
     installed, and doing its work: it finished the page's plain GET."""
     ready: dict[str, Any] = server.ready or {}
     if cell.layer == NO_LAYER:
         return {"no layer": not ready.get("layer")}
     active = ready.get("layer_active") or {}
-    pins, _ = layer_pins(cell.layer, cell.stack)
     version = str(active.get("version"))
-    pinned = (
-        any(pin.endswith(f"=={version}") for pin in pins or ())
-        or version in (server.versions.get("Werkzeug"),)
-        and not pins
-    )
+    if user_pins:
+        distribution = Requirement(layer_install(cell.layer)[0]).name
+        pinned = user_pins.get(distribution) == version
+    else:
+        pins, _ = layer_pins(cell.layer, cell.stack)
+        pinned = (
+            any(pin.endswith(f"=={version}") for pin in pins or ())
+            or version in (server.versions.get("Werkzeug"),)
+            and not pins
+        )
     page = next(
         (e["rid"] for e in server.events if e["event"] == "request" and e.get("path") == "/"), None
     )

@@ -23,7 +23,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -37,6 +36,7 @@ from packaging.version import InvalidVersion, Version
 from . import builds, records
 from .bisect import SPREAD, Flip, Search, Unusable
 from .cells import BOOLS, HISTORY, LAYER_COLUMN_AXES, Cell, layer_cells, node_id
+from .cells_pytest import LAYERS_PATH, CellsRun, child_command
 from .paths import ROOT
 from .records import (
     HistoryPackage,
@@ -54,7 +54,7 @@ KNOWN = ("stack", "fixed")
 PARALLEL_PROBES = 2
 DIFF_LINES = 60  # per function: a diff is evidence for a ticket, not the whole file
 PYTHON_VERSION = "import platform, sys; sys.stdout.write(platform.python_version())"
-LAYERS_TEST = "tests/matrix/test_layers.py::test_layer_cell"
+LAYERS_TEST = f"{LAYERS_PATH}::test_layer_cell"
 HELD = " held"  # a layer cell's verdict, when the server kept the TCP connection open
 # A release of a rule's axis is installed with what its metadata required when it was
 # uploaded (uv's --exclude-newer): gevent's wheels need the greenlet ABI of their day.
@@ -414,30 +414,22 @@ class Lab:
         others = [
             self.install_resolved(p, r, self.other_files[p][r]) for p, r in sorted(self.at.items())
         ]
-        cmd = [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "no:cacheprovider",
-            "-q",
-            "--no-header",
-            *nodes,
-            *(["--layer", layer] if layer else []),
-            "--stack",
-            self.stack,
-            "--agent" if agent else "--no-agent",
-            "--no-fixed",
-            "--server-python",
-            self.python,
-            "--release",
-            f"{self.package}=={release}",
-            *(f"--release={p}=={r}" for p, r in sorted(self.at.items())),
-            "--results",
-            str(results),
-            "--server-logs",
-            str(out / "logs"),
-        ]
+        cmd = child_command(
+            CellsRun(
+                paths=nodes,
+                stack=self.stack,
+                agent=agent,
+                fixed=False,
+                server_python=self.python,
+                results=results,
+                logs=out / "logs",
+                layer=layer,
+                releases=[
+                    f"{self.package}=={release}",
+                    *(f"{p}=={r}" for p, r in sorted(self.at.items())),
+                ],
+            )
+        )
         env = dict(
             os.environ,
             PYTHONPATH=os.pathsep.join(

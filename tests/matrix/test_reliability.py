@@ -27,6 +27,7 @@ import pytest
 from tests.bench import load
 from tests.harness import clients, records
 from tests.harness.cells import Cell, node_id
+from tests.harness.cells_pytest import CellsRun
 from tests.harness.child_pytest import (
     HOLD_BOUND,
     INTERRUPT_BOUND,
@@ -255,18 +256,16 @@ def test_disconnect_mid_stream_returns_to_baseline(session, results):
 
 
 def session_args(session, logs, results_path):
-    return [
-        "--stack",
-        session.stack,
-        "--agent" if session.agent else "--no-agent",
-        "--fixed" if session.fixed else "--no-fixed",
-        "--server-python",
-        str(session.server_python),
-        "--server-logs",
-        str(logs),
-        "--results",
-        str(results_path),
-    ]
+    """The child's claim: this session's stack and arm (the one builder of a cells run)."""
+    return CellsRun(
+        paths=[],
+        stack=session.stack,
+        agent=session.agent,
+        fixed=session.fixed,
+        server_python=session.server_python,
+        results=results_path,
+        logs=logs,
+    ).args()
 
 
 KILL_ATTEMPTS = 3  # a kill that lands after the whole cell tested nothing: try again

@@ -28,7 +28,15 @@ from tests.harness.userstack._request import (
     marker_environment,
     stack_name,
 )
-from tests.harness.userstack._resolve import Plan, make_plan, plan_hashes, uv
+from tests.harness.userstack._resolve import (
+    Plan,
+    layers_for_python,
+    left_out,
+    make_plan,
+    plan_hashes,
+    resolver_input,
+    uv,
+)
 
 EXAMPLES = DATA / "stacks"
 
@@ -538,3 +546,56 @@ def test_a_user_stack_claim_without_pins_or_on_a_declared_stack_is_refused(optio
     errors = [line for line in proc.stdout.splitlines() if line.startswith("E ")]
     assert any(says in line for line in errors), proc.stdout[-2000:]
     assert "1 error" in proc.stdout and "passed" not in proc.stdout
+
+
+SENTRY_TODAY = ["gevent==26.9.0", "Werkzeug==3.1.9", f"{GWS}==0.10.1", "sentry-sdk==2.75.0"]
+
+
+@pytest.mark.parametrize(
+    ("gevent", "vanilla_tcp"),
+    [("26.9.0", "held"), ("20.9.0", "closed")],  # either side of the proven gevent bound
+)
+def test_predict_prints_the_grid_of_each_layer_the_pins_set_up(capsys, gevent, vanilla_tcp):
+    pins = [p if not p.startswith("gevent==") else f"gevent=={gevent}" for p in SENTRY_TODAY]
+    assert run_predict(from_args(pins, None)) == 0
+    out = capsys.readouterr().out
+    grid = out.split("model: layer sentry (sentry-sdk==2.75.0)")[1]
+    rows = {line.split()[0]: line.split()[1:] for line in grid.splitlines()[3:5]}
+    assert set(rows) == {"vanilla", "patched"}, grid
+    # four cells a row, each "verdict layer_finished server_closed_tcp causes"
+    assert rows["vanilla"].count(vanilla_tcp) == 4 and rows["patched"].count("closed") == 4
+    assert ("sentry reads the request body" in grid) == (vanilla_tcp == "held")
+
+
+class _Files:
+    """What the registry says of one release: its files' Requires-Python."""
+
+    def __init__(self, requires_python):
+        self.requires_python = requires_python
+
+    def check(self, name, version):
+        return [{"requires_python": self.requires_python, "packagetype": "sdist"}]
+
+
+@pytest.mark.parametrize(("requires", "runs"), [(">=3.6", False), (">=2.7", True), (None, True)])
+def test_a_layer_whose_release_does_not_admit_the_stacks_python_cannot_run(requires, runs):
+    request = from_args(["Flask==0.11.1", "sentry-sdk==2.75.0"], None)
+    plan = Plan(request, "2.7", "python2.7", None, "asked for")
+    assert layers_for_python(plan, _Files(requires)) == (["sentry"] if runs else [])
+    if not runs:
+        assert plan.cannot_run == {
+            "sentry": "sentry-sdk==2.75.0 requires Python >=3.6; the stack runs on 2.7"
+        }
+
+
+def test_a_served_layer_is_resolved_with_what_its_docs_install_the_others_left_out():
+    request = from_args(
+        ["Flask==3.1.3", "sentry-sdk==2.75.0", "ddtrace==4.16.0", "opentelemetry-api==1.45.1"],
+        None,
+    )
+    assert request.served_layers() == {"sentry": "sentry-sdk", "ddtrace": "ddtrace"}
+    reqs, _ = resolver_input(request, ["sentry"])
+    assert "sentry-sdk[flask]==2.75.0" in reqs  # the pin, with the extra its docs name
+    assert not any(r.startswith("ddtrace") for r in reqs)
+    assert "opentelemetry-api==1.45.1" in reqs  # a served layer may run on it
+    assert left_out(request, []) == {"sentry-sdk", "ddtrace", "opentelemetry-api"}

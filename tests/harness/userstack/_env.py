@@ -31,6 +31,7 @@ from ._resolve import Plan, uv, uv_pip
 
 INSTALL_TIMEOUT = 900  # s: an sdist (gevent, greenlet) may compile
 VENV_TIMEOUT = 120
+SMOKE_BOUND = 10.0  # s for a layer to finish the page's request once it is served
 REVISION = "2"  # bump when the layout of an environment changes
 # Valid on 2.7 and 3.x: every installed distribution, as name==version lines.
 FREEZE = (
@@ -79,32 +80,46 @@ class Env:
 
     def smoke(self) -> None:
         """The stack's server starts and serves its page, or a StackError naming why."""
+        failure = self.start_failure()
+        if failure:
+            raise StackError(
+                f"the server of this stack {failure}; change the pin it names, or report "
+                "it if the app itself needs to adapt to this release"
+            )
+
+    def start_failure(self, layer: str | None = None) -> str | None:
+        """Why the server (with ``layer`` set up, as its cells run it) does not start and
+        serve its page with the layer finishing that request, or None if it does."""
+        logs = self.path / "smoke" / (layer or "stack")
         try:
-            with Server(str(self.python), name="smoke", log_dir=self.path / "smoke") as server:
+            with Server(
+                str(self.python),
+                name="smoke",
+                log_dir=logs,
+                layer=layer,
+                monkey_patch=layer is not None,
+            ) as server:
                 status, _ = server.get("/")
+                if layer is not None:
+                    server.wait_for(
+                        lambda e: e["event"] == "layer_finished",
+                        SMOKE_BOUND,
+                        f"{layer}'s layer_finished for the page's request",
+                    )
         except ServerError as exc:
             lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
             last = next(
                 (
                     ln
                     for ln in reversed(lines)
-                    if re.match(
-                        r"^\w+(\.\w+)*(Error|"
-                        r"Exception|Exit)\b",
-                        ln,
-                    )
+                    if re.match(r"^\w+(\.\w+)*(Error|Exception|Exit)\b", ln)
                 ),
                 lines[0] if lines else "?",
             )
-            raise StackError(
-                f"the server of this stack does not start ({last[:300]}; logs in "
-                f"{self.path / 'smoke'}); change the pin it names, or report it "
-                "if the app itself needs to adapt to this release"
-            ) from None
+            return f"does not start ({last[:300]}; logs in {logs})"
         if status != 200:
-            raise StackError(
-                f"the server of this stack answers GET / with {status}; see {self.path / 'smoke'}"
-            )
+            return f"answers GET / with {status}; see {logs}"
+        return None
 
 
 def _run(

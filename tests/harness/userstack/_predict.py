@@ -4,8 +4,8 @@ the observed grid printed beside it."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
-from typing import TextIO
+from collections.abc import Mapping, Sequence
+from typing import Any, TextIO
 
 from ..builds import PATCHES
 from ..cells import ARMS, BOOLS, Cell, build_version
@@ -35,8 +35,9 @@ def model_versions(request: Request) -> tuple[dict[str, str], list[str]]:
             "2016), whose RUM leaves websockets alone; an older one makes the "
             "agent-on rum-on cells of the vanilla arm fail"
         )
-    gevent = request.exact("gevent")  # read only by the layers' rules
-    return {GWS: gws, "newrelic": nr, **({"gevent": gevent} if gevent else {})}, assumed
+    # read only by the layers' rules
+    rules = {"gevent": request.exact("gevent"), "Werkzeug": request.exact("werkzeug")}
+    return {GWS: gws, "newrelic": nr, **{n: v for n, v in rules.items() if v}}, assumed
 
 
 def stack_facts(versions: Mapping[str, str], fixed: bool) -> StackFacts:
@@ -132,6 +133,81 @@ def print_grid(
     )
 
 
+LayerArm = tuple[str, bool]  # (layer, fixed): a layer's run on one build
+LayerColumn = tuple[bool, bool]  # (hello_goodbyer, streaming)
+LayerGrid = dict[bool, dict[LayerColumn, Prediction]]  # fixed -> column -> the model's
+# fixed -> column -> (verdict, layer_finished, server_closed_tcp), all clients agreeing
+LayerObserved = dict[bool, dict[LayerColumn, tuple[Any, Any, Any]]]
+LAYER_COLUMNS = [(h, s) for h in BOOLS for s in BOOLS]
+
+
+def layer_grid(
+    name: str, layer: str, versions: Mapping[str, str], builds: Sequence[bool]
+) -> LayerGrid:
+    """The model's prediction for a layer's cells (tests/matrix/test_layers.py) per build."""
+    return {
+        fixed: {
+            col: predict_cell(Cell(name, False, fixed, False, *col, layer=layer), versions)
+            for col in LAYER_COLUMNS
+        }
+        for fixed in builds
+    }
+
+
+def _layer_mark(verdict: Any, finished: Any, tcp: Any) -> str:
+    """``+ F closed``: the verdict, whether the layer finished (F, . never, - nothing to
+    finish), whether the server closed TCP (closed, held; ? not predicted)."""
+    done = {True: "F", False: ".", None: "-"}.get(finished, str(finished))
+    held = {True: "closed", False: "held", None: "?"}.get(tcp, str(tcp))
+    return f"{verdict} {done} {held}"
+
+
+def print_layer_grid(
+    title: str, rows: LayerGrid, out: TextIO | None = None, observed: LayerObserved | None = None
+) -> None:
+    """A layer's grid: rows vanilla / patched, columns hello_goodbyer x streaming; each cell
+    its verdict, layer_finished and server_closed_tcp; ``observed`` beside the model's, a
+    difference marked ``!``; the model's causes below."""
+    out = out or sys.stdout
+    print(title, file=out)
+    for i, label in enumerate(("hello_goodbyer", "streaming")):
+        print(
+            f"{label:>24}  " + " ".join(f"{'on' if c[i] else 'off':<14}" for c in LAYER_COLUMNS),
+            file=out,
+        )
+    causes: dict[str, str] = {}
+    for fixed, cells in rows.items():
+        marks = []
+        for col in LAYER_COLUMNS:
+            p = cells[col]
+            want = (p.verdict, p.layer_finished, p.server_closed_tcp)
+            letters = "".join(
+                causes.setdefault(text, "ABCDEFGHIJKLMNOP"[len(causes)])
+                for text in (p.layer_cause, p.tcp_cause)
+                if text
+            )
+            if observed is None:
+                mark = _layer_mark(*want)
+            elif (seen := observed.get(fixed, {}).get(col)) is None:
+                mark = "?"
+            else:
+                differs = any(
+                    s != w and not (w is None and k == 2)
+                    for k, (s, w) in enumerate(zip(seen, want, strict=True))
+                )
+                mark = _layer_mark(*seen) + ("!" if differs else "")
+            marks.append(f"{mark + ' ' + letters:<14}")
+        print(f"{'vanilla' if not fixed else 'patched':>24}  " + " ".join(marks), file=out)
+    for text, letter in causes.items():
+        print(f"  {letter}: {text}", file=out)
+    print(
+        "  each cell: verdict, layer_finished (F yes, . never, - nothing to finish), "
+        "server_closed_tcp (closed, held, ? not predicted)"
+        + ("; !: observed differs from the model" if observed is not None else ""),
+        file=out,
+    )
+
+
 def has_patches(release: str) -> bool:
     """Whether gevent-websocket ``release`` has a patched build (its patch series)."""
     return (PATCHES / release).is_dir()
@@ -157,6 +233,20 @@ def run_predict(request: Request, out: TextIO | None = None) -> int:
         versions,
         out,
     )
+    builds = [fixed for fixed in BOOLS if not fixed or has_patches(versions[GWS])]
+    for rule in ("gevent", "Werkzeug"):
+        if request.served_layers() and rule not in versions:
+            print(
+                f"note: {rule} is not pinned exactly: the layers' rules that depend on "
+                "it are read as if it were older than their thresholds",
+                file=out,
+            )
+    for layer, name in request.served_layers().items():
+        print_layer_grid(
+            f"model: layer {layer} ({request.requirements[name]})",
+            layer_grid(request.name, layer, versions, builds),
+            out,
+        )
     return 0
 
 

@@ -17,13 +17,13 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from ..builds import PROJECT
-from ..cells import STACKS
+from ..cells import LAYER_BY_DISTRIBUTION, STACKS
 from ._errors import StackError
 from ._registry import PYTHONS, Registry
 
 GWS = PROJECT  # the handler under test, by its registry name
 # The pins that decide a cell: the server, the handler, the agent, Flask's own line,
-# and the APM layers (read now, served once their cells come).
+# and the request layers (each served with its cells) with what they bring.
 MATTERS = (
     "gevent",
     "greenlet",
@@ -36,8 +36,8 @@ MATTERS = (
     "click",
     "newrelic",
 )
-LAYERS = ("elastic-apm", "sentry-sdk", "ddtrace")
-LAYER_PREFIXES = ("opentelemetry-",)
+LAYERS = tuple(LAYER_BY_DISTRIBUTION)  # each sets up a layer of [tool.layers]
+LAYER_PREFIXES = ("opentelemetry-",)  # what OpenTelemetry's instrumentations run on
 # What `python -m app` imports; filled in when the file leaves it out.
 SERVER_NEEDS = ("gevent", "flask", "newrelic")
 LAST_GWS = STACKS["today"][GWS]["version"]  # the last release there is (2017)
@@ -221,6 +221,10 @@ class Request:
 
     def layers(self) -> list[str]:
         return [n for n in self.requirements if n in LAYERS or n.startswith(LAYER_PREFIXES)]
+
+    def served_layers(self) -> dict[str, str]:
+        """{layer of [tool.layers]: its distribution} of each layer the pins set up."""
+        return {LAYER_BY_DISTRIBUTION[n]: n for n in self.requirements if n in LAYERS}
 
     def for_python(self, python: str, full: str | None = None) -> Request:
         """This request with the markers that depend on the Python evaluated for

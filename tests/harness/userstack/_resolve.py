@@ -14,21 +14,23 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from ..cells import layer_install
 from ..pythons import MissingPython, find_python
 from ._era import choose_python, era_of, this_python
 from ._errors import StackError, installer_failure
-from ._registry import Json, Registry, same_version
+from ._registry import Json, Registry, admits, same_version
 from ._request import (
     GWS,
     LAST_GWS,
     LAYER_PREFIXES,
-    LAYERS,
     MATTERS,
     SERVER_NEEDS,
     Request,
@@ -58,25 +60,64 @@ class Plan:
     # checks; and "name==version: why not" for each installed pin it cannot check.
     hashes: dict[str, tuple[str, ...]] = field(default_factory=dict)
     unverified: list[str] = field(default_factory=list)
+    # The request layers the pins set up: {layer: its distribution} of those installed,
+    # {layer: why it cannot run on this stack} of the others.
+    layers: dict[str, str] = field(default_factory=dict)
+    cannot_run: dict[str, str] = field(default_factory=dict)
 
     @property
     def gws(self) -> str:
         return self.pins[GWS]
 
 
-def resolver_input(request: Request) -> tuple[list[str], list[str]]:
-    """(requirements for the resolver, notes on what was added)."""
-    reqs = [
-        str(r)
-        for n, r in request.requirements.items()
-        if n != GWS and n not in LAYERS and not n.startswith(LAYER_PREFIXES)
-    ]
-    added = []
-    for need in SERVER_NEEDS:
-        if need not in request.requirements:
-            reqs.append(need)
-            added.append(need)
-    return reqs, added
+def resolver_input(request: Request, layers: Collection[str]) -> tuple[list[str], list[str]]:
+    """(requirements for the resolver, notes on what was added): the stack's, and of the
+    layer packages only those of ``layers``, each with what its docs install beside it."""
+    out = left_out(request, layers)
+    reqs = {n: r for n, r in request.requirements.items() if n != GWS and n not in out}
+    for layer in layers:
+        # its own pin with the extras its docs name (one line each: pip 20 on 2.7
+        # refuses a name given twice), then what they install beside it
+        own, *beside = (Requirement(r) for r in layer_install(layer))
+        name = request.served_layers()[layer]
+        pin = reqs[name] = Requirement(str(reqs[name]))
+        pin.extras |= own.extras
+        for req in beside:
+            reqs.setdefault(canonicalize_name(req.name), req)
+    added = [need for need in SERVER_NEEDS if need not in request.requirements]
+    return [*map(str, reqs.values()), *added], added
+
+
+def left_out(request: Request, layers: Collection[str]) -> set[str]:
+    """The layer packages of the pins that the server does not install: those of a layer
+    not in ``layers``; OpenTelemetry's own (API, SDK) unless one of ``layers`` runs on them."""
+    served = {request.served_layers()[n] for n in layers}
+    return {
+        n
+        for n in request.layers()
+        if n not in served and not (n.startswith(LAYER_PREFIXES) and layers)
+    }
+
+
+def layers_for_python(plan: Plan, registry: Registry) -> list[str]:
+    """The layers whose pinned release admits the stack's Python (the others in
+    plan.cannot_run, with the release's Requires-Python)."""
+    kept = []
+    for layer, name in plan.request.served_layers().items():
+        version = plan.request.exact(name)
+        requires = sorted(
+            {f.get("requires_python") or "" for f in registry.check(name, version)} - {""}
+            if version
+            else ()
+        )
+        if requires and not any(admits(r, plan.python_version) for r in requires):
+            plan.cannot_run[layer] = (
+                f"{name}=={version} requires Python {' or '.join(requires)}; the stack "
+                f"runs on {plan.python_version}"
+            )
+        else:
+            kept.append(layer)
+    return kept
 
 
 def uv() -> str:
@@ -103,10 +144,12 @@ def uv_pip(command: str, python: str | Path, *args: str | Path) -> list[str]:
     return [uv(), "pip", command, "--quiet", "--python", str(python), *map(str, args)]
 
 
-def resolve(plan: Plan, registry: Registry) -> None:
-    """Fill plan.pins with the whole server environment, and plan.choices with why."""
+def resolve(plan: Plan, registry: Registry, with_layers: bool = True) -> None:
+    """Fill plan.pins with the whole server environment, and plan.choices with why;
+    ``with_layers=False``: without the layer packages of the pins."""
     request = plan.request
-    reqs, added = resolver_input(request)
+    layers = layers_for_python(plan, registry) if with_layers else []
+    reqs, added = resolver_input(request, layers)
     gws = request.exact(GWS)
     if gws is None:
         if GWS in request.requirements:
@@ -124,9 +167,10 @@ def resolve(plan: Plan, registry: Registry) -> None:
         # (_env.py), capped at the era by constraints on the packages that matter.
         # plan.pins: the exact ones alone (pip chooses the rest); those with the file's
         # hashes pip installs first, checking them (_env.py).
+        plan.layers = {n: request.served_layers()[n] for n in layers}
         plan.pins = {
             GWS: gws,
-            **{n: v for n, v in request.pinned().items() if n not in request.layers()},
+            **{n: v for n, v in request.pinned().items() if n not in left_out(request, layers)},
         }
         plan_hashes(plan)
         plan.constraints = era_constraints(plan, registry)
@@ -138,6 +182,46 @@ def resolve(plan: Plan, registry: Registry) -> None:
             )
         return
     plan.uv_dates = era_args(plan, registry)
+    try:
+        out = compile_pins(plan, reqs)
+    except StackError as exc:
+        if not layers:
+            raise
+        # The layers' pins do not go with the stack's: the stack is served without them.
+        for layer in layers:
+            plan.cannot_run[layer] = (
+                f"its pins do not resolve with the stack's ({' '.join(str(exc).split())[:300]})"
+            )
+        layers = []
+        reqs, added = resolver_input(request, layers)
+        out = compile_pins(plan, reqs)
+    plan.layers = {n: request.served_layers()[n] for n in layers}
+    pins = {GWS: gws}
+    for line in out.splitlines():
+        m = re.match(r"^([A-Za-z0-9._-]+)==(\S+)\s*(?:#\s*(.*))?$", line.strip())
+        if not m:
+            continue
+        name, version, via = canonicalize_name(m[1]), m[2], (m[3] or "").strip()
+        pins[name] = version
+        if request.exact(name) is None:
+            reason = (
+                "not in the file, needed by the app"
+                if name in added
+                else f"{via}"
+                if via
+                else "a dependency"
+            )
+            plan.choices.append(
+                f"{name}=={version}: {reason}; the newest that fits Python "
+                f"{plan.python_version} and the pins{_era_note(plan)}"
+            )
+    plan.pins = pins
+    plan.requirements = [f"{n}=={v}" for n, v in pins.items() if n != GWS]
+    plan_hashes(plan)
+
+
+def compile_pins(plan: Plan, reqs: list[str]) -> str:
+    """``uv pip compile`` of ``reqs`` for the plan's Python and era: its output."""
     # --python: the interpreter itself builds any sdist the resolver must read (else uv
     # builds it with its own, e.g. MarkupSafe 1.0's setup.py under 3.11 for a 3.7 stack).
     cmd = uv_pip(
@@ -162,28 +246,7 @@ def resolve(plan: Plan, registry: Registry) -> None:
                 f"resolving the stack for Python {plan.python_version}{_era_note(plan)}",
             )
         )
-    pins = {GWS: gws}
-    for line in proc.stdout.splitlines():
-        m = re.match(r"^([A-Za-z0-9._-]+)==(\S+)\s*(?:#\s*(.*))?$", line.strip())
-        if not m:
-            continue
-        name, version, via = canonicalize_name(m[1]), m[2], (m[3] or "").strip()
-        pins[name] = version
-        if request.exact(name) is None:
-            reason = (
-                "not in the file, needed by the app"
-                if name in added
-                else f"{via}"
-                if via
-                else "a dependency"
-            )
-            plan.choices.append(
-                f"{name}=={version}: {reason}; the newest that fits Python "
-                f"{plan.python_version} and the pins{_era_note(plan)}"
-            )
-    plan.pins = pins
-    plan.requirements = [f"{n}=={v}" for n, v in pins.items() if n != GWS]
-    plan_hashes(plan)
+    return proc.stdout
 
 
 def plan_hashes(plan: Plan) -> None:
@@ -253,9 +316,10 @@ def era_constraints(plan: Plan, registry: Registry) -> list[str]:
     return out
 
 
-def make_plan(request: Request, asked_python: str | None) -> Plan:
+def make_plan(request: Request, asked_python: str | None, with_layers: bool = True) -> Plan:
     """The Python is chosen from the pins that hold on every Python; the markers that
-    depend on the Python are then evaluated for it, and the era dates what they pin too."""
+    depend on the Python are then evaluated for it, and the era dates what they pin too.
+    ``with_layers=False``: the server environment without the layer packages."""
     registry = Registry()
     check_names(request, registry)
     for name, version in request.pinned().items():
@@ -284,7 +348,7 @@ def make_plan(request: Request, asked_python: str | None) -> Plan:
         why_python=why,
         why_era=why_era,
     )
-    resolve(plan, registry)
+    resolve(plan, registry, with_layers)
     return plan
 
 
@@ -307,13 +371,12 @@ def describe(plan: Plan, out: TextIO | None = None) -> None:
     print(f"stack {r.name}: " + " ".join(str(q) for q in r.requirements.values()), file=out)
     for line in r.ignored:
         print(f"  ignored: {line}", file=out)
-    for layer in r.layers():
-        print(
-            f"  layer {r.requirements[layer]}: not run: the cells below run without it and "
-            "say nothing about it (`nox -l` lists the layer sessions of today's and the 2016 "
-            "stack)",
-            file=out,
-        )
+    for name in left_out(r, plan.layers):
+        if name not in r.served_layers().values():
+            print(
+                f"  not installed: {r.requirements[name]}: no layer served here runs on it",
+                file=out,
+            )
     print(f"  python {plan.python_version} ({plan.python}): {plan.why_python}", file=out)
     print(
         f"  era: releases uploaded before {plan.era.date() if plan.era else 'today'} "
