@@ -1,22 +1,28 @@
 """``python -m tests.harness.stacklines``: one user stack per Werkzeug major line.
 
 Runs tests/harness/userstack/ on each ``[[line]]`` of tests/data/stacks/lines.toml
-(its requirements file, on its Python; none named: this interpreter), one after the
-other, and exits non-zero if any stack could not be built (2) or any cell disagreed
-with the model or a positive control failed (1).  The `stacks` session calls it.
+(its requirements file, on its Python; none named: this interpreter), JOBS lines at a
+time, each in a process of its own whose output is printed whole when it ends, and
+exits non-zero if any stack could not be built (2) or any cell disagreed with the
+model or a positive control failed (1).  The `stacks` session calls it.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import Any, NoReturn
 
-from .paths import DATA
-from .userstack import main as userstack
+from .paths import DATA, ROOT
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -24,11 +30,71 @@ else:  # nox depends on tomli on older interpreters
     import tomli as tomllib
 
 LINES = DATA / "stacks" / "lines.toml"
+# Lines at once: a line's cells mostly wait on their servers and clients, and its
+# resolution and build on the registry and the installers.
+JOBS = 2
+# s for one line (resolution, build, its cells): a safety net; hitting it fails the line.
+LINE_BOUND = 1200.0
+STOP_TIMEOUT = 10.0  # s a line's processes get after SIGTERM, before SIGKILL
+EXIT_BOUND = 1  # a line that ran over LINE_BOUND: its cells did not all agree in time
+# the lines' process groups (each its own session), for an interrupt; once STOPPING is
+# set (under LOCK), no line starts
+RUNNING: set[subprocess.Popen[str]] = set()
+LOCK = threading.Lock()
+STOPPING = threading.Event()
 
 
 def lines(path: Path = LINES) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = tomllib.loads(path.read_text())["line"]
     return found
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM to the line's process group (its pytest runs and servers), then SIGKILL."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(STOP_TIMEOUT)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def run_line(argv: list[str]) -> tuple[int, str, float]:
+    """``python -m tests.harness.userstack ARGV``: its exit status, output and seconds."""
+    started = time.monotonic()
+    with LOCK:
+        if STOPPING.is_set():
+            return EXIT_BOUND, "stacks: interrupted before this line started\n", 0.0
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.harness.userstack", *argv],
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        RUNNING.add(proc)
+    try:
+        out, _ = proc.communicate(timeout=LINE_BOUND)
+        status = proc.returncode
+    except subprocess.TimeoutExpired:
+        _stop(proc)
+        out, _ = proc.communicate()
+        out += f"stacks: the line ran over {LINE_BOUND:.0f} s (bound); its processes were stopped\n"
+        status = EXIT_BOUND
+    finally:
+        with LOCK:
+            RUNNING.discard(proc)
+    return status, out, time.monotonic() - started
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:
+    raise KeyboardInterrupt
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -44,21 +110,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="passed to userstack (each stack's sessions are named after it)",
     )
     args = parser.parse_args(argv)
-    outcome = {}
-    for line in lines(args.lines):
-        file = args.lines.parent / line["file"]
-        argv = [
+    commands = {
+        line["werkzeug"]: [
             "-r",
-            str(file),
+            str(args.lines.parent / line["file"]),
             *(["--python", line["python"]] if "python" in line else []),
             *(["--work", str(args.work)] if args.work else []),
             *(["--results", str(args.results)] if args.results else []),
         ]
-        print(f"== Werkzeug {line['werkzeug']}: {' '.join(argv)}", flush=True)
-        started = time.monotonic()
-        status = userstack(argv)
-        outcome[line["werkzeug"]] = (status, time.monotonic() - started)
-        sys.stdout.flush()
+        for line in lines(args.lines)
+    }
+    # nox stops a session with SIGTERM: the lines' processes go with this one.
+    signal.signal(signal.SIGTERM, _interrupt)
+    outcome = {}
+    with ThreadPoolExecutor(JOBS) as pool:
+        futures = {werkzeug: pool.submit(run_line, cmd) for werkzeug, cmd in commands.items()}
+        try:
+            for werkzeug, future in futures.items():  # printed in the file's order
+                status, out, seconds = future.result()
+                print(f"== Werkzeug {werkzeug}: {' '.join(commands[werkzeug])}\n{out}", end="")
+                outcome[werkzeug] = (status, seconds)
+                sys.stdout.flush()
+        except KeyboardInterrupt:
+            with LOCK:
+                STOPPING.set()
+                started = list(RUNNING)
+            for proc in started:
+                _stop(proc)
+            raise
     print(
         "stacks: "
         + ", ".join(
