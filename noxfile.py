@@ -82,6 +82,10 @@ PYTEST_TERMINATE_TIMEOUT = 10.0  # s pytest gets to stop its servers after nox's
 # two workers of their own, which cost two more interpreters (`nox -s bench` measures
 # both); the sessions with the protocol checks, the longest, do gain: only they get 2.
 PROTOCOL_WORKERS = 2
+# A handler session's cells and protocol checks (without the agent): most checks wait out
+# a read bound where the handler keeps TCP, so more at once cost little CPU.  (Its layer
+# runs keep PROTOCOL_WORKERS: 4 cells each, where more workers cost more than they save.)
+HANDLER_WORKERS = 4
 
 
 def workers(default: int) -> list[str]:
@@ -296,7 +300,7 @@ def handler(session: nox.Session, name: str, agent: bool) -> None:
     without the agent, then each of today's layers' cells on it (one pytest run each)."""
     paths = ["tests/matrix/test_cells.py", *([] if agent else ["tests/matrix/test_protocol.py"])]
     tests_impl(
-        session, "today", agent, False, paths, xdist=0 if agent else PROTOCOL_WORKERS, handler=name
+        session, "today", agent, False, paths, xdist=0 if agent else HANDLER_WORKERS, handler=name
     )
     if agent:  # a layer's cells have no agent
         return
