@@ -36,6 +36,7 @@ JOBS = 2
 # s for one line (resolution, build, its cells): a safety net; hitting it fails the line.
 LINE_BOUND = 1200.0
 STOP_TIMEOUT = 10.0  # s a line's processes get after SIGTERM, before SIGKILL
+POLL = 0.1  # s between looks at a stopping process group: the kernel tells no one
 EXIT_BOUND = 1  # a line that ran over LINE_BOUND: its cells did not all agree in time
 # the lines' process groups (each its own session), for an interrupt; once STOPPING is
 # set (under LOCK), no line starts
@@ -50,17 +51,23 @@ def lines(path: Path = LINES) -> list[dict[str, Any]]:
 
 
 def _stop(proc: subprocess.Popen[str]) -> None:
-    """SIGTERM to the line's process group (its pytest runs and servers), then SIGKILL."""
+    """SIGTERM to the line's process group (userstack and its pytest runs, which stop
+    their servers); whatever is left of it after STOP_TIMEOUT gets SIGKILL."""
+    deadline = time.monotonic() + STOP_TIMEOUT
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
             return
-        try:
-            proc.wait(STOP_TIMEOUT)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+        # the group outlives its leader while a pytest run tears down
+        while time.monotonic() < deadline:
+            proc.poll()  # reaps the leader: a zombie would keep the group alive
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(POLL)
+        deadline = time.monotonic() + STOP_TIMEOUT
 
 
 def run_line(argv: list[str]) -> tuple[int, str, float]:
@@ -123,20 +130,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     # nox stops a session with SIGTERM: the lines' processes go with this one.
     signal.signal(signal.SIGTERM, _interrupt)
     outcome = {}
+
+    def show(werkzeug: str, out: str, note: str = "") -> None:
+        print(f"== Werkzeug {werkzeug}{note}: {' '.join(commands[werkzeug])}\n{out}", end="")
+        sys.stdout.flush()
+
     with ThreadPoolExecutor(JOBS) as pool:
         futures = {werkzeug: pool.submit(run_line, cmd) for werkzeug, cmd in commands.items()}
         try:
             for werkzeug, future in futures.items():  # printed in the file's order
                 status, out, seconds = future.result()
-                print(f"== Werkzeug {werkzeug}: {' '.join(commands[werkzeug])}\n{out}", end="")
+                show(werkzeug, out)
                 outcome[werkzeug] = (status, seconds)
-                sys.stdout.flush()
         except KeyboardInterrupt:
+            # a second SIGTERM (`timeout` signals its whole group) must not cut the stop short
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
             with LOCK:
                 STOPPING.set()
-                started = list(RUNNING)
-            for proc in started:
+                stopped = list(RUNNING)
+            for proc in stopped:
                 _stop(proc)
+            for werkzeug, future in futures.items():  # the rest, as far as each got
+                if werkzeug not in outcome and not future.cancel():
+                    show(werkzeug, future.result()[1], " (interrupted)")
             raise
     print(
         "stacks: "
