@@ -521,6 +521,20 @@ def stacks(session: nox.Session) -> None:
         env=nox_uv(),
         terminate_timeout=PYTEST_TERMINATE_TIMEOUT,
     )
+    # The unit tests marked `stacks`: `upgrade` run for real, reusing the environments
+    # the lines built; the two side by side (each waits on its cells).
+    session.run(
+        "pytest",
+        "tests/unit/test_upgrade.py",
+        "-m",
+        "stacks",
+        "-n",
+        "2",
+        "--junitxml",
+        str(results_file("stacks", ".junit.xml")),
+        env=nox_uv(),
+        terminate_timeout=PYTEST_TERMINATE_TIMEOUT,
+    )
 
 
 # -- history: which upstream release changed a cell ------------------------
