@@ -83,6 +83,10 @@ PYTEST_TERMINATE_TIMEOUT = 10.0  # s pytest gets to stop its servers after nox's
 # two workers of their own, which cost two more interpreters (`nox -s bench` measures
 # both); the sessions with the protocol checks, the longest, do gain: only they get 2.
 PROTOCOL_WORKERS = 2
+# A handler session's cells and protocol checks (without the agent): most checks wait out
+# a read bound where the handler keeps TCP, so more at once cost little CPU.  (Its layer
+# runs keep PROTOCOL_WORKERS: 4 cells each, where more workers cost more than they save.)
+HANDLER_WORKERS = 4
 
 
 def workers(default: int) -> list[str]:
@@ -187,7 +191,50 @@ def main_job(session: nox.Session, stack: str, agent: bool, fixed: bool) -> None
 # then "workflow", whose rehearsal compares its own fan-out with that report.
 
 
-# First in `nox -t ci`: seconds, no server, and beside the first matrix session.
+# -- conformance: Autobahn|Testsuite on every gevent-websocket build and handler
+# Writes results/conformance.json and Autobahn's HTML under report/conformance/<target>/;
+# fails if a patched build (0.10.1+fixed, 0.9.5+fixed) has a case (outside compression)
+# that is not OK, or vanilla one that maps to no named defect.  The first run also
+# builds wstest's wheels.
+# First in `nox -t ci`, beside the other sessions: the longest session, it would
+# otherwise start last and run alone.  Its waits are bounded well above a loaded
+# machine's times (STALL_TIMEOUT; Autobahn's own per-case bounds, e.g. 100 s for 9.1.6).
+
+
+@nox.session(python=None, default=False, tags=CI, allow_parallel=True)
+def conformance(session: nox.Session) -> None:
+    """Autobahn|Testsuite (wstest fuzzingclient): four gevent-websocket builds, two handlers."""
+    require_python27(session)  # wstest and the seed stack run on it
+    install_harness(session)
+    wstest = install_wstest(session, Path(session.virtualenv.location) / "wstest")
+    # Every target, the handlers' too: their deviations (DEVIATIONS in
+    # tests/harness/conformance.py: 9.*; flask-sock's 6.4.* and compression cases) keep
+    # their runs short.
+    targets = [
+        f"{target}={conformance_server(session, target, *axes)}"
+        for target, axes in CONFORMANCE_TARGETS.items()
+    ]
+    # The harness's own checks first: index.json parsing, the rule, the stall watchdog.
+    session.run("pytest", "tests/unit/test_conformance.py", "-q")
+    session.run(
+        "python",
+        "-m",
+        "tests.harness.conformance",
+        "--wstest",
+        str(wstest),
+        *(a for target in targets for a in ("--target", target)),
+        "--results",
+        str(RESULTS / "conformance.json"),
+        "--report",
+        str(REPORT / "conformance"),
+        "--logs",
+        str(RESULTS / "conformance.logs"),
+        *session.posargs,
+        terminate_timeout=PYTEST_TERMINATE_TIMEOUT,
+    )
+
+
+# Next in `nox -t ci`: seconds, no server, beside conformance.
 @nox.session(python=None, default=False, tags=CI, allow_parallel=True)
 def lint(session: nox.Session) -> None:
     """ruff check and format on the harness, noxfile and app/ (2.7 settings), mypy strict."""
@@ -251,7 +298,7 @@ def handler(session: nox.Session, name: str, agent: bool) -> None:
     without the agent, then each of today's layers' cells on it (one pytest run each)."""
     paths = ["tests/matrix/test_cells.py", *([] if agent else ["tests/matrix/test_protocol.py"])]
     tests_impl(
-        session, "today", agent, False, paths, xdist=0 if agent else PROTOCOL_WORKERS, handler=name
+        session, "today", agent, False, paths, xdist=0 if agent else HANDLER_WORKERS, handler=name
     )
     if agent:  # a layer's cells have no agent
         return
@@ -472,6 +519,20 @@ def stacks(session: nox.Session) -> None:
         env=nox_uv(),
         terminate_timeout=PYTEST_TERMINATE_TIMEOUT,
     )
+    # The unit tests marked `stacks`: `upgrade` run for real, reusing the environments
+    # the lines built; the two side by side (each waits on its cells).
+    session.run(
+        "pytest",
+        "tests/unit/test_upgrade.py",
+        "-m",
+        "stacks",
+        "-n",
+        "2",
+        "--junitxml",
+        str(results_file("stacks", ".junit.xml")),
+        env=nox_uv(),
+        terminate_timeout=PYTEST_TERMINATE_TIMEOUT,
+    )
 
 
 # -- history: which upstream release changed a cell ------------------------
@@ -507,46 +568,6 @@ def history(session: nox.Session, package: str) -> None:
         str(REPORT),
         "--work",
         str(Path(session.virtualenv.location) / "history"),
-        *session.posargs,
-        terminate_timeout=PYTEST_TERMINATE_TIMEOUT,
-    )
-
-
-# -- conformance: Autobahn|Testsuite on every gevent-websocket build and handler
-# Writes results/conformance.json and Autobahn's HTML under report/conformance/<target>/;
-# fails if a patched build (0.10.1+fixed, 0.9.5+fixed) has a case (outside compression)
-# that is not OK, or vanilla one that maps to no named defect.  The first run also
-# builds wstest's wheels.
-
-
-@nox.session(python=None, default=False, tags=CI)
-def conformance(session: nox.Session) -> None:
-    """Autobahn|Testsuite (wstest fuzzingclient): four gevent-websocket builds, two handlers."""
-    require_python27(session)  # wstest and the seed stack run on it
-    install_harness(session)
-    wstest = install_wstest(session, Path(session.virtualenv.location) / "wstest")
-    # Every target, the handlers' too: their deviations (DEVIATIONS in
-    # tests/harness/conformance.py: 9.*; flask-sock's 6.4.* and compression cases) keep
-    # their runs short.
-    targets = [
-        f"{target}={conformance_server(session, target, *axes)}"
-        for target, axes in CONFORMANCE_TARGETS.items()
-    ]
-    # The harness's own checks first: index.json parsing, the rule, the stall watchdog.
-    session.run("pytest", "tests/unit/test_conformance.py", "-q")
-    session.run(
-        "python",
-        "-m",
-        "tests.harness.conformance",
-        "--wstest",
-        str(wstest),
-        *(a for target in targets for a in ("--target", target)),
-        "--results",
-        str(RESULTS / "conformance.json"),
-        "--report",
-        str(REPORT / "conformance"),
-        "--logs",
-        str(RESULTS / "conformance.logs"),
         *session.posargs,
         terminate_timeout=PYTEST_TERMINATE_TIMEOUT,
     )

@@ -27,6 +27,7 @@ import re
 import shlex
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -47,6 +48,7 @@ WORKFLOW = ROOT / ".github" / "workflows" / "matrix.yml"
 CI_RUN = ROOT / ".ci" / "run"
 PER_SESSION_JOBS = {"today": "matrix", "seed": "seed"}  # workflow job -> sessions.py output
 SESSION_TIMEOUT = 900
+REHEARSAL_JOBS = 2  # per-session jobs rehearsed at once
 TEST_COMMAND = "nox -t ci"
 
 
@@ -311,28 +313,37 @@ def test_rehearsal_of_the_fan_out_gives_the_plain_nox_table(workflow, outputs, t
     assert len(table(plain)) == 8 * len(sessions()), "a plain run's table has every cell"
     results, report = tmp_path / "results", tmp_path / "report"
     env = {**os.environ, "MATRIX_RESULTS": str(results)}
-    ran = []
-    for job_id, key in PER_SESSION_JOBS.items():
-        run = step(workflow["jobs"][job_id], "nox")["run"]
-        for entry in outputs[key]:
-            argv = command(run, {"SESSION": entry["name"]})
-            argv[1:1] = ["-R"]  # reuse the plain run's environments, skip installs
-            log = tmp_path / f"{entry['slug']}.log"
-            with log.open("w") as out:
-                proc = subprocess.run(
-                    argv,
-                    cwd=ROOT,
-                    env=env,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    timeout=SESSION_TIMEOUT,
-                )
-            ran.append((entry["name"], proc.returncode))
-            for suffix in (".json", ".junit.xml"):
-                assert (results / f"{entry['slug']}{suffix}").exists(), (
-                    f"{' '.join(argv)} wrote no {entry['slug']}{suffix}; "
-                    f"log: {log.read_text()[-3000:]}"
-                )
+
+    def job(run, entry):
+        """One per-session job's step, as its own process: (session, argv, exit, log)."""
+        argv = command(run, {"SESSION": entry["name"]})
+        argv[1:1] = ["-R"]  # reuse the plain run's environments, skip installs
+        log = tmp_path / f"{entry['slug']}.log"
+        with log.open("w") as out:
+            proc = subprocess.run(
+                argv,
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=SESSION_TIMEOUT,
+            )
+        return entry, argv, proc.returncode, log
+
+    # Two jobs at a time, as plain `nox` runs their sessions (each its own environment).
+    with ThreadPoolExecutor(REHEARSAL_JOBS) as pool:
+        jobs = [
+            pool.submit(job, step(workflow["jobs"][job_id], "nox")["run"], entry)
+            for job_id, key in PER_SESSION_JOBS.items()
+            for entry in outputs[key]
+        ]
+        done = [future.result() for future in jobs]
+    ran = [(entry["name"], returncode) for entry, _, returncode, _ in done]
+    for entry, argv, _, log in done:
+        for suffix in (".json", ".junit.xml"):
+            assert (results / f"{entry['slug']}{suffix}").exists(), (
+                f"{' '.join(argv)} wrote no {entry['slug']}{suffix}; log: {log.read_text()[-3000:]}"
+            )
     argv = command(step(workflow["jobs"]["report"], "report")["run"], {})
     argv[1:1] = ["-R"]
     proc = subprocess.run(
