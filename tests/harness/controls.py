@@ -152,6 +152,30 @@ def positive_controls(
             if e["event"] == "outbound" and e.get("kind") != "udp_route_lookup"
         ],
         **layer_controls(cell, server),
+        **entry_control(cell, server),
+    }
+
+
+def page_request(server: Server) -> int | None:
+    """The request id of the page's plain GET."""
+    return next(
+        (e["rid"] for e in server.events if e["event"] == "request" and e.get("path") == "/"), None
+    )
+
+
+def entry_control(cell: Cell, server: Server) -> dict[str, bool]:
+    """The cell's tracked layer (the agent, or its request layer) is watched from outside
+    its outermost wrapper in this server: it was entered for the page's plain GET.  Without
+    that watch every websocket would read as "not started" (tests/harness/criteria.py)."""
+    layer, page = cell.tracked_layer, page_request(server)
+    if layer is None:
+        return {}
+    return {
+        f"layer {layer} entered for the page's request": any(
+            e["event"] == "layer_entered" and e.get("layer") == layer and e.get("rid") == page
+            for e in server.events
+            if page is not None
+        )
     }
 
 
@@ -169,9 +193,7 @@ def layer_controls(cell: Cell, server: Server) -> dict[str, bool]:
         or version in (server.versions.get("Werkzeug"),)
         and not pins
     )
-    page = next(
-        (e["rid"] for e in server.events if e["event"] == "request" and e.get("path") == "/"), None
-    )
+    page = page_request(server)
     return {
         f"layer {cell.layer} set up": ready.get("layer") == cell.layer
         and active.get("hook_installed") is True,
