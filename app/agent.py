@@ -159,7 +159,9 @@ def monitored(application):
         if _running(transaction) and transaction is not earlier:
             _tracked[id(transaction)] = rid
         else:
-            emit("layer_skipped", layer=LAYER, rid=rid, why="no transaction for this request")
+            emit("layer_skipped", layer=LAYER, rid=rid, why="no transaction for this request" + (
+                "" if transaction is None else " (current_transaction() is an earlier "
+                "request's, already stopped)"))
         return result
 
     return monitor
