@@ -138,6 +138,7 @@ def positive_controls(
             else handler_controls(cell, server)
         ),
         f"served by the {server.launcher} process": served_by(server),
+        **entry_control(cell, server),
         "agent loaded": ready.get("agent_loaded") == cell.agent,
         "agent active": ready.get("agent_active") == cell.agent,
         "websocket handshake": not [
@@ -152,7 +153,37 @@ def positive_controls(
             if e["event"] == "outbound" and e.get("kind") != "udp_route_lookup"
         ],
         **layer_controls(cell, server),
-        **entry_control(cell, server),
+    }
+
+
+def layer_controls(cell: Cell, server: Server) -> dict[str, bool]:
+    """The layer the cell claims is the one set up in this server, pinned, its hook
+    installed, and doing its work: it finished the page's plain GET."""
+    ready: dict[str, Any] = server.ready or {}
+    if cell.layer == NO_LAYER:
+        return {"no layer": not ready.get("layer")}
+    active = ready.get("layer_active") or {}
+    pins, _ = layer_pins(cell.layer, cell.stack)
+    version = str(active.get("version"))
+    pinned = (
+        any(pin.endswith(f"=={version}") for pin in pins or ())
+        or version in (server.versions.get("Werkzeug"),)
+        and not pins
+    )
+    page = next(
+        (e["rid"] for e in server.events if e["event"] == "request" and e.get("path") == "/"), None
+    )
+    return {
+        f"layer {cell.layer} set up": ready.get("layer") == cell.layer
+        and active.get("hook_installed") is True,
+        f"layer {cell.layer} pinned ({version})": pinned,
+        f"layer {cell.layer} finished the page's request": any(
+            e["event"] == "layer_finished"
+            and e.get("layer") == cell.layer
+            and page is not None
+            and e.get("rid") == page
+            for e in server.events
+        ),
     }
 
 
@@ -176,33 +207,4 @@ def entry_control(cell: Cell, server: Server) -> dict[str, bool]:
             for e in server.events
             if page is not None
         )
-    }
-
-
-def layer_controls(cell: Cell, server: Server) -> dict[str, bool]:
-    """The layer the cell claims is the one set up in this server, pinned, its hook
-    installed, and doing its work: it finished the page's plain GET."""
-    ready: dict[str, Any] = server.ready or {}
-    if cell.layer == NO_LAYER:
-        return {"no layer": not ready.get("layer")}
-    active = ready.get("layer_active") or {}
-    pins, _ = layer_pins(cell.layer, cell.stack)
-    version = str(active.get("version"))
-    pinned = (
-        any(pin.endswith(f"=={version}") for pin in pins or ())
-        or version in (server.versions.get("Werkzeug"),)
-        and not pins
-    )
-    page = page_request(server)
-    return {
-        f"layer {cell.layer} set up": ready.get("layer") == cell.layer
-        and active.get("hook_installed") is True,
-        f"layer {cell.layer} pinned ({version})": pinned,
-        f"layer {cell.layer} finished the page's request": any(
-            e["event"] == "layer_finished"
-            and e.get("layer") == cell.layer
-            and page is not None
-            and e.get("rid") == page
-            for e in server.events
-        ),
     }

@@ -54,17 +54,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             *(["--work", str(args.work)] if args.work else []),
             *(["--results", str(args.results)] if args.results else []),
         ]
-        name = f"Werkzeug {line['werkzeug']}" + (f" ({line['why']})" if "why" in line else "")
-        print(f"== {name}: {' '.join(argv)}", flush=True)
+        print(f"== Werkzeug {line['werkzeug']}: {' '.join(argv)}", flush=True)
         started = time.monotonic()
         status = userstack(argv)
-        outcome[name] = (status, time.monotonic() - started)
+        outcome[line["werkzeug"]] = (status, time.monotonic() - started)
         sys.stdout.flush()
     print(
         "stacks: "
         + ", ".join(
-            f"{name} {'ok' if s == 0 else f'exit {s}'} ({t:.0f} s)"
-            for name, (s, t) in outcome.items()
+            f"Werkzeug {w} {'ok' if s == 0 else f'exit {s}'} ({t:.0f} s)"
+            for w, (s, t) in outcome.items()
         )
     )
     return max((s for s, _ in outcome.values()), default=0)
