@@ -416,6 +416,7 @@ def unit(session: nox.Session) -> None:
         "tests/unit/test_pythons.py",
         "tests/unit/test_userstack.py",
         "tests/unit/test_cellrun.py",
+        "tests/unit/test_criteria.py",
         "tests/unit/test_upgrade.py",
         "-m",
         "not builds and not stacks",

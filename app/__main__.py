@@ -132,9 +132,10 @@ def build_application(hello_goodbyer, layer=None, with_flask_app=False):
     if "newrelic" in sys.modules:  # the agent is this server's layer (app.agent)
         from .agent import track_transactions
 
-        track_transactions(flask_app)
+        track_transactions()
     raw = handlers.current().raw(raw_app)
-    main = HelloGoodbyer(flask_app) if hello_goodbyer else flask_app
+    called = layers.inside_flask(layer, flask_app)
+    main = HelloGoodbyer(called) if hello_goodbyer else called
 
     def dispatch(environ, start_response):
         if environ.get("PATH_INFO", "").startswith("/raw/"):
@@ -259,7 +260,7 @@ def main(argv=None):
     from gevent.pywsgi import WSGIServer
 
     from .connections import observed
-    from .middleware import IterableProbe
+    from .middleware import outermost
 
     handler = handlers.current()  # chosen by missing_dependencies()
     handler_class = handler.handler_class()
@@ -274,7 +275,7 @@ def main(argv=None):
                         log=sys.stderr, error_log=sys.stderr)
     # The agent wraps the application WSGIServer is given (its gevent hook);
     # the probe must see what the handler sees, so it goes on afterwards.
-    server.application = IterableProbe(server.application)
+    server.application = outermost(server.application)
     try:
         server.start()
     except socket.error as exc:

@@ -85,58 +85,83 @@ _tracked = {}  # id(transaction) -> the request id of the request it monitors
 _exit_wrapped = []
 
 
-def track_transactions(flask_app):
+def track_transactions():
     """The agent's end-of-request work as a ``layer_finished`` event, like app.layers'.
 
     The agent's web transaction ends in ``Transaction.__exit__`` (which records it
     for the harvest): its WSGI wrapper calls that from the close() of the iterable
-    it returns, so the transaction ends only if the server calls close().  A request
-    the agent does not monitor (newrelic >= 2.68.0.50 starts no transaction for a
-    websocket upgrade, proven by history(newrelic)) gets ``layer_skipped`` instead:
-    it has no work to finish.
+    it returns, so the transaction ends only if the server calls close().  Which
+    transaction is which request's is told by ``monitored`` below.
     A transaction never ended is ended when it is garbage collected
     (``Transaction.__del__``): that event says so (``fallback``).
     """
-    from flask import request
-    from newrelic.api.transaction import Transaction, current_transaction
+    from newrelic.api.transaction import Transaction
 
     from .layers import finished
+
+    if _exit_wrapped:
+        return
+    original = Transaction.__exit__
+
+    def __exit__(self, exc, value, tb):
+        try:
+            return original(self, exc, value, tb)
+        finally:
+            if id(self) in _tracked:
+                # Transaction.__del__ ends a transaction nobody ended: the
+                # collector's timing, not the request's (``fallback``).
+                dead = bool(getattr(self, "_dead", False))
+                finished(LAYER, _tracked.pop(id(self)),
+                         "transaction ended by garbage collection" if dead
+                         else "transaction recorded", fallback=dead)
+
+    Transaction.__exit__ = __exit__
+    _exit_wrapped.append(original)
+
+
+def _running(transaction):
+    from newrelic.api.transaction import Transaction
+
+    return transaction is not None and (
+        getattr(transaction, "_state", None) != getattr(Transaction, "STATE_STOPPED", ()))
+
+
+def monitored(application):
+    """``application`` (the agent's WSGI wrapper, which newrelic puts around the
+    application gevent's WSGIServer is given) seen from outside.
+
+    Each request's ``layer_entered``, then, once the agent's wrapper has returned, which
+    transaction it started for the request, or ``layer_skipped`` if it started none
+    (newrelic >= 2.68.0.50 starts none for a websocket upgrade, proven by
+    history(newrelic)).  Decided here, not inside Flask: when lazy layers keep the
+    application from being called, nothing inside it runs.  The wrapper enters its
+    transaction before calling the application and exits it in close(), so the one
+    current when it returns is this request's; one that is current but stopped is an
+    earlier request's (newrelic 14 under gevent: when complete_root() raises, on
+    asyncio.all_tasks() with no loop, the trace cache keeps that root as the current
+    transaction).  Anything but the agent's wrapper is returned as it is: then no agent
+    cell sees the agent entered, and says so.
+    """
+    from newrelic.api.transaction import current_transaction
+
+    from .layers import entered
     from .layers._tag import RID_KEY
 
-    if not _exit_wrapped:
-        original = Transaction.__exit__
+    if type(application).__module__.split(".")[0] != "newrelic":
+        return application
 
-        def __exit__(self, exc, value, tb):
-            try:
-                return original(self, exc, value, tb)
-            finally:
-                if id(self) in _tracked:
-                    # Transaction.__del__ ends a transaction nobody ended: the
-                    # collector's timing, not the request's (``fallback``).
-                    dead = bool(getattr(self, "_dead", False))
-                    finished(LAYER, _tracked.pop(id(self)),
-                             "transaction ended by garbage collection" if dead
-                             else "transaction recorded", fallback=dead)
-
-        Transaction.__exit__ = __exit__
-        _exit_wrapped.append(original)
-
-    @flask_app.before_request
-    def tag_transaction():
-        rid = request.environ.get(RID_KEY)
+    def monitor(environ, start_response):
+        entered(LAYER, environ)
+        earlier = current_transaction()
+        result = application(environ, start_response)
         transaction = current_transaction()
-        if rid is None:
-            return
-        if transaction is None:
-            emit("layer_skipped", layer=LAYER, rid=rid, why="no transaction for this request")
-        elif getattr(transaction, "_state", None) == getattr(Transaction, "STATE_STOPPED", ()):
-            # An earlier request's, ended: when the agent's complete_root() raises
-            # (newrelic 14 under gevent: asyncio.all_tasks() with no loop), its trace
-            # cache keeps that root as the thread's current transaction.
-            emit("layer_skipped", layer=LAYER, rid=rid,
-                 why="no transaction for this request (current_transaction() is an "
-                 "earlier request's, already stopped)")
-        else:
+        rid = environ.get(RID_KEY)
+        if _running(transaction) and transaction is not earlier:
             _tracked[id(transaction)] = rid
+        else:
+            emit("layer_skipped", layer=LAYER, rid=rid, why="no transaction for this request" + (
+                "" if transaction is None else " (current_transaction() is an earlier "
+                "request's, already stopped)"))
+        return result
 
-    return flask_app
+    return monitor

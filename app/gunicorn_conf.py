@@ -74,7 +74,7 @@ def post_worker_init(worker):
 def _observed(server_class, readiness):
     """``server_class`` with the close() probe outermost and a readiness line on start."""
     from app.__main__ import emit_listening
-    from app.middleware import IterableProbe
+    from app.middleware import outermost
 
     class ObservedServer(server_class):
         def __init__(self, *args, **kwargs):
@@ -83,7 +83,7 @@ def _observed(server_class, readiness):
             # Application.wsgi, gevent's WSGIServer.__init__), and its iterable
             # closes itself when exhausted.  The probe must see what the handler
             # sees, so it goes on afterwards, outside every wrapper.
-            self.application = IterableProbe(self.application)
+            self.application = outermost(self.application)
 
         def start(self):
             super(ObservedServer, self).start()

@@ -7,6 +7,7 @@ the whole point of the experiment, so it must stay a generator.
 from __future__ import absolute_import
 
 import itertools
+import sys
 
 from .events import emit
 
@@ -79,3 +80,13 @@ class _ProbedIterable(object):
         close = getattr(self.inner, "close", None)
         if close is not None:
             close()
+
+
+def outermost(application):
+    """What the handler is given: the probe outside every wrapper, and, with the agent
+    loaded, the agent's watch (app.agent.monitored) just outside the agent's own."""
+    if "newrelic" in sys.modules:
+        from .agent import monitored
+
+        application = monitored(application)
+    return IterableProbe(application)

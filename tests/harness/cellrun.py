@@ -6,8 +6,10 @@ and every session built on them run their cells through ``run_cell``.
 
 Negatives come from the server's events (app/connections.py), not from waiting:
 
-- "the layer never finished": no ``layer_finished`` for the request before the server's
-  ``request_done`` for it (the handler's work for that request has returned);
+- "the layer never finished": the layer was entered for the request (``layer_entered``,
+  from outside its outermost wrapper) and no ``layer_finished`` came before the server's
+  ``request_done`` for it (the handler's work for that request has returned); not entered,
+  it was "not started" (tests/harness/criteria.py);
 - "the server kept TCP open": its ``request_done`` for the websocket's request says the
   connection is kept for another request; the Python client is told so and stops
   waiting (node's ``ws`` half-closes, and the server's answer to that EOF is the

@@ -141,6 +141,7 @@ def positive_controls(
             else handler_controls(cell, server)
         ),
         f"served by the {server.launcher} process": served_by(server),
+        **entry_control(cell, server),
         "agent loaded": ready.get("agent_loaded") == cell.agent,
         "agent active": ready.get("agent_active") == cell.agent,
         "websocket handshake": not [
@@ -193,4 +194,27 @@ def layer_controls(
             and e.get("rid") == page
             for e in server.events
         ),
+    }
+
+
+def page_request(server: Server) -> int | None:
+    """The request id of the page's plain GET."""
+    return next(
+        (e["rid"] for e in server.events if e["event"] == "request" and e.get("path") == "/"), None
+    )
+
+
+def entry_control(cell: Cell, server: Server) -> dict[str, bool]:
+    """The cell's tracked layer (the agent, or its request layer) is watched from outside
+    its outermost wrapper in this server: it was entered for the page's plain GET.  Without
+    that watch every websocket would read as "not started" (tests/harness/criteria.py)."""
+    layer, page = cell.tracked_layer, page_request(server)
+    if layer is None:
+        return {}
+    return {
+        f"layer {layer} entered for the page's request": any(
+            e["event"] == "layer_entered" and e.get("layer") == layer and e.get("rid") == page
+            for e in server.events
+            if page is not None
+        )
     }

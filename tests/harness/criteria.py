@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from .records import Observation
+from .records import NOT_STARTED, Finished, Observation
 
 if TYPE_CHECKING:
     from .cells import Cell
@@ -59,11 +59,13 @@ def layer_finished(
     layer: str | None,
     rid: int | None,
     events: Sequence[Event],
-) -> tuple[bool | None, dict[str, Any]]:
+) -> tuple[Finished, dict[str, Any]]:
     """Did ``layer`` finish its work for request ``rid`` in ``events``?  None: no layer,
-    or the layer had none for that request (``layer_skipped``).  An end that is the
-    layer's own fallback (``fallback``: the agent's garbage-collected transaction)
-    does not count: its timing is the collector's, not the request's."""
+    or the layer had none for that request (``layer_skipped``); NOT_STARTED: the server's
+    call never reached the layer (no ``layer_entered``, app/layers/__init__.py), so it
+    cannot have left work unfinished.  An end that is the layer's own fallback
+    (``fallback``: the agent's garbage-collected transaction) does not count: its timing
+    is the collector's, not the request's."""
     if layer is None:
         return None, {}
     mine = [
@@ -72,14 +74,16 @@ def layer_finished(
         if e.get("layer") == layer
         and rid is not None
         and e.get("rid") == rid
-        and e["event"] in ("layer_finished", "layer_skipped")
+        and e["event"] in ("layer_entered", "layer_finished", "layer_skipped")
     ]
+    evidence = {"layer": layer, "events": mine}
     if any(e["event"] == "layer_skipped" for e in mine):
-        return None, {"layer": layer, "events": mine}
-    return (
-        any(e["event"] == "layer_finished" and not e.get("fallback") for e in mine),
-        {"layer": layer, "events": mine},
-    )
+        return None, evidence
+    if any(e["event"] == "layer_finished" and not e.get("fallback") for e in mine):
+        return True, evidence
+    if not any(e["event"] == "layer_entered" for e in mine):
+        return NOT_STARTED, evidence
+    return False, evidence
 
 
 def tcp_close(transcript: Transcript) -> tuple[bool, float | None, Event | None]:

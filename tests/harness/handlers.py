@@ -106,7 +106,7 @@ def _layers(records: list[CellRecord]) -> Data | None:
     starts no transaction for a websocket): the layer sessions' cells are the figure."""
     tracked = [r.outcome().layer_finished for r in records]
     found = [f for f in tracked if f is not None]
-    return {"finished": sum(found), "of": len(found)} if found else None
+    return {"finished": sum(f is True for f in found), "of": len(found)} if found else None
 
 
 def _protocol(docs: list[SessionResults]) -> Data | None:

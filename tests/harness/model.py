@@ -18,6 +18,7 @@ from packaging.version import Version
 from .builds import PATCHES
 from .cells import DEFAULT_HANDLER, HANDLERS, HISTORY, LAYERS, NO_LAYER, PATCHED_LABEL, Cell
 from .defects import LAYER_NOT_CLOSED, LAYER_NOT_ITERATED
+from .records import NOT_STARTED, Finished
 
 
 def threshold(name: str) -> Version:
@@ -174,7 +175,7 @@ class Prediction:
     iterable_closed: bool
     valid_close_frame: bool
     lazy_layers: tuple[str, ...]
-    layer_finished: bool | None = None
+    layer_finished: Finished = None
     server_closed_tcp: bool | None = True  # None: not predicted (a race)
     # why the layer does (not) finish, and why the server keeps TCP, in words
     layer_cause: str = ""
@@ -219,7 +220,7 @@ def predict_layer(
     cell: Cell,
     facts: StackFacts,
     app_called: bool,
-) -> tuple[bool | None, str, bool]:
+) -> tuple[Finished, str, bool]:
     """(layer_finished, cause, whether the handler is the cause of an unfinished layer)
     of the cell's tracked layer."""
     name = cell.tracked_layer
@@ -236,8 +237,11 @@ def predict_layer(
     outside = props.get("position") == "server"  # wraps what the server is given
     if not app_called and not outside:
         return (
-            False,
-            (f"{name} runs inside the lazy layers, and {handler}: the application is never called"),
+            NOT_STARTED,
+            (
+                f"{name} runs inside the lazy layers, and {handler}: the application is "
+                "never called, so the layer is never entered (not started)"
+            ),
             True,
         )
     finishes = props["finishes"]

@@ -132,6 +132,17 @@ def read(path: str | Path, cls: type[Record], rewrite: Rewrite) -> Record:
 # -- a cell ----------------------------------------------------------------------------
 
 
+# A layer_finished value beside True, False and None: the server's call never reached the
+# layer for that request (tests/harness/criteria.py), so it has no work it did not finish.
+NOT_STARTED = "not started"
+Finished = bool | str | None  # True, False, NOT_STARTED, or None: no layer's work to finish
+
+
+def unfinished(value: Finished) -> bool:
+    """A layer that does not finish its request's work: never finished, or never started."""
+    return value is False or value == NOT_STARTED
+
+
 @dataclass
 class Observation:
     """One client's run of a cell, judged by the seed's criteria (tests/harness/criteria.py)."""
@@ -148,8 +159,9 @@ class Observation:
     # The cell's tracked layer (Cell.tracked_layer) finished its end-of-request work for
     # this connection before the server reported the request done (``request_done``,
     # app/connections.py); None: no layer, or the layer had no work for it
-    # (``layer_skipped``).
-    layer_finished: bool | None = None
+    # (``layer_skipped``); NOT_STARTED: the server's call never reached it
+    # (no ``layer_entered``).
+    layer_finished: Finished = None
     # The server closed TCP after the closing handshake (RFC 6455 7.1.1): not when it
     # reported the connection kept for another request (the client's notice,
     # tests/harness/clients.py), nor within the client's bound; seconds it took
@@ -218,7 +230,7 @@ class Outcome:
     verdict: str
     closed: bool
     valid_close_frame: bool
-    layer_finished: bool | None = None  # None: no layer's work to finish
+    layer_finished: Finished = None  # None: no layer's work to finish
     server_closed_tcp: bool | None = None
 
 
@@ -252,7 +264,7 @@ class CellRecord:
             verdict=self.verdict,
             closed=all(o.iterable_closed for o in self.observed),
             valid_close_frame=all(o.valid_close_frame for o in self.observed),
-            layer_finished=_all(o.layer_finished for o in self.observed),
+            layer_finished=all_finished(o.layer_finished for o in self.observed),
             server_closed_tcp=_all(o.server_closed_tcp for o in self.observed),
         )
 
@@ -261,6 +273,14 @@ def _all(values: Iterable[bool | None]) -> bool | None:
     """True if every client's is, None if none has one, else False."""
     found = [v for v in values if v is not None]
     return all(found) if found else None
+
+
+def all_finished(values: Iterable[Finished]) -> Finished:
+    """As ``_all``; NOT_STARTED if no client's layer was started."""
+    found = [v for v in values if v is not None]
+    if found and all(v == NOT_STARTED for v in found):
+        return NOT_STARTED
+    return all(v is True for v in found) if found else None
 
 
 @dataclass

@@ -422,7 +422,8 @@ def stack_versions(rows: list[Data]) -> str:
 
 LAYER_LEGEND = (
     "F: the layer finished its request work before the server was done with the "
-    "request; .: it never did; -: no layer (the control)"
+    "request; .: it never did; _: it was never started (the server's call never reached "
+    "it); -: no layer (the control)"
 )
 
 

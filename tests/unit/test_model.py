@@ -17,6 +17,7 @@ from tests.harness.cells import (
 )
 from tests.harness.model import StackFacts, predict
 from tests.harness.paths import ROOT
+from tests.harness.records import NOT_STARTED
 
 SEED_DIR = ROOT.parent / "shared" / "seed"
 
@@ -162,3 +163,45 @@ def test_sentry_holds_the_connection_only_where_both_axes_say_so(gevent, werkzeu
         }
     )
     assert predict(cell, patched).server_closed_tcp is True  # patch 0009: terminated input
+
+
+# The 2020 stack on CPython 2.7 (tests/data/stacks/2020-py27.txt): vanilla 0.9.5 neither
+# iterates nor closes, so HelloGoodbyer keeps the Flask app from ever being called, and
+# newrelic 5.22 starts no transaction for a websocket upgrade.
+LAZY_2020 = {"gevent-websocket": "0.9.5", "newrelic": "5.22.1.152", "gevent": "20.9.0"}
+
+
+@pytest.mark.parametrize("streaming", [True, False])
+@pytest.mark.parametrize("rum", [True, False])
+def test_an_agent_that_skips_upgrades_has_nothing_to_finish_even_if_the_app_is_never_called(
+    rum, streaming
+):
+    cell = Cell("2020-py27", True, False, rum, True, streaming)
+    p = predict(cell, StackFacts.from_versions(LAZY_2020))
+    assert (p.verdict, p.layer_finished) == ("-", None), p.layer_cause
+    assert "no transaction" in p.layer_cause
+
+
+@pytest.mark.parametrize(
+    ("layer", "finished"),
+    [
+        # set up inside Flask, under HelloGoodbyer: the server's call never reaches it
+        ("sentry", NOT_STARTED),
+        ("elastic-apm", NOT_STARTED),
+        ("opentelemetry-wsgi", NOT_STARTED),
+        # wraps what the server is given: entered, its generator never run
+        ("werkzeug-debugger", False),
+    ],
+)
+def test_a_layer_the_lazy_layers_keep_from_being_entered_is_not_started(layer, finished):
+    cell = Cell("2020-py27", False, False, False, True, False, layer=layer)
+    p = predict(cell, StackFacts.from_versions({**LAZY_2020, "newrelic": None}))
+    assert p.layer_finished == finished, p.layer_cause
+    assert p.layer_defect  # the patched build makes it finish: the handler's defect
+
+
+def test_a_layer_the_app_reaches_is_never_not_started():
+    for hello_goodbyer in (True, False):
+        cell = Cell("2020-py27", False, False, False, hello_goodbyer, False, layer="sentry")
+        facts = StackFacts.from_versions({**LAZY_2020, "gevent-websocket": "0.10.1"})
+        assert predict(cell, facts).layer_finished is True

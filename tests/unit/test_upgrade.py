@@ -16,6 +16,7 @@ import pytest
 
 from tests.harness.cells import HISTORY, Cell
 from tests.harness.paths import ROOT
+from tests.harness.records import NOT_STARTED
 from tests.harness.userstack._upgrade import Change, proof_of
 
 EXAMPLES = ROOT / "tests" / "data" / "stacks"
@@ -93,6 +94,11 @@ def test_predict_gevent_websocket_0_10_improves_13_cells(tmp_path):
         ("layer_finished", None, False, -1),
         ("layer_finished", False, None, 1),
         ("layer_finished", True, None, 0),
+        # never started is as unfinished as never finished
+        ("layer_finished", True, NOT_STARTED, -1),
+        ("layer_finished", None, NOT_STARTED, -1),
+        ("layer_finished", NOT_STARTED, True, 1),
+        ("layer_finished", False, NOT_STARTED, 0),
     ],
 )
 def test_the_direction_of_a_change(column, before, after, direction):

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 from ..cells import BOOLS, COLUMN_AXES, Cell, seed_verdict
 from ..inputs import Data
+from ..records import NOT_STARTED
 
 ROWS = [(True, True), (True, False), (False, True), (False, False)]  # (agent, fixed): arms
 # One BOOLS per COLUMN_AXES (not repeat=3): mypy then knows each column is 3 bools.
@@ -49,7 +50,8 @@ MARKS: tuple[Mark, ...] = (
 )
 # The layers section's grid: rows the layer on / off, columns hello_goodbyer x streaming.
 LAYER_COLUMNS = list(itertools.product(BOOLS, BOOLS))
-FINISHED_GLYPH = {True: "F", False: ".", None: "-"}
+# "_": never started, the server's call never reached the layer (records.NOT_STARTED)
+FINISHED_GLYPH = {True: "F", False: ".", NOT_STARTED: "_", None: "-"}
 
 
 def legend_marks(report: Data) -> list[Mark]:

@@ -25,7 +25,7 @@ from packaging.version import InvalidVersion, Version
 
 from ..cells import ARMS, HISTORY, Cell
 from ..model import Prediction, handler_words
-from ..records import OUTCOME_COLUMNS, CellRecord, Outcome, from_dict
+from ..records import OUTCOME_COLUMNS, CellRecord, Outcome, from_dict, unfinished
 from ._errors import StackError
 from ._predict import COLUMNS, cause, has_patches, model_versions, predict_cell, stack_facts
 from ._registry import Json, Registry
@@ -60,9 +60,12 @@ class Change:
         if self.column == "verdict":
             step = VERDICT_ORDER.index(self.after) - VERDICT_ORDER.index(self.before)
             return (step > 0) - (step < 0)
-        if self.after is False:
+        # a layer that stops finishing gets worse whether it is then never finished or
+        # never started; between those two it is neither
+        bad = unfinished if self.column == "layer_finished" else (lambda v: v is False)
+        if bad(self.after) and not bad(self.before):
             return -1
-        return 1 if self.before is False else 0
+        return 1 if bad(self.before) and not bad(self.after) else 0
 
 
 Outcomes = dict[Cell, Outcome]
