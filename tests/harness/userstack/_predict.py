@@ -10,6 +10,7 @@ from typing import Any, TextIO
 from ..builds import PATCHES
 from ..cells import ARMS, BOOLS, Cell, build_version
 from ..model import AGENT_SKIPS_WEBSOCKETS, Prediction, StackFacts, predict
+from ..render.layout import FINISHED_GLYPH
 from ._request import GWS, LAST_GWS, Request
 
 Arm = tuple[bool, bool]  # (agent, fixed): a row of the grid
@@ -155,9 +156,9 @@ def layer_grid(
 
 
 def _layer_mark(verdict: Any, finished: Any, tcp: Any) -> str:
-    """``+ F closed``: the verdict, whether the layer finished (F, . never, - nothing to
-    finish), whether the server closed TCP (closed, held; ? not predicted)."""
-    done = {True: "F", False: ".", None: "-"}.get(finished, str(finished))
+    """``+ F closed``: the verdict, whether the layer finished (F, . never, _ not started,
+    - nothing to finish), whether the server closed TCP (closed, held; ? not predicted)."""
+    done = FINISHED_GLYPH.get(finished, str(finished))
     held = {True: "closed", False: "held", None: "?"}.get(tcp, str(tcp))
     return f"{verdict} {done} {held}"
 
@@ -201,8 +202,8 @@ def print_layer_grid(
     for text, letter in causes.items():
         print(f"  {letter}: {text}", file=out)
     print(
-        "  each cell: verdict, layer_finished (F yes, . never, - nothing to finish), "
-        "server_closed_tcp (closed, held, ? not predicted)"
+        "  each cell: verdict, layer_finished (F yes, . never, _ not started, - nothing to "
+        "finish), server_closed_tcp (closed, held, ? not predicted)"
         + ("; !: observed differs from the model" if observed is not None else ""),
         file=out,
     )
