@@ -181,17 +181,32 @@ def check(request, server):
 # -- helpers ------------------------------------------------------------------
 
 
-def request_id(server, query):
-    """The rid app.middleware.IterableProbe gave the request with this query string."""
+def next_event(server, predicate, what, timeout=EVENT_TIMEOUT):
+    """The server's first event that matches, or None once ``timeout`` (a bound) is over:
+    the check that reads it then says what it expected."""
     try:
-        event = server.wait_for(
-            lambda e: e["event"] == "request" and e.get("query") == query,
-            EVENT_TIMEOUT,
-            f"a 'request' event with query {query!r}",
-        )
+        return server.wait_for(predicate, timeout, what)
     except ServerError:
         return None
-    return event["rid"]
+
+
+def request_done(server, rid):
+    """The server's request_done for ``rid`` (app/connections.py), or None."""
+    return next_event(
+        server,
+        lambda e: e["event"] == "request_done" and e.get("rid") == rid,
+        f"request_done for rid {rid}",
+    )
+
+
+def request_id(server, query):
+    """The rid app.middleware gave the request with this query string."""
+    event = next_event(
+        server,
+        lambda e: e["event"] == "request" and e.get("query") == query,
+        f"a 'request' event with query {query!r}",
+    )
+    return event["rid"] if event else None
 
 
 def answer_event(server, rid):
@@ -200,14 +215,12 @@ def answer_event(server, rid):
     if rid is None:
         return None
     answers = ("view_received", "view_received_missing")
-    try:
-        server.wait_for(
-            lambda e: e.get("rid") == rid and e["event"] in (*answers, "request_done"),
-            EVENT_TIMEOUT + 10.0,
-            f"the view's answer event for rid {rid}",
-        )
-    except ServerError:
-        return None
+    next_event(
+        server,
+        lambda e: e.get("rid") == rid and e["event"] in (*answers, "request_done"),
+        f"the view's answer event for rid {rid}",
+        EVENT_TIMEOUT + 10.0,
+    )
     return next((e for e in server.events if e.get("rid") == rid and e["event"] in answers), None)
 
 
@@ -260,14 +273,11 @@ def logged_rejection(check, server, query):
     """Invariant: one 'rejected' event per refused upgrade (app.__main__.logging_rejections).
     It comes while the server handles the request: once the request is done, none is
     still on its way."""
-    try:
-        server.wait_for(
-            lambda e: e["event"] in ("rejected", "request_done") and e.get("query") == query,
-            EVENT_TIMEOUT,
-            f"a 'rejected' or 'request_done' event with query {query!r}",
-        )
-    except ServerError:
-        pass
+    next_event(
+        server,
+        lambda e: e["event"] in ("rejected", "request_done") and e.get("query") == query,
+        f"a 'rejected' or 'request_done' event with query {query!r}",
+    )
     seen = [e for e in server.events if e["event"] == "rejected" and e.get("query") == query]
     check.invariant(
         "the server logged the rejection", len(seen) == 1, "one 'rejected' event", json.dumps(seen)
@@ -281,13 +291,8 @@ def connection_end(server, conn, query):
     (app/connections.py) says whether it reads another request on the connection: then
     it keeps it, and no read has to wait out its bound to show that."""
     rid = request_id(server, query)
-    try:
-        done = server.wait_for(
-            lambda e: e["event"] == "request_done" and e.get("rid") == rid,
-            EVENT_TIMEOUT,
-            f"request_done for rid {rid}",
-        )
-    except ServerError:
+    done = request_done(server, rid)
+    if done is None:
         return f"open: no request_done for rid {rid} within {EVENT_TIMEOUT:.0f} s (bound)"
     if done.get("keep_alive"):
         return "kept: request_done says keep_alive, the server reads another request on it"
@@ -576,14 +581,7 @@ def test_reading_the_request_body_keeps_the_websocket(check, server):
             "a valid close frame",
             str(closing) if closing else conn.ended,
         )
-    try:  # every body read of the request has been reported once it is done
-        server.wait_for(
-            lambda e: e["event"] == "request_done" and e.get("rid") == rid,
-            EVENT_TIMEOUT,
-            f"request_done for rid {rid}",
-        )
-    except ServerError:
-        pass
+    request_done(server, rid)  # every body read of the request is reported by then
     reads = [
         (e.get("when"), e.get("length"))
         for e in server.events
