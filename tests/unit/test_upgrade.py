@@ -71,6 +71,42 @@ def test_predict_newrelic_back_across_its_threshold_worsens_the_rum_cell_exit_1(
     assert proc.stdout.rstrip().endswith("exit 1: an observation gets worse")
 
 
+# A stack of the sentry-hold rule's range (py3.8): its gevent axis flips at 20.12.0 with
+# Werkzeug at 2.3.8, so moving gevent across it is a layer's change, not a stack cell's.
+SENTRY_2020 = """\
+Flask==2.2.5
+Werkzeug==2.3.8
+gevent==20.9.0
+gevent-websocket==0.10.1
+sentry-sdk==2.75.0
+"""
+
+
+def test_predict_a_move_that_makes_a_layer_hold_tcp_is_worse_exit_1(tmp_path):
+    stack = tmp_path / "sentry-2020.txt"
+    stack.write_text(SENTRY_2020)
+    proc = _upgrade("-r", str(stack), "gevent==20.12.0", "--predict")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    streaming = "¬agent ¬fixed ¬rum ¬hello_goodbyer streaming layer:sentry"
+    row = _row(proc.stdout, streaming, "server_closed_tcp")
+    assert row and "yes -> no" in row and "worse" in row, proc.stdout
+    assert "proven by history(sentry-hold): 20.12.0" in row
+    assert "+ -> -" in _row(proc.stdout, streaming, "verdict")
+    # the stack's own cells do not change: only the layer's do, on vanilla only
+    rows = [ln for ln in proc.stdout.splitlines() if ln.strip().startswith(("agent", "¬agent"))]
+    assert len(rows) == 10 and all("layer:sentry" in ln and "¬fixed" in ln for ln in rows)
+
+
+def test_predict_moving_werkzeug_below_the_rule_frees_the_layer_exit_0(tmp_path):
+    stack = tmp_path / "sentry-2020.txt"
+    stack.write_text(SENTRY_2020.replace("gevent==20.9.0", "gevent==20.12.0"))
+    proc = _upgrade("-r", str(stack), "Werkzeug==2.2.3", "--predict")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    row = _row(proc.stdout, "¬agent ¬fixed ¬rum ¬hello_goodbyer streaming layer:sentry", "verdict")
+    assert row and "- -> +" in row and "better" in row, proc.stdout
+    assert "proven by history(sentry-hold): 2.3.0" in row
+
+
 def test_predict_gevent_websocket_0_10_improves_13_cells(tmp_path):
     proc = _upgrade("-r", str(STACK_2016), "gevent-websocket==0.10", "--predict")
     assert proc.returncode == 0, proc.stdout + proc.stderr

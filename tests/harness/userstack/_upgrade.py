@@ -5,7 +5,8 @@ cause and the release whose bisection proved the rule (``nox -s upgrade``).
 The two sides are two runs of ``serve`` (_run.py), the first exactly `nox -s stack`'s of
 the file; ``--predict`` compares the model's grids instead (_predict.py).  Exit status:
 0 nothing gets worse (nothing changes, or only improves), 1 an observation gets worse
-(or the moved stack cannot be served, or a cell went unobserved), 2 bad input.
+(or the moved stack cannot be served, a layer served as pinned is not after the move,
+or a cell went unobserved), 2 bad input.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import difflib
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
@@ -23,11 +24,19 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from ..cells import ARMS, HISTORY, Cell
+from ..cells import ARMS, BOOLS, HISTORY, NO_LAYER, Cell
 from ..model import Prediction, handler_words
 from ..records import OUTCOME_COLUMNS, CellRecord, Outcome, from_dict, unfinished
 from ._errors import StackError
-from ._predict import COLUMNS, cause, has_patches, model_versions, predict_cell, stack_facts
+from ._predict import (
+    COLUMNS,
+    LAYER_COLUMNS,
+    cause,
+    has_patches,
+    model_versions,
+    predict_cell,
+    stack_facts,
+)
 from ._registry import Json, Registry
 from ._request import GWS, Request, read_requirements, stack_name
 from ._run import serve
@@ -191,11 +200,25 @@ def predicted_outcome(p: Prediction) -> Outcome:
     )
 
 
-def predicted(versions: Mapping[str, str]) -> Outcomes:
-    """The model's outcome of every cell a stack with these versions has."""
-    arms = [arm for arm in ARMS if not arm[1] or has_patches(versions[GWS])]
+def predicted(versions: Mapping[str, str], layers: Iterable[str] = ()) -> Outcomes:
+    """The model's outcome of every cell a stack with these versions has, and of each of
+    ``layers``' cells (tests/matrix/test_layers.py) on each build."""
+    patched = has_patches(versions[GWS])
+    arms = [arm for arm in ARMS if not arm[1] or patched]
     cells = [Cell("", *arm, *col) for arm in arms for col in COLUMNS]
+    cells += [
+        Cell("", False, fixed, False, *col, layer=layer)
+        for layer in layers
+        for fixed in BOOLS
+        if not fixed or patched
+        for col in LAYER_COLUMNS
+    ]
     return {c: predicted_outcome(predict_cell(c, versions)) for c in cells}
+
+
+def run_of(cell: Cell) -> tuple[Any, bool]:
+    """The pytest run that observes ``cell``: its arm, or (its layer, its build)."""
+    return cell.arm if cell.layer == NO_LAYER else (cell.layer, cell.fixed)
 
 
 def observed(docs: Mapping[Any, Json]) -> Outcomes:
@@ -228,7 +251,9 @@ def cause_of(change: Change, versions: Mapping[str, str], old: Mapping[str, str]
     def sentence(at: Mapping[str, str]) -> str:
         cell, p = change.cell, predict_cell(change.cell, at)
         if change.column == "verdict":
-            return cause(dict(at), cell.fixed, p, cell.streaming)
+            # a layer's cell: what the layer does to the exchange comes first
+            said = cause(dict(at), cell.fixed, p, cell.streaming)
+            return p.tcp_cause or p.layer_cause or said if cell.layer != NO_LAYER else said
         if change.column == "closed":
             return f"{handler_words(stack_facts(at, cell.fixed))} (PEP 3333)"
         if change.column == "layer_finished":
@@ -259,15 +284,28 @@ def proof_of(change: Change, before: Mapping[str, str], after: Mapping[str, str]
     said = []
     for name in alone:
         low, high = sorted((Version(before[name]), Version(after[name])))
-        history: dict[str, Any] = next(
-            (h for p, h in HISTORY.items() if canonicalize_name(p) == name), {}
-        )
-        crossed = [v for v in history.get("thresholds", {}).values() if low < Version(v) <= high]
+        crossed = [
+            (session, v)
+            for session, owner in bisected(name)
+            for v in owner.get("thresholds", {}).values()
+            if low < Version(v) <= high
+        ]
         said.append(
-            "; ".join(f"proven by history({name}): {v}" for v in crossed)
+            "; ".join(f"proven by history({session}): {v}" for session, v in crossed)
             or f"unproven (no bisection of {name} between {low} and {high})"
         )
     return "; ".join(said)
+
+
+def bisected(name: str) -> list[tuple[str, dict[str, Any]]]:
+    """(history session, its [tool.history] entry) for each bisection of package ``name``:
+    its own, and each rule that has it as an axis."""
+    return [
+        (session, owner)
+        for session, entry in HISTORY.items()
+        for package, owner in [(session, entry), *entry.get("axes", {}).items()]
+        if canonicalize_name(package) == canonicalize_name(name)
+    ]
 
 
 def _shown(value: Any) -> str:
@@ -350,13 +388,17 @@ def upgrade(
     after_request = moved(request, moves)
     what = ", ".join(map(str, moves))
     model: tuple[Outcomes, Outcomes] | None = None
-    ran: set[tuple[bool, bool]] = set()  # the arms both runs ran
+    ran: set[Any] = set()  # the runs (arms, layers' builds) both sides ran
+    lost: list[str] = []
     if predict:
         before_v, notes = model_versions(request)
         after_v, _ = model_versions(after_request)
         for line in notes:
             print(f"note: {line}", file=out)
-        sides = predicted(before_v), predicted(after_v)
+        sides = (
+            predicted(before_v, request.served_layers()),
+            predicted(after_v, after_request.served_layers()),
+        )
         title = f"upgrade {request.name}: {what} (the model's prediction)"
     else:
         print(f"== before: {request.name}, as pinned", file=out, flush=True)
@@ -371,9 +413,16 @@ def upgrade(
             )
             return EXIT_WORSE
         before_v, after_v = before_run.versions, after_run.versions
-        sides = observed(before_run.docs), observed(after_run.docs)
-        model = predicted(before_v), predicted(after_v)
-        ran = before_run.docs.keys() & after_run.docs.keys()
+        runs = [{**run.docs, **run.layer_docs} for run in (before_run, after_run)]
+        sides = observed(runs[0]), observed(runs[1])
+        model = (
+            predicted(before_v, {k[0] for k in before_run.layer_docs}),
+            predicted(after_v, {k[0] for k in after_run.layer_docs}),
+        )
+        ran = runs[0].keys() & runs[1].keys()
+        # a layer served as pinned that the moved stack cannot serve (its one line above
+        # says why): every one of its observations is lost
+        lost = sorted({k[0] for k in before_run.layer_docs} - {k[0] for k in after_run.layer_docs})
         title = f"upgrade {request.name}: {what} (observed)"
         for run, word in ((before_run, "before"), (after_run, "after")):
             if run.failed:
@@ -391,12 +440,12 @@ def upgrade(
     unobserved = []
     for side, other, word in ((sides[0], sides[1], "after"), (sides[1], sides[0], "before")):
         for cell in sorted(side.keys() - other.keys()):
-            if not predict and cell.arm in ran:  # its arm ran: the cell went unrecorded
+            if not predict and run_of(cell) in ran:  # its run ran: the cell went unrecorded
                 unobserved.append(f"{cell.label(omit=('stack',))} ({word})")
             else:
                 print(
                     f"  only {'before' if word == 'after' else 'after'}: "
-                    f"{cell.label(omit=('stack',))} (that build is not there "
+                    f"{cell.label(omit=('stack',))} (that build or layer is not served "
                     f"{word} the move)",
                     file=out,
                 )
@@ -413,12 +462,16 @@ def upgrade(
             f"in {results}",
             file=out,
         )
-    status = EXIT_WORSE if worse or unobserved else 0
+    for layer in lost:
+        print(f"error: layer {layer} is served as pinned but not after the move", file=out)
+    status = EXIT_WORSE if worse or unobserved or lost else 0
     print(
         f"exit {status}: "
         + (
             "an observation gets worse"
             if worse
+            else "a layer cannot be served after the move"
+            if lost
             else "a cell went unobserved"
             if unobserved
             else "nothing gets worse"
