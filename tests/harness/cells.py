@@ -307,6 +307,19 @@ def layer_install(name: str) -> list[str]:
     return list(LAYERS[name].get("install", []))
 
 
+def layer_sessions_ran(name: str, distribution: str) -> dict[str, str]:
+    """{stack: release} of ``distribution`` in the layer's session pins: the releases at
+    which `nox -s "layer(<stack>, <name>, ...)"` observes its facts."""
+    found = {}
+    for stack in MAIN_STACKS:
+        pins, _ = layer_pins(name, stack)
+        for pin in pins or []:
+            req = Requirement(pin)
+            if canonicalize_name(req.name) == canonicalize_name(distribution):
+                found[stack] = next(iter(req.specifier)).version
+    return found
+
+
 # A user's pin of one of these distributions sets up that layer (`nox -s stack`).
 LAYER_BY_DISTRIBUTION: dict[str, str] = {
     canonicalize_name(Requirement(install[0]).name): name

@@ -385,6 +385,17 @@ def test_the_model_reproduces_the_seed_from_the_seed_pins():
     assert got == seed_table()
 
 
+@pytest.mark.parametrize(("release", "unproven"), [("2.75.0", False), ("1.5.0", True)])
+def test_predict_says_a_layer_release_no_session_ran_is_unproven(capsys, release, unproven):
+    run_predict(from_args([f"sentry-sdk=={release}", "Flask==2.0.2"], None))
+    out = capsys.readouterr().out
+    assert "model: layer sentry" in out
+    said = [ln for ln in out.splitlines() if "unproven until `nox -s stack` serves it" in ln]
+    assert bool(said) == unproven, out
+    if unproven:
+        assert "sentry-sdk 2.75.0 (today), sentry-sdk 1.45.1 (seed)" in said[0]
+
+
 def test_predict_names_its_assumptions_and_prints_every_arm(capsys):
     request = from_args(["Flask==2.0.2"], None)
     assert run_predict(request) == 0

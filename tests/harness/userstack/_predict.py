@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
 from ..builds import PATCHES
-from ..cells import ARMS, BOOLS, Cell, build_version
+from ..cells import ARMS, BOOLS, Cell, build_version, layer_sessions_ran
 from ..model import AGENT_SKIPS_WEBSOCKETS, Prediction, StackFacts, predict
 from ..render.layout import FINISHED_GLYPH
 from ._request import GWS, LAST_GWS, Request
@@ -248,6 +248,15 @@ def run_predict(request: Request, out: TextIO | None = None) -> int:
             layer_grid(request.name, layer, versions, builds),
             out,
         )
+        ran = layer_sessions_ran(layer, name)
+        if request.exact(name) not in ran.values():
+            print(
+                f"note: the layer sessions observed {layer}'s facts ([tool.layers.{layer}]) at "
+                + ", ".join(f"{name} {v} ({stack})" for stack, v in ran.items())
+                + f"; at {request.requirements[name]} they are the model's assumption, "
+                "unproven until `nox -s stack` serves it",
+                file=out,
+            )
     return 0
 
 
