@@ -452,44 +452,15 @@ def builds(session: nox.Session) -> None:
 # arm; their results go to RESULTS as stack(<name>, agent=…, fixed=…), a stack of its own.
 
 
-@nox.session(python=None, default=False)
-def stack(session: nox.Session) -> None:
-    """A user's stack: `nox -s stack -- -r FILE | NAME==VERSION ... [--python X.Y] [--predict]`."""
-    if "--predict" in session.posargs:
-        # The model alone, in nox's own process: no env, no install, well under a second.
-        from tests.harness.userstack import main as userstack
+def userstack(session: nox.Session, args: list[str], failed: str) -> None:
+    """tests/harness/userstack with ``args``: with --predict the model alone, in nox's own
+    process (no env, no install, well under a second; the registry only for a NAME without
+    a version), else in the harness env, its uv the one nox uses."""
+    if "--predict" in args:
+        from tests.harness.userstack import main
 
-        if userstack(session.posargs):
-            session.error("bad input (the line above says why)")
-        return
-    install_harness(session)
-    install_node_client(session)
-    session.run(
-        "python",
-        "-m",
-        "tests.harness.userstack",
-        *session.posargs,
-        "--results",
-        str(RESULTS),
-        env=nox_uv(),
-        terminate_timeout=PYTEST_TERMINATE_TIMEOUT,
-    )
-
-
-# The stack as pinned (exactly `nox -s stack`'s run of the file: the same environment and
-# results), then with the named pins moved, and every observation that changes.  Its
-# command exits 1 if one gets worse, 2 on bad input; nox fails the session on either.
-@nox.session(python=None, default=False)
-def upgrade(session: nox.Session) -> None:
-    """What moving pins changes: `nox -s upgrade -- -r FILE NAME[==VERSION] ... [--predict]`."""
-    args = ["--upgrade", *session.posargs]
-    if "--predict" in session.posargs:
-        # The model alone, in nox's own process, as `stack` does (the registry only for
-        # a NAME without a version: its newest release).
-        from tests.harness.userstack import main as userstack
-
-        if userstack(args):
-            session.error("an observation gets worse, or bad input (the lines above say)")
+        if main(args):
+            session.error(failed)
         return
     install_harness(session)
     install_node_client(session)
@@ -500,7 +471,27 @@ def upgrade(session: nox.Session) -> None:
         *args,
         "--results",
         str(RESULTS),
+        env=nox_uv(),
         terminate_timeout=PYTEST_TERMINATE_TIMEOUT,
+    )
+
+
+@nox.session(python=None, default=False)
+def stack(session: nox.Session) -> None:
+    """A user's stack: `nox -s stack -- -r FILE | NAME==VERSION ... [--python X.Y] [--predict]`."""
+    userstack(session, session.posargs, "bad input (the line above says why)")
+
+
+# The stack as pinned (exactly `nox -s stack`'s run of the file: the same environment and
+# results), then with the named pins moved, and every observation that changes.  Its
+# command exits 1 if one gets worse, 2 on bad input; nox fails the session on either.
+@nox.session(python=None, default=False)
+def upgrade(session: nox.Session) -> None:
+    """What moving pins changes: `nox -s upgrade -- -r FILE NAME[==VERSION] ... [--predict]`."""
+    userstack(
+        session,
+        ["--upgrade", *session.posargs],
+        "an observation gets worse, or bad input (the lines above say)",
     )
 
 
