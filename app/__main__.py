@@ -118,7 +118,9 @@ def emit_listening(host, port, layer=None, **fields):
     # comma after **fields, which Python 2.7 cannot parse.
     fields.update(host=host, port=port, url="http://%s:%d" % (host, port),
                   agent_loaded="newrelic" in sys.modules, versions=versions(layer),
-                  layer=layer, module_files=module_files())
+                  layer=layer, module_files=module_files(),
+                  # the process this one was forked from (app.forkserver), None if none
+                  forked_from=os.environ.get("APP_FORKED_FROM"))
     emit("listening", **fields)
 
 

@@ -37,7 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
-from tests.harness import clients
+from tests.harness import clients, forked
 from tests.harness.cells import DEFAULT_HANDLER, NO_LAYER, Cell, seed_verdict
 from tests.harness.controls import positive_controls
 from tests.harness.criteria import Event, evaluate
@@ -178,6 +178,7 @@ def run_cell(session: CellSession, results: CellResults, cell: Cell) -> Predicti
         # layers keep per-request state greenlet-safe only then; off for
         # the seed's own cells, which keep their meaning
         monkey_patch=session.layer is not None,
+        fork=session.layer is None and session.launcher == "app" and forked.enabled(),
     )
     with server:
         status, page = server.get("/")

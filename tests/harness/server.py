@@ -24,6 +24,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, cast
 
+from .forked import ForkedProcess, ForkServer, Key
 from .paths import ROOT
 
 READY_TIMEOUT = 20.0  # s from spawn to the "listening" line (agent start included)
@@ -72,8 +73,19 @@ class Server:
         handler: str | None = None,
         layer: str | None = None,
         monkey_patch: bool = False,
+        fork: bool = False,
     ) -> None:
         self.python = python or sys.executable
+        if fork and (launcher != "app" or layer or monkey_patch):
+            raise ValueError(
+                "fork=True forks `python -m app` from a process that imported it without "
+                "a layer or gevent's monkey-patching (app/forkserver.py): start this one "
+                "as a process of its own (fork=False)"
+            )
+        # Forked from app.forkserver (tests/harness/forked.py): the same argv and
+        # environment, without the interpreter's start and the imports.
+        self.fork = fork
+        self.agent = agent
         if launcher not in LAUNCHERS:
             raise ValueError(f"launcher={launcher!r}: expected one of {LAUNCHERS}")
         if layer and launcher != "app":
@@ -101,7 +113,7 @@ class Server:
         self._watchers: list[Callable[[dict[str, Any]], None]] = []
         self.raw_stdout: list[str] = []
         self._changed = threading.Condition()
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: subprocess.Popen[bytes] | ForkedProcess | None = None
         self.ready: dict[str, Any] | None = None
         self.started_at: float | None = None
         self.ready_after: float | None = None
@@ -191,16 +203,21 @@ class Server:
         # A session of its own: the server's process group is ours to signal,
         # and a Ctrl-C aimed at pytest does not reach it first.  stdin is a pipe
         # we never write to: when this process dies, even by SIGKILL, the server
-        # reads EOF and stops itself (app/lifeline.py).
-        self.proc = subprocess.Popen(
-            self.argv,
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            start_new_session=True,
-        )
+        # reads EOF and stops itself (app/lifeline.py).  A forked server gets the same.
+        if self.fork:
+            assert self.log_dir is not None  # _log_path() chose it
+            forks = ForkServer.of(Key(self.python, self.agent, self.handler), env, self.log_dir)
+            self.proc = forks.spawn(self.argv[3:], self._stderr)  # after `python -m app`
+        else:
+            self.proc = subprocess.Popen(
+                self.argv,
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self._stderr,
+                start_new_session=True,
+            )
         Server.running.add(self)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

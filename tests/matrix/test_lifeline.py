@@ -33,7 +33,7 @@ sys.path.insert(0, {root!r})
 from tests.harness.server import Server
 
 def test_holds_a_live_server():
-    server = Server({python!r}, agent={agent}, log_dir={logs!r}, name="serving")
+    server = Server({python!r}, agent={agent}, log_dir={logs!r}, name="serving", fork={fork})
     if not {lifeline}:  # the control: the same server without its lifeline
         server.argv.remove("--watch-stdin")
     with server as srv:
@@ -46,12 +46,14 @@ def test_holds_a_live_server():
 """
 
 
-@pytest.mark.parametrize("target", ["pytest", "pytest-group", "control-without-lifeline"])
+@pytest.mark.parametrize("target", ["pytest", "pytest-group", "forked", "control-without-lifeline"])
 def test_sigkilled_pytest_leaves_no_server(session, results, tmp_path, target):
     """SIGKILL a pytest that holds a live server (a websocket open in the view):
-    within LIFELINE_BOUND no process of the server's session is left.  The control
-    shows what stops it: without --watch-stdin the same server outlives the kill."""
+    within LIFELINE_BOUND no process of the server's session is left, nor, for a server
+    forked from app.forkserver, the fork server.  The control shows what stops it:
+    without --watch-stdin the same server outlives the kill."""
     lifeline = target != "control-without-lifeline"
+    fork = target == "forked"
     logs = tmp_path / "logs"
     child_test = tmp_path / "test_child.py"
     child_test.write_text(
@@ -62,6 +64,7 @@ def test_sigkilled_pytest_leaves_no_server(session, results, tmp_path, target):
             agent=bool(session.agent),
             hold=HOLD_BOUND,
             lifeline=lifeline,
+            fork=fork,
         )
     )
     child = child_pytest(["-s", str(child_test)])
@@ -74,22 +77,37 @@ def test_sigkilled_pytest_leaves_no_server(session, results, tmp_path, target):
         "the view's request",
         child,
     )
-    server = wait_event(
+    ready = wait_event(
         events, lambda e: e["event"] == "listening", 1.0, "the readiness line", child
-    )["pid"]
+    )
+    server = ready["pid"]
     assert procs_in_session(server), f"the server (pid {server}) is not running before the kill"
+    # The fork server leads a session of its own too (tests/harness/forked.py).
+    forks = int(ready["forked_from"]) if fork else None
+    assert not fork or forks and procs_in_session(forks), (
+        f"a forked server's readiness line names its running fork server: {ready}"
+    )
     if target == "pytest-group":  # nox's own way to end a session's commands, minus SIGTERM
         os.killpg(child.pid, signal.SIGKILL)
     else:
         os.kill(child.pid, signal.SIGKILL)
     killed = time.monotonic()
-    while procs_in_session(server) and time.monotonic() - killed < LIFELINE_BOUND:
+    sessions = [server, *([forks] if forks else [])]
+
+    def left_of() -> list[int]:
+        return [p for s in sessions for p in procs_in_session(s)]
+
+    while left_of() and time.monotonic() - killed < LIFELINE_BOUND:
         time.sleep(0.02)
     took = time.monotonic() - killed
-    left = procs_in_session(server)
+    left = left_of()
     out = finish(child)
     if left:  # the bound is what the test shows; then clean up what the kill left
-        os.killpg(server, signal.SIGKILL)
+        for leader in sessions:
+            try:
+                os.killpg(leader, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
     results.records.setdefault("lifeline", []).append(
         {
             "target": target,

@@ -22,7 +22,7 @@ import subprocess
 
 import pytest
 
-from tests.harness import clients, frames
+from tests.harness import clients, forked, frames
 from tests.harness.cellrun import kept_open_notices
 from tests.harness.cells import DEFAULT_HANDLER, build_name, is_patched
 from tests.harness.defects import (
@@ -115,7 +115,11 @@ def _expected_defect(request, build):
 def server(request, session, build):
     name = "protocol-" + re.sub(r"[^\w.-]+", "-", request.node.name).strip("-")
     with Server(
-        session.server_python, log_dir=session.logs, name=name, handler=session.server_handler
+        session.server_python,
+        log_dir=session.logs,
+        name=name,
+        handler=session.server_handler,
+        fork=forked.enabled(),
     ) as running:
         if build not in BUILDS:
             runs = (running.ready.get("handler") or {}).get("name")
