@@ -157,8 +157,8 @@ def test_plan_covers_every_installable_pair(plan: Plan) -> None:
     missing = set(ok) - covered
     example = [f"{a.label} + {b.label}" for a, b in list(missing)[:3]]
     assert not missing, f"{len(missing)} installable pairs in no stack, e.g. {example}"
-    assert plan.size["pairs"] == plan.size["pairs_covered"] == len(ok)
-    recorded = {tuple(map(tuple, n["pair"])): n["reason"] for n in plan.not_installable}
+    assert plan.size.pairs == plan.size.pairs_covered == len(ok)
+    recorded = {tuple(map(tuple, n.pair)): n.reason for n in plan.not_installable}
     assert recorded == {((a.axis, a.version), (b.axis, b.version)): r for (a, b), r in bad.items()}
 
 
@@ -225,4 +225,4 @@ def test_summary_names_every_axis_and_flags_long_ones(plan: Plan) -> None:
         head = next(line for line in text.splitlines() if line.startswith(name))
         assert f"{len(axis.values)} picks" in head
         assert ("more than the" in head) == (len(axis.values) > TOO_MANY), head
-    assert f"{plan.size['pairs_covered']} of {plan.size['pairs']} installable pairs" in text
+    assert f"{plan.size.pairs_covered} of {plan.size.pairs} installable pairs" in text

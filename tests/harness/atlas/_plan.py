@@ -153,13 +153,28 @@ class PlanStack:
 
 
 @dataclass
+class NotInstallable:
+    pair: list[list[str]]  # [[axis, value], [axis, value]]
+    reason: str
+
+
+@dataclass
+class Size:
+    stacks: int
+    cells: int
+    estimated_seconds: int  # an estimate: SECONDS_PER_CELL and SECONDS_PER_ENV
+    pairs: int  # of picks of two axes that install together
+    pairs_covered: int
+
+
+@dataclass
 class Plan:
     rule: str
     registry_at: str
     axes: dict[str, AxisPicks]
     stacks: list[PlanStack]
-    not_installable: list[dict[str, Any]]  # {"pair": [[axis, value], [axis, value]], "reason"}
-    size: dict[str, float]
+    not_installable: list[NotInstallable]
+    size: Size
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -167,8 +182,8 @@ class Plan:
             "registry_at": self.registry_at,
             "axes": {name: a.to_json() for name, a in self.axes.items()},
             "stacks": [s.to_json() for s in self.stacks],
-            "not_installable": self.not_installable,
-            "size": self.size,
+            "not_installable": [to_dict(n) for n in self.not_installable],
+            "size": to_dict(self.size),
         }
 
     @classmethod
@@ -178,8 +193,8 @@ class Plan:
             registry_at=data["registry_at"],
             axes={n: AxisPicks.from_json(a) for n, a in data["axes"].items()},
             stacks=[PlanStack.from_json(s) for s in data["stacks"]],
-            not_installable=list(data["not_installable"]),
-            size=dict(data["size"]),
+            not_installable=[from_dict(NotInstallable, n) for n in data["not_installable"]],
+            size=from_dict(Size, data["size"]),
         )
 
     def values(self) -> dict[str, list[Value]]:
@@ -360,7 +375,7 @@ def _pins(stack: Stack) -> dict[str, str]:
 
 def build(axes: dict[str, AxisPicks], given: Sequence[_Candidate], registry_at: str) -> Plan:
     """The plan for these picks: pairwise stacks after the boundaries' ``given``."""
-    plan = Plan(RULE, registry_at, axes, [], [], {})
+    plan = Plan(RULE, registry_at, axes, [], [], Size(0, 0, 0, 0, 0))
     values = plan.values()
     order = list(values)
     for c in given:
@@ -382,18 +397,18 @@ def build(axes: dict[str, AxisPicks], given: Sequence[_Candidate], registry_at: 
     ]
     ok, bad = _pairwise.all_pairs(values)
     plan.not_installable = [
-        {"pair": [[a.axis, a.version], [b.axis, b.version]], "reason": why}
+        NotInstallable([[a.axis, a.version], [b.axis, b.version]], why)
         for (a, b), why in bad.items()
     ]
     covered = set().union(*(_pairwise.pairs_of(c.picks, order) for c in everything))
     cells = sum(s.cells for s in plan.stacks)
-    plan.size = {
-        "stacks": len(plan.stacks),
-        "cells": cells,
-        "estimated_seconds": round(cells * SECONDS_PER_CELL + len(plan.stacks) * SECONDS_PER_ENV),
-        "pairs": len(ok),
-        "pairs_covered": len(covered & set(ok)),
-    }
+    plan.size = Size(
+        stacks=len(plan.stacks),
+        cells=cells,
+        estimated_seconds=round(cells * SECONDS_PER_CELL + len(plan.stacks) * SECONDS_PER_ENV),
+        pairs=len(ok),
+        pairs_covered=len(covered & set(ok)),
+    )
     return plan
 
 
@@ -463,11 +478,11 @@ def summary(plan: Plan) -> str:
     bounds = sorted({s.boundary for s in plan.stacks if s.boundary})
     out += [
         "",
-        f"stacks: {size['stacks']} ({len([s for s in plan.stacks if s.boundary])} on history's "
+        f"stacks: {size.stacks} ({len([s for s in plan.stacks if s.boundary])} on history's "
         f"boundaries: {', '.join(bounds) or 'none'})",
-        f"cells: {size['cells']}; estimated machine time {_hours(size['estimated_seconds'])} "
+        f"cells: {size.cells}; estimated machine time {_hours(size.estimated_seconds)} "
         f"(an estimate: {SECONDS_PER_CELL} s CPU per cell, {SECONDS_PER_ENV} s per env build)",
-        f"pairs: {size['pairs_covered']} of {size['pairs']} installable pairs covered; "
+        f"pairs: {size.pairs_covered} of {size.pairs} installable pairs covered; "
         f"{len(plan.not_installable)} pairs do not install together (not_installable)",
     ]
     return "\n".join(out)
