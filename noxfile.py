@@ -418,6 +418,7 @@ def unit(session: nox.Session) -> None:
         "tests/unit/test_cellrun.py",
         "tests/unit/test_criteria.py",
         "tests/unit/test_upgrade.py",
+        "tests/unit/test_atlas_table.py",
         "-m",
         "not builds and not stacks",
         "--junitxml",
@@ -533,6 +534,7 @@ def stacks(session: nox.Session) -> None:
     session.run(
         "pytest",
         "tests/unit/test_upgrade.py",
+        "tests/unit/test_atlas_table.py",
         "-m",
         "stacks",
         "-n",
