@@ -258,3 +258,15 @@ def test_a_plan_naming_a_release_the_registry_lacks_is_bad_input(tmp_path):
     said = "error: stack x01: gevent==99.0.0 does not exist on the registry"
     assert_bad_input(plan, ["--only", "x01"], said)
     assert not (_runs.ATLAS_RESULTS / "x01").exists()  # nothing ran
+
+
+@pytest.mark.builds  # resolves against the registry (uv: nox -s builds passes it)
+def test_a_stack_the_resolver_refuses_is_a_result_and_the_others_still_run(tmp_path):
+    # Flask 3.1.3 requires Python >= 3.9: uv refuses the stack for 3.8
+    pins = {"Flask": "3.1.3", "gevent": "26.9.0", "gevent-websocket": "0.10.1"}
+    refused = _runs.Stack("x03", "3.8", pins)
+    assert _runs.run([refused, STACKS["s04"]], tmp_path, ROOT / ".cache" / "stacks") == 0
+    outcome = json.loads((tmp_path / "x03" / _runs.OUTCOME).read_text())
+    assert outcome["status"] == _runs.CANNOT_BUILD, outcome
+    assert "flask==3.1.3 depends on Python>=3.9" in outcome["reason"], outcome["reason"]
+    assert (tmp_path / "s04" / _runs.OUTCOME).is_file()

@@ -24,7 +24,7 @@ from ..records import CellRecord, Outcome, from_dict, unfinished
 from ..userstack._predict import COLUMNS, LAYER_COLUMNS, has_patches, predict_cell, stack_facts
 from ..userstack._request import GWS
 from ..userstack._upgrade import Change, cause_of, proof_of
-from ._runs import ATLAS_RESULTS, OUTCOME, RAN, Plan, session_docs
+from ._runs import ATLAS_RESULTS, OUTCOME, RAN, Plan, Stack, session_docs
 
 ATLAS_JSON = REPORT / "atlas.json"
 FIXED = "+fixed"  # the patched build of gevent-websocket, as a handler of its own
@@ -42,8 +42,9 @@ def layer_of(doc: Json) -> str:
 
 
 def handler_of(outcome: Json, doc: Json) -> str:
-    """The handler build a session served: gevent-websocket, patched or not."""
-    return GWS + (FIXED if doc.get("fixed") else "")
+    """The handler a session served (its build: gevent-websocket patched or not)."""
+    handler = Stack(outcome["id"], outcome["python"], outcome["pins"]).handler()
+    return handler + (FIXED if handler == GWS and doc.get("fixed") else "")
 
 
 # What a user of the stack sees fail in a cell (every client counted): the exchange, the
