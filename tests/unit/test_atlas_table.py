@@ -108,6 +108,11 @@ def test_ranges_merge_and_never_run_picks_are_listed(results, tmp_path):
     assert [(f["from"], f["to"], f["runs"]) for f in gevent["fail"]] == [
         ("1.1.2", "1.1.2", ["s03"])
     ]
+    handler = entry(doc, "none", "gevent-websocket", "gevent-websocket")
+    assert [(r["from"], r["to"]) for r in handler["pass"]] == [("0.10.1", "0.10.1")]
+    assert [(r["from"], r["to"]) for r in handler["fail"]] == [("0.9.5", "0.9.5")]
+    # gevent-websocket alone moved to 0.10.1 runs the iterator: its bisection proved it
+    assert handler["fail"][0]["proven_by"] == "history(gevent-websocket)"
     patched = entry(doc, "none", "gevent-websocket+fixed", "gevent")
     assert patched["fail"] == []
     assert patched["pass"] == [{"from": "1.1.2", "to": "26.9.0", "runs": ["s01", "s02", "s03"]}]

@@ -117,12 +117,16 @@ def observations(root: Path) -> tuple[list[Json], Seen]:
 
 def axis_packages(plan: Plan) -> dict[str, list[str]]:
     """{package: its picked releases in order}: each axis's package, the release it is
-    paired with ("with"), and python."""
+    paired with ("with"), each handler's ("gevent-websocket==0.10.1"), and python."""
     out: dict[str, list[str]] = {}
     for name, axis in plan.axes.items():
         values = axis.get("values", [])
         if name == "python":
             out["python"] = [str(v["version"]) for v in values]
+        elif name == "handler":
+            for value in values:
+                package, release = str(value["version"]).split("==", 1)
+                out.setdefault(package, []).append(release)
         elif axis.get("package"):
             out[axis["package"]] = [str(v["version"]) for v in values]
             if axis.get("with"):
@@ -224,10 +228,7 @@ def rule_picks(plan: Plan) -> dict[str, list[str]]:
     """{rule axis: its picked releases}: gevent-websocket from the handler axis, Werkzeug
     the releases the picked Flasks are paired with."""
     packages = axis_packages(plan)
-    out = {a: packages[a] for a in RULE_AXES if a in packages}
-    handlers = [str(v["version"]) for v in plan.axes.get("handler", {}).get("values", [])]
-    out[GWS] = [h.split("==", 1)[1] for h in handlers if h.startswith(f"{GWS}==")]
-    return {a: v for a, v in out.items() if v}
+    return {a: packages[a] for a in RULE_AXES if packages.get(a)}
 
 
 def facts_by_pick(picks: Mapping[str, list[str]], fixed: bool) -> dict[str, dict[str, Json]]:
