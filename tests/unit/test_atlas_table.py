@@ -170,29 +170,6 @@ def test_a_stack_that_cannot_be_served_is_a_result_not_a_crash(tmp_path, capsys)
     assert "s04 (Python 3.11): cannot-build: not yet served" in capsys.readouterr().out
 
 
-def test_predictions_key_the_models_verdicts_by_the_facts_each_pick_sets():
-    vanilla = _table.predictions(PLAN)["handlers"]["gevent-websocket"]
-    facts = vanilla["facts"]
-    assert facts["gevent-websocket"]["0.9.5"]["handler_iterates"] is False
-    assert facts["gevent-websocket"]["0.10.1"]["handler_iterates"] is True
-
-    def verdict(layer, **picks):
-        merged = {k: v for axis, pick in picks.items() for k, v in facts[axis][pick].items()}
-        return vanilla["verdicts"][layer][_table.fact_key(vanilla["fields"], merged)]
-
-    # one pick of every rule axis: the page's choice
-    assert set(facts) == {"gevent-websocket", "newrelic", "gevent", "Werkzeug"}
-    old = {
-        "gevent-websocket": "0.9.5",
-        "newrelic": "2.66.0.49",
-        "gevent": "1.1.2",
-        "Werkzeug": "0.11.11",
-    }
-    assert verdict("none", **old)["verdict"] == "fail"
-    assert verdict("none", **{**old, "gevent-websocket": "0.10.1"})["verdict"] == "pass"
-    assert "HelloGoodbyer" in " ".join(verdict("none", **old)["causes"])
-
-
 @pytest.mark.parametrize("shards", [1, 2, 3, 5])
 def test_shards_partition_the_plan_in_order(shards):
     chosen = [_runs.select(PLAN, shard=(k, shards)) for k in range(1, shards + 1)]

@@ -1,27 +1,28 @@
 """report/atlas.json from results/atlas/**: for each layer x handler build x axis package,
 the picked releases that work and those that do not (with the model's cause and the runs
-that showed it), and those no run had; the model's verdicts by fact for the page's
-predictions; a markdown table of it for the job summary."""
+that showed it), and those no run had; a markdown table of it for the job summary.
+
+The page predicts any picked combination itself, with the model at report time
+(tests/harness/render/versions.py): atlas.json holds what the runs observed."""
 
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from ..cells import AGENT_LAYER, BOOLS, DEFAULT_HANDLER, LAYER_BY_DISTRIBUTION, SESSION_LAYERS, Cell
-from ..model import Prediction, StackFacts, handler_words, predict
+from ..cells import AGENT_LAYER, LAYER_BY_DISTRIBUTION, Cell
+from ..model import Prediction
 from ..paths import REPORT
 from ..records import CellRecord, Outcome, from_dict, unfinished
-from ..userstack._predict import COLUMNS, LAYER_COLUMNS, has_patches, predict_cell, stack_facts
+from ..userstack._predict import predict_cell
 from ..userstack._request import GWS
 from ..userstack._upgrade import Change, cause_of, proof_of
 from ._runs import ATLAS_RESULTS, OUTCOME, RAN, Plan, Stack, session_docs
@@ -221,105 +222,6 @@ def entries(plan: Plan, outcomes: Sequence[Json], seen: Seen) -> list[Json]:
     return out
 
 
-# -- predictions: the model's verdicts by fact, for any picked combination ----------
-
-
-def rule_picks(plan: Plan) -> dict[str, list[str]]:
-    """{rule axis: its picked releases}: gevent-websocket from the handler axis, Werkzeug
-    the releases the picked Flasks are paired with."""
-    packages = axis_packages(plan)
-    return {a: packages[a] for a in RULE_AXES if packages.get(a)}
-
-
-def facts_by_pick(picks: Mapping[str, list[str]], fixed: bool) -> dict[str, dict[str, Json]]:
-    """{axis: {pick: the StackFacts fields it sets}}: each pick with the other axes at their
-    latest pick, the fields that change along the axis (a rule reads its own axis)."""
-    base = {a: v[-1] for a, v in picks.items()}
-    out: dict[str, dict[str, Json]] = {}
-    for axis, values in picks.items():
-        if axis == GWS and fixed:
-            values = [v for v in values if has_patches(v)]
-        each = {v: asdict(stack_facts({**base, axis: v}, fixed)) for v in values}
-        varying = [
-            k
-            for k in asdict(stack_facts(base, fixed))
-            # the booleans: the handler's label is words, not a fact the verdict reads
-            if all(isinstance(f[k], bool) for f in each.values())
-            and len({f[k] for f in each.values()}) > 1
-        ]
-        out[axis] = {v: {k: f[k] for k in varying} for v, f in each.items()}
-    return out
-
-
-def layer_cells(layer: str, fixed: bool) -> list[Cell]:
-    if layer in SESSION_LAYERS:
-        return [Cell("atlas", False, fixed, False, *col, layer=layer) for col in LAYER_COLUMNS]
-    return [Cell("atlas", layer == AGENT_LAYER, fixed, *col) for col in COLUMNS]
-
-
-def verdict(cells: Iterable[Cell], facts: StackFacts) -> Json:
-    """``pass`` if every cell's exchange works, its layer finishes and TCP closes; else
-    ``fail`` with the failing cells' labels and the model's causes."""
-    bad, causes = [], []
-    for cell in cells:
-        p = predict(cell, facts)
-        wrong = dict.fromkeys(failing(p), True)
-        if wrong:
-            bad.append(cell.label(omit=("stack",)))
-        exchange = f"{handler_words(facts)}, so {', '.join(p.lazy_layers) or 'the view'} never run"
-        said = {
-            "verdict": exchange,
-            "layer_finished": p.layer_cause,
-            "server_closed_tcp": p.tcp_cause,
-        }
-        causes += [said[w] for w in wrong if said[w] and said[w] not in causes]
-    return {"verdict": "fail" if bad else "pass", "cells": bad, "causes": causes}
-
-
-def predictions(plan: Plan) -> Json:
-    """For each handler build: each rule axis's picks -> the facts they set, and for each
-    layer the model's verdict keyed by those facts ("1"/"0" per field of ``fields``)."""
-    picks = rule_picks(plan)
-    out: Json = {"rule_axes": list(picks), "handlers": {}}
-    if GWS not in picks:
-        return out
-    for fixed in BOOLS:
-        sets = facts_by_pick(picks, fixed)
-        if not any(sets[GWS]):
-            continue
-        names = sorted({k for by in sets.values() for f in by.values() for k in f})
-        # Facts of no particular release: the causes name the build, not the base's release.
-        label = DEFAULT_HANDLER + (" (patched)" if fixed else "")
-        base = replace(
-            stack_facts({a: v[-1] for a, v in picks.items()}, fixed), handler_label=label
-        )
-        combos = {
-            json.dumps(merged, sort_keys=True): merged
-            for chosen in itertools.product(*(list(by.values()) for by in sets.values()))
-            for merged in [{k: v for f in chosen for k, v in f.items()}]
-        }
-        layers = ["none", *([AGENT_LAYER] if AGENT_LAYER else []), *SESSION_LAYERS]
-        out["handlers"][DEFAULT_HANDLER + (FIXED if fixed else "")] = {
-            "fields": names,
-            "facts": sets,
-            "verdicts": {
-                layer: {
-                    fact_key(names, merged): verdict(
-                        layer_cells(layer, fixed), replace(base, **merged)
-                    )
-                    for merged in combos.values()
-                }
-                for layer in layers
-            },
-        }
-    return out
-
-
-def fact_key(names: Sequence[str], facts: Mapping[str, Any]) -> str:
-    """ "10.1": per field of ``names``, 1 true, 0 false, . not set (None)."""
-    return "".join("." if facts.get(n) is None else "1" if facts[n] else "0" for n in names)
-
-
 # -- the document and its table ------------------------------------------------------
 
 
@@ -332,7 +234,6 @@ def build(plan: Plan, root: Path = ATLAS_RESULTS, out: Path = ATLAS_JSON) -> Jso
             {"id": o["id"], "reason": o.get("reason")} for o in outcomes if o.get("status") != RAN
         ],
         "entries": entries(plan, outcomes, seen),
-        "predictions": predictions(plan),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
