@@ -163,7 +163,10 @@ def test_a_disagreement_names_the_stack_and_the_cell(tmp_path):
 
 
 def test_a_stack_that_cannot_be_served_is_a_result_not_a_crash(tmp_path, capsys):
+    before = tmp_path / "s04" / "stack-pins-agent-False-fixed-False.logs"
+    before.mkdir(parents=True)  # a previous run's: never read again
     assert _runs.run([STACKS["s04"]], tmp_path, tmp_path / "work") == 0
+    assert not before.exists()
     outcome = json.loads((tmp_path / "s04" / _runs.OUTCOME).read_text())
     assert outcome["status"] == _runs.CANNOT_BUILD
     assert outcome["reason"].startswith("not yet served: ") and "flask-sock" in outcome["reason"]

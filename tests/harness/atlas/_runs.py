@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -179,9 +180,8 @@ def run_stack(stack: Stack, root: Path, work: Path) -> dict[str, Any]:
     """One stack through `python -m tests.harness.userstack` (its own process: a crash
     loses no other stack); its outcome, written to <root>/<id>/outcome.json."""
     where = root / stack.id
-    where.mkdir(parents=True, exist_ok=True)
-    for old in where.glob("stack-*"):  # never read a previous run's
-        old.unlink()
+    shutil.rmtree(where, ignore_errors=True)  # never read a previous run's
+    where.mkdir(parents=True)
     outcome: dict[str, Any] = {"id": stack.id, "pins": stack.pins, "python": stack.python}
     started = time.monotonic()
     why = not_served(stack)
@@ -227,8 +227,13 @@ def run_stack(stack: Stack, root: Path, work: Path) -> dict[str, Any]:
                 failed_sessions=failed,
             )
     outcome["seconds"] = round(time.monotonic() - started, 1)
-    (where / OUTCOME).write_text(json.dumps(outcome, indent=2, sort_keys=True) + "\n")
+    write_outcome(where, outcome)
     return outcome
+
+
+def write_outcome(where: Path, outcome: dict[str, Any]) -> None:
+    where.mkdir(parents=True, exist_ok=True)
+    (where / OUTCOME).write_text(json.dumps(outcome, indent=2, sort_keys=True) + "\n")
 
 
 def summary_line(outcome: dict[str, Any]) -> str:
@@ -251,7 +256,12 @@ def run(stacks: Sequence[Stack], root: Path = ATLAS_RESULTS, work: Path = CACHE 
 
     def one(stack: Stack) -> dict[str, Any]:
         print(f"{stack.id}: {' '.join(stack.args())}", flush=True)
-        outcome = run_stack(stack, root, work)
+        try:
+            outcome = run_stack(stack, root, work)
+        except Exception as exc:  # noqa: BLE001  the harness's own fault: the others run on
+            outcome = {"id": stack.id, "pins": stack.pins, "python": stack.python}
+            outcome.update(status=CRASHED, reason=repr(exc)[:500], cells=0, disagreements=[])
+            write_outcome(root / stack.id, outcome)
         print(summary_line(outcome), flush=True)
         return outcome
 
