@@ -419,6 +419,7 @@ def unit(session: nox.Session) -> None:
         "tests/unit/test_criteria.py",
         "tests/unit/test_upgrade.py",
         "tests/unit/test_atlas_plan.py",
+        "tests/unit/test_atlas_table.py",
         "-m",
         "not builds and not stacks",
         "--junitxml",
@@ -496,6 +497,23 @@ def upgrade(session: nox.Session) -> None:
     )
 
 
+# The plan's stacks through the user-stack command (tests/harness/atlas/): too long for
+# `nox -t ci`; the workflow runs its shards (--matrix, --shard K/N) and then --build.
+@nox.session(python=None, default=False)
+def atlas(session: nox.Session) -> None:
+    """Which versions work together: `nox -s atlas -- [--shard K/N|--only IDS|--build|...]`."""
+    install_harness(session)
+    install_node_client(session)
+    session.run(
+        "python",
+        "-m",
+        "tests.harness.atlas",
+        *session.posargs,
+        env=nox_uv(),
+        terminate_timeout=PYTEST_TERMINATE_TIMEOUT,
+    )
+
+
 # Each line runs on its own Python (tests/data/stacks/lines.toml: 2.7, 3.8, 3.9, nox's).
 @nox.session(python=None, default=False, tags=CI, allow_parallel=True)
 def stacks(session: nox.Session) -> None:
@@ -517,6 +535,7 @@ def stacks(session: nox.Session) -> None:
     session.run(
         "pytest",
         "tests/unit/test_upgrade.py",
+        "tests/unit/test_atlas_table.py",
         "-m",
         "stacks",
         "-n",

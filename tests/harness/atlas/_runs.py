@@ -1,0 +1,284 @@
+"""The atlas's runs: the plan read, its stacks chosen (a shard, a sample, some ids), each
+served by the user-stack command in a process of its own, its outcome written beside its
+results: results/atlas/<id>/outcome.json."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from packaging.utils import canonicalize_name
+
+from ..cells import HANDLERS, Cell
+from ..paths import CACHE, DATA, RESULTS, ROOT
+from ..records import agrees
+from ..userstack._errors import StackError
+from ..userstack._registry import Registry
+from ..userstack._request import GWS
+
+PLAN = DATA / "atlas" / "plan.json"
+SAMPLE_PLAN = DATA / "atlas" / "sample-plan.json"  # until the plan's picks land
+ATLAS_RESULTS = RESULTS / "atlas"
+OUTCOME = "outcome.json"
+STACKS_AT_ONCE = 2  # the machine's cores: each stack runs one pytest at a time
+STACK_TIMEOUT = 3600.0  # s: a stack's build and its cells, all arms and layers
+RAN, CANNOT_BUILD, CRASHED = "ran", "cannot-build", "crashed"
+
+
+@dataclass(frozen=True)
+class Stack:
+    """One stack of the plan: what `python -m tests.harness.userstack` gets."""
+
+    id: str
+    python: str
+    pins: dict[str, str]  # name -> exact version, as the plan spells the name
+    covers: int = 0
+    boundary: str | None = None
+
+    def handler(self) -> str:
+        """The websocket handler the pins install: gevent-websocket or one of [tool.handlers]."""
+        names = {canonicalize_name(n) for n in self.pins}
+        return next((h for h in HANDLERS if canonicalize_name(h) in names), GWS)
+
+    def args(self) -> list[str]:
+        return [f"{n}=={v}" for n, v in self.pins.items()] + ["--python", self.python]
+
+
+@dataclass(frozen=True)
+class Plan:
+    path: Path
+    axes: dict[str, Any]  # plan.json's "axes", as written
+    stacks: list[Stack]
+
+    def ids(self) -> list[str]:
+        return [s.id for s in self.stacks]
+
+
+def load_plan(path: Path | None = None) -> Plan:
+    """plan.json (tests/data/atlas/), or the hand-made sample while there is none."""
+    path = path or (PLAN if PLAN.is_file() else SAMPLE_PLAN)
+    try:
+        doc = json.loads(path.read_text())
+        stacks = [
+            Stack(
+                id=str(s["id"]),
+                python=str(s["python"]),
+                pins={str(n): str(v) for n, v in s["pins"].items()},
+                covers=int(s.get("covers") or 0),
+                boundary=s.get("boundary"),
+            )
+            for s in doc["stacks"]
+        ]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise StackError(
+            f"{path}: not a plan ({exc!r}); regenerate it (python -m tests.harness.atlas --refresh)"
+        ) from None
+    return Plan(path, dict(doc.get("axes", {})), stacks)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``K/N`` -> (K, N), 1 <= K <= N."""
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not m or not 1 <= int(m[1]) <= int(m[2]):
+        raise StackError(
+            f"--shard {text!r} is not K/N with 1 <= K <= N; write e.g. --shard 1/4 (shard 1 of 4)"
+        )
+    return int(m[1]), int(m[2])
+
+
+def select(
+    plan: Plan,
+    shard: tuple[int, int] | None = None,
+    sample: int | None = None,
+    only: Sequence[str] = (),
+) -> list[Stack]:
+    """The stacks to run, in plan order: shard K of N (stack i where i % N == K-1), the
+    ``sample`` that cover the most pairs, or the ``only`` ids; the whole plan otherwise."""
+    stacks = plan.stacks
+    if shard:
+        k, n = shard
+        stacks = [s for i, s in enumerate(stacks) if i % n == k - 1]
+    if sample is not None:
+        if sample < 1:
+            raise StackError(f"--sample {sample}: run at least one stack; write e.g. --sample 3")
+        best = sorted(stacks, key=lambda s: -s.covers)[:sample]  # stable: plan order on ties
+        stacks = [s for s in stacks if s in best]
+    if only:
+        unknown = [i for i in only if i not in plan.ids()]
+        if unknown:
+            raise StackError(
+                f"--only {','.join(unknown)}: no such stack in {plan.path.name}; "
+                f"name some of {', '.join(plan.ids())}"
+            )
+        stacks = [s for s in stacks if s.id in only]
+    return stacks
+
+
+def check_pins(stacks: Sequence[Stack], registry: Registry) -> None:
+    """Each pin a release the registry has (StackError naming the first that is not)."""
+    for stack in stacks:
+        for name, version in stack.pins.items():
+            try:
+                registry.check(name, version)
+            except StackError as exc:
+                raise StackError(f"stack {stack.id}: {exc}") from None
+
+
+def not_served(stack: Stack) -> str | None:
+    """Why the user-stack command cannot serve this stack yet, or None."""
+    handler = stack.handler()
+    if handler == GWS:
+        return None
+    return (
+        f"not yet served: the user-stack command installs and serves gevent-websocket only; "
+        f'{handler} runs on today\'s stack alone (`nox -s "handler({handler}, ...)"`)'
+    )
+
+
+def disagreements(docs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each client's observation of a cell that is not the model's (records.agrees), with
+    the session and the cell's label."""
+    found = []
+    for doc in docs:
+        for record in doc.get("cells", []):
+            for seen in record.get("observed", []):
+                if not agrees(seen, record["expected"]):
+                    found.append(
+                        {
+                            "session": doc.get("session"),
+                            "cell": Cell(**record["cell"]).label(),
+                            "client": seen.get("client"),
+                            "observed": {k: seen.get(k) for k in record["expected"] if k in seen},
+                            "expected": record["expected"],
+                        }
+                    )
+    return found
+
+
+def session_docs(where: Path) -> list[dict[str, Any]]:
+    """The SessionResults documents the user-stack command left in ``where``."""
+    docs = []
+    for path in sorted(where.glob("stack-*.json")):
+        try:
+            docs.append(json.loads(path.read_text()))
+        except ValueError:
+            continue  # a run cut short: its arm counts as not run
+    return docs
+
+
+def run_stack(stack: Stack, root: Path, work: Path) -> dict[str, Any]:
+    """One stack through `python -m tests.harness.userstack` (its own process: a crash
+    loses no other stack); its outcome, written to <root>/<id>/outcome.json."""
+    where = root / stack.id
+    shutil.rmtree(where, ignore_errors=True)  # never read a previous run's
+    where.mkdir(parents=True)
+    outcome: dict[str, Any] = {"id": stack.id, "pins": stack.pins, "python": stack.python}
+    started = time.monotonic()
+    why = not_served(stack)
+    if why:
+        outcome.update(status=CANNOT_BUILD, reason=why, cells=0, disagreements=[])
+    else:
+        command = [sys.executable, "-m", "tests.harness.userstack", *stack.args()]
+        command += ["--results", str(where), "--work", str(work), "--jobs", "1"]
+        try:
+            proc = subprocess.run(
+                command,
+                cwd=ROOT,
+                env=dict(os.environ),
+                capture_output=True,
+                text=True,
+                timeout=STACK_TIMEOUT,
+                check=False,
+            )
+            output, code = proc.stdout + proc.stderr, proc.returncode
+        except subprocess.TimeoutExpired as exc:
+            parts = [p for p in (exc.stdout, exc.stderr) if p]
+            output = "".join(
+                p.decode(errors="replace") if isinstance(p, bytes) else p for p in parts
+            )
+            code = None
+        (where / "userstack.log").write_text(" ".join(command) + "\n" + output)
+        docs = session_docs(where)
+        errors = [ln[len("error: ") :] for ln in output.splitlines() if ln.startswith("error: ")]
+        if code == 2 and errors:  # a StackError: the stack cannot be built (userstack._errors)
+            outcome.update(status=CANNOT_BUILD, reason=errors[-1], cells=0, disagreements=[])
+        elif not docs:
+            tail = [ln for ln in output.splitlines() if ln.strip()][-1:] or ["no output"]
+            said = "timed out" if code is None else f"exit {code}"
+            outcome.update(status=CRASHED, reason=f"{said}: {tail[0][:300]}", cells=0)
+            outcome["disagreements"] = []
+        else:
+            failed = [d.get("session") for d in docs if d.get("status") != "passed"]
+            outcome.update(
+                status=RAN,
+                reason=None,
+                cells=sum(len(d.get("cells", [])) for d in docs),
+                disagreements=disagreements(docs),
+                failed_sessions=failed,
+            )
+    outcome["seconds"] = round(time.monotonic() - started, 1)
+    write_outcome(where, outcome)
+    return outcome
+
+
+def write_outcome(where: Path, outcome: dict[str, Any]) -> None:
+    where.mkdir(parents=True, exist_ok=True)
+    (where / OUTCOME).write_text(json.dumps(outcome, indent=2, sort_keys=True) + "\n")
+
+
+def summary_line(outcome: dict[str, Any]) -> str:
+    head = f"{outcome['id']} (Python {outcome['python']}): {outcome['status']}"
+    if outcome["status"] != RAN:
+        return f"{head}: {outcome['reason']}"
+    said = f"{head}, {outcome['cells']} cells in {outcome['seconds']} s"
+    for d in outcome["disagreements"]:
+        where = f"{outcome['id']} {d['session']}: {d['cell']} ({d['client']})"
+        said += f"\n  disagrees with the model: {where}"
+    for session in outcome.get("failed_sessions", []):
+        said += f"\n  pytest failed: {outcome['id']} {session} (see its *.pytest.log)"
+    return said
+
+
+def run(stacks: Sequence[Stack], root: Path = ATLAS_RESULTS, work: Path = CACHE / "stacks") -> int:
+    """The stacks, STACKS_AT_ONCE at a time, each outcome printed as it ends; 1 if a cell
+    disagrees with the model or a session's pytest failed, else 0."""
+    started = time.monotonic()
+
+    def one(stack: Stack) -> dict[str, Any]:
+        print(f"{stack.id}: {' '.join(stack.args())}", flush=True)
+        try:
+            outcome = run_stack(stack, root, work)
+        except Exception as exc:  # noqa: BLE001  the harness's own fault: the others run on
+            outcome = {"id": stack.id, "pins": stack.pins, "python": stack.python}
+            outcome.update(status=CRASHED, reason=repr(exc)[:500], cells=0, disagreements=[])
+            write_outcome(root / stack.id, outcome)
+        print(summary_line(outcome), flush=True)
+        return outcome
+
+    with ThreadPoolExecutor(STACKS_AT_ONCE) as pool:
+        outcomes = list(pool.map(one, stacks))
+    bad = failed(outcomes)
+    print(
+        f"{len(outcomes)} stacks in {time.monotonic() - started:.1f} s: "
+        + ", ".join(f"{o['id']} {o['status']}" for o in outcomes)
+        + f"; outcomes in {root}/<id>/{OUTCOME}"
+    )
+    if bad:
+        print("the model disagrees with a run: " + ", ".join(bad), file=sys.stderr)
+    return 1 if bad else 0
+
+
+def failed(outcomes: Sequence[dict[str, Any]]) -> list[str]:
+    """The stacks a cell of which disagrees with the model, or whose pytest failed: a stack
+    that cannot be built is a result, not a failure."""
+    return [o["id"] for o in outcomes if o["disagreements"] or o.get("failed_sessions")]

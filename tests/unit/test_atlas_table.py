@@ -1,0 +1,257 @@
+"""The atlas's table and its selection of stacks (tests/harness/atlas/), offline.
+
+The results are hand-made from one real SessionResults document, trimmed
+(tests/data/atlas/sample-session.json): each cell of it re-labelled, its versions set,
+the model's prediction for them recorded as expected and, unless a test says otherwise,
+as what both clients observed.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from dataclasses import asdict
+
+import pytest
+
+from tests.harness.atlas import _runs, _table
+from tests.harness.cells import Cell
+from tests.harness.paths import DATA, ROOT
+from tests.harness.userstack._errors import StackError
+from tests.harness.userstack._predict import predict_cell
+
+SESSION = json.loads((DATA / "atlas" / "sample-session.json").read_text())
+PLAN = _runs.load_plan(_runs.SAMPLE_PLAN)
+STACKS = {s.id: s for s in PLAN.stacks}
+VERSIONS = {  # what each sample stack's server reports
+    s.id: {
+        **{k: v for k, v in s.pins.items() if k != "sentry-sdk"},
+        "python": s.python,
+    }
+    for s in PLAN.stacks
+}
+# a cell the 2016 stack's vanilla 0.9.5 fails (the streaming iterator never runs), and
+# one only its agent's RUM middleware (newrelic 2.66.0.49) makes fail there
+STREAMING = (False, False, True)
+RUM = (True, False, False)
+
+
+def record(stack: str, agent: bool, fixed: bool, column: tuple[bool, bool, bool], **seen):
+    """One cell of ``stack`` as the cells test records it, observed as ``seen`` says, or
+    as the model predicts."""
+    data = copy.deepcopy(SESSION["cells"][0])
+    cell = Cell(f"pins-{stack}", agent, fixed, *column)
+    data["cell"] = asdict(cell)
+    data["versions"] = VERSIONS[stack]
+    inputs = _table.model_inputs(VERSIONS[stack])
+    expected = predict_cell(cell, inputs).as_dict()
+    data["expected"] = expected
+    for o in data["observed"]:
+        o.update({k: expected[k] for k in o if k in expected}, **seen)
+    data["verdict"] = data["observed"][0]["verdict"]
+    return data
+
+
+def write_stack(root, stack: str, records: list, status: str = _runs.RAN, reason=None):
+    where = root / stack
+    where.mkdir(parents=True)
+    outcome = {"id": stack, "pins": STACKS[stack].pins, "python": STACKS[stack].python}
+    outcome.update(status=status, reason=reason, cells=len(records), disagreements=[])
+    (where / _runs.OUTCOME).write_text(json.dumps(outcome))
+    arms = {}
+    for data in records:
+        arms.setdefault((data["cell"]["agent"], data["cell"]["fixed"]), []).append(data)
+    for (agent, fixed), cells in arms.items():
+        doc = {**SESSION, "agent": agent, "fixed": fixed, "cells": cells, "layer": None}
+        doc["session"] = f"stack(pins-{stack}, agent={agent}, fixed={fixed})"
+        (where / f"stack-{stack}-agent-{agent}-fixed-{fixed}.json").write_text(json.dumps(doc))
+
+
+@pytest.fixture
+def results(tmp_path):
+    """s01 (today) and s02 (2021) work on every build; s03 (2016, vanilla 0.9.5) fails
+    its streaming cell and, with the agent on, its RUM cell; s04 is never built."""
+    for stack in ("s01", "s02", "s03"):
+        write_stack(
+            tmp_path,
+            stack,
+            [
+                record(stack, agent, fixed, column)
+                for agent in (False, True)
+                for fixed in (False, True)
+                for column in (STREAMING, RUM)
+            ],
+        )
+    write_stack(tmp_path, "s04", [], status=_runs.CANNOT_BUILD, reason="not yet served: why")
+    return tmp_path
+
+
+def entry(doc, layer, handler, package):
+    found = [
+        e
+        for e in doc["entries"]
+        if (e["layer"], e["handler"], e["package"]) == (layer, handler, package)
+    ]
+    assert len(found) == 1, f"one entry for {layer} {handler} {package}: {found}"
+    return found[0]
+
+
+def test_ranges_merge_and_never_run_picks_are_listed(results, tmp_path):
+    doc = _table.build(PLAN, results, tmp_path / "atlas.json")
+    gevent = entry(doc, "none", "gevent-websocket", "gevent")
+    # 21.8.0 (s02) and 26.9.0 (s01) alike; 24.2.1, a pick between them no run had,
+    # breaks nothing and is listed
+    assert gevent["pass"] == [{"from": "21.8.0", "to": "26.9.0", "runs": ["s01", "s02"]}]
+    assert gevent["never_run"] == ["24.2.1"]
+    assert [(f["from"], f["to"], f["runs"]) for f in gevent["fail"]] == [
+        ("1.1.2", "1.1.2", ["s03"])
+    ]
+    handler = entry(doc, "none", "gevent-websocket", "gevent-websocket")
+    assert [(r["from"], r["to"]) for r in handler["pass"]] == [("0.10.1", "0.10.1")]
+    assert [(r["from"], r["to"]) for r in handler["fail"]] == [("0.9.5", "0.9.5")]
+    # gevent-websocket alone moved to 0.10.1 runs the iterator: its bisection proved it
+    assert handler["fail"][0]["proven_by"] == "history(gevent-websocket)"
+    patched = entry(doc, "none", "gevent-websocket+fixed", "gevent")
+    assert patched["fail"] == []
+    assert patched["pass"] == [{"from": "1.1.2", "to": "26.9.0", "runs": ["s01", "s02", "s03"]}]
+    assert json.loads((tmp_path / "atlas.json").read_text()) == doc
+
+
+def test_a_failure_carries_the_models_cause_its_runs_and_the_rule_that_proved_it(results):
+    doc = _table.build(PLAN, results, results / "atlas.json")
+    fail = entry(doc, "none", "gevent-websocket", "gevent")["fail"][0]
+    assert "gevent-websocket 0.9.5 does not iterate the application's result" in fail["cause"]
+    # moving gevent alone changes nothing in the model: no rule of gevent decided it
+    assert fail["proven_by"] is None
+    agent = entry(doc, "newrelic", "gevent-websocket", "newrelic")["fail"]
+    assert [(f["from"], f["runs"]) for f in agent] == [("2.66.0.49", ["s03"])]
+    # newrelic alone moved to 7.2.4.171 runs the RUM cell: the bisection of newrelic proved it
+    assert agent[0]["proven_by"] == "history(newrelic)"
+    # the agent is a layer of its own: not a package of the no-layer entries
+    assert not [e for e in doc["entries"] if e["layer"] == "none" and e["package"] == "newrelic"]
+
+
+def test_a_stack_that_was_not_built_is_listed_with_its_reason(results):
+    doc = _table.build(PLAN, results, results / "atlas.json")
+    assert doc["stacks_run"] == 3
+    assert doc["stacks_failed_to_build"] == [{"id": "s04", "reason": "not yet served: why"}]
+    table = _table.markdown(doc)
+    assert (
+        "| none | gevent-websocket | gevent | 21.8.0 – 26.9.0 (s01, s02) | 1.1.2 (s03) [" in table
+    )
+    assert "- not built: s04: not yet served: why" in table
+
+
+def test_a_disagreement_names_the_stack_and_the_cell(tmp_path):
+    write_stack(tmp_path, "s02", [record("s02", False, False, STREAMING, verdict="-")])
+    docs = _runs.session_docs(tmp_path / "s02")
+    found = _runs.disagreements(docs)
+    assert [(d["cell"], d["client"]) for d in found] == [
+        ("pins-s02 ¬agent ¬fixed ¬rum ¬hello_goodbyer streaming", "python"),
+        ("pins-s02 ¬agent ¬fixed ¬rum ¬hello_goodbyer streaming", "node"),
+    ]
+    outcome = {"id": "s02", "python": "3.9", "status": _runs.RAN, "cells": 1, "seconds": 1.0}
+    line = _runs.summary_line({**outcome, "disagreements": found})
+    assert "disagrees with the model: s02 stack(pins-s02, agent=False, fixed=False): " in line
+    assert _runs.failed([{**outcome, "disagreements": found}]) == ["s02"]
+    assert _runs.failed([{**outcome, "disagreements": []}]) == []
+    doc = _table.build(PLAN, tmp_path, tmp_path / "atlas.json")
+    fail = entry(doc, "none", "gevent-websocket", "gevent")["fail"]
+    assert fail[0]["cause"] == _table.NOT_PREDICTED
+
+
+def test_a_stack_that_cannot_be_served_is_a_result_not_a_crash(tmp_path, capsys):
+    before = tmp_path / "s04" / "stack-pins-agent-False-fixed-False.logs"
+    before.mkdir(parents=True)  # a previous run's: never read again
+    assert _runs.run([STACKS["s04"]], tmp_path, tmp_path / "work") == 0
+    assert not before.exists()
+    outcome = json.loads((tmp_path / "s04" / _runs.OUTCOME).read_text())
+    assert outcome["status"] == _runs.CANNOT_BUILD
+    assert outcome["reason"].startswith("not yet served: ") and "flask-sock" in outcome["reason"]
+    assert "s04 (Python 3.11): cannot-build: not yet served" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("shards", [1, 2, 3, 5])
+def test_shards_partition_the_plan_in_order(shards):
+    chosen = [_runs.select(PLAN, shard=(k, shards)) for k in range(1, shards + 1)]
+    flat = [s.id for part in chosen for s in part]
+    assert sorted(flat) == sorted(PLAN.ids()) and len(flat) == len(set(flat))
+    for k, part in enumerate(chosen, 1):
+        assert all(PLAN.ids().index(s.id) % shards == k - 1 for s in part)
+
+
+def test_sample_and_only_choose_stacks():
+    assert [s.id for s in _runs.select(PLAN, sample=2)] == ["s01", "s02"]
+    assert [s.id for s in _runs.select(PLAN, only=["s03", "s01"])] == ["s01", "s03"]
+    assert _runs.not_served(STACKS["s04"]).startswith("not yet served: ")
+    assert _runs.not_served(STACKS["s01"]) is None
+
+
+@pytest.mark.parametrize("text", ["0/2", "3/2", "1/0", "a/b", "2", "1/2/3"])
+def test_a_malformed_shard_is_an_error(text):
+    with pytest.raises(StackError, match=r"--shard .* is not K/N"):
+        _runs.parse_shard(text)
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--shard", "3/2"], "error: --shard '3/2' is not K/N with 1 <= K <= N; write e.g."),
+        (["--only", "s01,zz"], "error: --only zz: no such stack in sample-plan.json; name some"),
+        (["--matrix", "0"], "error: --matrix 0: at least one shard;"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_status_2(args, said):
+    assert_bad_input(_runs.SAMPLE_PLAN, args, said)
+
+
+def assert_bad_input(plan, args, said):
+    """The command on ``plan`` with ``args`` exits 2 with the one line ``said`` begins."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.harness.atlas", "--plan", str(plan), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.startswith(said) and proc.stderr.count("\n") == 1, proc.stderr
+
+
+def test_the_matrix_has_one_entry_per_shard_with_its_pythons():
+    from tests.harness.atlas._cli import matrix
+
+    doc = json.loads(matrix(PLAN, 2))
+    assert doc == {
+        "include": [
+            {"shard": "1/2", "pythons": ["2.7", "3.11"]},  # s01, s03
+            {"shard": "2/2", "pythons": ["3.9", "3.11"]},  # s02, s04
+        ]
+    }
+
+
+@pytest.mark.builds  # asks the registry
+def test_a_plan_naming_a_release_the_registry_lacks_is_bad_input(tmp_path):
+    plan = tmp_path / "plan.json"
+    pins = {**STACKS["s01"].pins, "gevent": "99.0.0"}
+    plan.write_text(
+        json.dumps({"axes": {}, "stacks": [{"id": "x01", "python": "3.11", "pins": pins}]})
+    )
+    said = "error: stack x01: gevent==99.0.0 does not exist on the registry"
+    assert_bad_input(plan, ["--only", "x01"], said)
+    assert not (_runs.ATLAS_RESULTS / "x01").exists()  # nothing ran
+
+
+@pytest.mark.builds  # resolves against the registry (uv: nox -s builds passes it)
+def test_a_stack_the_resolver_refuses_is_a_result_and_the_others_still_run(tmp_path):
+    # Flask 3.1.3 requires Python >= 3.9: uv refuses the stack for 3.8
+    pins = {"Flask": "3.1.3", "gevent": "26.9.0", "gevent-websocket": "0.10.1"}
+    refused = _runs.Stack("x03", "3.8", pins)
+    assert _runs.run([refused, STACKS["s04"]], tmp_path, ROOT / ".cache" / "stacks") == 0
+    outcome = json.loads((tmp_path / "x03" / _runs.OUTCOME).read_text())
+    assert outcome["status"] == _runs.CANNOT_BUILD, outcome
+    assert "flask==3.1.3 depends on Python>=3.9" in outcome["reason"], outcome["reason"]
+    assert (tmp_path / "s04" / _runs.OUTCOME).is_file()
