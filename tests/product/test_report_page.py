@@ -341,8 +341,8 @@ def test_the_which_handler_table_links_every_figure_to_its_evidence(browser, tmp
         opened.close()
 
 
-SAMPLE_PLAN = DATA / "atlas" / "sample-plan.json"
-SAMPLE_ATLAS = DATA / "atlas" / "sample-atlas.json"
+SAMPLE_PLAN = DATA / "atlas" / "sample-page-plan.json"
+SAMPLE_ATLAS = DATA / "atlas" / "sample-page-atlas.json"
 EVIDENCE = "stack-atlas-agent-False-fixed-False.json"  # a run's file the page links
 
 
