@@ -37,7 +37,7 @@ from .layout import FINISHED_GLYPH
 
 PLAN = DATA / "atlas" / "plan.json"  # tests/harness/atlas/_plan.py writes it
 ATLAS = "atlas.json"  # in the report's directory: `nox -s atlas -- --build` writes it
-BUILD = "nox -s atlas -- --sample 8` then `nox -s atlas -- --build"
+BUILD = ("nox -s atlas -- --sample 8", "nox -s atlas -- --build")  # what makes one
 # The axes whose picks the model reads (StackFacts.from_versions): the handler, the
 # agent, and the two packages of the sentry-hold rule.  Every other axis (Python, a
 # layer's own release) leaves the prediction alone: the model assumes a layer behaves
@@ -286,10 +286,10 @@ def section(
     report, results = Path(report_dir), Path(results_dir)
     atlas = read_atlas(report, problems)
     if atlas is None:
-        return {"atlas": None, "build": BUILD}
+        return {"atlas": None, "build": list(BUILD)}
     if not plan_path.is_file():
         problems.append(f"{report / ATLAS} exists but {plan_path} does not: no picks to show")
-        return {"atlas": None, "build": BUILD}
+        return {"atlas": None, "build": list(BUILD)}
     plan = json.loads(plan_path.read_text())
     axes = list(plan["axes"])
     default = {a: plan["axes"][a]["values"][-1]["version"] for a in axes}
