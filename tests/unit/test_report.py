@@ -353,8 +353,8 @@ def test_every_pick_finds_the_grid_the_model_gives_it():
     """Each layer's lookup, by the folded key, is the block predicted for that combination."""
     plan = json.loads(PAGE_PLAN.read_text())
     reads = [a for a in versions.MODEL_READS if a in plan["axes"]]
-    for layer in versions.layer_axes(plan):
-        found = versions.layer_predictions(plan, layer, reads)
+    predicted = versions.layer_predictions(plan, list(versions.layer_axes(plan)), reads)
+    for layer, found in predicted.items():
         blocks = {b["id"]: b for b in found["blocks"]}
         for handler in plan["axes"]["handler"]["values"]:
             for gevent in plan["axes"]["gevent"]["values"]:

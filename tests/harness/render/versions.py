@@ -42,8 +42,7 @@ BUILD = ("nox -s atlas -- --sample 8", "nox -s atlas -- --build")  # what makes 
 # agent, and the two packages of the sentry-hold rule.  Every other axis (Python, a
 # layer's own release) leaves the prediction alone: the model assumes a layer behaves
 # at every release as the layer sessions observed it, which the coverage line says.
-MODEL_READS = ("handler", AGENT_LAYER or "newrelic", "gevent", "flask")
-Picks = dict[str, str]  # axis -> picked version
+MODEL_READS = ("handler", "newrelic", "gevent", "flask")
 
 
 def read_atlas(report_dir: Path, problems: list[str]) -> Data | None:
@@ -66,6 +65,7 @@ def axis_package(name: str, axis: Data) -> str:
     return str(axis.get("package") or name)
 
 
+@cache  # parsed once per pick, not once per combination
 def handler_pin(value: str) -> tuple[str, str]:
     """("gevent-websocket", "0.10.1") of a handler pick "gevent-websocket==0.10.1"."""
     req = Requirement(value)
@@ -80,12 +80,12 @@ def stack_picks(plan: Data, stack: Data) -> dict[str, str | None]:
         if name == "python":
             out[name] = stack.get("python")
         elif name == "handler":
+            served = [v["version"] for v in axis["values"]]
             out[name] = next(
                 (
-                    v["version"]
-                    for v in axis["values"]
-                    if pins.get(canonicalize_name(handler_pin(v["version"])[0]))
-                    == handler_pin(v["version"])[1]
+                    v
+                    for v in served
+                    if pins.get(canonicalize_name(handler_pin(v)[0])) == handler_pin(v)[1]
                 ),
                 None,
             )
@@ -110,24 +110,20 @@ def model_versions(plan: Data, picks: Mapping[str, str]) -> tuple[dict[str, str]
 
 
 @cache
-def _predict(cell: Cell, facts: StackFacts) -> Prediction:
-    return predict(cell, facts)
-
-
-@cache
-def _facts(versions: tuple[tuple[str, str], ...], handler: str, fixed: bool) -> StackFacts:
+def build_facts(versions: tuple[tuple[str, str], ...], handler: str, fixed: bool) -> StackFacts:
+    """The model's facts of one build of a combination ({package: version} as items)."""
     found = dict(versions)
     if handler == DEFAULT_HANDLER:
         found[DEFAULT_HANDLER] = build_version(found[DEFAULT_HANDLER], fixed)
     return StackFacts.from_versions(found, handler)
 
 
-def builds(versions: Mapping[str, str], handler: str) -> list[tuple[bool, str]]:
-    """[(fixed, label)]: gevent-websocket's vanilla and patched builds, another handler's one."""
+@cache  # one look at patches/ per release
+def builds(handler: str, release: str) -> tuple[tuple[bool, str], ...]:
+    """(fixed, label): gevent-websocket's vanilla and patched builds, another handler's one."""
     if handler != DEFAULT_HANDLER:
-        return [(False, handler)]
-    release = versions[DEFAULT_HANDLER]
-    return [(f, "patched" if f else "vanilla") for f in BOOLS if not f or has_patches(release)]
+        return ((False, handler),)
+    return tuple((f, "patched" if f else "vanilla") for f in BOOLS if not f or has_patches(release))
 
 
 def mark(p: Prediction, layer: str) -> str:
@@ -137,20 +133,36 @@ def mark(p: Prediction, layer: str) -> str:
     return f"{p.verdict} {FINISHED_GLYPH.get(p.layer_finished, '?')}"
 
 
+BuildFacts = tuple[tuple[bool, str, StackFacts], ...]  # (fixed, label, facts) per build
+
+
+def combination_facts(plan: Data, picks: Mapping[str, str]) -> tuple[str, BuildFacts]:
+    """(handler, the model's facts of each build) of one combination of picks."""
+    versions, handler = model_versions(plan, picks)
+    return handler, tuple(
+        (fixed, label, build_facts(tuple(sorted(versions.items())), handler, fixed))
+        for fixed, label in builds(handler, versions[handler])
+    )
+
+
 def prediction_block(plan: Data, picks: Mapping[str, str], layer: str) -> Data:
     """The model's grid of one layer for one combination: rows, marks, causes, summary."""
-    versions, handler = model_versions(plan, picks)
-    key = tuple(sorted(versions.items()))
+    return _block(layer, *combination_facts(plan, picks))
+
+
+@cache
+def _block(layer: str, handler: str, facts: BuildFacts) -> Data:
+    """A grid from the model's facts of each build: combinations alike in them share it."""
     rows: list[Data] = []
     causes: list[str] = []
     # a layer's cells: agent off, rum off (tests/matrix/test_layers.py)
     columns = COLUMNS if layer == NO_LAYER else [(False, h, s) for h, s in LAYER_COLUMNS]
-    for fixed, label in builds(versions, handler):
+    for fixed, label, build in facts:
         for agent in (True, False) if layer == NO_LAYER else (False,):
             cells = []
             for rum, hg, streaming in columns:
                 cell = Cell("atlas", agent, fixed, rum, hg, streaming, handler=handler, layer=layer)
-                p = _predict(cell, _facts(key, handler, fixed))
+                p = predict(cell, build)
                 cells.append({"verdict": p.verdict, "mark": mark(p, layer)})
                 for text in (p.layer_cause, p.tcp_cause):
                     if text and text not in causes:
@@ -191,24 +203,30 @@ def fold(axes: list[str], table: dict[tuple[str, ...], str]) -> tuple[list[str],
         if all(folded.setdefault(k[:i] + k[i + 1 :], v) == v for k, v in table.items()):
             kept.pop(i)
             table = folded
-    return kept, {
-        "|".join(f"{a}={v}" for a, v in zip(kept, k, strict=True)): b for k, b in table.items()
-    }
+    return kept, {key_of(kept, dict(zip(kept, k, strict=True))): b for k, b in table.items()}
 
 
-def layer_predictions(plan: Data, layer: str, axes: list[str]) -> Data:
-    """Every combination's grid of one layer, each distinct grid once."""
+def layer_predictions(plan: Data, layers: Sequence[str], axes: list[str]) -> dict[str, Data]:
+    """{layer: every combination's grid, each distinct grid once, and the lookup}."""
     values = [[v["version"] for v in plan["axes"][a]["values"]] for a in axes]
-    blocks: dict[str, Data] = {}
-    table: dict[tuple[str, ...], str] = {}
+    blocks: dict[str, dict[str, Data]] = {layer: {} for layer in layers}
+    tables: dict[str, dict[tuple[str, ...], str]] = {layer: {} for layer in layers}
+    drawn: dict[int, str] = {}  # each grid _block made (it keeps them) -> its block id
     for combo in product(*values):
-        block = prediction_block(plan, dict(zip(axes, combo, strict=True)), layer)
-        sig = json.dumps(block, sort_keys=True)
-        if sig not in blocks:
-            blocks[sig] = {**block, "id": f"pred-{layer}-{len(blocks)}"}
-        table[combo] = blocks[sig]["id"]
-    key_axes, keys = fold(axes, table)
-    return {"key_axes": key_axes, "keys": keys, "blocks": list(blocks.values())}
+        handler, facts = combination_facts(plan, dict(zip(axes, combo, strict=True)))
+        for layer in layers:
+            block = _block(layer, handler, facts)
+            if id(block) not in drawn:
+                sig = json.dumps(block, sort_keys=True)  # alike facts can draw alike grids
+                if sig not in blocks[layer]:
+                    blocks[layer][sig] = {**block, "id": f"pred-{layer}-{len(blocks[layer])}"}
+                drawn[id(block)] = blocks[layer][sig]["id"]
+            tables[layer][combo] = drawn[id(block)]
+    out = {}
+    for layer in layers:
+        key_axes, keys = fold(axes, tables[layer])
+        out[layer] = {"key_axes": key_axes, "keys": keys, "blocks": list(blocks[layer].values())}
+    return out
 
 
 def evidence(results_dir: Path, report_dir: Path, stack: str) -> list[Data]:
@@ -295,8 +313,9 @@ def section(
     default = {a: plan["axes"][a]["values"][-1]["version"] for a in axes}
     reads = [a for a in MODEL_READS if a in plan["axes"]]
     layers = []
+    predicted = layer_predictions(plan, list(layer_axes(plan)), reads)
     for layer, axis in layer_axes(plan).items():
-        found = layer_predictions(plan, layer, reads)
+        found = predicted[layer]
         layers.append(
             {
                 "layer": layer,
@@ -307,7 +326,8 @@ def section(
                 "default": found["keys"][key_of(found["key_axes"], default)],
             }
         )
-    stacks = stacks_shown(plan, atlas, results, report)
+    # the plan's stacks that ran or failed to build (a plan holds thousands not run yet)
+    stacks = [s for s in stacks_shown(plan, atlas, results, report) if s["status"] != "not run"]
     return {
         "atlas": atlas,
         "plan_matches": atlas.get("plan") == plan_sha(plan_path),
@@ -317,13 +337,16 @@ def section(
         ],
         "layers": layers,
         "stacks": stacks,
+        "plan_stacks": len(plan["stacks"]),
         "entries": entry_rows(atlas, {s["id"]: s["href"] for s in stacks}),
         # what page.js reads: the lookup tables and the runs, never the model
         "script": {
             "layers": [
                 {k: lay[k] for k in ("layer", "axes", "key_axes", "keys")} for lay in layers
             ],
-            "stacks": [{k: s[k] for k in ("id", "picks", "status", "href")} for s in stacks],
+            "stacks": [
+                {k: s[k] for k in ("id", "picks", "href")} for s in stacks if s["status"] == "run"
+            ],
             "not_installable": plan.get("not_installable") or [],
         },
     }

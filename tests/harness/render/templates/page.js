@@ -21,7 +21,7 @@
   if (atlasData) { versions(JSON.parse(atlasData.textContent)); }
   function versions(atlas) {
     var form = document.getElementById("picks");
-    var ran = atlas.stacks.filter(function (s) { return s.status === "run"; });
+    var ran = atlas.stacks;  // the runs that left results
     function picks() {
       var out = {};
       form.querySelectorAll("select[data-axis]").forEach(function (s) { out[s.getAttribute("data-axis")] = s.value; });
