@@ -33,7 +33,7 @@ from ..inputs import Data
 from ..model import Prediction, StackFacts, predict
 from ..paths import DATA
 from ..userstack._predict import COLUMNS, LAYER_COLUMNS, has_patches
-from .layout import FINISHED_GLYPH
+from .layout import FINISHED_GLYPH, MARKS
 
 PLAN = DATA / "atlas" / "plan.json"  # tests/harness/atlas/_plan.py writes it
 ATLAS = "atlas.json"  # in the report's directory: `nox -s atlas -- --build` writes it
@@ -126,10 +126,13 @@ def builds(handler: str, release: str) -> tuple[tuple[bool, str], ...]:
     return tuple((f, "patched" if f else "vanilla") for f in BOOLS if not f or has_patches(release))
 
 
+OPEN = next(m[2] for m in MARKS if m[0] == "open")  # the page's mark of a never-closed iterable
+
+
 def mark(p: Prediction, layer: str) -> str:
     """One cell as the page shows it: the verdict, and the layer's end (F . _ -)."""
     if layer == NO_LAYER:
-        return p.verdict + ("" if p.iterable_closed else "o")
+        return p.verdict + ("" if p.iterable_closed else OPEN)
     return f"{p.verdict} {FINISHED_GLYPH.get(p.layer_finished, '?')}"
 
 
