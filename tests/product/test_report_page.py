@@ -479,3 +479,16 @@ def test_a_pair_the_plan_cannot_install_is_said_so(atlas_page):
     pick(page, python="2.7")
     assert note.is_visible() and "requires Python >=3.9" in note.inner_text()
     opened.check_clean()
+
+
+def test_the_versions_section_fits_a_phone(atlas_page):
+    opened, _ = atlas_page
+    page = opened.page
+    page.set_viewport_size(PHONE)
+    try:
+        width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+        assert width[0] <= width[1], f"the page scrolls sideways on a phone: {width}"
+        page.locator("#versions").screenshot(path=str(REPORT / "screenshot-versions-phone.png"))
+    finally:
+        page.set_viewport_size(DESKTOP)
+    opened.check_clean()
