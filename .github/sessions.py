@@ -26,7 +26,8 @@ tests/product/test_workflow.py runs the workflow's own step and compares with no
 reads the atlas CLI's matrix (its last line: {"include": [{"shard": "K/N", "pythons":
 [...]}]}) and prints `matrix=` for the `atlas` job: per shard its `shard`, a `slug` for
 its artifact, the Pythons setup-python installs (`setup`, newline-separated, the
-harness's last so it is `python`) and whether it needs the cached CPython 2.7 (`py27`).
+harness's last so it is `python`) and whether it needs the cached CPython 2.7 (`py27`)
+or the cached 3.6 and 3.7 (`pyenv`).
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ def outputs(listed, pythons):
 
 HARNESS_PYTHON = "3.11"  # the Python nox and the harness run on, in every job
 PYTHON27 = "2.7"  # from the python27 job's cache: setup-python has none
+PYENV = ("3.6", "3.7")  # from the atlas-pythons job's cache: none for ubuntu-24.04 either
 MAX_JOBS = 256  # GitHub's limit on the jobs of one matrix
 
 
@@ -98,7 +100,8 @@ def atlas_matrix(cli_stdout):
         raise SystemExit(f"{len(shards)} atlas shards: GitHub runs 1 to {MAX_JOBS} per matrix")
     out = []
     for shard, pythons in shards:
-        setup = [p for p in pythons if p not in (PYTHON27, HARNESS_PYTHON)] + [HARNESS_PYTHON]
+        built = (PYTHON27, *PYENV, HARNESS_PYTHON)
+        setup = [p for p in pythons if p not in built] + [HARNESS_PYTHON]
         out.append(
             {
                 "shard": shard,
@@ -106,6 +109,7 @@ def atlas_matrix(cli_stdout):
                 "pythons": " ".join(pythons),
                 "setup": "\n".join(setup),
                 "py27": PYTHON27 in pythons,
+                "pyenv": any(p in PYENV for p in pythons),
             }
         )
     return {"include": out}

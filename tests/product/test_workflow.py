@@ -51,7 +51,7 @@ SESSION_TIMEOUT = 900
 REHEARSAL_JOBS = 2  # per-session jobs rehearsed at once
 TEST_COMMAND = "nox -t ci"
 # The atlas's jobs: on the schedule and by hand only, outside the gate (skipped on a push).
-ATLAS_JOBS = ("atlas-plan", "atlas", "atlas-merge")
+ATLAS_JOBS = ("atlas-pythons", "atlas-plan", "atlas", "atlas-merge")
 ATLAS_EVENTS = {"schedule", "workflow_dispatch"}
 # What each atlas step passes `nox -s atlas --`: a flag of tests/harness/atlas/_cli.py
 ATLAS_FLAGS = {"--refresh": 0, "--matrix": 1, "--shard": 1, "--build": 0}
@@ -404,10 +404,11 @@ def test_atlas_jobs_run_the_atlas_session_on_the_schedule_and_by_hand(workflow):
     assert ATLAS_EVENTS <= set(triggers), triggers
     cron = triggers["schedule"][0]["cron"]
     assert len(cron.split()) == 5, cron
-    condition = jobs["atlas-plan"]["if"]
-    assert all(f"'{event}'" in condition for event in ATLAS_EVENTS), condition
-    assert "push" not in condition and "pull_request" not in condition, condition
-    assert "atlas-plan" in jobs["atlas"]["needs"] and "python27" in jobs["atlas"]["needs"]
+    for job_id in ("atlas-pythons", "atlas-plan"):
+        condition = jobs[job_id]["if"]
+        assert all(f"'{event}'" in condition for event in ATLAS_EVENTS), (job_id, condition)
+        assert "push" not in condition and "pull_request" not in condition, condition
+    assert set(jobs["atlas"]["needs"]) == {"atlas-plan", "python27", "atlas-pythons"}
     assert set(jobs["atlas-merge"]["needs"]) == {"atlas-plan", "atlas"}
     calls = atlas_commands(workflow)
     flags = []
@@ -465,7 +466,7 @@ def test_atlas_matrix_output_becomes_the_shard_jobs(workflow):
     module = sessions_module()
     stub = (
         "nox > Running session atlas\n"
-        '{"include": [{"shard": "1/3", "pythons": ["2.7", "3.8"]},'
+        '{"include": [{"shard": "1/3", "pythons": ["2.7", "3.6", "3.8"]},'
         ' {"shard": "3/3", "pythons": ["3.11", "3.12"]}]}\n'
     )
     matrix = module.atlas_matrix(stub)["include"]
@@ -473,8 +474,20 @@ def test_atlas_matrix_output_becomes_the_shard_jobs(workflow):
     for entry in matrix:
         assert used <= set(entry), f"the atlas job reads {sorted(used - set(entry))}: {entry}"
         assert entry["setup"].splitlines()[-1] == module.HARNESS_PYTHON, entry
-        assert "2.7" not in entry["setup"].splitlines(), "setup-python has no 2.7"
+        unknown = {"2.7", *module.PYENV} & set(entry["setup"].splitlines())
+        assert not unknown, f"setup-python has no {unknown} for the runner"
     assert [e["py27"] for e in matrix] == [True, False]
+    assert [e["pyenv"] for e in matrix] == [True, False]
+    assert [e["setup"] for e in matrix] == ["3.8\n3.11", "3.12\n3.11"]
+    # what the shard restores is what atlas-pythons caches
+    built = workflow["jobs"]["atlas-pythons"]["steps"][1]["with"]["path"]
+    restored = [
+        s["with"]["path"]
+        for s in workflow["jobs"]["atlas"]["steps"]
+        if s.get("if") == "${{ matrix.pyenv }}"
+    ]
+    assert restored == [built], (restored, built)
+    assert [v.split("/")[-1][:3] for v in built.split()] == list(module.PYENV)
     assert [e["slug"] for e in matrix] == ["1-of-3", "3-of-3"]
     too_many = {"include": [{"shard": f"{k}/300", "pythons": ["3.11"]} for k in range(300)]}
     with pytest.raises(SystemExit, match="256"):
