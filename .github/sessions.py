@@ -20,6 +20,14 @@ names the session's results files (results/<slug>.json, .junit.xml).
 The sessions in OWN_JOB run once in a job of their own.  Any other default
 session is an error, so a new kind of session cannot silently miss CI.
 tests/product/test_workflow.py runs the workflow's own step and compares with nox.
+
+    nox -s atlas -- --matrix 32 | python .github/sessions.py --atlas
+
+reads the atlas CLI's matrix (its last line: {"include": [{"shard": "K/N", "pythons":
+[...]}]}) and prints `matrix=` for the `atlas` job: per shard its `shard`, a `slug` for
+its artifact, the Pythons setup-python installs (`setup`, newline-separated, the
+harness's last so it is `python`) and whether it needs the cached CPython 2.7 (`py27`)
+or the cached 3.6 and 3.7 (`pyenv`).
 """
 
 from __future__ import annotations
@@ -72,20 +80,64 @@ def outputs(listed, pythons):
     return {**jobs, "python": list(pythons)}
 
 
+HARNESS_PYTHON = "3.11"  # the Python nox and the harness run on, in every job
+PYTHON27 = "2.7"  # from the python27 job's cache: setup-python has none
+PYENV = ("3.6", "3.7")  # from the atlas-pythons job's cache: none for ubuntu-24.04 either
+MAX_JOBS = 256  # GitHub's limit on the jobs of one matrix
+
+
+def atlas_matrix(cli_stdout):
+    """The `atlas` job's matrix from what `nox -s atlas -- --matrix N` printed."""
+    lines = [line for line in cli_stdout.splitlines() if line.strip()]
+    try:
+        include = json.loads(lines[-1])["include"]
+        shards = [(entry["shard"], list(entry["pythons"])) for entry in include]
+    except (IndexError, ValueError, KeyError, TypeError) as exc:
+        raise SystemExit(
+            f"the atlas CLI printed no matrix ({exc!r}); its output ended: {lines[-3:]}"
+        ) from None
+    if not 0 < len(shards) <= MAX_JOBS:
+        raise SystemExit(f"{len(shards)} atlas shards: GitHub runs 1 to {MAX_JOBS} per matrix")
+    out = []
+    for shard, pythons in shards:
+        built = (PYTHON27, *PYENV, HARNESS_PYTHON)
+        setup = [p for p in pythons if p not in built] + [HARNESS_PYTHON]
+        out.append(
+            {
+                "shard": shard,
+                "slug": shard.replace("/", "-of-"),
+                "pythons": " ".join(pythons),
+                "setup": "\n".join(setup),
+                "py27": PYTHON27 in pythons,
+                "pyenv": any(p in PYENV for p in pythons),
+            }
+        )
+    return {"include": out}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python .github/sessions.py",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument(
         "--python",
         nargs="+",
-        required=True,
         help="the Python versions of today's stack (the second axis)",
     )
+    what.add_argument(
+        "--atlas",
+        action="store_true",
+        help="read `nox -s atlas -- --matrix N` instead: the atlas job's matrix",
+    )
     args = parser.parse_args(argv)
-    for key, value in outputs(json.load(sys.stdin), args.python).items():
+    if args.atlas:
+        found = {"matrix": atlas_matrix(sys.stdin.read())}
+    else:
+        found = outputs(json.load(sys.stdin), args.python)
+    for key, value in found.items():
         print(f"{key}={json.dumps(value, separators=(',', ':'))}")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from functools import cache
 from typing import Any
 
 from packaging.version import Version
@@ -58,6 +59,7 @@ WERKZEUG_READS_UNTERMINATED_INPUT = threshold("reads_unterminated_input")
 PASSTHROUGH_ROUTES = ("/streaming",)
 
 
+@cache  # the patches do not change while a process reads them: the page asks thousands of times
 def patch_series_terminates_input(release: str) -> bool:
     """Whether the patch series of ``release`` gives the application a terminated
     wsgi.input after the upgrade (a line it adds sets ``wsgi.input_terminated``)."""

@@ -51,7 +51,7 @@ from .records import (
     SessionResults,
     session_rerun,
 )
-from .render import html, markdown, terminal
+from .render import html, markdown, terminal, versions
 
 # The seed's own order of its 32 cells: (agent, (fixed, rum, hello_goodbyer, streaming)).
 SEED_ORDER = [
@@ -552,10 +552,13 @@ def build_protocol(sessions: Sessions, problems: list[str]) -> Data:
 
 
 def collect(
-    results_dir: str | Path, report_dir: str | Path, history_dir: str | Path = HISTORY_DATA
+    results_dir: str | Path,
+    report_dir: str | Path,
+    history_dir: str | Path = HISTORY_DATA,
+    plan: Path = versions.PLAN,
 ) -> Data:
     """The report's data, built once: every renderer reads only this.  ``history_dir``:
-    what history proved (tests/data/history/, committed)."""
+    what history proved (tests/data/history/, committed); ``plan``: the atlas's picks."""
     sessions, problems = load(results_dir)
     history = inputs.read_history(history_dir, problems)
     report = build(sessions, problems, history)
@@ -566,6 +569,7 @@ def collect(
     report["handlers"] = which_handler(
         sessions, report["conformance"], report["bench"], results_dir, report_dir
     )
+    report["versions"] = versions.section(results_dir, report_dir, report["problems"], plan)
     return report
 
 
@@ -579,9 +583,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=Path,
         help="what history proved, a file per package (default: %(default)s)",
     )
+    parser.add_argument(
+        "--plan",
+        default=versions.PLAN,
+        type=Path,
+        help="the atlas's picks, read beside report/atlas.json (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     out = Path(args.out)
-    report = collect(args.results, out, args.history)
+    report = collect(args.results, out, args.history, args.plan)
     out.mkdir(parents=True, exist_ok=True)
     (out / "observations.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
     (out / "observations.md").write_text(markdown.render(report))

@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 
 import pytest
 
 from tests.harness.cells import Cell
 from tests.harness.missing import missing, skip_or_fail
-from tests.harness.paths import REPORT
+from tests.harness.model import StackFacts, predict
+from tests.harness.paths import DATA, REPORT
 from tests.harness.records import NOT_STARTED
+from tests.harness.render import layout
 from tests.harness.report import REQUIRED_STACKS, main
 from tests.harness.report_sample import write_handler_results, write_optional, write_results
 
@@ -336,3 +339,156 @@ def test_the_which_handler_table_links_every_figure_to_its_evidence(browser, tmp
         opened.check_clean()
     finally:
         opened.close()
+
+
+SAMPLE_PLAN = DATA / "atlas" / "sample-page-plan.json"
+SAMPLE_ATLAS = DATA / "atlas" / "sample-page-atlas.json"
+EVIDENCE = "stack-atlas-agent-False-fixed-False.json"  # a run's file the page links
+
+
+@pytest.fixture(scope="module")
+def atlas_page(browser, tmp_path_factory):
+    """A page built from the sample atlas and plan; the runs a01 and a02 left files."""
+    tmp = tmp_path_factory.mktemp("atlas")
+    results, out = tmp / "results", tmp / "report"
+    write_results(results, stacks=("today",))
+    out.mkdir()
+    shutil.copy(SAMPLE_ATLAS, out / "atlas.json")
+    for run in ("a01", "a02"):
+        (results / "atlas" / run).mkdir(parents=True)
+        (results / "atlas" / run / EVIDENCE).write_text("{}\n")
+    main(["--results", str(results), "--out", str(out), "--plan", str(SAMPLE_PLAN)])
+    opened = Page(browser, out / "index.html")
+    try:
+        yield opened, out
+    finally:
+        opened.close()
+
+
+def pick(page, **picks):
+    for axis, value in picks.items():
+        page.locator(f'#picks select[data-axis="{axis}"]').select_option(value)
+
+
+def shown_verdicts(page, layer, row):
+    """The verdicts of one row of the layer's grid the picks show (exactly one is shown)."""
+    shown = page.locator(f'figure.prediction[data-layer="{layer}"]:not([hidden])')
+    assert shown.count() == 1, f"{layer}: {shown.count()} grids shown, expected one"
+    cells = shown.locator("tbody tr", has=page.locator(f'th:text-is("{row}")')).locator("td")
+    return "".join(cells.evaluate_all("tds => tds.map(td => td.dataset.verdict)"))
+
+
+def model_verdicts(versions, agent, fixed):
+    facts = StackFacts.from_versions(versions)
+    return "".join(
+        predict(Cell("atlas", agent, fixed, *col), facts).verdict for col in layout.COLUMNS
+    )
+
+
+def test_without_an_atlas_the_section_says_how_to_make_one(browser, tmp_path):
+    results, out = tmp_path / "results", tmp_path / "report"
+    write_results(results, stacks=("today",))
+    main(["--results", str(results), "--out", str(out), "--plan", str(SAMPLE_PLAN)])
+    opened = Page(browser, out / "index.html")
+    try:
+        line = opened.page.locator("#versions p.no-atlas").inner_text()
+        assert "No atlas yet" in line and "nox -s atlas -- --sample 8" in line, line
+        assert "--build" in line, line
+        assert opened.page.locator("#picks").count() == 0
+        opened.check_clean()
+    finally:
+        opened.close()
+
+
+def test_picking_the_handler_release_changes_the_prediction_as_the_model_says(atlas_page):
+    opened, _ = atlas_page
+    page = opened.page
+    assert page.locator("#versions h2").inner_text() == "Will my versions work?"
+    shown = {}
+    for release in ("0.9.5", "0.10.1"):
+        pick(page, handler=f"gevent-websocket=={release}", newrelic="14.1.0")
+        shown[release] = shown_verdicts(page, "none", "agent off · vanilla")
+        want = model_verdicts({"gevent-websocket": release, "newrelic": "14.1.0"}, False, False)
+        assert shown[release] == want, (
+            f"gevent-websocket {release} vanilla, agent off: the page shows {shown[release]}, "
+            f"the model predicts {want}"
+        )
+    assert shown["0.9.5"] != shown["0.10.1"], f"the pick changed nothing: {shown}"
+    opened.check_clean()
+
+
+def test_a_combination_no_run_covers_is_predicted_not_observed(atlas_page):
+    opened, _ = atlas_page
+    page = opened.page
+    coverage = page.locator('p.coverage[data-layer="none"]')
+    # a01's own picks: observed there
+    pick(
+        page,
+        python="2.7",
+        flask="1.1.4",
+        gevent="1.1.2",
+        handler="gevent-websocket==0.9.5",
+        newrelic="2.66.0.49",
+    )
+    assert coverage.locator("b").inner_text() == "observed", coverage.inner_text()
+    assert coverage.locator(".run").all_inner_texts() == ["a01"], coverage.inner_text()
+    # the same on Python 3.12: no run has it
+    pick(page, python="3.12")
+    text = coverage.inner_text()
+    assert coverage.locator("b").inner_text() == "predicted, not observed", text
+    assert "a01" in text and "python 2.7" in text, f"a01 is the nearest run: {text}"
+    opened.check_clean()
+
+
+def test_a_run_links_to_its_evidence_file(atlas_page):
+    opened, out = atlas_page
+    page = opened.page
+    pick(page, handler="gevent-websocket==0.10.1", gevent="20.12.0", flask="2.2.5")
+    hrefs = page.locator("#versions a.run").evaluate_all(
+        "links => links.map(a => a.getAttribute('href'))"
+    )
+    assert hrefs, "no run is linked"
+    for href in hrefs:
+        assert (out / href).resolve().is_file(), f"{href}: no such file"
+    assert any(h.endswith(f"a02/{EVIDENCE}") for h in hrefs), hrefs
+    # a run that left no files here is named, not linked
+    assert page.locator('#atlas-runs tr[data-stack="a03"] a.run').count() == 0
+    entries = page.locator("#atlas-entries tbody tr")
+    assert entries.count() == len(json.loads(SAMPLE_ATLAS.read_text())["entries"])
+    opened.check_clean()
+
+
+def test_the_prediction_is_readable_without_javascript(atlas_page):
+    """Without the script the page shows one grid per layer: the default picks'."""
+    _, out = atlas_page
+    html = (out / "index.html").read_text()
+    for layer in ("none", "sentry"):
+        figures = re.findall(
+            rf'<figure class="grid-wrap prediction" [^>]*data-layer="{layer}"[^>]*>', html
+        )
+        assert figures, f"{layer}: no grid"
+        assert sum("hidden" not in f for f in figures) == 1, f"{layer}: {figures}"
+
+
+def test_a_pair_the_plan_cannot_install_is_said_so(atlas_page):
+    opened, _ = atlas_page
+    page = opened.page
+    note = page.locator("#picks-note")
+    pick(page, python="3.8", flask="3.1.3")
+    assert note.is_hidden(), note.inner_text()
+    pick(page, python="2.7")
+    assert note.is_visible() and "requires Python >=3.9" in note.inner_text()
+    opened.check_clean()
+
+
+def test_the_versions_section_fits_a_phone(atlas_page):
+    opened, _ = atlas_page
+    page = opened.page
+    page.set_viewport_size(PHONE)
+    try:
+        width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+        assert width[0] <= width[1], f"the page scrolls sideways on a phone: {width}"
+        page.locator("#versions").screenshot(path=str(REPORT / "screenshot-versions-phone.png"))
+    finally:
+        page.set_viewport_size(DESKTOP)
+    opened.check_clean()

@@ -50,6 +50,11 @@ PER_SESSION_JOBS = {"today": "matrix", "seed": "seed"}  # workflow job -> sessio
 SESSION_TIMEOUT = 900
 REHEARSAL_JOBS = 2  # per-session jobs rehearsed at once
 TEST_COMMAND = "nox -t ci"
+# The atlas's jobs: on the schedule and by hand only, outside the gate (skipped on a push).
+ATLAS_JOBS = ("atlas-pythons", "atlas-plan", "atlas", "atlas-merge")
+ATLAS_EVENTS = {"schedule", "workflow_dispatch"}
+# What each atlas step passes `nox -s atlas --`: a flag of tests/harness/atlas/_cli.py
+ATLAS_FLAGS = {"--refresh": 0, "--matrix": 1, "--shard": 1, "--build": 0}
 
 
 def tool(name):
@@ -194,7 +199,9 @@ def test_jobs_run_exactly_the_sessions_nox_lists(workflow, outputs):
     listed, ci = nox_list(), nox_list("-t", "ci")
     entries = [entry for key in PER_SESSION_JOBS.values() for entry in outputs[key]]
     by_name = set()
-    for job in workflow["jobs"].values():
+    for job_id, job in workflow["jobs"].items():
+        if job_id in ATLAS_JOBS:  # the scheduled ones: test_atlas_jobs_run_the_atlas_session
+            continue
         for s in job["steps"]:
             by_name.update(re.findall(r"\bnox -s ([\w-]+)", s.get("run", "")))
     main = sorted(by_name & set(listed))
@@ -214,10 +221,15 @@ def test_jobs_run_exactly_the_sessions_nox_lists(workflow, outputs):
     )
 
 
-def test_a_default_session_without_a_job_stops_the_workflow():
+def sessions_module():
     spec = importlib.util.spec_from_file_location("sessions", ROOT / ".github" / "sessions.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def test_a_default_session_without_a_job_stops_the_workflow():
+    module = sessions_module()
     listed = [
         {"session": "matrix(agent=False, fixed=False)", "name": "matrix"},
         {"session": "seed(agent=False, fixed=False)", "name": "seed"},
@@ -269,7 +281,7 @@ def test_each_session_job_runs_its_session_and_uploads_its_files(workflow, outpu
 def test_gate_needs_every_job_and_runs_always(workflow):
     gate = workflow["jobs"]["gate"]
     assert gate["if"] == "always()"
-    assert sorted(gate["needs"]) == sorted(set(workflow["jobs"]) - {"gate"})
+    assert sorted(gate["needs"]) == sorted(set(workflow["jobs"]) - {"gate", *ATLAS_JOBS})
     assert "needs.*.result" in gate["steps"][-1]["env"]["RESULTS"]
 
 
@@ -366,3 +378,154 @@ def test_rehearsal_of_the_fan_out_gives_the_plain_nox_table(workflow, outputs, t
         f"report:\n{proc.stdout[-3000:]}"
     )
     assert (report / "observations.md").read_text().count("\n1. ") == len(table(plain))
+
+
+# -- the atlas -------------------------------------------------------------------------
+
+
+def atlas_commands(workflow):
+    """[(job, step name, argv after `nox -s atlas --`)] of every nox call of the atlas
+    jobs; a call of another session fails here."""
+    found = []
+    for job_id in ATLAS_JOBS:
+        for s in workflow["jobs"][job_id]["steps"]:
+            for line in s.get("run", "").splitlines():
+                if not re.match(r"\s*nox\b", line):
+                    continue
+                argv = shlex.split(line.partition("|")[0])
+                assert argv[:4] == ["nox", "-s", "atlas", "--"], f"{job_id}: {line.strip()}"
+                found.append((job_id, s.get("name", s.get("id")), argv[4:]))
+    return found
+
+
+def test_atlas_jobs_run_the_atlas_session_on_the_schedule_and_by_hand(workflow):
+    jobs = workflow["jobs"]
+    triggers = workflow.get("on", workflow.get(True))  # YAML 1.1 reads the key `on` as True
+    assert ATLAS_EVENTS <= set(triggers), triggers
+    cron = triggers["schedule"][0]["cron"]
+    assert len(cron.split()) == 5, cron
+    for job_id in ("atlas-pythons", "atlas-plan"):
+        condition = jobs[job_id]["if"]
+        assert all(f"'{event}'" in condition for event in ATLAS_EVENTS), (job_id, condition)
+        assert "push" not in condition and "pull_request" not in condition, condition
+    assert set(jobs["atlas"]["needs"]) == {"atlas-plan", "python27", "atlas-pythons"}
+    assert set(jobs["atlas-merge"]["needs"]) == {"atlas-plan", "atlas"}
+    calls = atlas_commands(workflow)
+    flags = []
+    for job_id, name, args in calls:
+        assert args and args[0] in ATLAS_FLAGS, f"{job_id} / {name}: nox -s atlas -- {args}"
+        assert len(args) == 1 + ATLAS_FLAGS[args[0]], f"{job_id} / {name}: {args}"
+        flags.append((job_id, args[0]))
+    assert flags == [
+        ("atlas-plan", "--refresh"),
+        ("atlas-plan", "--matrix"),
+        ("atlas", "--shard"),
+        ("atlas-merge", "--build"),
+    ], flags
+    refresh = next(s for s in jobs["atlas-plan"]["steps"] if s.get("id") == "refresh")
+    assert refresh["if"] == "${{ github.event_name == 'schedule' }}"
+    assert "GITHUB_STEP_SUMMARY" in refresh["run"], "the refresh's diff goes to the summary"
+    shard = step(jobs["atlas"], "shard")
+    assert shard["env"]["SHARD"] == "${{ matrix.shard }}"
+    assert command(shard["run"], {"SHARD": "1/2"})[-1] == "1/2"
+    merge = jobs["atlas-merge"]
+    assert "GITHUB_STEP_SUMMARY" in yaml.safe_dump(merge)
+    uploads = [s["with"]["path"] for s in merge["steps"] if "upload-artifact@" in s.get("uses", "")]
+    assert uploads and "report/atlas.json" in uploads[0].splitlines()
+
+
+def test_atlas_flags_are_the_cli_s(workflow):
+    """Each flag the atlas jobs pass is one `python -m tests.harness.atlas --help` names."""
+    if importlib.util.find_spec("tests.harness.atlas") is None:
+        skip_or_fail(
+            missing(
+                "tests/harness/atlas (the atlas CLI) is not in this checkout",
+                "checking the atlas jobs' flags against the CLI",
+                "merge the branch that adds `nox -s atlas`",
+            ),
+            pytest.skip,
+            pytest.fail,
+        )
+    proc = subprocess.run(
+        ["python", "-m", "tests.harness.atlas", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    for job_id, name, args in atlas_commands(workflow):
+        assert re.search(rf"(?m)^\s+{re.escape(args[0])}\b", proc.stdout), (
+            f"{job_id} / {name}: the atlas CLI has no {args[0]}:\n{proc.stdout}"
+        )
+
+
+def test_atlas_matrix_output_becomes_the_shard_jobs(workflow):
+    """sessions.py --atlas on the CLI's matrix (a stub of its output, in the CLI's
+    format): every key the atlas job reads, the harness's Python last, 2.7 from the cache."""
+    module = sessions_module()
+    stub = (
+        "nox > Running session atlas\n"
+        '{"include": [{"shard": "1/3", "pythons": ["2.7", "3.6", "3.8"]},'
+        ' {"shard": "3/3", "pythons": ["3.11", "3.12"]}]}\n'
+    )
+    matrix = module.atlas_matrix(stub)["include"]
+    used = set(re.findall(r"matrix\.(\w+)", yaml.safe_dump(workflow["jobs"]["atlas"])))
+    for entry in matrix:
+        assert used <= set(entry), f"the atlas job reads {sorted(used - set(entry))}: {entry}"
+        assert entry["setup"].splitlines()[-1] == module.HARNESS_PYTHON, entry
+        unknown = {"2.7", *module.PYENV} & set(entry["setup"].splitlines())
+        assert not unknown, f"setup-python has no {unknown} for the runner"
+    assert [e["py27"] for e in matrix] == [True, False]
+    assert [e["pyenv"] for e in matrix] == [True, False]
+    assert [e["setup"] for e in matrix] == ["3.8\n3.11", "3.12\n3.11"]
+    # what the shard restores is what atlas-pythons caches
+    built = workflow["jobs"]["atlas-pythons"]["steps"][1]["with"]["path"]
+    restored = [
+        s["with"]["path"]
+        for s in workflow["jobs"]["atlas"]["steps"]
+        if s.get("if") == "${{ matrix.pyenv }}"
+    ]
+    assert restored == [built], (restored, built)
+    assert [v.split("/")[-1][:3] for v in built.split()] == list(module.PYENV)
+    assert [e["slug"] for e in matrix] == ["1-of-3", "3-of-3"]
+    too_many = {"include": [{"shard": f"{k}/300", "pythons": ["3.11"]} for k in range(300)]}
+    with pytest.raises(SystemExit, match="256"):
+        module.atlas_matrix(json.dumps(too_many))
+    with pytest.raises(SystemExit, match="no matrix"):
+        module.atlas_matrix("error: no plan\n")
+    shards = int(workflow["env"]["ATLAS_SHARDS"])
+    assert 0 < shards <= module.MAX_JOBS
+
+
+def test_atlas_matrix_step_with_the_real_cli(workflow, tmp_path):
+    """The atlas-plan job's own matrix step, run here: GITHUB_OUTPUT gets a matrix."""
+    listed = subprocess.run(
+        [tool("nox"), "-l", "--json", "-s", "atlas"], cwd=ROOT, capture_output=True, timeout=120
+    )
+    if listed.returncode != 0:  # nox: "Sessions not found"
+        skip_or_fail(
+            missing(
+                "nox lists no atlas session",
+                "the atlas matrix step's rehearsal",
+                "merge the branch that adds `nox -s atlas`",
+            ),
+            pytest.skip,
+            pytest.fail,
+        )
+    out = tmp_path / "output"
+    out.touch()
+    subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", step(workflow["jobs"]["atlas-plan"], "matrix")["run"]],
+        cwd=ROOT,
+        check=True,
+        env={**os.environ, "GITHUB_OUTPUT": str(out), **workflow["env"]},
+        timeout=SESSION_TIMEOUT,
+        capture_output=True,
+        text=True,
+    )
+    key, _, value = out.read_text().strip().partition("=")
+    assert key == "matrix", out.read_text()
+    include = json.loads(value)["include"]
+    assert 0 < len(include) <= int(workflow["env"]["ATLAS_SHARDS"]), include
+    assert all(re.fullmatch(r"\d+/\d+", e["shard"]) for e in include), include

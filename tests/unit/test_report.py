@@ -20,7 +20,7 @@ from tests.harness import report as report_module
 from tests.harness.cells import HANDLERS, Cell
 from tests.harness.paths import ROOT
 from tests.harness.records import SCHEMA
-from tests.harness.render import html, layout, markdown, terminal
+from tests.harness.render import html, layout, markdown, terminal, versions
 from tests.harness.report_sample import (
     FLIPPED,
     HISTORY_SAMPLE,
@@ -329,3 +329,80 @@ def test_a_results_file_of_another_schema_is_one_line_naming_the_file_and_its_se
         f"{path}: schema 1, this report reads schema {SCHEMA}: rerun "
         '`nox -s "matrix(agent=False, fixed=True)"`'
     ]
+
+
+# -- "Will my versions work?" (tests/harness/render/versions.py) --------------------------
+
+PAGE_PLAN = ROOT / "tests" / "data" / "atlas" / "sample-page-plan.json"
+
+
+def test_fold_drops_only_the_axes_a_prediction_does_not_vary_with():
+    table = {
+        ("a1", "b1", "c1"): "x",
+        ("a1", "b2", "c1"): "x",
+        ("a2", "b1", "c1"): "y",
+        ("a2", "b2", "c1"): "y",
+    }
+    kept, keys = versions.fold(["a", "b", "c"], table)
+    assert kept == ["a"]
+    assert keys == {"a=a1": "x", "a=a2": "y"}
+    assert versions.key_of(kept, {"a": "a2", "b": "b1", "c": "c1"}) == "a=a2"
+
+
+def test_every_pick_finds_the_grid_the_model_gives_it():
+    """Each layer's lookup, by the folded key, is the block predicted for that combination."""
+    plan = json.loads(PAGE_PLAN.read_text())
+    reads = [a for a in versions.MODEL_READS if a in plan["axes"]]
+    predicted = versions.layer_predictions(plan, list(versions.layer_axes(plan)), reads)
+    for layer, found in predicted.items():
+        blocks = {b["id"]: b for b in found["blocks"]}
+        for handler in plan["axes"]["handler"]["values"]:
+            for gevent in plan["axes"]["gevent"]["values"]:
+                picks = {a: plan["axes"][a]["values"][0]["version"] for a in reads}
+                picks.update(handler=handler["version"], gevent=gevent["version"])
+                shown = blocks[found["keys"][versions.key_of(found["key_axes"], picks)]]
+                want = versions.prediction_block(plan, picks, layer)
+                assert {k: shown[k] for k in want} == want, (layer, picks)
+
+
+def test_the_vanilla_handler_before_0_10_fails_its_lazy_cells_and_0_10_1_passes_them():
+    plan = json.loads(PAGE_PLAN.read_text())
+    picks = {"flask": "2.2.5", "gevent": "20.9.0", "newrelic": "14.1.0"}
+    rows = {
+        release: versions.prediction_block(
+            plan, {**picks, "handler": f"gevent-websocket=={release}"}, "none"
+        )["rows"]
+        for release in ("0.9.5", "0.10.1")
+    }
+    vanilla_off = {r: next(x for x in rows[r] if x["label"] == "agent off · vanilla") for r in rows}
+    assert "".join(c["verdict"] for c in vanilla_off["0.9.5"]["cells"]) == "+---+---"
+    assert "".join(c["verdict"] for c in vanilla_off["0.10.1"]["cells"]) == "+" * 8
+    labels = [
+        r["label"]
+        for r in versions.prediction_block(plan, {**picks, "handler": "flask-sock==0.7.0"}, "none")[
+            "rows"
+        ]
+    ]
+    assert labels == ["agent on · flask-sock", "agent off · flask-sock"]
+
+
+def test_a_stack_s_picks_are_read_from_its_pins():
+    plan = json.loads(PAGE_PLAN.read_text())
+    a04 = next(s for s in plan["stacks"] if s["id"] == "a04")
+    assert versions.stack_picks(plan, a04) == {
+        "python": "3.12",
+        "flask": "3.1.3",
+        "gevent": "26.9.0",
+        "handler": "gevent-ws==2.1.0",
+        "newrelic": "14.1.0",
+        "sentry-sdk": "2.75.0",
+    }
+
+
+def test_an_atlas_that_is_not_one_is_a_problem_and_none_is_a_hint(tmp_path):
+    problems: list[str] = []
+    assert versions.section(tmp_path, tmp_path, problems, PAGE_PLAN)["atlas"] is None
+    assert problems == []
+    (tmp_path / versions.ATLAS).write_text('{"entries": 3}')
+    assert versions.section(tmp_path, tmp_path, problems, PAGE_PLAN)["atlas"] is None
+    assert len(problems) == 1 and "not an atlas" in problems[0], problems
