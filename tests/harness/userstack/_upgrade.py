@@ -255,7 +255,7 @@ def cause_of(change: Change, versions: Mapping[str, str], old: Mapping[str, str]
             said = cause(dict(at), cell.fixed, p, cell.streaming)
             return p.tcp_cause or p.layer_cause or said if cell.layer != NO_LAYER else said
         if change.column == "closed":
-            return f"{handler_words(stack_facts(at, cell.fixed))} (PEP 3333)"
+            return f"{handler_words(stack_facts(at, cell.fixed, cell.handler))} (PEP 3333)"
         if change.column == "layer_finished":
             return p.layer_cause
         return p.tcp_cause
