@@ -21,6 +21,7 @@ from tests.harness.cells import Cell
 from tests.harness.paths import DATA, ROOT
 from tests.harness.userstack._errors import StackError
 from tests.harness.userstack._predict import predict_cell
+from tests.harness.userstack._request import GWS
 
 SESSION = json.loads((DATA / "atlas" / "sample-session.json").read_text())
 PLAN = _runs.load_plan(_runs.SAMPLE_PLAN)
@@ -162,15 +163,20 @@ def test_a_disagreement_names_the_stack_and_the_cell(tmp_path):
     assert fail[0]["cause"] == _table.NOT_PREDICTED
 
 
+# flask-sock on CPython 2.7: the user-stack command refuses it before building anything
+NOT_ON_27 = _runs.Stack("x04", "2.7", {"Flask": "1.1.4", "gevent": "21.8.0", "flask-sock": "0.7.0"})
+
+
+@pytest.mark.builds  # asks the registry
 def test_a_stack_that_cannot_be_served_is_a_result_not_a_crash(tmp_path, capsys):
-    before = tmp_path / "s04" / "stack-pins-agent-False-fixed-False.logs"
+    before = tmp_path / "x04" / "stack-pins-handler-flask-sock-agent-False.logs"
     before.mkdir(parents=True)  # a previous run's: never read again
-    assert _runs.run([STACKS["s04"]], tmp_path, tmp_path / "work") == 0
+    assert _runs.run([NOT_ON_27], tmp_path, tmp_path / "work") == 0
     assert not before.exists()
-    outcome = json.loads((tmp_path / "s04" / _runs.OUTCOME).read_text())
+    outcome = json.loads((tmp_path / "x04" / _runs.OUTCOME).read_text())
     assert outcome["status"] == _runs.CANNOT_BUILD
-    assert outcome["reason"].startswith("not yet served: ") and "flask-sock" in outcome["reason"]
-    assert "s04 (Python 3.11): cannot-build: not yet served" in capsys.readouterr().out
+    assert outcome["reason"].startswith("flask-sock==0.7.0 does not run on CPython 2.7")
+    assert "x04 (Python 2.7): cannot-build: flask-sock" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("shards", [1, 2, 3, 5])
@@ -185,8 +191,7 @@ def test_shards_partition_the_plan_in_order(shards):
 def test_sample_and_only_choose_stacks():
     assert [s.id for s in _runs.select(PLAN, sample=2)] == ["s01", "s02"]
     assert [s.id for s in _runs.select(PLAN, only=["s03", "s01"])] == ["s01", "s03"]
-    assert _runs.not_served(STACKS["s04"]).startswith("not yet served: ")
-    assert _runs.not_served(STACKS["s01"]) is None
+    assert STACKS["s04"].handler() != GWS and STACKS["s01"].handler() == GWS
 
 
 @pytest.mark.parametrize("text", ["0/2", "3/2", "1/0", "a/b", "2", "1/2/3"])
@@ -250,8 +255,8 @@ def test_a_stack_the_resolver_refuses_is_a_result_and_the_others_still_run(tmp_p
     # Flask 3.1.3 requires Python >= 3.9: uv refuses the stack for 3.8
     pins = {"Flask": "3.1.3", "gevent": "26.9.0", "gevent-websocket": "0.10.1"}
     refused = _runs.Stack("x03", "3.8", pins)
-    assert _runs.run([refused, STACKS["s04"]], tmp_path, ROOT / ".cache" / "stacks") == 0
+    assert _runs.run([refused, NOT_ON_27], tmp_path, ROOT / ".cache" / "stacks") == 0
     outcome = json.loads((tmp_path / "x03" / _runs.OUTCOME).read_text())
     assert outcome["status"] == _runs.CANNOT_BUILD, outcome
     assert "flask==3.1.3 depends on Python>=3.9" in outcome["reason"], outcome["reason"]
-    assert (tmp_path / "s04" / _runs.OUTCOME).is_file()
+    assert (tmp_path / "x04" / _runs.OUTCOME).is_file()
