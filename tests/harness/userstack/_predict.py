@@ -92,8 +92,15 @@ def prediction_grid(name: str, versions: dict[str, str]) -> Grid:
     }
 
 
-def cause(versions: dict[str, str], fixed: bool, prediction: Prediction, streaming: bool) -> str:
-    """Why the model predicts what it does for one cell, in a sentence (one per kind)."""
+def cause(
+    versions: dict[str, str],
+    fixed: bool,
+    prediction: Prediction,
+    streaming: bool,
+    handler: str | None = None,
+) -> str:
+    """Why the model predicts what it does for one cell, in a sentence (one per kind), on
+    ``handler`` (default: the one the versions name)."""
     if not (prediction.lazy_layers or streaming):
         return ""
     lazy = (
@@ -101,12 +108,12 @@ def cause(versions: dict[str, str], fixed: bool, prediction: Prediction, streami
         "generator, the agent's RUM middleware below newrelic "
         f"{AGENT_SKIPS_WEBSOCKETS})"
     )
-    facts = stack_facts(versions, fixed)
-    handler = served_handler(versions)
+    handler = handler or served_handler(versions)
+    facts = stack_facts(versions, fixed, handler)
     if handler != GWS:
         if streaming and prediction.iterator is False:
             return (
-                f"{handler} {versions[handler]} drops what the view "
+                f"{handler} drops what the view "
                 "returns (keeps_view_result = false), so the streaming response's "
                 "iterator never runs"
             )

@@ -252,7 +252,7 @@ def cause_of(change: Change, versions: Mapping[str, str], old: Mapping[str, str]
         cell, p = change.cell, predict_cell(change.cell, at)
         if change.column == "verdict":
             # a layer's cell: what the layer does to the exchange comes first
-            said = cause(dict(at), cell.fixed, p, cell.streaming)
+            said = cause(dict(at), cell.fixed, p, cell.streaming, cell.handler)
             return p.tcp_cause or p.layer_cause or said if cell.layer != NO_LAYER else said
         if change.column == "closed":
             return f"{handler_words(stack_facts(at, cell.fixed, cell.handler))} (PEP 3333)"
