@@ -43,7 +43,7 @@ def record(stack: str, agent: bool, fixed: bool, column: tuple[bool, bool, bool]
     """One cell of ``stack`` as the cells test records it, observed as ``seen`` says, or
     as the model predicts."""
     data = copy.deepcopy(SESSION["cells"][0])
-    cell = Cell(f"pins-{stack}", agent, fixed, *column)
+    cell = Cell(f"pins-{stack}", agent, fixed, *column, handler=STACKS[stack].handler())
     data["cell"] = asdict(cell)
     data["versions"] = VERSIONS[stack]
     inputs = _table.model_inputs(VERSIONS[stack])
@@ -177,6 +177,18 @@ def test_a_stack_that_cannot_be_served_is_a_result_not_a_crash(tmp_path, capsys)
     assert outcome["status"] == _runs.CANNOT_BUILD
     assert outcome["reason"].startswith("flask-sock==0.7.0 does not run on CPython 2.7")
     assert "x04 (Python 2.7): cannot-build: flask-sock" in capsys.readouterr().out
+
+
+def test_a_stack_on_another_handler_is_its_own_entry_with_the_models_causes(tmp_path):
+    # s04 pins flask-sock: it drops the streaming view's iterator, and whether the server
+    # closes TCP races (the model predicts nothing): both are its sentences, no surprise
+    held = record("s04", False, False, (False, False, False), server_closed_tcp=False)
+    write_stack(tmp_path, "s04", [held, record("s04", False, False, STREAMING)])
+    doc = _table.build(PLAN, tmp_path, tmp_path / "atlas.json")
+    assert {e["handler"] for e in doc["entries"]} == {"flask-sock"}
+    causes = entry(doc, "none", "flask-sock", "flask-sock")["fail"][0]["cause"]
+    assert _table.NOT_PREDICTED not in causes
+    assert "tcp_close_races" in causes and "flask-sock drops what the view returns" in causes
 
 
 @pytest.mark.parametrize("shards", [1, 2, 3, 5])
