@@ -726,7 +726,7 @@ def test_a_stack_pinning_flask_sock_runs_its_cells_on_flask_sock(tmp_path):
         assert record["versions"]["gevent-websocket"] is None, cell.label()
         assert all(record["controls"].values()), (cell.label(), record["controls"])
         # the model's prediction from the pins alone, which every client's observation matches
-        expected = predict_cell(cell, versions).as_dict()
+        expected = json.loads(json.dumps(predict_cell(cell, versions).as_dict()))
         assert record["expected"] == expected, cell.label()
         for seen in record["observed"]:
             assert agrees(seen, expected), (cell.label(), seen["client"], seen, expected)
