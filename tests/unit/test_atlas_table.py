@@ -85,7 +85,7 @@ def results(tmp_path):
                 for column in (STREAMING, RUM)
             ],
         )
-    write_stack(tmp_path, "s04", [], status=_runs.CANNOT_BUILD, reason="not yet served: why")
+    write_stack(tmp_path, "s04", [], status=_runs.CANNOT_BUILD, reason="cannot be built: why")
     return tmp_path
 
 
@@ -137,12 +137,12 @@ def test_a_failure_carries_the_models_cause_its_runs_and_the_rule_that_proved_it
 def test_a_stack_that_was_not_built_is_listed_with_its_reason(results):
     doc = _table.build(PLAN, results, results / "atlas.json")
     assert doc["stacks_run"] == 3
-    assert doc["stacks_failed_to_build"] == [{"id": "s04", "reason": "not yet served: why"}]
+    assert doc["stacks_failed_to_build"] == [{"id": "s04", "reason": "cannot be built: why"}]
     table = _table.markdown(doc)
     assert (
         "| none | gevent-websocket | gevent | 21.8.0 – 26.9.0 (s01, s02) | 1.1.2 (s03) [" in table
     )
-    assert "- not built: s04: not yet served: why" in table
+    assert "- not built: s04: cannot be built: why" in table
 
 
 def test_a_disagreement_names_the_stack_and_the_cell(tmp_path):
