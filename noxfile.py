@@ -531,11 +531,13 @@ def stacks(session: nox.Session) -> None:
         terminate_timeout=PYTEST_TERMINATE_TIMEOUT,
     )
     # The unit tests marked `stacks`: `upgrade` run for real, reusing the environments
-    # the lines built; the two side by side (each waits on its cells).
+    # the lines built, and a stack served by flask-sock; two at a time (each waits on its
+    # cells).
     session.run(
         "pytest",
         "tests/unit/test_upgrade.py",
         "tests/unit/test_atlas_table.py",
+        "tests/unit/test_userstack.py",
         "-m",
         "stacks",
         "-n",

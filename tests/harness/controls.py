@@ -61,30 +61,49 @@ def served_by(server: Server) -> bool:
     return worker and bool(requests) and all(e.get("pid") == pid for e in requests)
 
 
-def handler_named(cell: Cell, server: Server) -> bool:
-    """The handler in use is the one the cell names: its name and pinned version in the
-    readiness line, and the class of the websocket every upgrade gave a view."""
+def handler_named(cell: Cell, server: Server, pins: Mapping[str, str] | None = None) -> bool:
+    """The handler in use is the one the cell names: its name and pinned version (a user
+    stack's pin of it, else pyproject.toml's) in the readiness line, and the class of the
+    websocket every upgrade gave a view."""
     described = (server.ready or {}).get("handler") or {}
-    pins = HANDLERS[cell.handler]
+    pinned = HANDLERS[cell.handler]
+    version = (pins or {}).get(cell.handler) or pinned["version"]
     accepted = [e for e in server.events if e["event"] == "websocket_accepted"]
     return (
         described.get("name") == cell.handler
-        and described.get("version") == pins["version"]
+        and described.get("version") == version
         and bool(accepted)
-        and all(e.get("websocket_class") == pins["websocket_class"] for e in accepted)
+        and all(e.get("websocket_class") == pinned["websocket_class"] for e in accepted)
     )
 
 
-def handler_controls(cell: Cell, server: Server) -> dict[str, bool]:
-    """Which websocket handler served: gevent-websocket's build, or another handler
-    with gevent-websocket not even installed beside it."""
+def handler_controls(
+    cell: Cell,
+    server: Server,
+    pins: Mapping[str, str] | None = None,
+    releases: Mapping[str, str] | None = None,
+) -> dict[str, bool]:
+    """Which websocket handler served: gevent-websocket's build (a history session's
+    release, a user stack's pin, else the stack's), or another handler with
+    gevent-websocket not even installed beside it (at a user stack's pin of it)."""
     if cell.handler == DEFAULT_HANDLER:
-        return {}
+        release = (
+            (releases or {}).get("gevent-websocket")
+            or (pins or {}).get("gevent-websocket")
+            or STACKS[cell.stack]["gevent-websocket"]["version"]
+        )
+        return {
+            "gevent-websocket build": (server.versions.get("gevent-websocket") or "")
+            == build_version(release, cell.fixed),
+            "gevent-websocket imported from the server's env": imported_from_env(
+                server, "geventwebsocket"
+            ),
+        }
     module = ((server.ready or {}).get("handler") or {}).get("module") or cell.handler
     return {
         "gevent-websocket not installed": server.versions.get("gevent-websocket") is None,
         f"{module} imported from the server's env": imported_from_env(server, module),
-        f"the handler in use is {cell.handler}": handler_named(cell, server),
+        f"the handler in use is {cell.handler}": handler_named(cell, server, pins),
     }
 
 
@@ -108,13 +127,6 @@ def positive_controls(
     versions = server.versions
     ready = server.ready or {}
     releases = releases or {}
-    gws = versions.get("gevent-websocket") or ""
-    release = (
-        releases.get("gevent-websocket")
-        or (pins or {}).get("gevent-websocket")
-        or STACKS[cell.stack]["gevent-websocket"]["version"]
-    )
-    want_gws = build_version(release, cell.fixed)
     releases_reported = {
         f"{name} release": versions.get(name) == version
         for name, version in releases.items()
@@ -123,23 +135,15 @@ def positive_controls(
     pins_reported = {
         f"{name} pin": versions.get(name) == version
         for name, version in (pins or {}).items()
-        if name != "gevent-websocket"
+        # a handler's pin is the readiness line's handler (handler_controls)
+        if name != "gevent-websocket" and name not in HANDLERS
     }
     return {
         **releases_reported,
         **pins_reported,
         "hello_goodbyer": ("Goodbye from the page!" in page) == cell.hello_goodbyer,
         "rum_script": ("NREUM" in page) == (cell.agent and cell.rum),
-        **(
-            {
-                "gevent-websocket build": gws == want_gws,
-                "gevent-websocket imported from the server's env": imported_from_env(
-                    server, "geventwebsocket"
-                ),
-            }
-            if cell.handler == DEFAULT_HANDLER
-            else handler_controls(cell, server)
-        ),
+        **handler_controls(cell, server, pins, releases),
         f"served by the {server.launcher} process": served_by(server),
         **entry_control(cell, server),
         "agent loaded": ready.get("agent_loaded") == cell.agent,

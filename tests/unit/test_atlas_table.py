@@ -21,6 +21,7 @@ from tests.harness.cells import Cell
 from tests.harness.paths import DATA, ROOT
 from tests.harness.userstack._errors import StackError
 from tests.harness.userstack._predict import predict_cell
+from tests.harness.userstack._request import GWS
 
 SESSION = json.loads((DATA / "atlas" / "sample-session.json").read_text())
 PLAN = _runs.load_plan(_runs.SAMPLE_PLAN)
@@ -42,7 +43,7 @@ def record(stack: str, agent: bool, fixed: bool, column: tuple[bool, bool, bool]
     """One cell of ``stack`` as the cells test records it, observed as ``seen`` says, or
     as the model predicts."""
     data = copy.deepcopy(SESSION["cells"][0])
-    cell = Cell(f"pins-{stack}", agent, fixed, *column)
+    cell = Cell(f"pins-{stack}", agent, fixed, *column, handler=STACKS[stack].handler())
     data["cell"] = asdict(cell)
     data["versions"] = VERSIONS[stack]
     inputs = _table.model_inputs(VERSIONS[stack])
@@ -84,7 +85,7 @@ def results(tmp_path):
                 for column in (STREAMING, RUM)
             ],
         )
-    write_stack(tmp_path, "s04", [], status=_runs.CANNOT_BUILD, reason="not yet served: why")
+    write_stack(tmp_path, "s04", [], status=_runs.CANNOT_BUILD, reason="cannot be built: why")
     return tmp_path
 
 
@@ -136,12 +137,12 @@ def test_a_failure_carries_the_models_cause_its_runs_and_the_rule_that_proved_it
 def test_a_stack_that_was_not_built_is_listed_with_its_reason(results):
     doc = _table.build(PLAN, results, results / "atlas.json")
     assert doc["stacks_run"] == 3
-    assert doc["stacks_failed_to_build"] == [{"id": "s04", "reason": "not yet served: why"}]
+    assert doc["stacks_failed_to_build"] == [{"id": "s04", "reason": "cannot be built: why"}]
     table = _table.markdown(doc)
     assert (
         "| none | gevent-websocket | gevent | 21.8.0 – 26.9.0 (s01, s02) | 1.1.2 (s03) [" in table
     )
-    assert "- not built: s04: not yet served: why" in table
+    assert "- not built: s04: cannot be built: why" in table
 
 
 def test_a_disagreement_names_the_stack_and_the_cell(tmp_path):
@@ -162,15 +163,32 @@ def test_a_disagreement_names_the_stack_and_the_cell(tmp_path):
     assert fail[0]["cause"] == _table.NOT_PREDICTED
 
 
+# flask-sock on CPython 2.7: the user-stack command refuses it before building anything
+NOT_ON_27 = _runs.Stack("x04", "2.7", {"Flask": "1.1.4", "gevent": "21.8.0", "flask-sock": "0.7.0"})
+
+
+@pytest.mark.builds  # asks the registry
 def test_a_stack_that_cannot_be_served_is_a_result_not_a_crash(tmp_path, capsys):
-    before = tmp_path / "s04" / "stack-pins-agent-False-fixed-False.logs"
+    before = tmp_path / "x04" / "stack-pins-handler-flask-sock-agent-False.logs"
     before.mkdir(parents=True)  # a previous run's: never read again
-    assert _runs.run([STACKS["s04"]], tmp_path, tmp_path / "work") == 0
+    assert _runs.run([NOT_ON_27], tmp_path, tmp_path / "work") == 0
     assert not before.exists()
-    outcome = json.loads((tmp_path / "s04" / _runs.OUTCOME).read_text())
+    outcome = json.loads((tmp_path / "x04" / _runs.OUTCOME).read_text())
     assert outcome["status"] == _runs.CANNOT_BUILD
-    assert outcome["reason"].startswith("not yet served: ") and "flask-sock" in outcome["reason"]
-    assert "s04 (Python 3.11): cannot-build: not yet served" in capsys.readouterr().out
+    assert outcome["reason"].startswith("flask-sock==0.7.0 does not run on CPython 2.7")
+    assert "x04 (Python 2.7): cannot-build: flask-sock" in capsys.readouterr().out
+
+
+def test_a_stack_on_another_handler_is_its_own_entry_with_the_models_causes(tmp_path):
+    # s04 pins flask-sock: it drops the streaming view's iterator, and whether the server
+    # closes TCP races (the model predicts nothing): both are its sentences, no surprise
+    held = record("s04", False, False, (False, False, False), server_closed_tcp=False)
+    write_stack(tmp_path, "s04", [held, record("s04", False, False, STREAMING)])
+    doc = _table.build(PLAN, tmp_path, tmp_path / "atlas.json")
+    assert {e["handler"] for e in doc["entries"]} == {"flask-sock"}
+    causes = entry(doc, "none", "flask-sock", "flask-sock")["fail"][0]["cause"]
+    assert _table.NOT_PREDICTED not in causes
+    assert "tcp_close_races" in causes and "flask-sock drops what the view returns" in causes
 
 
 @pytest.mark.parametrize("shards", [1, 2, 3, 5])
@@ -185,8 +203,7 @@ def test_shards_partition_the_plan_in_order(shards):
 def test_sample_and_only_choose_stacks():
     assert [s.id for s in _runs.select(PLAN, sample=2)] == ["s01", "s02"]
     assert [s.id for s in _runs.select(PLAN, only=["s03", "s01"])] == ["s01", "s03"]
-    assert _runs.not_served(STACKS["s04"]).startswith("not yet served: ")
-    assert _runs.not_served(STACKS["s01"]) is None
+    assert STACKS["s04"].handler() != GWS and STACKS["s01"].handler() == GWS
 
 
 @pytest.mark.parametrize("text", ["0/2", "3/2", "1/0", "a/b", "2", "1/2/3"])
@@ -250,8 +267,8 @@ def test_a_stack_the_resolver_refuses_is_a_result_and_the_others_still_run(tmp_p
     # Flask 3.1.3 requires Python >= 3.9: uv refuses the stack for 3.8
     pins = {"Flask": "3.1.3", "gevent": "26.9.0", "gevent-websocket": "0.10.1"}
     refused = _runs.Stack("x03", "3.8", pins)
-    assert _runs.run([refused, STACKS["s04"]], tmp_path, ROOT / ".cache" / "stacks") == 0
+    assert _runs.run([refused, NOT_ON_27], tmp_path, ROOT / ".cache" / "stacks") == 0
     outcome = json.loads((tmp_path / "x03" / _runs.OUTCOME).read_text())
     assert outcome["status"] == _runs.CANNOT_BUILD, outcome
     assert "flask==3.1.3 depends on Python>=3.9" in outcome["reason"], outcome["reason"]
-    assert (tmp_path / "s04" / _runs.OUTCOME).is_file()
+    assert (tmp_path / "x04" / _runs.OUTCOME).is_file()

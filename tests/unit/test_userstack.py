@@ -7,18 +7,27 @@ The stacks themselves are served by tests/harness/stacklines.py (the `stacks` se
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 
 import pytest
+from packaging.requirements import Requirement
 
-from tests.harness.cells import STACKS, Cell, seed_table
+from tests.harness.cells import HANDLERS, STACKS, Cell, seed_table
+from tests.harness.model import StackFacts, predict
 from tests.harness.paths import CACHE, DATA, ROOT
+from tests.harness.records import agrees
 from tests.harness.userstack._env import build
 from tests.harness.userstack._era import this_python
 from tests.harness.userstack._errors import StackError, installer_failure
-from tests.harness.userstack._predict import prediction_grid, run_predict
+from tests.harness.userstack._predict import (
+    model_versions,
+    predict_cell,
+    prediction_grid,
+    run_predict,
+)
 from tests.harness.userstack._registry import Registry, wheel_pythons
 from tests.harness.userstack._request import (
     GWS,
@@ -30,6 +39,7 @@ from tests.harness.userstack._request import (
 )
 from tests.harness.userstack._resolve import (
     Plan,
+    handler_hashes,
     layers_for_python,
     left_out,
     make_plan,
@@ -37,6 +47,7 @@ from tests.harness.userstack._resolve import (
     resolver_input,
     uv,
 )
+from tests.harness.userstack._run import layer_session_name, session_name
 
 EXAMPLES = DATA / "stacks"
 
@@ -610,3 +621,112 @@ def test_a_served_layer_is_resolved_with_what_its_docs_install_the_others_left_o
     assert not any(r.startswith("ddtrace") for r in reqs)
     assert "opentelemetry-api==1.45.1" in reqs  # a served layer may run on it
     assert left_out(request, []) == {"sentry-sdk", "ddtrace", "opentelemetry-api"}
+
+
+# -- another websocket handler: pins naming gevent-ws or flask-sock ------------------------
+
+
+@pytest.mark.parametrize(
+    ("pins", "serves", "left"),
+    [
+        (["Flask==3.1.3", "flask-sock==0.7.0"], "flask-sock", set()),
+        (["gevent-ws==2.1.0"], "gevent-ws", set()),
+        (["Flask==3.1.3"], GWS, set()),
+        # gevent-websocket named too: it serves, the other handler is not installed
+        (["gevent-websocket==0.10.1", "flask-sock==0.7.0"], GWS, {"flask-sock"}),
+    ],
+)
+def test_the_handler_the_pins_name_serves_the_stack(pins, serves, left):
+    request = from_args(pins, None)
+    assert request.handler() == serves
+    assert left_out(request, []) == left
+    reqs, _ = resolver_input(request, [])
+    # the serving handler is resolved with the rest (gevent-websocket is built apart)
+    names = {Requirement(r).name for r in reqs}
+    assert (serves in names) == (serves != GWS) and not names & left
+
+
+def test_another_handler_is_one_build_predicted_from_its_model_facts():
+    versions = {"flask-sock": "0.7.0", "newrelic": "14.1.0"}
+    rows = prediction_grid("fs", versions)
+    assert list(rows) == [(False, False), (True, False)]  # agent off/on, no patched build
+    facts = StackFacts.from_versions(versions, "flask-sock")
+    for (agent, fixed), cells in rows.items():
+        for col, p in cells.items():
+            cell = Cell("fs", agent, fixed, *col, handler="flask-sock")
+            assert p == predict(cell, facts), cell.label()
+    # flask-sock drops the streaming view's iterator: those cells fail, the others pass
+    assert {col: p.verdict for col, p in rows[(False, False)].items()} == {
+        col: "-" if col[2] else "+" for col in rows[(False, False)]
+    }
+
+
+@pytest.mark.parametrize(("release", "unproven"), [("0.7.0", False), ("0.6.0", True)])
+def test_predict_says_a_handler_release_no_session_ran_is_unproven(capsys, release, unproven):
+    assert run_predict(from_args([f"flask-sock=={release}", "Flask==3.1.3"], None)) == 0
+    out = capsys.readouterr().out
+    assert f"(flask-sock {release}, newrelic" in out
+    assert "agent on · flask-sock" in out and "· vanilla" not in out and "· patched" not in out
+    said = [ln for ln in out.splitlines() if "unproven" in ln]
+    assert bool(said) == unproven, out
+    if unproven:
+        assert f"at 0.7.0; at {release} they are the model's assumption" in said[0]
+
+
+def test_a_handlers_pins_are_checked_against_pyprojects_sha256():
+    request = from_args(["flask-sock==0.7.0"], None)
+    plan = Plan(request, "3.11", sys.executable, None, "", handler="flask-sock")
+    plan.pins = {
+        "flask-sock": "0.7.0",
+        "simple-websocket": "1.1.0",
+        "wsproto": "1.3.2",
+        "h11": "0.16.0",
+        "flask": "3.1.3",
+    }
+    handler_hashes(plan, Registry())  # pyproject's releases: the registry is not asked
+    pinned = HANDLERS["flask-sock"]
+    assert plan.handler_hashes["flask-sock"] == (f"sha256:{pinned['sha256']}",)
+    assert set(plan.handler_hashes) == {"flask-sock", "simple-websocket", "wsproto", "h11"}
+    assert all("pyproject.toml's" in line for line in plan.handler_checked)
+
+
+def test_user_stack_sessions_on_a_handler_are_named_as_the_handler_sessions():
+    assert (
+        session_name("s", True, False, "flask-sock") == "stack(s, handler=flask-sock, agent=True)"
+    )
+    assert layer_session_name("s", "sentry", False, "gevent-ws") == (
+        "stack(s, handler=gevent-ws, layer=sentry)"
+    )
+    assert session_name("s", True, False) == "stack(s, agent=True, fixed=False)"
+
+
+FLASK_SOCK_STACK = EXAMPLES / "today-flask-sock.txt"
+
+
+# A real run: today's pins served by flask-sock (the environment is reused by a second run);
+# the results go to a temporary directory, not beside the sessions'.
+@pytest.mark.stacks
+def test_a_stack_pinning_flask_sock_runs_its_cells_on_flask_sock(tmp_path):
+    proc = _cli("-r", str(FLASK_SOCK_STACK), "--results", str(tmp_path), timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+    request = from_args([], str(FLASK_SOCK_STACK))
+    versions, _ = model_versions(request)
+    docs = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("stack-*.json"))]
+    assert sorted(d["session"] for d in docs) == [
+        session_name(request.name, agent, False, "flask-sock") for agent in (False, True)
+    ]
+    records = [r for d in docs for r in d["cells"]]
+    assert len(records) == 16, [d["session"] for d in docs]
+    for record in records:
+        cell = Cell(**record["cell"])
+        # served by flask-sock: the readiness line's handler (name, release) and the
+        # websocket class every upgrade gave a view, gevent-websocket not installed
+        assert cell.handler == "flask-sock" and record["facts"]["handler_label"] == "flask-sock"
+        assert record["controls"]["the handler in use is flask-sock"], cell.label()
+        assert record["versions"]["gevent-websocket"] is None, cell.label()
+        assert all(record["controls"].values()), (cell.label(), record["controls"])
+        # the model's prediction from the pins alone, which every client's observation matches
+        expected = json.loads(json.dumps(predict_cell(cell, versions).as_dict()))
+        assert record["expected"] == expected, cell.label()
+        for seen in record["observed"]:
+            assert agrees(seen, expected), (cell.label(), seen["client"], seen, expected)

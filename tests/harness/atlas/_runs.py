@@ -17,14 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from packaging.utils import canonicalize_name
-
-from ..cells import HANDLERS, Cell
+from ..cells import Cell
 from ..paths import CACHE, DATA, RESULTS, ROOT
 from ..records import agrees
 from ..userstack._errors import StackError
 from ..userstack._registry import Registry
-from ..userstack._request import GWS
+from ..userstack._request import served_handler
 
 PLAN = DATA / "atlas" / "plan.json"
 SAMPLE_PLAN = DATA / "atlas" / "sample-plan.json"  # until the plan's picks land
@@ -47,8 +45,7 @@ class Stack:
 
     def handler(self) -> str:
         """The websocket handler the pins install: gevent-websocket or one of [tool.handlers]."""
-        names = {canonicalize_name(n) for n in self.pins}
-        return next((h for h in HANDLERS if canonicalize_name(h) in names), GWS)
+        return served_handler(self.pins)
 
     def args(self) -> list[str]:
         return [f"{n}=={v}" for n, v in self.pins.items()] + ["--python", self.python]
@@ -134,17 +131,6 @@ def check_pins(stacks: Sequence[Stack], registry: Registry) -> None:
                 raise StackError(f"stack {stack.id}: {exc}") from None
 
 
-def not_served(stack: Stack) -> str | None:
-    """Why the user-stack command cannot serve this stack yet, or None."""
-    handler = stack.handler()
-    if handler == GWS:
-        return None
-    return (
-        f"not yet served: the user-stack command installs and serves gevent-websocket only; "
-        f'{handler} runs on today\'s stack alone (`nox -s "handler({handler}, ...)"`)'
-    )
-
-
 def disagreements(docs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each client's observation of a cell that is not the model's (records.agrees), with
     the session and the cell's label."""
@@ -184,48 +170,42 @@ def run_stack(stack: Stack, root: Path, work: Path) -> dict[str, Any]:
     where.mkdir(parents=True)
     outcome: dict[str, Any] = {"id": stack.id, "pins": stack.pins, "python": stack.python}
     started = time.monotonic()
-    why = not_served(stack)
-    if why:
-        outcome.update(status=CANNOT_BUILD, reason=why, cells=0, disagreements=[])
+    command = [sys.executable, "-m", "tests.harness.userstack", *stack.args()]
+    command += ["--results", str(where), "--work", str(work), "--jobs", "1"]
+    try:
+        proc = subprocess.run(
+            command,
+            cwd=ROOT,
+            env=dict(os.environ),
+            capture_output=True,
+            text=True,
+            timeout=STACK_TIMEOUT,
+            check=False,
+        )
+        output, code = proc.stdout + proc.stderr, proc.returncode
+    except subprocess.TimeoutExpired as exc:
+        parts = [p for p in (exc.stdout, exc.stderr) if p]
+        output = "".join(p.decode(errors="replace") if isinstance(p, bytes) else p for p in parts)
+        code = None
+    (where / "userstack.log").write_text(" ".join(command) + "\n" + output)
+    docs = session_docs(where)
+    errors = [ln[len("error: ") :] for ln in output.splitlines() if ln.startswith("error: ")]
+    if code == 2 and errors:  # a StackError: the stack cannot be built (userstack._errors)
+        outcome.update(status=CANNOT_BUILD, reason=errors[-1], cells=0, disagreements=[])
+    elif not docs:
+        tail = [ln for ln in output.splitlines() if ln.strip()][-1:] or ["no output"]
+        said = "timed out" if code is None else f"exit {code}"
+        outcome.update(status=CRASHED, reason=f"{said}: {tail[0][:300]}", cells=0)
+        outcome["disagreements"] = []
     else:
-        command = [sys.executable, "-m", "tests.harness.userstack", *stack.args()]
-        command += ["--results", str(where), "--work", str(work), "--jobs", "1"]
-        try:
-            proc = subprocess.run(
-                command,
-                cwd=ROOT,
-                env=dict(os.environ),
-                capture_output=True,
-                text=True,
-                timeout=STACK_TIMEOUT,
-                check=False,
-            )
-            output, code = proc.stdout + proc.stderr, proc.returncode
-        except subprocess.TimeoutExpired as exc:
-            parts = [p for p in (exc.stdout, exc.stderr) if p]
-            output = "".join(
-                p.decode(errors="replace") if isinstance(p, bytes) else p for p in parts
-            )
-            code = None
-        (where / "userstack.log").write_text(" ".join(command) + "\n" + output)
-        docs = session_docs(where)
-        errors = [ln[len("error: ") :] for ln in output.splitlines() if ln.startswith("error: ")]
-        if code == 2 and errors:  # a StackError: the stack cannot be built (userstack._errors)
-            outcome.update(status=CANNOT_BUILD, reason=errors[-1], cells=0, disagreements=[])
-        elif not docs:
-            tail = [ln for ln in output.splitlines() if ln.strip()][-1:] or ["no output"]
-            said = "timed out" if code is None else f"exit {code}"
-            outcome.update(status=CRASHED, reason=f"{said}: {tail[0][:300]}", cells=0)
-            outcome["disagreements"] = []
-        else:
-            failed = [d.get("session") for d in docs if d.get("status") != "passed"]
-            outcome.update(
-                status=RAN,
-                reason=None,
-                cells=sum(len(d.get("cells", [])) for d in docs),
-                disagreements=disagreements(docs),
-                failed_sessions=failed,
-            )
+        failed = [d.get("session") for d in docs if d.get("status") != "passed"]
+        outcome.update(
+            status=RAN,
+            reason=None,
+            cells=sum(len(d.get("cells", [])) for d in docs),
+            disagreements=disagreements(docs),
+            failed_sessions=failed,
+        )
     outcome["seconds"] = round(time.monotonic() - started, 1)
     write_outcome(where, outcome)
     return outcome

@@ -20,10 +20,13 @@
    every choice is printed with its reason: _resolve.py;
 5. the environment is built in a temporary directory and renamed into place only once
    complete; the gevent-websocket release is the verified sdist, vanilla and, where
-   ``patches/gevent-websocket/<version>/`` exists, patched; each pin installed at the
+   ``patches/gevent-websocket/<version>/`` exists, patched; pins naming gevent-ws or
+   flask-sock instead are served by that handler ([tool.handlers]: one build, its files
+   checked against pyproject.toml's or the registry's sha256); each pin installed at the
    file's release is checked against the file's hashes, and the others are named: _env.py;
-6. the cells run (tests/matrix/test_cells.py, agent on/off x vanilla/patched) and the grid
-   is printed beside the model's prediction, with the causes: _run.py, _predict.py.
+6. the cells run (tests/matrix/test_cells.py, agent on/off x vanilla/patched, or agent
+   on/off on the other handler) and the grid is printed beside the model's prediction,
+   with the causes: _run.py, _predict.py.
 
 ``--predict`` stops after step 1: the model's grid from the pins alone, asking the
 registry only about a name close to one the stack depends on (_predict.py).  Bad input

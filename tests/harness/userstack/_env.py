@@ -2,8 +2,9 @@
 
 One directory per (Python, resolved pins, gevent-websocket release):
 ``<work>/envs/<name>-py<X.Y>-<key>/`` holding ``env/`` (the virtualenv, gevent-websocket
-vanilla), ``patched/`` (the patched build, put first on the server's PYTHONPATH for
-the patched arm, as history does with a release) and ``stack.json`` (what is installed).
+vanilla, or another handler of [tool.handlers] without it), ``patched/`` (the patched
+build, put first on the server's PYTHONPATH for the patched arm, as history does with a
+release) and ``stack.json`` (what is installed).
 It is built under a temporary name and renamed into place only once complete, so a
 failed or interrupted build never looks like an environment; a second run reuses it.
 """
@@ -66,6 +67,7 @@ class Env:
     reused: bool
     verified: list[str]  # name==version installed from files the file's hashes match
     unverified: list[str]  # name==version: why its hash was not checked
+    handler: str = GWS  # the websocket handler that serves the stack (Plan.handler)
 
     def hash_lines(self) -> list[str]:
         """What was checked against the file's hashes when the environment was built."""
@@ -98,6 +100,7 @@ class Env:
                 log_dir=logs,
                 layer=layer,
                 monkey_patch=layer is not None,
+                handler=None if self.handler == GWS else self.handler,
             ) as server:
                 status, _ = server.get("/")
                 if layer is not None:
@@ -193,7 +196,7 @@ def key_of(plan: Plan) -> str:
             REVISION,
             plan.python_version,
             os.path.realpath(plan.python),
-            plan.gws,
+            plan.pins.get(GWS, plan.handler),
             *sorted(plan.requirements),
             "--",
             *sorted(plan.constraints),
@@ -216,6 +219,7 @@ def _load(path: Path, reused: bool) -> Env:
         reused=reused,
         verified=data["verified"],
         unverified=data["unverified"],
+        handler=data.get("handler", GWS),
     )
 
 
@@ -281,8 +285,14 @@ def _build_into(plan: Plan, tmp: Path) -> None:
             VENV_TIMEOUT,
         )
     # gevent-websocket is pure Python: on 3.x the harness's interpreter builds the same
-    # py3 wheel (and shares today's cache); 2.7 builds its own py2 wheel.
-    vanilla, patched = _gws_wheels(plan, python if py2 else sys.executable)
+    # py3 wheel (and shares today's cache); 2.7 builds its own py2 wheel.  Another
+    # handler is a pin like the others (no builds of its own), gevent-websocket left out.
+    vanilla, patched = (
+        _gws_wheels(plan, python if py2 else sys.executable)
+        if plan.handler == GWS
+        else (None, None)
+    )
+    wheels = [vanilla] if vanilla else []
     if py2:
         pip: list[str | Path] = [
             python,
@@ -310,7 +320,7 @@ def _build_into(plan: Plan, tmp: Path) -> None:
         constraints = tmp / "constraints.txt"
         constraints.write_text("".join(c + "\n" for c in plan.constraints))
         _run(
-            [*pip, "-c", constraints, *plan.requirements, vanilla], "installing the stack with pip"
+            [*pip, "-c", constraints, *plan.requirements, *wheels], "installing the stack with pip"
         )
         if patched:
             _run(
@@ -333,9 +343,11 @@ def _build_into(plan: Plan, tmp: Path) -> None:
         compile_env = builds.COMPILE if plan.python_version != "3.6" else {}
         # In a file, so that each pin carries the user's --hash options: uv checks the
         # files it installs against them (a cached one too).
-        requirements = _requirements_file(tmp / "requirements.txt", plan.requirements, plan.hashes)
+        requirements = _requirements_file(
+            tmp / "requirements.txt", plan.requirements, {**plan.handler_hashes, **plan.hashes}
+        )
         _run(
-            uv_pip("install", python, "--no-deps", *plan.uv_dates, "-r", requirements, vanilla),
+            uv_pip("install", python, "--no-deps", *plan.uv_dates, "-r", requirements, *wheels),
             "installing the stack",
             env=compile_env,
         )
@@ -379,6 +391,7 @@ def _build_into(plan: Plan, tmp: Path) -> None:
                 "requirements": plan.requirements,
                 "constraints": plan.constraints,
                 "patched": bool(patched),
+                "handler": plan.handler,
                 "verified": verified,
                 "unverified": unverified,
             },

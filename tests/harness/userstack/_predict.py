@@ -8,10 +8,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
 from ..builds import PATCHES
-from ..cells import ARMS, BOOLS, Cell, build_version, layer_sessions_ran
-from ..model import AGENT_SKIPS_WEBSOCKETS, Prediction, StackFacts, predict
+from ..cells import ARMS, BOOLS, HANDLERS, Cell, build_version, layer_sessions_ran
+from ..model import AGENT_SKIPS_WEBSOCKETS, Prediction, StackFacts, handler_words, predict
 from ..render.layout import FINISHED_GLYPH
-from ._request import GWS, LAST_GWS, Request
+from ._request import GWS, LAST_GWS, Request, served_handler
 
 Arm = tuple[bool, bool]  # (agent, fixed): a row of the grid
 Column = tuple[bool, bool, bool]  # (rum, hello_goodbyer, streaming)
@@ -22,12 +22,18 @@ COLUMNS = [(r, h, s) for r in BOOLS for h in BOOLS for s in BOOLS]
 
 
 def model_versions(request: Request) -> tuple[dict[str, str], list[str]]:
-    """{gevent-websocket, newrelic} for the model, and what had to be assumed."""
+    """{the handler (gevent-websocket or one of [tool.handlers]), newrelic} for the
+    model, and what had to be assumed."""
     assumed = []
-    gws = request.exact(GWS)
+    handler = request.handler()
+    last = LAST_GWS if handler == GWS else HANDLERS[handler]["version"]
+    gws = request.exact(handler)
     if gws is None:
-        gws = LAST_GWS
-        assumed.append(f"{GWS} is not pinned exactly: assumed {LAST_GWS}, its last release")
+        gws = last
+        assumed.append(
+            f"{handler} is not pinned exactly: assumed {last}, "
+            + ("its last release" if handler == GWS else "the release pyproject.toml pins")
+        )
     nr = request.exact("newrelic")
     if nr is None:
         nr = str(AGENT_SKIPS_WEBSOCKETS)
@@ -38,39 +44,83 @@ def model_versions(request: Request) -> tuple[dict[str, str], list[str]]:
         )
     # read only by the layers' rules
     rules = {"gevent": request.exact("gevent"), "Werkzeug": request.exact("werkzeug")}
-    return {GWS: gws, "newrelic": nr, **{n: v for n, v in rules.items() if v}}, assumed
+    return {handler: gws, "newrelic": nr, **{n: v for n, v in rules.items() if v}}, assumed
 
 
-def stack_facts(versions: Mapping[str, str], fixed: bool) -> StackFacts:
-    """The model's facts of one build of a stack with these versions."""
+def arms(versions: Mapping[str, str]) -> list[Arm]:
+    """The grid's rows: agent x vanilla/patched on gevent-websocket; agent alone on another
+    handler (one build, fixed False: nothing of it is patched)."""
+    return ARMS if served_handler(versions) == GWS else [(a, False) for a in BOOLS]
+
+
+def stack_facts(versions: Mapping[str, str], fixed: bool, handler: str | None = None) -> StackFacts:
+    """The model's facts of one build of a stack with these versions, served by
+    ``handler`` (default: the one the versions name)."""
+    handler = handler or served_handler(versions)
+    if handler != GWS:  # [tool.handlers.<name>.model], whatever the release
+        return StackFacts.from_versions(versions, handler)
     return StackFacts.from_versions({**versions, GWS: build_version(versions[GWS], fixed)})
+
+
+def unproven(versions: Mapping[str, str]) -> str | None:
+    """Why the model's facts of another handler are an assumption at this release (the
+    handler sessions observed them at pyproject.toml's), or None."""
+    handler = served_handler(versions)
+    if handler == GWS or versions[handler] == HANDLERS[handler]["version"]:
+        return None
+    return (
+        f"the handler sessions observed {handler}'s facts ([tool.handlers.{handler}.model]) "
+        f"at {HANDLERS[handler]['version']}; at {versions[handler]} they are the model's "
+        "assumption, unproven until this release's cells run"
+    )
 
 
 def predict_cell(cell: Cell, versions: Mapping[str, str]) -> Prediction:
     """The model's prediction for one cell of a stack with these versions."""
-    return predict(cell, stack_facts(versions, cell.fixed))
+    return predict(cell, stack_facts(versions, cell.fixed, cell.handler))
 
 
 def prediction_grid(name: str, versions: dict[str, str]) -> Grid:
     """{(agent, fixed): {(rum, hg, streaming): Prediction}} for the given versions."""
+    handler = served_handler(versions)
     return {
         (agent, fixed): {
-            col: predict_cell(Cell(name, agent, fixed, *col), versions) for col in COLUMNS
+            col: predict_cell(Cell(name, agent, fixed, *col, handler=handler), versions)
+            for col in COLUMNS
         }
-        for agent, fixed in ARMS
+        for agent, fixed in arms(versions)
     }
 
 
-def cause(versions: dict[str, str], fixed: bool, prediction: Prediction, streaming: bool) -> str:
-    """Why the model predicts what it does for one cell, in a sentence (one per kind)."""
+def cause(
+    versions: dict[str, str],
+    fixed: bool,
+    prediction: Prediction,
+    streaming: bool,
+    handler: str | None = None,
+) -> str:
+    """Why the model predicts what it does for one cell, in a sentence (one per kind), on
+    ``handler`` (default: the one the versions name)."""
     if not (prediction.lazy_layers or streaming):
         return ""
-    gws = build_version(versions[GWS], fixed)
     lazy = (
         "its lazy layers (the streaming response's iterator, the HelloGoodbyer "
         "generator, the agent's RUM middleware below newrelic "
         f"{AGENT_SKIPS_WEBSOCKETS})"
     )
+    handler = handler or served_handler(versions)
+    facts = stack_facts(versions, fixed, handler)
+    if handler != GWS:
+        if streaming and prediction.iterator is False:
+            return (
+                f"{handler} drops what the view "
+                "returns (keeps_view_result = false), so the streaming response's "
+                "iterator never runs"
+            )
+        if not facts.keeps_view_result:  # the streaming view's iterator is dropped
+            lazy = lazy.replace("the streaming response's iterator, ", "")
+        return f"{handler_words(facts)}, so {lazy} run"
+    gws = build_version(versions[GWS], fixed)
     if prediction.verdict == "-":
         return (
             f"gevent-websocket {gws} does not iterate the application's result (before "
@@ -123,7 +173,7 @@ def print_grid(
                         + letter
                     )
             cells.append(f"{mark:<5}")
-        label = f"agent {'on' if agent else 'off'} · {'patched' if fixed else 'vanilla'}"
+        label = f"agent {'on' if agent else 'off'} · {build_label(served_handler(versions), fixed)}"
         print(f"{label:>24}  " + " ".join(cells), file=out)
     for text, letter in causes.items():
         print(f"  {letter}: {text}", file=out)
@@ -146,9 +196,12 @@ def layer_grid(
     name: str, layer: str, versions: Mapping[str, str], builds: Sequence[bool]
 ) -> LayerGrid:
     """The model's prediction for a layer's cells (tests/matrix/test_layers.py) per build."""
+    handler = served_handler(versions)
     return {
         fixed: {
-            col: predict_cell(Cell(name, False, fixed, False, *col, layer=layer), versions)
+            col: predict_cell(
+                Cell(name, False, fixed, False, *col, handler=handler, layer=layer), versions
+            )
             for col in LAYER_COLUMNS
         }
         for fixed in builds
@@ -163,8 +216,17 @@ def _layer_mark(verdict: Any, finished: Any, tcp: Any) -> str:
     return f"{verdict} {done} {held}"
 
 
+def build_label(handler: str, fixed: bool) -> str:
+    """A row's build: gevent-websocket's vanilla or patched, or the other handler's name."""
+    return handler if handler != GWS else "patched" if fixed else "vanilla"
+
+
 def print_layer_grid(
-    title: str, rows: LayerGrid, out: TextIO | None = None, observed: LayerObserved | None = None
+    title: str,
+    rows: LayerGrid,
+    out: TextIO | None = None,
+    observed: LayerObserved | None = None,
+    handler: str = GWS,
 ) -> None:
     """A layer's grid: rows vanilla / patched, columns hello_goodbyer x streaming; each cell
     its verdict, layer_finished and server_closed_tcp; ``observed`` beside the model's, a
@@ -198,7 +260,7 @@ def print_layer_grid(
                 )
                 mark = _layer_mark(*seen) + ("!" if differs else "")
             marks.append(f"{mark + ' ' + letters:<14}")
-        print(f"{'vanilla' if not fixed else 'patched':>24}  " + " ".join(marks), file=out)
+        print(f"{build_label(handler, fixed):>24}  " + " ".join(marks), file=out)
     for text, letter in causes.items():
         print(f"  {letter}: {text}", file=out)
     print(
@@ -207,6 +269,19 @@ def print_layer_grid(
         + ("; !: observed differs from the model" if observed is not None else ""),
         file=out,
     )
+
+
+def builds_of(versions: Mapping[str, str]) -> list[bool]:
+    """The builds a stack runs (fixed False, True): gevent-websocket's vanilla, and patched
+    where its release has a patch series; another handler's one build (False)."""
+    if served_handler(versions) != GWS:
+        return [False]
+    return [fixed for fixed in BOOLS if not fixed or has_patches(versions[GWS])]
+
+
+def grid_title(name: str, versions: Mapping[str, str]) -> str:
+    handler = served_handler(versions)
+    return f"model: {name} ({handler} {versions[handler]}, newrelic {versions['newrelic']})"
 
 
 def has_patches(release: str) -> bool:
@@ -219,22 +294,19 @@ def run_predict(request: Request, out: TextIO | None = None) -> int:
     versions, assumed = model_versions(request)
     for line in assumed:
         print(f"note: {line}", file=out)
+    handler = served_handler(versions)
+    builds = builds_of(versions)
     rows = prediction_grid(request.name, versions)
-    if not has_patches(versions[GWS]):
-        rows = {arm: cells for arm, cells in rows.items() if not arm[1]}
+    rows = {arm: cells for arm, cells in rows.items() if arm[1] in builds}
+    if handler == GWS and not has_patches(versions[GWS]):
         print(
             f"note: no patch series for gevent-websocket {versions[GWS]} "
             f"(patches/{GWS}/ has {sorted(p.name for p in PATCHES.iterdir())}): vanilla only",
             file=out,
         )
-    print_grid(
-        f"model: {request.name} (gevent-websocket {versions[GWS]}, newrelic "
-        f"{versions['newrelic']})",
-        _full(rows),
-        versions,
-        out,
-    )
-    builds = [fixed for fixed in BOOLS if not fixed or has_patches(versions[GWS])]
+    if note := unproven(versions):
+        print(f"note: {note}", file=out)
+    print_grid(grid_title(request.name, versions), _full(rows), versions, out)
     for rule in ("gevent", "Werkzeug"):
         if request.served_layers() and rule not in versions:
             print(
@@ -247,6 +319,7 @@ def run_predict(request: Request, out: TextIO | None = None) -> int:
             f"model: layer {layer} ({request.requirements[name]})",
             layer_grid(request.name, layer, versions, builds),
             out,
+            handler=handler,
         )
         ran = layer_sessions_ran(layer, name)
         if request.exact(name) not in ran.values():

@@ -7,7 +7,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from ..builds import PROJECT
-from ..cells import LAYER_BY_DISTRIBUTION, STACKS
+from ..cells import HANDLERS, LAYER_BY_DISTRIBUTION, STACKS
 from ._errors import StackError
 from ._registry import PYTHONS, Registry
 
@@ -41,11 +41,26 @@ LAYER_PREFIXES = ("opentelemetry-",)  # what OpenTelemetry's instrumentations ru
 # What `python -m app` imports; filled in when the file leaves it out.
 SERVER_NEEDS = ("gevent", "flask", "newrelic")
 LAST_GWS = STACKS["today"][GWS]["version"]  # the last release there is (2017)
+# The websocket handlers a stack can be served by: gevent-websocket, or one of
+# [tool.handlers] (gevent-ws, flask-sock) that today's handler sessions serve.
+HANDLER_NAMES = (GWS, *HANDLERS)
 
 
 def matters(name: str) -> bool:
     name = canonicalize_name(name)
-    return name in MATTERS or name in LAYERS or name.startswith(LAYER_PREFIXES)
+    return (
+        name in MATTERS
+        or name in HANDLER_NAMES
+        or name in LAYERS
+        or name.startswith(LAYER_PREFIXES)
+    )
+
+
+def served_handler(names: Iterable[str]) -> str:
+    """The handler that serves a stack whose pins name ``names``: gevent-websocket if they
+    name it or no handler at all, else the first of [tool.handlers] they name."""
+    named = {canonicalize_name(n) for n in names}
+    return next((h for h in HANDLER_NAMES if h in named), GWS)
 
 
 # pip's comment: a '#' at the start of a line or after whitespace, to the end of it.
@@ -219,6 +234,10 @@ class Request:
         """{canonical name: version} of the exact pins."""
         return {n: v for n in self.requirements if (v := self.exact(n)) is not None}
 
+    def handler(self) -> str:
+        """The websocket handler that serves this stack (served_handler)."""
+        return served_handler(self.requirements)
+
     def layers(self) -> list[str]:
         return [n for n in self.requirements if n in LAYERS or n.startswith(LAYER_PREFIXES)]
 
@@ -354,7 +373,7 @@ def check_names(request: Request, registry: Registry, everything: bool = True) -
     registry and is close to a package the stack depends on is a misspelling (an error);
     the others are listed as ignored with what the registry says.  ``everything=False``
     (--predict) looks up only the close ones: the others are listed unchecked."""
-    known = MATTERS + LAYERS
+    known = MATTERS + HANDLER_NAMES + LAYERS
     near = {n: difflib.get_close_matches(n, known, n=1, cutoff=NEAR) for n in request.others}
     found = registry.exist([n for n in request.others if everything or near[n]])
     for name, text in request.others.items():

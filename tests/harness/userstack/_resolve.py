@@ -22,13 +22,14 @@ from typing import TextIO
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from ..cells import layer_install
+from ..cells import HANDLERS, layer_install
 from ..pythons import MissingPython, find_python
 from ._era import choose_python, era_of, this_python
 from ._errors import StackError, installer_failure
 from ._registry import Json, Registry, admits, same_version
 from ._request import (
     GWS,
+    HANDLER_NAMES,
     LAST_GWS,
     LAYER_PREFIXES,
     MATTERS,
@@ -64,10 +65,20 @@ class Plan:
     # {layer: why it cannot run on this stack} of the others.
     layers: dict[str, str] = field(default_factory=dict)
     cannot_run: dict[str, str] = field(default_factory=dict)
+    handler: str = GWS  # the websocket handler that serves the stack (Request.handler)
+    # Another handler's release and what it brings: canonical name -> the sha256 digests
+    # the installer checks (pyproject.toml's for its own pins, else the registry's), and
+    # "name==version (whose sha256)" for each, as printed.
+    handler_hashes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    handler_checked: list[str] = field(default_factory=list)
 
     @property
     def gws(self) -> str:
         return self.pins[GWS]
+
+    @property
+    def handler_version(self) -> str:
+        return self.pins[self.handler]
 
 
 def resolver_input(request: Request, layers: Collection[str]) -> tuple[list[str], list[str]]:
@@ -90,13 +101,14 @@ def resolver_input(request: Request, layers: Collection[str]) -> tuple[list[str]
 
 def left_out(request: Request, layers: Collection[str]) -> set[str]:
     """The layer packages of the pins that the server does not install: those of a layer
-    not in ``layers``; OpenTelemetry's own (API, SDK) unless one of ``layers`` runs on them."""
+    not in ``layers``; OpenTelemetry's own (API, SDK) unless one of ``layers`` runs on them;
+    and a handler of the pins that does not serve the stack (one handler serves it)."""
     served = {request.served_layers()[n] for n in layers}
     return {
         n
         for n in request.layers()
         if n not in served and not (n.startswith(LAYER_PREFIXES) and layers)
-    }
+    } | {n for n in HANDLER_NAMES if n in request.requirements and n != request.handler()}
 
 
 def layers_for_python(plan: Plan, registry: Registry) -> list[str]:
@@ -150,8 +162,16 @@ def resolve(plan: Plan, registry: Registry, with_layers: bool = True) -> None:
     request = plan.request
     layers = layers_for_python(plan, registry) if with_layers else []
     reqs, added = resolver_input(request, layers)
+    plan.handler = request.handler()
     gws = request.exact(GWS)
-    if gws is None:
+    if plan.handler != GWS:
+        if plan.python_version == "2.7":
+            raise StackError(
+                f"{request.requirements[plan.handler]} does not run on CPython 2.7 "
+                f"({HANDLERS[plan.handler]['python27-evidence']}); serve the stack on "
+                "Python 3 (--python 3.X)"
+            )
+    elif gws is None:
         if GWS in request.requirements:
             raise StackError(
                 f"{request.requirements[GWS]}: the handler under test must be "
@@ -161,7 +181,8 @@ def resolve(plan: Plan, registry: Registry, with_layers: bool = True) -> None:
         plan.choices.append(
             f"{GWS}=={gws}: not in the file; its last release (2017), the one users run"
         )
-    plan.gws_files = registry.check(GWS, gws)
+    if gws is not None:  # gevent-websocket serves: its sdist is built (_env.py)
+        plan.gws_files = registry.check(GWS, gws)
     if plan.python_version == "2.7":
         # uv cannot resolve for CPython 2.7: pip does, in the environment itself
         # (_env.py), capped at the era by constraints on the packages that matter.
@@ -169,7 +190,7 @@ def resolve(plan: Plan, registry: Registry, with_layers: bool = True) -> None:
         # hashes pip installs first, checking them (_env.py).
         plan.layers = {n: request.served_layers()[n] for n in layers}
         plan.pins = {
-            GWS: gws,
+            **({GWS: gws} if gws else {}),
             **{n: v for n, v in request.pinned().items() if n not in left_out(request, layers)},
         }
         plan_hashes(plan)
@@ -196,7 +217,7 @@ def resolve(plan: Plan, registry: Registry, with_layers: bool = True) -> None:
         reqs, added = resolver_input(request, layers)
         out = compile_pins(plan, reqs)
     plan.layers = {n: request.served_layers()[n] for n in layers}
-    pins = {GWS: gws}
+    pins = {GWS: gws} if plan.handler == GWS and gws else {}
     for line in out.splitlines():
         m = re.match(r"^([A-Za-z0-9._-]+)==(\S+)\s*(?:#\s*(.*))?$", line.strip())
         if not m:
@@ -218,6 +239,33 @@ def resolve(plan: Plan, registry: Registry, with_layers: bool = True) -> None:
     plan.pins = pins
     plan.requirements = [f"{n}=={v}" for n, v in pins.items() if n != GWS]
     plan_hashes(plan)
+    if plan.handler != GWS:
+        handler_hashes(plan, registry)
+
+
+def handler_hashes(plan: Plan, registry: Registry) -> None:
+    """The sha256 digests the installer checks for the serving handler's release and each
+    package [tool.handlers] says it brings (where the file gives none): pyproject.toml's at
+    the release it pins, else every file's digest the registry lists for that release."""
+    pinned = HANDLERS[plan.handler]
+    ours = {
+        canonicalize_name(p["name"]): (p["version"], p["sha256"])
+        for p in ({"name": plan.handler, **pinned}, *pinned.get("requires", []))
+    }
+    for name, (version, sha) in ours.items():
+        installed = plan.pins.get(name)
+        if installed is None or name in plan.hashes:
+            continue
+        if same_version(installed, version):
+            plan.handler_hashes[name] = (f"sha256:{sha}",)
+            whose = "pyproject.toml's [tool.handlers] sha256"
+        else:
+            files = registry.check(name, installed)
+            plan.handler_hashes[name] = tuple(
+                f"sha256:{f['digests']['sha256']}" for f in files if f.get("digests")
+            )
+            whose = f"the registry's sha256 of its {len(files)} files"
+        plan.handler_checked.append(f"{name}=={installed} ({whose})")
 
 
 def compile_pins(plan: Plan, reqs: list[str]) -> str:
@@ -371,8 +419,21 @@ def describe(plan: Plan, out: TextIO | None = None) -> None:
     print(f"stack {r.name}: " + " ".join(str(q) for q in r.requirements.values()), file=out)
     for line in r.ignored:
         print(f"  ignored: {line}", file=out)
+    if plan.handler != GWS:
+        print(
+            f"  handler {plan.handler}=={plan.pins.get(plan.handler, '?')} serves the stack "
+            f"(gevent-websocket not installed); installed from verified files: "
+            + ", ".join(plan.handler_checked),
+            file=out,
+        )
     for name in left_out(r, plan.layers):
-        if name not in r.served_layers().values():
+        if name in HANDLER_NAMES:
+            print(
+                f"  not installed: {r.requirements[name]}: {plan.handler} serves this "
+                "stack (the cells run one websocket handler)",
+                file=out,
+            )
+        elif name not in r.served_layers().values():
             print(
                 f"  not installed: {r.requirements[name]}: no layer served here runs on it",
                 file=out,

@@ -28,23 +28,40 @@ from ._predict import (
     LayerArm,
     LayerObserved,
     Observed,
+    grid_title,
     layer_grid,
     prediction_grid,
     print_grid,
     print_layer_grid,
+    unproven,
 )
 from ._registry import Json
 from ._request import GWS, MATTERS, Request
 from ._resolve import Plan, describe, make_plan
 
 
-def session_name(name: str, agent: bool, fixed: bool) -> str:
+def session_name(name: str, agent: bool, fixed: bool, handler: str = GWS) -> str:
+    """An arm of a user stack; on another handler as `nox -s "handler(...)"` names its own
+    (its one build in place of vanilla/patched)."""
+    if handler != GWS:
+        return f"stack({name}, handler={handler}, agent={agent})"
     return f"stack({name}, agent={agent}, fixed={fixed})"
 
 
-def layer_session_name(name: str, layer: str, fixed: bool) -> str:
-    """A user stack's run of one layer's cells, as `nox -s "layer(...)"` names its own."""
+def layer_session_name(name: str, layer: str, fixed: bool, handler: str = GWS) -> str:
+    """A user stack's run of one layer's cells, as `nox -s "layer(...)"` names its own
+    (on another handler, as a handler session names its layers' runs)."""
+    if handler != GWS:
+        return f"stack({name}, handler={handler}, layer={layer})"
     return f"stack({name}, layer={layer}, fixed={fixed})"
+
+
+def handler_claims(plan: Plan) -> dict[str, Any]:
+    """What a run on another handler claims beside the pins: the handler, and its release
+    (the positive controls expect the server to describe that one)."""
+    if plan.handler == GWS:
+        return {}
+    return {"handler": plan.handler, "pins": [f"{plan.handler}=={plan.handler_version}"]}
 
 
 def pins_claimed(env_versions: Mapping[str, str | None]) -> list[str]:
@@ -119,16 +136,18 @@ def cells_run(
 def stack_runs(plan: Plan, env: Env, results: Path) -> dict[Arm, CellsRun]:
     """The cells of each arm (agent on/off x vanilla/patched)."""
     stack = plan.request.name
+    claims = handler_claims(plan)
     return {
         (a, f): cells_run(
             env,
             results,
-            session_name(stack, a, f),
+            session_name(stack, a, f, plan.handler),
             CELLS_PATH,
             a,
             f,
             stack=stack,
-            pins=pins_claimed(env.versions),
+            handler=claims.get("handler"),
+            pins=[*pins_claimed(env.versions), *claims.get("pins", [])],
         )
         for a, f in ARMS
         if not f or env.patched
@@ -139,18 +158,21 @@ def layer_runs(plan: Plan, env: Env, results: Path, layers: list[str]) -> dict[L
     """Each layer's cells on each build, as `nox -s "layer(...)"` runs its own: the layer
     set up as its docs say, its release the pinned one."""
     stack = plan.request.name
+    claims = handler_claims(plan)
     return {
         (layer, f): cells_run(
             env,
             results,
-            layer_session_name(stack, layer, f),
+            layer_session_name(stack, layer, f, plan.handler),
             LAYERS_PATH,
             False,
             f,
             stack=stack,
             layer=layer,
+            handler=claims.get("handler"),
             pins=[
                 *pins_claimed(env.versions),
+                *claims.get("pins", []),
                 f"{plan.layers[layer]}=={env.installed[plan.layers[layer]]}",
             ],
         )
@@ -268,7 +290,7 @@ def serve(
                     f"  chose {name}=={env.installed[name]}: pip's choice for Python 2.7 "
                     "under the era's caps"
                 )
-    if not env.patched:
+    if not env.patched and plan.handler == GWS:
         print(
             f"  no patch series for gevent-websocket {plan.gws} (patches/{GWS}/ has "
             f"{', '.join(sorted(p.name for p in PATCHES.iterdir()))}): vanilla only"
@@ -276,7 +298,7 @@ def serve(
     env.smoke()
     layers = served_layers(plan, env)
     versions = {
-        GWS: plan.gws,
+        plan.handler: plan.handler_version,
         "newrelic": env.versions.get("newrelic") or "0",
         **{
             k: v
@@ -286,11 +308,9 @@ def serve(
     }
     rows = prediction_grid(request.name, versions)
     rows = {arm: cells for arm, cells in rows.items() if not arm[1] or env.patched}
-    print_grid(
-        f"model: {request.name} (gevent-websocket {plan.gws}, newrelic {versions['newrelic']})",
-        rows,
-        versions,
-    )
+    if note := unproven(versions):
+        print(f"  note: {note}")
+    print_grid(grid_title(request.name, versions), rows, versions)
     builds = [f for f in BOOLS if not f or env.patched]
     runs: dict[Arm | LayerArm, CellsRun] = {}
     for some in (stack_runs(plan, env, results), layer_runs(plan, env, results, layers)):
@@ -310,6 +330,7 @@ def serve(
             f"layer {layer} ({name}=={env.installed[name]}), observed beside the model",
             layer_grid(request.name, layer, versions, builds),
             observed=observed_layer_grid({f: done[(layer, f)] for f in builds}),
+            handler=plan.handler,
         )
     failed = [runs[k].name or "" for k, doc in done.items() if doc.get("pytest_exit") != 0]
     cells = sum(len(d.get("cells", [])) for d in done.values())

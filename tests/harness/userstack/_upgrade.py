@@ -24,21 +24,22 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from ..cells import ARMS, BOOLS, HISTORY, NO_LAYER, Cell
+from ..cells import HISTORY, NO_LAYER, Cell
 from ..model import Prediction, handler_words
 from ..records import OUTCOME_COLUMNS, CellRecord, Outcome, from_dict, unfinished
 from ._errors import StackError
 from ._predict import (
     COLUMNS,
     LAYER_COLUMNS,
+    arms,
+    builds_of,
     cause,
-    has_patches,
     model_versions,
     predict_cell,
     stack_facts,
 )
 from ._registry import Json, Registry
-from ._request import GWS, Request, read_requirements, stack_name
+from ._request import Request, read_requirements, served_handler, stack_name
 from ._run import serve
 
 EXIT_WORSE = 1
@@ -203,14 +204,17 @@ def predicted_outcome(p: Prediction) -> Outcome:
 def predicted(versions: Mapping[str, str], layers: Iterable[str] = ()) -> Outcomes:
     """The model's outcome of every cell a stack with these versions has, and of each of
     ``layers``' cells (tests/matrix/test_layers.py) on each build."""
-    patched = has_patches(versions[GWS])
-    arms = [arm for arm in ARMS if not arm[1] or patched]
-    cells = [Cell("", *arm, *col) for arm in arms for col in COLUMNS]
+    builds, handler = builds_of(versions), served_handler(versions)
+    cells = [
+        Cell("", *arm, *col, handler=handler)
+        for arm in arms(versions)
+        if arm[1] in builds
+        for col in COLUMNS
+    ]
     cells += [
-        Cell("", False, fixed, False, *col, layer=layer)
+        Cell("", False, fixed, False, *col, handler=handler, layer=layer)
         for layer in layers
-        for fixed in BOOLS
-        if not fixed or patched
+        for fixed in builds
         for col in LAYER_COLUMNS
     ]
     return {c: predicted_outcome(predict_cell(c, versions)) for c in cells}
@@ -252,10 +256,10 @@ def cause_of(change: Change, versions: Mapping[str, str], old: Mapping[str, str]
         cell, p = change.cell, predict_cell(change.cell, at)
         if change.column == "verdict":
             # a layer's cell: what the layer does to the exchange comes first
-            said = cause(dict(at), cell.fixed, p, cell.streaming)
+            said = cause(dict(at), cell.fixed, p, cell.streaming, cell.handler)
             return p.tcp_cause or p.layer_cause or said if cell.layer != NO_LAYER else said
         if change.column == "closed":
-            return f"{handler_words(stack_facts(at, cell.fixed))} (PEP 3333)"
+            return f"{handler_words(stack_facts(at, cell.fixed, cell.handler))} (PEP 3333)"
         if change.column == "layer_finished":
             return p.layer_cause
         return p.tcp_cause
