@@ -225,10 +225,20 @@ def assert_bad_input(plan, args, said):
     assert proc.stderr.startswith(said) and proc.stderr.count("\n") == 1, proc.stderr
 
 
+def big(stacks: int, hours: float):
+    """The sample plan's stacks repeated, with this estimate."""
+    plan = copy.deepcopy(PLAN)
+    plan.stacks = [replace(PLAN.stacks[i % 4], id=f"x{i:04d}") for i in range(stacks)]
+    plan.size.estimated_seconds = round(hours * 3600)
+    return plan
+
+
 def test_the_matrix_has_one_entry_per_shard_with_its_pythons():
     from tests.harness.atlas._cli import matrix
 
-    doc = json.loads(matrix(PLAN, 2))
+    one = {"include": [{"shard": "1/1", "pythons": ["2.7", "3.9", "3.11"]}]}
+    assert json.loads(matrix(PLAN, 2)) == one  # minutes of estimate: one shard
+    doc = json.loads(matrix(big(4, 1), 2))  # an hour: two shards of half an hour
     assert doc == {
         "include": [
             {"shard": "1/2", "pythons": ["2.7", "3.11"]},  # s01, s03
@@ -237,17 +247,16 @@ def test_the_matrix_has_one_entry_per_shard_with_its_pythons():
     }
 
 
-def test_the_matrix_alone_has_shards_of_about_35_minutes_of_the_estimate_at_most_256():
+def test_the_matrix_has_shards_of_about_35_minutes_of_the_estimate_at_most_n():
     from tests.harness.atlas._cli import MAX_SHARDS, SHARD_SECONDS, matrix, shards
 
-    many = copy.deepcopy(PLAN)
-    many.stacks = [replace(PLAN.stacks[i % 4], id=f"x{i:04d}") for i in range(1000)]
     for hours, expected in [(0.1, 1), (10, 18), (100, 172), (1000, MAX_SHARDS)]:
-        many.size.estimated_seconds = round(hours * 3600)
-        assert shards(many) == expected, hours
+        plan = big(1000, hours)
+        assert shards(plan) == expected, hours
         assert hours * 3600 / expected <= SHARD_SECONDS or expected == MAX_SHARDS
-    assert len(json.loads(matrix(many))["include"]) == MAX_SHARDS
-    assert shards(PLAN) == 1  # four stacks: one shard, not four of a minute
+        assert len(json.loads(matrix(plan))["include"]) == expected
+    assert shards(big(1000, 100), most=32) == 32
+    assert shards(big(3, 100)) == 3  # no shard without a stack
 
 
 @pytest.mark.builds  # asks the registry

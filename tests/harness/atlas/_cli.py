@@ -5,8 +5,8 @@
     python -m tests.harness.atlas --shard K/N      shard K of N (stack i where i % N == K-1)
     python -m tests.harness.atlas --sample N       the plan's first N stacks (one per era first)
     python -m tests.harness.atlas --only a03,a07   those stacks
-    python -m tests.harness.atlas --matrix [N]     GitHub's matrix for N shards (by default
-                                                   the estimate's: ~35 min each, at most 256)
+    python -m tests.harness.atlas --matrix [N]     GitHub's matrix: the shards the estimate
+                                                   needs (~35 min each), at most N (256)
     python -m tests.harness.atlas --build          report/atlas.json and its markdown table
 
 A run serves each stack with the user-stack command (tests/harness/userstack), its results
@@ -30,28 +30,27 @@ from . import _plan, _runs, _table
 from ._plan import PLAN, Plan
 
 # GitHub runs at most 256 jobs of one matrix; a shard of about this much of the plan's
-# estimate keeps a job well under GitHub's six hours even on a slow runner.
+# estimate is worth a job's setup and keeps it well under GitHub's six hours.
 MAX_SHARDS = 256
 SHARD_SECONDS = 35 * 60
-AUTO = "auto"  # --matrix alone: as many shards as the estimate needs
 
 
-def shards(plan: Plan) -> int:
-    """The shards the plan's estimate needs, each about SHARD_SECONDS, at most MAX_SHARDS."""
+def shards(plan: Plan, most: int = MAX_SHARDS) -> int:
+    """The shards the plan's estimate needs, each about SHARD_SECONDS, at most ``most``."""
     wanted = math.ceil(plan.size.estimated_seconds / SHARD_SECONDS)
-    return max(1, min(wanted, MAX_SHARDS, len(plan.stacks)))
+    return max(1, min(wanted, most, len(plan.stacks)))
 
 
-def matrix(plan: Plan, count: int | None = None) -> str:
-    """GitHub's matrix for ``count`` shards (by default, the estimate's): one entry per
-    shard that has stacks, with the Pythons they need."""
-    count = shards(plan) if count is None else count
-    if not 1 <= count <= MAX_SHARDS:
+def matrix(plan: Plan, most: int = MAX_SHARDS) -> str:
+    """GitHub's matrix for the shards the plan's estimate needs, at most ``most``: one
+    entry per shard that has stacks, with the Pythons they need."""
+    if not 1 <= most <= MAX_SHARDS:
         raise StackError(
-            f"--matrix {count}: GitHub runs 1 to {MAX_SHARDS} jobs of a matrix; "
-            f"write e.g. --matrix {shards(plan)} (the plan's estimate in shards of "
-            f"~{SHARD_SECONDS // 60} min), or --matrix alone for that"
+            f"--matrix {most}: GitHub runs 1 to {MAX_SHARDS} jobs of a matrix; write e.g. "
+            f"--matrix {MAX_SHARDS} (as many shards of ~{SHARD_SECONDS // 60} min of the "
+            "estimate as the plan needs, at most that)"
         )
+    count = shards(plan, most)
     include = []
     for k in range(1, count + 1):
         stacks = _runs.select(plan, shard=(k, count))
@@ -61,11 +60,6 @@ def matrix(plan: Plan, count: int | None = None) -> str:
             )
             include.append({"shard": f"{k}/{count}", "pythons": pythons})
     return json.dumps({"include": include})
-
-
-def _count(text: str) -> int | str:
-    """--matrix's N, or AUTO."""
-    return text if text == AUTO else int(text)
 
 
 def read(source: Path) -> Plan:
@@ -104,10 +98,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     what.add_argument(
         "--matrix",
         metavar="N",
-        type=_count,
+        type=int,
         nargs="?",
-        const=AUTO,
-        help="print GitHub's matrix for N shards (alone: the plan's estimate in ~35 min shards)",
+        const=MAX_SHARDS,
+        help="print GitHub's matrix: the shards the estimate needs (~35 min), at most N",
     )
     what.add_argument("--build", action="store_true", help="report/atlas.json from the results")
     parser.add_argument("--plan", type=Path, default=PLAN, help="the plan (tests/data/atlas/)")
@@ -120,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return refresh(args.plan)
         plan = read(args.plan)
         if args.matrix is not None:
-            print(matrix(plan, None if args.matrix == AUTO else args.matrix))
+            print(matrix(plan, args.matrix))
             return 0
         if args.build:
             doc = _table.build(args.plan, args.results, args.out)
