@@ -1,7 +1,9 @@
 """The atlas's plan (tests/harness/atlas/_releases.py, _pairwise.py, _plan.py), offline:
 the selection rule on hand-made release lists, and the committed plan.json checked
-against its own registry facts: every installable pair in a stack, both sides of every
-boundary history proved, not_installable exactly the pairs that do not install."""
+against its own registry facts: every installable pair of two axes that can meet in a
+cell in a stack (two layers never do), no stack holding a pair that does not install,
+both sides of every boundary history proved, not_installable exactly the goal's pairs
+that do not install, a sample that spans the eras."""
 
 from __future__ import annotations
 
@@ -13,9 +15,9 @@ import pytest
 from packaging.version import Version
 
 from tests.harness.atlas import _pairwise
-from tests.harness.atlas._axes import AXES, PYTHON
+from tests.harness.atlas._axes import AXES, LAYER_AXES, PYTHON, can_meet
 from tests.harness.atlas._pairwise import Value, all_pairs, conflict, generate, pairs_of
-from tests.harness.atlas._plan import PLAN, TOO_MANY, Plan, diff, load_plan, summary
+from tests.harness.atlas._plan import ERAS, PLAN, TOO_MANY, Plan, diff, load_plan, summary
 from tests.harness.atlas._releases import Facts, candidates, paired, pick
 from tests.harness.cells import HISTORY_DATA
 from tests.harness.userstack._registry import Registry
@@ -144,14 +146,46 @@ def test_generate_covers_every_installable_pair_and_never_a_conflict() -> None:
     assert (flasks[0], handlers[1]) in bad
 
 
-def test_plan_covers_every_installable_pair(plan: Plan) -> None:
+def test_two_layers_never_meet_in_a_cell_every_other_two_axes_do() -> None:
+    assert {"newrelic", "ddtrace", "sentry-sdk", "opentelemetry-instrumentation-wsgi"} <= LAYER_AXES
+    assert not can_meet("ddtrace", "opentelemetry-instrumentation-flask")
+    assert not can_meet("newrelic", "sentry-sdk")  # the agent arm serves no other layer
+    assert can_meet("flask", "ddtrace") and can_meet(PYTHON, "newrelic")
+    assert can_meet("gevent", "handler")
+
+
+def test_generate_covers_the_goal_and_installs_every_pair_it_holds() -> None:
+    """x and y never meet: their pairs are no goal, yet no stack holds y 3 with x 3 (y 3
+    requires x != 3), and a y that adds no pair is left out where y is optional."""
+    python = [Value(PYTHON, "3.8", pythons=frozenset(["3.8"]))]
+    flask = [Value("flask", "1.0", (("Flask", "1.0"),), frozenset(["3.8"]))]
+    xs = [Value("x", v, (("x", v),), frozenset(["3.8"])) for v in "1234"]
+    ys = [Value("y", v, (("y", v),), frozenset(["3.8"]), ("x!=3",) * (v == "3")) for v in "123"]
+    values = {PYTHON: python, "flask": flask, "x": xs, "y": ys}
+
+    def meets(a: str, b: str) -> bool:
+        return {a, b} != {"x", "y"}
+
+    _, bad = all_pairs(values)
+    assert (xs[2], ys[2]) in bad
+    goal, _ = all_pairs(values, meets)
+    for optional, with_y in [((), 4), (("y",), 3)]:
+        stacks = generate(values, meets=meets, optional=optional)
+        assert len(stacks) == len(xs), "one stack per x: the pairs of x and y are no goal"
+        assert sum("y" in s for s in stacks) == with_y, optional
+        held = set().union(*(pairs_of(s, list(values)) for s in stacks))
+        assert set(goal) <= held and not held & set(bad)
+
+
+def test_plan_covers_every_installable_pair_of_axes_that_meet(plan: Plan) -> None:
     values = plan.values()
     order = list(values)
-    ok, bad = all_pairs(values)
+    ok, bad = all_pairs(values, can_meet)
+    _, never = all_pairs(values)  # whether or not the two axes meet
     covered: set[_pairwise.Pair] = set()
     for stack in plan.stacks:
         pairs = pairs_of(plan.stack_values(stack, values), order)
-        inside = [f"{a.label} + {b.label}: {bad[(a, b)]}" for a, b in pairs if (a, b) in bad]
+        inside = [f"{a.label} + {b.label}: {never[(a, b)]}" for a, b in pairs if (a, b) in never]
         assert not inside, f"stack {stack.id} holds pairs that do not install: {inside}"
         covered |= pairs
     missing = set(ok) - covered
@@ -160,6 +194,7 @@ def test_plan_covers_every_installable_pair(plan: Plan) -> None:
     assert plan.size.pairs == plan.size.pairs_covered == len(ok)
     recorded = {tuple(map(tuple, n.pair)): n.reason for n in plan.not_installable}
     assert recorded == {((a.axis, a.version), (b.axis, b.version)): r for (a, b), r in bad.items()}
+    assert not [p for p in recorded if {p[0][0], p[1][0]} <= LAYER_AXES]
 
 
 def test_plan_has_both_sides_of_every_boundary_history_proved(plan: Plan) -> None:
@@ -182,8 +217,8 @@ def test_plan_has_both_sides_of_every_boundary_history_proved(plan: Plan) -> Non
 def test_plan_ids_order_and_picks(plan: Plan) -> None:
     ids = [s.id for s in plan.stacks]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
-    covers = [s.covers for s in plan.stacks]
-    assert covers == sorted(covers, reverse=True), "stacks covering most pairs come first"
+    covers = [s.covers for s in plan.stacks[len(ERAS) :]]
+    assert covers == sorted(covers, reverse=True), "stacks covering most pairs come next"
     assert list(plan.axes) == [a.name for a in AXES]
     for name, axis in plan.axes.items():
         facts = [p.facts for p in axis.values if p.facts and "latest" in p.why]
@@ -197,6 +232,26 @@ def test_plan_ids_order_and_picks(plan: Plan) -> None:
         assert Version(facts[0].version) == max(versions), name
         assert "oldest that installs" in axis.values[0].why, name
         assert not any(p.facts.yanked for p in axis.values if p.facts), name
+
+
+def test_plan_opens_with_a_stack_of_each_era(plan: Plan) -> None:
+    """--sample 3 spans the eras: each stack on its era's Python, of picks uploaded by
+    the era's end, today's of the latest picks, 2016's of the experiment's handler."""
+    uploaded = {
+        (axis, p.version): p.facts.uploaded
+        for axis, picks in plan.axes.items()
+        for p in picks.values
+        if p.facts
+    }
+    for stack, (python, until) in zip(plan.stacks, ERAS, strict=False):
+        assert stack.python == python and not stack.boundary, stack.id
+        assert len(stack.values) > 4, f"{stack.id}: the server's axes and a layer at least"
+        latest = max(uploaded[a, v] for a, v in stack.values.items() if a != PYTHON)
+        assert until is None or latest[:10] <= until, f"{stack.id}: a pick of {latest}"
+    today, _, then = plan.stacks[: len(ERAS)]
+    for axis in ("flask", "gevent"):
+        assert today.values[axis] == plan.axes[axis].values[-1].version, axis
+    assert then.pins["gevent-websocket"] == "0.9.5"  # 2016's: the iterator never runs
 
 
 def test_plan_round_trips(plan: Plan) -> None:

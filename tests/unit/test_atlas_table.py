@@ -12,11 +12,12 @@ import copy
 import json
 import subprocess
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import pytest
 
 from tests.harness.atlas import _runs, _table
+from tests.harness.atlas._plan import PlanStack, load_plan
 from tests.harness.cells import Cell
 from tests.harness.paths import DATA, ROOT
 from tests.harness.userstack._errors import StackError
@@ -24,8 +25,10 @@ from tests.harness.userstack._predict import predict_cell
 from tests.harness.userstack._request import GWS
 
 SESSION = json.loads((DATA / "atlas" / "sample-session.json").read_text())
-PLAN = _runs.load_plan(_runs.SAMPLE_PLAN)
+SAMPLE = DATA / "atlas" / "sample-plan.json"  # four stacks of the eras, in plan.json's schema
+PLAN = load_plan(SAMPLE)
 STACKS = {s.id: s for s in PLAN.stacks}
+IDS = list(STACKS)
 VERSIONS = {  # what each sample stack's server reports
     s.id: {
         **{k: v for k, v in s.pins.items() if k != "sentry-sdk"},
@@ -100,7 +103,7 @@ def entry(doc, layer, handler, package):
 
 
 def test_ranges_merge_and_never_run_picks_are_listed(results, tmp_path):
-    doc = _table.build(PLAN, results, tmp_path / "atlas.json")
+    doc = _table.build(SAMPLE, results, tmp_path / "atlas.json")
     gevent = entry(doc, "none", "gevent-websocket", "gevent")
     # 21.8.0 (s02) and 26.9.0 (s01) alike; 24.2.1, a pick between them no run had,
     # breaks nothing and is listed
@@ -121,7 +124,7 @@ def test_ranges_merge_and_never_run_picks_are_listed(results, tmp_path):
 
 
 def test_a_failure_carries_the_models_cause_its_runs_and_the_rule_that_proved_it(results):
-    doc = _table.build(PLAN, results, results / "atlas.json")
+    doc = _table.build(SAMPLE, results, results / "atlas.json")
     fail = entry(doc, "none", "gevent-websocket", "gevent")["fail"][0]
     assert "gevent-websocket 0.9.5 does not iterate the application's result" in fail["cause"]
     # moving gevent alone changes nothing in the model: no rule of gevent decided it
@@ -135,7 +138,7 @@ def test_a_failure_carries_the_models_cause_its_runs_and_the_rule_that_proved_it
 
 
 def test_a_stack_that_was_not_built_is_listed_with_its_reason(results):
-    doc = _table.build(PLAN, results, results / "atlas.json")
+    doc = _table.build(SAMPLE, results, results / "atlas.json")
     assert doc["stacks_run"] == 3
     assert doc["stacks_failed_to_build"] == [{"id": "s04", "reason": "cannot be built: why"}]
     table = _table.markdown(doc)
@@ -158,13 +161,15 @@ def test_a_disagreement_names_the_stack_and_the_cell(tmp_path):
     assert "disagrees with the model: s02 stack(pins-s02, agent=False, fixed=False): " in line
     assert _runs.failed([{**outcome, "disagreements": found}]) == ["s02"]
     assert _runs.failed([{**outcome, "disagreements": []}]) == []
-    doc = _table.build(PLAN, tmp_path, tmp_path / "atlas.json")
+    doc = _table.build(SAMPLE, tmp_path, tmp_path / "atlas.json")
     fail = entry(doc, "none", "gevent-websocket", "gevent")["fail"]
     assert fail[0]["cause"] == _table.NOT_PREDICTED
 
 
 # flask-sock on CPython 2.7: the user-stack command refuses it before building anything
-NOT_ON_27 = _runs.Stack("x04", "2.7", {"Flask": "1.1.4", "gevent": "21.8.0", "flask-sock": "0.7.0"})
+NOT_ON_27 = PlanStack(
+    "x04", "2.7", {"Flask": "1.1.4", "gevent": "21.8.0", "flask-sock": "0.7.0"}, 0
+)
 
 
 @pytest.mark.builds  # asks the registry
@@ -184,7 +189,7 @@ def test_a_stack_on_another_handler_is_its_own_entry_with_the_models_causes(tmp_
     # closes TCP races (the model predicts nothing): both are its sentences, no surprise
     held = record("s04", False, False, (False, False, False), server_closed_tcp=False)
     write_stack(tmp_path, "s04", [held, record("s04", False, False, STREAMING)])
-    doc = _table.build(PLAN, tmp_path, tmp_path / "atlas.json")
+    doc = _table.build(SAMPLE, tmp_path, tmp_path / "atlas.json")
     assert {e["handler"] for e in doc["entries"]} == {"flask-sock"}
     causes = entry(doc, "none", "flask-sock", "flask-sock")["fail"][0]["cause"]
     assert _table.NOT_PREDICTED not in causes
@@ -195,9 +200,9 @@ def test_a_stack_on_another_handler_is_its_own_entry_with_the_models_causes(tmp_
 def test_shards_partition_the_plan_in_order(shards):
     chosen = [_runs.select(PLAN, shard=(k, shards)) for k in range(1, shards + 1)]
     flat = [s.id for part in chosen for s in part]
-    assert sorted(flat) == sorted(PLAN.ids()) and len(flat) == len(set(flat))
+    assert sorted(flat) == sorted(IDS) and len(flat) == len(set(flat))
     for k, part in enumerate(chosen, 1):
-        assert all(PLAN.ids().index(s.id) % shards == k - 1 for s in part)
+        assert all(IDS.index(s.id) % shards == k - 1 for s in part)
 
 
 def test_sample_and_only_choose_stacks():
@@ -217,11 +222,12 @@ def test_a_malformed_shard_is_an_error(text):
     [
         (["--shard", "3/2"], "error: --shard '3/2' is not K/N with 1 <= K <= N; write e.g."),
         (["--only", "s01,zz"], "error: --only zz: no such stack in sample-plan.json; name some"),
-        (["--matrix", "0"], "error: --matrix 0: at least one shard;"),
+        (["--matrix", "0"], "error: --matrix 0: GitHub runs 1 to 256 jobs of a matrix;"),
+        (["--matrix", "257"], "error: --matrix 257: GitHub runs 1 to 256 jobs of a matrix;"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_status_2(args, said):
-    assert_bad_input(_runs.SAMPLE_PLAN, args, said)
+    assert_bad_input(SAMPLE, args, said)
 
 
 def assert_bad_input(plan, args, said):
@@ -238,10 +244,20 @@ def assert_bad_input(plan, args, said):
     assert proc.stderr.startswith(said) and proc.stderr.count("\n") == 1, proc.stderr
 
 
+def big(stacks: int, hours: float):
+    """The sample plan's stacks repeated, with this estimate."""
+    plan = copy.deepcopy(PLAN)
+    plan.stacks = [replace(PLAN.stacks[i % 4], id=f"x{i:04d}") for i in range(stacks)]
+    plan.size.estimated_seconds = round(hours * 3600)
+    return plan
+
+
 def test_the_matrix_has_one_entry_per_shard_with_its_pythons():
     from tests.harness.atlas._cli import matrix
 
-    doc = json.loads(matrix(PLAN, 2))
+    one = {"include": [{"shard": "1/1", "pythons": ["2.7", "3.9", "3.11"]}]}
+    assert json.loads(matrix(PLAN, 2)) == one  # minutes of estimate: one shard
+    doc = json.loads(matrix(big(4, 1), 2))  # an hour: two shards of half an hour
     assert doc == {
         "include": [
             {"shard": "1/2", "pythons": ["2.7", "3.11"]},  # s01, s03
@@ -250,13 +266,25 @@ def test_the_matrix_has_one_entry_per_shard_with_its_pythons():
     }
 
 
+def test_the_matrix_has_shards_of_about_35_minutes_of_the_estimate_at_most_n():
+    from tests.harness.atlas._cli import MAX_SHARDS, SHARD_SECONDS, matrix, shards
+
+    for hours, expected in [(0.1, 1), (10, 18), (100, 172), (1000, MAX_SHARDS)]:
+        plan = big(1000, hours)
+        assert shards(plan) == expected, hours
+        assert hours * 3600 / expected <= SHARD_SECONDS or expected == MAX_SHARDS
+        assert len(json.loads(matrix(plan))["include"]) == expected
+    assert shards(big(1000, 100), most=32) == 32
+    assert shards(big(3, 100)) == 3  # no shard without a stack
+
+
 @pytest.mark.builds  # asks the registry
 def test_a_plan_naming_a_release_the_registry_lacks_is_bad_input(tmp_path):
     plan = tmp_path / "plan.json"
-    pins = {**STACKS["s01"].pins, "gevent": "99.0.0"}
-    plan.write_text(
-        json.dumps({"axes": {}, "stacks": [{"id": "x01", "python": "3.11", "pins": pins}]})
-    )
+    doc = json.loads(SAMPLE.read_text())
+    doc["stacks"] = [{**doc["stacks"][0], "id": "x01"}]
+    doc["stacks"][0]["pins"]["gevent"] = "99.0.0"
+    plan.write_text(json.dumps(doc))
     said = "error: stack x01: gevent==99.0.0 does not exist on the registry"
     assert_bad_input(plan, ["--only", "x01"], said)
     assert not (_runs.ATLAS_RESULTS / "x01").exists()  # nothing ran
@@ -266,7 +294,7 @@ def test_a_plan_naming_a_release_the_registry_lacks_is_bad_input(tmp_path):
 def test_a_stack_the_resolver_refuses_is_a_result_and_the_others_still_run(tmp_path):
     # Flask 3.1.3 requires Python >= 3.9: uv refuses the stack for 3.8
     pins = {"Flask": "3.1.3", "gevent": "26.9.0", "gevent-websocket": "0.10.1"}
-    refused = _runs.Stack("x03", "3.8", pins)
+    refused = PlanStack("x03", "3.8", pins, 0)
     assert _runs.run([refused, NOT_ON_27], tmp_path, ROOT / ".cache" / "stacks") == 0
     outcome = json.loads((tmp_path / "x03" / _runs.OUTCOME).read_text())
     assert outcome["status"] == _runs.CANNOT_BUILD, outcome

@@ -63,3 +63,12 @@ def fixed_handlers() -> dict[str, dict[str, str]]:
 def layer_axes() -> list[Axis]:
     """The axes whose package is a layer beside newrelic's agent arm (8 cells each)."""
     return [a for a in AXES if a.layer is not None and a.layer != AGENT_LAYER]
+
+
+LAYER_AXES = frozenset(a.name for a in AXES if a.layer is not None)  # newrelic's among them
+
+
+def can_meet(x: str, y: str) -> bool:
+    """Whether values of these two axes can change one cell together: not two layers'
+    (each run serves one layer, and the agent arm no other)."""
+    return not {x, y} <= LAYER_AXES

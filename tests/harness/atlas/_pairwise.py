@@ -1,11 +1,14 @@
-"""Greedy all-pairs: stacks in which every pair of axis values that installs together
-appears at least once.  Deterministic: the same values give the same stacks."""
+"""Greedy all-pairs: stacks in which every pair of axis values of the goal (two axes
+that can meet, ``meets``) that installs together appears at least once; a stack never
+holds two values that do not install together, whether or not their axes meet.
+Deterministic: the same values give the same stacks."""
 
 from __future__ import annotations
 
+import collections
 import heapq
 import itertools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from packaging.requirements import Requirement
@@ -35,6 +38,12 @@ class Value:
 
 Pair = tuple[Value, Value]  # the first's axis comes first in the axes' order
 Stack = dict[str, Value]  # axis -> its value in the stack
+Meets = Callable[[str, str], bool]  # whether the pairs of two axes' values are a goal
+
+
+def every(x: str, y: str) -> bool:
+    """Every two axes meet."""
+    return True
 
 
 def _version(v: str) -> Version | None:
@@ -72,11 +81,16 @@ def conflict(a: Value, b: Value) -> str | None:
     return _unmet(a, b) or _unmet(b, a)
 
 
-def all_pairs(values: Mapping[str, Sequence[Value]]) -> tuple[list[Pair], dict[Pair, str]]:
-    """(the pairs that install together, {pair: why not} of the others), axis order."""
+def all_pairs(
+    values: Mapping[str, Sequence[Value]], meets: Meets = every
+) -> tuple[list[Pair], dict[Pair, str]]:
+    """(the pairs of axes that meet that install together, {pair: why not} of the
+    others), axis order."""
     ok: list[Pair] = []
     bad: dict[Pair, str] = {}
     for x, y in itertools.combinations(values, 2):
+        if not meets(x, y):
+            continue
         for a, b in itertools.product(values[x], values[y]):
             why = conflict(a, b)
             if why is None:
@@ -86,60 +100,99 @@ def all_pairs(values: Mapping[str, Sequence[Value]]) -> tuple[list[Pair], dict[P
     return ok, bad
 
 
-def pairs_of(stack: Stack, order: Sequence[str]) -> set[Pair]:
-    """The pairs a stack covers, each in the axes' order."""
+def pairs_of(stack: Stack, order: Sequence[str], meets: Meets = every) -> set[Pair]:
+    """The pairs of axes that meet a stack covers, each in the axes' order."""
     present = [stack[axis] for axis in order if axis in stack]
-    return set(itertools.combinations(present, 2))
+    return {(a, b) for a, b in itertools.combinations(present, 2) if meets(a.axis, b.axis)}
 
 
-def generate(values: Mapping[str, Sequence[Value]], given: Iterable[Stack] = ()) -> list[Stack]:
-    """Stacks that, with ``given``, cover every pair that installs together: each starts
-    from the first uncovered pair, then takes per axis (Python first) the value that
-    installs with those chosen and covers most uncovered pairs (the first of equals)."""
+def generate(
+    values: Mapping[str, Sequence[Value]],
+    given: Iterable[Stack] = (),
+    meets: Meets = every,
+    optional: Collection[str] = (),
+) -> list[Stack]:
+    """Stacks that, with ``given``, cover every pair of axes that meet that installs
+    together: each starts from the first uncovered pair (of the two axes with most pairs
+    first), then takes per axis the value that installs with every one chosen and covers
+    most uncovered pairs (the first of equals; the Python: the one that lets the other
+    axes cover most); a value of an ``optional`` axis that covers none is left out."""
     order = list(values)
     flat = [v for axis in order for v in values[axis]]  # a value's number: its place here
     number = {v: i for i, v in enumerate(flat)}
-    ok, _ = all_pairs(values)
-    fits = {(number[a], number[b]) for a, b in ok}
+    fits = {(number[a], number[b]) for a, b in all_pairs(values)[0]}
     fits |= {(j, i) for i, j in fits}
-    uncovered = {(number[a], number[b]) for a, b in ok}
+    goal, _ = all_pairs(values, meets)
+    uncovered = {(number[a], number[b]) for a, b in goal}
     for stack in given:
         uncovered -= {
-            (number[a], number[b]) for a, b in pairs_of(stack, order) if a in number and b in number
+            (number[a], number[b])
+            for a, b in pairs_of(stack, order, meets)
+            if a in number and b in number
         }
     fill = [PYTHON, *sorted((a for a in order if a != PYTHON), key=lambda a: -len(values[a]))]
+    # Seeds from the two axes with most pairs first: at least that many stacks are
+    # needed, and the others' pairs then fill them.
+    among = collections.Counter((a.axis, b.axis) for a, b in goal)
+
+    def best(axis: str, chosen: list[int]) -> tuple[int | None, int]:
+        """The value of ``axis`` that installs with those chosen and covers most uncovered
+        pairs with them (the first of equals), and how many."""
+        found, gain = None, -1
+        for value in values[axis]:
+            i = number[value]
+            if all((i, c) in fits for c in chosen):
+                new = sum((min(i, c), max(i, c)) in uncovered for c in chosen)
+                if new > gain:
+                    found, gain = i, new
+        return found, gain
+
+    def ahead(chosen: list[int], later: Sequence[str]) -> int:
+        """The pairs the best values of the ``later`` axes would cover (one step)."""
+        return sum(max(0, best(x, chosen)[1]) for x in later)
+
     stacks: list[Stack] = []
-    for a, b in ok:
+    for a, b in sorted(goal, key=lambda p: -among[p[0].axis, p[1].axis]):
         seed = (number[a], number[b])
         if seed not in uncovered:
             continue
         chosen = list(seed)
-        for axis in fill:
-            if axis in (a.axis, b.axis) or axis not in values:
-                continue
-            best, gain = None, -1
-            for value in values[axis]:
-                i = number[value]
-                if all((i, c) in fits for c in chosen):
-                    new = sum((min(i, c), max(i, c)) in uncovered for c in chosen)
-                    if new > gain:
-                        best, gain = i, new
-            if best is not None:
-                chosen.append(best)
+        rest = [x for x in fill if x not in (a.axis, b.axis) and x in values]
+        for n, axis in enumerate(rest):
+            found: int | None
+            if axis == PYTHON:  # the one that lets the others cover most
+                fitting = [
+                    number[v] for v in values[axis] if all((number[v], c) in fits for c in chosen)
+                ]
+                found = max(
+                    fitting, key=lambda i: (ahead([*chosen, i], rest[n + 1 :]), -i), default=None
+                )
+            else:
+                found, _ = best(axis, chosen)
+            if found is not None:
+                chosen.append(found)
+        for i in [i for i in chosen[2:] if flat[i].axis in optional]:
+            if not any((min(i, c), max(i, c)) in uncovered for c in chosen):
+                chosen.remove(i)  # its runs would show no new pair
         uncovered -= set(itertools.combinations(sorted(chosen), 2))
         stacks.append({flat[i].axis: flat[i] for i in sorted(chosen)})
     return stacks
 
 
-def most_first(stacks: Sequence[Stack], order: Sequence[str]) -> list[tuple[Stack, int]]:
-    """(stack, pairs it covers that no earlier one did), the stack covering most new
-    pairs first at each step (the earlier of equals): lazy greedy, since a stack's new
-    pairs only shrink as others are taken."""
-    pairs = [pairs_of(s, order) for s in stacks]
-    heap = [(-len(p), i) for i, p in enumerate(pairs)]
-    heapq.heapify(heap)
+def most_first(
+    stacks: Sequence[Stack], order: Sequence[str], meets: Meets = every, first: int = 0
+) -> list[tuple[Stack, int]]:
+    """(stack, pairs it covers that no earlier one did): the ``first`` stacks in their
+    place, then the stack covering most new pairs at each step (the earlier of equals):
+    lazy greedy, since a stack's new pairs only shrink as others are taken."""
+    pairs = [pairs_of(s, order, meets) for s in stacks]
     covered: set[Pair] = set()
     out: list[tuple[Stack, int]] = []
+    for i in range(min(first, len(stacks))):
+        out.append((stacks[i], len(pairs[i] - covered)))
+        covered |= pairs[i]
+    heap = [(-len(pairs[i] - covered), i) for i in range(len(out), len(stacks))]
+    heapq.heapify(heap)
     while heap:
         _, i = heapq.heappop(heap)
         gain = len(pairs[i] - covered)

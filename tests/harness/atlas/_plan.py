@@ -1,6 +1,8 @@
 """plan.json: the atlas's picks per axis (the rule in _releases.py), the stacks that
-cover every installable pair of them (_pairwise.py) plus both sides of every boundary
-history proved, the pairs that do not install together and why, and the plan's size."""
+cover every installable pair of them whose axes can meet in a cell (_pairwise.py, PAIRS)
+plus both sides of every boundary history proved, the pairs that do not install together
+and why, and the plan's size.  The one definition of a plan: the runs, the table and
+the command line read it through load_plan."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from ..cells import HISTORY, HISTORY_DATA, STACKS
 from ..paths import DATA
 from ..records import from_dict, to_dict
 from ..userstack._registry import Registry
+from ..userstack._request import served_handler
 from . import _pairwise
 from ._axes import (
     ATLAS_PYTHONS,
@@ -28,6 +31,7 @@ from ._axes import (
     HANDLER,
     PYTHON,
     Axis,
+    can_meet,
     fixed_handlers,
     layer_axes,
 )
@@ -53,6 +57,15 @@ CELLS_PER_LAYER = 8  # 4 cells on each of the two builds
 SECONDS_PER_CELL = 0.8
 SECONDS_PER_ENV = 40
 HANDLER_PACKAGE = BY_NAME[HANDLER].package or "gevent-websocket"
+PAIRS = (
+    "the stacks cover every pair of picks of two axes that installs together, except two "
+    "layers' (newrelic's among them): each run serves one layer, so two never meet in a cell"
+)
+LAYERS = [a.name for a in layer_axes()]  # left out of a stack where they cover no new pair
+# The plan opens with a stack of each era, so that a sample of three spans them: on its
+# Python, each axis's newest pick uploaded by its end that installs with those before.
+# (The middle era ends mid-2021: the rule has no Flask pick of 2020, 1.1.4 is of May 2021.)
+ERAS = ((ATLAS_PYTHONS[-1], None), ("3.8", "2021-06-30"), ("2.7", "2016-12-31"))
 
 
 @dataclass
@@ -151,6 +164,14 @@ class PlanStack:
     def cells(self) -> int:
         return CELLS_PER_STACK + CELLS_PER_LAYER * sum(a.name in self.values for a in layer_axes())
 
+    def handler(self) -> str:
+        """The websocket handler the pins install: gevent-websocket or one of [tool.handlers]."""
+        return served_handler(self.pins)
+
+    def args(self) -> list[str]:
+        """The stack as the user-stack command's arguments."""
+        return [f"{n}=={v}" for n, v in self.pins.items()] + ["--python", self.python]
+
 
 @dataclass
 class NotInstallable:
@@ -247,12 +268,15 @@ def _binding(lines: Iterable[str]) -> list[str]:
     return [r for r in lines if canonicalize_name(Requirement(r).name) in keep]
 
 
-def _picks(registry: Registry, axis: Axis) -> list[Pick]:
+def _picks(
+    registry: Registry, axis: Axis, chosen: Mapping[str, list[str]] | None = None
+) -> list[Pick]:
+    """The axis's picks by the rule, or the ``chosen`` {version: why} (a sample's)."""
     assert axis.package is not None
     package = axis.package
     files = registry.files(package)
     found = {f.version: f for f in candidates(files, package in BINARY)}
-    chosen = pick(found)
+    chosen = chosen if chosen is not None else pick(found)
     requires = lookup_requires(files[v] for v in chosen)
     out = []
     for (version, why), dist in zip(chosen.items(), requires, strict=True):
@@ -360,12 +384,14 @@ def boundaries(registry: Registry, history: Path = HISTORY_DATA) -> list[_Candid
 
 def _axis_values(python: str, pins: Mapping[str, str]) -> dict[str, str]:
     """{axis: value} of a stack's pins, as the axes name their values."""
-    by_name = {canonicalize_name(n): v for n, v in pins.items()}
+    by_name = {canonicalize_name(n): (n, v) for n, v in pins.items()}
     out = {PYTHON: python}
     for axis in AXES[1:]:
-        version = by_name.get(canonicalize_name(axis.package or ""))
-        if version:
-            out[axis.name] = f"{axis.package}=={version}" if axis.name == HANDLER else version
+        names = [axis.package, *fixed_handlers()] if axis.name == HANDLER else [axis.package]
+        found = [by_name[c] for n in names if n and (c := canonicalize_name(n)) in by_name]
+        if found:
+            name, version = found[0]
+            out[axis.name] = f"{name}=={version}" if axis.name == HANDLER else version
     return out
 
 
@@ -373,39 +399,82 @@ def _pins(stack: Stack) -> dict[str, str]:
     return {n: v for value in stack.values() for n, v in value.pins}
 
 
+def _candidate(picks: Stack, boundary: str | None = None) -> _Candidate:
+    values = {a: v.version for a, v in picks.items()}
+    return _Candidate(picks, picks[PYTHON].version, _pins(picks), boundary, values)
+
+
+def eras(plan: Plan, values: Mapping[str, Sequence[Value]]) -> list[_Candidate]:
+    """A stack of each of ERAS: on its Python, each axis's newest pick uploaded by the
+    era's end that installs with those chosen before it (gevent-websocket's, of the
+    handlers: the one the experiment is about)."""
+    out = []
+    for python, until in ERAS:
+        chosen = {PYTHON: next(v for v in values[PYTHON] if v.version == python)}
+        for axis, picks in plan.axes.items():
+            dated = [
+                v
+                for p, v in zip(picks.values, values[axis], strict=True)
+                if p.facts
+                and (until is None or p.facts.uploaded[:10] <= until)
+                and (axis != HANDLER or p.package == HANDLER_PACKAGE)
+            ]
+            fitting = [
+                v for v in dated if not any(_pairwise.conflict(v, c) for c in chosen.values())
+            ]
+            if fitting:
+                chosen[axis] = fitting[-1]
+        out.append(_candidate(chosen))
+    return out
+
+
 def build(axes: dict[str, AxisPicks], given: Sequence[_Candidate], registry_at: str) -> Plan:
-    """The plan for these picks: pairwise stacks after the boundaries' ``given``."""
-    plan = Plan(RULE, registry_at, axes, [], [], Size(0, 0, 0, 0, 0))
+    """The plan for these picks: a stack of each era, the boundaries' ``given``, then
+    pairwise stacks for the pairs those leave; ordered the eras first, then most new
+    pairs first."""
+    plan = Plan(f"{RULE}; {PAIRS}", registry_at, axes, [], [], Size(0, 0, 0, 0, 0))
     values = plan.values()
     order = list(values)
     for c in given:
         c.picks = plan.stack_values(
             PlanStack("", c.python, c.pins, 0, c.boundary, c.values), values
         )
-    generated = [
-        _Candidate(s, s[PYTHON].version, _pins(s), None, {a: v.version for a, v in s.items()})
-        for s in _pairwise.generate(values, [c.picks for c in given])
-    ]
-    everything = [*given, *generated]
-    ranked = _pairwise.most_first([c.picks for c in everything], order)
+    opening = eras(plan, values)
+    before = [c.picks for c in [*opening, *given]]
+    generated = [_candidate(s) for s in _pairwise.generate(values, before, can_meet, LAYERS)]
+    everything = [*opening, *given, *generated]
+    ranked = _pairwise.most_first(
+        [c.picks for c in everything], order, can_meet, first=len(opening)
+    )
     by_id = {id(c.picks): c for c in everything}
     width = max(2, len(str(len(ranked))))
-    plan.stacks = [
+    stacks = [
         PlanStack(f"a{i:0{width}d}", c.python, c.pins, covers, c.boundary, c.values)
         for i, (picks, covers) in enumerate(ranked, 1)
         for c in [by_id[id(picks)]]
     ]
-    ok, bad = _pairwise.all_pairs(values)
+    return measure(plan, stacks)
+
+
+def measure(plan: Plan, stacks: list[PlanStack]) -> Plan:
+    """The plan with these stacks, the goal's pairs that do not install together, and
+    its size."""
+    values = plan.values()
+    order = list(values)
+    ok, bad = _pairwise.all_pairs(values, can_meet)
+    plan.stacks = stacks
     plan.not_installable = [
         NotInstallable([[a.axis, a.version], [b.axis, b.version]], why)
         for (a, b), why in bad.items()
     ]
-    covered = set().union(*(_pairwise.pairs_of(c.picks, order) for c in everything))
-    cells = sum(s.cells for s in plan.stacks)
+    covered = set().union(
+        *(_pairwise.pairs_of(plan.stack_values(s, values), order, can_meet) for s in stacks)
+    )
+    cells = sum(s.cells for s in stacks)
     plan.size = Size(
-        stacks=len(plan.stacks),
+        stacks=len(stacks),
         cells=cells,
-        estimated_seconds=round(cells * SECONDS_PER_CELL + len(plan.stacks) * SECONDS_PER_ENV),
+        estimated_seconds=round(cells * SECONDS_PER_CELL + len(stacks) * SECONDS_PER_ENV),
         pairs=len(ok),
         pairs_covered=len(covered & set(ok)),
     )
@@ -482,7 +551,8 @@ def summary(plan: Plan) -> str:
         f"boundaries: {', '.join(bounds) or 'none'})",
         f"cells: {size.cells}; estimated machine time {_hours(size.estimated_seconds)} "
         f"(an estimate: {SECONDS_PER_CELL} s CPU per cell, {SECONDS_PER_ENV} s per env build)",
-        f"pairs: {size.pairs_covered} of {size.pairs} installable pairs covered; "
+        f"pairs: {size.pairs_covered} of {size.pairs} installable pairs covered (of two "
+        "axes that can meet in a cell: not two layers); "
         f"{len(plan.not_installable)} pairs do not install together (not_installable)",
     ]
     return "\n".join(out)

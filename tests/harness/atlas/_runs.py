@@ -1,6 +1,6 @@
-"""The atlas's runs: the plan read, its stacks chosen (a shard, a sample, some ids), each
-served by the user-stack command in a process of its own, its outcome written beside its
-results: results/atlas/<id>/outcome.json."""
+"""The atlas's runs: the plan's stacks chosen (a shard, a sample, some ids), each served by
+the user-stack command in a process of its own, its outcome written beside its results:
+results/atlas/<id>/outcome.json."""
 
 from __future__ import annotations
 
@@ -13,74 +13,21 @@ import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..cells import Cell
-from ..paths import CACHE, DATA, RESULTS, ROOT
+from ..paths import CACHE, RESULTS, ROOT
 from ..records import agrees
 from ..userstack._errors import StackError
 from ..userstack._registry import Registry
-from ..userstack._request import served_handler
+from ._plan import PLAN, Plan, PlanStack
 
-PLAN = DATA / "atlas" / "plan.json"
-SAMPLE_PLAN = DATA / "atlas" / "sample-plan.json"  # until the plan's picks land
 ATLAS_RESULTS = RESULTS / "atlas"
 OUTCOME = "outcome.json"
 STACKS_AT_ONCE = 2  # the machine's cores: each stack runs one pytest at a time
 STACK_TIMEOUT = 3600.0  # s: a stack's build and its cells, all arms and layers
 RAN, CANNOT_BUILD, CRASHED = "ran", "cannot-build", "crashed"
-
-
-@dataclass(frozen=True)
-class Stack:
-    """One stack of the plan: what `python -m tests.harness.userstack` gets."""
-
-    id: str
-    python: str
-    pins: dict[str, str]  # name -> exact version, as the plan spells the name
-    covers: int = 0
-    boundary: str | None = None
-
-    def handler(self) -> str:
-        """The websocket handler the pins install: gevent-websocket or one of [tool.handlers]."""
-        return served_handler(self.pins)
-
-    def args(self) -> list[str]:
-        return [f"{n}=={v}" for n, v in self.pins.items()] + ["--python", self.python]
-
-
-@dataclass(frozen=True)
-class Plan:
-    path: Path
-    axes: dict[str, Any]  # plan.json's "axes", as written
-    stacks: list[Stack]
-
-    def ids(self) -> list[str]:
-        return [s.id for s in self.stacks]
-
-
-def load_plan(path: Path | None = None) -> Plan:
-    """plan.json (tests/data/atlas/), or the hand-made sample while there is none."""
-    path = path or (PLAN if PLAN.is_file() else SAMPLE_PLAN)
-    try:
-        doc = json.loads(path.read_text())
-        stacks = [
-            Stack(
-                id=str(s["id"]),
-                python=str(s["python"]),
-                pins={str(n): str(v) for n, v in s["pins"].items()},
-                covers=int(s.get("covers") or 0),
-                boundary=s.get("boundary"),
-            )
-            for s in doc["stacks"]
-        ]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise StackError(
-            f"{path}: not a plan ({exc!r}); regenerate it (python -m tests.harness.atlas --refresh)"
-        ) from None
-    return Plan(path, dict(doc.get("axes", {})), stacks)
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -98,9 +45,11 @@ def select(
     shard: tuple[int, int] | None = None,
     sample: int | None = None,
     only: Sequence[str] = (),
-) -> list[Stack]:
+    source: Path = PLAN,
+) -> list[PlanStack]:
     """The stacks to run, in plan order: shard K of N (stack i where i % N == K-1), the
-    ``sample`` that cover the most pairs, or the ``only`` ids; the whole plan otherwise."""
+    first ``sample`` (the plan's order: one per era, then most new pairs first), or the
+    ``only`` ids of the plan read from ``source``; the whole plan otherwise."""
     stacks = plan.stacks
     if shard:
         k, n = shard
@@ -108,20 +57,20 @@ def select(
     if sample is not None:
         if sample < 1:
             raise StackError(f"--sample {sample}: run at least one stack; write e.g. --sample 3")
-        best = sorted(stacks, key=lambda s: -s.covers)[:sample]  # stable: plan order on ties
-        stacks = [s for s in stacks if s in best]
+        stacks = stacks[:sample]
     if only:
-        unknown = [i for i in only if i not in plan.ids()]
+        ids = [s.id for s in plan.stacks]
+        unknown = [i for i in only if i not in ids]
         if unknown:
+            some = ", ".join(ids[:5]) + (f" ... ({len(ids)} stacks)" if len(ids) > 5 else "")
             raise StackError(
-                f"--only {','.join(unknown)}: no such stack in {plan.path.name}; "
-                f"name some of {', '.join(plan.ids())}"
+                f"--only {','.join(unknown)}: no such stack in {source.name}; name some of {some}"
             )
         stacks = [s for s in stacks if s.id in only]
     return stacks
 
 
-def check_pins(stacks: Sequence[Stack], registry: Registry) -> None:
+def check_pins(stacks: Sequence[PlanStack], registry: Registry) -> None:
     """Each pin a release the registry has (StackError naming the first that is not)."""
     for stack in stacks:
         for name, version in stack.pins.items():
@@ -162,7 +111,7 @@ def session_docs(where: Path) -> list[dict[str, Any]]:
     return docs
 
 
-def run_stack(stack: Stack, root: Path, work: Path) -> dict[str, Any]:
+def run_stack(stack: PlanStack, root: Path, work: Path) -> dict[str, Any]:
     """One stack through `python -m tests.harness.userstack` (its own process: a crash
     loses no other stack); its outcome, written to <root>/<id>/outcome.json."""
     where = root / stack.id
@@ -229,12 +178,14 @@ def summary_line(outcome: dict[str, Any]) -> str:
     return said
 
 
-def run(stacks: Sequence[Stack], root: Path = ATLAS_RESULTS, work: Path = CACHE / "stacks") -> int:
+def run(
+    stacks: Sequence[PlanStack], root: Path = ATLAS_RESULTS, work: Path = CACHE / "stacks"
+) -> int:
     """The stacks, STACKS_AT_ONCE at a time, each outcome printed as it ends; 1 if a cell
     disagrees with the model or a session's pytest failed, else 0."""
     started = time.monotonic()
 
-    def one(stack: Stack) -> dict[str, Any]:
+    def one(stack: PlanStack) -> dict[str, Any]:
         print(f"{stack.id}: {' '.join(stack.args())}", flush=True)
         try:
             outcome = run_stack(stack, root, work)

@@ -25,7 +25,9 @@ from ..records import CellRecord, Outcome, from_dict, unfinished
 from ..userstack._predict import predict_cell
 from ..userstack._request import GWS
 from ..userstack._upgrade import Change, cause_of, proof_of
-from ._runs import ATLAS_RESULTS, OUTCOME, RAN, Plan, Stack, session_docs
+from ._axes import HANDLER, PYTHON
+from ._plan import PLAN, Plan, PlanStack, load_plan
+from ._runs import ATLAS_RESULTS, OUTCOME, RAN, session_docs
 
 ATLAS_JSON = REPORT / "atlas.json"
 FIXED = "+fixed"  # the patched build of gevent-websocket, as a handler of its own
@@ -44,7 +46,7 @@ def layer_of(doc: Json) -> str:
 
 def handler_of(outcome: Json, doc: Json) -> str:
     """The handler a session served (its build: gevent-websocket patched or not)."""
-    handler = Stack(outcome["id"], outcome["python"], outcome["pins"]).handler()
+    handler = PlanStack(outcome["id"], outcome["python"], outcome["pins"], 0).handler()
     return handler + (FIXED if handler == GWS and doc.get("fixed") else "")
 
 
@@ -124,18 +126,17 @@ def axis_packages(plan: Plan) -> dict[str, list[str]]:
     paired with ("with"), each handler's ("gevent-websocket==0.10.1"), and python."""
     out: dict[str, list[str]] = {}
     for name, axis in plan.axes.items():
-        values = axis.get("values", [])
-        if name == "python":
-            out["python"] = [str(v["version"]) for v in values]
-        elif name == "handler":
-            for value in values:
-                package, release = str(value["version"]).split("==", 1)
+        if name == PYTHON:
+            out[PYTHON] = [p.version for p in axis.values]
+        elif name == HANDLER:
+            for p in axis.values:
+                package, release = p.version.split("==", 1)
                 out.setdefault(package, []).append(release)
-        elif axis.get("package"):
-            out[axis["package"]] = [str(v["version"]) for v in values]
-            if axis.get("with"):
-                paired = [str(v["with"]) for v in values if v.get("with")]
-                out[axis["with"]] = sorted(set(paired), key=Version)
+        elif axis.package:
+            out[axis.package] = [p.version for p in axis.values]
+            if axis.paired:
+                paired = {p.paired.version for p in axis.values if p.paired}
+                out[axis.paired] = sorted(paired, key=Version)
     return out
 
 
@@ -228,10 +229,12 @@ def entries(plan: Plan, outcomes: Sequence[Json], seen: Seen) -> list[Json]:
 # -- the document and its table ------------------------------------------------------
 
 
-def build(plan: Plan, root: Path = ATLAS_RESULTS, out: Path = ATLAS_JSON) -> Json:
+def build(source: Path = PLAN, root: Path = ATLAS_RESULTS, out: Path = ATLAS_JSON) -> Json:
+    """report/atlas.json from the results in ``root`` of the plan read from ``source``."""
+    plan = load_plan(source)
     outcomes, seen = observations(root)
     doc = {
-        "plan": hashlib.sha256(plan.path.read_bytes()).hexdigest(),
+        "plan": hashlib.sha256(source.read_bytes()).hexdigest(),
         "stacks_run": sum(o.get("status") == RAN for o in outcomes),
         "stacks_failed_to_build": [
             {"id": o["id"], "reason": o.get("reason")} for o in outcomes if o.get("status") != RAN
