@@ -16,7 +16,7 @@ from dataclasses import asdict, replace
 
 import pytest
 
-from tests.harness.atlas import _runs, _table
+from tests.harness.atlas import _changes, _runs, _table
 from tests.harness.atlas._plan import PlanStack, load_plan
 from tests.harness.cells import Cell
 from tests.harness.paths import DATA, ROOT
@@ -300,3 +300,51 @@ def test_a_stack_the_resolver_refuses_is_a_result_and_the_others_still_run(tmp_p
     assert outcome["status"] == _runs.CANNOT_BUILD, outcome
     assert "flask==3.1.3 depends on Python>=3.9" in outcome["reason"], outcome["reason"]
     assert (tmp_path / "x04" / _runs.OUTCOME).is_file()
+
+
+def test_a_cell_whose_controls_failed_is_what_the_stack_cannot_serve_not_a_disagreement(
+    tmp_path,
+):
+    """newrelic 1.x in developer mode still asks the collector, so offline its agent is
+    never active: the agent's cells are not what they claim, for or against the model."""
+    inactive = [record("s03", True, False, c, verdict="-") for c in (STREAMING, RUM)]
+    for data in inactive:
+        data["controls"] = {**data["controls"], "agent active": False}
+    served = [record("s03", False, False, c) for c in (STREAMING, RUM)]
+    write_stack(tmp_path, "s03", [*inactive, *served])
+    docs = _runs.session_docs(tmp_path / "s03")
+    assert _runs.disagreements(docs) == []
+    assert _runs.not_served(docs) == [
+        {
+            "session": "stack(pins-s03, agent=True, fixed=False)",
+            "controls": ["agent active"],
+            "cells": 2,
+        }
+    ]
+    doc = _table.build(SAMPLE, tmp_path, tmp_path / "atlas.json")
+    agent = entry(doc, "newrelic", "gevent-websocket", "newrelic")
+    assert [(f["from"], f["cause"]) for f in agent["fail"]] == [
+        ("2.66.0.49", f"{_table.CANNOT_SERVE}: agent active")
+    ]
+    assert agent["fail"][0]["proven_by"] is None
+
+
+def test_a_refresh_reruns_the_stacks_of_its_new_picks_and_says_what_flips(tmp_path):
+    """A new gevent-websocket pick (0.10.1) after 0.9.5: the stacks holding it are the
+    ones to rerun, and a cell the model fails at 0.9.5 that works at 0.10.1 flips, with
+    the model's cause and the run that proved the rule."""
+    old = copy.deepcopy(PLAN)
+    old.axes["handler"].values = [
+        p for p in old.axes["handler"].values if p.version != f"{GWS}==0.10.1"
+    ]
+    assert _changes.new_picks(old, PLAN) == {"handler": [f"{GWS}==0.10.1"]}
+    again = [s.id for s in _changes.with_new_picks(old, PLAN)]
+    assert again == [s.id for s in PLAN.stacks if s.values.get("handler") == f"{GWS}==0.10.1"]
+    assert _changes.displaced(old, "handler", f"{GWS}==0.10.1").version == f"{GWS}==0.9.5"
+    write_stack(tmp_path, "s02", [record("s02", False, False, STREAMING)])
+    lines = _changes.flips(old, PLAN, tmp_path)
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"s02: handler {GWS}==0.9.5 -> {GWS}==0.10.1: ")
+    assert "verdict - -> + (better)" in lines[0]
+    assert "history(gevent-websocket)" in lines[0]
+    assert _changes.flips(PLAN, PLAN, tmp_path) == []

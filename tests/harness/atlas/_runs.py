@@ -80,12 +80,33 @@ def check_pins(stacks: Sequence[PlanStack], registry: Registry) -> None:
                 raise StackError(f"stack {stack.id}: {exc}") from None
 
 
+def failed_controls(record: dict[str, Any]) -> list[str]:
+    """The positive controls a cell failed (tests/harness/controls.py): the server is not
+    what the cell claims (the agent never active, a layer not set up), so what its clients
+    saw is no observation of that cell, for or against the model."""
+    return sorted(name for name, ok in (record.get("controls") or {}).items() if not ok)
+
+
+def not_served(docs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per session, the controls its cells failed: what this stack cannot serve (a result
+    with its reason, as a stack that cannot be built is), with the cells' count."""
+    found = []
+    for doc in docs:
+        failing = [failed_controls(r) for r in doc.get("cells", []) if failed_controls(r)]
+        if failing:
+            names = sorted({n for names in failing for n in names})
+            found.append({"session": doc.get("session"), "controls": names, "cells": len(failing)})
+    return found
+
+
 def disagreements(docs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each client's observation of a cell that is not the model's (records.agrees), with
-    the session and the cell's label."""
+    the session and the cell's label; a cell whose controls failed observed nothing."""
     found = []
     for doc in docs:
         for record in doc.get("cells", []):
+            if failed_controls(record):
+                continue
             for seen in record.get("observed", []):
                 if not agrees(seen, record["expected"]):
                     found.append(
@@ -98,6 +119,10 @@ def disagreements(docs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                         }
                     )
     return found
+
+
+def cells_of(docs: Sequence[dict[str, Any]], session: str) -> int:
+    return sum(len(d.get("cells", [])) for d in docs if d.get("session") == session)
 
 
 def session_docs(where: Path) -> list[dict[str, Any]]:
@@ -147,13 +172,22 @@ def run_stack(stack: PlanStack, root: Path, work: Path) -> dict[str, Any]:
         outcome.update(status=CRASHED, reason=f"{said}: {tail[0][:300]}", cells=0)
         outcome["disagreements"] = []
     else:
-        failed = [d.get("session") for d in docs if d.get("status") != "passed"]
+        unserved = not_served(docs)
+        # a session whose only failures are its cells' controls is what the stack cannot
+        # serve (recorded above), not a failed run
+        excused = {u["session"] for u in unserved if u["cells"] == cells_of(docs, u["session"])}
+        failed = [
+            d.get("session")
+            for d in docs
+            if d.get("status") != "passed" and d.get("session") not in excused
+        ]
         outcome.update(
             status=RAN,
             reason=None,
             cells=sum(len(d.get("cells", [])) for d in docs),
             disagreements=disagreements(docs),
             failed_sessions=failed,
+            not_served=unserved,
         )
     outcome["seconds"] = round(time.monotonic() - started, 1)
     write_outcome(where, outcome)
@@ -173,6 +207,11 @@ def summary_line(outcome: dict[str, Any]) -> str:
     for d in outcome["disagreements"]:
         where = f"{outcome['id']} {d['session']}: {d['cell']} ({d['client']})"
         said += f"\n  disagrees with the model: {where}"
+    for u in outcome.get("not_served", []):
+        said += (
+            f"\n  cannot serve: {outcome['id']} {u['session']}: {u['cells']} cells failed "
+            f"their controls {', '.join(u['controls'])} (not what the cell claims: no observation)"
+        )
     for session in outcome.get("failed_sessions", []):
         said += f"\n  pytest failed: {outcome['id']} {session} (see its *.pytest.log)"
     return said

@@ -27,7 +27,7 @@ from ..userstack._request import GWS
 from ..userstack._upgrade import Change, cause_of, proof_of
 from ._axes import HANDLER, PYTHON
 from ._plan import PLAN, Plan, PlanStack, load_plan
-from ._runs import ATLAS_RESULTS, OUTCOME, RAN, session_docs
+from ._runs import ATLAS_RESULTS, OUTCOME, RAN, failed_controls, session_docs
 
 ATLAS_JSON = REPORT / "atlas.json"
 FIXED = "+fixed"  # the patched build of gevent-websocket, as a handler of its own
@@ -35,6 +35,7 @@ FIXED = "+fixed"  # the patched build of gevent-websocket, as a handler of its o
 RULE_AXES = (GWS, "newrelic", "gevent", "Werkzeug")
 # A layer's own distribution appears only in that layer's entries.
 LAYER_OF = {**LAYER_BY_DISTRIBUTION, **({"newrelic": AGENT_LAYER} if AGENT_LAYER else {})}
+CANNOT_SERVE = "the stack cannot serve the cell (its positive controls failed)"
 NOT_PREDICTED = "not predicted by the model: a disagreement (the run's outcome.json names the cell)"
 Json = dict[str, Any]
 
@@ -115,6 +116,10 @@ def observations(root: Path) -> tuple[list[Json], Seen]:
             for data in doc.get("cells", []):
                 record = from_dict(CellRecord, data)
                 versions = model_inputs(record.versions)
+                if controls := failed_controls(data):  # no observation: what it cannot serve
+                    text = f"{CANNOT_SERVE}: {', '.join(controls)}"
+                    found.append(Failure(record.cell, "controls", versions, text))
+                    continue
                 for column in failing(record.outcome()):
                     text = cell_cause(record, column)
                     found.append(Failure(record.cell, column, versions, text))
@@ -182,6 +187,8 @@ def proven_by(
         [min(above, key=Version)] if above else []
     )
     for f in why:
+        if f.column == "controls":  # no observation, so no rule of the model's at stake
+            continue
         for pick in beside if package in f.versions else []:
             said = proof_of(
                 Change(f.cell, f.column, None, None), f.versions, {**f.versions, package: pick}
