@@ -96,8 +96,9 @@ def atlas_matrix(cli_stdout):
         raise SystemExit(
             f"the atlas CLI printed no matrix ({exc!r}); its output ended: {lines[-3:]}"
         ) from None
-    if not 0 < len(shards) <= MAX_JOBS:
-        raise SystemExit(f"{len(shards)} atlas shards: GitHub runs 1 to {MAX_JOBS} per matrix")
+    # none: a weekly refresh with no new release (--since), the shard jobs are skipped
+    if len(shards) > MAX_JOBS:
+        raise SystemExit(f"{len(shards)} atlas shards: GitHub runs 0 to {MAX_JOBS} per matrix")
     out = []
     for shard, pythons in shards:
         built = (PYTHON27, *PYENV, HARNESS_PYTHON)
@@ -134,7 +135,8 @@ def main(argv=None):
     )
     args = parser.parse_args(argv)
     if args.atlas:
-        found = {"matrix": atlas_matrix(sys.stdin.read())}
+        matrix = atlas_matrix(sys.stdin.read())
+        found = {"matrix": matrix, "shards": len(matrix["include"])}
     else:
         found = outputs(json.load(sys.stdin), args.python)
     for key, value in found.items():

@@ -383,6 +383,11 @@ def test_rehearsal_of_the_fan_out_gives_the_plain_nox_table(workflow, outputs, t
 # -- the atlas -------------------------------------------------------------------------
 
 
+SINCE = "${since[@]}"  # `--since <the committed plan>`, set where a refresh ran
+PLAN_FILE = "tests/data/atlas/plan.json"
+PREVIOUS = "report/atlas-previous-plan.json"
+
+
 def atlas_commands(workflow):
     """[(job, step name, argv after `nox -s atlas --`)] of every nox call of the atlas
     jobs; a call of another session fails here."""
@@ -412,10 +417,17 @@ def test_atlas_jobs_run_the_atlas_session_on_the_schedule_and_by_hand(workflow):
     assert set(jobs["atlas-merge"]["needs"]) == {"atlas-plan", "atlas"}
     calls = atlas_commands(workflow)
     flags = []
+    since = []  # the calls given `--since` the committed plan when a refresh ran
     for job_id, name, args in calls:
         assert args and args[0] in ATLAS_FLAGS, f"{job_id} / {name}: nox -s atlas -- {args}"
+        if args[-1] == SINCE:
+            since.append(args[0])
+            args = args[:-1]
         assert len(args) == 1 + ATLAS_FLAGS[args[0]], f"{job_id} / {name}: {args}"
         flags.append((job_id, args[0]))
+    assert since == ["--matrix", "--shard", "--build"], since
+    refreshed = step(jobs["atlas-plan"], "refresh")["run"]
+    assert refreshed.index(f"cp {PLAN_FILE} {PREVIOUS}") < refreshed.index("--refresh"), refreshed
     assert flags == [
         ("atlas-plan", "--refresh"),
         ("atlas-plan", "--matrix"),
@@ -427,7 +439,7 @@ def test_atlas_jobs_run_the_atlas_session_on_the_schedule_and_by_hand(workflow):
     assert "GITHUB_STEP_SUMMARY" in refresh["run"], "the refresh's diff goes to the summary"
     shard = step(jobs["atlas"], "shard")
     assert shard["env"]["SHARD"] == "${{ matrix.shard }}"
-    assert command(shard["run"], {"SHARD": "1/2"})[-1] == "1/2"
+    assert shlex.split(shard["run"].splitlines()[-1])[4:6] == ["--shard", "$SHARD"], shard["run"]
     merge = jobs["atlas-merge"]
     assert "GITHUB_STEP_SUMMARY" in yaml.safe_dump(merge)
     uploads = [s["with"]["path"] for s in merge["steps"] if "upload-artifact@" in s.get("uses", "")]
@@ -494,6 +506,9 @@ def test_atlas_matrix_output_becomes_the_shard_jobs(workflow):
         module.atlas_matrix(json.dumps(too_many))
     with pytest.raises(SystemExit, match="no matrix"):
         module.atlas_matrix("error: no plan\n")
+    # a refresh without a new release: no shard, and the shard job skipped
+    assert module.atlas_matrix('{"include": []}') == {"include": []}
+    assert workflow["jobs"]["atlas"]["if"] == "${{ needs.atlas-plan.outputs.shards != '0' }}"
     shards = int(workflow["env"]["ATLAS_SHARDS"])
     assert 0 < shards <= module.MAX_JOBS
 
@@ -513,19 +528,37 @@ def test_atlas_matrix_step_with_the_real_cli(workflow, tmp_path):
             pytest.skip,
             pytest.fail,
         )
-    out = tmp_path / "output"
-    out.touch()
-    subprocess.run(
-        ["bash", "-eo", "pipefail", "-c", step(workflow["jobs"]["atlas-plan"], "matrix")["run"]],
-        cwd=ROOT,
-        check=True,
-        env={**os.environ, "GITHUB_OUTPUT": str(out), **workflow["env"]},
-        timeout=SESSION_TIMEOUT,
-        capture_output=True,
-        text=True,
-    )
-    key, _, value = out.read_text().strip().partition("=")
-    assert key == "matrix", out.read_text()
-    include = json.loads(value)["include"]
+
+    def matrix_step() -> dict[str, str]:
+        out = tmp_path / "output"
+        out.write_text("")
+        subprocess.run(
+            [
+                "bash",
+                "-eo",
+                "pipefail",
+                "-c",
+                step(workflow["jobs"]["atlas-plan"], "matrix")["run"],
+            ],
+            cwd=ROOT,
+            check=True,
+            env={**os.environ, "GITHUB_OUTPUT": str(out), **workflow["env"]},
+            timeout=SESSION_TIMEOUT,
+            capture_output=True,
+            text=True,
+        )
+        return dict(line.partition("=")[::2] for line in out.read_text().splitlines())
+
+    found = matrix_step()
+    include = json.loads(found["matrix"])["include"]
     assert 0 < len(include) <= int(workflow["env"]["ATLAS_SHARDS"]), include
     assert all(re.fullmatch(r"\d+/\d+", e["shard"]) for e in include), include
+    assert found["shards"] == str(len(include)), found
+    # after a refresh that found nothing new (the previous plan is this one): no shard
+    previous = ROOT / "report" / "atlas-previous-plan.json"
+    previous.parent.mkdir(exist_ok=True)
+    shutil.copy(ROOT / "tests" / "data" / "atlas" / "plan.json", previous)
+    try:
+        assert matrix_step() == {"matrix": '{"include":[]}', "shards": "0"}
+    finally:
+        previous.unlink()

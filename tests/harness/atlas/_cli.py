@@ -8,6 +8,9 @@
     python -m tests.harness.atlas --matrix [N]     GitHub's matrix: the shards the estimate
                                                    needs (~35 min each), at most N (256)
     python -m tests.harness.atlas --build          report/atlas.json and its markdown table
+    ... --since OLD_PLAN                           only the stacks holding a pick OLD_PLAN had
+                                                   not (a refresh's new releases); with
+                                                   --build, what their runs flip
 
 A run serves each stack with the user-stack command (tests/harness/userstack), its results
 under results/atlas/<id>/; exit 1 if a cell disagrees with the model.  Bad input is one
@@ -17,6 +20,7 @@ line ``error: <cause>; <fix>`` and exit status 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -26,7 +30,7 @@ from pathlib import Path
 from ..paths import CACHE
 from ..userstack._errors import EXIT_BAD_INPUT, StackError
 from ..userstack._registry import Registry
-from . import _plan, _runs, _table
+from . import _changes, _plan, _runs, _table
 from ._plan import PLAN, Plan
 
 # GitHub runs at most 256 jobs of one matrix; a shard of about this much of the plan's
@@ -73,6 +77,19 @@ def read(source: Path) -> Plan:
         ) from None
 
 
+def since(plan: Plan, old: Plan) -> Plan:
+    """``plan`` cut to the stacks that hold a pick ``old`` had not, its size with them."""
+    stacks = _changes.with_new_picks(old, plan)
+    share = len(stacks) / max(1, len(plan.stacks))
+    size = dataclasses.replace(
+        plan.size,
+        stacks=len(stacks),
+        cells=sum(s.cells for s in stacks),
+        estimated_seconds=round(plan.size.estimated_seconds * share),
+    )
+    return dataclasses.replace(plan, stacks=stacks, size=size)
+
+
 def refresh(source: Path) -> int:
     """The plan recomputed from the registry, what changed printed, then written."""
     old = read(source) if source.is_file() else None
@@ -105,6 +122,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     what.add_argument("--build", action="store_true", help="report/atlas.json from the results")
     parser.add_argument("--plan", type=Path, default=PLAN, help="the plan (tests/data/atlas/)")
+    parser.add_argument(
+        "--since",
+        metavar="OLD_PLAN",
+        type=Path,
+        help="only the stacks with a pick OLD_PLAN had not; with --build, what they flip",
+    )
     parser.add_argument("--results", type=Path, default=_runs.ATLAS_RESULTS)
     parser.add_argument("--work", type=Path, default=CACHE / "stacks")
     parser.add_argument("--out", type=Path, default=_table.ATLAS_JSON, help="--build's document")
@@ -113,12 +136,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.refresh:
             return refresh(args.plan)
         plan = read(args.plan)
+        old = read(args.since) if args.since else None
+        if old is not None and not args.build:
+            plan = since(plan, old)
         if args.matrix is not None:
             print(matrix(plan, args.matrix))
             return 0
         if args.build:
             doc = _table.build(args.plan, args.results, args.out)
             print(_table.markdown(doc), end="")
+            if old is not None:
+                print("\n" + _changes.summary(old, plan, args.results), end="")
             print(f"written: {args.out}", file=sys.stderr)
             return 0
         if not (args.shard or args.sample is not None or args.only):
