@@ -348,3 +348,14 @@ def test_a_refresh_reruns_the_stacks_of_its_new_picks_and_says_what_flips(tmp_pa
     assert "verdict - -> + (better)" in lines[0]
     assert "history(gevent-websocket)" in lines[0]
     assert _changes.flips(PLAN, PLAN, tmp_path) == []
+
+
+def test_what_a_stack_cannot_run_is_listed_in_the_table(results, tmp_path):
+    """The user-stack command's line for a layer (or the agent) it cannot run on a stack
+    reaches atlas.json and the job summary's table with the stack's id."""
+    outcome = results / "s02" / _runs.OUTCOME
+    line = "the agent (newrelic==7.2.4.171) cannot run on this stack: the server does not start"
+    outcome.write_text(json.dumps({**json.loads(outcome.read_text()), "cannot_run": [line]}))
+    doc = _table.build(SAMPLE, results, tmp_path / "atlas.json")
+    assert doc["cannot_run"] == [{"id": "s02", "line": line}]
+    assert f"- s02: {line}" in _table.markdown(doc)

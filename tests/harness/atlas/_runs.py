@@ -27,6 +27,7 @@ ATLAS_RESULTS = RESULTS / "atlas"
 OUTCOME = "outcome.json"
 STACKS_AT_ONCE = 2  # the machine's cores: each stack runs one pytest at a time
 STACK_TIMEOUT = 3600.0  # s: a stack's build and its cells, all arms and layers
+CANNOT_RUN = "cannot run on this stack"  # the user-stack command's line for a layer or the agent
 RAN, CANNOT_BUILD, CRASHED = "ran", "cannot-build", "crashed"
 
 
@@ -188,6 +189,8 @@ def run_stack(stack: PlanStack, root: Path, work: Path) -> dict[str, Any]:
             disagreements=disagreements(docs),
             failed_sessions=failed,
             not_served=unserved,
+            # the layers (and the agent) the user-stack command found it cannot run here
+            cannot_run=[ln.strip() for ln in output.splitlines() if CANNOT_RUN in ln],
         )
     outcome["seconds"] = round(time.monotonic() - started, 1)
     write_outcome(where, outcome)
@@ -207,6 +210,8 @@ def summary_line(outcome: dict[str, Any]) -> str:
     for d in outcome["disagreements"]:
         where = f"{outcome['id']} {d['session']}: {d['cell']} ({d['client']})"
         said += f"\n  disagrees with the model: {where}"
+    for line in outcome.get("cannot_run", []):
+        said += f"\n  {outcome['id']}: {line}"
     for u in outcome.get("not_served", []):
         said += (
             f"\n  cannot serve: {outcome['id']} {u['session']}: {u['cells']} cells failed "

@@ -247,6 +247,9 @@ def build(source: Path = PLAN, root: Path = ATLAS_RESULTS, out: Path = ATLAS_JSO
             {"id": o["id"], "reason": o.get("reason")} for o in outcomes if o.get("status") != RAN
         ],
         "entries": entries(plan, outcomes, seen),
+        "cannot_run": [
+            {"id": o["id"], "line": line} for o in outcomes for line in o.get("cannot_run", [])
+        ],
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
@@ -283,4 +286,5 @@ def markdown(doc: Json) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", *(f"{n}. {text}" for text, n in notes.items())]
     lines += [f"- not built: {f['id']}: {f['reason']}" for f in doc["stacks_failed_to_build"]]
+    lines += [f"- {c['id']}: {c['line']}" for c in doc.get("cannot_run", [])]
     return "\n".join(lines) + "\n"

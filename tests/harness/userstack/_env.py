@@ -89,20 +89,24 @@ class Env:
                 "it if the app itself needs to adapt to this release"
             )
 
-    def start_failure(self, layer: str | None = None) -> str | None:
-        """Why the server (with ``layer`` set up, as its cells run it) does not start and
-        serve its page with the layer finishing that request, or None if it does."""
-        logs = self.path / "smoke" / (layer or "stack")
+    def start_failure(self, layer: str | None = None, agent: bool = False) -> str | None:
+        """Why the server (with ``layer`` set up, or the agent started, as its cells run
+        it) does not start and serve its page with the layer finishing that request (the
+        agent active), or None if it does."""
+        logs = self.path / "smoke" / (layer or ("agent" if agent else "stack"))
         try:
             with Server(
                 str(self.python),
                 name="smoke",
                 log_dir=logs,
+                agent=agent,
                 layer=layer,
                 monkey_patch=layer is not None,
                 handler=None if self.handler == GWS else self.handler,
             ) as server:
                 status, _ = server.get("/")
+                if agent and not (server.ready or {}).get("agent_active"):
+                    return f"starts, but the agent never becomes active; see {logs}"
                 if layer is not None:
                     server.wait_for(
                         lambda e: e["event"] == "layer_finished",

@@ -133,8 +133,8 @@ def cells_run(
     )
 
 
-def stack_runs(plan: Plan, env: Env, results: Path) -> dict[Arm, CellsRun]:
-    """The cells of each arm (agent on/off x vanilla/patched)."""
+def stack_runs(plan: Plan, env: Env, results: Path, agent: bool = True) -> dict[Arm, CellsRun]:
+    """The cells of each arm (agent on/off x vanilla/patched; ``agent`` False: off only)."""
     stack = plan.request.name
     claims = handler_claims(plan)
     return {
@@ -150,7 +150,7 @@ def stack_runs(plan: Plan, env: Env, results: Path) -> dict[Arm, CellsRun]:
             pins=[*pins_claimed(env.versions), *claims.get("pins", [])],
         )
         for a, f in ARMS
-        if not f or env.patched
+        if (not f or env.patched) and (agent or not a)
     }
 
 
@@ -297,6 +297,14 @@ def serve(
         )
     env.smoke()
     layers = served_layers(plan, env)
+    # The agent is a layer too: where it cannot start or never becomes active (newrelic
+    # 1.x's developer mode still needs the collector), its arms would observe nothing.
+    agent_failure = env.start_failure(agent=True) if env.versions.get("newrelic") else None
+    if agent_failure:
+        print(
+            f"  the agent (newrelic=={env.versions['newrelic']}) cannot run on this stack: "
+            f"the server {agent_failure}: its arms are not run"
+        )
     versions = {
         plan.handler: plan.handler_version,
         "newrelic": env.versions.get("newrelic") or "0",
@@ -313,7 +321,10 @@ def serve(
     print_grid(grid_title(request.name, versions), rows, versions)
     builds = [f for f in BOOLS if not f or env.patched]
     runs: dict[Arm | LayerArm, CellsRun] = {}
-    for some in (stack_runs(plan, env, results), layer_runs(plan, env, results, layers)):
+    for some in (
+        stack_runs(plan, env, results, agent=agent_failure is None),
+        layer_runs(plan, env, results, layers),
+    ):
         runs.update(some.items())
     done = run_all(runs, env.patched, jobs)
     docs: dict[Arm, Json] = {k: d for k, d in done.items() if isinstance(k[0], bool)}
