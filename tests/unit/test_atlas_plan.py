@@ -15,7 +15,7 @@ import pytest
 from packaging.version import Version
 
 from tests.harness.atlas import _pairwise
-from tests.harness.atlas._axes import AXES, LAYER_AXES, PYTHON, can_meet
+from tests.harness.atlas._axes import AXES, LAYER_AXES, PYTHON, can_meet, fixed_handlers
 from tests.harness.atlas._pairwise import Value, all_pairs, conflict, generate, pairs_of
 from tests.harness.atlas._plan import ERAS, PLAN, TOO_MANY, Plan, diff, load_plan, summary
 from tests.harness.atlas._releases import Facts, candidates, paired, pick
@@ -243,12 +243,14 @@ def test_plan_opens_with_a_stack_of_each_era(plan: Plan) -> None:
         for p in picks.values
         if p.facts
     }
-    for stack, (python, until) in zip(plan.stacks, ERAS, strict=False):
+    for stack, (python, until, handler) in zip(plan.stacks, ERAS, strict=False):
+        assert stack.handler() == handler, stack.id
         assert stack.python == python and not stack.boundary, stack.id
         assert len(stack.values) > 4, f"{stack.id}: the server's axes and a layer at least"
         latest = max(uploaded[a, v] for a, v in stack.values.items() if a != PYTHON)
         assert until is None or latest[:10] <= until, f"{stack.id}: a pick of {latest}"
-    today, _, then = plan.stacks[: len(ERAS)]
+    today, _, then, *others = plan.stacks[: len(ERAS)]
+    assert {s.handler() for s in others} == set(fixed_handlers()), "today's on each handler"
     for axis in ("flask", "gevent"):
         assert today.values[axis] == plan.axes[axis].values[-1].version, axis
     assert then.pins["gevent-websocket"] == "0.9.5"  # 2016's: the iterator never runs
@@ -270,8 +272,10 @@ def test_diff_reports_a_new_release_and_a_changed_stack(plan: Plan) -> None:
     lines = diff(plan, new)
     assert "sentry-sdk: new pick 99.0.0 (highest of 99; latest, uploaded" in lines[1]
     assert lines[0].startswith(f"sentry-sdk: {latest.version} now highest of")
-    assert lines[2].startswith(f"stack {new.stacks[0].id}: changed (")
-    assert len(lines) == 3
+    assert lines[2] == f"stacks: 1 new, 1 dropped, {len(plan.stacks) - 1} as before"
+    assert lines[3].startswith(f"stack {new.stacks[0].id}: new (")
+    assert lines[4].startswith(f"stack {plan.stacks[0].id}: dropped (")
+    assert len(lines) == 5
 
 
 def test_summary_names_every_axis_and_flags_long_ones(plan: Plan) -> None:

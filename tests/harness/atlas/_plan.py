@@ -50,6 +50,7 @@ from ._releases import (
 )
 
 PLAN = DATA / "atlas" / "plan.json"
+SHOWN = 20  # stacks a diff names of those added (and dropped); the rest are counted
 TOO_MANY = 12  # picks per axis above which the summary says the rule yields a lot
 CELLS_PER_STACK = 32  # 4 arms (agent on/off x vanilla/patched) of 8 cells
 CELLS_PER_LAYER = 8  # 4 cells on each of the two builds
@@ -62,10 +63,17 @@ PAIRS = (
     "layers' (newrelic's among them): each run serves one layer, so two never meet in a cell"
 )
 LAYERS = [a.name for a in layer_axes()]  # left out of a stack where they cover no new pair
-# The plan opens with a stack of each era, so that a sample of three spans them: on its
-# Python, each axis's newest pick uploaded by its end that installs with those before.
-# (The middle era ends mid-2021: the rule has no Flask pick of 2020, 1.1.4 is of May 2021.)
-ERAS = ((ATLAS_PYTHONS[-1], None), ("3.8", "2021-06-30"), ("2.7", "2016-12-31"))
+# The plan opens with a stack of each era, so that a sample of three spans them, then
+# today's on each other handler, so that a sample of five has every handler with today's
+# layers: on its Python, each axis's newest pick uploaded by the era's end that installs
+# with those before.  (The middle era ends mid-2021: the rule has no Flask pick of 2020,
+# 1.1.4 is of May 2021.)
+ERAS = (
+    (ATLAS_PYTHONS[-1], None, HANDLER_PACKAGE),
+    ("3.8", "2021-06-30", HANDLER_PACKAGE),
+    ("2.7", "2016-12-31", HANDLER_PACKAGE),
+    *((ATLAS_PYTHONS[-1], None, h) for h in sorted(fixed_handlers())),
+)
 
 
 @dataclass
@@ -406,10 +414,9 @@ def _candidate(picks: Stack, boundary: str | None = None) -> _Candidate:
 
 def eras(plan: Plan, values: Mapping[str, Sequence[Value]]) -> list[_Candidate]:
     """A stack of each of ERAS: on its Python, each axis's newest pick uploaded by the
-    era's end that installs with those chosen before it (gevent-websocket's, of the
-    handlers: the one the experiment is about)."""
+    era's end that installs with those chosen before it (of the handlers, the era's)."""
     out = []
-    for python, until in ERAS:
+    for python, until, handler in ERAS:
         chosen = {PYTHON: next(v for v in values[PYTHON] if v.version == python)}
         for axis, picks in plan.axes.items():
             dated = [
@@ -417,7 +424,7 @@ def eras(plan: Plan, values: Mapping[str, Sequence[Value]]) -> list[_Candidate]:
                 for p, v in zip(picks.values, values[axis], strict=True)
                 if p.facts
                 and (until is None or p.facts.uploaded[:10] <= until)
-                and (axis != HANDLER or p.package == HANDLER_PACKAGE)
+                and (axis != HANDLER or p.package == handler)
             ]
             fitting = [
                 v for v in dated if not any(_pairwise.conflict(v, c) for c in chosen.values())
@@ -507,17 +514,23 @@ def diff(old: Plan, new: Plan) -> list[str]:
         for v, p in was.items():
             if v not in now:
                 lines.append(f"{name}: dropped pick {v} (was {'; '.join(p.why)})")
-    before = {s.id: s for s in old.stacks}
-    after = {s.id: s for s in new.stacks}
-    for sid, s in after.items():
-        if sid not in before:
-            lines.append(f"stack {sid}: new ({_describe(s)})")
-        elif (before[sid].python, before[sid].pins) != (s.python, s.pins):
-            lines.append(f"stack {sid}: changed ({_describe(before[sid])} -> {_describe(s)})")
-    lines += [
-        f"stack {sid}: dropped ({_describe(s)})" for sid, s in before.items() if sid not in after
-    ]
+    # Stacks by what they run, not by id: a new pick renumbers every stack after it.
+    before = {_content(s): s for s in old.stacks}
+    after = {_content(s): s for s in new.stacks}
+    added = [s for k, s in after.items() if k not in before]
+    dropped = [s for k, s in before.items() if k not in after]
+    if added or dropped:
+        kept = sum(_content(s) in before for s in new.stacks)
+        lines.append(f"stacks: {len(added)} new, {len(dropped)} dropped, {kept} as before")
+    lines += [f"stack {s.id}: new ({_describe(s)})" for s in added[:SHOWN]]
+    lines += [f"stack {s.id}: dropped ({_describe(s)})" for s in dropped[:SHOWN]]
+    if max(len(added), len(dropped)) > SHOWN:
+        lines.append(f"(the first {SHOWN} of each shown)")
     return lines
+
+
+def _content(s: PlanStack) -> tuple[str, tuple[tuple[str, str], ...]]:
+    return s.python, tuple(sorted(s.pins.items()))
 
 
 def _describe(s: PlanStack) -> str:
