@@ -41,7 +41,8 @@ def with_new_picks(old: Plan, new: Plan) -> list[PlanStack]:
 def displaced(old: Plan, axis: str, version: str) -> Pick | None:
     """The pick of ``old`` that ``version`` follows on its axis: the highest below it,
     as a user's upgrade would move (None: the new pick is the axis's oldest)."""
-    below = [p for p in old.axes[axis].values if _key(p.version) < _key(version)]
+    had = old.axes[axis].values if axis in old.axes else []  # a new axis displaces nothing
+    below = [p for p in had if _key(p.version) < _key(version)]
     return max(below, key=lambda p: _key(p.version)) if below else None
 
 
