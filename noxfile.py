@@ -87,6 +87,8 @@ PROTOCOL_WORKERS = 2
 # a read bound where the handler keeps TCP, so more at once cost little CPU.  (Its layer
 # runs keep PROTOCOL_WORKERS: 4 cells each, where more workers cost more than they save.)
 HANDLER_WORKERS = 4
+# A handler's own checks beside the protocol's, in its session without the agent.
+HANDLER_CHECKS = {"gevent-ws": ["tests/matrix/test_reader_race.py"]}
 
 
 def workers(default: int) -> list[str]:
@@ -296,7 +298,8 @@ HANDLER_ARMS = [
 def handler(session: nox.Session, name: str, agent: bool) -> None:
     """Today's stack on another websocket handler (gevent-ws, flask-sock): cells, protocol;
     without the agent, then each of today's layers' cells on it (one pytest run each)."""
-    paths = ["tests/matrix/test_cells.py", *([] if agent else ["tests/matrix/test_protocol.py"])]
+    checks = ["tests/matrix/test_protocol.py", *HANDLER_CHECKS.get(name, [])]
+    paths = ["tests/matrix/test_cells.py", *([] if agent else checks)]
     tests_impl(
         session, "today", agent, False, paths, xdist=0 if agent else HANDLER_WORKERS, handler=name
     )

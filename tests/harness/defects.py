@@ -92,6 +92,11 @@ GWS_NO_CLOSE_FRAME = (
     "its answer to the client's close sends one): the client sees the TCP end "
     "(websocket-client 'no close frame', node 1006)"
 )
+GWS_READER_ABORT = (
+    "gevent-ws leaves a greenlet reading each websocket's socket after the view returns; "
+    "gevent.pywsgi closes that socket's fd under it, and when a layer still holds the "
+    "request libev aborts the process ('I/O watcher with invalid fd found in epoll_ctl')"
+)
 GWS_CLOSE_NO_REASON = (
     "gevent-ws's WebSocket.close(status) takes no reason: the close frame carries the code alone"
 )
