@@ -50,6 +50,7 @@ from tests.harness.server import Server, ServerError
 # Hitting it fails the cell; it decides no observation.
 REQUEST_DONE_BOUND = 10.0
 LAYER_ENDS = ("layer_finished", "layer_skipped")
+DIED_STDERR = 600  # characters of a dead server's stderr its record keeps: the last words
 
 
 class CellSession(Protocol):
@@ -229,6 +230,9 @@ def run_cell(session: CellSession, results: CellResults, cell: Cell) -> Predicti
             duration=round(duration, 3),
             launcher=server.launcher,
             phases=Phases.split(server.ready_after or 0.0, exchanged - started, duration),
+            server_died=None
+            if server.died is None
+            else {"status": server.died, "stderr": server.stderr_text(DIED_STDERR)},
         ),
     )
 

@@ -27,6 +27,10 @@ from tests.harness.cells import (
 from tests.harness.clients import Transcript
 from tests.harness.server import Server
 
+# The process ended only when the harness stopped it: one that crashed or aborted mid-cell
+# (gevent-ws can: tests/matrix/test_reader_race.py) served no whole cell.
+SERVER_LIVED = "server lived until stopped"
+
 
 def imported_from_env(server: Server, module: str) -> bool:
     """The server imported `module` from its own environment: the env it runs in, or a
@@ -145,6 +149,7 @@ def positive_controls(
         "rum_script": ("NREUM" in page) == (cell.agent and cell.rum),
         **handler_controls(cell, server, pins, releases),
         f"served by the {server.launcher} process": served_by(server),
+        SERVER_LIVED: server.died is None,
         **entry_control(cell, server),
         "agent loaded": ready.get("agent_loaded") == cell.agent,
         "agent active": ready.get("agent_active") == cell.agent,

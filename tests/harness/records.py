@@ -258,6 +258,8 @@ class CellRecord:
     launcher: str
     phases: Phases
     layer: str | None = None  # Cell.tracked_layer: whose layer_finished this is
+    # {status, stderr}: the server process ended before the harness stopped it
+    server_died: dict[str, Any] | None = None
 
     def outcome(self) -> Outcome:
         return Outcome(

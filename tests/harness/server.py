@@ -114,6 +114,7 @@ class Server:
         self.raw_stdout: list[str] = []
         self._changed = threading.Condition()
         self.proc: subprocess.Popen[bytes] | ForkedProcess | None = None
+        self._exited_unasked: int | None = None  # its exit status, if it ended before stop()
         self.ready: dict[str, Any] | None = None
         self.started_at: float | None = None
         self.ready_after: float | None = None
@@ -264,8 +265,11 @@ class Server:
         """SIGTERM, bounded wait, then SIGKILL the group we created. Idempotent."""
         if self.proc is None:
             return None
+        if self not in Server.running:  # stopped already
+            return self.proc.returncode
+        self._exited_unasked = self.proc.poll()
         try:
-            if self.proc.poll() is None:
+            if self._exited_unasked is None:
                 try:
                     os.kill(self.proc.pid, signal.SIGTERM)
                     self.proc.wait(STOP_TIMEOUT)
@@ -296,6 +300,16 @@ class Server:
         self._stderr.close()
         self._events_log.close()
         return self.proc.returncode
+
+    @property
+    def died(self) -> int | None:
+        """Its exit status if the process ended without being asked to (a crash, an
+        abort), else None."""
+        if self.proc is None:
+            return None
+        if self in Server.running:
+            return self.proc.poll()
+        return self._exited_unasked
 
     @classmethod
     def signal_all(cls, signum: int = signal.SIGTERM) -> None:

@@ -102,6 +102,19 @@ def test_signal_stops_within_bound_with_a_websocket_open(session, signum):
         assert srv.proc.returncode == 0, srv.explain(f"exit status {srv.proc.returncode}")
 
 
+def test_a_server_that_died_unasked_says_so_and_one_stopped_does_not(session):
+    """Server.died, read by the control "server lived until stopped": the exit status of a
+    process that ended before the harness stopped it (a crash, an abort), else None."""
+    kind = {"log_dir": session.logs, "handler": session.server_handler}
+    with Server(session.server_python, name="dies", **kind) as srv:
+        os.kill(srv.proc.pid, signal.SIGKILL)  # ours, by its PID: a death nobody asked for
+        srv.proc.wait(SIGNAL_BOUND)
+    assert srv.died == -signal.SIGKILL, srv.explain(f"died: {srv.died}")
+    with Server(session.server_python, name="stopped", **kind) as srv:
+        assert srv.died is None, srv.explain(f"died while serving: {srv.died}")
+    assert srv.died is None, srv.explain(f"stopped by the harness, yet died: {srv.died}")
+
+
 def test_client_exit_status_is_1_without_an_exchange(server):
     for client in clients.CLIENTS:
         transcript = clients.run(client, f"ws://127.0.0.1:{free_port()}/view")
