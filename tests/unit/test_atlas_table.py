@@ -19,6 +19,7 @@ import pytest
 from tests.harness.atlas import _changes, _runs, _table
 from tests.harness.atlas._plan import PlanStack, load_plan
 from tests.harness.cells import Cell
+from tests.harness.controls import SERVER_LIVED
 from tests.harness.paths import DATA, ROOT
 from tests.harness.userstack._errors import StackError
 from tests.harness.userstack._predict import predict_cell
@@ -359,3 +360,41 @@ def test_what_a_stack_cannot_run_is_listed_in_the_table(results, tmp_path):
     doc = _table.build(SAMPLE, results, tmp_path / "atlas.json")
     assert doc["cannot_run"] == [{"id": "s02", "line": line}]
     assert f"- s02: {line}" in _table.markdown(doc)
+
+
+ABORT = (
+    "python: ev_epoll.c:134: epoll_modify: Assertion `(\"libev: I/O watcher with invalid fd "
+    "found in epoll_ctl\", errno != EBADF)' failed."
+)
+
+
+@pytest.mark.parametrize("failed_tests", [1, 2])
+def test_a_cell_whose_server_died_is_a_result_with_its_last_words(tmp_path, failed_tests):
+    """gevent-ws can abort the process mid-cell (tests/matrix/test_reader_race.py): that
+    cell observed nothing and says how the server died; its session is no failed run only
+    if pytest failed no other test."""
+    died = record("s03", False, False, STREAMING, verdict="-")
+    died["controls"] = {**died["controls"], SERVER_LIVED: False}
+    died["server_died"] = {"status": -6, "stderr": f"127.0.0.1 - - GET /\n{ABORT}\n"}
+    write_stack(tmp_path, "s03", [died, record("s03", False, False, RUM)])
+    session = "stack-s03-agent-False-fixed-False"
+    junit = f'<testsuites><testsuite failures="{failed_tests}" errors="0" tests="2"/></testsuites>'
+    (tmp_path / "s03" / f"{session}.junit.xml").write_text(junit)
+    docs = _runs.session_docs(tmp_path / "s03")
+    for doc in docs:
+        doc["status"] = "failed"
+    words = f"exit status -6: {ABORT}"
+    unserved = _runs.not_served(docs)
+    assert unserved == [
+        {
+            "session": "stack(pins-s03, agent=False, fixed=False)",
+            "controls": [SERVER_LIVED],
+            "cells": 1,
+            "died": [words],
+        }
+    ]
+    assert _runs.disagreements(docs) == []
+    assert bool(_runs.excused(docs, unserved)) == (failed_tests == 1)
+    doc = _table.build(SAMPLE, tmp_path, tmp_path / "atlas.json")
+    cause = entry(doc, "none", "gevent-websocket", "gevent")["fail"][0]["cause"]
+    assert cause == f"{_table.CANNOT_SERVE}: {SERVER_LIVED} (the server died: {words})"

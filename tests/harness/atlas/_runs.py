@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 from ..cells import Cell
 from ..paths import CACHE, RESULTS, ROOT
@@ -25,6 +26,7 @@ from ._plan import PLAN, Plan, PlanStack
 
 ATLAS_RESULTS = RESULTS / "atlas"
 OUTCOME = "outcome.json"
+FAILED_TESTS = "_failed_tests"  # set on a session's document as it is read: pytest's count
 STACKS_AT_ONCE = 2  # the machine's cores: each stack runs one pytest at a time
 STACK_TIMEOUT = 3600.0  # s: a stack's build and its cells, all arms and layers
 CANNOT_RUN = "cannot run on this stack"  # the user-stack command's line for a layer or the agent
@@ -96,8 +98,19 @@ def not_served(docs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         failing = [failed_controls(r) for r in doc.get("cells", []) if failed_controls(r)]
         if failing:
             names = sorted({n for names in failing for n in names})
-            found.append({"session": doc.get("session"), "controls": names, "cells": len(failing)})
+            died = sorted({last_words(r) for r in doc.get("cells", []) if r.get("server_died")})
+            found.append(
+                {"session": doc.get("session"), "controls": names, "cells": len(failing)}
+                | ({"died": died} if died else {})
+            )
     return found
+
+
+def last_words(record: dict[str, Any]) -> str:
+    """How a cell's server died: its exit status and the last line of its stderr."""
+    died = record.get("server_died") or {}
+    lines = [ln.strip() for ln in str(died.get("stderr", "")).splitlines() if ln.strip()]
+    return f"exit status {died.get('status')}: {lines[-1] if lines else 'nothing on stderr'}"
 
 
 def disagreements(docs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -122,19 +135,39 @@ def disagreements(docs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return found
 
 
-def cells_of(docs: Sequence[dict[str, Any]], session: str) -> int:
-    return sum(len(d.get("cells", [])) for d in docs if d.get("session") == session)
-
-
 def session_docs(where: Path) -> list[dict[str, Any]]:
     """The SessionResults documents the user-stack command left in ``where``."""
     docs = []
     for path in sorted(where.glob("stack-*.json")):
         try:
-            docs.append(json.loads(path.read_text()))
+            doc = json.loads(path.read_text())
         except ValueError:
             continue  # a run cut short: its arm counts as not run
+        doc[FAILED_TESTS] = failed_tests(path.with_suffix(".junit.xml"))
+        docs.append(doc)
     return docs
+
+
+def failed_tests(junit: Path) -> int | None:
+    """The failures and errors pytest's JUnit report counts, None without a readable one."""
+    try:
+        suites = ElementTree.parse(junit).getroot().iter("testsuite")
+        return sum(int(s.get("failures", 0)) + int(s.get("errors", 0)) for s in suites)
+    except (OSError, ElementTree.ParseError, ValueError):
+        return None
+
+
+def excused(docs: Sequence[dict[str, Any]], unserved: Sequence[dict[str, Any]]) -> set[str]:
+    """The sessions whose every failed test is a cell that failed its controls (counted by
+    not_served): what the stack cannot serve, recorded there, not a failed run.  Without
+    pytest's count, only a session all of whose cells failed them."""
+    found = set()
+    for u in unserved:
+        doc = next(d for d in docs if d.get("session") == u["session"])
+        failed = doc.get(FAILED_TESTS)
+        if u["cells"] == (len(doc.get("cells", [])) if failed is None else failed):
+            found.add(u["session"])
+    return found
 
 
 def run_stack(stack: PlanStack, root: Path, work: Path) -> dict[str, Any]:
@@ -174,13 +207,11 @@ def run_stack(stack: PlanStack, root: Path, work: Path) -> dict[str, Any]:
         outcome["disagreements"] = []
     else:
         unserved = not_served(docs)
-        # a session whose only failures are its cells' controls is what the stack cannot
-        # serve (recorded above), not a failed run
-        excused = {u["session"] for u in unserved if u["cells"] == cells_of(docs, u["session"])}
+        cannot_serve = excused(docs, unserved)
         failed = [
             d.get("session")
             for d in docs
-            if d.get("status") != "passed" and d.get("session") not in excused
+            if d.get("status") != "passed" and d.get("session") not in cannot_serve
         ]
         outcome.update(
             status=RAN,
@@ -217,6 +248,8 @@ def summary_line(outcome: dict[str, Any]) -> str:
             f"\n  cannot serve: {outcome['id']} {u['session']}: {u['cells']} cells failed "
             f"their controls {', '.join(u['controls'])} (not what the cell claims: no observation)"
         )
+        for words in u.get("died", []):
+            said += f"\n    the server died: {words}"
     for session in outcome.get("failed_sessions", []):
         said += f"\n  pytest failed: {outcome['id']} {session} (see its *.pytest.log)"
     return said

@@ -27,7 +27,7 @@ from ..userstack._request import GWS
 from ..userstack._upgrade import Change, cause_of, proof_of
 from ._axes import HANDLER, PYTHON
 from ._plan import PLAN, Plan, PlanStack, load_plan
-from ._runs import ATLAS_RESULTS, OUTCOME, RAN, failed_controls, session_docs
+from ._runs import ATLAS_RESULTS, OUTCOME, RAN, failed_controls, last_words, session_docs
 
 ATLAS_JSON = REPORT / "atlas.json"
 FIXED = "+fixed"  # the patched build of gevent-websocket, as a handler of its own
@@ -118,6 +118,8 @@ def observations(root: Path) -> tuple[list[Json], Seen]:
                 versions = model_inputs(record.versions)
                 if controls := failed_controls(data):  # no observation: what it cannot serve
                     text = f"{CANNOT_SERVE}: {', '.join(controls)}"
+                    if record.server_died:  # the cause, when the server died mid-cell
+                        text += f" (the server died: {last_words(data)})"
                     found.append(Failure(record.cell, "controls", versions, text))
                     continue
                 for column in failing(record.outcome()):
