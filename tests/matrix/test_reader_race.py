@@ -106,7 +106,9 @@ def test_server_survives_socket_closed_under_reader(request, session, tmp_path, 
         try:
             port = json.loads(lines.get(timeout=BOUND))["port"]
         except queue.Empty:
-            raise Unexpected(f"no readiness line within {BOUND} s; {stderr.read_text()[-800:]}")
+            raise Unexpected(
+                f"no readiness line within {BOUND} s; {stderr.read_text()[-800:]}"
+            ) from None
         served = 0
         for _ in range(CONNECTIONS):
             try:
