@@ -363,7 +363,7 @@ def test_what_a_stack_cannot_run_is_listed_in_the_table(results, tmp_path):
 
 
 ABORT = (
-    "python: ev_epoll.c:134: epoll_modify: Assertion `(\"libev: I/O watcher with invalid fd "
+    'python: ev_epoll.c:134: epoll_modify: Assertion `("libev: I/O watcher with invalid fd '
     "found in epoll_ctl\", errno != EBADF)' failed."
 )
 
