@@ -2,12 +2,12 @@
 reader greenlet?  (tests/harness/closed_under_reader.py says how it can fail.)
 
 Each arm is a real gevent-ws server process and real websocket-client
-connections, one after another: a busy view (the client's answer arrives while it works),
+connections, one after another: a busy view (it works until the client's answer is there),
 and the request either released when the view returns (the control: every connection is
 served) or kept, as a layer that holds the request past its response does.  Kept, on
 gevent-ws the process aborts in libev after the first exchange: the strict expected
-failure GWS_READER_ABORT, recorded with the handler's protocol checks (the which-handler
-table lists it).  The first exchange is the evidence that the server served before it
+failure GWS_READER_ABORT, recorded with the handler's protocol checks (and counted in
+the which-handler table's).  The first exchange is the evidence that the server served before it
 died; no exchange, or a death other than libev's abort, fails on both arms.
 """
 
@@ -30,7 +30,6 @@ from tests.harness.paths import ROOT
 
 SERVER = ROOT / "tests" / "harness" / "closed_under_reader.py"
 CONNECTIONS = 5  # each served one proves the server lived through its predecessor's close
-BUSY = 0.02  # s the view blocks the loop: far longer than a loopback client takes to answer
 BOUND = 5.0  # s for any one step: readiness, an exchange, the exit after an abort
 LIBEV_ABORT = "I/O watcher with invalid fd found in epoll_ctl"
 READER_DEFECTS = {"gevent-ws": GWS_READER_ABORT}  # the handlers the tiny server runs
@@ -48,8 +47,9 @@ def tiny_server(
     """The server process and its stdout's lines; stopped (by its PID) on the way out."""
     with stderr.open("w") as err:
         proc = subprocess.Popen(
-            # -I: not the script's directory first on sys.path (tests/harness/bisect.py)
-            [python, "-I", str(SERVER), str(BUSY), "1" if keep else "0"],
+            # -I: the script's directory is not put first on sys.path, where
+            # tests/harness/bisect.py would shadow the standard library's bisect
+            [python, "-I", str(SERVER), "1" if keep else "0"],
             stdout=subprocess.PIPE,
             stderr=err,
             stdin=subprocess.DEVNULL,
