@@ -37,9 +37,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
+import pytest
+
 from tests.harness import clients, forked
 from tests.harness.cells import DEFAULT_HANDLER, NO_LAYER, Cell, seed_verdict
-from tests.harness.controls import positive_controls
+from tests.harness.controls import SERVER_LIVED, positive_controls
 from tests.harness.criteria import Event, evaluate
 from tests.harness.model import Prediction, StackFacts, predict
 from tests.harness.records import CellRecord, Phases, agrees, comparable
@@ -210,31 +212,42 @@ def run_cell(session: CellSession, results: CellResults, cell: Cell) -> Predicti
     )
     expected = predict(cell, facts)
     observed = [evaluate(cell, t, events, with_requests) for t in transcripts]
-    results.add(
-        "cells",
-        CellRecord(
-            layer=cell.tracked_layer,
-            cell=cell,
-            seed=seed_verdict(cell),
-            verdict=observed[0].verdict,
-            observed=observed,
-            expected=expected.as_dict(),
-            facts=facts.__dict__,
-            controls=controls,
-            versions=server.versions,
-            page_status=status,
-            transcripts=[t.as_dict() for t in transcripts],
-            server_events=events,
-            server_ready_after=server.ready_after or 0.0,
-            client_durations={t.client: round(t.duration, 3) for t in transcripts},
-            duration=round(duration, 3),
-            launcher=server.launcher,
-            phases=Phases.split(server.ready_after or 0.0, exchanged - started, duration),
-            server_died=None
-            if server.died is None
-            else {"status": server.died, "stderr": server.stderr_text(DIED_STDERR)},
-        ),
+    record = CellRecord(
+        layer=cell.tracked_layer,
+        cell=cell,
+        seed=seed_verdict(cell),
+        verdict=observed[0].verdict,
+        observed=observed,
+        expected=expected.as_dict(),
+        facts=facts.__dict__,
+        controls=controls,
+        versions=server.versions,
+        page_status=status,
+        transcripts=[t.as_dict() for t in transcripts],
+        server_events=events,
+        server_ready_after=server.ready_after or 0.0,
+        client_durations={t.client: round(t.duration, 3) for t in transcripts},
+        duration=round(duration, 3),
+        launcher=server.launcher,
+        phases=Phases.split(server.ready_after or 0.0, exchanged - started, duration),
+        server_died=None
+        if server.died is None
+        else {"status": server.died, "stderr": server.stderr_text(DIED_STDERR)},
     )
+    results.add("cells", record)
+    if defect := record.died_as_allowed():
+        # a race the model allows: what the death cut short is no evidence either way
+        failed = [name for name, ok in controls.items() if not ok]
+        disagree = [o.client for o in observed if not agrees(o, expected.as_dict())]
+        if not_done or failed != [SERVER_LIVED] or disagree:
+            pytest.xfail(
+                server.explain(
+                    f"{cell.label()}: the server died of a defect the model allows "
+                    f"({defect}); cut short: {not_done or ''} controls failed {failed}, "
+                    f"clients that disagree {disagree}"
+                )
+            )
+        return expected
 
     assert not_done is None, server.explain(f"{cell.label()}: {not_done}")
     failed = [name for name, ok in controls.items() if not ok]

@@ -7,6 +7,8 @@ maps to (tests/harness/conformance.py ``defects()``): one definition for both.
 
 from __future__ import annotations
 
+import signal
+
 # What vanilla 0.10.1 does; the xfail reason on that build.
 CLOSE_DROPS_CODE = (
     "WebSocket.close(code, reason) sends no code: the reason's bytes are the "
@@ -97,6 +99,16 @@ GWS_READER_ABORT = (
     "gevent.pywsgi closes that socket's fd under it, and when a layer still holds the "
     "request libev aborts the process ('I/O watcher with invalid fd found in epoll_ctl')"
 )
+# how a defect that kills the server shows: {defect: (exit status, its words on stderr)}
+DEATHS = {GWS_READER_ABORT: (-signal.SIGABRT, "I/O watcher with invalid fd found in epoll_ctl")}
+
+
+def died_of(defect: str, status: int | None, stderr: str) -> bool:
+    """The process's exit status and last words are that defect's (DEATHS)."""
+    sign = DEATHS.get(defect)
+    return sign is not None and status == sign[0] and sign[1] in stderr
+
+
 GWS_CLOSE_NO_REASON = (
     "gevent-ws's WebSocket.close(status) takes no reason: the close frame carries the code alone"
 )

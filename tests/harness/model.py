@@ -18,7 +18,7 @@ from packaging.version import Version
 
 from .builds import PATCHES
 from .cells import DEFAULT_HANDLER, HANDLERS, HISTORY, LAYERS, NO_LAYER, PATCHED_LABEL, Cell
-from .defects import LAYER_NOT_CLOSED, LAYER_NOT_ITERATED
+from .defects import GWS_READER_ABORT, LAYER_NOT_CLOSED, LAYER_NOT_ITERATED
 from .records import NOT_STARTED, Finished
 
 
@@ -94,6 +94,7 @@ def handler_properties(name: str) -> dict[str, bool]:
         **{p: model[p] for p in HANDLER_PROPERTIES},
         "tcp_close_races": bool(model.get("tcp_close_races")),
         "closes_response": bool(model.get("closes_response", True)),
+        "reader_outlives_socket": bool(model.get("reader_outlives_socket")),
     }
 
 
@@ -123,6 +124,8 @@ class StackFacts:
     # the Response Flask returns is called as Werkzeug's (ClosingIterator: its close() runs);
     # flask-sock returns one whose __call__ gives the server a bare [] instead
     closes_response: bool = True
+    # a reader greenlet outlives the socket gevent.pywsgi closes (gevent-ws)
+    reader_outlives_socket: bool = False
 
     @classmethod
     def from_versions(
@@ -145,6 +148,7 @@ class StackFacts:
                 handler_label=handler,
                 agent_monitors_websockets=lazy_rum,
                 closes_response=props["closes_response"],
+                reader_outlives_socket=props["reader_outlives_socket"],
             )
         gws = Version(versions["gevent-websocket"] or "")  # absent: InvalidVersion
         fixed = gws.local == PATCHED_LABEL
@@ -185,6 +189,9 @@ class Prediction:
     # the named defect (tests/harness/defects.py) of the handler that the layer's not
     # finishing shows, where a handler patch is what makes it finish
     layer_defect: str = ""
+    # the named defect that may kill the server after a websocket's request: a race the
+    # model allows, not one it predicts (records.CellRecord.died_as_allowed)
+    may_die: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -376,4 +383,7 @@ def predict(cell: Cell, facts: StackFacts) -> Prediction:
         layer_cause=layer_cause,
         tcp_cause=tcp_cause,
         layer_defect=defect,
+        may_die=GWS_READER_ABORT
+        if facts.reader_outlives_socket and props.get("keeps_request")
+        else "",
     )

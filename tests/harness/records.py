@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .cells import Cell
+from .defects import died_of
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -260,6 +261,13 @@ class CellRecord:
     layer: str | None = None  # Cell.tracked_layer: whose layer_finished this is
     # {status, stderr}: the server process ended before the harness stopped it
     server_died: dict[str, Any] | None = None
+
+    def died_as_allowed(self) -> str:
+        """The defect the server died of, where the model allows that death; else ''."""
+        defect = str(self.expected.get("may_die") or "")
+        died = self.server_died or {}
+        status, last_words = died.get("status"), str(died.get("stderr") or "")
+        return defect if died and died_of(defect, status, last_words) else ""
 
     def outcome(self) -> Outcome:
         return Outcome(

@@ -218,7 +218,9 @@ def observed_row(
         and (tcp is None or o.server_closed_tcp in (None, tcp))
         for o in record.observed
     )
-    if not agree:
+    # a death the model allows (a race): what it cut short is no evidence either way
+    died = record.died_as_allowed()
+    if not agree and not died:
         problems.append(
             f"{cell.label()}: observed "
             f"{ {o.client: (o.verdict, o.layer_finished) for o in record.observed} }"
@@ -226,7 +228,7 @@ def observed_row(
             f"{(expected['verdict'], expected.get('layer_finished'))}"
         )
     failed = sorted(k for k, ok in (record.controls or {}).items() if not ok)
-    if failed:
+    if failed and not died:
         problems.append(
             f"{cell.label()}: positive controls failed: {failed}; the "
             "server is not what the cell claims"
@@ -248,6 +250,7 @@ def observed_row(
         layer_cause=expected.get("layer_cause") or "",
         tcp_cause=expected.get("tcp_cause") or "",
         layer_defect=expected.get("layer_defect") or "",
+        died_of=died,
         expected_layer_finished=expected.get("layer_finished"),
         duration=record.duration,
         evidence=evidence(record),

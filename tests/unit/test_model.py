@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import pytest
 
@@ -15,6 +16,7 @@ from tests.harness.cells import (
     parse_seed_list,
     seed_table,
 )
+from tests.harness.defects import GWS_READER_ABORT
 from tests.harness.model import StackFacts, predict
 from tests.harness.paths import ROOT
 from tests.harness.records import NOT_STARTED
@@ -111,6 +113,21 @@ def test_a_handler_that_drops_the_views_result_fails_exactly_the_streaming_cells
         got = predict(cell, facts)
         assert got.verdict == ("-" if cell.streaming else "+"), cell.label()
         assert got.iterator is (False if cell.streaming else None)
+
+
+@pytest.mark.parametrize(
+    ("handler", "layer", "allowed"),
+    [
+        ("gevent-ws", "ddtrace", True),
+        ("gevent-ws", "sentry", False),
+        ("flask-sock", "ddtrace", False),
+    ],
+)
+def test_only_a_reader_left_on_a_kept_request_may_kill_the_server(handler, layer, allowed):
+    facts = StackFacts.from_versions({}, handler)
+    for cell in cells("today", False, False):
+        got = predict(replace(cell, handler=handler, layer=layer), facts)
+        assert got.may_die == (GWS_READER_ABORT if allowed else ""), cell.label()
 
 
 def test_a_handler_without_a_close_frame_is_predicted_so():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -18,6 +19,8 @@ from rich.console import Console
 
 from tests.harness import report as report_module
 from tests.harness.cells import HANDLERS, Cell
+from tests.harness.controls import SERVER_LIVED
+from tests.harness.defects import DEATHS, GWS_READER_ABORT
 from tests.harness.paths import ROOT
 from tests.harness.records import SCHEMA
 from tests.harness.render import html, layout, markdown, terminal, versions
@@ -149,6 +152,31 @@ def test_a_disagreement_or_a_missing_session_fails_and_is_marked(tmp_path):
     assert md.count("🟨 ?") == 8 and "!" in md
     text = terminal_text(report)
     assert text.count(" ? ") + text.count(" ?\n") >= 8 and "!" in text
+
+
+@pytest.mark.parametrize(
+    ("status", "allowed"),
+    [(-signal.SIGABRT, True), (-signal.SIGSEGV, False)],
+    ids=["abort", "other"],
+)
+def test_only_the_death_the_model_allows_excuses_what_it_cut_short(tmp_path, status, allowed):
+    results = tmp_path / "results"
+    write_results(results)
+    path = results / "matrix-agent-False-fixed-False.json"
+    doc = json.loads(path.read_text())
+    cut = doc["cells"][0]
+    cut["expected"]["may_die"] = GWS_READER_ABORT
+    cut["controls"][SERVER_LIVED] = False
+    cut["server_died"] = {"status": status, "stderr": f"GET /view\n{DEATHS[GWS_READER_ABORT][1]}\n"}
+    cut["observed"][1]["verdict"] = {"+": "-", "-": "+"}[cut["observed"][1]["verdict"]]
+    path.write_text(json.dumps(doc))
+    out = tmp_path / "report"
+    report = collect(results, out)
+    rows = {r["id"]: r for s in report["stacks"].values() for r in s["rows"]}
+    row = rows[Cell(**cut["cell"]).slug()]
+    assert row["died_of"] == (GWS_READER_ABORT if allowed else "")
+    problems = [p for p in report["problems"] if Cell(**cut["cell"]).label() in p]
+    assert (problems == []) is allowed, problems
 
 
 def test_optional_inputs_render_when_present_and_tolerate_extra_keys(tmp_path):
