@@ -175,6 +175,8 @@ def test_only_the_death_the_model_allows_excuses_what_it_cut_short(tmp_path, sta
     rows = {r["id"]: r for s in report["stacks"].values() for r in s["rows"]}
     row = rows[Cell(**cut["cell"]).slug()]
     assert row["died_of"] == (GWS_READER_ABORT if allowed else "")
+    marked = {"died", "model", "controls"} & set(layout.marks(row))
+    assert marked == ({"died"} if allowed else {"model", "controls"})
     problems = [p for p in report["problems"] if Cell(**cut["cell"]).label() in p]
     assert (problems == []) is allowed, problems
 

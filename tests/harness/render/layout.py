@@ -34,6 +34,12 @@ MARKS: tuple[Mark, ...] = (
     ("frame", "x", "✗", "the websocket did not end with a valid close frame"),
     ("controls", "c", "⚠", "a positive control failed: the server is not what the cell claims"),
     (
+        "died",
+        "d",
+        "†",
+        "the server died of a defect the model allows (a race): what it cut short is no evidence",
+    ),
+    (
         "unfinished",
         "u",
         "◔",
@@ -125,13 +131,15 @@ def marks(row: Data | None) -> list[str]:
     """The keys of MARKS that apply to an observed cell."""
     if not row or row.get("status") != "observed":
         return []
+    died = bool(row.get("died_of"))  # what the death cut short is no disagreement
     found = {
         "seed": row.get("differs_from_seed"),
         "reference": bool(row.get("reference_differs")),
-        "model": not row.get("matches_model", True),
+        "model": not row.get("matches_model", True) and not died,
         "open": not row.get("closed", True),
         "frame": not row.get("valid_close_frame", True),
-        "controls": bool(row.get("controls_failed")),
+        "controls": bool(row.get("controls_failed")) and not died,
+        "died": died,
         "unfinished": row.get("verdict") == "+" and row.get("layer_finished") is False,
         "tcp": row.get("server_closed_tcp") is False,
     }
