@@ -235,9 +235,9 @@ def run_cell(session: CellSession, results: CellResults, cell: Cell) -> Predicti
         else {"status": server.died, "stderr": server.stderr_text(DIED_STDERR)},
     )
     results.add("cells", record)
+    failed = [name for name, ok in controls.items() if not ok]
     if defect := record.died_as_allowed():
         # a race the model allows: what the death cut short is no evidence either way
-        failed = [name for name, ok in controls.items() if not ok]
         disagree = [o.client for o in observed if not agrees(o, expected.as_dict())]
         if not_done or failed != [SERVER_LIVED] or disagree:
             pytest.xfail(
@@ -250,7 +250,6 @@ def run_cell(session: CellSession, results: CellResults, cell: Cell) -> Predicti
         return expected
 
     assert not_done is None, server.explain(f"{cell.label()}: {not_done}")
-    failed = [name for name, ok in controls.items() if not ok]
     assert not failed, server.explain(
         f"{cell.label()}: positive controls failed: {failed}; versions={server.versions}, "
         f"page excerpt={page[:300]!r}"
